@@ -1,0 +1,194 @@
+//! The error type of every handler and its JSON body (CONVENTIONS.md, Errors):
+//! `{"success": false, "message", "code", "errors"?, "request_id"}`.
+//!
+//! Client errors carry their own text. Anything else is logged once, here, with the
+//! request id, and the client sees a generic message and that id.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::request_id;
+
+/// Field name → messages, as in `{"content": ["This field may not be blank."]}`.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400 with the offending fields named.
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    /// 400 for input that is malformed as a whole (not JSON, wrong content).
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("too many requests")]
+    RateLimited { retry_after: Duration },
+    /// 503: a dependency (database, redis, ...) is down or saturated.
+    #[error("{0} unavailable")]
+    Unavailable(&'static str),
+    /// 500: logged with its cause; the client sees only the request id.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// A 400 naming one field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut errors = FieldErrors::new();
+        errors.insert(field.into(), vec![message.into()]);
+        Self::Validation(errors)
+    }
+
+    pub fn not_found() -> Self {
+        Self::NotFound("Not found.".to_owned())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "validation_error",
+            Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
+            Self::Unauthorized(_) => "not_authenticated",
+            Self::Forbidden(_) => "permission_denied",
+            Self::NotFound(_) => "not_found",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::Validation(_) => "Validation failed".to_owned(),
+            Self::PayloadTooLarge => "Request body is too large.".to_owned(),
+            Self::RateLimited { retry_after } => format!(
+                "Too many requests. Try again in {} seconds.",
+                retry_after.as_secs().max(1)
+            ),
+            Self::Unavailable(what) => {
+                format!("A required service ({what}) is unavailable. Try again shortly.")
+            }
+            Self::Internal(_) => {
+                "Internal server error. Quote the request id when reporting it.".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Always `false`.
+    pub success: bool,
+    pub message: String,
+    /// Stable machine-readable code (`validation_error`, `not_found`, ...).
+    pub code: String,
+    /// Field name → messages, for validation errors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<FieldErrors>,
+    /// The id under which the server logged this request (also in `X-Request-Id`).
+    pub request_id: String,
+}
+
+/// Builds an error response body for a status produced outside handlers (fallbacks,
+/// middleware).
+pub fn error_response(status: StatusCode, code: &str, message: String) -> Response {
+    let body = ErrorBody {
+        success: false,
+        message,
+        code: code.to_owned(),
+        errors: None,
+        request_id: request_id::current(),
+    };
+    (status, Json(body)).into_response()
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Internal(e) => tracing::error!(error = ?e, "internal error"),
+            Self::Unavailable(what) => tracing::warn!(dependency = what, "dependency unavailable"),
+            _ => {}
+        }
+        let body = ErrorBody {
+            success: false,
+            message: self.message(),
+            code: self.code().to_owned(),
+            errors: match &self {
+                Self::Validation(e) => Some(e.clone()),
+                _ => None,
+            },
+            request_id: request_id::current(),
+        };
+        let mut res = (status, Json(body)).into_response();
+        if let Self::RateLimited { retry_after } = self {
+            let secs = retry_after.as_secs().max(1).to_string();
+            if let Ok(v) = HeaderValue::from_str(&secs) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        res
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => Self::not_found(),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Self::Unavailable("database")
+            }
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<redis::RedisError> for AppError {
+    fn from(e: redis::RedisError) -> Self {
+        if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
+            tracing::warn!(error = %e, "redis unavailable");
+            Self::Unavailable("redis")
+        } else {
+            Self::Internal(e.into())
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,140 @@
+//! The Watch Party HTTP API: a thin axum layer that authenticates, validates, writes
+//! PostgreSQL and enqueues work. Conventions: `../shared/CONVENTIONS.md`, and
+//! `docs/api-conventions.md` in this repository.
+
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod middleware;
+pub mod request_id;
+pub mod response;
+pub mod routes;
+pub mod state;
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{DefaultBodyLimit, Request},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+};
+use tokio::net::TcpListener;
+use tower::Layer;
+use tower_http::{
+    catch_panic::CatchPanicLayer, compression::CompressionLayer, cors::CorsLayer,
+    timeout::TimeoutLayer,
+};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_swagger_ui::SwaggerUi;
+
+pub use crate::state::{App, AppState};
+use crate::{error::AppError, routes::system};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Watch Party API",
+        description = "REST API of the Watch Party backend. Every path under `/api/` is also served under `/api/v1/`. \
+Paths end with a slash; the same path without it is served too. Success bodies are `{success: true, message?, data}`; \
+error bodies are `{success: false, message, code, errors?, request_id}`. Authentication is a Bearer JWT in \
+`Authorization`; no cookies are used, so CSRF does not apply.",
+    ),
+    components(schemas(error::ErrorBody)),
+    tags(
+        (name = "system", description = "Liveness, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// Routes under `/api/` (mounted twice: `/api/` and `/api/v1/`).
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+}
+
+/// Builds the router and the OpenAPI document from one list of routes.
+pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(system::health))
+        .routes(routes!(system::ready))
+        .routes(routes!(system::metrics))
+        .nest("/api", api_routes())
+        .split_for_parts()
+}
+
+/// The OpenAPI document (also served at `/api/schema/`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    router_and_openapi().1
+}
+
+async fn not_found() -> AppError {
+    AppError::not_found()
+}
+
+/// The full application: routes, docs and every middleware.
+pub fn app(state: AppState) -> Router {
+    let (router, openapi) = router_and_openapi();
+    let (v1, _) = api_routes().split_for_parts();
+    let cfg = &state.config;
+    let cors = CorsLayer::new()
+        .allow_origin(
+            cfg.cors_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        )
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+        .max_age(Duration::from_secs(3600));
+    router
+        .nest("/api/v1", v1)
+        .merge(SwaggerUi::new("/api/docs").url("/api/schema/", openapi))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        // Listed innermost first: the last layer added runs first.
+        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            cfg.request_timeout,
+        ))
+        .layer(CompressionLayer::new().gzip(true))
+        .layer(cors)
+        .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn(request_id::layer))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then drains in-flight
+/// requests.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app(state);
+    let svc = tower::util::MapRequestLayer::new(middleware::add_trailing_slash).layer(app);
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request<Body>>::into_make_service(svc),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

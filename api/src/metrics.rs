@@ -1,0 +1,152 @@
+//! Prometheus metrics: request counts and latency by route, queue depths, outbox
+//! backlog. One registry per process (`GET /metrics`).
+
+use std::time::Duration;
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    middleware::Next,
+    response::Response,
+};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use wp_shared::jobs::{Queue, queue_depth};
+
+use crate::state::AppState;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    queue_depth: IntGaugeVec,
+    outbox_pending: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        // The names and labels are constants: creating and registering them cannot fail.
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route and method",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["method", "route"],
+        )
+        .expect("valid metric");
+        let queue_depth = IntGaugeVec::new(
+            Opts::new("job_queue_depth", "Jobs per queue and state"),
+            &["queue", "state"],
+        )
+        .expect("valid metric");
+        let outbox_pending = IntGauge::new(
+            "outbox_pending",
+            "Outbox rows committed but not yet relayed to their queue",
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(queue_depth.clone()),
+            Box::new(outbox_pending.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            queue_depth,
+            outbox_pending,
+        }
+    }
+
+    fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[method, route, &status.to_string()])
+            .inc();
+        self.latency
+            .with_label_values(&[method, route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Refreshes the gauges that are read at scrape time, then renders everything.
+    /// A dependency that cannot be read leaves its gauges out rather than failing the
+    /// scrape.
+    pub async fn render(&self, state: &AppState) -> String {
+        let mut conn = state.redis.clone();
+        for q in Queue::ALL {
+            match queue_depth(&mut conn, &state.config, q).await {
+                Ok(d) => {
+                    for (s, v) in [
+                        ("active", d.active),
+                        ("scheduled", d.scheduled),
+                        ("inflight", d.inflight),
+                        ("dead", d.dead),
+                        ("workers", d.workers),
+                    ] {
+                        self.queue_depth
+                            .with_label_values(&[q.name(), s])
+                            .set(i64::try_from(v).unwrap_or(i64::MAX));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(queue = q.name(), error = %e, "cannot read queue depth");
+                    break;
+                }
+            }
+        }
+        match wp_shared::outbox::pending_count(&state.db).await {
+            Ok(n) => self.outbox_pending.set(n),
+            Err(e) => tracing::warn!(error = %e, "cannot read outbox backlog"),
+        }
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Middleware: counts and times each request under its route template (never the raw
+/// path, so ids do not explode the label set), and logs one line per request.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = std::time::Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let res = next.run(req).await;
+    let elapsed = start.elapsed();
+    let status = res.status().as_u16();
+    state.metrics.observe(&method, &route, status, elapsed);
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(route = %route, status, latency_ms, "request failed");
+    } else {
+        tracing::debug!(route = %route, status, latency_ms, "request");
+    }
+    res
+}

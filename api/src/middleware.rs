@@ -1,0 +1,107 @@
+//! Cross-cutting HTTP behaviour that is not a tower-http layer.
+
+use axum::{
+    body::Body,
+    extract::Request,
+    http::{StatusCode, Uri, header},
+    middleware::Next,
+    response::Response,
+};
+
+use crate::error::error_response;
+
+/// Routes are declared with a trailing slash (as the frontend calls them). A request
+/// for `/api/...` without it is served by the same handler: the path gets its slash
+/// before routing. Paths whose last segment looks like a file (`openapi.json`,
+/// Swagger UI assets) are left alone.
+pub fn add_trailing_slash(mut req: Request<Body>) -> Request<Body> {
+    let uri = req.uri();
+    let path = uri.path();
+    let wants_slash = (path.starts_with("/api/") || path == "/api" || path.starts_with("/ws/"))
+        && !path.ends_with('/')
+        && !path.rsplit('/').next().unwrap_or_default().contains('.');
+    if wants_slash {
+        let new = match uri.query() {
+            Some(q) => format!("{path}/?{q}"),
+            None => format!("{path}/"),
+        };
+        if let Ok(pq) = new.parse() {
+            let mut parts = uri.clone().into_parts();
+            parts.path_and_query = Some(pq);
+            if let Ok(u) = Uri::from_parts(parts) {
+                *req.uri_mut() = u;
+            }
+        }
+    }
+    req
+}
+
+/// Any error response that is not already JSON (a 413 from the body limit, a timeout,
+/// a panic caught, a 405) is given the standard error body, keeping its status and
+/// headers such as `Allow` and `Retry-After`.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return res;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "Not found."),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "Method not allowed."),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "Request body is too large."),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => {
+            ("timeout", "The request took too long and was cancelled.")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "Unsupported media type."),
+        s if s.is_server_error() => (
+            "internal_error",
+            "Internal server error. Quote the request id when reporting it.",
+        ),
+        _ => ("bad_request", "Bad request."),
+    };
+    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        tracing::error!(
+            status = status.as_u16(),
+            "request failed without an error body"
+        );
+    }
+    let (parts, _) = res.into_parts();
+    let mut new = error_response(status, code, message.to_owned());
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            new.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    new
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path_after(p: &str) -> String {
+        let req = Request::builder().uri(p).body(Body::empty()).unwrap();
+        add_trailing_slash(req).uri().to_string()
+    }
+
+    #[test]
+    fn appends_the_slash_under_api_only() {
+        assert_eq!(path_after("/api/videos"), "/api/videos/");
+        assert_eq!(path_after("/api/videos?page=2"), "/api/videos/?page=2");
+        assert_eq!(path_after("/api/videos/"), "/api/videos/");
+        assert_eq!(
+            path_after("/api/docs/swagger-ui.css"),
+            "/api/docs/swagger-ui.css"
+        );
+        assert_eq!(path_after("/health"), "/health");
+        assert_eq!(path_after("/ws/party/abc"), "/ws/party/abc/");
+    }
+}

@@ -1,0 +1,145 @@
+//! Liveness, readiness and metrics.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use axum::{
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::{error::ErrorBody, request_id, response::ApiResponse, state::AppState};
+
+/// `data` of `/health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok` when the process answers.
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+/// Liveness: the process is up and serving. Checks no dependency.
+#[utoipa::path(get, path = "/health", tag = "system",
+    responses((status = 200, description = "Alive", body = inline(crate::response::Envelope<Health>))))]
+pub async fn health() -> ApiResponse<Health> {
+    ApiResponse::ok(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// The state of one dependency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Check {
+    pub ok: bool,
+    pub latency_ms: f64,
+    /// Why it failed (no secrets: connection errors are summarised).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `data` of `/ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ok` or `degraded`.
+    pub status: &'static str,
+    /// `postgres`, `redis`, `clickhouse`.
+    pub checks: BTreeMap<&'static str, Check>,
+}
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn timed<F, E>(fut: F) -> Check
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let start = std::time::Instant::now();
+    let res = tokio::time::timeout(CHECK_TIMEOUT, fut).await;
+    let latency_ms = (start.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+    let error = match res {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+    };
+    Check {
+        ok: error.is_none(),
+        latency_ms,
+        error,
+    }
+}
+
+/// Readiness: PostgreSQL, Redis and ClickHouse each reachable. 200 when all are,
+/// 503 (with the same report) when any is not.
+#[utoipa::path(get, path = "/ready", tag = "system",
+    responses(
+        (status = 200, description = "Every dependency reachable", body = inline(crate::response::Envelope<Readiness>)),
+        (status = 503, description = "A dependency is down; `data` holds the report", body = ErrorBody),
+    ))]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let pg = timed(async {
+        sqlx::query_scalar::<_, i32>("SELECT 1")
+            .fetch_one(&state.db)
+            .await
+            .map(|_| ())
+    });
+    let redis = timed(async {
+        let mut conn = state.redis.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+    });
+    let ch = timed(wp_shared::clickhouse::ping(&state.clickhouse));
+    let (pg, redis, ch) = tokio::join!(pg, redis, ch);
+    let mut checks = BTreeMap::new();
+    checks.insert("postgres", pg);
+    checks.insert("redis", redis);
+    checks.insert("clickhouse", ch);
+    let all_ok = checks.values().all(|c| c.ok);
+    let report = Readiness {
+        status: if all_ok { "ok" } else { "degraded" },
+        checks,
+    };
+    if all_ok {
+        ApiResponse::ok(report).into_response()
+    } else {
+        #[derive(Serialize)]
+        struct Degraded {
+            success: bool,
+            message: &'static str,
+            code: &'static str,
+            data: Readiness,
+            request_id: String,
+        }
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(Degraded {
+                success: false,
+                message: "A dependency is unavailable.",
+                code: "service_unavailable",
+                data: report,
+                request_id: request_id::current(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Prometheus metrics (text format 0.0.4): `http_requests_total`,
+/// `http_request_duration_seconds`, `job_queue_depth{queue,state}`, `outbox_pending`.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(&state).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,56 @@
+//! Application state shared by every handler (`AppState(Arc<App>)`).
+
+use std::{ops::Deref, sync::Arc};
+
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use wp_shared::{Config, jobs::Enqueuer};
+
+use crate::metrics::Metrics;
+
+/// Everything a handler may need. Built once per process.
+pub struct App {
+    pub config: Config,
+    pub db: PgPool,
+    pub redis: ConnectionManager,
+    pub clickhouse: clickhouse::Client,
+    pub enqueuer: Enqueuer,
+    pub metrics: Metrics,
+}
+
+impl App {
+    /// Connects to Redis (required at start-up) and prepares the lazy database pool and
+    /// the ClickHouse client.
+    pub async fn new(config: Config) -> anyhow::Result<Self> {
+        let db = wp_shared::db::pool(&config)?;
+        let redis = wp_shared::redis_conn::connect(&config)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to Redis at REDIS_URL: {e}"))?;
+        let clickhouse = wp_shared::clickhouse::client(&config);
+        let enqueuer = Enqueuer::new(redis.clone(), config.clone());
+        Ok(Self {
+            metrics: Metrics::new(),
+            config,
+            db,
+            redis,
+            clickhouse,
+            enqueuer,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl From<App> for AppState {
+    fn from(app: App) -> Self {
+        Self(Arc::new(app))
+    }
+}

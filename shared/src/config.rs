@@ -1,0 +1,332 @@
+//! Typed configuration read from the environment (and an optional `.env`).
+//!
+//! Every variable has a default that works on a single development machine, except
+//! where a default would be unsafe in production (none yet). A bad value stops start-up
+//! with a message that names the variable; secrets are never printed.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+/// A configuration value could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {var}: {reason}")]
+pub struct ConfigError {
+    pub var: String,
+    pub reason: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" | "pretty" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("expected `text` or `json`, got `{other}`")),
+        }
+    }
+}
+
+/// Where outgoing email goes.
+#[derive(Clone, PartialEq, Eq)]
+pub enum EmailTransport {
+    /// SMTP, from a URL such as `smtp://user:pass@host:587?tls=required`
+    /// (lettre's URL format: `smtp://` plain or STARTTLS, `smtps://` implicit TLS).
+    Smtp(String),
+    /// Each message written as an `.eml` file into this directory (local default).
+    File(PathBuf),
+}
+
+impl fmt::Debug for EmailTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // The URL may hold a password.
+            Self::Smtp(url) => write!(f, "Smtp({})", redact_url(url)),
+            Self::File(dir) => write!(f, "File({})", dir.display()),
+        }
+    }
+}
+
+/// All settings of every role. Roles ignore what they do not use.
+#[derive(Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub redis_url: String,
+    /// Prefix of every Redis key this deployment (or test) uses.
+    pub redis_prefix: String,
+    pub clickhouse_url: String,
+    pub clickhouse_database: String,
+    pub clickhouse_user: String,
+    pub clickhouse_password: String,
+    pub bind_addr: SocketAddr,
+    /// Base URL clients use to reach the API (links in emails, `next`/`previous`).
+    pub public_url: String,
+    pub cors_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub log_format: LogFormat,
+    pub email: EmailTransport,
+    pub email_from: String,
+    pub worker_heartbeat: Duration,
+    pub worker_missed_heartbeats: usize,
+    /// How long finished job records are kept in Redis before the vacuum removes them.
+    pub job_done_retention: Duration,
+    /// How long dead (given up) job records are kept for inspection.
+    pub job_dead_retention: Duration,
+    /// Most attempts a job gets before it is parked in the dead set.
+    pub job_max_attempts: usize,
+    /// How often the scheduler sweeps the outbox (seconds, 1..=59).
+    pub outbox_sweep_secs: u32,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_prefix", &self.redis_prefix)
+            .field("clickhouse_url", &redact_url(&self.clickhouse_url))
+            .field("clickhouse_database", &self.clickhouse_database)
+            .field("clickhouse_user", &self.clickhouse_user)
+            .field("clickhouse_password", &"<redacted>")
+            .field("bind_addr", &self.bind_addr)
+            .field("public_url", &self.public_url)
+            .field("cors_origins", &self.cors_origins)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("request_timeout", &self.request_timeout)
+            .field("log_format", &self.log_format)
+            .field("email", &self.email)
+            .field("email_from", &self.email_from)
+            .field("worker_heartbeat", &self.worker_heartbeat)
+            .field("worker_missed_heartbeats", &self.worker_missed_heartbeats)
+            .field("job_done_retention", &self.job_done_retention)
+            .field("job_dead_retention", &self.job_dead_retention)
+            .field("job_max_attempts", &self.job_max_attempts)
+            .field("outbox_sweep_secs", &self.outbox_sweep_secs)
+            .finish()
+    }
+}
+
+/// Replaces the password of a URL with `***`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparseable url>".to_owned(),
+    }
+}
+
+/// Reads variables through a lookup function, so tests can feed a map.
+struct Reader<F: Fn(&str) -> Option<String>> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    fn raw(&self, var: &str) -> Option<String> {
+        (self.lookup)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn string(&self, var: &str, default: &str) -> String {
+        self.raw(var).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parse<T: FromStr>(&self, var: &str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.raw(var) {
+            None => Ok(default),
+            Some(v) => v.trim().parse::<T>().map_err(|e| ConfigError {
+                var: var.to_owned(),
+                reason: format!("cannot parse `{}`: {e}", v.trim()),
+            }),
+        }
+    }
+
+    fn url(&self, var: &str, default: &str, schemes: &[&str]) -> Result<String, ConfigError> {
+        let value = self.string(var, default);
+        let parsed = url::Url::parse(&value).map_err(|e| ConfigError {
+            var: var.to_owned(),
+            reason: format!("not a valid URL ({e})"),
+        })?;
+        if !schemes.contains(&parsed.scheme()) {
+            return Err(ConfigError {
+                var: var.to_owned(),
+                reason: format!(
+                    "scheme must be one of {schemes:?}, got `{}`",
+                    parsed.scheme()
+                ),
+            });
+        }
+        Ok(value)
+    }
+
+    fn positive<T>(&self, var: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + Default + Copy,
+        T::Err: fmt::Display,
+    {
+        let v = self.parse(var, default)?;
+        if v <= T::default() {
+            return Err(ConfigError {
+                var: var.to_owned(),
+                reason: "must be greater than zero".to_owned(),
+            });
+        }
+        Ok(v)
+    }
+}
+
+impl Config {
+    /// Loads `.env` (if present) and reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is reported.
+        if let Err(e) = dotenvy::dotenv()
+            && !e.not_found()
+        {
+            return Err(ConfigError {
+                var: ".env".to_owned(),
+                reason: e.to_string(),
+            });
+        }
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let r = Reader { lookup };
+        let email = match r.raw("SMTP_URL") {
+            Some(_) => EmailTransport::Smtp(r.url("SMTP_URL", "", &["smtp", "smtps"])?),
+            None => EmailTransport::File(PathBuf::from(r.string("EMAIL_FILE_DIR", "var/mail"))),
+        };
+        let redis_prefix = r.string("REDIS_PREFIX", "wp");
+        if !redis_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ConfigError {
+                var: "REDIS_PREFIX".to_owned(),
+                reason: "only letters, digits, `_` and `-` are allowed".to_owned(),
+            });
+        }
+        let clickhouse_database = r.string("CLICKHOUSE_DATABASE", "watch_party");
+        if !clickhouse_database
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(ConfigError {
+                var: "CLICKHOUSE_DATABASE".to_owned(),
+                reason: "only letters, digits and `_` are allowed".to_owned(),
+            });
+        }
+        let outbox_sweep_secs: u32 = r.positive("OUTBOX_SWEEP_SECS", 5)?;
+        if outbox_sweep_secs > 59 {
+            return Err(ConfigError {
+                var: "OUTBOX_SWEEP_SECS".to_owned(),
+                reason: "must be between 1 and 59".to_owned(),
+            });
+        }
+        let public_url = r.url("PUBLIC_URL", "http://127.0.0.1:8000", &["http", "https"])?;
+        Ok(Self {
+            database_url: r.url(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/watch_party",
+                &["postgres", "postgresql"],
+            )?,
+            database_max_connections: r.positive("DATABASE_MAX_CONNECTIONS", 20)?,
+            redis_url: r.url("REDIS_URL", "redis://127.0.0.1:6379", &["redis", "rediss"])?,
+            redis_prefix,
+            clickhouse_url: r.url(
+                "CLICKHOUSE_URL",
+                "http://127.0.0.1:8123",
+                &["http", "https"],
+            )?,
+            clickhouse_database,
+            clickhouse_user: r.string("CLICKHOUSE_USER", "default"),
+            clickhouse_password: r.string("CLICKHOUSE_PASSWORD", ""),
+            bind_addr: r.parse("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            cors_origins: r
+                .string("CORS_ORIGINS", "http://localhost:3000")
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            max_body_bytes: r.positive("MAX_BODY_BYTES", 1024 * 1024)?,
+            request_timeout: Duration::from_secs(r.positive("REQUEST_TIMEOUT_SECS", 30)?),
+            log_format: r.parse("LOG_FORMAT", LogFormat::Text)?,
+            email,
+            email_from: r.string("EMAIL_FROM", "Watch Party <no-reply@watchparty.local>"),
+            worker_heartbeat: Duration::from_secs(r.positive("WORKER_HEARTBEAT_SECS", 5)?),
+            worker_missed_heartbeats: r.positive("WORKER_MISSED_HEARTBEATS", 3)?,
+            job_done_retention: Duration::from_secs(
+                3600 * r.positive::<u64>("JOB_DONE_RETENTION_HOURS", 24)?,
+            ),
+            job_dead_retention: Duration::from_secs(
+                86_400 * r.positive::<u64>("JOB_DEAD_RETENTION_DAYS", 7)?,
+            ),
+            job_max_attempts: r.positive("JOB_MAX_ATTEMPTS", 8)?,
+            outbox_sweep_secs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_work_without_any_variable() {
+        let c = load(&[]).expect("defaults");
+        assert_eq!(c.redis_prefix, "wp");
+        assert_eq!(c.bind_addr.port(), 8000);
+        assert_eq!(c.email, EmailTransport::File(PathBuf::from("var/mail")));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = load(&[("DATABASE_MAX_CONNECTIONS", "many")]).unwrap_err();
+        assert_eq!(err.var, "DATABASE_MAX_CONNECTIONS");
+        let err = load(&[("REDIS_URL", "http://x")]).unwrap_err();
+        assert_eq!(err.var, "REDIS_URL");
+        let err = load(&[("BIND_ADDR", "nowhere")]).unwrap_err();
+        assert_eq!(err.var, "BIND_ADDR");
+        let err = load(&[("WORKER_HEARTBEAT_SECS", "0")]).unwrap_err();
+        assert_eq!(err.var, "WORKER_HEARTBEAT_SECS");
+        let err = load(&[("LOG_FORMAT", "xml")]).unwrap_err();
+        assert_eq!(err.var, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let c = load(&[
+            ("DATABASE_URL", "postgres://u:hunter2@db/x"),
+            ("SMTP_URL", "smtp://mail:s3cret@smtp.example.com:587"),
+            ("CLICKHOUSE_PASSWORD", "chpass"),
+        ])
+        .expect("valid");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("chpass"), "{shown}");
+    }
+}

@@ -1,0 +1,304 @@
+//! Job payloads and queues.
+//!
+//! The API and the scheduler know only what is here: the payloads (ids, never data)
+//! and the queue each one travels on. The worker code that runs them lives in the
+//! `workers` crate. Every job must be idempotent: delivery is at-least-once (a job whose
+//! worker died is delivered again from the start).
+
+use std::{fmt, str::FromStr, time::Duration};
+
+use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis_redis::{ConnectionManager, RedisStorage};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use uuid::Uuid;
+
+use crate::config::Config;
+
+/// One queue per kind of work, so ops can size a worker pool per queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Queue {
+    /// Single emails (SMTP).
+    Email,
+    /// Single push deliveries (FCM, APNs).
+    Push,
+    /// Notification fan-out: one domain event to many recipients.
+    Notify,
+    /// Search index updates.
+    Search,
+    /// CSV and data exports.
+    Export,
+    /// Analytics events into ClickHouse.
+    Analytics,
+    /// Media preparation (probe, faststart, thumbnails).
+    Media,
+    /// Platform housekeeping: outbox relay sweep, job-record vacuum, benchmarks.
+    System,
+}
+
+impl Queue {
+    pub const ALL: [Queue; 8] = [
+        Queue::Email,
+        Queue::Push,
+        Queue::Notify,
+        Queue::Search,
+        Queue::Export,
+        Queue::Analytics,
+        Queue::Media,
+        Queue::System,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Queue::Email => "email",
+            Queue::Push => "push",
+            Queue::Notify => "notify",
+            Queue::Search => "search",
+            Queue::Export => "export",
+            Queue::Analytics => "analytics",
+            Queue::Media => "media",
+            Queue::System => "system",
+        }
+    }
+
+    /// The apalis queue name in Redis: `{prefix}.{name}`. It must not contain `:`,
+    /// or apalis-redis' pub/sub wake-up cannot route the `available` signal to it.
+    pub fn redis_name(self, prefix: &str) -> String {
+        format!("{prefix}.{}", self.name())
+    }
+}
+
+impl fmt::Display for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Queue {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Queue::ALL
+            .into_iter()
+            .find(|q| q.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Queue::ALL.iter().map(|q| q.name()).collect();
+                format!("unknown queue `{s}` (known: {})", names.join(", "))
+            })
+    }
+}
+
+/// A job payload: which queue it travels on and how duplicates are recognised.
+pub trait Job:
+    Serialize + DeserializeOwned + Clone + fmt::Debug + Send + Sync + Unpin + 'static
+{
+    const QUEUE: Queue;
+
+    /// Two pushes with the same key within the dedupe window enqueue one job.
+    fn dedupe_key(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Send one stored email (row in `emails`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendEmail {
+    pub email_id: Uuid,
+}
+
+impl Job for SendEmail {
+    const QUEUE: Queue = Queue::Email;
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("email:{}", self.email_id))
+    }
+}
+
+/// Platform housekeeping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SystemJob {
+    /// Relay outbox rows that were committed but not yet pushed to their queue.
+    RelayOutbox,
+    /// Remove finished job records older than the retention.
+    VacuumJobs,
+    /// Does nothing; used to measure the queue itself (`cargo bench`, load tool).
+    Noop { seq: u64 },
+}
+
+impl Job for SystemJob {
+    const QUEUE: Queue = Queue::System;
+}
+
+/// How long an idempotency key keeps a duplicate push out.
+pub const DEDUPE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// The apalis-redis settings of a queue, shared by producers and workers so both
+/// address the same keys.
+pub fn queue_config(config: &Config, queue: Queue) -> apalis_redis::Config {
+    apalis_redis::Config::default()
+        .queue(queue.redis_name(&config.redis_prefix))
+        .heartbeat_interval(config.worker_heartbeat)
+        .missed_heartbeats(config.worker_missed_heartbeats)
+        .idempotency_ttl(Some(DEDUPE_WINDOW))
+        .batch_size(50)
+        // A PUBLISH per pushed job wakes idle workers at once (see `workers::run`).
+        .emit_events(true)
+}
+
+/// Error while pushing a job.
+#[derive(Debug, thiserror::Error)]
+#[error("could not enqueue a job on `{queue}`: {message}")]
+pub struct EnqueueError {
+    pub queue: Queue,
+    pub message: String,
+}
+
+/// Pushes jobs onto their queues. Cheap to clone.
+#[derive(Clone)]
+pub struct Enqueuer {
+    conn: ConnectionManager,
+    config: Config,
+}
+
+impl fmt::Debug for Enqueuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Enqueuer")
+            .field("prefix", &self.config.redis_prefix)
+            .finish()
+    }
+}
+
+impl Enqueuer {
+    pub fn new(conn: ConnectionManager, config: Config) -> Self {
+        Self { conn, config }
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Storage handle for a queue with payload type `T` (raw JSON for the outbox relay).
+    pub fn storage<T>(&self, queue: Queue) -> RedisStorage<T> {
+        RedisStorage::new(self.conn.clone()).with_config(queue_config(&self.config, queue))
+    }
+
+    /// Pushes one job.
+    pub async fn push<J: Job>(&self, job: J) -> Result<(), EnqueueError> {
+        let key = job.dedupe_key();
+        self.push_json(J::QUEUE, vec![(to_json(J::QUEUE, &job)?, key)])
+            .await
+    }
+
+    /// Pushes many jobs of one kind in one round trip per batch.
+    pub async fn push_many<J: Job>(&self, jobs: Vec<J>) -> Result<(), EnqueueError> {
+        let items = jobs
+            .into_iter()
+            .map(|j| Ok((to_json(J::QUEUE, &j)?, j.dedupe_key())))
+            .collect::<Result<Vec<_>, EnqueueError>>()?;
+        self.push_json(J::QUEUE, items).await
+    }
+
+    /// Pushes already-serialised payloads (the outbox stores them as JSON), each with
+    /// an optional dedupe key.
+    pub async fn push_json(
+        &self,
+        queue: Queue,
+        items: Vec<(serde_json::Value, Option<String>)>,
+    ) -> Result<(), EnqueueError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut storage = self.storage::<serde_json::Value>(queue);
+        let tasks = items.into_iter().map(|(payload, key)| {
+            let mut b = TaskBuilder::new(payload);
+            if let Some(key) = key {
+                b = b.idempotency_key(key);
+            }
+            b.build()
+        });
+        storage
+            .push_all(&mut futures::stream::iter(tasks))
+            .await
+            .map_err(|e| EnqueueError {
+                queue,
+                message: e.to_string(),
+            })
+    }
+}
+
+fn to_json<J: Job>(queue: Queue, job: &J) -> Result<serde_json::Value, EnqueueError> {
+    serde_json::to_value(job).map_err(|e| EnqueueError {
+        queue,
+        message: format!("payload does not serialise: {e}"),
+    })
+}
+
+/// Depth of one queue, read with plain Redis commands (apalis' own metrics calls are
+/// broken in 1.0, see DESIGN.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct QueueDepth {
+    /// Waiting to run now.
+    pub active: u64,
+    /// Waiting for a later time (delayed jobs and retries in backoff).
+    pub scheduled: u64,
+    /// Taken by a worker, not finished.
+    pub inflight: u64,
+    /// Given up after the last attempt or aborted as permanent; kept for inspection.
+    pub dead: u64,
+    /// Live worker registrations.
+    pub workers: u64,
+}
+
+/// Reads the depth of `queue`.
+pub async fn queue_depth(
+    conn: &mut ConnectionManager,
+    config: &Config,
+    queue: Queue,
+) -> redis::RedisResult<QueueDepth> {
+    let qc = queue_config(config, queue);
+    let (active, scheduled, dead, workers): (u64, u64, u64, Vec<String>) = redis::pipe()
+        .llen(qc.active_jobs_list())
+        .zcard(qc.scheduled_jobs_set())
+        .scard(qc.dead_jobs_set())
+        .zrange(qc.workers_set(), 0, -1)
+        .query_async(conn)
+        .await?;
+    let mut inflight = 0;
+    if !workers.is_empty() {
+        let mut pipe = redis::pipe();
+        for w in &workers {
+            pipe.scard(format!("{}:{w}", qc.inflight_jobs_set()));
+        }
+        let counts: Vec<u64> = pipe.query_async(conn).await?;
+        inflight = counts.into_iter().sum();
+    }
+    Ok(QueueDepth {
+        active,
+        scheduled,
+        inflight,
+        dead,
+        workers: workers.len() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_round_trip() {
+        for q in Queue::ALL {
+            assert_eq!(q.name().parse::<Queue>(), Ok(q));
+        }
+        assert!("nope".parse::<Queue>().unwrap_err().contains("email"));
+    }
+
+    #[test]
+    fn system_job_wire_format_is_tagged() {
+        let v = serde_json::to_value(SystemJob::Noop { seq: 3 }).unwrap();
+        assert_eq!(v, serde_json::json!({"kind": "noop", "seq": 3}));
+    }
+}

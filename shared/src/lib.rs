@@ -1,0 +1,13 @@
+//! Common code of every Watch Party role: configuration, database and Redis access,
+//! job payloads and queues, the transactional outbox, ClickHouse migrations.
+
+pub mod clickhouse;
+pub mod config;
+pub mod db;
+pub mod email;
+pub mod jobs;
+pub mod outbox;
+pub mod redis_conn;
+pub mod telemetry;
+
+pub use config::Config;

@@ -1,0 +1,37 @@
+//! Redis connections.
+
+use std::time::Duration;
+
+use apalis_redis::ConnectionManager;
+use redis::aio::ConnectionManagerConfig;
+
+use crate::config::Config;
+
+/// A multiplexed, auto-reconnecting connection.
+pub async fn connect(config: &Config) -> redis::RedisResult<ConnectionManager> {
+    let client = redis::Client::open(config.redis_url.as_str())?;
+    let cfg = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(3)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(2);
+    ConnectionManager::new_with_config(client, cfg).await
+}
+
+/// Takes a lock `key` for `ttl` if nobody holds it (`SET NX EX`). Returns whether it was
+/// taken. Used to let exactly one scheduler replica fire a tick.
+pub async fn try_lock(
+    conn: &mut ConnectionManager,
+    key: &str,
+    holder: &str,
+    ttl: Duration,
+) -> redis::RedisResult<bool> {
+    let res: Option<String> = redis::cmd("SET")
+        .arg(key)
+        .arg(holder)
+        .arg("NX")
+        .arg("EX")
+        .arg(ttl.as_secs().max(1))
+        .query_async(conn)
+        .await?;
+    Ok(res.is_some())
+}

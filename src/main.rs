@@ -1,0 +1,162 @@
+//! `watch-party`: one binary, every role. Ops pick the role per process:
+//!
+//! - `api`        HTTP API (and, once built, the realtime party sockets)
+//! - `worker`     job workers for the queues given (`--queues email=4,system=2`)
+//! - `scheduler`  cron ticks that enqueue periodic work (safe to run several)
+//! - `migrate`    apply PostgreSQL and ClickHouse migrations
+//! - `all`        migrate, then every role in one process (a single machine)
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+use wp_shared::{Config, jobs::Enqueuer};
+
+#[derive(Parser)]
+#[command(name = "watch-party", version, about = "Watch Party backend")]
+struct Cli {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Serve the HTTP API on BIND_ADDR.
+    Api,
+    /// Run job workers.
+    Worker {
+        /// Queues and concurrency, e.g. `email=4,system=2` (a bare name means 1).
+        #[arg(long, env = "WORKER_QUEUES", default_value = "email=4,system=4")]
+        queues: String,
+    },
+    /// Run the scheduler.
+    Scheduler,
+    /// Apply PostgreSQL and ClickHouse migrations, then exit.
+    Migrate,
+    /// Migrate, then run the API, the workers of every queue and the scheduler in one
+    /// process.
+    All,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    wp_shared::telemetry::init(config.log_format);
+    let shutdown = shutdown_signal();
+    match cli.role {
+        Role::Api => run_api(config, wait(shutdown)).await,
+        Role::Worker { queues } => {
+            let pools = wp_workers::parse_pools(&queues)
+                .map_err(|e| anyhow::anyhow!("--queues / WORKER_QUEUES: {e}"))?;
+            run_workers(config, pools, wait(shutdown)).await
+        }
+        Role::Scheduler => run_scheduler(config, wait(shutdown)).await,
+        Role::Migrate => migrate(&config).await,
+        Role::All => {
+            migrate(&config).await?;
+            let (api, workers, scheduler) = tokio::join!(
+                run_api(config.clone(), wait(shutdown.clone())),
+                run_workers(
+                    config.clone(),
+                    wp_workers::default_pools(),
+                    wait(shutdown.clone())
+                ),
+                run_scheduler(config.clone(), wait(shutdown)),
+            );
+            api.and(workers).and(scheduler)
+        }
+    }
+}
+
+/// Applies the PostgreSQL migrations (sqlx holds an advisory lock while it runs), then
+/// the ClickHouse ones under a PostgreSQL advisory lock of ours, so concurrent
+/// `migrate` runs are safe.
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    wp_shared::db::migrate(config)
+        .await
+        .context("PostgreSQL migrations")?;
+    let pool = wp_shared::db::pool(config)?;
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock(727274)")
+        .execute(&mut *conn)
+        .await?;
+    let res = wp_shared::clickhouse::migrate(config).await;
+    sqlx::query("SELECT pg_advisory_unlock(727274)")
+        .execute(&mut *conn)
+        .await?;
+    let applied = res.context("ClickHouse migrations")?;
+    tracing::info!(clickhouse_applied = ?applied, "migrations done");
+    Ok(())
+}
+
+async fn run_api(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = config.bind_addr;
+    let state = wp_api::AppState::from(wp_api::App::new(config).await?);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("BIND_ADDR: cannot listen on {addr}"))?;
+    tracing::info!(%addr, "API listening");
+    wp_api::serve(state, listener, shutdown).await?;
+    Ok(())
+}
+
+async fn run_workers(
+    config: Config,
+    pools: Vec<wp_workers::Pool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let ctx = Arc::new(wp_workers::Ctx::new(config).await?);
+    wp_workers::run(ctx, pools, shutdown).await
+}
+
+async fn run_scheduler(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let redis = wp_shared::redis_conn::connect(&config)
+        .await
+        .context("cannot connect to Redis at REDIS_URL")?;
+    let enq = Enqueuer::new(redis, config.clone());
+    wp_scheduler::run(config, enq, shutdown).await
+}
+
+/// Resolves on Ctrl-C or SIGTERM; clones of the receiver all see it.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            () = term => {},
+        }
+        tracing::info!("shutdown requested");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn wait(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}

@@ -1,0 +1,97 @@
+//! The `system` queue: outbox relay sweep, job-record vacuum, no-op (benchmarks).
+
+use std::{sync::Arc, time::Duration};
+
+use apalis::prelude::{BoxDynError, Data};
+use redis::aio::ConnectionManager;
+use wp_shared::{
+    Config,
+    jobs::{Queue, SystemJob, queue_config},
+    outbox,
+};
+
+use crate::Ctx;
+
+pub async fn handle_system(job: SystemJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
+    match job {
+        SystemJob::RelayOutbox => {
+            let n = outbox::relay_pending(&ctx.db, &ctx.enqueuer, 500).await?;
+            if n > 0 {
+                tracing::info!(relayed = n, "outbox sweep relayed rows");
+            }
+        }
+        SystemJob::VacuumJobs => {
+            let mut conn = ctx.enqueuer.connection();
+            let n = vacuum(&mut conn, &ctx.config).await?;
+            tracing::info!(removed = n, "job records vacuumed");
+        }
+        SystemJob::Noop { .. } => {}
+    }
+    Ok(())
+}
+
+/// Removes finished job records (data, metadata, the id in the done set) older than
+/// `JOB_DONE_RETENTION_HOURS`, and dead ones older than `JOB_DEAD_RETENTION_DAYS`.
+/// apalis' own vacuum leaves the done and dead sets growing forever, so this walks
+/// them instead. Returns how many records were removed.
+pub async fn vacuum(conn: &mut ConnectionManager, config: &Config) -> redis::RedisResult<usize> {
+    let mut removed = 0;
+    for q in Queue::ALL {
+        let qc = queue_config(config, q);
+        removed += vacuum_set(conn, &qc, &qc.done_jobs_set(), config.job_done_retention).await?;
+        removed += vacuum_set(conn, &qc, &qc.dead_jobs_set(), config.job_dead_retention).await?;
+    }
+    Ok(removed)
+}
+
+async fn vacuum_set(
+    conn: &mut ConnectionManager,
+    qc: &apalis_redis::Config,
+    set: &str,
+    retention: Duration,
+) -> redis::RedisResult<usize> {
+    let (now, _): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
+    let cutoff = now.saturating_sub(retention.as_secs());
+    let meta = qc.job_meta_hash();
+    let data = qc.job_data_hash();
+    let mut cursor: u64 = 0;
+    let mut removed = 0;
+    loop {
+        let (next, ids): (u64, Vec<String>) = redis::cmd("SSCAN")
+            .arg(set)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(conn)
+            .await?;
+        if !ids.is_empty() {
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.hget(format!("{meta}:{id}"), "done_at");
+            }
+            let done_at: Vec<Option<u64>> = pipe.query_async(conn).await?;
+            let old: Vec<&String> = ids
+                .iter()
+                .zip(done_at)
+                // No metadata left: the record is already half gone; finish removing it.
+                .filter(|(_, d)| d.is_none_or(|t| t <= cutoff))
+                .map(|(id, _)| id)
+                .collect();
+            if !old.is_empty() {
+                let mut pipe = redis::pipe();
+                for id in &old {
+                    pipe.hdel(&data, *id).ignore();
+                    pipe.hdel(format!("{meta}:result"), *id).ignore();
+                    pipe.del(format!("{meta}:{id}")).ignore();
+                    pipe.srem(set, *id).ignore();
+                }
+                pipe.query_async::<()>(conn).await?;
+                removed += old.len();
+            }
+        }
+        cursor = next;
+        if cursor == 0 {
+            return Ok(removed);
+        }
+    }
+}
