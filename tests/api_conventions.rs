@@ -1,0 +1,209 @@
+//! The HTTP conventions (CONVENTIONS.md) hold on the real server: envelope, error
+//! body with request id, trailing slashes, `/api/v1/`, CORS, gzip, `/ready`,
+//! `/metrics`, the OpenAPI document and Swagger UI.
+
+mod common;
+
+use common::TestEnv;
+use reqwest::{StatusCode, header};
+use serde_json::Value;
+use wp_shared::jobs::{Queue, SystemJob};
+
+#[tokio::test]
+async fn health_uses_the_success_envelope_and_echoes_the_request_id() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let res = app
+        .client
+        .get(app.url("/health"))
+        .header("X-Request-Id", "client-chosen-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-request-id"], "client-chosen-42");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["success"], true);
+    assert_eq!(body["data"]["status"], "ok");
+
+    // A request without one gets a generated id.
+    let res = app.get("/health").await;
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 36, "uuid expected, got {id}");
+
+    // An unusable id (too long, odd characters) is replaced, not echoed.
+    let res = app
+        .client
+        .get(app.url("/health"))
+        .header("X-Request-Id", "a b<script>")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(res.headers()["x-request-id"], "a b<script>");
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_get_the_error_body() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+
+    let res = app.get("/api/no-such-thing/").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let rid = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["success"], false);
+    assert_eq!(body["code"], "not_found");
+    assert_eq!(body["request_id"], rid.as_str());
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    let res = app.client.delete(app.url("/health")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(res.headers().contains_key(header::ALLOW));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "method_not_allowed");
+    assert!(body["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+}
+
+#[tokio::test]
+async fn api_paths_answer_with_and_without_the_trailing_slash_and_under_v1() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    for path in ["/api/schema/", "/api/schema"] {
+        let res = app.get(path).await;
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        let doc: Value = res.json().await.unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert!(doc["paths"]["/ready"]["get"].is_object(), "{doc}");
+    }
+    // Unknown under v1 is still the JSON 404, not a redirect loop.
+    let res = app.get("/api/v1/nothing").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_from_the_binary() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let res = app.get("/api/docs/").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    // Its assets come from the binary too (no CDN).
+    let res = app.get("/api/docs/swagger-ui-bundle.js").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.bytes().await.unwrap().len() > 100_000);
+    // The initializer points at our document.
+    let init = app
+        .get("/api/docs/swagger-initializer.js")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains("/api/schema/"), "{init}");
+}
+
+#[tokio::test]
+async fn ready_reports_every_dependency() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let res = app.get("/ready").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    for dep in ["postgres", "redis", "clickhouse"] {
+        assert_eq!(body["data"]["checks"][dep]["ok"], true, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn ready_is_503_and_names_the_dependency_that_is_down() {
+    // Nothing listens on port 1.
+    let env = TestEnv::with_vars(&[]).await;
+    let mut config = env.config.clone();
+    config.clickhouse_url = "http://127.0.0.1:1".into();
+    let state = wp_api::AppState::from(wp_api::App::new(config).await.unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(wp_api::serve(state, listener, std::future::pending()));
+    let res = reqwest::get(format!("http://{addr}/ready")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["success"], false);
+    assert_eq!(body["code"], "service_unavailable");
+    assert_eq!(body["data"]["checks"]["clickhouse"]["ok"], false);
+    assert_eq!(body["data"]["checks"]["postgres"]["ok"], true);
+    assert!(body["request_id"].is_string());
+}
+
+#[tokio::test]
+async fn metrics_show_requests_by_route_and_queue_depths() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    app.get("/health").await;
+    app.get("/api/nothing/").await;
+    env.enqueuer
+        .push_many((0..3).map(|seq| SystemJob::Noop { seq }).collect())
+        .await
+        .unwrap();
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains(r#"http_requests_total{method="GET",route="/health",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+    // Pushed jobs wait in `scheduled` until a worker promotes them.
+    let system = env.depth(Queue::System).await;
+    assert_eq!(system.active + system.scheduled, 3);
+    assert!(
+        text.contains(&format!(
+            r#"job_queue_depth{{queue="system",state="scheduled"}} {}"#,
+            system.scheduled
+        )),
+        "{text}"
+    );
+    assert!(text.contains("outbox_pending 0"), "{text}");
+    for q in Queue::ALL {
+        assert!(text.contains(&format!(r#"queue="{q}""#)), "{q} missing");
+    }
+}
+
+#[tokio::test]
+async fn cors_allows_configured_origins_only() {
+    let env = TestEnv::with_vars(&[("CORS_ORIGINS", "https://app.example.com")]).await;
+    let app = env.spawn_api().await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/schema/"))
+            .header(header::ORIGIN, origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let ok = preflight("https://app.example.com").await.unwrap();
+    assert_eq!(
+        ok.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://app.example.com"
+    );
+    let other = preflight("https://evil.example.com").await.unwrap();
+    assert!(
+        !other
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    );
+}
+
+#[tokio::test]
+async fn responses_are_gzipped_when_asked() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let res = app
+        .client
+        .get(app.url("/api/schema/"))
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()[header::CONTENT_ENCODING], "gzip");
+}

@@ -1,0 +1,308 @@
+//! Test harness: every test gets its own PostgreSQL database, Redis key prefix and
+//! ClickHouse database, all on the real servers, removed again when the test ends.
+//! Helpers start the real API on port 0, worker pools in-process or as real child
+//! processes of the `watch-party` binary, and a real SMTP server (aiosmtpd).
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+pub mod smtp;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use tokio::{sync::oneshot, task::JoinHandle};
+use wp_shared::{
+    Config,
+    jobs::{Enqueuer, Queue, QueueDepth, queue_depth},
+};
+
+/// Base URL of the PostgreSQL server (without a database).
+pub fn pg_base() -> String {
+    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub struct TestEnv {
+    pub id: String,
+    pub vars: HashMap<String, String>,
+    pub config: Config,
+    pub db: PgPool,
+    pub redis: ConnectionManager,
+    pub enqueuer: Enqueuer,
+}
+
+impl TestEnv {
+    /// A fresh, migrated environment.
+    pub async fn new() -> Self {
+        Self::with_vars(&[]).await
+    }
+
+    /// A fresh environment with extra configuration variables.
+    pub async fn with_vars(extra: &[(&str, &str)]) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let mail_dir = std::env::temp_dir().join(format!("wp-test-mail-{id}"));
+        let mut vars: HashMap<String, String> = [
+            ("DATABASE_URL", format!("{}/wp_test_{id}", pg_base())),
+            ("DATABASE_MAX_CONNECTIONS", "10".into()),
+            (
+                "REDIS_URL",
+                std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            ),
+            ("REDIS_PREFIX", format!("t{id}")),
+            (
+                "CLICKHOUSE_URL",
+                std::env::var("TEST_CLICKHOUSE_URL")
+                    .unwrap_or_else(|_| "http://127.0.0.1:8123".into()),
+            ),
+            ("CLICKHOUSE_DATABASE", format!("wp_test_{id}")),
+            ("EMAIL_FILE_DIR", mail_dir.display().to_string()),
+            ("WORKER_HEARTBEAT_SECS", "1".into()),
+            ("WORKER_MISSED_HEARTBEATS", "2".into()),
+            ("OUTBOX_SWEEP_SECS", "1".into()),
+            ("BIND_ADDR", "127.0.0.1:0".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (k, v) in extra {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test configuration");
+        wp_shared::db::migrate(&config)
+            .await
+            .expect("PostgreSQL migrations");
+        wp_shared::clickhouse::migrate(&config)
+            .await
+            .expect("ClickHouse migrations (is ClickHouse running? deploy/dev/clickhouse.sh)");
+        let db = wp_shared::db::pool(&config).expect("pool");
+        let redis = wp_shared::redis_conn::connect(&config)
+            .await
+            .expect("redis");
+        let enqueuer = Enqueuer::new(redis.clone(), config.clone());
+        Self {
+            id,
+            vars,
+            config,
+            db,
+            redis,
+            enqueuer,
+        }
+    }
+
+    /// The environment variables that configure a child process the same way.
+    pub fn env_vars(&self) -> Vec<(String, String)> {
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub async fn depth(&self, queue: Queue) -> QueueDepth {
+        let mut conn = self.redis.clone();
+        queue_depth(&mut conn, &self.config, queue)
+            .await
+            .expect("queue depth")
+    }
+
+    /// Starts the API on a free port.
+    pub async fn spawn_api(&self) -> TestApp {
+        let state = wp_api::AppState::from(
+            wp_api::App::new(self.config.clone())
+                .await
+                .expect("app state"),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            wp_api::serve(state, listener, async move {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+        TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder()
+                .no_gzip()
+                .build()
+                .expect("client"),
+            _stop: tx,
+            _handle: handle,
+        }
+    }
+
+    /// Starts worker pools in this process; they stop when the guard is dropped.
+    pub async fn spawn_workers(&self, pools: &[(Queue, usize)]) -> Workers {
+        self.spawn_workers_with(self.config.clone(), pools).await
+    }
+
+    pub async fn spawn_workers_with(&self, config: Config, pools: &[(Queue, usize)]) -> Workers {
+        let ctx = Arc::new(wp_workers::Ctx::new(config).await.expect("worker ctx"));
+        let pools = pools
+            .iter()
+            .map(|(queue, concurrency)| wp_workers::Pool {
+                queue: *queue,
+                concurrency: *concurrency,
+            })
+            .collect();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            wp_workers::run(ctx, pools, async move {
+                let _ = rx.await;
+            })
+            .await
+        });
+        Workers {
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Waits until `queue` has nothing waiting, scheduled or in flight.
+    pub async fn wait_idle(&self, queue: Queue, timeout: Duration) -> QueueDepth {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let d = self.depth(queue).await;
+            if d.active == 0 && d.scheduled == 0 && d.inflight == 0 {
+                return d;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "queue {queue} still busy after {timeout:?}: {d:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails the test after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Remove the database, the ClickHouse database and the Redis keys of this test.
+        let config = self.config.clone();
+        let id = self.id.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(pool) = sqlx::PgPool::connect(&format!("{}/postgres", pg_base())).await {
+                    let _ = sqlx::query(&format!(
+                        "DROP DATABASE IF EXISTS wp_test_{id} WITH (FORCE)"
+                    ))
+                    .execute(&pool)
+                    .await;
+                }
+                let ch = clickhouse::Client::default()
+                    .with_url(&config.clickhouse_url)
+                    .with_validation(false);
+                let _ = ch
+                    .query(&format!(
+                        "DROP DATABASE IF EXISTS {}",
+                        config.clickhouse_database
+                    ))
+                    .execute()
+                    .await;
+                if let Ok(mut conn) = wp_shared::redis_conn::connect(&config).await {
+                    let prefix = &config.redis_prefix;
+                    for pattern in [format!("{prefix}:*"), format!("{prefix}.*")] {
+                        let keys: Vec<String> = redis::cmd("KEYS")
+                            .arg(&pattern)
+                            .query_async(&mut conn)
+                            .await
+                            .unwrap_or_default();
+                        for chunk in keys.chunks(500) {
+                            let _: Result<(), _> =
+                                redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+                        }
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+    _handle: JoinHandle<()>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+pub struct Workers {
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Workers {
+    /// Asks the pools to stop and waits for running jobs to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let res = tokio::time::timeout(Duration::from_secs(40), h)
+                .await
+                .expect("workers stop within the shutdown timeout");
+            res.expect("worker task").expect("workers ran cleanly");
+        }
+    }
+
+    /// Kills the pools without a graceful stop (as a crash would).
+    pub fn abort(mut self) {
+        self.stop.take();
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
