@@ -5,8 +5,10 @@
 //! unless the server profile enables it. Rows bind by position (validation is off for
 //! 18.16), so struct field order must match column order.
 
+use chrono::{DateTime, Utc};
 use clickhouse::Client;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::config::Config;
 
@@ -41,6 +43,38 @@ fn base_client(config: &Config) -> Client {
 /// Answers whether the server is reachable (`SELECT 1`).
 pub async fn ping(client: &Client) -> Result<(), clickhouse::error::Error> {
     client.query("SELECT 1").fetch_one::<u8>().await.map(|_| ())
+}
+
+/// A row of `events` (the columns after `event_date`, which defaults from
+/// `occurred_at`). Field order is column order.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(with = "clickhouse::serde::chrono::datetime")]
+    pub occurred_at: DateTime<Utc>,
+    pub event_type: String,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub event_id: Uuid,
+    /// `Uuid::nil()` when not applicable.
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub user_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub party_id: Uuid,
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub video_id: Uuid,
+    /// A JSON object.
+    pub properties: String,
+}
+
+/// Writes a batch of events in one INSERT.
+pub async fn insert_events(client: &Client, events: &[Event]) -> clickhouse::error::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut insert = client.insert::<Event>("events").await?;
+    for e in events {
+        insert.write(e).await?;
+    }
+    insert.end().await
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]

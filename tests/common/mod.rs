@@ -306,3 +306,14 @@ impl Drop for Workers {
         }
     }
 }
+
+/// Logs of the code under test, shown for failing tests (`RUST_LOG` filters).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}

@@ -45,7 +45,9 @@ impl SmtpServer {
         let port = free_port();
         let dir =
             std::env::temp_dir().join(format!("wp-test-smtp-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("maildir");
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("maildir");
+        }
         let child = Command::new(python())
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))

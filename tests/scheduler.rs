@@ -1,0 +1,74 @@
+//! Two scheduler replicas fire each tick once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestEnv;
+use wp_shared::jobs::{Enqueuer, Queue};
+
+#[tokio::test]
+async fn two_replicas_racing_for_one_tick_enqueue_it_once() {
+    let env = TestEnv::new().await;
+    let schedules = wp_scheduler::schedules(&env.config).unwrap();
+    let sweep = schedules.iter().find(|s| s.name == "outbox-relay").unwrap();
+    let at = chrono::Utc::now();
+    // Separate connections, as two processes would have.
+    let mut a = wp_shared::redis_conn::connect(&env.config).await.unwrap();
+    let mut b = wp_shared::redis_conn::connect(&env.config).await.unwrap();
+    let enq_a = Enqueuer::new(a.clone(), env.config.clone());
+    let enq_b = Enqueuer::new(b.clone(), env.config.clone());
+    let (ra, rb) = tokio::join!(
+        wp_scheduler::fire(&mut a, &enq_a, "replica-a", sweep, at),
+        wp_scheduler::fire(&mut b, &enq_b, "replica-b", sweep, at),
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra ^ rb, "exactly one replica fires: a={ra} b={rb}");
+    let d = env.depth(Queue::System).await;
+    assert_eq!(d.active + d.scheduled, 1);
+    // The next tick is a different lock.
+    let later = at + chrono::Duration::seconds(1);
+    assert!(
+        wp_scheduler::fire(&mut a, &enq_a, "replica-a", sweep, later)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn two_running_schedulers_enqueue_one_job_per_tick() {
+    let env = TestEnv::new().await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut handles = Vec::new();
+    for _ in 0..2 {
+        let redis = wp_shared::redis_conn::connect(&env.config).await.unwrap();
+        let enq = Enqueuer::new(redis, env.config.clone());
+        let mut rx = stop_rx.clone();
+        handles.push(tokio::spawn(wp_scheduler::run(
+            env.config.clone(),
+            enq,
+            async move {
+                let _ = rx.wait_for(|v| *v).await;
+            },
+        )));
+    }
+    // OUTBOX_SWEEP_SECS=1 in tests: a tick every second.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    stop_tx.send(true).unwrap();
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    let mut conn = env.redis.clone();
+    let locks: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:sched:outbox-relay:*", env.config.redis_prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let d = env.depth(Queue::System).await;
+    assert!(locks.len() >= 3, "ticks fired: {locks:?}");
+    assert_eq!(
+        (d.active + d.scheduled) as usize,
+        locks.len(),
+        "one job per tick, not one per replica"
+    );
+}
