@@ -141,3 +141,140 @@ where
 fn serde_urlencoded_de(q: &str) -> serde_urlencoded::Deserializer<'_> {
     serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        Router,
+        body::Body,
+        extract::DefaultBodyLimit,
+        http::{Request, StatusCode},
+        response::IntoResponse,
+        routing::{get, post},
+    };
+    use http_body_util::BodyExt;
+    use serde::Deserialize;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::{Json, Query};
+
+    #[derive(Debug, Deserialize)]
+    struct Comment {
+        #[expect(dead_code, reason = "only deserialised")]
+        content: String,
+        #[expect(dead_code, reason = "only deserialised")]
+        meta: Meta,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Meta {
+        #[expect(dead_code, reason = "only deserialised")]
+        position: f64,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Paging {
+        #[expect(dead_code, reason = "only deserialised")]
+        page: Option<u32>,
+    }
+
+    fn app() -> Router {
+        Router::new()
+            .route(
+                "/c",
+                post(|Json(_c): Json<Comment>| async { "ok".into_response() }),
+            )
+            .route(
+                "/q",
+                get(|Query(_p): Query<Paging>| async { "ok".into_response() }),
+            )
+            .layer(DefaultBodyLimit::max(64))
+    }
+
+    async fn post_json(body: &str, content_type: Option<&str>) -> (StatusCode, Value) {
+        let mut req = Request::post("/c");
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let res = app()
+            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_valid_body_passes() {
+        let (s, _) = post_json(
+            r#"{"content":"hi","meta":{"position":1.5}}"#,
+            Some("application/json"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn malformed_json_is_400_invalid_json() {
+        let (s, b) = post_json(r#"{"content": "#, Some("application/json")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(b["code"], "invalid_json");
+        assert_eq!(b["success"], false);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_type_names_the_nested_field() {
+        let (s, b) = post_json(
+            r#"{"content":"hi","meta":{"position":"soon"}}"#,
+            Some("application/json"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(b["code"], "validation_error");
+        assert!(b["errors"]["meta.position"][0].is_string(), "{b}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_field_is_named() {
+        let (s, b) = post_json(r#"{"meta":{"position":1}}"#, Some("application/json")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(b["errors"]["content"][0], "This field is required.", "{b}");
+    }
+
+    #[tokio::test]
+    async fn the_wrong_media_type_is_415() {
+        let (s, b) = post_json(r#"{"content":"hi"}"#, Some("text/plain")).await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(b["code"], "unsupported_media_type");
+        let (s, _) = post_json(r#"{"content":"hi"}"#, None).await;
+        assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_413() {
+        let big = format!(
+            r#"{{"content":"{}","meta":{{"position":1}}}}"#,
+            "x".repeat(100)
+        );
+        let (s, b) = post_json(&big, Some("application/json")).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(b["code"], "payload_too_large");
+    }
+
+    #[tokio::test]
+    async fn a_bad_query_parameter_is_named() {
+        let res = app()
+            .oneshot(Request::get("/q?page=first").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let b: Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(b["errors"]["page"][0].is_string(), "{b}");
+    }
+}

@@ -144,6 +144,9 @@ pub fn queue_config(config: &Config, queue: Queue) -> apalis_redis::Config {
         .emit_events(true)
 }
 
+/// A serialised payload and its optional dedupe key.
+pub type RawJob = (serde_json::Value, Option<String>);
+
 /// Error while pushing a job.
 #[derive(Debug, thiserror::Error)]
 #[error("could not enqueue a job on `{queue}`: {message}")]
@@ -206,7 +209,7 @@ impl Enqueuer {
     pub async fn push_json(
         &self,
         queue: Queue,
-        items: Vec<(serde_json::Value, Option<String>)>,
+        items: Vec<RawJob>,
     ) -> Result<(), EnqueueError> {
         if items.is_empty() {
             return Ok(());

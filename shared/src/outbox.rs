@@ -8,7 +8,7 @@
 
 use sqlx::{PgConnection, PgPool};
 
-use crate::jobs::{EnqueueError, Enqueuer, Job, Queue};
+use crate::jobs::{EnqueueError, Enqueuer, Job, Queue, RawJob};
 
 /// Error while relaying the outbox.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +101,7 @@ async fn push_and_delete(
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     // Group by queue, keeping order within a queue.
-    let mut by_queue: Vec<(Queue, Vec<(serde_json::Value, Option<String>)>)> = Vec::new();
+    let mut by_queue: Vec<(Queue, Vec<RawJob>)> = Vec::new();
     let mut unknown = Vec::new();
     for row in rows {
         let Ok(queue) = row.queue.parse::<Queue>() else {
