@@ -352,3 +352,31 @@ async fn the_vacuum_removes_finished_job_records() {
         .unwrap();
     assert!(metas.is_empty(), "{metas:?}");
 }
+
+#[tokio::test]
+async fn a_backlog_larger_than_lua_can_unpack_is_worked_off() {
+    // apalis-redis moves every due scheduled job to the active list in one Lua
+    // `unpack`, which fails past ~8000 ids and used to stop the worker for good.
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let mut storage = env.enqueuer.storage::<SystemJob>(Queue::System);
+    let tasks: Vec<_> = (0..9000)
+        .map(|seq| TaskBuilder::new(SystemJob::Noop { seq }).build())
+        .collect();
+    storage
+        .push_all(&mut futures::stream::iter(tasks))
+        .await
+        .unwrap();
+    assert_eq!(env.depth(Queue::System).await.scheduled, 9000);
+    let workers = env.spawn_workers(&[(Queue::System, 32)]).await;
+    env.wait_idle(Queue::System, Duration::from_secs(60)).await;
+    workers.shutdown().await;
+    let qc = wp_shared::jobs::queue_config(&env.config, Queue::System);
+    let mut conn = env.redis.clone();
+    let done: u64 = redis::cmd("SCARD")
+        .arg(qc.done_jobs_set())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(done, 9000);
+}

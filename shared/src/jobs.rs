@@ -206,29 +206,39 @@ impl Enqueuer {
 
     /// Pushes already-serialised payloads (the outbox stores them as JSON), each with
     /// an optional dedupe key.
-    pub async fn push_json(
-        &self,
-        queue: Queue,
-        items: Vec<RawJob>,
-    ) -> Result<(), EnqueueError> {
-        if items.is_empty() {
-            return Ok(());
-        }
+    pub async fn push_json(&self, queue: Queue, items: Vec<RawJob>) -> Result<(), EnqueueError> {
         let mut storage = self.storage::<serde_json::Value>(queue);
-        let tasks = items.into_iter().map(|(payload, key)| {
-            let mut b = TaskBuilder::new(payload);
-            if let Some(key) = key {
-                b = b.idempotency_key(key);
-            }
-            b.build()
-        });
-        storage
-            .push_all(&mut futures::stream::iter(tasks))
-            .await
-            .map_err(|e| EnqueueError {
-                queue,
-                message: e.to_string(),
-            })
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let tasks: Vec<_> = items
+                .by_ref()
+                .take(PUSH_CHUNK)
+                .map(|(payload, key)| {
+                    let mut b = TaskBuilder::new(payload);
+                    if let Some(key) = key {
+                        b = b.idempotency_key(key);
+                    }
+                    b.build()
+                })
+                .collect();
+            storage
+                .push_all(&mut futures::stream::iter(tasks))
+                .await
+                .map_err(|e| EnqueueError {
+                    queue,
+                    message: e.to_string(),
+                })?;
+            // apalis-redis files every push under "scheduled" (run at = now); move them
+            // to the active list at once, which also wakes the workers.
+            let mut conn = self.conn.clone();
+            promote_due(&mut conn, &self.config, queue)
+                .await
+                .map_err(|e| EnqueueError {
+                    queue,
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(())
     }
 }
 
@@ -237,6 +247,36 @@ fn to_json<J: Job>(queue: Queue, job: &J) -> Result<serde_json::Value, EnqueueEr
         queue,
         message: format!("payload does not serialise: {e}"),
     })
+}
+
+/// Jobs pushed per round trip.
+const PUSH_CHUNK: usize = 1000;
+
+static PROMOTE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("promote.lua")));
+
+/// Moves the jobs of `queue` that are due (pushed, or retries whose backoff ended)
+/// from its scheduled set to its active list and wakes idle workers. Returns how many
+/// moved. Workers run this every few hundred milliseconds (see `workers::run`).
+pub async fn promote_due(
+    conn: &mut ConnectionManager,
+    config: &Config,
+    queue: Queue,
+) -> redis::RedisResult<u64> {
+    let qc = queue_config(config, queue);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    PROMOTE
+        .key(qc.scheduled_jobs_set())
+        .key(qc.active_jobs_list())
+        .key(qc.signal_list())
+        .arg(now)
+        .arg(100_000)
+        .arg(format!("tasks:{}:available", qc.active_jobs_list()))
+        .invoke_async(conn)
+        .await
 }
 
 /// Depth of one queue, read with plain Redis commands (apalis' own metrics calls are

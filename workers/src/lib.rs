@@ -15,7 +15,7 @@ use apalis_redis::factory::RedisStorageFactory;
 use sqlx::PgPool;
 use wp_shared::{
     Config,
-    jobs::{Enqueuer, Queue, SendEmail, SystemJob, queue_config},
+    jobs::{Enqueuer, Queue, SendEmail, SystemJob, promote_due, queue_config},
 };
 
 use crate::mailer::Mailer;
@@ -130,13 +130,41 @@ fn backend<T>(factory: &RedisStorageFactory, qc: &apalis_redis::Config) -> Backe
     PollWith::new(inner, IntervalStrategy::new(POLL_INTERVAL))
 }
 
+/// How often due retries and delayed jobs are moved to their active list.
+const PROMOTE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Keeps `queue`'s due scheduled jobs flowing to its active list in bounded chunks
+/// (see `promote_due`), so apalis' own promotion never meets a backlog it cannot
+/// handle, and retries start as soon as their backoff ends.
+async fn promote_loop(ctx: Arc<Ctx>, queue: Queue, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut conn = ctx.enqueuer.connection();
+    let mut tick = tokio::time::interval(PROMOTE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|v| *v) => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = promote_due(&mut conn, &ctx.config, queue).await {
+            tracing::warn!(queue = %queue, error = %e, "cannot promote due jobs");
+        }
+    }
+}
+
 /// Runs the pools until `shutdown` resolves, then lets running jobs finish (up to 30 s).
 pub async fn run(
     ctx: Arc<Ctx>,
     pools: Vec<Pool>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let mut monitor = Monitor::new().shutdown_timeout(Duration::from_secs(30));
+    let mut monitor = Monitor::new()
+        .shutdown_timeout(Duration::from_secs(30))
+        // A worker whose backend call failed (Redis restarting, say) comes back under a
+        // new name instead of leaving its queue unserved.
+        .should_restart(|w, e| {
+            tracing::warn!(worker = w.name(), error = %e, "worker stopped on an error; restarting");
+            true
+        });
     // One pub/sub connection wakes every pool of this process as soon as a job is
     // pushed; the interval poll promotes retries and delayed jobs when they fall due.
     // Pub/sub on a multiplexed connection needs RESP3 (Redis 6 or later).
@@ -150,6 +178,7 @@ pub async fn run(
         .await
         .map_err(|_| anyhow::anyhow!("Redis at REDIS_URL did not answer the subscription"))?
         .map_err(|e| anyhow::anyhow!("cannot subscribe to Redis at REDIS_URL: {e}"))?;
+    let queues: Vec<Queue> = pools.iter().map(|p| p.queue).collect();
     for pool in pools {
         let qc = queue_config(&ctx.config, pool.queue);
         let factory = factory.clone();
@@ -175,13 +204,23 @@ pub async fn run(
             other => anyhow::bail!("queue `{other}` has no job handlers in this release"),
         };
     }
-    monitor
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let promoters: Vec<_> = queues
+        .into_iter()
+        .map(|q| tokio::spawn(promote_loop(ctx.clone(), q, stop_rx.clone())))
+        .collect();
+    let res = monitor
         .run_with_signal(async move {
             shutdown.await;
             tracing::info!("workers shutting down; waiting for running jobs");
             Ok(())
         })
-        .await?;
+        .await;
+    let _ = stop_tx.send(true);
+    for p in promoters {
+        let _ = p.await;
+    }
+    res?;
     Ok(())
 }
 
