@@ -33,6 +33,30 @@ pub async fn record<J: Job>(conn: &mut PgConnection, job: &J) -> sqlx::Result<i6
     Ok(id)
 }
 
+/// Records many jobs of one kind in the caller's transaction with one INSERT (a
+/// fan-out writes its deliveries this way). Returns the outbox row ids.
+pub async fn record_many<J: Job>(conn: &mut PgConnection, jobs: &[J]) -> sqlx::Result<Vec<i64>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut payloads = Vec::with_capacity(jobs.len());
+    let mut keys = Vec::with_capacity(jobs.len());
+    for j in jobs {
+        payloads.push(serde_json::to_value(j).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+        keys.push(j.dedupe_key());
+    }
+    sqlx::query_scalar!(
+        r#"INSERT INTO outbox (queue, payload, dedupe_key)
+           SELECT $1, p, k FROM UNNEST($2::jsonb[], $3::text[]) AS t(p, k)
+           RETURNING id"#,
+        J::QUEUE.name(),
+        &payloads,
+        &keys as &[Option<String>],
+    )
+    .fetch_all(conn)
+    .await
+}
+
 /// Relays the given rows (those the caller just committed). Rows already taken by a
 /// concurrent relay are skipped. Returns how many were pushed.
 pub async fn relay_ids(pool: &PgPool, enq: &Enqueuer, ids: &[i64]) -> Result<usize, RelayError> {
