@@ -35,6 +35,9 @@ pub enum AppError {
     NotFound(String),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// 409 naming the fields that clash (a username or email already taken).
+    #[error("conflict")]
+    ConflictFields(FieldErrors),
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("{0}")]
@@ -44,6 +47,14 @@ pub enum AppError {
     /// 503: a dependency (database, redis, ...) is down or saturated.
     #[error("{0} unavailable")]
     Unavailable(&'static str),
+    /// Any other client error with its own status and code (`token_expired`,
+    /// `account_suspended`, ...).
+    #[error("{message}")]
+    Status {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     /// 500: logged with its cause; the client sees only the request id.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -61,17 +72,43 @@ impl AppError {
         Self::NotFound("Not found.".to_owned())
     }
 
+    /// 401 with a specific code.
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Status {
+            status: StatusCode::UNAUTHORIZED,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 403 with a specific code.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Status {
+            status: StatusCode::FORBIDDEN,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 409 with a field named, e.g. a username already taken.
+    pub fn conflict_field(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = FieldErrors::new();
+        errors.insert(field.to_owned(), vec![message.into()]);
+        Self::ConflictFields(errors)
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation(_) | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::ConflictFields(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Status { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,7 +116,10 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Validation(_) => "validation_error",
-            Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
+            Self::BadRequest { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::Status { code, .. } => code,
+            Self::ConflictFields(_) => "conflict",
             Self::Unauthorized(_) => "not_authenticated",
             Self::Forbidden(_) => "permission_denied",
             Self::NotFound(_) => "not_found",
@@ -94,6 +134,7 @@ impl AppError {
     fn message(&self) -> String {
         match self {
             Self::Validation(_) => "Validation failed".to_owned(),
+            Self::ConflictFields(_) => "Already in use.".to_owned(),
             Self::PayloadTooLarge => "Request body is too large.".to_owned(),
             Self::RateLimited { retry_after } => format!(
                 "Too many requests. Try again in {} seconds.",
@@ -151,7 +192,7 @@ impl IntoResponse for AppError {
             message: self.message(),
             code: self.code().to_owned(),
             errors: match &self {
-                Self::Validation(e) => Some(e.clone()),
+                Self::Validation(e) | Self::ConflictFields(e) => Some(e.clone()),
                 _ => None,
             },
             request_id: request_id::current(),

@@ -2,10 +2,13 @@
 //! PostgreSQL and enqueues work. Conventions: `../shared/CONVENTIONS.md`, and
 //! `docs/api-conventions.md` in this repository.
 
+pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod mail;
 pub mod metrics;
 pub mod middleware;
+pub mod ratelimit;
 pub mod request_id;
 pub mod response;
 pub mod routes;
@@ -30,7 +33,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use crate::state::{App, AppState};
-use crate::{error::AppError, routes::system};
+use crate::{
+    error::AppError,
+    routes::{account, auth as auth_routes, system, two_factor, users},
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,15 +48,60 @@ error bodies are `{success: false, message, code, errors?, request_id}`. Authent
 `Authorization`; no cookies are used, so CSRF does not apply.",
     ),
     components(schemas(error::ErrorBody)),
+    modifiers(&BearerAuth),
     tags(
         (name = "system", description = "Liveness, readiness, metrics"),
+        (name = "auth", description = "Registration, login, tokens, sessions"),
+        (name = "account", description = "Email verification, password reset and change, email change"),
+        (name = "two-factor", description = "TOTP two-factor authentication"),
+        (name = "users", description = "Profiles and user search"),
     )
 )]
 struct ApiDoc;
 
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("Access token from /api/auth/login/ (15 minutes)."))
+                    .build(),
+            ),
+        );
+    }
+}
+
 /// Routes under `/api/` (mounted twice: `/api/` and `/api/v1/`).
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(auth_routes::register))
+        .routes(routes!(auth_routes::login))
+        .routes(routes!(auth_routes::refresh))
+        .routes(routes!(auth_routes::logout))
+        .routes(routes!(auth_routes::logout_all))
+        .routes(routes!(auth_routes::sessions))
+        .routes(routes!(auth_routes::revoke_session))
+        .routes(routes!(account::verify_email))
+        .routes(routes!(account::resend_verification))
+        .routes(routes!(account::reset_request))
+        .routes(routes!(account::reset_confirm))
+        .routes(routes!(account::change_password))
+        .routes(routes!(account::change_email))
+        .routes(routes!(account::change_email_confirm))
+        .routes(routes!(two_factor::setup))
+        .routes(routes!(two_factor::enable))
+        .routes(routes!(two_factor::disable))
+        .routes(routes!(two_factor::login))
+        .routes(routes!(users::me, users::update_me))
+        .routes(routes!(users::profile))
+        .routes(routes!(users::search))
 }
 
 /// Builds the router and the OpenAPI document from one list of routes.
@@ -133,7 +184,9 @@ pub async fn serve(
     let svc = tower::util::MapRequestLayer::new(middleware::add_trailing_slash).layer(app);
     axum::serve(
         listener,
-        axum::ServiceExt::<Request<Body>>::into_make_service(svc),
+        axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<
+            std::net::SocketAddr,
+        >(svc),
     )
     .with_graceful_shutdown(shutdown)
     .await

@@ -178,6 +178,15 @@ impl<T> Paginated<T> {
     }
 }
 
+/// The absolute URL of the request as clients address it (`PUBLIC_URL` + path + query),
+/// for `next` / `previous` links.
+pub fn request_url(state: &crate::state::AppState, uri: &axum::http::Uri) -> url::Url {
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    url::Url::parse(&format!("{}{pq}", state.config.public_url))
+        .or_else(|_| url::Url::parse(&state.config.public_url))
+        .unwrap_or_else(|_| url::Url::parse("http://localhost/").expect("constant URL"))
+}
+
 /// `?cursor=&page_size=` (cursor pagination for unbounded streams).
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

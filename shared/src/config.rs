@@ -65,8 +65,10 @@ pub struct Config {
     pub clickhouse_user: String,
     pub clickhouse_password: String,
     pub bind_addr: SocketAddr,
-    /// Base URL clients use to reach the API (links in emails, `next`/`previous`).
+    /// Base URL clients use to reach the API (`next`/`previous` links).
     pub public_url: String,
+    /// Base URL of the web app, for links in emails (`/verify-email?token=...`).
+    pub frontend_url: String,
     pub cors_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
@@ -83,6 +85,25 @@ pub struct Config {
     pub job_max_attempts: usize,
     /// How often the scheduler sweeps the outbox (seconds, 1..=59).
     pub outbox_sweep_secs: u32,
+    /// Key that signs access tokens (HS256) and its id (`kid`).
+    pub jwt_key: JwtKey,
+    /// Keys still accepted for verification after a rotation, until their tokens expire.
+    pub jwt_previous_keys: Vec<JwtKey>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+}
+
+/// An HMAC key for access tokens.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JwtKey {
+    pub id: String,
+    pub secret: Vec<u8>,
+}
+
+impl fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JwtKey({}, <redacted>)", self.id)
+    }
 }
 
 impl fmt::Debug for Config {
@@ -98,6 +119,7 @@ impl fmt::Debug for Config {
             .field("clickhouse_password", &"<redacted>")
             .field("bind_addr", &self.bind_addr)
             .field("public_url", &self.public_url)
+            .field("frontend_url", &self.frontend_url)
             .field("cors_origins", &self.cors_origins)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("request_timeout", &self.request_timeout)
@@ -110,6 +132,10 @@ impl fmt::Debug for Config {
             .field("job_dead_retention", &self.job_dead_retention)
             .field("job_max_attempts", &self.job_max_attempts)
             .field("outbox_sweep_secs", &self.outbox_sweep_secs)
+            .field("jwt_key", &self.jwt_key)
+            .field("jwt_previous_keys", &self.jwt_previous_keys)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
             .finish()
     }
 }
@@ -237,6 +263,54 @@ impl Config {
             });
         }
         let public_url = r.url("PUBLIC_URL", "http://127.0.0.1:8000", &["http", "https"])?;
+        let jwt_key = match r.raw("JWT_SECRET") {
+            Some(secret) => {
+                if secret.len() < 32 {
+                    return Err(ConfigError {
+                        var: "JWT_SECRET".to_owned(),
+                        reason: "must be at least 32 characters".to_owned(),
+                    });
+                }
+                JwtKey {
+                    id: r.string("JWT_KEY_ID", "k1"),
+                    secret: secret.into_bytes(),
+                }
+            }
+            // No key configured: a random one for this process. Tokens then die with
+            // the process and are not shared between replicas; fine on one machine.
+            None => JwtKey {
+                id: format!("ephemeral-{}", uuid::Uuid::new_v4().simple()),
+                secret: (0..4)
+                    .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
+                    .collect(),
+            },
+        };
+        let mut jwt_previous_keys = Vec::new();
+        for item in r
+            .string("JWT_PREVIOUS_KEYS", "")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let Some((id, secret)) = item.split_once(':') else {
+                return Err(ConfigError {
+                    var: "JWT_PREVIOUS_KEYS".to_owned(),
+                    reason: "expected `kid:secret[,kid:secret...]`".to_owned(),
+                });
+            };
+            if id.is_empty() || id == jwt_key.id || secret.len() < 32 {
+                return Err(ConfigError {
+                    var: "JWT_PREVIOUS_KEYS".to_owned(),
+                    reason:
+                        "each key needs a new non-empty id and a secret of at least 32 characters"
+                            .to_owned(),
+                });
+            }
+            jwt_previous_keys.push(JwtKey {
+                id: id.to_owned(),
+                secret: secret.as_bytes().to_vec(),
+            });
+        }
         Ok(Self {
             database_url: r.url(
                 "DATABASE_URL",
@@ -256,6 +330,10 @@ impl Config {
             clickhouse_password: r.string("CLICKHOUSE_PASSWORD", ""),
             bind_addr: r.parse("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
             public_url: public_url.trim_end_matches('/').to_owned(),
+            frontend_url: r
+                .url("FRONTEND_URL", "http://localhost:3000", &["http", "https"])?
+                .trim_end_matches('/')
+                .to_owned(),
             cors_origins: r
                 .string("CORS_ORIGINS", "http://localhost:3000")
                 .split(',')
@@ -277,6 +355,12 @@ impl Config {
             ),
             job_max_attempts: r.positive("JOB_MAX_ATTEMPTS", 8)?,
             outbox_sweep_secs,
+            jwt_key,
+            jwt_previous_keys,
+            access_token_ttl: Duration::from_secs(r.positive("ACCESS_TOKEN_TTL_SECS", 900)?),
+            refresh_token_ttl: Duration::from_secs(
+                86_400 * r.positive::<u64>("REFRESH_TOKEN_TTL_DAYS", 30)?,
+            ),
         })
     }
 }
@@ -314,6 +398,10 @@ mod tests {
         assert_eq!(err.var, "WORKER_HEARTBEAT_SECS");
         let err = load(&[("LOG_FORMAT", "xml")]).unwrap_err();
         assert_eq!(err.var, "LOG_FORMAT");
+        let err = load(&[("JWT_SECRET", "short")]).unwrap_err();
+        assert_eq!(err.var, "JWT_SECRET");
+        let err = load(&[("JWT_PREVIOUS_KEYS", "nokey")]).unwrap_err();
+        assert_eq!(err.var, "JWT_PREVIOUS_KEYS");
     }
 
     #[test]
@@ -322,11 +410,18 @@ mod tests {
             ("DATABASE_URL", "postgres://u:hunter2@db/x"),
             ("SMTP_URL", "smtp://mail:s3cret@smtp.example.com:587"),
             ("CLICKHOUSE_PASSWORD", "chpass"),
+            ("JWT_SECRET", "jwt-secret-that-is-long-enough-0123456789"),
+            (
+                "JWT_PREVIOUS_KEYS",
+                "old:previous-secret-that-is-long-enough-0123",
+            ),
         ])
         .expect("valid");
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(!shown.contains("chpass"), "{shown}");
+        assert!(!shown.contains("jwt-secret"), "{shown}");
+        assert!(!shown.contains("previous-secret"), "{shown}");
     }
 }

@@ -1,4 +1,8 @@
 //! Route modules. Every route is registered in `crate::router`, so the OpenAPI
 //! document is generated from the same list the server uses.
 
+pub mod account;
+pub mod auth;
 pub mod system;
+pub mod two_factor;
+pub mod users;

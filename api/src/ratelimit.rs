@@ -1,0 +1,100 @@
+//! Rate limits held in Redis, so they hold across API replicas. Fixed windows: the
+//! first hit of a window starts it; past `limit` hits the caller gets 429 with
+//! `Retry-After` = the rest of the window.
+
+use std::time::Duration;
+
+use crate::{error::AppError, state::AppState};
+
+/// A limit: at most `limit` hits per `window`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    pub name: &'static str,
+    pub limit: u32,
+    pub window: Duration,
+}
+
+pub const LOGIN_PER_IP: Limit = Limit {
+    name: "login-ip",
+    limit: 30,
+    window: Duration::from_secs(300),
+};
+pub const LOGIN_PER_ACCOUNT: Limit = Limit {
+    name: "login-acct",
+    limit: 10,
+    window: Duration::from_secs(300),
+};
+pub const REGISTER_PER_IP: Limit = Limit {
+    name: "register-ip",
+    limit: 10,
+    window: Duration::from_secs(3600),
+};
+pub const RESET_PER_IP: Limit = Limit {
+    name: "reset-ip",
+    limit: 10,
+    window: Duration::from_secs(3600),
+};
+pub const RESET_PER_ACCOUNT: Limit = Limit {
+    name: "reset-acct",
+    limit: 3,
+    window: Duration::from_secs(3600),
+};
+pub const TWO_FACTOR_PER_USER: Limit = Limit {
+    name: "2fa-user",
+    limit: 5,
+    window: Duration::from_secs(300),
+};
+pub const EMAIL_SEND_PER_USER: Limit = Limit {
+    name: "email-user",
+    limit: 5,
+    window: Duration::from_secs(3600),
+};
+
+static HIT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"local n = redis.call('INCR', KEYS[1])
+          if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+          local ttl = redis.call('PTTL', KEYS[1])
+          if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+          return {n, ttl}",
+    )
+});
+
+fn key(state: &AppState, limit: &Limit, subject: &str) -> String {
+    format!(
+        "{}:rl:{}:{}",
+        state.config.redis_prefix,
+        limit.name,
+        subject.to_lowercase()
+    )
+}
+
+/// Counts a hit for `subject` (an IP, an account) and fails with 429 past the limit.
+pub async fn hit(state: &AppState, limit: &Limit, subject: &str) -> Result<(), AppError> {
+    let mut conn = state.redis.clone();
+    let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
+    let (n, ttl_ms): (u32, i64) = HIT
+        .key(key(state, limit, subject))
+        .arg(window_ms)
+        .invoke_async(&mut conn)
+        .await?;
+    if n > limit.limit {
+        let secs = u64::try_from(ttl_ms.max(1000))
+            .unwrap_or(1000)
+            .div_ceil(1000);
+        return Err(AppError::RateLimited {
+            retry_after: Duration::from_secs(secs),
+        });
+    }
+    Ok(())
+}
+
+/// Forgets the hits of `subject` (a successful login clears its failures).
+pub async fn clear(state: &AppState, limit: &Limit, subject: &str) -> Result<(), AppError> {
+    let mut conn = state.redis.clone();
+    redis::cmd("DEL")
+        .arg(key(state, limit, subject))
+        .query_async::<()>(&mut conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,481 @@
+//! Email verification, password reset and change, email change: one-time tokens sent
+//! by email through the outbox and the email queue. Tokens are random, stored as
+//! SHA-256, single use and short-lived.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use minijinja::context;
+use serde::Deserialize;
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{
+    auth::{AuthUser, ClientIp, password, tokens},
+    error::{AppError, AppResult},
+    extract::Json,
+    mail, ratelimit,
+    response::{ApiResponse, Envelope},
+    routes::users::{Me, load_me},
+    state::AppState,
+};
+
+const VERIFY_HOURS: i64 = 24;
+const RESET_MINUTES: i64 = 60;
+const CHANGE_HOURS: i64 = 24;
+
+type Empty = serde_json::Value;
+
+fn empty() -> Empty {
+    serde_json::json!({})
+}
+
+/// Pushes outbox rows right after commit. A failure is only logged: the scheduler's
+/// sweep relays the rows a little later.
+pub(crate) async fn relay(state: &AppState, ids: &[i64]) {
+    if let Err(e) = wp_shared::outbox::relay_ids(&state.db, &state.enqueuer, ids).await {
+        tracing::warn!(error = %e, "outbox relay after commit failed; the sweep will retry");
+    }
+}
+
+async fn new_token(
+    conn: &mut PgConnection,
+    user: Uuid,
+    purpose: &str,
+    email: &str,
+    ttl: chrono::Duration,
+) -> AppResult<String> {
+    // A new token replaces any unused one of the same purpose.
+    sqlx::query!(
+        "UPDATE email_tokens SET used_at = now() WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
+        user,
+        purpose
+    )
+    .execute(&mut *conn)
+    .await?;
+    let token = tokens::random_token();
+    sqlx::query!(
+        "INSERT INTO email_tokens (token_hash, user_id, purpose, email, expires_at)
+         VALUES ($1, $2, $3, $4, $5)",
+        tokens::token_hash(&token),
+        user,
+        purpose,
+        email,
+        Utc::now() + ttl
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(token)
+}
+
+/// Spends a token: returns its user and address, or 400 naming `token`.
+async fn use_token(
+    conn: &mut PgConnection,
+    token: &str,
+    purpose: &str,
+) -> AppResult<(Uuid, String)> {
+    let row = sqlx::query!(
+        "UPDATE email_tokens SET used_at = now()
+         WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now()
+         RETURNING user_id, email",
+        tokens::token_hash(token.trim()),
+        purpose
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| AppError::field("token", "This link is invalid, already used or expired."))?;
+    Ok((row.user_id, row.email))
+}
+
+pub(crate) async fn send_verification(
+    state: &AppState,
+    conn: &mut PgConnection,
+    user: Uuid,
+    username: &str,
+    email: &str,
+) -> AppResult<Vec<i64>> {
+    let token = new_token(
+        conn,
+        user,
+        "verify_email",
+        email,
+        chrono::Duration::hours(VERIFY_HOURS),
+    )
+    .await?;
+    let link = format!("{}/verify-email?token={token}", state.config.frontend_url);
+    let id = mail::send(
+        conn,
+        "verify_email",
+        email,
+        "Confirm your email address",
+        context! { username, email, link, hours => VERIFY_HOURS },
+    )
+    .await?;
+    Ok(vec![id])
+}
+
+/// A security notice to the account's address (cannot be turned off).
+pub(crate) async fn send_security_alert(
+    conn: &mut PgConnection,
+    username: &str,
+    email: &str,
+    what: &str,
+) -> AppResult<Vec<i64>> {
+    let id = mail::send(
+        conn,
+        "security_alert",
+        email,
+        "Security alert for your Watch Party account",
+        context! { username, email, what },
+    )
+    .await?;
+    Ok(vec![id])
+}
+
+pub(crate) async fn send_lockout_notice(
+    _state: &AppState,
+    conn: &mut PgConnection,
+    username: &str,
+    email: &str,
+    until: Option<DateTime<Utc>>,
+) -> AppResult<Vec<i64>> {
+    let what = format!(
+        "There were {} failed attempts to sign in to your account in a row, so sign-in is blocked until {}.",
+        crate::routes::auth::LOCKOUT_AFTER,
+        until.map(|t| t.to_rfc3339()).unwrap_or_default()
+    );
+    send_security_alert(conn, username, email, &what).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// The token from the emailed link.
+    pub token: String,
+}
+
+/// Confirms the email address with the token from the verification email.
+#[utoipa::path(post, path = "/auth/verify-email/", tag = "account", request_body = TokenRequest,
+    responses((status = 200, body = inline(Envelope<Me>)), (status = 400, description = "`token` invalid, used or expired", body = crate::error::ErrorBody)))]
+pub async fn verify_email(
+    State(state): State<AppState>,
+    Json(body): Json<TokenRequest>,
+) -> AppResult<ApiResponse<Me>> {
+    let mut tx = state.db.begin().await?;
+    let (user, email) = use_token(&mut tx, &body.token, "verify_email").await?;
+    sqlx::query!(
+        "UPDATE users SET email_verified_at = now() WHERE id = $1 AND lower(email) = lower($2)",
+        user,
+        email
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(ApiResponse::ok(load_me(&state, user).await?).message("Email address confirmed."))
+}
+
+/// Sends the verification email again (at most 5 an hour).
+#[utoipa::path(post, path = "/auth/verify-email/resend/", tag = "account", security(("bearer" = [])),
+    responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 409, description = "Already verified", body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+pub async fn resend_verification(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> AppResult<ApiResponse<Empty>> {
+    let me = load_me(&state, user.id).await?;
+    if me.email_verified {
+        return Err(AppError::Conflict {
+            code: "already_verified",
+            message: "This email address is already confirmed.".into(),
+        });
+    }
+    ratelimit::hit(
+        &state,
+        &ratelimit::EMAIL_SEND_PER_USER,
+        &user.id.to_string(),
+    )
+    .await?;
+    let mut tx = state.db.begin().await?;
+    let ids = send_verification(&state, &mut tx, user.id, &me.username, &me.email).await?;
+    tx.commit().await?;
+    relay(&state, &ids).await;
+    Ok(ApiResponse::ok(empty()).message("Verification email sent."))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResetRequest {
+    pub email: String,
+}
+
+/// Asks for a password-reset email. Answers the same whether or not the address has an
+/// account.
+#[utoipa::path(post, path = "/auth/password/reset/", tag = "account", request_body = ResetRequest,
+    responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 429, body = crate::error::ErrorBody)))]
+pub async fn reset_request(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    Json(body): Json<ResetRequest>,
+) -> AppResult<ApiResponse<Empty>> {
+    let email = body.email.trim().to_lowercase();
+    if email.is_empty() {
+        return Err(AppError::field("email", "This field may not be blank."));
+    }
+    ratelimit::hit(&state, &ratelimit::RESET_PER_IP, &ip.0.to_string()).await?;
+    let answer = ApiResponse::ok(empty())
+        .message("If an account uses that address, a reset link is on its way.");
+    // Past the per-address limit, answer the same and send nothing more.
+    if ratelimit::hit(&state, &ratelimit::RESET_PER_ACCOUNT, &email)
+        .await
+        .is_err()
+    {
+        return Ok(answer);
+    }
+    let user = sqlx::query!(
+        "SELECT id, username, email FROM users WHERE lower(email) = $1 AND status = 'active'",
+        email
+    )
+    .fetch_optional(&state.db)
+    .await?;
+    if let Some(u) = user {
+        let mut tx = state.db.begin().await?;
+        let token = new_token(
+            &mut tx,
+            u.id,
+            "reset_password",
+            &u.email,
+            chrono::Duration::minutes(RESET_MINUTES),
+        )
+        .await?;
+        let link = format!("{}/reset-password?token={token}", state.config.frontend_url);
+        let id = mail::send(
+            &mut tx,
+            "reset_password",
+            &u.email,
+            "Reset your Watch Party password",
+            context! { username => u.username, email => u.email, link, minutes => RESET_MINUTES },
+        )
+        .await?;
+        tx.commit().await?;
+        relay(&state, &[id]).await;
+    }
+    Ok(answer)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResetConfirm {
+    pub token: String,
+    pub password: String,
+}
+
+/// Sets a new password with the token from the reset email. Every session of the
+/// account is signed out, and the owner gets a notice.
+#[utoipa::path(post, path = "/auth/password/reset/confirm/", tag = "account", request_body = ResetConfirm,
+    responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn reset_confirm(
+    State(state): State<AppState>,
+    Json(body): Json<ResetConfirm>,
+) -> AppResult<ApiResponse<Empty>> {
+    let mut tx = state.db.begin().await?;
+    let (user, _) = use_token(&mut tx, &body.token, "reset_password").await?;
+    let u = sqlx::query!("SELECT username, email FROM users WHERE id = $1", user)
+        .fetch_one(&mut *tx)
+        .await?;
+    password::check_policy(&body.password, &u.username, &u.email)?;
+    let hash = password::hash(body.password).await?;
+    let ids = set_password(&mut tx, user, &hash, None, &u.username, &u.email).await?;
+    tx.commit().await?;
+    relay(&state, &ids).await;
+    Ok(ApiResponse::ok(empty()).message("Password changed. Sign in with the new password."))
+}
+
+/// Stores a new password hash, unlocks the account, signs out every session but
+/// `keep`, and queues the security notice.
+async fn set_password(
+    conn: &mut PgConnection,
+    user: Uuid,
+    hash: &str,
+    keep: Option<Uuid>,
+    username: &str,
+    email: &str,
+) -> AppResult<Vec<i64>> {
+    sqlx::query!(
+        "UPDATE users SET password_hash = $2, failed_logins = 0, locked_until = NULL WHERE id = $1",
+        user,
+        hash
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = 'password_changed'
+         WHERE user_id = $1 AND revoked_at IS NULL AND id IS DISTINCT FROM $2",
+        user,
+        keep
+    )
+    .execute(&mut *conn)
+    .await?;
+    send_security_alert(
+        conn,
+        username,
+        email,
+        "The password of your Watch Party account was changed.",
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangePassword {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Changes the caller's password. Other sessions are signed out; this one stays.
+#[utoipa::path(post, path = "/auth/password/change/", tag = "account", security(("bearer" = [])), request_body = ChangePassword,
+    responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 400, description = "`current_password` wrong or `new_password` too weak", body = crate::error::ErrorBody)))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<ChangePassword>,
+) -> AppResult<ApiResponse<Empty>> {
+    let u = sqlx::query!(
+        "SELECT username, email, password_hash FROM users WHERE id = $1",
+        user.id
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if !password::verify(body.current_password, Some(u.password_hash)).await? {
+        return Err(AppError::field(
+            "current_password",
+            "The current password is wrong.",
+        ));
+    }
+    password::check_policy(&body.new_password, &u.username, &u.email).map_err(|e| match e {
+        AppError::Validation(mut m) => {
+            let msgs = m.remove("password").unwrap_or_default();
+            m.insert("new_password".into(), msgs);
+            AppError::Validation(m)
+        }
+        other => other,
+    })?;
+    let hash = password::hash(body.new_password).await?;
+    let mut tx = state.db.begin().await?;
+    let ids = set_password(
+        &mut tx,
+        user.id,
+        &hash,
+        Some(user.session_id),
+        &u.username,
+        &u.email,
+    )
+    .await?;
+    tx.commit().await?;
+    relay(&state, &ids).await;
+    Ok(ApiResponse::ok(empty()).message("Password changed."))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangeEmail {
+    pub new_email: String,
+    pub password: String,
+}
+
+/// Starts an email change: a confirmation link goes to the new address, a notice to
+/// the old one. Nothing changes until the link is used.
+#[utoipa::path(post, path = "/auth/email/change/", tag = "account", security(("bearer" = [])), request_body = ChangeEmail,
+    responses((status = 202, body = inline(Envelope<serde_json::Value>)), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn change_email(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<ChangeEmail>,
+) -> AppResult<ApiResponse<Empty>> {
+    let new_email = crate::routes::auth::normalise_email(&body.new_email)
+        .map_err(|_| AppError::field("new_email", "Enter a valid email address."))?;
+    let u = sqlx::query!(
+        "SELECT username, email, password_hash FROM users WHERE id = $1",
+        user.id
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if !password::verify(body.password, Some(u.password_hash)).await? {
+        return Err(AppError::field("password", "The password is wrong."));
+    }
+    let taken = sqlx::query_scalar!(
+        r#"SELECT EXISTS(SELECT 1 FROM users WHERE lower(email) = lower($1)) AS "taken!""#,
+        new_email
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if taken {
+        return Err(AppError::conflict_field(
+            "new_email",
+            "A user with that email already exists.",
+        ));
+    }
+    ratelimit::hit(
+        &state,
+        &ratelimit::EMAIL_SEND_PER_USER,
+        &user.id.to_string(),
+    )
+    .await?;
+    let mut tx = state.db.begin().await?;
+    let token = new_token(
+        &mut tx,
+        user.id,
+        "change_email",
+        &new_email,
+        chrono::Duration::hours(CHANGE_HOURS),
+    )
+    .await?;
+    let link = format!(
+        "{}/confirm-email-change?token={token}",
+        state.config.frontend_url
+    );
+    let mut ids = vec![
+        mail::send(
+            &mut tx,
+            "change_email",
+            &new_email,
+            "Confirm your new email address",
+            context! { username => u.username, email => new_email, link, hours => CHANGE_HOURS },
+        )
+        .await?,
+    ];
+    ids.extend(
+        send_security_alert(
+            &mut tx,
+            &u.username,
+            &u.email,
+            &format!("Someone asked to change the email of your account to {new_email}. Nothing changes unless that address confirms."),
+        )
+        .await?,
+    );
+    tx.commit().await?;
+    relay(&state, &ids).await;
+    Ok(ApiResponse::accepted(empty()).message("Check the new address for a confirmation link."))
+}
+
+/// Completes an email change with the token sent to the new address.
+#[utoipa::path(post, path = "/auth/email/change/confirm/", tag = "account", request_body = TokenRequest,
+    responses((status = 200, body = inline(Envelope<Me>)), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn change_email_confirm(
+    State(state): State<AppState>,
+    Json(body): Json<TokenRequest>,
+) -> AppResult<ApiResponse<Me>> {
+    let mut tx = state.db.begin().await?;
+    let (user, email) = use_token(&mut tx, &body.token, "change_email").await?;
+    let res = sqlx::query!(
+        "UPDATE users SET email = $2, email_verified_at = now() WHERE id = $1",
+        user,
+        email
+    )
+    .execute(&mut *tx)
+    .await;
+    if let Err(sqlx::Error::Database(db)) = &res
+        && db.constraint() == Some("users_email_key")
+    {
+        return Err(AppError::conflict_field(
+            "email",
+            "A user with that email already exists.",
+        ));
+    }
+    res?;
+    tx.commit().await?;
+    Ok(ApiResponse::ok(load_me(&state, user).await?).message("Email address changed."))
+}
