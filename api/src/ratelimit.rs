@@ -1,6 +1,7 @@
 //! Rate limits held in Redis, so they hold across API replicas. Fixed windows: the
 //! first hit of a window starts it; past `limit` hits the caller gets 429 with
-//! `Retry-After` = the rest of the window.
+//! `Retry-After` = the rest of the window. Login and 2FA clear their counter on
+//! success, so for them the limit counts failures in a row.
 
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ pub const LOGIN_PER_IP: Limit = Limit {
 };
 pub const LOGIN_PER_ACCOUNT: Limit = Limit {
     name: "login-acct",
-    limit: 10,
+    limit: 20,
     window: Duration::from_secs(300),
 };
 pub const REGISTER_PER_IP: Limit = Limit {

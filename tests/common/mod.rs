@@ -317,3 +317,120 @@ pub fn init_logs() {
         .with_test_writer()
         .try_init();
 }
+
+/// An API, an SMTP server and an email worker pool, for flows that send mail.
+pub struct MailEnv {
+    pub env: TestEnv,
+    pub app: TestApp,
+    pub smtp: smtp::SmtpServer,
+    pub workers: Workers,
+}
+
+impl MailEnv {
+    pub async fn new() -> Self {
+        let smtp = smtp::SmtpServer::start().await;
+        let env = TestEnv::with_vars(&[("SMTP_URL", &smtp.url())]).await;
+        let app = env.spawn_api().await;
+        let workers = env.spawn_workers(&[(Queue::Email, 4)]).await;
+        Self {
+            env,
+            app,
+            smtp,
+            workers,
+        }
+    }
+
+    /// Waits for an email to `to` whose subject contains `subject`; returns its text
+    /// with quoted-printable soft breaks and `=3D` undone.
+    pub async fn email(&self, to: &str, subject: &str) -> String {
+        eventually(
+            Duration::from_secs(15),
+            &format!("email `{subject}` to {to}"),
+            || async {
+                self.smtp
+                    .messages()
+                    .into_iter()
+                    .map(|m| {
+                        m.replace("=\r\n", "")
+                            .replace("=\n", "")
+                            .replace("=3D", "=")
+                    })
+                    .find(|m| m.contains(&format!("To: {to}")) && m.contains(subject))
+            },
+        )
+        .await
+    }
+
+    pub fn count_to(&self, to: &str) -> usize {
+        self.smtp
+            .messages()
+            .iter()
+            .filter(|m| m.contains(&format!("To: {to}")))
+            .count()
+    }
+}
+
+/// The `token=` value of the first link in an email.
+pub fn link_token(email: &str) -> String {
+    let start = email.find("token=").expect("a link with a token") + "token=".len();
+    email[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+impl TestApp {
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = self.client.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Registers `username` (`{username}@example.com`, a good password); returns the
+    /// `data` of the answer (user, access_token, refresh_token).
+    pub async fn register(&self, username: &str) -> serde_json::Value {
+        let (status, body) = self
+            .post_json(
+                "/api/auth/register/",
+                None,
+                serde_json::json!({
+                    "username": username,
+                    "email": format!("{username}@example.com"),
+                    "password": STRONG_PASSWORD,
+                }),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+        body["data"].clone()
+    }
+}
+
+pub const STRONG_PASSWORD: &str = "violet-harbor-tunnel-93";

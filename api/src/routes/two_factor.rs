@@ -174,6 +174,12 @@ pub async fn enable(
     if !check_code(&state, user.id, &secret, &u.email, &body.code).await? {
         return Err(AppError::field("code", "The code is wrong or expired."));
     }
+    ratelimit::clear(
+        &state,
+        &ratelimit::TWO_FACTOR_PER_USER,
+        &user.id.to_string(),
+    )
+    .await?;
     let codes: Vec<String> = (0..RECOVERY_CODES)
         .map(|_| {
             let t = tokens::random_token().to_lowercase();
@@ -270,6 +276,12 @@ pub async fn disable(
             "The password or code is wrong.",
         ));
     }
+    ratelimit::clear(
+        &state,
+        &ratelimit::TWO_FACTOR_PER_USER,
+        &user.id.to_string(),
+    )
+    .await?;
     let mut tx = state.db.begin().await?;
     sqlx::query!(
         "UPDATE users SET totp_secret = NULL, totp_enabled_at = NULL WHERE id = $1",
@@ -360,6 +372,7 @@ pub async fn login(
     if !ok {
         return Err(AppError::field("code", "The code is wrong or expired."));
     }
+    ratelimit::clear(&state, &ratelimit::TWO_FACTOR_PER_USER, &user.to_string()).await?;
     // The challenge works once.
     let removed: u32 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
     if removed == 0 {

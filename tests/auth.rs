@@ -1,0 +1,858 @@
+//! Accounts end to end through the public API, against PostgreSQL, Redis and a real
+//! SMTP server.
+
+mod common;
+
+use common::{MailEnv, STRONG_PASSWORD, TestEnv, link_token};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn access(d: &Value) -> String {
+    d["access_token"].as_str().unwrap().to_owned()
+}
+
+fn refresh_of(d: &Value) -> String {
+    d["refresh_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn register_sends_a_verification_email_whose_link_works_once() {
+    let m = MailEnv::new().await;
+    let d = m.app.register("alice").await;
+    assert_eq!(d["user"]["username"], "alice");
+    assert_eq!(d["user"]["email_verified"], false);
+    assert_eq!(d["token_type"], "Bearer");
+    assert!(d["access_token"].as_str().unwrap().len() > 50);
+
+    let mail = m
+        .email("alice@example.com", "Confirm your email address")
+        .await;
+    assert!(
+        mail.contains("http://localhost:3000/verify-email?token="),
+        "{mail}"
+    );
+    let token = link_token(&mail);
+    let (s, b) = m
+        .app
+        .post_json("/api/auth/verify-email/", None, json!({"token": token}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["email_verified"], true);
+    let (s, b) = m
+        .app
+        .post_json("/api/auth/verify-email/", None, json!({"token": token}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["token"].is_array(), "{b}");
+    // Already verified: resending is refused.
+    let (s, _) = m
+        .app
+        .post_json(
+            "/api/auth/verify-email/resend/",
+            Some(&access(&d)),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn registration_checks_every_field_and_duplicates() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let (s, b) = app
+        .post_json(
+            "/api/auth/register/",
+            None,
+            json!({"username": "a b", "email": "nope", "password": "password1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    for f in ["username", "email", "password"] {
+        assert!(b["errors"][f].is_array(), "{f}: {b}");
+    }
+    let (s, b) = app
+        .post_json(
+            "/api/auth/register/",
+            None,
+            json!({"username": "bobby", "email": "bobby@example.com", "password": "bobby-is-my-name-1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "password contains the username");
+    assert!(
+        b["errors"]["password"][0]
+            .as_str()
+            .unwrap()
+            .contains("similar"),
+        "{b}"
+    );
+
+    app.register("carol").await;
+    let (s, b) = app
+        .post_json(
+            "/api/auth/register/",
+            None,
+            json!({"username": "CAROL", "email": "other@example.com", "password": STRONG_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(b["errors"]["username"].is_array(), "{b}");
+    let (s, b) = app
+        .post_json(
+            "/api/auth/register/",
+            None,
+            json!({"username": "carol2", "email": "Carol@Example.com", "password": STRONG_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(b["errors"]["email"].is_array(), "{b}");
+    // Wrong types and missing fields name the field.
+    let (s, b) = app
+        .post_json(
+            "/api/auth/register/",
+            None,
+            json!({"username": 5, "email": "x@y.z", "password": "p"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["username"].is_array(), "{b}");
+}
+
+#[tokio::test]
+async fn login_by_email_or_username_and_failures_look_alike() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    app.register("dave").await;
+    for body in [
+        json!({"email": "DAVE@example.com", "password": STRONG_PASSWORD}),
+        json!({"username": "dave", "password": STRONG_PASSWORD}),
+    ] {
+        let (s, b) = app.post_json("/api/auth/login/", None, body).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["data"]["user"]["username"], "dave");
+    }
+    let (s1, b1) = app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "dave", "password": "wrong password here"}),
+        )
+        .await;
+    let (s2, b2) = app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "nobody", "password": "wrong password here"}),
+        )
+        .await;
+    assert_eq!(
+        (s1, s2),
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+    );
+    assert_eq!(b1["code"], "invalid_credentials");
+    assert_eq!(b1["message"], b2["message"]);
+    let (s, b) = app
+        .post_json("/api/auth/login/", None, json!({"password": "x"}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["email"].is_array());
+}
+
+#[tokio::test]
+async fn profile_reads_and_updates_only_the_callers_own() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let a = app.register("erin").await;
+    let b = app.register("frank").await;
+    let (s, body) = app.call(Method::GET, "/api/users/me/", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["code"], "not_authenticated");
+    let (s, body) = app
+        .call(Method::GET, "/api/users/me", Some(&access(&a)), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["data"]["email"], "erin@example.com");
+
+    let (s, body) = app
+        .call(
+            Method::PATCH,
+            "/api/users/me/",
+            Some(&access(&a)),
+            Some(json!({"display_name": "Erin W.", "bio": "hi", "timezone": "Europe/Paris", "locale": "fr-FR"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["display_name"], "Erin W.");
+    assert_eq!(body["data"]["timezone"], "Europe/Paris");
+    let (s, body) = app
+        .call(
+            Method::PATCH,
+            "/api/users/me/",
+            Some(&access(&a)),
+            Some(json!({"timezone": "Mars/Olympus"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body["errors"]["timezone"].is_array());
+    let (s, _) = app
+        .call(
+            Method::PATCH,
+            "/api/users/me/",
+            Some(&access(&a)),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "unknown fields (like role) are refused"
+    );
+
+    // Frank sees Erin's public profile, without her email; Frank's own is untouched.
+    let erin_id = a["user"]["id"].as_str().unwrap();
+    let (s, body) = app
+        .call(
+            Method::GET,
+            &format!("/api/users/{erin_id}/"),
+            Some(&access(&b)),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["data"]["display_name"], "Erin W.");
+    assert!(body["data"].get("email").is_none(), "{body}");
+    let (_, body) = app
+        .call(Method::GET, "/api/users/me/", Some(&access(&b)), None)
+        .await;
+    assert_eq!(body["data"]["display_name"], "");
+    let (s, _) = app
+        .call(
+            Method::GET,
+            "/api/users/not-a-uuid/",
+            Some(&access(&b)),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/users/{}/", uuid::Uuid::nil()),
+            Some(&access(&b)),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Search by username prefix, paginated.
+    let (s, body) = app
+        .call(
+            Method::GET,
+            "/api/users/?search=ER",
+            Some(&access(&b)),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["count"], 1);
+    assert_eq!(body["data"]["results"][0]["username"], "erin");
+    let (s, _) = app
+        .call(Method::GET, "/api/users/?search=", Some(&access(&b)), None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_a_replayed_token_kills_the_family() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let d = app.register("gina").await;
+    let r1 = refresh_of(&d);
+    let (s, b) = app
+        .post_json("/api/auth/refresh/", None, json!({"refresh_token": r1}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let r2 = refresh_of(&b["data"]);
+    let a2 = access(&b["data"]);
+    assert_ne!(r1, r2);
+    let (s, _) = app
+        .call(Method::GET, "/api/users/me/", Some(&a2), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // The spent token again: the whole session goes.
+    let (s, b) = app
+        .post_json("/api/auth/refresh/", None, json!({"refresh_token": r1}))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(b["code"], "token_reused");
+    let (s, _) = app
+        .post_json("/api/auth/refresh/", None, json!({"refresh_token": r2}))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "the newest token of the family is dead too"
+    );
+    let (s, b) = app
+        .call(Method::GET, "/api/users/me/", Some(&a2), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(b["code"], "session_revoked");
+    let (s, _) = app
+        .post_json(
+            "/api/auth/refresh/",
+            None,
+            json!({"refresh_token": "made-up"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn logout_sessions_and_other_users_sessions() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let first = app.register("hank").await;
+    let (_, second) = app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "hank", "password": STRONG_PASSWORD}),
+        )
+        .await;
+    let second = &second["data"];
+    let other = app.register("ivy").await;
+
+    let (s, b) = app
+        .call(
+            Method::GET,
+            "/api/auth/sessions/",
+            Some(&access(second)),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let list = b["data"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list.iter().filter(|x| x["current"] == true).count(), 1);
+    let first_session = list.iter().find(|x| x["current"] == false).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Ivy cannot revoke Hank's session: 404, and it stays alive.
+    let path = format!("/api/auth/sessions/{first_session}/");
+    let (s, _) = app
+        .call(Method::DELETE, &path, Some(&access(&other)), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app
+        .call(Method::GET, "/api/users/me/", Some(&access(&first)), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // Hank can.
+    let res = app
+        .client
+        .delete(app.url(&path))
+        .bearer_auth(access(second))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (s, _) = app
+        .call(Method::GET, "/api/users/me/", Some(&access(&first)), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // Logout with the refresh token ends that session at once.
+    let (s, _) = app
+        .post_json(
+            "/api/auth/logout/",
+            None,
+            json!({"refresh_token": refresh_of(second)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app
+        .call(Method::GET, "/api/users/me/", Some(&access(second)), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // Logout everywhere.
+    let (_, a) = app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "ivy", "password": STRONG_PASSWORD}),
+        )
+        .await;
+    let (s, b) = app
+        .post_json(
+            "/api/auth/logout-all/",
+            Some(&access(&a["data"])),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["data"]["revoked"], 2);
+    let (s, _) = app
+        .call(Method::GET, "/api/users/me/", Some(&access(&other)), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_suspended_accounts_token_stops_working_at_once() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let d = app.register("jack").await;
+    let (s, _) = app
+        .call(Method::GET, "/api/users/me/", Some(&access(&d)), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    sqlx::query(
+        "UPDATE users SET status = 'suspended', suspended_reason = 'spam' WHERE username = 'jack'",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let (s, b) = app
+        .call(Method::GET, "/api/users/me/", Some(&access(&d)), None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(b["code"], "account_suspended");
+    let (s, b) = app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "jack", "password": STRONG_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(b["code"], "account_suspended");
+    let (s, _) = app
+        .post_json(
+            "/api/auth/refresh/",
+            None,
+            json!({"refresh_token": refresh_of(&d)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // A suspension that has run out lets the account back in.
+    sqlx::query(
+        "UPDATE users SET suspended_until = now() - interval '1 minute' WHERE username = 'jack'",
+    )
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let (s, _) = app
+        .call(Method::GET, "/api/users/me/", Some(&access(&d)), None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn password_reset_arrives_over_smtp_and_its_link_works_once() {
+    let m = MailEnv::new().await;
+    let d = m.app.register("kate").await;
+    // The same answer whether or not the address has an account.
+    let (s1, b1) = m
+        .app
+        .post_json(
+            "/api/auth/password/reset/",
+            None,
+            json!({"email": "kate@example.com"}),
+        )
+        .await;
+    let (s2, b2) = m
+        .app
+        .post_json(
+            "/api/auth/password/reset/",
+            None,
+            json!({"email": "ghost@example.com"}),
+        )
+        .await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(b1["message"], b2["message"]);
+    let mail = m
+        .email("kate@example.com", "Reset your Watch Party password")
+        .await;
+    assert!(mail.contains("multipart/alternative"));
+    let token = link_token(&mail);
+
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/password/reset/confirm/",
+            None,
+            json!({"token": token, "password": "short"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["password"].is_array());
+    // A rejected password does not spend the token.
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/password/reset/confirm/",
+            None,
+            json!({"token": token, "password": "amber-meadow-lantern-41"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, _) = m
+        .app
+        .post_json(
+            "/api/auth/password/reset/confirm/",
+            None,
+            json!({"token": token, "password": "another-fine-passphrase-7"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "the link works once");
+
+    // Old sessions are gone, the old password too; the new one works; a notice arrived.
+    let (s, _) = m
+        .app
+        .call(Method::GET, "/api/users/me/", Some(&access(&d)), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = m
+        .app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "kate", "password": STRONG_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = m
+        .app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "kate", "password": "amber-meadow-lantern-41"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let alert = m.email("kate@example.com", "Security alert").await;
+    assert!(
+        alert.contains("password of your Watch Party account was changed"),
+        "{alert}"
+    );
+    assert_eq!(m.count_to("ghost@example.com"), 0);
+}
+
+#[tokio::test]
+async fn email_change_needs_the_new_address_to_confirm() {
+    let m = MailEnv::new().await;
+    let d = m.app.register("liam").await;
+    let t = access(&d);
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/email/change/",
+            Some(&t),
+            json!({"new_email": "liam.new@example.com", "password": "wrong-password-x"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["password"].is_array());
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/email/change/",
+            Some(&t),
+            json!({"new_email": "liam.new@example.com", "password": STRONG_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let mail = m
+        .email("liam.new@example.com", "Confirm your new email address")
+        .await;
+    m.email("liam@example.com", "Security alert").await;
+    let (_, me) = m
+        .app
+        .call(Method::GET, "/api/users/me/", Some(&t), None)
+        .await;
+    assert_eq!(
+        me["data"]["email"], "liam@example.com",
+        "nothing changes before confirmation"
+    );
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/email/change/confirm/",
+            None,
+            json!({"token": link_token(&mail)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["email"], "liam.new@example.com");
+    assert_eq!(b["data"]["email_verified"], true);
+}
+
+fn code_for(secret: &str) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .unwrap();
+    totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        bytes,
+        None,
+        String::new(),
+    )
+    .unwrap()
+    .generate_current()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn two_factor_setup_login_replay_recovery_and_disable() {
+    let m = MailEnv::new().await;
+    let d = m.app.register("mia").await;
+    let t = access(&d);
+    let (s, b) = m
+        .app
+        .post_json("/api/auth/2fa/setup/", Some(&t), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let secret = b["data"]["secret"].as_str().unwrap().to_owned();
+    let url = b["data"]["otpauth_url"].as_str().unwrap();
+    assert!(
+        url.starts_with("otpauth://totp/Watch%20Party:mia%40example.com?"),
+        "{url}"
+    );
+    assert!(url.contains(&format!("secret={secret}")));
+
+    let (s, b) = m
+        .app
+        .post_json("/api/auth/2fa/enable/", Some(&t), json!({"code": "000000"}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/2fa/enable/",
+            Some(&t),
+            json!({"code": code_for(&secret)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let codes: Vec<String> = b["data"]["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    m.email("mia@example.com", "Security alert").await;
+
+    // Login now asks for a code.
+    let login = || {
+        m.app.post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "mia", "password": STRONG_PASSWORD}),
+        )
+    };
+    let (s, b) = login().await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["data"]["requires_2fa"], true);
+    assert!(b["data"].get("access_token").is_none());
+    let challenge = b["data"]["challenge_token"].as_str().unwrap().to_owned();
+    // The code used to enable cannot be replayed within its window.
+    let (s, _) = m
+        .app
+        .post_json(
+            "/api/auth/2fa/login/",
+            None,
+            json!({"challenge_token": challenge, "code": code_for(&secret)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a used code is refused");
+    // A recovery code works, once; the challenge is spent with it.
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/2fa/login/",
+            None,
+            json!({"challenge_token": challenge, "code": codes[0]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["data"]["access_token"].is_string());
+    let (s, _) = m
+        .app
+        .post_json(
+            "/api/auth/2fa/login/",
+            None,
+            json!({"challenge_token": challenge, "code": codes[1]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the challenge works once");
+    let (_, b) = login().await;
+    let challenge = b["data"]["challenge_token"].as_str().unwrap().to_owned();
+    let (s, _) = m
+        .app
+        .post_json(
+            "/api/auth/2fa/login/",
+            None,
+            json!({"challenge_token": challenge, "code": codes[0]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a recovery code works once");
+
+    // Disable with the password.
+    let (s, _) = m
+        .app
+        .post_json(
+            "/api/auth/2fa/disable/",
+            Some(&t),
+            json!({"password": "not it at all"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = m
+        .app
+        .post_json(
+            "/api/auth/2fa/disable/",
+            Some(&t),
+            json!({"password": STRONG_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, b) = login().await;
+    assert!(b["data"]["access_token"].is_string());
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_the_account_and_tell_the_owner() {
+    let m = MailEnv::new().await;
+    m.app.register("noah").await;
+    for _ in 0..10 {
+        let (s, _) = m
+            .app
+            .post_json(
+                "/api/auth/login/",
+                None,
+                json!({"username": "noah", "password": "bad guess number"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "noah", "password": STRONG_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert_eq!(b["code"], "account_locked");
+    let alert = m.email("noah@example.com", "Security alert").await;
+    assert!(alert.contains("failed attempts"), "{alert}");
+}
+
+#[tokio::test]
+async fn login_attempts_are_rate_limited_per_account_with_retry_after() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let mut last = None;
+    for _ in 0..21 {
+        let res = app
+            .client
+            .post(app.url("/api/auth/login/"))
+            .json(&json!({"username": "olivia", "password": "whatever it is"}))
+            .send()
+            .await
+            .unwrap();
+        last = Some(res);
+    }
+    let res = last.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    let b: Value = res.json().await.unwrap();
+    assert_eq!(b["code"], "rate_limited");
+    // The limit lives in Redis: a second API replica sees the same count.
+    let app2 = env.spawn_api().await;
+    let (s, _) = app2
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "olivia", "password": "whatever it is"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_auth_endpoints() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let doc: Value = app.get("/api/schema/").await.json().await.unwrap();
+    for p in [
+        "/api/auth/register/",
+        "/api/auth/login/",
+        "/api/auth/refresh/",
+        "/api/auth/2fa/login/",
+        "/api/users/me/",
+        "/api/auth/password/reset/",
+    ] {
+        assert!(doc["paths"][p].is_object(), "{p} missing");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}
+
+#[tokio::test]
+async fn two_factor_guesses_are_rate_limited() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let d = app.register("pete").await;
+    let t = access(&d);
+    let (_, b) = app
+        .post_json("/api/auth/2fa/setup/", Some(&t), json!({}))
+        .await;
+    let secret = b["data"]["secret"].as_str().unwrap().to_owned();
+    let (s, _) = app
+        .post_json(
+            "/api/auth/2fa/enable/",
+            Some(&t),
+            json!({"code": code_for(&secret)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, b) = app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "pete", "password": STRONG_PASSWORD}),
+        )
+        .await;
+    let challenge = b["data"]["challenge_token"].as_str().unwrap().to_owned();
+    let mut statuses = Vec::new();
+    for guess in 0..6 {
+        let (s, _) = app
+            .post_json(
+                "/api/auth/2fa/login/",
+                None,
+                json!({"challenge_token": challenge, "code": format!("{:06}", 111_111 * (guess % 9 + 1))}),
+            )
+            .await;
+        statuses.push(s);
+    }
+    assert_eq!(&statuses[..5], &[StatusCode::BAD_REQUEST; 5]);
+    assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
+}
