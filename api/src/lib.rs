@@ -35,7 +35,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use crate::state::{App, AppState};
 use crate::{
     error::AppError,
-    routes::{account, auth as auth_routes, system, two_factor, users},
+    routes::{account, auth as auth_routes, social, system, two_factor, users},
 };
 
 #[derive(OpenApi)]
@@ -55,6 +55,7 @@ error bodies are `{success: false, message, code, errors?, request_id}`. Authent
         (name = "account", description = "Email verification, password reset and change, email change"),
         (name = "two-factor", description = "TOTP two-factor authentication"),
         (name = "users", description = "Profiles and user search"),
+        (name = "social", description = "Friend requests, friends, follows, blocks"),
     )
 )]
 struct ApiDoc;
@@ -102,6 +103,17 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(users::me, users::update_me))
         .routes(routes!(users::profile))
         .routes(routes!(users::search))
+        .routes(routes!(social::send_request, social::list_requests))
+        .routes(routes!(social::accept))
+        .routes(routes!(social::decline))
+        .routes(routes!(social::cancel))
+        .routes(routes!(social::friends))
+        .routes(routes!(social::unfriend))
+        .routes(routes!(social::follow, social::unfollow))
+        .routes(routes!(social::followers))
+        .routes(routes!(social::following))
+        .routes(routes!(social::block, social::blocks))
+        .routes(routes!(social::unblock))
 }
 
 /// Builds the router and the OpenAPI document from one list of routes.

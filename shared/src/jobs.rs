@@ -112,6 +112,19 @@ impl Job for SendEmail {
     }
 }
 
+/// A domain event (row in `domain_events`) for the notification pipeline to fan out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyEvent {
+    pub event_id: Uuid,
+}
+
+impl Job for NotifyEvent {
+    const QUEUE: Queue = Queue::Notify;
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("event:{}", self.event_id))
+    }
+}
+
 /// Platform housekeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -5,6 +5,7 @@ pub mod clickhouse;
 pub mod config;
 pub mod db;
 pub mod email;
+pub mod events;
 pub mod jobs;
 pub mod outbox;
 pub mod redis_conn;

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod social;
 pub mod system;
 pub mod two_factor;
 pub mod users;

@@ -187,16 +187,22 @@ pub async fn update_me(
     Ok(ApiResponse::ok(load_me(&state, user.id).await?))
 }
 
-/// A user's public profile. Deleted accounts are 404.
+/// A user's public profile. Deleted accounts, and users who blocked the caller, are 404.
 #[utoipa::path(get, path = "/users/{id}/", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
     responses((status = 200, body = inline(Envelope<PublicUser>)), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn profile(
     State(state): State<AppState>,
-    _caller: AuthUser,
+    caller: AuthUser,
     Path(id): Path<String>,
 ) -> AppResult<ApiResponse<PublicUser>> {
     let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
+    // Someone the owner blocked does not see the profile.
+    let mut conn = state.db.acquire().await?;
+    if crate::routes::social::has_blocked(&mut conn, id, caller.id).await? {
+        return Err(AppError::not_found());
+    }
+    drop(conn);
     let row = sqlx::query!(
         "SELECT id, username, display_name, bio, avatar_path, created_at
          FROM users WHERE id = $1 AND status <> 'deleted'",

@@ -1,0 +1,427 @@
+//! The social graph through the public API.
+
+mod common;
+
+use common::TestEnv;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use wp_shared::jobs::Queue;
+
+struct User {
+    id: String,
+    token: String,
+}
+
+async fn user(app: &common::TestApp, name: &str) -> User {
+    let d = app.register(name).await;
+    User {
+        id: d["user"]["id"].as_str().unwrap().to_owned(),
+        token: d["access_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn events(env: &TestEnv, kind: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM domain_events WHERE kind = $1")
+        .bind(kind)
+        .fetch_one(&env.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn friend_requests_from_sending_to_friendship_and_back() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let (ann, ben, cat) = (
+        user(&app, "ann").await,
+        user(&app, "ben").await,
+        user(&app, "cat").await,
+    );
+
+    let (s, b) = app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&ann.token),
+            json!({"user_id": ben.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["data"]["status"], "pending");
+    assert_eq!(b["data"]["to_user"]["username"], "ben");
+    let req = b["data"]["id"].as_str().unwrap().to_owned();
+    // The recipient hears of it: a domain event, handed to the notify queue.
+    assert_eq!(events(&env, "friend_request.received").await, 1);
+    let d = env.depth(Queue::Notify).await;
+    assert_eq!(d.active + d.scheduled, 1, "{d:?}");
+
+    let (s, b) = app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&ann.token),
+            json!({"user_id": ben.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(b["code"], "request_pending");
+    let (s, _) = app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&ann.token),
+            json!({"user_id": ann.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&ann.token),
+            json!({"user_id": uuid::Uuid::nil()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Lists.
+    let (_, b) = app
+        .call(
+            Method::GET,
+            "/api/social/friend-requests/",
+            Some(&ben.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["count"], 1);
+    let (_, b) = app
+        .call(
+            Method::GET,
+            "/api/social/friend-requests/?direction=outgoing",
+            Some(&ann.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["results"][0]["id"], req.as_str());
+    let (s, _) = app
+        .call(
+            Method::GET,
+            "/api/social/friend-requests/?direction=sideways",
+            Some(&ann.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // Only the recipient may accept; the sender and a stranger get 404.
+    let accept = format!("/api/social/friend-requests/{req}/accept/");
+    for t in [&ann.token, &cat.token] {
+        let (s, _) = app.post_json(&accept, Some(t), json!({})).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+    }
+    let (s, b) = app.post_json(&accept, Some(&ben.token), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["status"], "accepted");
+    assert_eq!(events(&env, "friend_request.accepted").await, 1);
+    let (s, _) = app.post_json(&accept, Some(&ben.token), json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    for t in [&ann.token, &ben.token] {
+        let (_, b) = app
+            .call(Method::GET, "/api/social/friends/", Some(t), None)
+            .await;
+        assert_eq!(b["data"]["count"], 1, "{b}");
+    }
+    let (s, b) = app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&ben.token),
+            json!({"user_id": ann.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(b["code"], "already_friends");
+
+    // Unfriend.
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/social/friends/{}/", ben.id),
+            Some(&ann.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, b) = app
+        .call(Method::GET, "/api/social/friends/", Some(&ben.token), None)
+        .await;
+    assert_eq!(b["data"]["count"], 0);
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/social/friends/{}/", ben.id),
+            Some(&ann.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn crossing_requests_become_a_friendship_and_decline_cancel_work() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let (dan, eve, fay) = (
+        user(&app, "dan").await,
+        user(&app, "eve").await,
+        user(&app, "fay").await,
+    );
+    app.post_json(
+        "/api/social/friend-requests/",
+        Some(&dan.token),
+        json!({"user_id": eve.id}),
+    )
+    .await;
+    let (s, b) = app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&eve.token),
+            json!({"user_id": dan.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["status"], "accepted");
+
+    let (_, b) = app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&dan.token),
+            json!({"user_id": fay.id}),
+        )
+        .await;
+    let r1 = b["data"]["id"].as_str().unwrap().to_owned();
+    let (s, _) = app
+        .post_json(
+            &format!("/api/social/friend-requests/{r1}/cancel/"),
+            Some(&fay.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "only the sender cancels");
+    let (s, b) = app
+        .post_json(
+            &format!("/api/social/friend-requests/{r1}/decline/"),
+            Some(&fay.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["data"]["status"].as_str()),
+        (StatusCode::OK, Some("declined"))
+    );
+    let (_, b) = app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&dan.token),
+            json!({"user_id": fay.id}),
+        )
+        .await;
+    let r2 = b["data"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .post_json(
+            &format!("/api/social/friend-requests/{r2}/cancel/"),
+            Some(&dan.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["data"]["status"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    let (s, _) = app
+        .post_json(
+            "/api/social/friend-requests/not-an-id/accept/",
+            Some(&dan.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn follows_and_their_lists() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let (gus, hal) = (user(&app, "gus").await, user(&app, "hal").await);
+    let path = format!("/api/social/follow/{}/", hal.id);
+    let (s, b) = app.post_json(&path, Some(&gus.token), json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, _) = app.post_json(&path, Some(&gus.token), json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(events(&env, "follow.new").await, 1);
+    let (_, b) = app
+        .call(
+            Method::GET,
+            "/api/social/followers/",
+            Some(&hal.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["results"][0]["user"]["username"], "gus");
+    let (_, b) = app
+        .call(
+            Method::GET,
+            "/api/social/following/",
+            Some(&gus.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["count"], 1);
+    let (_, b) = app
+        .call(
+            Method::GET,
+            "/api/social/following/",
+            Some(&hal.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["count"], 0);
+    let (s, _) = app
+        .call(Method::DELETE, &path, Some(&gus.token), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = app
+        .call(Method::DELETE, &path, Some(&gus.token), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_block_cuts_every_tie_and_keeps_the_blocked_user_out() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let (ida, jon) = (user(&app, "ida").await, user(&app, "jon").await);
+    // Friends who follow each other.
+    let (_, b) = app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&jon.token),
+            json!({"user_id": ida.id}),
+        )
+        .await;
+    let req = b["data"]["id"].as_str().unwrap().to_owned();
+    app.post_json(
+        &format!("/api/social/friend-requests/{req}/accept/"),
+        Some(&ida.token),
+        json!({}),
+    )
+    .await;
+    app.post_json(
+        &format!("/api/social/follow/{}/", ida.id),
+        Some(&jon.token),
+        json!({}),
+    )
+    .await;
+    app.post_json(
+        &format!("/api/social/follow/{}/", jon.id),
+        Some(&ida.token),
+        json!({}),
+    )
+    .await;
+
+    let (s, b) = app
+        .post_json(
+            "/api/social/blocks/",
+            Some(&ida.token),
+            json!({"user_id": jon.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, _) = app
+        .post_json(
+            "/api/social/blocks/",
+            Some(&ida.token),
+            json!({"user_id": jon.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    for (t, list) in [
+        (&ida.token, "friends"),
+        (&jon.token, "friends"),
+        (&ida.token, "followers"),
+        (&jon.token, "followers"),
+    ] {
+        let (_, b) = app
+            .call(Method::GET, &format!("/api/social/{list}/"), Some(t), None)
+            .await;
+        assert_eq!(b["data"]["count"], 0, "{list}: {b}");
+    }
+    // Jon can no longer ask, follow, or see Ida's profile; Ida sees her block list.
+    let (s, b) = app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&jon.token),
+            json!({"user_id": ida.id}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("blocked"))
+    );
+    let (s, _) = app
+        .post_json(
+            &format!("/api/social/follow/{}/", ida.id),
+            Some(&jon.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/users/{}/", ida.id),
+            Some(&jon.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/users/{}/", jon.id),
+            Some(&ida.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "the blocker still sees the blocked profile"
+    );
+    let (_, b): (_, Value) = app
+        .call(Method::GET, "/api/social/blocks/", Some(&ida.token), None)
+        .await;
+    assert_eq!(b["data"]["results"][0]["user"]["username"], "jon");
+    // Jon cannot lift Ida's block; Ida can.
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/social/blocks/{}/", ida.id),
+            Some(&jon.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/social/blocks/{}/", jon.id),
+            Some(&ida.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&jon.token),
+            json!({"user_id": ida.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+}
