@@ -5,6 +5,7 @@
 //! - `scheduler`  cron ticks that enqueue periodic work (safe to run several)
 //! - `migrate`    apply PostgreSQL and ClickHouse migrations
 //! - `all`        migrate, then every role in one process (a single machine)
+//! - `set-role`   give an account a role (bootstraps the first admin)
 
 use std::sync::Arc;
 
@@ -37,6 +38,14 @@ enum Role {
     /// Migrate, then run the API, the workers of every queue and the scheduler in one
     /// process.
     All,
+    /// Give an existing account a role (bootstraps the first admin).
+    SetRole {
+        #[arg(long)]
+        username: String,
+        /// `user`, `moderator` or `admin`.
+        #[arg(long)]
+        role: String,
+    },
 }
 
 #[tokio::main]
@@ -60,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Role::Scheduler => run_scheduler(config, wait(shutdown)).await,
         Role::Migrate => migrate(&config).await,
+        Role::SetRole { username, role } => set_role(&config, &username, &role).await,
         Role::All => {
             migrate(&config).await?;
             let (api, workers, scheduler) = tokio::join!(
@@ -94,6 +104,24 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
         .await?;
     let applied = res.context("ClickHouse migrations")?;
     tracing::info!(clickhouse_applied = ?applied, "migrations done");
+    Ok(())
+}
+
+async fn set_role(config: &Config, username: &str, role: &str) -> anyhow::Result<()> {
+    if !["user", "moderator", "admin"].contains(&role) {
+        anyhow::bail!("--role must be user, moderator or admin");
+    }
+    let pool = wp_shared::db::pool(config)?;
+    let n = sqlx::query("UPDATE users SET role = $2 WHERE lower(username) = lower($1)")
+        .bind(username)
+        .bind(role)
+        .execute(&pool)
+        .await?
+        .rows_affected();
+    if n == 0 {
+        anyhow::bail!("no account named `{username}`");
+    }
+    tracing::info!(username, role, "role set");
     Ok(())
 }
 

@@ -35,7 +35,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use crate::state::{App, AppState};
 use crate::{
     error::AppError,
-    routes::{account, auth as auth_routes, social, system, two_factor, users},
+    routes::{account, admin_users, auth as auth_routes, social, system, two_factor, users},
 };
 
 #[derive(OpenApi)]
@@ -56,6 +56,7 @@ error bodies are `{success: false, message, code, errors?, request_id}`. Authent
         (name = "two-factor", description = "TOTP two-factor authentication"),
         (name = "users", description = "Profiles and user search"),
         (name = "social", description = "Friend requests, friends, follows, blocks"),
+        (name = "admin", description = "Staff actions on accounts"),
     )
 )]
 struct ApiDoc;
@@ -114,6 +115,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(social::following))
         .routes(routes!(social::block, social::blocks))
         .routes(routes!(social::unblock))
+        .routes(routes!(admin_users::suspend))
+        .routes(routes!(admin_users::unsuspend))
+        .routes(routes!(admin_users::set_role))
 }
 
 /// Builds the router and the OpenAPI document from one list of routes.
