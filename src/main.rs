@@ -28,7 +28,11 @@ enum Role {
     /// Run job workers.
     Worker {
         /// Queues and concurrency, e.g. `email=4,system=2` (a bare name means 1).
-        #[arg(long, env = "WORKER_QUEUES", default_value = "email=4,system=4")]
+        #[arg(
+            long,
+            env = "WORKER_QUEUES",
+            default_value = "email=4,export=2,system=4"
+        )]
         queues: String,
     },
     /// Run the scheduler.

@@ -35,7 +35,9 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use crate::state::{App, AppState};
 use crate::{
     error::AppError,
-    routes::{account, admin_users, auth as auth_routes, social, system, two_factor, users},
+    routes::{
+        account, admin_users, auth as auth_routes, lifecycle, social, system, two_factor, users,
+    },
 };
 
 #[derive(OpenApi)]
@@ -101,7 +103,18 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(two_factor::enable))
         .routes(routes!(two_factor::disable))
         .routes(routes!(two_factor::login))
-        .routes(routes!(users::me, users::update_me))
+        .routes(routes!(users::me, users::update_me, lifecycle::delete_me))
+        .routes(routes!(lifecycle::request_export))
+        .routes(routes!(lifecycle::export_status))
+        .routes(routes!(lifecycle::export_download))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(lifecycle::upload_avatar, lifecycle::delete_avatar))
+                .layer(DefaultBodyLimit::max(
+                    lifecycle::AVATAR_MAX_BYTES + 64 * 1024,
+                )),
+        )
+        .routes(routes!(lifecycle::avatar))
         .routes(routes!(users::profile))
         .routes(routes!(users::search))
         .routes(routes!(social::send_request, social::list_requests))

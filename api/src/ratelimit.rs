@@ -79,7 +79,10 @@ pub async fn hit(state: &AppState, limit: &Limit, subject: &str) -> Result<(), A
         .arg(window_ms)
         .invoke_async(&mut conn)
         .await?;
-    if n > limit.limit {
+    if n > limit
+        .limit
+        .saturating_mul(state.config.rate_limit_multiplier)
+    {
         let secs = u64::try_from(ttl_ms.max(1000))
             .unwrap_or(1000)
             .div_ceil(1000);

@@ -40,6 +40,11 @@ pub fn schedules(config: &Config) -> anyhow::Result<Vec<Schedule>> {
             cron: parse("0 */15 * * * *")?,
             job: SystemJob::VacuumJobs,
         },
+        Schedule {
+            name: "purge-accounts",
+            cron: parse("0 7 * * * *")?,
+            job: SystemJob::PurgeAccounts,
+        },
     ])
 }
 

@@ -91,6 +91,12 @@ pub struct Config {
     pub jwt_previous_keys: Vec<JwtKey>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// Local directory for stored files (avatars, exports).
+    pub storage_dir: PathBuf,
+    /// How long a deleted account can still be restored by signing in.
+    pub deletion_grace: Duration,
+    /// Multiplies every authentication rate limit (load tests set it high).
+    pub rate_limit_multiplier: u32,
 }
 
 /// An HMAC key for access tokens.
@@ -136,6 +142,9 @@ impl fmt::Debug for Config {
             .field("jwt_previous_keys", &self.jwt_previous_keys)
             .field("access_token_ttl", &self.access_token_ttl)
             .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .field("storage_dir", &self.storage_dir)
+            .field("deletion_grace", &self.deletion_grace)
+            .field("rate_limit_multiplier", &self.rate_limit_multiplier)
             .finish()
     }
 }
@@ -361,6 +370,11 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(
                 86_400 * r.positive::<u64>("REFRESH_TOKEN_TTL_DAYS", 30)?,
             ),
+            storage_dir: PathBuf::from(r.string("STORAGE_DIR", "var/storage")),
+            deletion_grace: Duration::from_secs(
+                86_400 * r.parse::<u64>("ACCOUNT_DELETION_GRACE_DAYS", 14)?,
+            ),
+            rate_limit_multiplier: r.positive("RATE_LIMIT_MULTIPLIER", 1)?,
         })
     }
 }

@@ -125,6 +125,19 @@ impl Job for NotifyEvent {
     }
 }
 
+/// Build the owner's copy of their account data (row in `data_exports`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportAccount {
+    pub export_id: Uuid,
+}
+
+impl Job for ExportAccount {
+    const QUEUE: Queue = Queue::Export;
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("export:{}", self.export_id))
+    }
+}
+
 /// Platform housekeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -133,6 +146,8 @@ pub enum SystemJob {
     RelayOutbox,
     /// Remove finished job records older than the retention.
     VacuumJobs,
+    /// Anonymise accounts whose deletion grace period is over; remove expired exports.
+    PurgeAccounts,
     /// Does nothing; used to measure the queue itself (`cargo bench`, load tool).
     Noop { seq: u64 },
 }

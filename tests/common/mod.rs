@@ -59,6 +59,13 @@ impl TestEnv {
             ),
             ("CLICKHOUSE_DATABASE", format!("wp_test_{id}")),
             ("EMAIL_FILE_DIR", mail_dir.display().to_string()),
+            (
+                "STORAGE_DIR",
+                std::env::temp_dir()
+                    .join(format!("wp-test-storage-{id}"))
+                    .display()
+                    .to_string(),
+            ),
             ("WORKER_HEARTBEAT_SECS", "1".into()),
             ("WORKER_MISSED_HEARTBEATS", "2".into()),
             ("OUTBOX_SWEEP_SECS", "1".into()),
@@ -212,6 +219,7 @@ impl Drop for TestEnv {
             else {
                 return;
             };
+            let _ = std::fs::remove_dir_all(&config.storage_dir);
             rt.block_on(async move {
                 if let Ok(pool) = sqlx::PgPool::connect(&format!("{}/postgres", pg_base())).await {
                     let _ = sqlx::query(&format!(

@@ -1,6 +1,7 @@
 //! Watch Party background workers: one apalis worker pool per queue, each with its
 //! own concurrency, so ops can run (and scale) pools as separate processes.
 
+pub mod accounts;
 pub mod email;
 pub mod mailer;
 pub mod system;
@@ -15,7 +16,7 @@ use apalis_redis::factory::RedisStorageFactory;
 use sqlx::PgPool;
 use wp_shared::{
     Config,
-    jobs::{Enqueuer, Queue, SendEmail, SystemJob, promote_due, queue_config},
+    jobs::{Enqueuer, ExportAccount, Queue, SendEmail, SystemJob, promote_due, queue_config},
 };
 
 use crate::mailer::Mailer;
@@ -45,7 +46,7 @@ impl Ctx {
 }
 
 /// Queues that have job handlers in this release.
-pub const HANDLED: [Queue; 2] = [Queue::Email, Queue::System];
+pub const HANDLED: [Queue; 3] = [Queue::Email, Queue::Export, Queue::System];
 
 /// One pool: a queue and how many of its jobs may run at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +97,10 @@ pub fn default_pools() -> Vec<Pool> {
         Pool {
             queue: Queue::Email,
             concurrency: 4,
+        },
+        Pool {
+            queue: Queue::Export,
+            concurrency: 2,
         },
         Pool {
             queue: Queue::System,
@@ -192,6 +197,14 @@ pub async fn run(
                     .concurrency(pool.concurrency)
                     .parallelize(tokio::spawn)
                     .build(email::send_email)
+            }),
+            Queue::Export => monitor.register(move |_| {
+                WorkerBuilder::new(worker_name(Queue::Export))
+                    .backend(backend::<ExportAccount>(&factory, &qc))
+                    .data(c.clone())
+                    .concurrency(pool.concurrency)
+                    .parallelize(tokio::spawn)
+                    .build(accounts::export_account)
             }),
             Queue::System => monitor.register(move |_| {
                 WorkerBuilder::new(worker_name(Queue::System))

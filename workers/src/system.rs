@@ -25,6 +25,12 @@ pub async fn handle_system(job: SystemJob, ctx: Data<Arc<Ctx>>) -> Result<(), Bo
             let n = vacuum(&mut conn, &ctx.config).await?;
             tracing::info!(removed = n, "job records vacuumed");
         }
+        SystemJob::PurgeAccounts => {
+            let n = crate::accounts::purge(&ctx).await?;
+            if n > 0 {
+                tracing::info!(accounts = n, "deleted accounts purged");
+            }
+        }
         SystemJob::Noop { .. } => {}
     }
     Ok(())

@@ -283,7 +283,9 @@ pub async fn login(
     }
     account_may_act(&user.status, user.suspended_until)?;
     sqlx::query!(
-        "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = now() WHERE id = $1",
+        "UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = now(),
+                deletion_requested_at = NULL
+         WHERE id = $1",
         user.id
     )
     .execute(&state.db)

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin_users;
 pub mod auth;
+pub mod lifecycle;
 pub mod social;
 pub mod system;
 pub mod two_factor;

@@ -1,0 +1,391 @@
+//! The account's own lifecycle: deletion with a grace period, data exports, avatar.
+
+use axum::{
+    body::Body,
+    extract::{Multipart, Path, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use wp_shared::jobs::ExportAccount;
+
+use crate::{
+    auth::{AuthUser, password, tokens},
+    error::{AppError, AppResult},
+    extract::Json,
+    mail,
+    response::{ApiResponse, Envelope},
+    routes::{
+        account::relay,
+        users::{Me, load_me},
+    },
+    state::AppState,
+};
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct DeleteAccount {
+    pub password: String,
+}
+
+/// `data` of an account deletion request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletionScheduled {
+    /// When the account will be anonymised unless its owner signs in before.
+    pub deletion_scheduled_at: DateTime<Utc>,
+}
+
+/// Asks for the account to be deleted. Every session is signed out; the account is
+/// anonymised after ACCOUNT_DELETION_GRACE_DAYS unless the owner signs in again before,
+/// which cancels the deletion. The owner is told by email.
+#[utoipa::path(delete, path = "/users/me/", tag = "users", security(("bearer" = [])), request_body = DeleteAccount,
+    responses((status = 202, body = inline(Envelope<DeletionScheduled>)), (status = 400, description = "`password` wrong", body = crate::error::ErrorBody)))]
+pub async fn delete_me(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Json(body): Json<DeleteAccount>,
+) -> AppResult<ApiResponse<DeletionScheduled>> {
+    let u = sqlx::query!(
+        "SELECT username, email, password_hash FROM users WHERE id = $1",
+        user.id
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if !password::verify(body.password, Some(u.password_hash)).await? {
+        return Err(AppError::field("password", "The password is wrong."));
+    }
+    let grace = chrono::Duration::from_std(state.config.deletion_grace)
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let mut tx = state.db.begin().await?;
+    let requested = sqlx::query_scalar!(
+        "UPDATE users SET deletion_requested_at = now() WHERE id = $1 RETURNING deletion_requested_at AS \"at!\"",
+        user.id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = 'account_deletion'
+         WHERE user_id = $1 AND revoked_at IS NULL",
+        user.id
+    )
+    .execute(&mut *tx)
+    .await?;
+    let at = requested + grace;
+    let what = format!(
+        "Your account will be deleted on {}. To keep it, simply sign in before then.",
+        at.to_rfc3339()
+    );
+    let outbox = mail::send(
+        &mut tx,
+        "security_alert",
+        &u.email,
+        "Your Watch Party account will be deleted",
+        context! { username => u.username, email => u.email, what },
+    )
+    .await?;
+    tx.commit().await?;
+    relay(&state, &[outbox]).await;
+    Ok(ApiResponse::accepted(DeletionScheduled {
+        deletion_scheduled_at: at,
+    }))
+}
+
+/// An export of the account's data.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DataExport {
+    pub id: Uuid,
+    /// `queued`, `running`, `ready` or `failed`.
+    pub status: String,
+    pub size_bytes: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The file is removed after this.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Where to fetch the file once `ready` (with the same bearer token).
+    pub download_url: Option<String>,
+}
+
+async fn load_export(
+    state: &AppState,
+    user: Uuid,
+    id: Uuid,
+) -> AppResult<(DataExport, Option<String>)> {
+    let r = sqlx::query!(
+        "SELECT id, status, size_bytes, created_at, finished_at, expires_at, file_path
+         FROM data_exports WHERE id = $1 AND user_id = $2",
+        id,
+        user
+    )
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(AppError::not_found)?;
+    let ready = r.status == "ready";
+    Ok((
+        DataExport {
+            download_url: ready.then(|| {
+                format!(
+                    "{}/api/users/me/exports/{}/download/",
+                    state.config.public_url, r.id
+                )
+            }),
+            id: r.id,
+            status: r.status,
+            size_bytes: r.size_bytes,
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+            expires_at: r.expires_at,
+        },
+        r.file_path.filter(|_| ready),
+    ))
+}
+
+/// Asks for a copy of the account's data (JSON). Answers 202 with the export, whose
+/// status can be read until it is `ready`. One export at a time.
+#[utoipa::path(post, path = "/users/me/export/", tag = "users", security(("bearer" = [])),
+    responses((status = 202, body = inline(Envelope<DataExport>)), (status = 409, description = "`export_pending`", body = crate::error::ErrorBody)))]
+pub async fn request_export(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> AppResult<ApiResponse<DataExport>> {
+    let id = Uuid::now_v7();
+    let mut tx = state.db.begin().await?;
+    let res = sqlx::query!(
+        "INSERT INTO data_exports (id, user_id) VALUES ($1, $2)",
+        id,
+        user.id
+    )
+    .execute(&mut *tx)
+    .await;
+    if let Err(sqlx::Error::Database(db)) = &res
+        && db.constraint() == Some("data_exports_one_pending")
+    {
+        return Err(AppError::Conflict {
+            code: "export_pending",
+            message: "An export is already being prepared.".into(),
+        });
+    }
+    res?;
+    let outbox = wp_shared::outbox::record(&mut tx, &ExportAccount { export_id: id }).await?;
+    tx.commit().await?;
+    relay(&state, &[outbox]).await;
+    Ok(ApiResponse::accepted(
+        load_export(&state, user.id, id).await?.0,
+    ))
+}
+
+/// The state of one of my exports. Another user's export is 404.
+#[utoipa::path(get, path = "/users/me/exports/{id}/", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = inline(Envelope<DataExport>)), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn export_status(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> AppResult<ApiResponse<DataExport>> {
+    let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
+    Ok(ApiResponse::ok(load_export(&state, user.id, id).await?.0))
+}
+
+/// Downloads a ready export (JSON attachment).
+#[utoipa::path(get, path = "/users/me/exports/{id}/download/", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, content_type = "application/json", description = "The export file"), (status = 404, description = "Unknown, not yours, or not ready", body = crate::error::ErrorBody)))]
+pub async fn export_download(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
+    let (_, path) = load_export(&state, user.id, id).await?;
+    let path = path.ok_or_else(AppError::not_found)?;
+    let file = tokio::fs::File::open(state.config.storage_dir.join(path))
+        .await
+        .map_err(|_| AppError::not_found())?;
+    let len = file
+        .metadata()
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?
+        .len();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"watch-party-export-{id}.json\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Largest avatar accepted.
+pub const AVATAR_MAX_BYTES: usize = 2 * 1024 * 1024;
+
+/// The image type from the file's first bytes (never from its name or the client's
+/// content type).
+pub fn sniff_image(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
+    if bytes.starts_with(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]) {
+        Some(("image/png", "png"))
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some(("image/jpeg", "jpg"))
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        Some(("image/gif", "gif"))
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some(("image/webp", "webp"))
+    } else {
+        None
+    }
+}
+
+/// Sets the caller's avatar from a multipart field `avatar` (PNG, JPEG, GIF or WebP,
+/// at most 2 MiB; the type is read from the bytes).
+#[utoipa::path(put, path = "/users/me/avatar/", tag = "users", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "Field `avatar`: the image"),
+    responses(
+        (status = 200, body = inline(Envelope<Me>)),
+        (status = 400, description = "`avatar` missing or not an image", body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody),
+    ))]
+pub async fn upload_avatar(
+    State(state): State<AppState>,
+    user: AuthUser,
+    mut form: Multipart,
+) -> AppResult<ApiResponse<Me>> {
+    let mut image: Option<Vec<u8>> = None;
+    while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
+        if field.name() != Some("avatar") {
+            continue;
+        }
+        let mut buf = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if buf.len() + chunk.len() > AVATAR_MAX_BYTES {
+                return Err(AppError::PayloadTooLarge);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        image = Some(buf);
+        break;
+    }
+    let image = image.ok_or_else(|| AppError::field("avatar", "No file was submitted."))?;
+    let (_, ext) = sniff_image(&image)
+        .ok_or_else(|| AppError::field("avatar", "Upload a PNG, JPEG, GIF or WebP image."))?;
+    // A fresh random name each time: caches never serve a stale picture.
+    let rel = format!(
+        "avatars/{}-{}.{ext}",
+        user.id,
+        &tokens::random_token()[..16]
+    );
+    let path = state.config.storage_dir.join(&rel);
+    let write = async {
+        tokio::fs::create_dir_all(path.parent().unwrap_or(&state.config.storage_dir)).await?;
+        tokio::fs::write(&path, &image).await
+    };
+    write
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("storing the avatar: {e}")))?;
+    let old = sqlx::query_scalar!(
+        "UPDATE users u SET avatar_path = $2 FROM (SELECT avatar_path FROM users WHERE id = $1 FOR UPDATE) old
+         WHERE u.id = $1 RETURNING old.avatar_path",
+        user.id,
+        rel
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if let Some(old) = old {
+        let _ = tokio::fs::remove_file(state.config.storage_dir.join(old)).await;
+    }
+    Ok(ApiResponse::ok(load_me(&state, user.id).await?))
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge
+    } else {
+        AppError::BadRequest {
+            code: "invalid_multipart",
+            message: e.body_text(),
+        }
+    }
+}
+
+/// Removes the caller's avatar.
+#[utoipa::path(delete, path = "/users/me/avatar/", tag = "users", security(("bearer" = [])),
+    responses((status = 204), (status = 404, description = "No avatar", body = crate::error::ErrorBody)))]
+pub async fn delete_avatar(State(state): State<AppState>, user: AuthUser) -> AppResult<StatusCode> {
+    let old = sqlx::query_scalar!(
+        "UPDATE users u SET avatar_path = NULL FROM (SELECT avatar_path FROM users WHERE id = $1 FOR UPDATE) old
+         WHERE u.id = $1 RETURNING old.avatar_path",
+        user.id
+    )
+    .fetch_one(&state.db)
+    .await?
+    .ok_or_else(AppError::not_found)?;
+    let _ = tokio::fs::remove_file(state.config.storage_dir.join(old)).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A user's avatar image. Public (as profile pictures are), except to users the owner
+/// blocked.
+#[utoipa::path(get, path = "/users/{id}/avatar/", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, description = "The image", content_type = "image/*"), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn avatar(
+    State(state): State<AppState>,
+    caller: AuthUser,
+    Path(id): Path<String>,
+) -> AppResult<Response> {
+    let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
+    let mut conn = state.db.acquire().await?;
+    if crate::routes::social::has_blocked(&mut conn, id, caller.id).await? {
+        return Err(AppError::not_found());
+    }
+    let path = sqlx::query_scalar!(
+        "SELECT avatar_path FROM users WHERE id = $1 AND status <> 'deleted'",
+        id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .flatten()
+    .ok_or_else(AppError::not_found)?;
+    drop(conn);
+    let bytes = tokio::fs::read(state.config.storage_dir.join(&path))
+        .await
+        .map_err(|_| AppError::not_found())?;
+    let (mime, _) = sniff_image(&bytes).ok_or_else(AppError::not_found)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "private, max-age=300"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sniff_image;
+
+    #[test]
+    fn image_types_come_from_the_bytes() {
+        assert_eq!(
+            sniff_image(b"\x89PNG\r\n\x1a\nrest").unwrap().0,
+            "image/png"
+        );
+        assert_eq!(sniff_image(b"\xff\xd8\xff\xe0").unwrap().0, "image/jpeg");
+        assert_eq!(sniff_image(b"GIF89a...").unwrap().0, "image/gif");
+        assert_eq!(
+            sniff_image(b"RIFF\0\0\0\0WEBPVP8 ").unwrap().0,
+            "image/webp"
+        );
+        assert!(sniff_image(b"<svg onload=alert(1)>").is_none());
+        assert!(sniff_image(b"").is_none());
+    }
+}

@@ -1,0 +1,284 @@
+//! Account deletion with a grace period, data exports, avatars.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::{STRONG_PASSWORD, TestEnv, eventually};
+use reqwest::{Method, StatusCode, multipart};
+use serde_json::{Value, json};
+use wp_shared::jobs::Queue;
+
+fn tok(d: &Value) -> String {
+    d["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_export_is_queued_built_by_the_worker_and_only_its_owner_gets_it() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let ann = app.register("ann_exports").await;
+    let bob = app.register("bob_exports").await;
+    app.post_json(
+        &format!(
+            "/api/social/follow/{}/",
+            bob["user"]["id"].as_str().unwrap()
+        ),
+        Some(&tok(&ann)),
+        json!({}),
+    )
+    .await;
+    let (s, b) = app
+        .post_json("/api/users/me/export/", Some(&tok(&ann)), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["data"]["status"], "queued");
+    let id = b["data"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .post_json("/api/users/me/export/", Some(&tok(&ann)), json!({}))
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("export_pending"))
+    );
+
+    let workers = env.spawn_workers(&[(Queue::Export, 1)]).await;
+    let status_path = format!("/api/users/me/exports/{id}/");
+    let ready = eventually(Duration::from_secs(15), "the export ready", || async {
+        let (_, b) = app
+            .call(Method::GET, &status_path, Some(&tok(&ann)), None)
+            .await;
+        (b["data"]["status"] == "ready").then_some(b)
+    })
+    .await;
+    workers.shutdown().await;
+    let url = ready["data"]["download_url"].as_str().unwrap();
+    assert!(url.ends_with(&format!("/api/users/me/exports/{id}/download/")));
+    let res = app
+        .client
+        .get(app.url(&format!("/api/users/me/exports/{id}/download/")))
+        .bearer_auth(tok(&ann))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let doc: Value = res.json().await.unwrap();
+    assert_eq!(doc["profile"]["username"], "ann_exports");
+    assert_eq!(doc["profile"]["email"], "ann_exports@example.com");
+    assert_eq!(doc["following"][0]["username"], "bob_exports");
+    assert!(!doc["sessions"].as_array().unwrap().is_empty());
+
+    // Bob sees neither the status nor the file.
+    let (s, _) = app
+        .call(Method::GET, &status_path, Some(&tok(&bob)), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/users/me/exports/{id}/download/"),
+            Some(&tok(&bob)),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn deletion_waits_out_the_grace_period_and_signing_in_cancels_it() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let d = app.register("cleo_deletes").await;
+    let (s, b) = app
+        .call(
+            Method::DELETE,
+            "/api/users/me/",
+            Some(&tok(&d)),
+            Some(json!({"password": "wrong one"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["password"].is_array());
+    let (s, b) = app
+        .call(
+            Method::DELETE,
+            "/api/users/me/",
+            Some(&tok(&d)),
+            Some(json!({"password": STRONG_PASSWORD})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert!(b["data"]["deletion_scheduled_at"].is_string());
+    let (s, _) = app
+        .call(Method::GET, "/api/users/me/", Some(&tok(&d)), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "every session was signed out");
+
+    // Signing in within the grace period keeps the account.
+    let login = || {
+        app.post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "cleo_deletes", "password": STRONG_PASSWORD}),
+        )
+    };
+    let (s, b) = login().await;
+    assert_eq!(s, StatusCode::OK);
+    let pending: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+        "SELECT deletion_requested_at FROM users WHERE username = 'cleo_deletes'",
+    )
+    .fetch_one(&env.db)
+    .await
+    .unwrap();
+    assert!(pending.is_none(), "signing in cancelled the deletion");
+
+    // Asked again, and the grace period over: the purge anonymises the account.
+    let t = tok(&b["data"]);
+    app.call(
+        Method::DELETE,
+        "/api/users/me/",
+        Some(&t),
+        Some(json!({"password": STRONG_PASSWORD})),
+    )
+    .await;
+    sqlx::query("UPDATE users SET deletion_requested_at = now() - interval '15 days' WHERE username = 'cleo_deletes'")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let ctx = Arc::new(wp_workers::Ctx::new(env.config.clone()).await.unwrap());
+    assert_eq!(wp_workers::accounts::purge(&ctx).await.unwrap(), 1);
+    assert_eq!(
+        wp_workers::accounts::purge(&ctx).await.unwrap(),
+        0,
+        "idempotent"
+    );
+    let (s, _) = login().await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let row: (String, String, String) =
+        sqlx::query_as("SELECT status, username, email FROM users WHERE id = $1::uuid")
+            .bind(d["user"]["id"].as_str().unwrap())
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(row.0, "deleted");
+    assert!(
+        row.1.starts_with("deleted_") && row.2.ends_with("@deleted.invalid"),
+        "{row:?}"
+    );
+    // The name and address are free again.
+    app.register("cleo_deletes").await;
+}
+
+fn png(size: usize) -> Vec<u8> {
+    let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+    v.resize(size, 7);
+    v
+}
+
+async fn put_avatar(
+    app: &common::TestApp,
+    token: &str,
+    bytes: Vec<u8>,
+    name: &str,
+    mime: &str,
+) -> (StatusCode, Value) {
+    let part = multipart::Part::bytes(bytes)
+        .file_name(name.to_owned())
+        .mime_str(mime)
+        .unwrap();
+    let res = app
+        .client
+        .put(app.url("/api/users/me/avatar/"))
+        .bearer_auth(token)
+        .multipart(multipart::Form::new().part("avatar", part))
+        .send()
+        .await
+        .unwrap();
+    let s = res.status();
+    (s, res.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn avatars_are_checked_by_their_bytes_and_size() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let d = app.register("dora_avatar").await;
+    let other = app.register("eli_avatar").await;
+    let id = d["user"]["id"].as_str().unwrap().to_owned();
+
+    // A script that claims to be a PNG.
+    let (s, b) = put_avatar(
+        &app,
+        &tok(&d),
+        b"<svg onload=alert(1)>".to_vec(),
+        "me.png",
+        "image/png",
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["avatar"].is_array(), "{b}");
+    // Too big.
+    let (s, b) = put_avatar(&app, &tok(&d), png(3 * 1024 * 1024), "big.png", "image/png").await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    // A real PNG header under a misleading name and type is stored as a PNG.
+    let (s, b) = put_avatar(&app, &tok(&d), png(5000), "photo.txt", "text/plain").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let url = b["data"]["avatar_url"].as_str().unwrap();
+    assert!(url.ends_with(&format!("/api/users/{id}/avatar/")));
+
+    let res = app
+        .client
+        .get(app.url(&format!("/api/users/{id}/avatar/")))
+        .bearer_auth(tok(&other))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "image/png");
+    assert_eq!(res.bytes().await.unwrap().len(), 5000);
+
+    // Blocked users do not get it.
+    app.post_json(
+        "/api/social/blocks/",
+        Some(&tok(&d)),
+        json!({"user_id": other["user"]["id"]}),
+    )
+    .await;
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/users/{id}/avatar/"),
+            Some(&tok(&other)),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let res = app
+        .client
+        .delete(app.url("/api/users/me/avatar/"))
+        .bearer_auth(tok(&d))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/users/{id}/avatar/"),
+            Some(&tok(&d)),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // No file is left behind in storage.
+    let dir = env.config.storage_dir.join("avatars");
+    let left = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0);
+}
