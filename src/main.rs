@@ -18,11 +18,11 @@ use wp_shared::{Config, jobs::Enqueuer};
 #[command(name = "watch-party", version, about = "Watch Party backend")]
 struct Cli {
     #[command(subcommand)]
-    role: Role,
+    command: Command,
 }
 
 #[derive(Subcommand)]
-enum Role {
+enum Command {
     /// Serve the HTTP API on BIND_ADDR.
     Api,
     /// Run job workers.
@@ -64,17 +64,17 @@ async fn main() -> anyhow::Result<()> {
     };
     wp_shared::telemetry::init(config.log_format);
     let shutdown = shutdown_signal();
-    match cli.role {
-        Role::Api => run_api(config, wait(shutdown)).await,
-        Role::Worker { queues } => {
+    match cli.command {
+        Command::Api => run_api(config, wait(shutdown)).await,
+        Command::Worker { queues } => {
             let pools = wp_workers::parse_pools(&queues)
                 .map_err(|e| anyhow::anyhow!("--queues / WORKER_QUEUES: {e}"))?;
             run_workers(config, pools, wait(shutdown)).await
         }
-        Role::Scheduler => run_scheduler(config, wait(shutdown)).await,
-        Role::Migrate => migrate(&config).await,
-        Role::SetRole { username, role } => set_role(&config, &username, &role).await,
-        Role::All => {
+        Command::Scheduler => run_scheduler(config, wait(shutdown)).await,
+        Command::Migrate => migrate(&config).await,
+        Command::SetRole { username, role } => set_role(&config, &username, &role).await,
+        Command::All => {
             migrate(&config).await?;
             let (api, workers, scheduler) = tokio::join!(
                 run_api(config.clone(), wait(shutdown.clone())),
