@@ -142,3 +142,53 @@ async fn staff_suspend_and_reinstate_within_their_rank() {
         .await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn admins_read_queue_depths_and_others_may_not() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let admin = app.register("queue_admin").await;
+    let user = app.register("queue_user").await;
+    sqlx::query("UPDATE users SET role = 'admin' WHERE username = 'queue_admin'")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    env.enqueuer
+        .push_many(
+            (0..4)
+                .map(|seq| wp_shared::jobs::SystemJob::Noop { seq })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let (s, _) = app
+        .call(
+            Method::GET,
+            "/api/admin/queues/",
+            Some(user["access_token"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = app
+        .call(
+            Method::GET,
+            "/api/admin/queues/",
+            Some(admin["access_token"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let system = b["data"]["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "system")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        system["active"].as_u64().unwrap() + system["scheduled"].as_u64().unwrap(),
+        4
+    );
+    assert_eq!(b["data"]["queues"].as_array().unwrap().len(), 8);
+}

@@ -36,7 +36,8 @@ pub use crate::state::{App, AppState};
 use crate::{
     error::AppError,
     routes::{
-        account, admin_users, auth as auth_routes, lifecycle, social, system, two_factor, users,
+        account, admin_queues, admin_users, auth as auth_routes, lifecycle, social, system,
+        two_factor, users,
     },
 };
 
@@ -131,6 +132,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin_users::suspend))
         .routes(routes!(admin_users::unsuspend))
         .routes(routes!(admin_users::set_role))
+        .routes(routes!(admin_queues::queues))
 }
 
 /// Builds the router and the OpenAPI document from one list of routes.
