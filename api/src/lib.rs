@@ -36,8 +36,8 @@ pub use crate::state::{App, AppState};
 use crate::{
     error::AppError,
     routes::{
-        account, admin_queues, admin_users, auth as auth_routes, lifecycle, social, system,
-        two_factor, users,
+        account, admin_queues, admin_users, auth as auth_routes, comments, downloads, lifecycle,
+        social, system, two_factor, users, video_likes, videos,
     },
 };
 
@@ -60,6 +60,8 @@ error bodies are `{success: false, message, code, errors?, request_id}`. Authent
         (name = "users", description = "Profiles and user search"),
         (name = "social", description = "Friend requests, friends, follows, blocks"),
         (name = "admin", description = "Staff actions on accounts"),
+        (name = "videos", description = "The video library: upload, list, likes, downloads"),
+        (name = "comments", description = "Threaded comments on videos"),
     )
 )]
 struct ApiDoc;
@@ -133,6 +135,21 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin_users::unsuspend))
         .routes(routes!(admin_users::set_role))
         .routes(routes!(admin_queues::queues))
+        .routes(routes!(videos::list))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(videos::upload))
+                // Uploads are streamed to storage and limited by VIDEO_MAX_BYTES there.
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .routes(routes!(videos::detail, videos::update, videos::delete))
+        .routes(routes!(video_likes::like))
+        .routes(routes!(comments::list, comments::create))
+        .routes(routes!(comments::edit, comments::delete))
+        .routes(routes!(comments::like))
+        .routes(routes!(downloads::download))
+        .routes(routes!(downloads::token))
+        .routes(routes!(downloads::thumbnail))
 }
 
 /// Builds the router and the OpenAPI document from one list of routes.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure every service the project needs answers on this machine:
 # PostgreSQL and Redis (started if installed but down), ClickHouse (installed from
-# Debian and started if missing), and, with `--test`, aiosmtpd for the test SMTP server.
+# Debian and started if missing), ffmpeg for the media worker, and, with `--test`,
+# aiosmtpd for the test SMTP server.
 set -euo pipefail
 cd "$(dirname "$0")"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -21,6 +22,14 @@ fi
 echo "redis: $(redis-cli -h 127.0.0.1 -p 6379 ping)"
 
 ./clickhouse.sh
+
+# The media worker probes and prepares videos with ffmpeg/ffprobe.
+if ! command -v ffprobe >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1; then
+  echo "ffmpeg: installing from Debian"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+fi
+echo "ffmpeg: $(ffmpeg -version | head -1)"
 
 if [ "${1:-}" = "--test" ]; then
   if ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null && ! python3 -c 'import aiosmtpd' 2>/dev/null; then

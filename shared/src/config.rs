@@ -97,6 +97,11 @@ pub struct Config {
     pub deletion_grace: Duration,
     /// Multiplies every authentication rate limit (load tests set it high).
     pub rate_limit_multiplier: u32,
+    /// Largest video upload.
+    pub video_max_bytes: u64,
+    /// ffmpeg and ffprobe binaries used by the media worker.
+    pub ffmpeg: String,
+    pub ffprobe: String,
 }
 
 /// An HMAC key for access tokens.
@@ -145,6 +150,9 @@ impl fmt::Debug for Config {
             .field("storage_dir", &self.storage_dir)
             .field("deletion_grace", &self.deletion_grace)
             .field("rate_limit_multiplier", &self.rate_limit_multiplier)
+            .field("video_max_bytes", &self.video_max_bytes)
+            .field("ffmpeg", &self.ffmpeg)
+            .field("ffprobe", &self.ffprobe)
             .finish()
     }
 }
@@ -375,6 +383,9 @@ impl Config {
                 86_400 * r.parse::<u64>("ACCOUNT_DELETION_GRACE_DAYS", 14)?,
             ),
             rate_limit_multiplier: r.positive("RATE_LIMIT_MULTIPLIER", 1)?,
+            video_max_bytes: r.positive("VIDEO_MAX_BYTES", 2 * 1024 * 1024 * 1024)?,
+            ffmpeg: r.string("FFMPEG_PATH", "ffmpeg"),
+            ffprobe: r.string("FFPROBE_PATH", "ffprobe"),
         })
     }
 }

@@ -138,6 +138,19 @@ impl Job for ExportAccount {
     }
 }
 
+/// Probe an uploaded video and prepare it for streaming (row in `videos`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrepareMedia {
+    pub video_id: Uuid,
+}
+
+impl Job for PrepareMedia {
+    const QUEUE: Queue = Queue::Media;
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("media:{}", self.video_id))
+    }
+}
+
 /// Platform housekeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

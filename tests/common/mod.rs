@@ -13,6 +13,7 @@ pub mod smtp;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use redis::aio::ConnectionManager;
+
 use sqlx::PgPool;
 use tokio::{sync::oneshot, task::JoinHandle};
 use wp_shared::{
@@ -442,3 +443,114 @@ impl TestApp {
 }
 
 pub const STRONG_PASSWORD: &str = "violet-harbor-tunnel-93";
+
+/// A user made directly in the database (no rate limits, no argon2 per user), with a
+/// live session and an access token.
+pub struct TestUser {
+    pub id: uuid::Uuid,
+    pub username: String,
+    pub token: String,
+}
+
+impl TestEnv {
+    pub async fn create_user(&self, username: &str) -> TestUser {
+        static HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+        let hash = HASH
+            .get_or_init(|| async {
+                wp_api::auth::password::hash(STRONG_PASSWORD.to_owned())
+                    .await
+                    .expect("hash")
+            })
+            .await;
+        let id = uuid::Uuid::now_v7();
+        let session = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO users (id, username, email, password_hash, email_verified_at)
+             VALUES ($1, $2, $3, $4, now())",
+        )
+        .bind(id)
+        .bind(username)
+        .bind(format!("{username}@example.com"))
+        .bind(hash)
+        .execute(&self.db)
+        .await
+        .expect("insert user");
+        sqlx::query("INSERT INTO sessions (id, user_id, expires_at) VALUES ($1, $2, now() + interval '1 day')")
+            .bind(session)
+            .bind(id)
+            .execute(&self.db)
+            .await
+            .expect("insert session");
+        let (token, _) =
+            wp_api::auth::tokens::issue_access(&self.config, id, session).expect("token");
+        TestUser {
+            id,
+            username: username.to_owned(),
+            token,
+        }
+    }
+
+    /// Makes two users friends.
+    pub async fn befriend(&self, a: &TestUser, b: &TestUser) {
+        let (x, y) = if a.id < b.id {
+            (a.id, b.id)
+        } else {
+            (b.id, a.id)
+        };
+        sqlx::query("INSERT INTO friendships (user_a, user_b) VALUES ($1, $2)")
+            .bind(x)
+            .bind(y)
+            .execute(&self.db)
+            .await
+            .expect("friendship");
+    }
+}
+
+/// Makes a real H.264 MP4 of `seconds` with ffmpeg (index at the end, as ffmpeg writes
+/// it by default). Returns its bytes.
+pub fn make_mp4(seconds: u32) -> Vec<u8> {
+    let path = std::env::temp_dir().join(format!("wp-test-{}.mp4", uuid::Uuid::new_v4().simple()));
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-y", "-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=duration={seconds}:size=160x120:rate=10"))
+        .args([
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .arg(&path)
+        .output()
+        .expect("ffmpeg (apt-get install ffmpeg)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(&path).expect("read mp4");
+    let _ = std::fs::remove_file(&path);
+    bytes
+}
+
+/// Top-level MP4 box names in order.
+pub fn mp4_boxes(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    while i + 8 <= bytes.len() {
+        let size =
+            u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
+        out.push(String::from_utf8_lossy(&bytes[i + 4..i + 8]).into_owned());
+        let size = if size == 1 && i + 16 <= bytes.len() {
+            u64::from_be_bytes(bytes[i + 8..i + 16].try_into().unwrap()) as usize
+        } else {
+            size
+        };
+        if size < 8 {
+            break;
+        }
+        i += size;
+    }
+    out
+}

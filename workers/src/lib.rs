@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod email;
 pub mod mailer;
+pub mod media;
 pub mod system;
 
 use std::{sync::Arc, time::Duration};
@@ -16,7 +17,10 @@ use apalis_redis::factory::RedisStorageFactory;
 use sqlx::PgPool;
 use wp_shared::{
     Config,
-    jobs::{Enqueuer, ExportAccount, Queue, SendEmail, SystemJob, promote_due, queue_config},
+    jobs::{
+        Enqueuer, ExportAccount, PrepareMedia, Queue, SendEmail, SystemJob, promote_due,
+        queue_config,
+    },
 };
 
 use crate::mailer::Mailer;
@@ -46,7 +50,7 @@ impl Ctx {
 }
 
 /// Queues that have job handlers in this release.
-pub const HANDLED: [Queue; 3] = [Queue::Email, Queue::Export, Queue::System];
+pub const HANDLED: [Queue; 4] = [Queue::Email, Queue::Export, Queue::Media, Queue::System];
 
 /// One pool: a queue and how many of its jobs may run at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +105,10 @@ pub fn default_pools() -> Vec<Pool> {
         Pool {
             queue: Queue::Export,
             concurrency: 2,
+        },
+        Pool {
+            queue: Queue::Media,
+            concurrency: 1,
         },
         Pool {
             queue: Queue::System,
@@ -205,6 +213,14 @@ pub async fn run(
                     .concurrency(pool.concurrency)
                     .parallelize(tokio::spawn)
                     .build(accounts::export_account)
+            }),
+            Queue::Media => monitor.register(move |_| {
+                WorkerBuilder::new(worker_name(Queue::Media))
+                    .backend(backend::<PrepareMedia>(&factory, &qc))
+                    .data(c.clone())
+                    .concurrency(pool.concurrency)
+                    .parallelize(tokio::spawn)
+                    .build(media::prepare)
             }),
             Queue::System => monitor.register(move |_| {
                 WorkerBuilder::new(worker_name(Queue::System))

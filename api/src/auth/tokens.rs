@@ -76,6 +76,77 @@ pub fn verify_access(config: &Config, token: &str) -> Result<Claims, AppError> {
     Ok(data.claims)
 }
 
+/// Claims of a scoped token: a short-lived capability for one object (a download
+/// link), tied to the session that made it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScopedClaims {
+    pub sub: Uuid,
+    pub sid: Uuid,
+    pub iat: i64,
+    pub exp: i64,
+    /// What it allows, e.g. `download`.
+    pub typ: String,
+    /// The object it allows it on.
+    pub obj: Uuid,
+}
+
+/// Issues a scoped token for `obj`, valid `secs` seconds.
+pub fn issue_scoped(
+    config: &Config,
+    user: Uuid,
+    session: Uuid,
+    typ: &str,
+    obj: Uuid,
+    secs: i64,
+) -> Result<(String, chrono::DateTime<chrono::Utc>), AppError> {
+    let now = chrono::Utc::now();
+    let claims = ScopedClaims {
+        sub: user,
+        sid: session,
+        iat: now.timestamp(),
+        exp: now.timestamp() + secs,
+        typ: typ.to_owned(),
+        obj,
+    };
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(config.jwt_key.id.clone());
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_secret(&config.jwt_key.secret),
+    )
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("jwt encode: {e}")))?;
+    Ok((token, now + chrono::Duration::seconds(secs)))
+}
+
+/// Verifies a scoped token for `typ` on `obj`.
+pub fn verify_scoped(
+    config: &Config,
+    token: &str,
+    typ: &str,
+    obj: Uuid,
+) -> Result<ScopedClaims, AppError> {
+    let invalid = || AppError::unauthenticated("invalid_token", "The link is invalid or expired.");
+    let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+    let kid = header.kid.ok_or_else(invalid)?;
+    let key = std::iter::once(&config.jwt_key)
+        .chain(config.jwt_previous_keys.iter())
+        .find(|k| k.id == kid)
+        .ok_or_else(invalid)?;
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 0;
+    let data = jsonwebtoken::decode::<ScopedClaims>(
+        token,
+        &DecodingKey::from_secret(&key.secret),
+        &validation,
+    )
+    .map_err(|_| invalid())?;
+    if data.claims.typ != typ || data.claims.obj != obj {
+        return Err(invalid());
+    }
+    Ok(data.claims)
+}
+
 /// A new random token (256 bits, base64url).
 pub fn random_token() -> String {
     let mut bytes = [0u8; 32];

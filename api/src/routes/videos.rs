@@ -1,0 +1,669 @@
+//! The video library: upload (multipart, streamed to storage), list, detail, update,
+//! delete. Who may see a video: its owner and staff always; others when it is ready and
+//! public or unlisted (unlisted ones are not listed), or friends-only and they are the
+//! owner's friends; never someone the owner blocked. Anything else is 404.
+
+use axum::{
+    extract::{Multipart, Path, State},
+    http::{StatusCode, Uri},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+use tokio::io::AsyncWriteExt;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use wp_shared::jobs::PrepareMedia;
+
+use crate::{
+    auth::{AuthUser, MaybeAuthUser},
+    error::{AppError, AppResult, FieldErrors},
+    extract::{Json, Query},
+    response::{ApiResponse, Envelope, PageParams, Paginated, parse_ordering, request_url},
+    routes::{account::relay, social::UserSummary},
+    state::AppState,
+};
+
+pub const VISIBILITIES: [&str; 4] = ["public", "unlisted", "friends", "private"];
+
+/// A video as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Video {
+    pub id: Uuid,
+    pub owner: UserSummary,
+    pub title: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub category: String,
+    /// `public`, `unlisted`, `friends` or `private`.
+    pub visibility: String,
+    pub allow_download: bool,
+    /// `processing`, `ready` or `failed`.
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub original_filename: String,
+    /// `mp4`, `webm`, `matroska`, `quicktime`, ... (from the file's bytes).
+    pub container: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub duration_seconds: Option<f64>,
+    pub thumbnail_url: Option<String>,
+    pub like_count: i32,
+    pub dislike_count: i32,
+    pub comment_count: i32,
+    /// The caller's vote: true (like), false (dislike) or null.
+    pub my_vote: Option<bool>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub(crate) struct VideoRow {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub owner_username: String,
+    pub owner_display_name: String,
+    pub title: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub category: String,
+    pub visibility: String,
+    pub allow_download: bool,
+    pub status: String,
+    pub failure_reason: Option<String>,
+    pub storage_key: String,
+    pub original_filename: String,
+    pub container: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub duration_seconds: Option<f64>,
+    pub thumbnail_key: Option<String>,
+    pub like_count: i32,
+    pub dislike_count: i32,
+    pub comment_count: i32,
+    pub my_vote: Option<bool>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl VideoRow {
+    fn into_api(self, state: &AppState) -> Video {
+        Video {
+            thumbnail_url: self.thumbnail_key.as_ref().map(|_| {
+                format!(
+                    "{}/api/videos/{}/thumbnail/",
+                    state.config.public_url, self.id
+                )
+            }),
+            id: self.id,
+            owner: UserSummary {
+                id: self.owner_id,
+                username: self.owner_username,
+                display_name: self.owner_display_name,
+            },
+            title: self.title,
+            description: self.description,
+            tags: self.tags,
+            category: self.category,
+            visibility: self.visibility,
+            allow_download: self.allow_download,
+            status: self.status,
+            failure_reason: self.failure_reason,
+            original_filename: self.original_filename,
+            container: self.container,
+            content_type: self.content_type,
+            size_bytes: self.size_bytes,
+            sha256: self.sha256,
+            duration_seconds: self.duration_seconds,
+            like_count: self.like_count,
+            dislike_count: self.dislike_count,
+            comment_count: self.comment_count,
+            my_vote: self.my_vote,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// Loads a video the caller may see, or 404.
+pub(crate) async fn visible_video(
+    conn: &mut PgConnection,
+    viewer: Option<&AuthUser>,
+    raw_id: &str,
+) -> AppResult<VideoRow> {
+    let id: Uuid = raw_id.parse().map_err(|_| AppError::not_found())?;
+    let me = viewer.map(|v| v.id);
+    let staff = viewer.is_some_and(AuthUser::is_staff);
+    sqlx::query_as!(
+        VideoRow,
+        r#"SELECT v.id, v.owner_id, u.username AS owner_username, u.display_name AS owner_display_name,
+                  v.title, v.description, v.tags, v.category, v.visibility, v.allow_download,
+                  v.status, v.failure_reason, v.storage_key, v.original_filename, v.container,
+                  v.content_type, v.size_bytes, v.sha256, v.duration_seconds, v.thumbnail_key,
+                  v.like_count, v.dislike_count, v.comment_count,
+                  (SELECT l.is_like FROM video_likes l WHERE l.video_id = v.id AND l.user_id = $2) AS my_vote,
+                  v.created_at, v.updated_at
+           FROM videos v JOIN users u ON u.id = v.owner_id
+           WHERE v.id = $1 AND (
+               v.owner_id = $2 OR $3
+               OR (v.status = 'ready'
+                   AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = v.owner_id AND b.blocked = $2)
+                   AND (v.visibility IN ('public', 'unlisted')
+                        OR (v.visibility = 'friends' AND EXISTS (
+                            SELECT 1 FROM friendships f
+                            WHERE f.user_a = LEAST(v.owner_id, $2) AND f.user_b = GREATEST(v.owner_id, $2)))))
+           )"#,
+        id,
+        me,
+        staff
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(AppError::not_found)
+}
+
+/// What the bytes say a file is: (container, media type, file extension).
+pub type VideoKind = (&'static str, &'static str, &'static str);
+
+/// A received upload: safe name, size, SHA-256, kind.
+struct Received {
+    filename: String,
+    size: u64,
+    sha256: String,
+    kind: VideoKind,
+}
+
+/// Container and media type from a file's first bytes.
+pub fn sniff_video(head: &[u8]) -> Option<VideoKind> {
+    if head.len() >= 12 && &head[4..8] == b"ftyp" {
+        let brand = &head[8..12];
+        if brand == b"qt  " {
+            return Some(("quicktime", "video/quicktime", "mov"));
+        }
+        return Some(("mp4", "video/mp4", "mp4"));
+    }
+    if head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3]) {
+        // EBML: WebM or Matroska; the DocType says which.
+        let is_webm = head.windows(4).any(|w| w == b"webm");
+        return Some(if is_webm {
+            ("webm", "video/webm", "webm")
+        } else {
+            ("matroska", "video/x-matroska", "mkv")
+        });
+    }
+    if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"AVI " {
+        return Some(("avi", "video/x-msvideo", "avi"));
+    }
+    if head.first() == Some(&0x47) && head.get(188) == Some(&0x47) {
+        return Some(("mpegts", "video/mp2t", "ts"));
+    }
+    None
+}
+
+/// Metadata fields of an upload or an update.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VideoFields {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub category: Option<String>,
+    pub visibility: Option<String>,
+    pub allow_download: Option<bool>,
+}
+
+fn check_fields(f: &mut VideoFields, creating: bool) -> Result<(), AppError> {
+    let mut e = FieldErrors::new();
+    let mut add = |k: &str, m: &str| e.entry(k.to_owned()).or_default().push(m.to_owned());
+    if let Some(t) = &mut f.title {
+        *t = t.trim().to_owned();
+        if t.is_empty() || t.chars().count() > 200 {
+            add("title", "Give a title of 1 to 200 characters.");
+        }
+    } else if creating {
+        add("title", "This field is required.");
+    }
+    if f.description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 5000)
+    {
+        add(
+            "description",
+            "Ensure this field has no more than 5000 characters.",
+        );
+    }
+    if let Some(tags) = &mut f.tags {
+        let mut clean: Vec<String> = tags
+            .iter()
+            .map(|t| t.trim().to_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        clean.sort();
+        clean.dedup();
+        if clean.len() > 20 || clean.iter().any(|t| t.chars().count() > 40) {
+            add("tags", "At most 20 tags of at most 40 characters each.");
+        }
+        *tags = clean;
+    }
+    if let Some(c) = &mut f.category {
+        *c = c.trim().to_lowercase();
+        if c.chars().count() > 50 {
+            add(
+                "category",
+                "Ensure this field has no more than 50 characters.",
+            );
+        }
+    }
+    if f.visibility
+        .as_deref()
+        .is_some_and(|v| !VISIBILITIES.contains(&v))
+    {
+        add("visibility", "One of public, unlisted, friends, private.");
+    }
+    if e.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Validation(e))
+    }
+}
+
+/// A file name safe to show and to put in a header: no path, no control characters.
+pub fn safe_filename(raw: &str) -> String {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = base
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '"' | '\\' | '/' | ';'))
+        .take(150)
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_owned();
+    if cleaned.is_empty() {
+        "video".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+/// Uploads a video (multipart): text fields `title` (required), `description`,
+/// `tags` (comma-separated), `category`, `visibility`, `allow_download`, and the file in
+/// `file`. The file is streamed to storage (never held in memory), its type read from
+/// its bytes, its size limited (VIDEO_MAX_BYTES) and its SHA-256 taken. The video is
+/// `processing` until the media worker has prepared it.
+#[utoipa::path(post, path = "/videos/", tag = "videos", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "Fields and `file`"),
+    responses(
+        (status = 201, body = inline(Envelope<Video>)),
+        (status = 400, description = "A field is invalid, or `file` is not a video", body = crate::error::ErrorBody),
+        (status = 413, body = crate::error::ErrorBody),
+    ))]
+pub async fn upload(
+    State(state): State<AppState>,
+    me: AuthUser,
+    mut form: Multipart,
+) -> AppResult<ApiResponse<Video>> {
+    let id = Uuid::now_v7();
+    let dir = state.config.storage_dir.join("videos");
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let part_path = dir.join(format!("{id}.part"));
+    let mut fields = VideoFields::default();
+    let mut file: Option<Received> = None;
+    let result: AppResult<()> = async {
+        while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
+            let name = field.name().unwrap_or_default().to_owned();
+            if name == "file" {
+                if file.is_some() {
+                    return Err(AppError::field("file", "Send one file."));
+                }
+                let filename = safe_filename(field.file_name().unwrap_or("video"));
+                let mut out = tokio::fs::File::create(&part_path).await.map_err(|e| AppError::Internal(e.into()))?;
+                let mut hasher = Sha256::new();
+                let mut size: u64 = 0;
+                let mut head: Vec<u8> = Vec::with_capacity(512);
+                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                    size += chunk.len() as u64;
+                    if size > state.config.video_max_bytes {
+                        return Err(AppError::PayloadTooLarge);
+                    }
+                    if head.len() < 512 {
+                        head.extend_from_slice(&chunk[..chunk.len().min(512 - head.len())]);
+                    }
+                    hasher.update(&chunk);
+                    out.write_all(&chunk).await.map_err(|e| AppError::Internal(e.into()))?;
+                }
+                out.flush().await.map_err(|e| AppError::Internal(e.into()))?;
+                if size == 0 {
+                    return Err(AppError::field("file", "The submitted file is empty."));
+                }
+                let kind = sniff_video(&head).ok_or_else(|| {
+                    AppError::field("file", "Not a video file this service accepts (MP4, MOV, WebM, MKV, AVI, MPEG-TS).")
+                })?;
+                file = Some(Received { filename, size, sha256: hex::encode(hasher.finalize()), kind });
+            } else {
+                let text = field.text().await.map_err(multipart_error)?;
+                match name.as_str() {
+                    "title" => fields.title = Some(text),
+                    "description" => fields.description = Some(text),
+                    "tags" => fields.tags = Some(text.split(',').map(str::to_owned).collect()),
+                    "category" => fields.category = Some(text),
+                    "visibility" => fields.visibility = Some(text.trim().to_owned()),
+                    "allow_download" => {
+                        fields.allow_download = Some(match text.trim() {
+                            "true" | "1" | "on" => true,
+                            "false" | "0" | "off" | "" => false,
+                            _ => return Err(AppError::field("allow_download", "Must be true or false.")),
+                        })
+                    }
+                    other => return Err(AppError::field(other, "Unknown field.")),
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let cleanup = || async {
+        let _ = tokio::fs::remove_file(&part_path).await;
+    };
+    if let Err(e) = result {
+        cleanup().await;
+        return Err(e);
+    }
+    if let Err(e) = check_fields(&mut fields, true) {
+        cleanup().await;
+        return Err(e);
+    }
+    let Some(Received {
+        filename,
+        size,
+        sha256,
+        kind: (container, content_type, ext),
+    }) = file
+    else {
+        cleanup().await;
+        return Err(AppError::field("file", "No file was submitted."));
+    };
+    let key = format!("videos/{id}.{ext}");
+    if let Err(e) = tokio::fs::rename(&part_path, state.config.storage_dir.join(&key)).await {
+        cleanup().await;
+        return Err(AppError::Internal(e.into()));
+    }
+    let mut tx = state.db.begin().await?;
+    sqlx::query!(
+        "INSERT INTO videos (id, owner_id, title, description, tags, category, visibility, allow_download,
+                             storage_key, original_filename, container, content_type, size_bytes, sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        id,
+        me.id,
+        fields.title.unwrap_or_default(),
+        fields.description.unwrap_or_default(),
+        &fields.tags.unwrap_or_default(),
+        fields.category.unwrap_or_default(),
+        fields.visibility.unwrap_or_else(|| "public".to_owned()),
+        fields.allow_download.unwrap_or(false),
+        key,
+        filename,
+        container,
+        content_type,
+        i64::try_from(size).unwrap_or(i64::MAX),
+        sha256,
+    )
+    .execute(&mut *tx)
+    .await?;
+    let outbox = wp_shared::outbox::record(&mut tx, &PrepareMedia { video_id: id }).await?;
+    let row = visible_video(&mut tx, Some(&me), &id.to_string()).await?;
+    tx.commit().await?;
+    relay(&state, &[outbox]).await;
+    Ok(ApiResponse::created(row.into_api(&state)))
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge
+    } else {
+        AppError::BadRequest {
+            code: "invalid_multipart",
+            message: e.body_text(),
+        }
+    }
+}
+
+/// A video the caller may see.
+#[utoipa::path(get, path = "/videos/{id}/", tag = "videos", params(("id" = Uuid, Path)),
+    responses((status = 200, body = inline(Envelope<Video>)), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn detail(
+    State(state): State<AppState>,
+    MaybeAuthUser(me): MaybeAuthUser,
+    Path(id): Path<String>,
+) -> AppResult<ApiResponse<Video>> {
+    let mut conn = state.db.acquire().await?;
+    let row = visible_video(&mut conn, me.as_ref(), &id).await?;
+    Ok(ApiResponse::ok(row.into_api(&state)))
+}
+
+/// Changes a video's metadata (owner or staff).
+#[utoipa::path(patch, path = "/videos/{id}/", tag = "videos", security(("bearer" = [])), request_body = VideoFields,
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = inline(Envelope<Video>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn update(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Path(id): Path<String>,
+    Json(mut body): Json<VideoFields>,
+) -> AppResult<ApiResponse<Video>> {
+    let mut tx = state.db.begin().await?;
+    let v = visible_video(&mut tx, Some(&me), &id).await?;
+    me.owner_or_staff(v.owner_id)?;
+    check_fields(&mut body, false)?;
+    sqlx::query!(
+        "UPDATE videos SET title = COALESCE($2, title), description = COALESCE($3, description),
+                tags = COALESCE($4, tags), category = COALESCE($5, category),
+                visibility = COALESCE($6, visibility), allow_download = COALESCE($7, allow_download)
+         WHERE id = $1",
+        v.id,
+        body.title,
+        body.description,
+        body.tags.as_deref(),
+        body.category,
+        body.visibility,
+        body.allow_download,
+    )
+    .execute(&mut *tx)
+    .await?;
+    let row = visible_video(&mut tx, Some(&me), &v.id.to_string()).await?;
+    tx.commit().await?;
+    Ok(ApiResponse::ok(row.into_api(&state)))
+}
+
+/// Deletes a video and its file (owner or staff).
+#[utoipa::path(delete, path = "/videos/{id}/", tag = "videos", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let v = visible_video(&mut tx, Some(&me), &id).await?;
+    me.owner_or_staff(v.owner_id)?;
+    sqlx::query!("DELETE FROM videos WHERE id = $1", v.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    for key in std::iter::once(v.storage_key).chain(v.thumbnail_key) {
+        let _ = tokio::fs::remove_file(state.config.storage_dir.join(key)).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Filters and ordering of the video list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only this owner's videos.
+    pub owner: Option<Uuid>,
+    pub category: Option<String>,
+    pub tag: Option<String>,
+    /// Only for your own videos (`?owner=` your id, or `?mine=true`).
+    pub visibility: Option<String>,
+    /// Only the caller's videos (any status).
+    pub mine: Option<bool>,
+    /// Words of the title or description.
+    pub search: Option<String>,
+    /// `created_at`, `title`, `like_count`, `duration_seconds`; `-` for descending
+    /// (default `-created_at`).
+    pub ordering: Option<String>,
+    pub page: Option<u32>,
+    pub page_size: Option<u32>,
+}
+
+/// Videos the caller may see, filtered and ordered (page-number pagination). Others'
+/// unlisted videos are not listed.
+#[utoipa::path(get, path = "/videos/", tag = "videos", params(ListParams),
+    responses((status = 200, body = inline(Envelope<Paginated<Video>>)), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    MaybeAuthUser(me): MaybeAuthUser,
+    uri: Uri,
+    Query(q): Query<ListParams>,
+) -> AppResult<ApiResponse<Paginated<Video>>> {
+    let page = PageParams {
+        page: q.page,
+        page_size: q.page_size,
+    }
+    .validate()?;
+    let (field, desc) = parse_ordering(
+        q.ordering.as_deref(),
+        &["created_at", "title", "like_count", "duration_seconds"],
+        ("created_at", true),
+    )?;
+    let order = format!("{}{field}", if desc { "-" } else { "" });
+    if q.visibility
+        .as_deref()
+        .is_some_and(|v| !VISIBILITIES.contains(&v))
+    {
+        return Err(AppError::field(
+            "visibility",
+            "One of public, unlisted, friends, private.",
+        ));
+    }
+    let me_id = me.as_ref().map(|m| m.id);
+    if q.mine == Some(true) && me_id.is_none() {
+        return Err(AppError::unauthenticated(
+            "not_authenticated",
+            "Sign in to list your videos.",
+        ));
+    }
+    let owner = if q.mine == Some(true) { me_id } else { q.owner };
+    let search = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let tag = q.tag.as_deref().map(|t| t.trim().to_lowercase());
+    let category = q.category.as_deref().map(|c| c.trim().to_lowercase());
+    let count = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM videos v
+           WHERE ($2::uuid IS NULL OR v.owner_id = $2)
+             AND ($3::text IS NULL OR v.category = $3)
+             AND ($4::text IS NULL OR $4 = ANY(v.tags))
+             AND ($5::text IS NULL OR v.visibility = $5)
+             AND ($6::text IS NULL OR v.search @@ plainto_tsquery('simple', $6))
+             AND (v.owner_id = $1 OR (
+                 v.status = 'ready' AND v.visibility <> 'unlisted' AND v.visibility <> 'private'
+                 AND ($5::text IS NULL)
+                 AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = v.owner_id AND b.blocked = $1)
+                 AND (v.visibility = 'public' OR EXISTS (
+                     SELECT 1 FROM friendships f
+                     WHERE f.user_a = LEAST(v.owner_id, $1) AND f.user_b = GREATEST(v.owner_id, $1)))))"#,
+        me_id,
+        owner,
+        category,
+        tag,
+        q.visibility,
+        search
+    )
+    .fetch_one(&state.db)
+    .await?;
+    let rows = sqlx::query_as!(
+        VideoRow,
+        r#"SELECT v.id, v.owner_id, u.username AS owner_username, u.display_name AS owner_display_name,
+                  v.title, v.description, v.tags, v.category, v.visibility, v.allow_download,
+                  v.status, v.failure_reason, v.storage_key, v.original_filename, v.container,
+                  v.content_type, v.size_bytes, v.sha256, v.duration_seconds, v.thumbnail_key,
+                  v.like_count, v.dislike_count, v.comment_count,
+                  (SELECT l.is_like FROM video_likes l WHERE l.video_id = v.id AND l.user_id = $1) AS my_vote,
+                  v.created_at, v.updated_at
+           FROM videos v JOIN users u ON u.id = v.owner_id
+           WHERE ($2::uuid IS NULL OR v.owner_id = $2)
+             AND ($3::text IS NULL OR v.category = $3)
+             AND ($4::text IS NULL OR $4 = ANY(v.tags))
+             AND ($5::text IS NULL OR v.visibility = $5)
+             AND ($6::text IS NULL OR v.search @@ plainto_tsquery('simple', $6))
+             AND (v.owner_id = $1 OR (
+                 v.status = 'ready' AND v.visibility <> 'unlisted' AND v.visibility <> 'private'
+                 AND ($5::text IS NULL)
+                 AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = v.owner_id AND b.blocked = $1)
+                 AND (v.visibility = 'public' OR EXISTS (
+                     SELECT 1 FROM friendships f
+                     WHERE f.user_a = LEAST(v.owner_id, $1) AND f.user_b = GREATEST(v.owner_id, $1)))))
+           ORDER BY
+             CASE WHEN $7 = '-created_at' THEN v.created_at END DESC,
+             CASE WHEN $7 = 'created_at' THEN v.created_at END ASC,
+             CASE WHEN $7 = '-title' THEN lower(v.title) END DESC,
+             CASE WHEN $7 = 'title' THEN lower(v.title) END ASC,
+             CASE WHEN $7 = '-like_count' THEN v.like_count END DESC,
+             CASE WHEN $7 = 'like_count' THEN v.like_count END ASC,
+             CASE WHEN $7 = '-duration_seconds' THEN v.duration_seconds END DESC NULLS LAST,
+             CASE WHEN $7 = 'duration_seconds' THEN v.duration_seconds END ASC NULLS LAST,
+             v.id DESC
+           LIMIT $8 OFFSET $9"#,
+        me_id,
+        owner,
+        category,
+        tag,
+        q.visibility,
+        search,
+        order,
+        page.limit(),
+        page.offset()
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let results = rows.into_iter().map(|r| r.into_api(&state)).collect();
+    Ok(ApiResponse::ok(Paginated::new(
+        results,
+        count,
+        page,
+        &request_url(&state, &uri),
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_come_from_the_bytes() {
+        let mut mp4 = vec![0, 0, 0, 0x20];
+        mp4.extend_from_slice(b"ftypisom\0\0\x02\0");
+        assert_eq!(sniff_video(&mp4).unwrap().0, "mp4");
+        let mut mov = vec![0, 0, 0, 0x14];
+        mov.extend_from_slice(b"ftypqt  ");
+        assert_eq!(sniff_video(&mov).unwrap().0, "quicktime");
+        let webm = [
+            &[0x1A, 0x45, 0xDF, 0xA3][..],
+            b"\x9fB\x86\x81\x01B\x82\x84webm",
+        ]
+        .concat();
+        assert_eq!(sniff_video(&webm).unwrap().0, "webm");
+        assert!(sniff_video(b"#!/bin/sh\nrm -rf /").is_none());
+        assert!(sniff_video(b"\x89PNG\r\n\x1a\n").is_none());
+    }
+
+    #[test]
+    fn filenames_are_made_safe() {
+        assert_eq!(safe_filename("../../etc/passwd"), "passwd");
+        assert_eq!(safe_filename("C:\\Users\\me\\clip.mp4"), "clip.mp4");
+        assert_eq!(safe_filename("a\"b;c\r\n.mp4"), "abc.mp4");
+        assert_eq!(safe_filename(".hidden"), "hidden");
+        assert_eq!(safe_filename(""), "video");
+    }
+}

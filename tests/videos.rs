@@ -1,0 +1,843 @@
+//! Videos, likes, comments and downloads through the public API, with the media worker
+//! preparing real MP4 files made by ffmpeg.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApp, TestEnv, TestUser, eventually, make_mp4, mp4_boxes};
+use reqwest::{Method, StatusCode, header, multipart};
+use serde_json::{Value, json};
+use wp_shared::jobs::Queue;
+
+async fn upload(
+    app: &TestApp,
+    u: &TestUser,
+    bytes: Vec<u8>,
+    fields: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut form = multipart::Form::new();
+    for (k, v) in fields {
+        form = form.text((*k).to_owned(), (*v).to_owned());
+    }
+    form = form.part(
+        "file",
+        multipart::Part::bytes(bytes)
+            .file_name("../my clip\".mp4")
+            .mime_str("video/mp4")
+            .unwrap(),
+    );
+    let res = app
+        .client
+        .post(app.url("/api/videos/"))
+        .bearer_auth(&u.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let s = res.status();
+    (s, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Uploads an MP4 and waits for the media worker to make it ready.
+async fn ready_video(env: &TestEnv, app: &TestApp, u: &TestUser, fields: &[(&str, &str)]) -> Value {
+    let (s, b) = upload(app, u, make_mp4(2), fields).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let id = b["data"]["id"].as_str().unwrap().to_owned();
+    let workers = env.spawn_workers(&[(Queue::Media, 1)]).await;
+    let v = eventually(Duration::from_secs(30), "video ready", || async {
+        let (_, b) = app
+            .call(
+                Method::GET,
+                &format!("/api/videos/{id}/"),
+                Some(&u.token),
+                None,
+            )
+            .await;
+        (b["data"]["status"] != "processing").then_some(b["data"].clone())
+    })
+    .await;
+    workers.shutdown().await;
+    assert_eq!(v["status"], "ready", "{v}");
+    v
+}
+
+fn storage_files(env: &TestEnv) -> Vec<String> {
+    std::fs::read_dir(env.config.storage_dir.join("videos"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_upload_is_prepared_for_streaming_and_downloaded_with_ranges() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let owner = env.create_user("vid_owner").await;
+    let (s, b) = upload(
+        &app,
+        &owner,
+        make_mp4(2),
+        &[
+            ("title", "First clip"),
+            ("tags", "Cats, funny,cats"),
+            ("allow_download", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let v = &b["data"];
+    assert_eq!(v["status"], "processing");
+    assert_eq!(v["container"], "mp4");
+    assert_eq!(
+        v["original_filename"], "my clip.mp4",
+        "path and quote stripped"
+    );
+    assert_eq!(v["tags"], json!(["cats", "funny"]));
+    let id = v["id"].as_str().unwrap().to_owned();
+    let dl = format!("/api/videos/{id}/download/");
+    let (s, b) = app.call(Method::GET, &dl, Some(&owner.token), None).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_ready"))
+    );
+
+    let v = ready_video(&env, &app, &owner, &[("title", "Second")]).await;
+    let id = v["id"].as_str().unwrap().to_owned();
+    let dl = format!("/api/videos/{id}/download/");
+    let d = v["duration_seconds"].as_f64().unwrap();
+    assert!((1.9..2.2).contains(&d), "{d}");
+    // The index is now before the media data, and size/checksum describe the new file.
+    let res = app
+        .client
+        .get(app.url(&dl))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let h = res.headers().clone();
+    assert_eq!(h[header::CONTENT_TYPE], "video/mp4");
+    assert!(
+        h[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"")
+    );
+    assert_eq!(h[header::ACCEPT_RANGES], "bytes");
+    let etag = h[header::ETAG].to_str().unwrap().to_owned();
+    assert!(h.contains_key(header::LAST_MODIFIED));
+    let body = res.bytes().await.unwrap().to_vec();
+    assert_eq!(body.len() as u64, v["size_bytes"].as_u64().unwrap());
+    assert_eq!(
+        h[header::CONTENT_LENGTH].to_str().unwrap(),
+        body.len().to_string()
+    );
+    let boxes = mp4_boxes(&body);
+    let moov = boxes.iter().position(|b| b == "moov").unwrap();
+    let mdat = boxes.iter().position(|b| b == "mdat").unwrap();
+    assert!(moov < mdat, "faststart: {boxes:?}");
+    use sha2::Digest;
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&body)),
+        v["sha256"].as_str().unwrap()
+    );
+    // Thumbnail.
+    let res = app
+        .client
+        .get(app.url(&format!("/api/videos/{id}/thumbnail/")))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(&res.bytes().await.unwrap()[..3], &[0xFF, 0xD8, 0xFF]);
+
+    // Ranges: several seeks, each exact.
+    let len = body.len();
+    for (range, start, end) in [
+        ("bytes=0-99", 0, 99),
+        ("bytes=1000-1999", 1000, 1999),
+        (&format!("bytes={}-", len - 10) as &str, len - 10, len - 1),
+        ("bytes=-16", len - 16, len - 1),
+    ] {
+        let res = app
+            .client
+            .get(app.url(&dl))
+            .bearer_auth(&owner.token)
+            .header(header::RANGE, range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(
+            res.headers()[header::CONTENT_RANGE].to_str().unwrap(),
+            format!("bytes {start}-{end}/{len}")
+        );
+        assert_eq!(
+            res.bytes().await.unwrap().to_vec(),
+            body[start..=end].to_vec(),
+            "{range}"
+        );
+    }
+    let res = app
+        .client
+        .get(app.url(&dl))
+        .bearer_auth(&owner.token)
+        .header(header::RANGE, format!("bytes={len}-"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        res.headers()[header::CONTENT_RANGE].to_str().unwrap(),
+        format!("bytes */{len}")
+    );
+    // A stale If-Range gets the whole file; a matching If-None-Match gets 304.
+    let res = app
+        .client
+        .get(app.url(&dl))
+        .bearer_auth(&owner.token)
+        .header(header::RANGE, "bytes=0-9")
+        .header(header::IF_RANGE, "\"other\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .client
+        .get(app.url(&dl))
+        .bearer_auth(&owner.token)
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test]
+async fn uploads_that_lie_or_are_too_big_are_refused_and_leave_nothing() {
+    let env = TestEnv::with_vars(&[("VIDEO_MAX_BYTES", "50000")]).await;
+    let app = env.spawn_api().await;
+    let u = env.create_user("liar").await;
+    let (s, b) = upload(
+        &app,
+        &u,
+        b"#!/bin/sh\necho not a video\n".to_vec(),
+        &[("title", "Totally a video")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["file"].is_array(), "{b}");
+    let (s, _) = upload(&app, &u, vec![0u8; 60_000], &[("title", "Big")]).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, b) = upload(&app, &u, make_mp4(1), &[]).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["title"].is_array(), "{b}");
+    let (s, b) = upload(
+        &app,
+        &u,
+        make_mp4(1),
+        &[("title", "x"), ("visibility", "everyone")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["visibility"].is_array(), "{b}");
+    assert!(storage_files(&env).is_empty(), "{:?}", storage_files(&env));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM videos")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn visibility_decides_who_sees_lists_comments_and_downloads() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let owner = env.create_user("vis_owner").await;
+    let friend = env.create_user("vis_friend").await;
+    let stranger = env.create_user("vis_stranger").await;
+    env.befriend(&owner, &friend).await;
+    let private = ready_video(
+        &env,
+        &app,
+        &owner,
+        &[
+            ("title", "Secret diary"),
+            ("visibility", "private"),
+            ("allow_download", "true"),
+        ],
+    )
+    .await;
+    let friends = ready_video(
+        &env,
+        &app,
+        &owner,
+        &[
+            ("title", "Beach day"),
+            ("visibility", "friends"),
+            ("category", "travel"),
+        ],
+    )
+    .await;
+    let unlisted = ready_video(
+        &env,
+        &app,
+        &owner,
+        &[("title", "Unlisted link"), ("visibility", "unlisted")],
+    )
+    .await;
+    let public = ready_video(
+        &env,
+        &app,
+        &owner,
+        &[
+            ("title", "Public cats"),
+            ("tags", "cats"),
+            ("allow_download", "true"),
+        ],
+    )
+    .await;
+    let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
+
+    for path in ["/", "/comments/", "/download/"] {
+        let (s, _) = app
+            .call(
+                Method::GET,
+                &format!("/api/videos/{}{path}", id(&private)),
+                Some(&stranger.token),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "private {path}");
+    }
+    let (s, _) = app
+        .post_json(
+            &format!("/api/videos/{}/like/", id(&private)),
+            Some(&stranger.token),
+            json!({"is_like": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/videos/{}/", id(&friends)),
+            Some(&friend.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/videos/{}/", id(&friends)),
+            Some(&stranger.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/videos/{}/", id(&unlisted)),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "unlisted: anyone with the link");
+
+    let titles = |b: &Value| -> Vec<String> {
+        b["data"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, b) = app
+        .call(
+            Method::GET,
+            "/api/videos/?ordering=title",
+            Some(&stranger.token),
+            None,
+        )
+        .await;
+    assert_eq!(titles(&b), vec!["Public cats"]);
+    let (_, b) = app
+        .call(
+            Method::GET,
+            "/api/videos/?ordering=title",
+            Some(&friend.token),
+            None,
+        )
+        .await;
+    assert_eq!(titles(&b), vec!["Beach day", "Public cats"]);
+    let (_, b) = app
+        .call(
+            Method::GET,
+            "/api/videos/?mine=true&ordering=-title",
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        titles(&b),
+        vec!["Unlisted link", "Secret diary", "Public cats", "Beach day"]
+    );
+    let (_, b) = app
+        .call(Method::GET, "/api/videos/?tag=CATS", None, None)
+        .await;
+    assert_eq!(titles(&b), vec!["Public cats"]);
+    let (_, b) = app
+        .call(
+            Method::GET,
+            "/api/videos/?search=beach",
+            Some(&friend.token),
+            None,
+        )
+        .await;
+    assert_eq!(titles(&b), vec!["Beach day"]);
+    let (_, b) = app
+        .call(
+            Method::GET,
+            "/api/videos/?category=travel",
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["count"], 1);
+    let (s, b) = app
+        .call(Method::GET, "/api/videos/?ordering=password", None, None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["ordering"].is_array());
+
+    // Downloads: others only when allowed; the owner always.
+    let (s, b) = app
+        .call(
+            Method::GET,
+            &format!("/api/videos/{}/download/", id(&friends)),
+            Some(&friend.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("download_disabled"))
+    );
+    let res = app
+        .client
+        .get(app.url(&format!("/api/videos/{}/download/", id(&public))))
+        .bearer_auth(&stranger.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // A signed link works without a header, for that video only, and not as a token.
+    let (s, b) = app
+        .post_json(
+            &format!("/api/videos/{}/download-token/", id(&public)),
+            Some(&stranger.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let url = b["data"]["url"].as_str().unwrap().to_owned();
+    let token = url.split("token=").nth(1).unwrap().to_owned();
+    let res = app
+        .client
+        .get(app.url(&format!(
+            "/api/videos/{}/download/?token={token}",
+            id(&public)
+        )))
+        .header(header::RANGE, "bytes=0-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/videos/{}/download/?token={token}", id(&unlisted)),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = app
+        .call(Method::GET, "/api/users/me/", Some(&token), None)
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "a download link is not an access token"
+    );
+
+    // Only the owner edits or deletes.
+    let (s, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/videos/{}/", id(&public)),
+            Some(&stranger.token),
+            Some(json!({"title": "mine now"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/videos/{}/", id(&public)),
+            Some(&owner.token),
+            Some(json!({"title": "Public cats 2", "visibility": "private"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/videos/{}/", id(&public)),
+            Some(&stranger.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "now private");
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/videos/{}/", id(&public)),
+            Some(&stranger.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/videos/{}/", id(&public))))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(storage_files(&env).len(), 3);
+}
+
+#[tokio::test]
+async fn likes_toggle_switch_and_stay_exact_under_concurrency() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let owner = env.create_user("like_owner").await;
+    let (_, b) = upload(&app, &owner, make_mp4(1), &[("title", "Like me")]).await;
+    let id = b["data"]["id"].as_str().unwrap().to_owned();
+    // (Processing videos are visible to their owner: votes work for the owner.)
+    let like = format!("/api/videos/{id}/like/");
+    let (s, b) = app
+        .post_json(&like, Some(&owner.token), json!({"is_like": true}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b,
+        json!({"success": true, "is_liked": true, "is_disliked": false, "like_count": 1, "dislike_count": 0})
+    );
+    let (_, b) = app
+        .post_json(&like, Some(&owner.token), json!({"is_like": false}))
+        .await;
+    assert_eq!(
+        (
+            b["is_liked"].as_bool(),
+            b["like_count"].as_i64(),
+            b["dislike_count"].as_i64()
+        ),
+        (Some(false), Some(0), Some(1))
+    );
+    let (_, b) = app
+        .post_json(&like, Some(&owner.token), json!({"is_like": false}))
+        .await;
+    assert_eq!(
+        (b["like_count"].as_i64(), b["dislike_count"].as_i64()),
+        (Some(0), Some(0)),
+        "same vote again removes it"
+    );
+    let (s, b) = app
+        .post_json(&like, Some(&owner.token), json!({"is_like": "yes"}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["is_like"].is_array());
+
+    // Make it public and ready so others can vote, then 40 users vote at once, and one
+    // user fires 21 toggles at once.
+    sqlx::query("UPDATE videos SET status = 'ready' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let mut users = Vec::new();
+    for i in 0..40 {
+        users.push(env.create_user(&format!("voter{i}")).await);
+    }
+    let mut tasks = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let (client, url, t) = (app.client.clone(), app.url(&like), u.token.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(t)
+                .json(&json!({"is_like": i % 4 != 0}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for _ in 0..21 {
+        let (client, url, t) = (app.client.clone(), app.url(&like), owner.token.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(t)
+                .json(&json!({"is_like": true}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    let (likes, dislikes): (i32, i32) =
+        sqlx::query_as("SELECT like_count, dislike_count FROM videos WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    let (rl, rd): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE is_like), count(*) FILTER (WHERE NOT is_like) FROM video_likes WHERE video_id = $1::uuid",
+    )
+    .bind(&id)
+    .fetch_one(&env.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        (i64::from(likes), i64::from(dislikes)),
+        (rl, rd),
+        "counters match the votes"
+    );
+    assert_eq!(
+        rl,
+        30 + 1,
+        "30 voters liked, and 21 toggles leave the owner liking"
+    );
+    assert_eq!(rd, 10);
+}
+
+#[tokio::test]
+async fn comments_thread_edit_delete_like_and_notify() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let owner = env.create_user("c_owner").await;
+    let alice = env.create_user("c_alice").await;
+    let bob = env.create_user("c_bob").await;
+    let v = ready_video(&env, &app, &owner, &[("title", "Talk about it")]).await;
+    let base = format!("/api/videos/{}/comments/", v["id"].as_str().unwrap());
+
+    let (s, b) = app
+        .post_json(&base, Some(&alice.token), json!({"content": "   "}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["content"].is_array());
+    let (s, _) = app
+        .post_json(
+            &base,
+            Some(&alice.token),
+            json!({"content": "x".repeat(2001)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, b) = app
+        .post_json(
+            &base,
+            Some(&alice.token),
+            json!({"content": "First! cc @c_bob"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["data"]["user"]["username"], "c_alice");
+    let top = b["data"]["id"].as_str().unwrap().to_owned();
+    let (_, b) = app
+        .post_json(
+            &base,
+            Some(&bob.token),
+            json!({"content": "reply", "parent": top}),
+        )
+        .await;
+    let reply = b["data"]["id"].as_str().unwrap().to_owned();
+    // A reply to a reply is filed under the top-level comment.
+    let (_, b) = app
+        .post_json(
+            &base,
+            Some(&owner.token),
+            json!({"content": "nested", "parent": reply}),
+        )
+        .await;
+    assert_eq!(b["data"]["parent"], top.as_str());
+    let events: Vec<(String, uuid::Uuid)> = sqlx::query_as("SELECT kind, recipient_id FROM domain_events WHERE kind LIKE 'comment.%' ORDER BY created_at")
+        .fetch_all(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        events,
+        vec![
+            ("comment.mention".into(), bob.id),
+            ("comment.reply".into(), alice.id),
+            ("comment.reply".into(), bob.id)
+        ]
+    );
+
+    let (_, b) = app
+        .post_json(&base, Some(&bob.token), json!({"content": "second top"}))
+        .await;
+    let second = b["data"]["id"].as_str().unwrap().to_owned();
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("{base}?ordering=oldest"),
+            Some(&bob.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["count"], 2);
+    let first = &b["data"]["results"][0];
+    assert_eq!(first["id"], top.as_str());
+    assert_eq!(first["reply_count"], 2);
+    assert_eq!(first["replies"].as_array().unwrap().len(), 2);
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("{base}?parent={top}"),
+            Some(&bob.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["count"], 2);
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("/api/videos/{}/", v["id"].as_str().unwrap()),
+            Some(&bob.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["comment_count"], 4);
+
+    // Edit: author only.
+    let one = |id: &str| format!("{base}{id}/");
+    let (s, _) = app
+        .call(
+            Method::PUT,
+            &one(&top),
+            Some(&bob.token),
+            Some(json!({"content": "hijack"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = app
+        .call(
+            Method::PUT,
+            &one(&top),
+            Some(&alice.token),
+            Some(json!({"content": "First, edited"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["data"]["is_edited"], true);
+    // Likes on comments, and `top` ordering.
+    let (_, b) = app
+        .post_json(
+            &format!("{}like/", one(&second)),
+            Some(&alice.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (
+            b["data"]["is_liked"].as_bool(),
+            b["data"]["likes_count"].as_i64()
+        ),
+        (Some(true), Some(1))
+    );
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("{base}?ordering=top"),
+            Some(&bob.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["results"][0]["id"], second.as_str());
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("{base}?ordering=random"),
+            Some(&bob.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // Delete: not a stranger; the author's comment with replies stays as a placeholder.
+    let (s, _) = app
+        .call(Method::DELETE, &one(&top), Some(&bob.token), None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let res = app
+        .client
+        .delete(app.url(&one(&top)))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("{base}?ordering=oldest"),
+            Some(&bob.token),
+            None,
+        )
+        .await;
+    let placeholder = &b["data"]["results"][0];
+    assert_eq!(
+        (
+            placeholder["is_deleted"].as_bool(),
+            placeholder["content"].as_str()
+        ),
+        (Some(true), Some(""))
+    );
+    assert!(placeholder["user"].is_null());
+    assert_eq!(placeholder["replies"].as_array().unwrap().len(), 2);
+    // The video's owner may delete anyone's comment; a leaf goes entirely.
+    let res = app
+        .client
+        .delete(app.url(&one(&second)))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (_, b) = app.call(Method::GET, &base, Some(&bob.token), None).await;
+    assert_eq!(b["data"]["count"], 1);
+    let (s, _) = app
+        .call(
+            Method::PUT,
+            &one("not-a-uuid"),
+            Some(&alice.token),
+            Some(json!({"content": "x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

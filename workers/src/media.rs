@@ -1,0 +1,182 @@
+//! The `media` queue: probe an uploaded video with ffprobe (container, duration, a video
+//! stream present), move an MP4/MOV's index (`moov`) to the front so players can start
+//! before the whole file arrives (`ffmpeg -c copy -movflags +faststart`, no re-encode),
+//! take a thumbnail, record size and SHA-256 of the final file, and mark the video
+//! `ready`, or `failed` with the reason.
+//!
+//! Idempotent: only a `processing` video is worked on; every output is written beside
+//! and renamed into place, so a re-run after a crash redoes the same steps.
+
+use std::{path::Path, sync::Arc};
+
+use apalis::prelude::{AbortError, BoxDynError, Data};
+use sha2::{Digest, Sha256};
+use tokio::{io::AsyncReadExt, process::Command};
+use wp_shared::jobs::PrepareMedia;
+
+use crate::Ctx;
+
+#[derive(Debug)]
+struct Probe {
+    format_name: String,
+    duration: Option<f64>,
+    has_video: bool,
+}
+
+async fn probe(ffprobe: &str, path: &Path) -> Result<Probe, String> {
+    let out = Command::new(ffprobe)
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
+        .arg(path)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run ffprobe ({ffprobe}): {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "not a readable video: {}",
+            err.trim().lines().last().unwrap_or("ffprobe failed")
+        ));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("ffprobe output: {e}"))?;
+    Ok(Probe {
+        format_name: v["format"]["format_name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        duration: v["format"]["duration"]
+            .as_str()
+            .and_then(|d| d.parse().ok()),
+        has_video: v["streams"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["codec_type"] == "video")),
+    })
+}
+
+async fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n_total = 0u64;
+    loop {
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        n_total += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((hex::encode(h.finalize()), n_total))
+}
+
+async fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().await.map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or("failed")
+            .to_owned())
+    }
+}
+
+async fn fail(ctx: &Ctx, job: &PrepareMedia, reason: &str) -> Result<(), BoxDynError> {
+    sqlx::query!(
+        "UPDATE videos SET status = 'failed', failure_reason = $2 WHERE id = $1 AND status = 'processing'",
+        job.video_id,
+        reason
+    )
+    .execute(&ctx.db)
+    .await?;
+    tracing::warn!(video = %job.video_id, reason, "video preparation failed");
+    Err(AbortError::new(std::io::Error::other(reason.to_owned())).into())
+}
+
+pub async fn prepare(job: PrepareMedia, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
+    let Some(v) = sqlx::query!(
+        "SELECT storage_key, container FROM videos WHERE id = $1 AND status = 'processing'",
+        job.video_id
+    )
+    .fetch_optional(&ctx.db)
+    .await?
+    else {
+        return Ok(()); // done before, failed, or deleted
+    };
+    let path = ctx.config.storage_dir.join(&v.storage_key);
+    let p = match probe(&ctx.config.ffprobe, &path).await {
+        Ok(p) => p,
+        Err(e) if e.starts_with("cannot run") => return Err(std::io::Error::other(e).into()),
+        Err(e) => return fail(&ctx, &job, &e).await,
+    };
+    if !p.has_video {
+        return fail(&ctx, &job, "the file has no video stream").await;
+    }
+    // Index at the front for MP4 and QuickTime (a stream copy: fast, lossless).
+    if p.format_name.contains("mp4") || p.format_name.contains("mov") {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("mp4");
+        let tmp = path.with_extension(format!("faststart.{ext}"));
+        let res = run(Command::new(&ctx.config.ffmpeg)
+            .args(["-y", "-v", "error", "-i"])
+            .arg(&path)
+            .args(["-map", "0", "-c", "copy", "-movflags", "+faststart"])
+            .arg(&tmp))
+        .await;
+        match res {
+            Ok(()) => tokio::fs::rename(&tmp, &path).await?,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return fail(
+                    &ctx,
+                    &job,
+                    &format!("cannot prepare the file for streaming: {e}"),
+                )
+                .await;
+            }
+        }
+    }
+    // A thumbnail from one second in (or the middle of a shorter video); optional.
+    let at = p.duration.map(|d| (d / 2.0).min(1.0)).unwrap_or(0.0);
+    let thumb_key = format!("thumbnails/{}.jpg", job.video_id);
+    let thumb = ctx.config.storage_dir.join(&thumb_key);
+    tokio::fs::create_dir_all(thumb.parent().unwrap_or(&ctx.config.storage_dir)).await?;
+    let thumb_tmp = thumb.with_extension("part.jpg");
+    let thumb_ok = run(Command::new(&ctx.config.ffmpeg)
+        .args(["-y", "-v", "error", "-ss", &format!("{at:.3}"), "-i"])
+        .arg(&path)
+        .args(["-frames:v", "1", "-vf", "scale=320:-2"])
+        .arg(&thumb_tmp))
+    .await
+    .is_ok()
+        && tokio::fs::rename(&thumb_tmp, &thumb).await.is_ok();
+    let (sha, size) = sha256_file(&path).await?;
+    let container = if p.format_name.contains("webm") && v.container == "webm" {
+        "webm".to_owned()
+    } else {
+        v.container
+    };
+    sqlx::query!(
+        "UPDATE videos SET status = 'ready', failure_reason = NULL, duration_seconds = $2, size_bytes = $3,
+                sha256 = $4, thumbnail_key = $5, container = $6, file_updated_at = now()
+         WHERE id = $1 AND status = 'processing'",
+        job.video_id,
+        p.duration,
+        i64::try_from(size).unwrap_or(i64::MAX),
+        sha,
+        thumb_ok.then_some(thumb_key),
+        container,
+    )
+    .execute(&ctx.db)
+    .await?;
+    tracing::info!(video = %job.video_id, duration = ?p.duration, size, "video ready");
+    Ok(())
+}
