@@ -841,3 +841,132 @@ async fn comments_thread_edit_delete_like_and_notify() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn downloads_and_view_starts_reach_clickhouse_in_batches() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let owner = env.create_user("an_owner").await;
+    let viewer = env.create_user("an_viewer").await;
+    let v = ready_video(
+        &env,
+        &app,
+        &owner,
+        &[("title", "Counted"), ("allow_download", "true")],
+    )
+    .await;
+    let id = v["id"].as_str().unwrap().to_owned();
+    let dl = app.url(&format!("/api/videos/{id}/download/"));
+    for range in [None, Some("bytes=100-199"), Some("bytes=0-9")] {
+        let mut req = app.client.get(&dl).bearer_auth(&viewer.token);
+        if let Some(r) = range {
+            req = req.header(header::RANGE, r);
+        }
+        assert!(req.send().await.unwrap().status().is_success());
+    }
+    let view = format!("/api/videos/{id}/view/");
+    let (s, _) = app
+        .post_json(&view, Some(&viewer.token), json!({"position": 12.5}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (s, b) = app
+        .post_json(&view, Some(&viewer.token), json!({"position": -1}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["position"].is_array());
+
+    let workers = env.spawn_workers(&[(Queue::Analytics, 100)]).await;
+    let ch = wp_shared::clickhouse::client(&env.config);
+    let rows = eventually(Duration::from_secs(20), "events in ClickHouse", || {
+        let ch = ch.clone();
+        async move {
+            let rows: Vec<(String, u64)> = ch
+                .query("SELECT event_type, toUInt64(count()) FROM events GROUP BY event_type ORDER BY event_type")
+                .fetch_all()
+                .await
+                .ok()?;
+            (rows.iter().map(|r| r.1).sum::<u64>() == 3).then_some(rows)
+        }
+    })
+    .await;
+    workers.shutdown().await;
+    assert_eq!(
+        rows,
+        vec![
+            ("video.download".to_owned(), 2),
+            ("video.view_start".to_owned(), 1)
+        ]
+    );
+    let users: Vec<String> = ch
+        .query("SELECT DISTINCT toString(user_id) FROM events")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(users, vec![viewer.id.to_string()]);
+    let d = env
+        .wait_idle(Queue::Analytics, Duration::from_secs(5))
+        .await;
+    assert_eq!(d.dead, 0);
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_one_gigabyte_download_streams_with_flat_memory() {
+    const GIB: u64 = 1 << 30;
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let owner = env.create_user("big_owner").await;
+    let dir = env.config.storage_dir.join("videos");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A sparse 1 GiB file: the bytes are real to every reader, the disk holds none.
+    let f = std::fs::File::create(dir.join("big.mp4")).unwrap();
+    f.set_len(GIB).unwrap();
+    let id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO videos (id, owner_id, title, storage_key, original_filename, container, content_type,
+                             size_bytes, sha256, status)
+         VALUES ($1, $2, 'Big', 'videos/big.mp4', 'big.mp4', 'mp4', 'video/mp4', $3, $4, 'ready')",
+    )
+    .bind(id)
+    .bind(owner.id)
+    .bind(GIB as i64)
+    .bind("0".repeat(64))
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let before = rss_kb();
+    let mut res = app
+        .client
+        .get(app.url(&format!("/api/videos/{id}/download/")))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()[header::CONTENT_LENGTH],
+        GIB.to_string().as_str()
+    );
+    let (mut total, mut peak) = (0u64, before);
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        total += chunk.len() as u64;
+        if total % (64 << 20) < chunk.len() as u64 {
+            peak = peak.max(rss_kb());
+        }
+    }
+    assert_eq!(total, GIB);
+    let grew_mb = (peak.saturating_sub(before)) / 1024;
+    assert!(
+        grew_mb < 64,
+        "memory grew by {grew_mb} MB while streaming 1 GiB"
+    );
+}

@@ -2,6 +2,7 @@
 //! PostgreSQL and enqueues work. Conventions: `../shared/CONVENTIONS.md`, and
 //! `docs/api-conventions.md` in this repository.
 
+pub mod analytics;
 pub mod auth;
 pub mod error;
 pub mod extract;
@@ -144,6 +145,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         )
         .routes(routes!(videos::detail, videos::update, videos::delete))
         .routes(routes!(video_likes::like))
+        .routes(routes!(videos::view))
         .routes(routes!(comments::list, comments::create))
         .routes(routes!(comments::edit, comments::delete))
         .routes(routes!(comments::like))

@@ -151,6 +151,45 @@ impl Job for PrepareMedia {
     }
 }
 
+/// One analytics event for ClickHouse. The exception to "ids, not data": an event is
+/// immutable data with no row anywhere else; its `event_id` makes re-delivery
+/// harmless (the `events` table folds duplicates on it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalyticsEvent {
+    pub event_id: Uuid,
+    /// e.g. `video.download`, `video.view_start`.
+    pub event_type: String,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    pub user_id: Option<Uuid>,
+    pub party_id: Option<Uuid>,
+    pub video_id: Option<Uuid>,
+    #[serde(default)]
+    pub properties: serde_json::Value,
+}
+
+impl AnalyticsEvent {
+    pub fn new(
+        event_type: &str,
+        user: Option<Uuid>,
+        video: Option<Uuid>,
+        properties: serde_json::Value,
+    ) -> Self {
+        Self {
+            event_id: Uuid::now_v7(),
+            event_type: event_type.to_owned(),
+            occurred_at: chrono::Utc::now(),
+            user_id: user,
+            party_id: None,
+            video_id: video,
+            properties,
+        }
+    }
+}
+
+impl Job for AnalyticsEvent {
+    const QUEUE: Queue = Queue::Analytics;
+}
+
 /// Platform housekeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -2,6 +2,7 @@
 //! own concurrency, so ops can run (and scale) pools as separate processes.
 
 pub mod accounts;
+pub mod analytics;
 pub mod email;
 pub mod mailer;
 pub mod media;
@@ -18,8 +19,8 @@ use sqlx::PgPool;
 use wp_shared::{
     Config,
     jobs::{
-        Enqueuer, ExportAccount, PrepareMedia, Queue, SendEmail, SystemJob, promote_due,
-        queue_config,
+        AnalyticsEvent, Enqueuer, ExportAccount, PrepareMedia, Queue, SendEmail, SystemJob,
+        promote_due, queue_config,
     },
 };
 
@@ -31,6 +32,7 @@ pub struct Ctx {
     pub db: PgPool,
     pub enqueuer: Enqueuer,
     pub mailer: Mailer,
+    pub analytics: analytics::Batcher,
 }
 
 impl Ctx {
@@ -40,7 +42,9 @@ impl Ctx {
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to Redis at REDIS_URL: {e}"))?;
         let mailer = Mailer::from_config(&config)?;
+        let analytics = analytics::Batcher::start(wp_shared::clickhouse::client(&config));
         Ok(Self {
+            analytics,
             enqueuer: Enqueuer::new(redis, config.clone()),
             config,
             db,
@@ -50,7 +54,13 @@ impl Ctx {
 }
 
 /// Queues that have job handlers in this release.
-pub const HANDLED: [Queue; 4] = [Queue::Email, Queue::Export, Queue::Media, Queue::System];
+pub const HANDLED: [Queue; 5] = [
+    Queue::Email,
+    Queue::Export,
+    Queue::Media,
+    Queue::Analytics,
+    Queue::System,
+];
 
 /// One pool: a queue and how many of its jobs may run at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +119,10 @@ pub fn default_pools() -> Vec<Pool> {
         Pool {
             queue: Queue::Media,
             concurrency: 1,
+        },
+        Pool {
+            queue: Queue::Analytics,
+            concurrency: 500,
         },
         Pool {
             queue: Queue::System,
@@ -221,6 +235,14 @@ pub async fn run(
                     .concurrency(pool.concurrency)
                     .parallelize(tokio::spawn)
                     .build(media::prepare)
+            }),
+            Queue::Analytics => monitor.register(move |_| {
+                WorkerBuilder::new(worker_name(Queue::Analytics))
+                    .backend(backend::<AnalyticsEvent>(&factory, &qc))
+                    .data(c.clone())
+                    .concurrency(pool.concurrency)
+                    .parallelize(tokio::spawn)
+                    .build(analytics::record)
             }),
             Queue::System => monitor.register(move |_| {
                 WorkerBuilder::new(worker_name(Queue::System))

@@ -285,6 +285,19 @@ pub async fn download(
         }
     };
     put(&mut res_headers, header::CONTENT_LENGTH, count.to_string());
+    // One download event per download, not per seek: only responses from byte 0 count.
+    if start == 0 {
+        crate::analytics::record(
+            &state,
+            wp_shared::jobs::AnalyticsEvent::new(
+                "video.download",
+                Some(user.id),
+                Some(v.id),
+                serde_json::json!({ "bytes": count, "partial": status == StatusCode::PARTIAL_CONTENT }),
+            ),
+        )
+        .await;
+    }
     file.seek(SeekFrom::Start(start))
         .await
         .map_err(|e| AppError::Internal(e.into()))?;

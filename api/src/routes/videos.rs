@@ -497,6 +497,51 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ViewStart {
+    /// Where playback started, in seconds.
+    pub position: Option<f64>,
+    /// The party it is watched in, if any.
+    pub party_id: Option<Uuid>,
+}
+
+/// `data` of a recorded view.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Recorded {
+    pub recorded: bool,
+}
+
+/// Records that the caller started watching (an analytics event, written to
+/// ClickHouse by the analytics worker).
+#[utoipa::path(post, path = "/videos/{id}/view/", tag = "videos", security(("bearer" = [])), request_body = ViewStart,
+    params(("id" = Uuid, Path)),
+    responses((status = 202, body = inline(Envelope<Recorded>)), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn view(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Path(id): Path<String>,
+    Json(body): Json<ViewStart>,
+) -> AppResult<ApiResponse<Recorded>> {
+    if body.position.is_some_and(|p| !p.is_finite() || p < 0.0) {
+        return Err(AppError::field(
+            "position",
+            "A number of seconds, 0 or more.",
+        ));
+    }
+    let mut conn = state.db.acquire().await?;
+    let v = visible_video(&mut conn, Some(&me), &id).await?;
+    drop(conn);
+    let mut ev = wp_shared::jobs::AnalyticsEvent::new(
+        "video.view_start",
+        Some(me.id),
+        Some(v.id),
+        serde_json::json!({ "position": body.position.unwrap_or(0.0) }),
+    );
+    ev.party_id = body.party_id;
+    crate::analytics::record(&state, ev).await;
+    Ok(ApiResponse::accepted(Recorded { recorded: true }))
+}
+
 /// Filters and ordering of the video list.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -1,0 +1,96 @@
+//! The `analytics` queue: events into ClickHouse in batches.
+//!
+//! Each job hands its event to one batcher per process and waits until the batch that
+//! holds it is written (group commit): up to 1000 events or 500 ms per INSERT, and a job
+//! is acknowledged only once its event is in ClickHouse, so a crash loses nothing (a
+//! re-delivered event is folded away on its `event_id`). Run the pool with a high
+//! concurrency (e.g. `analytics=500`) so batches fill.
+
+use std::{sync::Arc, time::Duration};
+
+use apalis::prelude::{BoxDynError, Data};
+use tokio::sync::{mpsc, oneshot};
+use wp_shared::{
+    clickhouse::{Event, insert_events},
+    jobs::AnalyticsEvent,
+};
+
+use crate::Ctx;
+
+pub const MAX_BATCH: usize = 1000;
+pub const MAX_WAIT: Duration = Duration::from_millis(500);
+
+type Pending = (Event, oneshot::Sender<Result<(), String>>);
+
+/// Sends events to the batch writer.
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl Batcher {
+    /// Starts the writer task for `client`.
+    pub fn start(client: clickhouse::Client) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Pending>(MAX_BATCH * 4);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                let deadline = tokio::time::Instant::now() + MAX_WAIT;
+                while batch.len() < MAX_BATCH {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(p)) => batch.push(p),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                let (events, waiters): (Vec<Event>, Vec<_>) = batch.into_iter().unzip();
+                let res = insert_events(&client, &events)
+                    .await
+                    .map_err(|e| e.to_string());
+                match &res {
+                    Ok(()) => tracing::debug!(events = events.len(), "analytics batch written"),
+                    Err(e) => {
+                        tracing::warn!(events = events.len(), error = %e, "analytics batch failed; jobs will retry")
+                    }
+                }
+                for w in waiters {
+                    let _ = w.send(res.clone());
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    /// Queues one event and waits until it is written.
+    pub async fn write(&self, e: Event) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send((e, tx))
+            .await
+            .map_err(|_| "analytics writer stopped".to_owned())?;
+        rx.await
+            .map_err(|_| "analytics writer stopped".to_owned())?
+    }
+}
+
+pub fn to_row(e: &AnalyticsEvent) -> Event {
+    Event {
+        occurred_at: e.occurred_at,
+        event_type: e.event_type.clone(),
+        event_id: e.event_id,
+        user_id: e.user_id.unwrap_or_default(),
+        party_id: e.party_id.unwrap_or_default(),
+        video_id: e.video_id.unwrap_or_default(),
+        properties: if e.properties.is_null() {
+            "{}".to_owned()
+        } else {
+            e.properties.to_string()
+        },
+    }
+}
+
+pub async fn record(job: AnalyticsEvent, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
+    ctx.analytics
+        .write(to_row(&job))
+        .await
+        .map_err(|e| std::io::Error::other(e).into())
+}
