@@ -196,36 +196,101 @@ pub async fn list(
     let mut conn = state.db.acquire().await?;
     let v = visible_video(&mut conn, me.as_ref(), &id).await?;
     let me_id = me.as_ref().map(|m| m.id);
-    let count = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM video_comments
-           WHERE video_id = $1 AND parent_id IS NOT DISTINCT FROM $2"#,
-        v.id,
-        q.parent
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let rows = sqlx::query_as!(
-        Row,
-        r#"SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
-                  c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
-                  EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $3) AS "is_liked!",
-                  c.created_at, c.updated_at
-           FROM video_comments c JOIN users u ON u.id = c.user_id
-           WHERE c.video_id = $1 AND c.parent_id IS NOT DISTINCT FROM $2
-           ORDER BY
-             CASE WHEN $4 = 'top' THEN c.likes_count END DESC,
-             CASE WHEN $4 = 'oldest' THEN c.created_at END ASC,
-             c.created_at DESC, c.id
-           LIMIT $5 OFFSET $6"#,
-        v.id,
-        q.parent,
-        me_id,
-        ordering,
-        page.limit(),
-        page.offset()
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    // Separate statements per list and ordering, so each can walk its index.
+    let (count, rows) = match (q.parent, ordering) {
+        (Some(parent), _) => {
+            let count = sqlx::query_scalar!(
+                r#"SELECT count(*) AS "n!" FROM video_comments WHERE parent_id = $1 AND video_id = $2"#,
+                parent,
+                v.id
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            let rows = sqlx::query_as!(
+                Row,
+                r#"SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
+                          c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
+                          EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $3) AS "is_liked!",
+                          c.created_at, c.updated_at
+                   FROM video_comments c JOIN users u ON u.id = c.user_id
+                   WHERE c.parent_id = $1 AND c.video_id = $2
+                   ORDER BY c.created_at, c.id LIMIT $4 OFFSET $5"#,
+                parent,
+                v.id,
+                me_id,
+                page.limit(),
+                page.offset()
+            )
+            .fetch_all(&mut *conn)
+            .await?;
+            (count, rows)
+        }
+        (None, ordering) => {
+            let count = sqlx::query_scalar!(
+                r#"SELECT count(*) AS "n!" FROM video_comments WHERE video_id = $1 AND parent_id IS NULL"#,
+                v.id
+            )
+            .fetch_one(&mut *conn)
+            .await?;
+            let rows = match ordering {
+                "top" => {
+                    sqlx::query_as!(
+                        Row,
+                        r#"SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
+                                  c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
+                                  EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $2) AS "is_liked!",
+                                  c.created_at, c.updated_at
+                           FROM video_comments c JOIN users u ON u.id = c.user_id
+                           WHERE c.video_id = $1 AND c.parent_id IS NULL
+                           ORDER BY c.likes_count DESC, c.created_at DESC, c.id LIMIT $3 OFFSET $4"#,
+                        v.id,
+                        me_id,
+                        page.limit(),
+                        page.offset()
+                    )
+                    .fetch_all(&mut *conn)
+                    .await?
+                }
+                "oldest" => {
+                    sqlx::query_as!(
+                        Row,
+                        r#"SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
+                                  c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
+                                  EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $2) AS "is_liked!",
+                                  c.created_at, c.updated_at
+                           FROM video_comments c JOIN users u ON u.id = c.user_id
+                           WHERE c.video_id = $1 AND c.parent_id IS NULL
+                           ORDER BY c.created_at, c.id LIMIT $3 OFFSET $4"#,
+                        v.id,
+                        me_id,
+                        page.limit(),
+                        page.offset()
+                    )
+                    .fetch_all(&mut *conn)
+                    .await?
+                }
+                _ => {
+                    sqlx::query_as!(
+                        Row,
+                        r#"SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
+                                  c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
+                                  EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $2) AS "is_liked!",
+                                  c.created_at, c.updated_at
+                           FROM video_comments c JOIN users u ON u.id = c.user_id
+                           WHERE c.video_id = $1 AND c.parent_id IS NULL
+                           ORDER BY c.created_at DESC, c.id LIMIT $3 OFFSET $4"#,
+                        v.id,
+                        me_id,
+                        page.limit(),
+                        page.offset()
+                    )
+                    .fetch_all(&mut *conn)
+                    .await?
+                }
+            };
+            (count, rows)
+        }
+    };
     let mut results: Vec<Comment> = rows.into_iter().map(Row::into_api).collect();
     if q.parent.is_none() && !results.is_empty() {
         // The first replies of every comment on the page, in one query.
