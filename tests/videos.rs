@@ -232,7 +232,10 @@ async fn uploads_that_lie_or_are_too_big_are_refused_and_leave_nothing() {
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(b["errors"]["file"].is_array(), "{b}");
-    let (s, _) = upload(&app, &u, vec![0u8; 60_000], &[("title", "Big")]).await;
+    // Looks like an MP4, but goes past VIDEO_MAX_BYTES (50 kB here).
+    let mut big = b"\0\0\0\x20ftypisom\0\0\x02\0".to_vec();
+    big.resize(60_000, 0);
+    let (s, _) = upload(&app, &u, big, &[("title", "Big")]).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     let (s, b) = upload(&app, &u, make_mp4(1), &[]).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
@@ -969,4 +972,54 @@ async fn a_one_gigabyte_download_streams_with_flat_memory() {
         grew_mb < 64,
         "memory grew by {grew_mb} MB while streaming 1 GiB"
     );
+}
+
+#[tokio::test]
+async fn the_s3_backend_stores_prepares_and_serves_videos() {
+    let s3 = common::s3::S3Server::start().await;
+    let env = TestEnv::with_vars(&[
+        ("STORAGE_BACKEND", "s3"),
+        ("S3_BUCKET", &s3.bucket),
+        ("S3_ENDPOINT", &s3.endpoint),
+        ("S3_ACCESS_KEY_ID", "test"),
+        ("S3_SECRET_ACCESS_KEY", "test"),
+    ])
+    .await;
+    let app = env.spawn_api().await;
+    let owner = env.create_user("s3_owner").await;
+    let v = ready_video(&env, &app, &owner, &[("title", "In a bucket")]).await;
+    let id = v["id"].as_str().unwrap().to_owned();
+    let mut keys = s3.keys().await;
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![format!("thumbnails/{id}.jpg"), format!("videos/{id}.mp4")]
+    );
+    assert!(storage_files(&env).is_empty(), "nothing on the local disk");
+    let res = app
+        .client
+        .get(app.url(&format!("/api/videos/{id}/download/")))
+        .bearer_auth(&owner.token)
+        .header(header::RANGE, "bytes=0-1023")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    let head = res.bytes().await.unwrap();
+    assert_eq!(head.len(), 1024);
+    let boxes = mp4_boxes(&head);
+    assert_eq!(
+        &boxes[..2],
+        &["ftyp", "moov"],
+        "prepared for streaming in the bucket too"
+    );
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/videos/{id}/")))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert!(s3.keys().await.is_empty());
 }

@@ -16,6 +16,7 @@ pub struct App {
     pub clickhouse: clickhouse::Client,
     pub enqueuer: Enqueuer,
     pub metrics: Metrics,
+    pub storage: wp_shared::storage::Storage,
 }
 
 impl App {
@@ -28,7 +29,9 @@ impl App {
             .map_err(|e| anyhow::anyhow!("cannot connect to Redis at REDIS_URL: {e}"))?;
         let clickhouse = wp_shared::clickhouse::client(&config);
         let enqueuer = Enqueuer::new(redis.clone(), config.clone());
+        let storage = wp_shared::storage::Storage::from_config(&config)?;
         Ok(Self {
+            storage,
             metrics: Metrics::new(),
             config,
             db,

@@ -2,7 +2,7 @@
 # Makes sure every service the project needs answers on this machine:
 # PostgreSQL and Redis (started if installed but down), ClickHouse (installed from
 # Debian and started if missing), ffmpeg for the media worker, and, with `--test`,
-# aiosmtpd for the test SMTP server.
+# aiosmtpd (the test SMTP server) and moto (the test S3 server).
 set -euo pipefail
 cd "$(dirname "$0")"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -38,4 +38,10 @@ if [ "${1:-}" = "--test" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-aiosmtpd >/dev/null
   fi
   echo "aiosmtpd: available"
+  # moto's server mode stands in for S3 in the storage tests.
+  if ! python3 -c 'import moto.server' 2>/dev/null; then
+    echo "moto: installing moto[server] from PyPI"
+    python3 -m pip install -q "moto[server]"
+  fi
+  echo "moto: available"
 fi

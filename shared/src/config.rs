@@ -91,8 +91,9 @@ pub struct Config {
     pub jwt_previous_keys: Vec<JwtKey>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
-    /// Local directory for stored files (avatars, exports).
+    /// Local directory for stored files (videos, avatars, exports) with the local backend.
     pub storage_dir: PathBuf,
+    pub storage: StorageBackend,
     /// How long a deleted account can still be restored by signing in.
     pub deletion_grace: Duration,
     /// Multiplies every authentication rate limit (load tests set it high).
@@ -102,6 +103,38 @@ pub struct Config {
     /// ffmpeg and ffprobe binaries used by the media worker.
     pub ffmpeg: String,
     pub ffprobe: String,
+}
+
+/// Where stored files live.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// `STORAGE_DIR` on this machine.
+    Local,
+    S3(S3Config),
+}
+
+/// An S3-compatible bucket.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Config {
+    pub bucket: String,
+    pub region: String,
+    /// For S3-compatible services (MinIO, Ceph, R2, ...); unset means AWS.
+    pub endpoint: Option<String>,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl fmt::Debug for StorageBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Local => f.write_str("Local"),
+            Self::S3(s) => write!(
+                f,
+                "S3(bucket={}, region={}, endpoint={:?}, key=<redacted>)",
+                s.bucket, s.region, s.endpoint
+            ),
+        }
+    }
 }
 
 /// An HMAC key for access tokens.
@@ -148,6 +181,7 @@ impl fmt::Debug for Config {
             .field("access_token_ttl", &self.access_token_ttl)
             .field("refresh_token_ttl", &self.refresh_token_ttl)
             .field("storage_dir", &self.storage_dir)
+            .field("storage", &self.storage)
             .field("deletion_grace", &self.deletion_grace)
             .field("rate_limit_multiplier", &self.rate_limit_multiplier)
             .field("video_max_bytes", &self.video_max_bytes)
@@ -302,6 +336,33 @@ impl Config {
                     .collect(),
             },
         };
+        let storage = match r.string("STORAGE_BACKEND", "local").as_str() {
+            "local" => StorageBackend::Local,
+            "s3" => {
+                let need = |var: &str| {
+                    r.raw(var).ok_or_else(|| ConfigError {
+                        var: var.to_owned(),
+                        reason: "required when STORAGE_BACKEND=s3".to_owned(),
+                    })
+                };
+                StorageBackend::S3(S3Config {
+                    bucket: need("S3_BUCKET")?,
+                    region: r.string("S3_REGION", "us-east-1"),
+                    endpoint: match r.raw("S3_ENDPOINT") {
+                        Some(_) => Some(r.url("S3_ENDPOINT", "", &["http", "https"])?),
+                        None => None,
+                    },
+                    access_key_id: need("S3_ACCESS_KEY_ID")?,
+                    secret_access_key: need("S3_SECRET_ACCESS_KEY")?,
+                })
+            }
+            other => {
+                return Err(ConfigError {
+                    var: "STORAGE_BACKEND".to_owned(),
+                    reason: format!("expected `local` or `s3`, got `{other}`"),
+                });
+            }
+        };
         let mut jwt_previous_keys = Vec::new();
         for item in r
             .string("JWT_PREVIOUS_KEYS", "")
@@ -379,6 +440,7 @@ impl Config {
                 86_400 * r.positive::<u64>("REFRESH_TOKEN_TTL_DAYS", 30)?,
             ),
             storage_dir: PathBuf::from(r.string("STORAGE_DIR", "var/storage")),
+            storage,
             deletion_grace: Duration::from_secs(
                 86_400 * r.parse::<u64>("ACCOUNT_DELETION_GRACE_DAYS", 14)?,
             ),
@@ -427,6 +489,8 @@ mod tests {
         assert_eq!(err.var, "JWT_SECRET");
         let err = load(&[("JWT_PREVIOUS_KEYS", "nokey")]).unwrap_err();
         assert_eq!(err.var, "JWT_PREVIOUS_KEYS");
+        let err = load(&[("STORAGE_BACKEND", "s3")]).unwrap_err();
+        assert_eq!(err.var, "S3_BUCKET");
     }
 
     #[test]
@@ -448,5 +512,6 @@ mod tests {
         assert!(!shown.contains("chpass"), "{shown}");
         assert!(!shown.contains("jwt-secret"), "{shown}");
         assert!(!shown.contains("previous-secret"), "{shown}");
+        assert!(!shown.contains("s3-very-secret"), "{shown}");
     }
 }

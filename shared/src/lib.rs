@@ -9,6 +9,7 @@ pub mod events;
 pub mod jobs;
 pub mod outbox;
 pub mod redis_conn;
+pub mod storage;
 pub mod telemetry;
 
 pub use config::Config;

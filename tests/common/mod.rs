@@ -8,6 +8,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod s3;
 pub mod smtp;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};

@@ -1,7 +1,7 @@
 //! Account lifecycle work: the owner's data export (`export` queue) and the purge of
 //! accounts whose deletion grace period is over (a `system` job).
 
-use std::{path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use serde_json::json;
@@ -91,18 +91,11 @@ pub async fn export_account(job: ExportAccount, ctx: Data<Arc<Ctx>>) -> Result<(
         "followers": followers.iter().map(|f| json!({"username": f.username, "since": f.created_at})).collect::<Vec<_>>(),
         "blocked": blocks.iter().map(|b| json!({"username": b.username, "since": b.created_at})).collect::<Vec<_>>(),
     });
-    let rel = PathBuf::from("exports").join(format!("{}.json", job.export_id));
-    let path = ctx.config.storage_dir.join(&rel);
+    let rel = format!("exports/{}.json", job.export_id);
     let bytes = serde_json::to_vec_pretty(&doc)?;
-    let written: std::io::Result<()> = async {
-        let dir = path.parent().unwrap_or(&ctx.config.storage_dir);
-        tokio::fs::create_dir_all(dir).await?;
-        // Write beside, then rename: a reader never sees half a file.
-        let tmp = path.with_extension("json.part");
-        tokio::fs::write(&tmp, &bytes).await?;
-        tokio::fs::rename(&tmp, &path).await
-    }
-    .await;
+    let size = bytes.len();
+    // The storage writes beside and moves into place: never half a file.
+    let written = ctx.storage.put(&rel, bytes).await;
     if let Err(e) = written {
         sqlx::query!(
             "UPDATE data_exports SET status = 'failed', error = $2, finished_at = now() WHERE id = $1",
@@ -113,19 +106,18 @@ pub async fn export_account(job: ExportAccount, ctx: Data<Arc<Ctx>>) -> Result<(
         .await?;
         return Err(AbortError::new(e).into());
     }
-    let rel = rel.to_string_lossy().into_owned();
     sqlx::query!(
         "UPDATE data_exports SET status = 'ready', file_path = $2, size_bytes = $3, finished_at = now(),
                 expires_at = now() + make_interval(days => $4)
          WHERE id = $1",
         job.export_id,
         rel,
-        i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+        i64::try_from(size).unwrap_or(i64::MAX),
         i32::try_from(EXPORT_TTL_DAYS).unwrap_or(7),
     )
     .execute(&ctx.db)
     .await?;
-    tracing::info!(export = %job.export_id, bytes = bytes.len(), "account export ready");
+    tracing::info!(export = %job.export_id, bytes = size, "account export ready");
     Ok(())
 }
 
@@ -179,7 +171,7 @@ pub async fn purge(ctx: &Ctx) -> Result<u64, BoxDynError> {
             .await?;
     for e in expired {
         if let Some(p) = e.file_path {
-            let _ = tokio::fs::remove_file(ctx.config.storage_dir.join(p)).await;
+            let _ = ctx.storage.delete(&p).await;
         }
     }
     Ok(ids.len() as u64)

@@ -33,6 +33,7 @@ pub struct Ctx {
     pub enqueuer: Enqueuer,
     pub mailer: Mailer,
     pub analytics: analytics::Batcher,
+    pub storage: wp_shared::storage::Storage,
 }
 
 impl Ctx {
@@ -44,6 +45,7 @@ impl Ctx {
         let mailer = Mailer::from_config(&config)?;
         let analytics = analytics::Batcher::start(wp_shared::clickhouse::client(&config));
         Ok(Self {
+            storage: wp_shared::storage::Storage::from_config(&config)?,
             analytics,
             enqueuer: Enqueuer::new(redis, config.clone()),
             config,

@@ -102,6 +102,79 @@ async fn fail(ctx: &Ctx, job: &PrepareMedia, reason: &str) -> Result<(), BoxDynE
     Err(AbortError::new(std::io::Error::other(reason.to_owned())).into())
 }
 
+type Prepared = (Probe, String, u64, Option<String>);
+
+/// Probes, prepares and measures the file; `Ok(Err(reason))` is a bad file (the video
+/// fails), `Err` a passing fault (the job retries).
+async fn prepare_file(
+    ctx: &Ctx,
+    job: &PrepareMedia,
+    key: &str,
+    local: Option<std::path::PathBuf>,
+    work: &Path,
+) -> Result<Result<Prepared, String>, BoxDynError> {
+    let ext = Path::new(key)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("bin")
+        .to_owned();
+    let path = match &local {
+        Some(p) => p.clone(),
+        None => {
+            let p = work.join(format!("source.{ext}"));
+            ctx.storage.download_to(key, &p).await?;
+            p
+        }
+    };
+    let p = match probe(&ctx.config.ffprobe, &path).await {
+        Ok(p) => p,
+        Err(e) if e.starts_with("cannot run") => return Err(std::io::Error::other(e).into()),
+        Err(e) => return Ok(Err(e)),
+    };
+    if !p.has_video {
+        return Ok(Err("the file has no video stream".to_owned()));
+    }
+    // Index at the front for MP4 and QuickTime (a stream copy: fast, lossless).
+    if p.format_name.contains("mp4") || p.format_name.contains("mov") {
+        let out = work.join(format!("faststart.{ext}"));
+        if let Err(e) = run(Command::new(&ctx.config.ffmpeg)
+            .args(["-y", "-v", "error", "-i"])
+            .arg(&path)
+            .args(["-map", "0", "-c", "copy", "-movflags", "+faststart"])
+            .arg(&out))
+        .await
+        {
+            return Ok(Err(format!("cannot prepare the file for streaming: {e}")));
+        }
+        match &local {
+            // Same filesystem as the work dir or not: copy then rename beside, atomic.
+            Some(dest) => {
+                let beside = dest.with_extension(format!("{ext}.faststart"));
+                tokio::fs::copy(&out, &beside).await?;
+                tokio::fs::rename(&beside, dest).await?;
+            }
+            None => ctx.storage.upload_from(&out, key).await?,
+        }
+        if local.is_none() {
+            tokio::fs::rename(&out, &path).await?;
+        }
+    }
+    // A thumbnail from one second in (or the middle of a shorter video); optional.
+    let at = p.duration.map(|d| (d / 2.0).min(1.0)).unwrap_or(0.0);
+    let thumb = work.join("thumb.jpg");
+    let thumb_key = format!("thumbnails/{}.jpg", job.video_id);
+    let thumb_ok = run(Command::new(&ctx.config.ffmpeg)
+        .args(["-y", "-v", "error", "-ss", &format!("{at:.3}"), "-i"])
+        .arg(&path)
+        .args(["-frames:v", "1", "-vf", "scale=320:-2"])
+        .arg(&thumb))
+    .await
+    .is_ok()
+        && ctx.storage.upload_from(&thumb, &thumb_key).await.is_ok();
+    let (sha, size) = sha256_file(&path).await?;
+    Ok(Ok((p, sha, size, thumb_ok.then_some(thumb_key))))
+}
+
 pub async fn prepare(job: PrepareMedia, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
     let Some(v) = sqlx::query!(
         "SELECT storage_key, container FROM videos WHERE id = $1 AND status = 'processing'",
@@ -112,53 +185,16 @@ pub async fn prepare(job: PrepareMedia, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDy
     else {
         return Ok(()); // done before, failed, or deleted
     };
-    let path = ctx.config.storage_dir.join(&v.storage_key);
-    let p = match probe(&ctx.config.ffprobe, &path).await {
-        Ok(p) => p,
-        Err(e) if e.starts_with("cannot run") => return Err(std::io::Error::other(e).into()),
-        Err(e) => return fail(&ctx, &job, &e).await,
+    // ffmpeg needs a local file: the stored one itself, or a copy of an S3 object.
+    let local = ctx.storage.local_path(&v.storage_key);
+    let work = std::env::temp_dir().join(format!("wp-media-{}", job.video_id));
+    tokio::fs::create_dir_all(&work).await?;
+    let result = prepare_file(&ctx, &job, &v.storage_key, local, &work).await;
+    let _ = tokio::fs::remove_dir_all(&work).await;
+    let (p, sha, size, thumb_key) = match result? {
+        Ok(done) => done,
+        Err(reason) => return fail(&ctx, &job, &reason).await,
     };
-    if !p.has_video {
-        return fail(&ctx, &job, "the file has no video stream").await;
-    }
-    // Index at the front for MP4 and QuickTime (a stream copy: fast, lossless).
-    if p.format_name.contains("mp4") || p.format_name.contains("mov") {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("mp4");
-        let tmp = path.with_extension(format!("faststart.{ext}"));
-        let res = run(Command::new(&ctx.config.ffmpeg)
-            .args(["-y", "-v", "error", "-i"])
-            .arg(&path)
-            .args(["-map", "0", "-c", "copy", "-movflags", "+faststart"])
-            .arg(&tmp))
-        .await;
-        match res {
-            Ok(()) => tokio::fs::rename(&tmp, &path).await?,
-            Err(e) => {
-                let _ = tokio::fs::remove_file(&tmp).await;
-                return fail(
-                    &ctx,
-                    &job,
-                    &format!("cannot prepare the file for streaming: {e}"),
-                )
-                .await;
-            }
-        }
-    }
-    // A thumbnail from one second in (or the middle of a shorter video); optional.
-    let at = p.duration.map(|d| (d / 2.0).min(1.0)).unwrap_or(0.0);
-    let thumb_key = format!("thumbnails/{}.jpg", job.video_id);
-    let thumb = ctx.config.storage_dir.join(&thumb_key);
-    tokio::fs::create_dir_all(thumb.parent().unwrap_or(&ctx.config.storage_dir)).await?;
-    let thumb_tmp = thumb.with_extension("part.jpg");
-    let thumb_ok = run(Command::new(&ctx.config.ffmpeg)
-        .args(["-y", "-v", "error", "-ss", &format!("{at:.3}"), "-i"])
-        .arg(&path)
-        .args(["-frames:v", "1", "-vf", "scale=320:-2"])
-        .arg(&thumb_tmp))
-    .await
-    .is_ok()
-        && tokio::fs::rename(&thumb_tmp, &thumb).await.is_ok();
-    let (sha, size) = sha256_file(&path).await?;
     let container = if p.format_name.contains("webm") && v.container == "webm" {
         "webm".to_owned()
     } else {
@@ -172,7 +208,7 @@ pub async fn prepare(job: PrepareMedia, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDy
         p.duration,
         i64::try_from(size).unwrap_or(i64::MAX),
         sha,
-        thumb_ok.then_some(thumb_key),
+        thumb_key,
         container,
     )
     .execute(&ctx.db)

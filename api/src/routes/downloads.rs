@@ -5,8 +5,6 @@
 //! them and `allow_download` is on. Players that cannot send headers use a short-lived
 //! signed link from `POST /api/videos/{id}/download-token/`.
 
-use std::io::SeekFrom;
-
 use axum::{
     body::Body,
     extract::{FromRequestParts, Path, State},
@@ -15,7 +13,6 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::{
@@ -199,14 +196,11 @@ pub async fn download(
     headers: HeaderMap,
 ) -> AppResult<Response> {
     let v = downloadable(&state, &user, &id).await?;
-    let mut file = tokio::fs::File::open(state.config.storage_dir.join(&v.storage_key))
+    let len = state
+        .storage
+        .len(&v.storage_key)
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("video file missing: {e}")))?;
-    let len = file
-        .metadata()
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?
-        .len();
     let etag = format!("\"{}\"", &v.sha256[..32.min(v.sha256.len())]);
     let last_modified =
         sqlx::query_scalar!("SELECT file_updated_at FROM videos WHERE id = $1", v.id)
@@ -298,13 +292,12 @@ pub async fn download(
         )
         .await;
     }
-    file.seek(SeekFrom::Start(start))
+    let stream = state
+        .storage
+        .stream(&v.storage_key, start, count)
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        file.take(count),
-        256 * 1024,
-    ));
+    let body = Body::from_stream(stream);
     Ok((status, res_headers, body).into_response())
 }
 
@@ -321,7 +314,9 @@ pub async fn thumbnail(
     let v = visible_video(&mut conn, me.as_ref(), &id).await?;
     drop(conn);
     let key = v.thumbnail_key.ok_or_else(AppError::not_found)?;
-    let bytes = tokio::fs::read(state.config.storage_dir.join(key))
+    let bytes = state
+        .storage
+        .read(&key)
         .await
         .map_err(|_| AppError::not_found())?;
     Ok((

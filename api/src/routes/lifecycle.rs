@@ -201,15 +201,17 @@ pub async fn export_download(
     let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
     let (_, path) = load_export(&state, user.id, id).await?;
     let path = path.ok_or_else(AppError::not_found)?;
-    let file = tokio::fs::File::open(state.config.storage_dir.join(path))
+    let len = state
+        .storage
+        .len(&path)
         .await
         .map_err(|_| AppError::not_found())?;
-    let len = file
-        .metadata()
+    let stream = state
+        .storage
+        .stream(&path, 0, len)
         .await
-        .map_err(|e| AppError::Internal(e.into()))?
-        .len();
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let body = Body::from_stream(stream);
     Ok((
         [
             (header::CONTENT_TYPE, "application/json".to_owned()),
@@ -281,12 +283,9 @@ pub async fn upload_avatar(
         user.id,
         &tokens::random_token()[..16]
     );
-    let path = state.config.storage_dir.join(&rel);
-    let write = async {
-        tokio::fs::create_dir_all(path.parent().unwrap_or(&state.config.storage_dir)).await?;
-        tokio::fs::write(&path, &image).await
-    };
-    write
+    state
+        .storage
+        .put(&rel, image)
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("storing the avatar: {e}")))?;
     let old = sqlx::query_scalar!(
@@ -298,7 +297,7 @@ pub async fn upload_avatar(
     .fetch_one(&state.db)
     .await?;
     if let Some(old) = old {
-        let _ = tokio::fs::remove_file(state.config.storage_dir.join(old)).await;
+        let _ = state.storage.delete(&old).await;
     }
     Ok(ApiResponse::ok(load_me(&state, user.id).await?))
 }
@@ -326,7 +325,7 @@ pub async fn delete_avatar(State(state): State<AppState>, user: AuthUser) -> App
     .fetch_one(&state.db)
     .await?
     .ok_or_else(AppError::not_found)?;
-    let _ = tokio::fs::remove_file(state.config.storage_dir.join(old)).await;
+    let _ = state.storage.delete(&old).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -354,7 +353,9 @@ pub async fn avatar(
     .flatten()
     .ok_or_else(AppError::not_found)?;
     drop(conn);
-    let bytes = tokio::fs::read(state.config.storage_dir.join(&path))
+    let bytes = state
+        .storage
+        .read(&path)
         .await
         .map_err(|_| AppError::not_found())?;
     let (mime, _) = sniff_image(&bytes).ok_or_else(AppError::not_found)?;

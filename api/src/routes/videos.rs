@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
-use tokio::io::AsyncWriteExt;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use wp_shared::jobs::PrepareMedia;
@@ -167,12 +166,93 @@ pub(crate) async fn visible_video(
 /// What the bytes say a file is: (container, media type, file extension).
 pub type VideoKind = (&'static str, &'static str, &'static str);
 
-/// A received upload: safe name, size, SHA-256, kind.
+/// A received upload: safe name, size, SHA-256, kind, where it is stored.
 struct Received {
     filename: String,
     size: u64,
     sha256: String,
     kind: VideoKind,
+    key: String,
+}
+
+fn not_video() -> AppError {
+    AppError::field(
+        "file",
+        "Not a video file this service accepts (MP4, MOV, WebM, MKV, AVI, MPEG-TS).",
+    )
+}
+
+/// Streams the `file` field to storage: the first bytes decide the type (and so the
+/// key) before anything is stored; the size limit and the SHA-256 apply as it flows.
+/// On any error nothing is left in storage.
+async fn receive_file(
+    state: &AppState,
+    id: Uuid,
+    mut field: axum::extract::multipart::Field<'_>,
+) -> AppResult<Received> {
+    let filename = safe_filename(field.file_name().unwrap_or("video"));
+    let mut hasher = Sha256::new();
+    let mut size: u64 = 0;
+    let mut head: Vec<u8> = Vec::with_capacity(1024);
+    let mut open: Option<(wp_shared::storage::Writer, VideoKind, String)> = None;
+    let internal = |e: std::io::Error| AppError::Internal(e.into());
+    let result: AppResult<()> = async {
+        loop {
+            let chunk = field.chunk().await.map_err(multipart_error)?;
+            if let Some(c) = &chunk {
+                size += c.len() as u64;
+                if size > state.config.video_max_bytes {
+                    return Err(AppError::PayloadTooLarge);
+                }
+                hasher.update(c);
+            }
+            let end = chunk.is_none();
+            match (&mut open, chunk) {
+                (Some((w, _, _)), Some(c)) => w.write(c).await.map_err(internal)?,
+                (Some(_), None) => return Ok(()),
+                (None, c) => {
+                    if let Some(c) = c {
+                        head.extend_from_slice(&c);
+                    }
+                    if head.len() >= 512 || end {
+                        if head.is_empty() {
+                            return Err(AppError::field("file", "The submitted file is empty."));
+                        }
+                        let kind = sniff_video(&head).ok_or_else(not_video)?;
+                        let key = format!("videos/{id}.{}", kind.2);
+                        let mut w = state.storage.writer(&key).await.map_err(internal)?;
+                        w.write(axum::body::Bytes::from(std::mem::take(&mut head)))
+                            .await
+                            .map_err(internal)?;
+                        open = Some((w, kind, key));
+                        if end {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    match (result, open) {
+        (Ok(()), Some((w, kind, key))) => {
+            w.finish().await.map_err(internal)?;
+            Ok(Received {
+                filename,
+                size,
+                sha256: hex::encode(hasher.finalize()),
+                kind,
+                key,
+            })
+        }
+        (Ok(()), None) => Err(not_video()),
+        (Err(e), open) => {
+            if let Some((w, _, _)) = open {
+                w.abort().await;
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Container and media type from a file's first bytes.
@@ -303,44 +383,16 @@ pub async fn upload(
     mut form: Multipart,
 ) -> AppResult<ApiResponse<Video>> {
     let id = Uuid::now_v7();
-    let dir = state.config.storage_dir.join("videos");
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?;
-    let part_path = dir.join(format!("{id}.part"));
     let mut fields = VideoFields::default();
     let mut file: Option<Received> = None;
     let result: AppResult<()> = async {
-        while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
+        while let Some(field) = form.next_field().await.map_err(multipart_error)? {
             let name = field.name().unwrap_or_default().to_owned();
             if name == "file" {
                 if file.is_some() {
                     return Err(AppError::field("file", "Send one file."));
                 }
-                let filename = safe_filename(field.file_name().unwrap_or("video"));
-                let mut out = tokio::fs::File::create(&part_path).await.map_err(|e| AppError::Internal(e.into()))?;
-                let mut hasher = Sha256::new();
-                let mut size: u64 = 0;
-                let mut head: Vec<u8> = Vec::with_capacity(512);
-                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-                    size += chunk.len() as u64;
-                    if size > state.config.video_max_bytes {
-                        return Err(AppError::PayloadTooLarge);
-                    }
-                    if head.len() < 512 {
-                        head.extend_from_slice(&chunk[..chunk.len().min(512 - head.len())]);
-                    }
-                    hasher.update(&chunk);
-                    out.write_all(&chunk).await.map_err(|e| AppError::Internal(e.into()))?;
-                }
-                out.flush().await.map_err(|e| AppError::Internal(e.into()))?;
-                if size == 0 {
-                    return Err(AppError::field("file", "The submitted file is empty."));
-                }
-                let kind = sniff_video(&head).ok_or_else(|| {
-                    AppError::field("file", "Not a video file this service accepts (MP4, MOV, WebM, MKV, AVI, MPEG-TS).")
-                })?;
-                file = Some(Received { filename, size, sha256: hex::encode(hasher.finalize()), kind });
+                file = Some(receive_file(&state, id, field).await?);
             } else {
                 let text = field.text().await.map_err(multipart_error)?;
                 match name.as_str() {
@@ -353,7 +405,12 @@ pub async fn upload(
                         fields.allow_download = Some(match text.trim() {
                             "true" | "1" | "on" => true,
                             "false" | "0" | "off" | "" => false,
-                            _ => return Err(AppError::field("allow_download", "Must be true or false.")),
+                            _ => {
+                                return Err(AppError::field(
+                                    "allow_download",
+                                    "Must be true or false.",
+                                ));
+                            }
                         })
                     }
                     other => return Err(AppError::field(other, "Unknown field.")),
@@ -363,32 +420,33 @@ pub async fn upload(
         Ok(())
     }
     .await;
-    let cleanup = || async {
-        let _ = tokio::fs::remove_file(&part_path).await;
+    let cleanup = |file: &Option<Received>| {
+        let key = file.as_ref().map(|f| f.key.clone());
+        let storage = state.storage.clone();
+        async move {
+            if let Some(k) = key {
+                let _ = storage.delete(&k).await;
+            }
+        }
     };
     if let Err(e) = result {
-        cleanup().await;
+        cleanup(&file).await;
         return Err(e);
     }
     if let Err(e) = check_fields(&mut fields, true) {
-        cleanup().await;
+        cleanup(&file).await;
         return Err(e);
     }
     let Some(Received {
         filename,
         size,
         sha256,
-        kind: (container, content_type, ext),
+        kind: (container, content_type, _),
+        key,
     }) = file
     else {
-        cleanup().await;
         return Err(AppError::field("file", "No file was submitted."));
     };
-    let key = format!("videos/{id}.{ext}");
-    if let Err(e) = tokio::fs::rename(&part_path, state.config.storage_dir.join(&key)).await {
-        cleanup().await;
-        return Err(AppError::Internal(e.into()));
-    }
     let mut tx = state.db.begin().await?;
     sqlx::query!(
         "INSERT INTO videos (id, owner_id, title, description, tags, category, visibility, allow_download,
@@ -492,7 +550,9 @@ pub async fn delete(
         .await?;
     tx.commit().await?;
     for key in std::iter::once(v.storage_key).chain(v.thumbnail_key) {
-        let _ = tokio::fs::remove_file(state.config.storage_dir.join(key)).await;
+        if let Err(e) = state.storage.delete(&key).await {
+            tracing::warn!(key, error = %e, "could not remove a deleted video's file");
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }

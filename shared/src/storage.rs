@@ -1,0 +1,287 @@
+//! File storage behind one interface: a local directory (the default; shared by the
+//! roles of one machine) or an S3-compatible bucket (`STORAGE_BACKEND=s3`, for more
+//! than one machine). Keys are relative paths such as `videos/{id}.mp4`.
+//!
+//! Local files are read and written with tokio's file API directly (large chunks, no
+//! extra copies); S3 goes through `object_store` (multipart uploads, ranged GETs).
+
+use std::{path::PathBuf, pin::Pin, sync::Arc};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, WriteMultipart, aws::AmazonS3Builder,
+    path::Path as ObjectPath,
+};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use crate::config::{Config, StorageBackend};
+
+/// A stream of file bytes.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+#[derive(Clone)]
+pub enum Storage {
+    Local { root: PathBuf },
+    S3 { store: Arc<dyn ObjectStore> },
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Storage::Local { root } => write!(f, "Storage::Local({})", root.display()),
+            Storage::S3 { .. } => f.write_str("Storage::S3"),
+        }
+    }
+}
+
+fn io(e: object_store::Error) -> std::io::Error {
+    match e {
+        object_store::Error::NotFound { .. } => {
+            std::io::Error::new(std::io::ErrorKind::NotFound, e.to_string())
+        }
+        other => std::io::Error::other(other.to_string()),
+    }
+}
+
+/// Keys are made by the code, never by clients; this refuses anything path-like anyway.
+fn checked(key: &str) -> std::io::Result<&str> {
+    if key.is_empty()
+        || key.starts_with('/')
+        || key
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("bad storage key `{key}`"),
+        ));
+    }
+    Ok(key)
+}
+
+impl Storage {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        Ok(match &config.storage {
+            StorageBackend::Local => Storage::Local {
+                root: config.storage_dir.clone(),
+            },
+            StorageBackend::S3(s3) => {
+                let mut b = AmazonS3Builder::new()
+                    .with_bucket_name(&s3.bucket)
+                    .with_region(&s3.region)
+                    .with_access_key_id(&s3.access_key_id)
+                    .with_secret_access_key(&s3.secret_access_key);
+                if let Some(endpoint) = &s3.endpoint {
+                    b = b
+                        .with_endpoint(endpoint)
+                        .with_allow_http(endpoint.starts_with("http://"))
+                        .with_virtual_hosted_style_request(false);
+                }
+                Storage::S3 {
+                    store: Arc::new(b.build().map_err(|e| anyhow::anyhow!("S3 storage: {e}"))?),
+                }
+            }
+        })
+    }
+
+    /// For local storage, the file's path (ffmpeg reads it in place).
+    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
+        match self {
+            Storage::Local { root } => checked(key).ok().map(|k| root.join(k)),
+            Storage::S3 { .. } => None,
+        }
+    }
+
+    /// Starts writing `key` (replaced when finished).
+    pub async fn writer(&self, key: &str) -> std::io::Result<Writer> {
+        let key = checked(key)?;
+        match self {
+            Storage::Local { root } => {
+                let path = root.join(key);
+                if let Some(dir) = path.parent() {
+                    tokio::fs::create_dir_all(dir).await?;
+                }
+                let tmp = path.with_extension(format!("{}.part", uuid::Uuid::new_v4().simple()));
+                Ok(Writer::Local {
+                    file: tokio::fs::File::create(&tmp).await?,
+                    tmp,
+                    path,
+                })
+            }
+            Storage::S3 { store } => {
+                let upload = store
+                    .put_multipart(&ObjectPath::from(key))
+                    .await
+                    .map_err(io)?;
+                Ok(Writer::S3(WriteMultipart::new_with_chunk_size(
+                    upload,
+                    8 * 1024 * 1024,
+                )))
+            }
+        }
+    }
+
+    /// Writes a whole (small) object.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> std::io::Result<()> {
+        let mut w = self.writer(key).await?;
+        w.write(Bytes::from(bytes)).await?;
+        w.finish().await
+    }
+
+    /// Reads a whole (small) object.
+    pub async fn read(&self, key: &str) -> std::io::Result<Vec<u8>> {
+        let key = checked(key)?;
+        match self {
+            Storage::Local { root } => tokio::fs::read(root.join(key)).await,
+            Storage::S3 { store } => Ok(store
+                .get(&ObjectPath::from(key))
+                .await
+                .map_err(io)?
+                .bytes()
+                .await
+                .map_err(io)?
+                .to_vec()),
+        }
+    }
+
+    /// The object's size.
+    pub async fn len(&self, key: &str) -> std::io::Result<u64> {
+        let key = checked(key)?;
+        match self {
+            Storage::Local { root } => Ok(tokio::fs::metadata(root.join(key)).await?.len()),
+            Storage::S3 { store } => Ok(store.head(&ObjectPath::from(key)).await.map_err(io)?.size),
+        }
+    }
+
+    /// `count` bytes from `start`, as a stream (never the whole object in memory).
+    pub async fn stream(&self, key: &str, start: u64, count: u64) -> std::io::Result<ByteStream> {
+        let key = checked(key)?;
+        match self {
+            Storage::Local { root } => {
+                let mut f = tokio::fs::File::open(root.join(key)).await?;
+                f.seek(std::io::SeekFrom::Start(start)).await?;
+                Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                    f.take(count),
+                    256 * 1024,
+                )))
+            }
+            Storage::S3 { store } => {
+                let opts = GetOptions {
+                    range: Some(GetRange::Bounded(start..start + count)),
+                    ..Default::default()
+                };
+                let res = store
+                    .get_opts(&ObjectPath::from(key), opts)
+                    .await
+                    .map_err(io)?;
+                Ok(Box::pin(res.into_stream().map_err(io)))
+            }
+        }
+    }
+
+    /// Removes an object; a missing one is not an error.
+    pub async fn delete(&self, key: &str) -> std::io::Result<()> {
+        let key = checked(key)?;
+        let res = match self {
+            Storage::Local { root } => tokio::fs::remove_file(root.join(key)).await,
+            Storage::S3 { store } => store.delete(&ObjectPath::from(key)).await.map_err(io),
+        };
+        match res {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Copies an object into a local file.
+    pub async fn download_to(&self, key: &str, path: &std::path::Path) -> std::io::Result<()> {
+        let len = self.len(key).await?;
+        let mut s = self.stream(key, 0, len).await?;
+        let mut f = tokio::fs::File::create(path).await?;
+        while let Some(chunk) = s.next().await {
+            f.write_all(&chunk?).await?;
+        }
+        f.flush().await
+    }
+
+    /// Stores a local file under `key`.
+    pub async fn upload_from(&self, path: &std::path::Path, key: &str) -> std::io::Result<()> {
+        let mut w = self.writer(key).await?;
+        let mut f = tokio::fs::File::open(path).await?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            w.write(Bytes::copy_from_slice(&buf[..n])).await?;
+        }
+        w.finish().await
+    }
+}
+
+/// An object being written.
+pub enum Writer {
+    Local {
+        file: tokio::fs::File,
+        tmp: PathBuf,
+        path: PathBuf,
+    },
+    S3(WriteMultipart),
+}
+
+impl Writer {
+    pub async fn write(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        match self {
+            Writer::Local { file, .. } => file.write_all(&chunk).await,
+            Writer::S3(w) => {
+                w.wait_for_capacity(4).await.map_err(io)?;
+                w.put(chunk);
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes the object visible under its key.
+    pub async fn finish(self) -> std::io::Result<()> {
+        match self {
+            Writer::Local {
+                mut file,
+                tmp,
+                path,
+            } => {
+                file.flush().await?;
+                file.sync_all().await?;
+                drop(file);
+                tokio::fs::rename(&tmp, &path).await
+            }
+            Writer::S3(w) => w.finish().await.map(|_| ()).map_err(io),
+        }
+    }
+
+    /// Throws the partial object away.
+    pub async fn abort(self) {
+        match self {
+            Writer::Local { file, tmp, .. } => {
+                drop(file);
+                let _ = tokio::fs::remove_file(tmp).await;
+            }
+            Writer::S3(w) => {
+                let _ = w.abort().await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::checked;
+
+    #[test]
+    fn keys_cannot_escape() {
+        assert!(checked("videos/a.mp4").is_ok());
+        for bad in ["", "/etc/passwd", "../x", "a/../../b", "a//b", "./a"] {
+            assert!(checked(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! An S3-compatible server for tests: moto's server mode (from PyPI), which implements
+//! the S3 API (signed requests, multipart uploads, ranged GETs) in a local process.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+pub struct S3Server {
+    pub endpoint: String,
+    pub bucket: String,
+    child: Child,
+}
+
+impl S3Server {
+    pub async fn start() -> Self {
+        let port = super::smtp::free_port();
+        let python = std::env::var("S3_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        let child = Command::new(python)
+            .args(["-m", "moto.server", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto (pip install 'moto[server]')");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let bucket = format!(
+            "wp-test-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.put(format!("{endpoint}/{bucket}")).send().await
+                && r.status().is_success()
+            {
+                return Self {
+                    endpoint,
+                    bucket,
+                    child,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("moto did not start on port {port}");
+    }
+
+    /// Names of the objects in the bucket.
+    pub async fn keys(&self) -> Vec<String> {
+        let body = reqwest::get(format!("{}/{}?list-type=2", self.endpoint, self.bucket))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        body.split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split("</Key>").next())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
