@@ -16,27 +16,30 @@ impl S3Server {
     pub async fn start() -> Self {
         let port = super::smtp::free_port();
         let python = std::env::var("S3_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let bucket = format!(
+            "wp-test-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let child = Command::new(python)
             .args(["-m", "moto.server", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto (pip install 'moto[server]')");
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let bucket = format!(
-            "wp-test-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        // Owned from here on: the process is killed even if start-up fails.
+        let server = Self {
+            endpoint,
+            bucket,
+            child,
+        };
         let client = reqwest::Client::new();
+        let url = format!("{}/{}", server.endpoint, server.bucket);
         for _ in 0..200 {
-            if let Ok(r) = client.put(format!("{endpoint}/{bucket}")).send().await
+            if let Ok(r) = client.put(&url).send().await
                 && r.status().is_success()
             {
-                return Self {
-                    endpoint,
-                    bucket,
-                    child,
-                };
+                return server;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
