@@ -52,7 +52,7 @@ psql -q -h 127.0.0.1 -U postgres -d $DB -c "
   SELECT gen_random_uuid(), '$VIDEO', (SELECT id FROM c OFFSET (r % 50) LIMIT 1), tops.id,
          'A reply, number ' || r, tops.created_at + make_interval(secs => r)
   FROM tops, generate_series(1, 5) r;
-  UPDATE videos SET comment_count = 3000 WHERE id = '$VIDEO';
+  UPDATE videos SET comment_count = 3000, top_comment_count = 500 WHERE id = '$VIDEO';
   ANALYZE;"
 
 echo "== GET /api/videos/{id}/comments/ (page of 20, 64 connections, ${SECS}s)"

@@ -226,103 +226,71 @@ pub async fn list(
             (count, rows)
         }
         (None, ordering) => {
-            let count = sqlx::query_scalar!(
-                r#"SELECT count(*) AS "n!" FROM video_comments WHERE video_id = $1 AND parent_id IS NULL"#,
-                v.id
+            // The page and the first replies of each of its comments in one statement;
+            // the count is kept on the video.
+            let rows = sqlx::query_as!(
+                Row,
+                r#"WITH page AS (
+                       SELECT c.id FROM video_comments c
+                       WHERE c.video_id = $1 AND c.parent_id IS NULL
+                       ORDER BY
+                         CASE WHEN $3 = 'top' THEN c.likes_count END DESC,
+                         CASE WHEN $3 = 'oldest' THEN c.created_at END ASC,
+                         c.created_at DESC, c.id
+                       LIMIT $4 OFFSET $5
+                   ), picked AS (
+                       SELECT id FROM page
+                       UNION ALL
+                       SELECT r.id FROM page p CROSS JOIN LATERAL (
+                           SELECT id FROM video_comments r WHERE r.parent_id = p.id
+                           ORDER BY r.created_at, r.id LIMIT $6
+                       ) r
+                   )
+                   SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
+                          c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
+                          EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $2) AS "is_liked!",
+                          c.created_at, c.updated_at
+                   FROM picked JOIN video_comments c ON c.id = picked.id
+                   JOIN users u ON u.id = c.user_id"#,
+                v.id,
+                me_id,
+                ordering,
+                page.limit(),
+                page.offset(),
+                EMBEDDED_REPLIES
             )
-            .fetch_one(&mut *conn)
+            .fetch_all(&mut *conn)
             .await?;
-            let rows = match ordering {
-                "top" => {
-                    sqlx::query_as!(
-                        Row,
-                        r#"SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
-                                  c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
-                                  EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $2) AS "is_liked!",
-                                  c.created_at, c.updated_at
-                           FROM video_comments c JOIN users u ON u.id = c.user_id
-                           WHERE c.video_id = $1 AND c.parent_id IS NULL
-                           ORDER BY c.likes_count DESC, c.created_at DESC, c.id LIMIT $3 OFFSET $4"#,
-                        v.id,
-                        me_id,
-                        page.limit(),
-                        page.offset()
-                    )
-                    .fetch_all(&mut *conn)
-                    .await?
-                }
-                "oldest" => {
-                    sqlx::query_as!(
-                        Row,
-                        r#"SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
-                                  c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
-                                  EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $2) AS "is_liked!",
-                                  c.created_at, c.updated_at
-                           FROM video_comments c JOIN users u ON u.id = c.user_id
-                           WHERE c.video_id = $1 AND c.parent_id IS NULL
-                           ORDER BY c.created_at, c.id LIMIT $3 OFFSET $4"#,
-                        v.id,
-                        me_id,
-                        page.limit(),
-                        page.offset()
-                    )
-                    .fetch_all(&mut *conn)
-                    .await?
-                }
-                _ => {
-                    sqlx::query_as!(
-                        Row,
-                        r#"SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
-                                  c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
-                                  EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $2) AS "is_liked!",
-                                  c.created_at, c.updated_at
-                           FROM video_comments c JOIN users u ON u.id = c.user_id
-                           WHERE c.video_id = $1 AND c.parent_id IS NULL
-                           ORDER BY c.created_at DESC, c.id LIMIT $3 OFFSET $4"#,
-                        v.id,
-                        me_id,
-                        page.limit(),
-                        page.offset()
-                    )
-                    .fetch_all(&mut *conn)
-                    .await?
-                }
-            };
-            (count, rows)
+            (i64::from(v.top_comment_count), rows)
         }
     };
-    let mut results: Vec<Comment> = rows.into_iter().map(Row::into_api).collect();
-    if q.parent.is_none() && !results.is_empty() {
-        // The first replies of every comment on the page, in one query.
-        let parents: Vec<Uuid> = results.iter().map(|c| c.id).collect();
-        let replies = sqlx::query_as!(
-            Row,
-            r#"SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
-                      c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
-                      EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $2) AS "is_liked!",
-                      c.created_at, c.updated_at
-               FROM unnest($1::uuid[]) AS p(id)
-               CROSS JOIN LATERAL (
-                   SELECT * FROM video_comments r WHERE r.parent_id = p.id
-                   ORDER BY r.created_at, r.id LIMIT $3
-               ) c
-               JOIN users u ON u.id = c.user_id"#,
-            &parents,
-            me_id,
-            EMBEDDED_REPLIES
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut by_parent: HashMap<Uuid, Vec<Comment>> = HashMap::new();
-        for r in replies {
-            let c = r.into_api();
-            by_parent
-                .entry(c.parent.unwrap_or_default())
-                .or_default()
-                .push(c);
+    let mut results: Vec<Comment> = Vec::new();
+    let mut replies: HashMap<Uuid, Vec<Comment>> = HashMap::new();
+    for r in rows {
+        let c = r.into_api();
+        match (q.parent, c.parent) {
+            (None, Some(p)) => replies.entry(p).or_default().push(c),
+            _ => results.push(c),
+        }
+    }
+    if q.parent.is_none() {
+        // Row order is not kept across the statement's union: order here.
+        match ordering {
+            "top" => results.sort_by(|a, b| {
+                b.likes_count
+                    .cmp(&a.likes_count)
+                    .then(b.created_at.cmp(&a.created_at))
+                    .then(a.id.cmp(&b.id))
+            }),
+            "oldest" => {
+                results.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)))
+            }
+            _ => results.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id))),
         }
         for c in &mut results {
-            c.replies = Some(by_parent.remove(&c.id).unwrap_or_default());
+            let mut rs = replies.remove(&c.id).unwrap_or_default();
+            rs.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+            c.replies = Some(rs);
         }
     }
     Ok(ApiResponse::ok(Paginated::new(
@@ -403,8 +371,10 @@ pub async fn create(
         .await?;
     }
     sqlx::query!(
-        "UPDATE videos SET comment_count = comment_count + 1 WHERE id = $1",
-        v.id
+        "UPDATE videos SET comment_count = comment_count + 1,
+                top_comment_count = top_comment_count + $2 WHERE id = $1",
+        v.id,
+        if parent.is_none() { 1 } else { 0 }
     )
     .execute(&mut *tx)
     .await?;
@@ -521,6 +491,7 @@ pub async fn delete(
             "You cannot delete this comment.",
         ));
     }
+    let mut top_removed = 0;
     if c.reply_count > 0 {
         sqlx::query!(
             "UPDATE video_comments SET is_deleted = true, content = '' WHERE id = $1",
@@ -532,18 +503,31 @@ pub async fn delete(
         sqlx::query!("DELETE FROM video_comments WHERE id = $1", c.id)
             .execute(&mut *tx)
             .await?;
-        if let Some(p) = c.parent_id {
-            sqlx::query!(
-                "UPDATE video_comments SET reply_count = reply_count - 1 WHERE id = $1",
-                p
-            )
-            .execute(&mut *tx)
-            .await?;
+        match c.parent_id {
+            None => top_removed = 1,
+            Some(p) => {
+                // A deleted placeholder whose last reply goes, goes too.
+                let parent = sqlx::query!(
+                    "UPDATE video_comments SET reply_count = reply_count - 1 WHERE id = $1
+                     RETURNING reply_count, is_deleted",
+                    p
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                if parent.is_deleted && parent.reply_count == 0 {
+                    sqlx::query!("DELETE FROM video_comments WHERE id = $1", p)
+                        .execute(&mut *tx)
+                        .await?;
+                    top_removed = 1;
+                }
+            }
         }
     }
     sqlx::query!(
-        "UPDATE videos SET comment_count = GREATEST(comment_count - 1, 0) WHERE id = $1",
-        v.id
+        "UPDATE videos SET comment_count = GREATEST(comment_count - 1, 0),
+                top_comment_count = GREATEST(top_comment_count - $2, 0) WHERE id = $1",
+        v.id,
+        top_removed
     )
     .execute(&mut *tx)
     .await?;

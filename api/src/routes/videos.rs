@@ -82,6 +82,7 @@ pub(crate) struct VideoRow {
     pub like_count: i32,
     pub dislike_count: i32,
     pub comment_count: i32,
+    pub top_comment_count: i32,
     pub my_vote: Option<bool>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -141,7 +142,7 @@ pub(crate) async fn visible_video(
                   v.title, v.description, v.tags, v.category, v.visibility, v.allow_download,
                   v.status, v.failure_reason, v.storage_key, v.original_filename, v.container,
                   v.content_type, v.size_bytes, v.sha256, v.duration_seconds, v.thumbnail_key,
-                  v.like_count, v.dislike_count, v.comment_count,
+                  v.like_count, v.dislike_count, v.comment_count, v.top_comment_count,
                   (SELECT l.is_like FROM video_likes l WHERE l.video_id = v.id AND l.user_id = $2) AS my_vote,
                   v.created_at, v.updated_at
            FROM videos v JOIN users u ON u.id = v.owner_id
@@ -693,7 +694,7 @@ pub async fn list(
                   v.title, v.description, v.tags, v.category, v.visibility, v.allow_download,
                   v.status, v.failure_reason, v.storage_key, v.original_filename, v.container,
                   v.content_type, v.size_bytes, v.sha256, v.duration_seconds, v.thumbnail_key,
-                  v.like_count, v.dislike_count, v.comment_count,
+                  v.like_count, v.dislike_count, v.comment_count, v.top_comment_count,
                   (SELECT l.is_like FROM video_likes l WHERE l.video_id = v.id AND l.user_id = $1) AS my_vote,
                   v.created_at, v.updated_at
            FROM videos v JOIN users u ON u.id = v.owner_id
