@@ -688,6 +688,7 @@ async fn comments_thread_edit_delete_like_and_notify() {
         )
         .await;
     assert_eq!(b["data"]["parent"], top.as_str());
+    let nested = b["data"]["id"].as_str().unwrap().to_owned();
     let events: Vec<(String, uuid::Uuid)> = sqlx::query_as("SELECT kind, recipient_id FROM domain_events WHERE kind LIKE 'comment.%' ORDER BY created_at")
         .fetch_all(&env.db)
         .await
@@ -843,6 +844,29 @@ async fn comments_thread_edit_delete_like_and_notify() {
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // When the placeholder's last reply goes, the placeholder goes too.
+    for (cid, t) in [(&reply, &bob.token), (&nested, &owner.token)] {
+        let res = app
+            .client
+            .delete(app.url(&one(cid)))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    }
+    let (_, b) = app.call(Method::GET, &base, Some(&bob.token), None).await;
+    assert_eq!(b["data"]["count"], 0, "{b}");
+    assert!(b["data"]["results"].as_array().unwrap().is_empty());
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("/api/videos/{}/", v["id"].as_str().unwrap()),
+            Some(&bob.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["comment_count"], 0);
 }
 
 #[tokio::test]
