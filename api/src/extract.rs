@@ -106,6 +106,18 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
+/// A multipart read error: 413 past the body limit, else 400 `invalid_multipart`.
+pub fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge
+    } else {
+        AppError::BadRequest {
+            code: "invalid_multipart",
+            message: e.body_text(),
+        }
+    }
+}
+
 /// Query string with the same field-naming errors.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);

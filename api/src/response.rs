@@ -75,6 +75,15 @@ impl<T: Serialize> IntoResponse for ApiResponse<T> {
     }
 }
 
+/// 204 when a DELETE removed something, 404 when there was nothing to remove.
+pub fn deleted(rows_affected: u64) -> Result<StatusCode, AppError> {
+    if rows_affected == 0 {
+        Err(AppError::not_found())
+    } else {
+        Ok(StatusCode::NO_CONTENT)
+    }
+}
+
 /// Most items a page may hold.
 pub const MAX_PAGE_SIZE: u32 = 100;
 /// Items per page when the client does not say.

@@ -25,6 +25,39 @@ pub struct Claims {
     pub typ: String,
 }
 
+/// Signs claims with the current key (HS256, `kid` in the header).
+fn sign<T: Serialize>(config: &Config, claims: &T) -> Result<String, AppError> {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(config.jwt_key.id.clone());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_secret(&config.jwt_key.secret),
+    )
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("jwt encode: {e}")))
+}
+
+/// The key a token names by `kid` (current or a previous one), if it is HS256.
+fn key_for(config: &Config, token: &str) -> Option<DecodingKey> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header.alg != Algorithm::HS256 {
+        return None;
+    }
+    let kid = header.kid?;
+    std::iter::once(&config.jwt_key)
+        .chain(config.jwt_previous_keys.iter())
+        .find(|k| k.id == kid)
+        .map(|k| DecodingKey::from_secret(&k.secret))
+}
+
+/// HS256 only, no leeway, `exp`, `sub` and `iat` required.
+fn validation() -> Validation {
+    let mut v = Validation::new(Algorithm::HS256);
+    v.leeway = 0;
+    v.set_required_spec_claims(&["exp", "sub", "iat"]);
+    v
+}
+
 /// Issues an access token; returns it and its lifetime in seconds.
 pub fn issue_access(config: &Config, user: Uuid, session: Uuid) -> Result<(String, i64), AppError> {
     let now = chrono::Utc::now().timestamp();
@@ -36,40 +69,21 @@ pub fn issue_access(config: &Config, user: Uuid, session: Uuid) -> Result<(Strin
         exp: now + ttl,
         typ: "access".to_owned(),
     };
-    let mut header = Header::new(Algorithm::HS256);
-    header.kid = Some(config.jwt_key.id.clone());
-    let token = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &EncodingKey::from_secret(&config.jwt_key.secret),
-    )
-    .map_err(|e| AppError::Internal(anyhow::anyhow!("jwt encode: {e}")))?;
-    Ok((token, ttl))
+    Ok((sign(config, &claims)?, ttl))
 }
 
 /// Verifies an access token: HS256 only, a known `kid`, not expired (no leeway).
 pub fn verify_access(config: &Config, token: &str) -> Result<Claims, AppError> {
     let invalid = || AppError::unauthenticated("invalid_token", "The access token is invalid.");
-    let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
-    if header.alg != Algorithm::HS256 {
-        return Err(invalid());
-    }
-    let kid = header.kid.ok_or_else(invalid)?;
-    let key = std::iter::once(&config.jwt_key)
-        .chain(config.jwt_previous_keys.iter())
-        .find(|k| k.id == kid)
-        .ok_or_else(invalid)?;
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = 0;
-    validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+    let key = key_for(config, token).ok_or_else(invalid)?;
+    let validation = validation();
     let data =
-        jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&key.secret), &validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => {
-                    AppError::unauthenticated("token_expired", "The access token has expired.")
-                }
-                _ => invalid(),
-            })?;
+        jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => {
+                AppError::unauthenticated("token_expired", "The access token has expired.")
+            }
+            _ => invalid(),
+        })?;
     if data.claims.typ != "access" {
         return Err(invalid());
     }
@@ -108,15 +122,10 @@ pub fn issue_scoped(
         typ: typ.to_owned(),
         obj,
     };
-    let mut header = Header::new(Algorithm::HS256);
-    header.kid = Some(config.jwt_key.id.clone());
-    let token = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &EncodingKey::from_secret(&config.jwt_key.secret),
-    )
-    .map_err(|e| AppError::Internal(anyhow::anyhow!("jwt encode: {e}")))?;
-    Ok((token, now + chrono::Duration::seconds(secs)))
+    Ok((
+        sign(config, &claims)?,
+        now + chrono::Duration::seconds(secs),
+    ))
 }
 
 /// Verifies a scoped token for `typ` on `obj`.
@@ -127,20 +136,10 @@ pub fn verify_scoped(
     obj: Uuid,
 ) -> Result<ScopedClaims, AppError> {
     let invalid = || AppError::unauthenticated("invalid_token", "The link is invalid or expired.");
-    let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
-    let kid = header.kid.ok_or_else(invalid)?;
-    let key = std::iter::once(&config.jwt_key)
-        .chain(config.jwt_previous_keys.iter())
-        .find(|k| k.id == kid)
-        .ok_or_else(invalid)?;
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.leeway = 0;
-    let data = jsonwebtoken::decode::<ScopedClaims>(
-        token,
-        &DecodingKey::from_secret(&key.secret),
-        &validation,
-    )
-    .map_err(|_| invalid())?;
+    let key = key_for(config, token).ok_or_else(invalid)?;
+    let validation = validation();
+    let data =
+        jsonwebtoken::decode::<ScopedClaims>(token, &key, &validation).map_err(|_| invalid())?;
     if data.claims.typ != typ || data.claims.obj != obj {
         return Err(invalid());
     }

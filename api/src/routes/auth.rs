@@ -540,8 +540,5 @@ pub async fn revoke_session(
     .execute(&state.db)
     .await?
     .rows_affected();
-    if n == 0 {
-        return Err(AppError::not_found());
-    }
-    Ok(StatusCode::NO_CONTENT)
+    crate::response::deleted(n)
 }

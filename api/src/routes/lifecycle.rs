@@ -260,12 +260,20 @@ pub async fn upload_avatar(
     mut form: Multipart,
 ) -> AppResult<ApiResponse<Me>> {
     let mut image: Option<Vec<u8>> = None;
-    while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
+    while let Some(mut field) = form
+        .next_field()
+        .await
+        .map_err(crate::extract::multipart_error)?
+    {
         if field.name() != Some("avatar") {
             continue;
         }
         let mut buf = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(crate::extract::multipart_error)?
+        {
             if buf.len() + chunk.len() > AVATAR_MAX_BYTES {
                 return Err(AppError::PayloadTooLarge);
             }
@@ -300,17 +308,6 @@ pub async fn upload_avatar(
         let _ = state.storage.delete(&old).await;
     }
     Ok(ApiResponse::ok(load_me(&state, user.id).await?))
-}
-
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        AppError::PayloadTooLarge
-    } else {
-        AppError::BadRequest {
-            code: "invalid_multipart",
-            message: e.body_text(),
-        }
-    }
 }
 
 /// Removes the caller's avatar.

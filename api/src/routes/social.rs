@@ -517,10 +517,7 @@ pub async fn unfriend(
     .execute(&state.db)
     .await?
     .rows_affected();
-    if n == 0 {
-        return Err(AppError::not_found());
-    }
-    Ok(StatusCode::NO_CONTENT)
+    crate::response::deleted(n)
 }
 
 /// Follows a user.
@@ -580,10 +577,7 @@ pub async fn unfollow(
     .execute(&state.db)
     .await?
     .rows_affected();
-    if n == 0 {
-        return Err(AppError::not_found());
-    }
-    Ok(StatusCode::NO_CONTENT)
+    crate::response::deleted(n)
 }
 
 /// Who follows me.
@@ -679,10 +673,7 @@ pub async fn unblock(
     .execute(&state.db)
     .await?
     .rows_affected();
-    if n == 0 {
-        return Err(AppError::not_found());
-    }
-    Ok(StatusCode::NO_CONTENT)
+    crate::response::deleted(n)
 }
 
 /// Users I blocked.

@@ -199,7 +199,10 @@ async fn receive_file(
     let internal = |e: std::io::Error| AppError::Internal(e.into());
     let result: AppResult<()> = async {
         loop {
-            let chunk = field.chunk().await.map_err(multipart_error)?;
+            let chunk = field
+                .chunk()
+                .await
+                .map_err(crate::extract::multipart_error)?;
             if let Some(c) = &chunk {
                 size += c.len() as u64;
                 if size > state.config.video_max_bytes {
@@ -387,7 +390,11 @@ pub async fn upload(
     let mut fields = VideoFields::default();
     let mut file: Option<Received> = None;
     let result: AppResult<()> = async {
-        while let Some(field) = form.next_field().await.map_err(multipart_error)? {
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(crate::extract::multipart_error)?
+        {
             let name = field.name().unwrap_or_default().to_owned();
             if name == "file" {
                 if file.is_some() {
@@ -395,7 +402,10 @@ pub async fn upload(
                 }
                 file = Some(receive_file(&state, id, field).await?);
             } else {
-                let text = field.text().await.map_err(multipart_error)?;
+                let text = field
+                    .text()
+                    .await
+                    .map_err(crate::extract::multipart_error)?;
                 match name.as_str() {
                     "title" => fields.title = Some(text),
                     "description" => fields.description = Some(text),
@@ -475,17 +485,6 @@ pub async fn upload(
     tx.commit().await?;
     relay(&state, &[outbox]).await;
     Ok(ApiResponse::created(row.into_api(&state)))
-}
-
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        AppError::PayloadTooLarge
-    } else {
-        AppError::BadRequest {
-            code: "invalid_multipart",
-            message: e.body_text(),
-        }
-    }
 }
 
 /// A video the caller may see.
