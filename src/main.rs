@@ -76,7 +76,9 @@ async fn main() -> anyhow::Result<()> {
         Command::SetRole { username, role } => set_role(&config, &username, &role).await,
         Command::All => {
             migrate(&config).await?;
-            let (api, workers, scheduler) = tokio::join!(
+            // A role that fails (say, the port is taken) stops the whole process
+            // rather than leaving the others running without it.
+            tokio::try_join!(
                 run_api(config.clone(), wait(shutdown.clone())),
                 run_workers(
                     config.clone(),
@@ -84,8 +86,8 @@ async fn main() -> anyhow::Result<()> {
                     wait(shutdown.clone())
                 ),
                 run_scheduler(config.clone(), wait(shutdown)),
-            );
-            api.and(workers).and(scheduler)
+            )
+            .map(|_| ())
         }
     }
 }

@@ -105,3 +105,25 @@ async fn a_worker_refuses_a_queue_it_cannot_serve() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown queue `nope`"), "{err}");
 }
+
+#[tokio::test]
+async fn the_all_in_one_process_stops_when_a_role_cannot_start() {
+    let env = TestEnv::new().await;
+    // Someone else holds the API's port.
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
+            .arg("all")
+            .envs(env.env_vars())
+            .env("BIND_ADDR", &addr)
+            .output(),
+    )
+    .await
+    .expect("`all` exits instead of running on without its API")
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("BIND_ADDR") && err.contains(&addr), "{err}");
+}
