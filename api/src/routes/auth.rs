@@ -74,6 +74,21 @@ fn check_username(name: &str) -> Option<String> {
     }
 }
 
+/// The answer of a sign-in: the user and the session's token pair.
+pub(crate) async fn auth_tokens(
+    state: &AppState,
+    user: Uuid,
+    (access_token, refresh_token, expires_in): (String, String, i64),
+) -> AppResult<AuthTokens> {
+    Ok(AuthTokens {
+        user: load_me(state, user).await?,
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in,
+    })
+}
+
 /// Creates a session and its first refresh token; returns the token pair.
 pub(crate) async fn start_session(
     state: &AppState,
@@ -189,16 +204,10 @@ pub async fn register(
     inserted?;
     let outbox_ids =
         crate::routes::account::send_verification(&state, &mut tx, id, &username, &email).await?;
-    let (access, refresh, ttl) = start_session(&state, &mut tx, id, &headers, &ip).await?;
+    let pair = start_session(&state, &mut tx, id, &headers, &ip).await?;
     tx.commit().await?;
     crate::routes::account::relay(&state, &outbox_ids).await;
-    Ok(ApiResponse::created(AuthTokens {
-        user: load_me(&state, id).await?,
-        access_token: access,
-        refresh_token: refresh,
-        token_type: "Bearer",
-        expires_in: ttl,
-    }))
+    Ok(ApiResponse::created(auth_tokens(&state, id, pair).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -299,15 +308,11 @@ pub async fn login(
         }));
     }
     let mut tx = state.db.begin().await?;
-    let (access, refresh, ttl) = start_session(&state, &mut tx, user.id, &headers, &ip).await?;
+    let pair = start_session(&state, &mut tx, user.id, &headers, &ip).await?;
     tx.commit().await?;
-    Ok(ApiResponse::ok(LoginResult::Tokens(Box::new(AuthTokens {
-        user: load_me(&state, user.id).await?,
-        access_token: access,
-        refresh_token: refresh,
-        token_type: "Bearer",
-        expires_in: ttl,
-    }))))
+    Ok(ApiResponse::ok(LoginResult::Tokens(Box::new(
+        auth_tokens(&state, user.id, pair).await?,
+    ))))
 }
 
 /// Counts a failed password for the account `ident` names (if any) and locks it after

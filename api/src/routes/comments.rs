@@ -226,100 +226,49 @@ pub async fn list(
             (count, rows)
         }
         (None, ordering) => {
-            // The page and the first replies of each of its comments in one statement;
-            // the count is kept on the video.
             // The page and the first replies of each of its comments in one statement,
-            // one statement per ordering (a fixed ORDER BY keeps PostgreSQL's cached
-            // generic plan usable; an ordering chosen by a parameter is re-planned on
-            // every call). The count is kept on the video.
+            // one statement per ordering: a fixed ORDER BY keeps PostgreSQL's cached
+            // generic plan usable, where an ordering chosen by a parameter is re-planned
+            // on every call. The count is kept on the video.
+            macro_rules! page_with_replies {
+                ($order:literal) => {
+                    sqlx::query_as!(
+                        Row,
+                        "WITH page AS (
+                             SELECT c.id FROM video_comments c
+                             WHERE c.video_id = $1 AND c.parent_id IS NULL
+                             ORDER BY "
+                            + $order
+                            + " LIMIT $3 OFFSET $4
+                         ), picked AS (
+                             SELECT id FROM page
+                             UNION ALL
+                             SELECT r.id FROM page p CROSS JOIN LATERAL (
+                                 SELECT id FROM video_comments r WHERE r.parent_id = p.id
+                                 ORDER BY r.created_at, r.id LIMIT $5
+                             ) r
+                         )
+                         SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id,
+                                c.content, c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
+                                EXISTS(SELECT 1 FROM comment_likes l
+                                       WHERE l.comment_id = c.id AND l.user_id = $2) AS \"is_liked!\",
+                                c.created_at, c.updated_at
+                         FROM picked JOIN video_comments c ON c.id = picked.id
+                         JOIN users u ON u.id = c.user_id",
+                        v.id,
+                        me_id,
+                        page.limit(),
+                        page.offset(),
+                        EMBEDDED_REPLIES
+                    )
+                    .fetch_all(&mut *conn)
+                    .await?
+                };
+            }
             let rows = match ordering {
-                "top" => sqlx::query_as!(
-                    Row,
-                    r#"WITH page AS (
-                           SELECT c.id FROM video_comments c
-                           WHERE c.video_id = $1 AND c.parent_id IS NULL
-                           ORDER BY c.likes_count DESC, c.created_at DESC, c.id
-                           LIMIT $3 OFFSET $4
-                       ), picked AS (
-                           SELECT id FROM page
-                           UNION ALL
-                           SELECT r.id FROM page p CROSS JOIN LATERAL (
-                               SELECT id FROM video_comments r WHERE r.parent_id = p.id
-                               ORDER BY r.created_at, r.id LIMIT $5
-                           ) r
-                       )
-                       SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
-                              c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
-                              EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $2) AS "is_liked!",
-                              c.created_at, c.updated_at
-                       FROM picked JOIN video_comments c ON c.id = picked.id
-                       JOIN users u ON u.id = c.user_id"#,
-                    v.id,
-                    me_id,
-                    page.limit(),
-                    page.offset(),
-                    EMBEDDED_REPLIES
-                )
-                .fetch_all(&mut *conn)
-                .await?,
-                "oldest" => sqlx::query_as!(
-                    Row,
-                    r#"WITH page AS (
-                           SELECT c.id FROM video_comments c
-                           WHERE c.video_id = $1 AND c.parent_id IS NULL
-                           ORDER BY c.created_at, c.id
-                           LIMIT $3 OFFSET $4
-                       ), picked AS (
-                           SELECT id FROM page
-                           UNION ALL
-                           SELECT r.id FROM page p CROSS JOIN LATERAL (
-                               SELECT id FROM video_comments r WHERE r.parent_id = p.id
-                               ORDER BY r.created_at, r.id LIMIT $5
-                           ) r
-                       )
-                       SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
-                              c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
-                              EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $2) AS "is_liked!",
-                              c.created_at, c.updated_at
-                       FROM picked JOIN video_comments c ON c.id = picked.id
-                       JOIN users u ON u.id = c.user_id"#,
-                    v.id,
-                    me_id,
-                    page.limit(),
-                    page.offset(),
-                    EMBEDDED_REPLIES
-                )
-                .fetch_all(&mut *conn)
-                .await?,
-                _ => sqlx::query_as!(
-                    Row,
-                    r#"WITH page AS (
-                           SELECT c.id FROM video_comments c
-                           WHERE c.video_id = $1 AND c.parent_id IS NULL
-                           ORDER BY c.created_at DESC, c.id
-                           LIMIT $3 OFFSET $4
-                       ), picked AS (
-                           SELECT id FROM page
-                           UNION ALL
-                           SELECT r.id FROM page p CROSS JOIN LATERAL (
-                               SELECT id FROM video_comments r WHERE r.parent_id = p.id
-                               ORDER BY r.created_at, r.id LIMIT $5
-                           ) r
-                       )
-                       SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
-                              c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
-                              EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $2) AS "is_liked!",
-                              c.created_at, c.updated_at
-                       FROM picked JOIN video_comments c ON c.id = picked.id
-                       JOIN users u ON u.id = c.user_id"#,
-                    v.id,
-                    me_id,
-                    page.limit(),
-                    page.offset(),
-                    EMBEDDED_REPLIES
-                )
-                .fetch_all(&mut *conn)
-                .await?,
+                "top" => page_with_replies!("c.likes_count DESC, c.created_at DESC, c.id"),
+                "oldest" => page_with_replies!("c.created_at, c.id"),
+                _ => page_with_replies!("c.created_at DESC, c.id"),
             };
             (i64::from(v.top_comment_count), rows)
         }

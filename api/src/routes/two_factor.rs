@@ -15,7 +15,7 @@ use crate::{
     response::{ApiResponse, Envelope},
     routes::{
         account::{relay, send_security_alert},
-        auth::{AuthTokens, start_session},
+        auth::{AuthTokens, auth_tokens, start_session},
         users::load_me,
     },
     state::AppState,
@@ -382,13 +382,7 @@ pub async fn login(
         ));
     }
     let mut tx = state.db.begin().await?;
-    let (access, refresh, ttl) = start_session(&state, &mut tx, user, &headers, &ip).await?;
+    let pair = start_session(&state, &mut tx, user, &headers, &ip).await?;
     tx.commit().await?;
-    Ok(ApiResponse::ok(AuthTokens {
-        user: load_me(&state, user).await?,
-        access_token: access,
-        refresh_token: refresh,
-        token_type: "Bearer",
-        expires_in: ttl,
-    }))
+    Ok(ApiResponse::ok(auth_tokens(&state, user, pair).await?))
 }
