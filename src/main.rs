@@ -1,10 +1,12 @@
 //! `watch-party`: one binary, every role. Ops pick the role per process:
 //!
-//! - `api`        HTTP API (and, once built, the realtime party sockets)
+//! - `api`        HTTP API
+//! - `realtime`   party sockets (`/ws/party/{id}/`); run as many nodes as needed
 //! - `worker`     job workers for the queues given (`--queues email=4,system=2`)
 //! - `scheduler`  cron ticks that enqueue periodic work (safe to run several)
 //! - `migrate`    apply PostgreSQL and ClickHouse migrations
-//! - `all`        migrate, then every role in one process (a single machine)
+//! - `all`        migrate, then every role in one process (a single machine; the
+//!   API and the sockets share BIND_ADDR)
 //! - `set-role`   give an account a role (bootstraps the first admin)
 
 use std::sync::Arc;
@@ -25,6 +27,9 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API on BIND_ADDR.
     Api,
+    /// Serve the realtime party sockets on BIND_ADDR (one node; run several behind a
+    /// load balancer, they share parties through Redis).
+    Realtime,
     /// Run job workers.
     Worker {
         /// Queues and concurrency, e.g. `email=4,system=2` (a bare name means 1).
@@ -65,7 +70,8 @@ async fn main() -> anyhow::Result<()> {
     wp_shared::telemetry::init(config.log_format);
     let shutdown = shutdown_signal();
     match cli.command {
-        Command::Api => run_api(config, wait(shutdown)).await,
+        Command::Api => run_api(config, false, wait(shutdown)).await,
+        Command::Realtime => run_realtime(config, wait(shutdown)).await,
         Command::Worker { queues } => {
             let pools = wp_workers::parse_pools(&queues)
                 .map_err(|e| anyhow::anyhow!("--queues / WORKER_QUEUES: {e}"))?;
@@ -79,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
             // A role that fails (say, the port is taken) stops the whole process
             // rather than leaving the others running without it.
             tokio::try_join!(
-                run_api(config.clone(), wait(shutdown.clone())),
+                run_api(config.clone(), true, wait(shutdown.clone())),
                 run_workers(
                     config.clone(),
                     wp_workers::default_pools(),
@@ -131,7 +137,34 @@ async fn set_role(config: &Config, username: &str, role: &str) -> anyhow::Result
     Ok(())
 }
 
+/// The API; with `sockets`, the realtime party sockets on the same listener.
 async fn run_api(
+    config: Config,
+    sockets: bool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = config.bind_addr;
+    let state = wp_api::AppState::from(wp_api::App::new(config).await?);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("BIND_ADDR: cannot listen on {addr}"))?;
+    tracing::info!(%addr, sockets, "API listening");
+    if sockets {
+        let rt = wp_realtime::Realtime::start(state.clone(), Default::default()).await?;
+        let extra = wp_realtime::router(rt.clone());
+        wp_api::serve_with(state, extra, listener, async move {
+            shutdown.await;
+            rt.shutdown();
+        })
+        .await?;
+    } else {
+        wp_api::serve(state, listener, shutdown).await?;
+    }
+    Ok(())
+}
+
+/// A realtime node: the party sockets and `/health`.
+async fn run_realtime(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -140,8 +173,9 @@ async fn run_api(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("BIND_ADDR: cannot listen on {addr}"))?;
-    tracing::info!(%addr, "API listening");
-    wp_api::serve(state, listener, shutdown).await?;
+    let rt = wp_realtime::Realtime::start(state, Default::default()).await?;
+    tracing::info!(%addr, node = %rt.node, "realtime node listening");
+    wp_realtime::serve(rt, listener, shutdown).await?;
     Ok(())
 }
 

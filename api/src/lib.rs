@@ -37,8 +37,8 @@ pub use crate::state::{App, AppState};
 use crate::{
     error::AppError,
     routes::{
-        account, admin_queues, admin_users, auth as auth_routes, comments, downloads, lifecycle,
-        social, system, two_factor, users, video_likes, videos,
+        account, admin_queues, admin_users, auth as auth_routes, comments, downloads, interactive,
+        lifecycle, parties, social, system, two_factor, users, video_likes, videos,
     },
 };
 
@@ -63,6 +63,7 @@ error bodies are `{success: false, message, code, errors?, request_id}`. Authent
         (name = "admin", description = "Staff actions on accounts"),
         (name = "videos", description = "The video library: upload, list, likes, downloads"),
         (name = "comments", description = "Threaded comments on videos"),
+        (name = "parties", description = "Watch parties: rooms, members, chat history, voice and screen-share state (live on the party socket, docs/realtime.md)"),
     )
 )]
 struct ApiDoc;
@@ -152,6 +153,20 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(downloads::download))
         .routes(routes!(downloads::token))
         .routes(routes!(downloads::thumbnail))
+        .routes(routes!(parties::list, parties::create))
+        .routes(routes!(parties::join_by_code))
+        .routes(routes!(parties::detail, parties::update, parties::delete))
+        .routes(routes!(parties::join))
+        .routes(routes!(parties::leave))
+        .routes(routes!(parties::participants))
+        .routes(routes!(parties::set_member_role, parties::kick))
+        .routes(routes!(parties::bans, parties::ban))
+        .routes(routes!(parties::unban))
+        .routes(routes!(parties::regenerate_code))
+        .routes(routes!(parties::messages))
+        .routes(routes!(parties::edit_message, parties::delete_message))
+        .routes(routes!(interactive::screen_shares))
+        .routes(routes!(interactive::voice_chat, interactive::voice_update))
 }
 
 /// Builds the router and the OpenAPI document from one list of routes.
@@ -230,7 +245,18 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(state);
+    serve_with(state, Router::new(), listener, shutdown).await
+}
+
+/// [`serve`] with more routes beside the API's (the realtime sockets, when one process
+/// serves both).
+pub async fn serve_with(
+    state: AppState,
+    extra: Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app(state).merge(extra);
     let svc = tower::util::MapRequestLayer::new(middleware::add_trailing_slash).layer(app);
     axum::serve(
         listener,

@@ -1,112 +1,244 @@
-//! Realtime party sockets.
+//! Realtime party sockets: `GET /ws/party/{party_id}/?token=...`.
 //!
-//! This release holds the frame format every party socket speaks
-//! (`../shared/CONVENTIONS.md`, Realtime): one JSON object per frame,
-//! `{"type", "timestamp" (Unix ms), "data"}`, and the `error` frame answered to a bad
-//! frame. The socket endpoint itself (`/ws/party/{id}/`) is not built yet.
+//! A node keeps the rooms of the sockets connected to it in memory ([`hub`]) and joins
+//! the rooms of every node through one Redis pub/sub connection ([`bus`]): a frame is
+//! delivered to the local members at once and published on the party's channel for
+//! the other nodes. The party's live state (playback, presence, voice, screen share,
+//! buffering, reaction counts) lives in Redis, and playback also in PostgreSQL, so a
+//! node restart loses nothing (`wp_shared::party`). The protocol is in
+//! `docs/realtime.md` and `docs/asyncapi.yaml`.
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+pub mod bus;
+pub mod hub;
+pub mod socket;
+pub mod sync;
 
-/// Largest text frame accepted from a client, in bytes.
-pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
-/// One frame, either way.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Frame {
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Unix milliseconds: the sender's clock on client frames, the server's on server
-    /// frames.
-    pub timestamp: i64,
-    #[serde(default)]
-    pub data: Value,
+use axum::{Router, routing::get};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+use wp_api::AppState;
+pub use wp_shared::frame::{Frame, MAX_FRAME_BYTES};
+use wp_shared::party::{self as live, BusMsg, Keys};
+
+use crate::hub::Hub;
+
+/// Tunables of a node (defaults suit production; tests shorten some).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Frames queued for one socket before it counts as stuck and is disconnected.
+    pub socket_queue: usize,
+    /// How often every room gets a `playback_heartbeat`.
+    pub heartbeat: Duration,
+    /// Chat messages in the snapshot (and at most this many resent on resume).
+    pub recent_chat: i64,
+    /// A socket that sends nothing (not even a ping) for this long is closed.
+    pub idle_timeout: Duration,
 }
 
-impl Frame {
-    /// A server frame stamped with the server's clock.
-    pub fn server(kind: &str, data: Value) -> Self {
+impl Default for Settings {
+    fn default() -> Self {
         Self {
-            kind: kind.to_owned(),
-            timestamp: chrono::Utc::now().timestamp_millis(),
-            data,
+            socket_queue: 256,
+            heartbeat: Duration::from_secs(5),
+            recent_chat: 50,
+            idle_timeout: Duration::from_secs(120),
         }
-    }
-
-    /// The `error` frame: `{"type": "error", "data": {"code", "message"}}`.
-    pub fn error(code: &str, message: &str) -> Self {
-        Self::server(
-            "error",
-            serde_json::json!({ "code": code, "message": message }),
-        )
-    }
-
-    /// Parses a client text frame. A bad frame yields the `error` frame to send back
-    /// (the socket stays open).
-    pub fn parse(text: &str) -> Result<Self, Self> {
-        if text.len() > MAX_FRAME_BYTES {
-            return Err(Self::error(
-                "frame_too_large",
-                &format!("Frames are limited to {MAX_FRAME_BYTES} bytes."),
-            ));
-        }
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| Self::error("invalid_json", &format!("Malformed JSON: {e}")))?;
-        if !value.is_object() {
-            return Err(Self::error("invalid_frame", "A frame is a JSON object."));
-        }
-        let frame: Frame = serde_json::from_value(value)
-            .map_err(|e| Self::error("invalid_frame", &format!("Invalid frame: {e}")))?;
-        if frame.kind.is_empty() {
-            return Err(Self::error("invalid_frame", "`type` may not be empty."));
-        }
-        Ok(frame)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// One realtime node.
+pub struct Realtime {
+    pub app: AppState,
+    pub hub: Hub,
+    /// This node's id (unique per process).
+    pub node: String,
+    pub settings: Settings,
+    subscriptions: mpsc::UnboundedSender<bus::Command>,
+    next_conn: AtomicU64,
+}
 
-    #[test]
-    fn parses_a_good_frame() {
-        let f = Frame::parse(
-            r#"{"type":"chat_message","timestamp":1764230400123,"data":{"content":"hi"}}"#,
-        )
-        .unwrap();
-        assert_eq!(f.kind, "chat_message");
-        assert_eq!(f.timestamp, 1_764_230_400_123);
-        assert_eq!(f.data["content"], "hi");
+impl Realtime {
+    /// Starts a node: the pub/sub bus, the liveness key and the room ticker. They stop
+    /// when the returned handle is dropped... never: they run for the life of the
+    /// process (a node is a process).
+    pub async fn start(app: AppState, settings: Settings) -> anyhow::Result<Arc<Self>> {
+        let node = format!(
+            "{}-{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
+            std::process::id(),
+            &Uuid::new_v4().simple().to_string()[..8]
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rt = Arc::new(Self {
+            app,
+            hub: Hub::default(),
+            node,
+            settings,
+            subscriptions: tx,
+            next_conn: AtomicU64::new(1),
+        });
+        rt.keep_alive().await?;
+        bus::spawn(Arc::downgrade(&rt), rx).await?;
+        tokio::spawn(ticker(Arc::downgrade(&rt)));
+        tracing::info!(node = %rt.node, "realtime node started");
+        Ok(rt)
     }
 
-    #[test]
-    fn bad_frames_get_error_frames() {
-        for (text, code) in [
-            ("not json", "invalid_json"),
-            ("[1,2]", "invalid_frame"),
-            (r#"{"timestamp":1}"#, "invalid_frame"),
-            (r#"{"type":"x","timestamp":"soon"}"#, "invalid_frame"),
-            (r#"{"type":"","timestamp":1}"#, "invalid_frame"),
-        ] {
-            let err = Frame::parse(text).unwrap_err();
-            assert_eq!(err.kind, "error");
-            assert_eq!(err.data["code"], code, "{text}");
+    fn conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn keys(&self, party: Uuid) -> Keys {
+        Keys::new(&self.app.config.redis_prefix, party)
+    }
+
+    /// Refreshes this node's liveness key (presence entries of dead nodes are dropped).
+    async fn keep_alive(&self) -> anyhow::Result<()> {
+        let mut redis = self.app.redis.clone();
+        redis::cmd("SET")
+            .arg(live::node_key(&self.app.config.redis_prefix, &self.node))
+            .arg(1)
+            .arg("EX")
+            .arg(live::NODE_TTL_SECS)
+            .query_async::<()>(&mut redis)
+            .await?;
+        Ok(())
+    }
+
+    /// Delivers `frame` to the party's local sockets (but `except`) and publishes it
+    /// for the other nodes.
+    pub async fn emit(&self, party: Uuid, frame: &Frame, except: Option<u64>) {
+        if let Some(room) = self.hub.room(party) {
+            room.observe(frame);
+            room.broadcast(frame, except);
         }
-        let big = format!(
-            r#"{{"type":"x","timestamp":1,"data":"{}"}}"#,
-            "a".repeat(MAX_FRAME_BYTES)
-        );
-        assert_eq!(
-            Frame::parse(&big).unwrap_err().data["code"],
-            "frame_too_large"
-        );
+        self.publish(
+            party,
+            BusMsg {
+                origin: self.node.clone(),
+                to_user: None,
+                frame: Some(frame.clone()),
+                disconnect: None,
+            },
+        )
+        .await;
     }
 
-    #[test]
-    fn error_frame_shape() {
-        let v = serde_json::to_value(Frame::error("c", "m")).unwrap();
-        assert_eq!(v["type"], "error");
-        assert_eq!(v["data"], serde_json::json!({"code": "c", "message": "m"}));
-        assert!(v["timestamp"].as_i64().unwrap() > 0);
+    /// Delivers `frame` to one user's sockets in the party, on whichever node.
+    pub async fn emit_to_user(&self, party: Uuid, user: Uuid, frame: &Frame) {
+        if let Some(room) = self.hub.room(party) {
+            room.send_to_user(user, frame);
+        }
+        self.publish(
+            party,
+            BusMsg {
+                origin: self.node.clone(),
+                to_user: Some(user),
+                frame: Some(frame.clone()),
+                disconnect: None,
+            },
+        )
+        .await;
     }
+
+    async fn publish(&self, party: Uuid, msg: BusMsg) {
+        let mut redis = self.app.redis.clone();
+        if let Err(e) = live::publish(&mut redis, &self.keys(party), &msg).await {
+            tracing::warn!(error = %e, %party, "publish to the party channel failed");
+        }
+    }
+}
+
+/// Every second: refresh liveness; per room, a `playback_heartbeat` every
+/// `settings.heartbeat` and the end of a buffering wait that ran past its cap.
+async fn ticker(rt: std::sync::Weak<Realtime>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        let Some(rt) = rt.upgrade() else { return };
+        n += 1;
+        if n.is_multiple_of(10)
+            && let Err(e) = rt.keep_alive().await
+        {
+            tracing::warn!(error = %e, "node liveness refresh failed");
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        for room in rt.hub.rooms() {
+            let Some((playback, settings)) = room.cached() else {
+                continue;
+            };
+            if room.heartbeat_due(now, rt.settings.heartbeat) {
+                let frame = Frame::server("playback_heartbeat", playback.to_frame_data(now));
+                room.broadcast(&frame, None);
+            }
+            if let Some(since) = playback.waiting_since
+                && now - since >= i64::from(settings.buffer_wait_ms)
+            {
+                socket::end_wait(&rt, room.id, "buffer_wait_cap").await;
+            }
+        }
+    }
+}
+
+impl Realtime {
+    /// Closes every socket of this node (`server_restart`, close code 1012) so clients
+    /// reconnect to another node; the party state stays in Redis and PostgreSQL.
+    pub fn shutdown(&self) {
+        for room in self.hub.rooms() {
+            room.disconnect(None, "server_restart");
+        }
+    }
+}
+
+/// The socket route `GET /ws/party/{party_id}/` and `GET /ws/stats/` (this node's
+/// sockets, rooms and delivered frames, for ops and the load tool).
+pub fn router(rt: Arc<Realtime>) -> Router {
+    Router::new()
+        .route("/ws/party/{party_id}/", get(socket::upgrade))
+        .route("/ws/party/{party_id}", get(socket::upgrade))
+        .route("/ws/stats/", get(stats))
+        .with_state(rt)
+}
+
+async fn stats(
+    axum::extract::State(rt): axum::extract::State<Arc<Realtime>>,
+) -> axum::Json<serde_json::Value> {
+    use std::sync::atomic::Ordering::Relaxed;
+    axum::Json(serde_json::json!({
+        "node": rt.node,
+        "sockets": rt.hub.sockets(),
+        "rooms": rt.hub.rooms().len(),
+        "delivered_frames": rt.hub.stats.delivered.load(Relaxed),
+        "slow_consumer_disconnects": rt.hub.stats.slow_disconnects.load(Relaxed),
+    }))
+}
+
+/// Serves a realtime node on `listener` (the sockets and `/health`) until `shutdown`,
+/// then closes every socket with `server_restart`.
+pub async fn serve(
+    rt: Arc<Realtime>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/health", get(wp_api::routes::system::health))
+        .merge(router(rt.clone()));
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        rt.shutdown();
+    })
+    .await
 }

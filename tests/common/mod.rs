@@ -10,6 +10,7 @@
 
 pub mod s3;
 pub mod smtp;
+pub mod ws;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 

@@ -164,6 +164,16 @@ pub(crate) async fn visible_video(
     .ok_or_else(AppError::not_found)
 }
 
+/// Whether `viewer` may see video `id` and it is ready to play (a party may show it).
+pub async fn playable_by(state: &AppState, viewer: &AuthUser, id: Uuid) -> AppResult<bool> {
+    let mut conn = state.db.acquire().await?;
+    match visible_video(&mut conn, Some(viewer), &id.to_string()).await {
+        Ok(v) => Ok(v.status == "ready"),
+        Err(AppError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// What the bytes say a file is: (container, media type, file extension).
 pub type VideoKind = (&'static str, &'static str, &'static str);
 

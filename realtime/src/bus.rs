@@ -1,0 +1,129 @@
+//! The node's one Redis pub/sub connection. It subscribes to the channel of each party
+//! with a socket on this node and delivers what other nodes (and the API) publish
+//! there to the local sockets. If the connection drops it reconnects and subscribes
+//! again to every room it has.
+
+use std::{sync::Weak, time::Duration};
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+use wp_shared::party::{BusMsg, Keys, channel_prefix};
+
+use crate::Realtime;
+
+pub enum Command {
+    /// Subscribe to a party's channel; the sender hears when it is done.
+    Subscribe(Uuid, Option<oneshot::Sender<()>>),
+    Unsubscribe(Uuid),
+}
+
+/// Connects (failing fast if Redis is down at start) and runs the bus in the background.
+pub async fn spawn(rt: Weak<Realtime>, rx: mpsc::UnboundedReceiver<Command>) -> anyhow::Result<()> {
+    let (url, prefix) = {
+        let rt = rt
+            .upgrade()
+            .ok_or_else(|| anyhow::anyhow!("node dropped"))?;
+        (
+            rt.app.config.redis_url.clone(),
+            rt.app.config.redis_prefix.clone(),
+        )
+    };
+    let client = redis::Client::open(url.as_str())?;
+    let first = client.get_async_pubsub().await?;
+    tokio::spawn(run(rt, client, prefix, first, rx));
+    Ok(())
+}
+
+async fn run(
+    rt: Weak<Realtime>,
+    client: redis::Client,
+    prefix: String,
+    first: redis::aio::PubSub,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+) {
+    let channel_start = channel_prefix(&prefix);
+    let mut next = Some(first);
+    loop {
+        let pubsub = match next.take() {
+            Some(p) => p,
+            None => match client.get_async_pubsub().await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pub/sub reconnect failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        // Every room this node has (after a reconnect).
+        if let Some(node) = rt.upgrade() {
+            for room in node.hub.rooms() {
+                if let Err(e) = sink.subscribe(Keys::new(&prefix, room.id).channel()).await {
+                    tracing::warn!(error = %e, "resubscribe failed");
+                }
+            }
+        }
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { return };
+                    let res = match cmd {
+                        Command::Subscribe(party, done) => {
+                            let r = sink.subscribe(Keys::new(&prefix, party).channel()).await;
+                            if let Some(done) = done {
+                                let _ = done.send(());
+                            }
+                            r
+                        }
+                        Command::Unsubscribe(party) => {
+                            sink.unsubscribe(Keys::new(&prefix, party).channel()).await
+                        }
+                    };
+                    if let Err(e) = res {
+                        tracing::warn!(error = %e, "pub/sub command failed");
+                    }
+                }
+                msg = stream.next() => {
+                    let Some(msg) = msg else {
+                        tracing::warn!("pub/sub connection lost; reconnecting");
+                        break;
+                    };
+                    let Some(node) = rt.upgrade() else { return };
+                    deliver(&node, &channel_start, &msg);
+                }
+            }
+        }
+    }
+}
+
+fn deliver(rt: &Realtime, channel_start: &str, msg: &redis::Msg) {
+    let Some(party) = msg
+        .get_channel_name()
+        .strip_prefix(channel_start)
+        .and_then(|s| s.parse::<Uuid>().ok())
+    else {
+        return;
+    };
+    let Ok(bus) = serde_json::from_slice::<BusMsg>(msg.get_payload_bytes()) else {
+        tracing::warn!(%party, "malformed bus message dropped");
+        return;
+    };
+    if bus.origin == rt.node {
+        return;
+    }
+    let Some(room) = rt.hub.room(party) else {
+        return;
+    };
+    if let Some(frame) = &bus.frame {
+        room.observe(frame);
+        match bus.to_user {
+            Some(user) => room.send_to_user(user, frame),
+            None => room.broadcast(frame, None),
+        }
+    }
+    if let Some(reason) = &bus.disconnect {
+        room.disconnect(bus.to_user, reason);
+    }
+}

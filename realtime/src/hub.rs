@@ -1,0 +1,359 @@
+//! The rooms of one node: which sockets of which party are connected here, and a
+//! cache of each party's playback state, settings and member roles (kept current by
+//! the frames that pass through the room, local or from the bus).
+//!
+//! Fan-out serialises a frame once and hands each socket a reference-counted copy
+//! through a bounded queue; a socket whose queue is full is stuck or too slow and is
+//! disconnected (`slow_consumer`) rather than slowing the room.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, OnceLock, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+use wp_api::routes::parties::{PartyRole, PartySettings};
+use wp_shared::{frame::Frame, party::Playback};
+
+use crate::bus::Command;
+
+/// Tells a socket task to close, with the reason sent in its last frame.
+#[derive(Debug, Default)]
+pub struct Kill {
+    pub token: CancellationToken,
+    reason: OnceLock<String>,
+}
+
+impl Kill {
+    pub fn kill(&self, reason: &str) {
+        let _ = self.reason.set(reason.to_owned());
+        self.token.cancel();
+    }
+    pub fn reason(&self) -> &str {
+        self.reason.get().map_or("closed", String::as_str)
+    }
+}
+
+/// A socket as the room sees it.
+pub struct ConnHandle {
+    pub user: Uuid,
+    pub tx: mpsc::Sender<Utf8Bytes>,
+    pub kill: Arc<Kill>,
+}
+
+#[derive(Default)]
+struct Cache {
+    playback: Option<Playback>,
+    settings: Option<PartySettings>,
+    roles: HashMap<Uuid, PartyRole>,
+    last_heartbeat: i64,
+}
+
+/// One party's sockets on this node.
+pub struct Room {
+    pub id: Uuid,
+    conns: RwLock<HashMap<u64, ConnHandle>>,
+    cache: Mutex<Cache>,
+    stats: Arc<Stats>,
+}
+
+/// Counters of a node (read by `GET /ws/stats` and the load tool).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub delivered: AtomicU64,
+    pub slow_disconnects: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Room {
+    fn new(id: Uuid, stats: Arc<Stats>) -> Self {
+        Self {
+            id,
+            conns: RwLock::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
+            stats,
+        }
+    }
+
+    fn conns(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, ConnHandle>> {
+        self.conns
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn conns_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, ConnHandle>> {
+        self.conns
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns().is_empty()
+    }
+
+    /// Whether `user` has another socket in this room on this node.
+    pub fn user_connected(&self, user: Uuid, except: u64) -> bool {
+        self.conns()
+            .iter()
+            .any(|(id, c)| *id != except && c.user == user)
+    }
+
+    fn deliver(&self, text: &Utf8Bytes, filter: impl Fn(u64, &ConnHandle) -> bool) {
+        let mut n = 0;
+        for (id, c) in self.conns().iter() {
+            if !filter(*id, c) {
+                continue;
+            }
+            match c.tx.try_send(text.clone()) {
+                Ok(()) => n += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                    c.kill.kill("slow_consumer");
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        self.stats.delivered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Sends `frame` to every socket here but `except`.
+    pub fn broadcast(&self, frame: &Frame, except: Option<u64>) {
+        let text = encode(frame);
+        self.deliver(&text, |id, _| Some(id) != except);
+    }
+
+    /// Sends `frame` to every socket of `user` here.
+    pub fn send_to_user(&self, user: Uuid, frame: &Frame) {
+        let text = encode(frame);
+        self.deliver(&text, |_, c| c.user == user);
+    }
+
+    /// Closes the sockets of `user` (or all) with `reason`.
+    pub fn disconnect(&self, user: Option<Uuid>, reason: &str) {
+        for c in self.conns().values() {
+            if user.is_none_or(|u| u == c.user) {
+                c.kill.kill(reason);
+            }
+        }
+    }
+
+    /// Keeps the cache current from a frame passing through.
+    pub fn observe(&self, frame: &Frame) {
+        let mut cache = lock(&self.cache);
+        match frame.kind.as_str() {
+            "video_state" | "playback_heartbeat" => {
+                if let Ok(p) = serde_json::from_value::<Playback>(frame.data.clone())
+                    && cache.playback.as_ref().is_none_or(|c| c.seq <= p.seq)
+                {
+                    cache.playback = Some(p);
+                }
+            }
+            "party_updated" => {
+                if let Ok(s) =
+                    serde_json::from_value::<PartySettings>(frame.data["settings"].clone())
+                {
+                    cache.settings = Some(s);
+                }
+            }
+            "member_updated" | "member_joined" => {
+                let user = frame.data["user"]["id"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok());
+                let role = serde_json::from_value::<PartyRole>(frame.data["role"].clone()).ok();
+                if let (Some(u), Some(r)) = (user, role) {
+                    cache.roles.insert(u, r);
+                }
+            }
+            "member_left" => {
+                if let Some(u) = frame.data["user"]["id"]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                {
+                    cache.roles.remove(&u);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Seeds the cache when the first socket of a party connects here (or refreshes it).
+    pub fn seed(&self, playback: &Playback, settings: &PartySettings, user: Uuid, role: PartyRole) {
+        let mut cache = lock(&self.cache);
+        if cache
+            .playback
+            .as_ref()
+            .is_none_or(|c| c.seq <= playback.seq)
+        {
+            cache.playback = Some(playback.clone());
+        }
+        cache.settings = Some(settings.clone());
+        cache.roles.insert(user, role);
+    }
+
+    pub fn set_playback(&self, playback: &Playback) {
+        let mut cache = lock(&self.cache);
+        if cache
+            .playback
+            .as_ref()
+            .is_none_or(|c| c.seq <= playback.seq)
+        {
+            cache.playback = Some(playback.clone());
+        }
+    }
+
+    /// The cached playback state and settings.
+    pub fn cached(&self) -> Option<(Playback, PartySettings)> {
+        let cache = lock(&self.cache);
+        Some((cache.playback.clone()?, cache.settings.clone()?))
+    }
+
+    pub fn settings(&self) -> Option<PartySettings> {
+        lock(&self.cache).settings.clone()
+    }
+
+    /// The role of `user` as last known (None: not a member any more).
+    pub fn role(&self, user: Uuid) -> Option<PartyRole> {
+        lock(&self.cache).roles.get(&user).copied()
+    }
+
+    /// Whether a heartbeat is due now (and notes that it is being sent).
+    pub fn heartbeat_due(&self, now: i64, every: Duration) -> bool {
+        let mut cache = lock(&self.cache);
+        let every = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+        if now - cache.last_heartbeat >= every {
+            cache.last_heartbeat = now;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Serialises a frame once for every socket it goes to.
+pub fn encode(frame: &Frame) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(frame).unwrap_or_default())
+}
+
+/// Every room of this node.
+#[derive(Default)]
+pub struct Hub {
+    rooms: Mutex<HashMap<Uuid, Arc<Room>>>,
+    pub stats: Arc<Stats>,
+}
+
+impl Hub {
+    pub fn room(&self, party: Uuid) -> Option<Arc<Room>> {
+        lock(&self.rooms).get(&party).cloned()
+    }
+
+    pub fn rooms(&self) -> Vec<Arc<Room>> {
+        lock(&self.rooms).values().cloned().collect()
+    }
+
+    /// Sockets connected to this node.
+    pub fn sockets(&self) -> usize {
+        lock(&self.rooms).values().map(|r| r.len()).sum()
+    }
+
+    /// Adds a socket; the first one of a party subscribes the node to its channel
+    /// (sent under the lock, so subscribe and unsubscribe keep their order).
+    pub fn join(
+        &self,
+        party: Uuid,
+        conn: u64,
+        handle: ConnHandle,
+        subs: &mpsc::UnboundedSender<Command>,
+    ) -> (Arc<Room>, Option<oneshot::Receiver<()>>) {
+        let mut rooms = lock(&self.rooms);
+        let mut subscribed = None;
+        let room = rooms.entry(party).or_insert_with(|| {
+            let (tx, rx) = oneshot::channel();
+            let _ = subs.send(Command::Subscribe(party, Some(tx)));
+            subscribed = Some(rx);
+            Arc::new(Room::new(party, self.stats.clone()))
+        });
+        room.conns_mut().insert(conn, handle);
+        (room.clone(), subscribed)
+    }
+
+    /// Removes a socket; the last one of a party unsubscribes the node.
+    pub fn leave(&self, party: Uuid, conn: u64, subs: &mpsc::UnboundedSender<Command>) {
+        let mut rooms = lock(&self.rooms);
+        if let Some(room) = rooms.get(&party) {
+            let empty = {
+                let mut conns = room.conns_mut();
+                conns.remove(&conn);
+                conns.is_empty()
+            };
+            if empty {
+                rooms.remove(&party);
+                let _ = subs.send(Command::Unsubscribe(party));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_that_cannot_keep_up_is_disconnected_and_the_others_still_get_frames() {
+        let hub = Hub::default();
+        let (subs, _rx) = mpsc::unbounded_channel();
+        let party = Uuid::now_v7();
+        let (slow_tx, _slow_rx) = mpsc::channel(2);
+        let (fast_tx, mut fast_rx) = mpsc::channel(64);
+        let slow_kill = Arc::new(Kill::default());
+        let (room, subscribed) = hub.join(
+            party,
+            1,
+            ConnHandle {
+                user: Uuid::now_v7(),
+                tx: slow_tx,
+                kill: slow_kill.clone(),
+            },
+            &subs,
+        );
+        assert!(subscribed.is_some(), "the first socket subscribes the node");
+        let (_, again) = hub.join(
+            party,
+            2,
+            ConnHandle {
+                user: Uuid::now_v7(),
+                tx: fast_tx,
+                kill: Arc::default(),
+            },
+            &subs,
+        );
+        assert!(again.is_none());
+        for i in 0..3 {
+            room.broadcast(&Frame::server("tick", serde_json::json!({ "i": i })), None);
+            while fast_rx.try_recv().is_ok() {}
+        }
+        assert!(slow_kill.token.is_cancelled());
+        assert_eq!(slow_kill.reason(), "slow_consumer");
+        assert_eq!(hub.stats.slow_disconnects.load(Ordering::Relaxed), 1);
+        assert_eq!(hub.stats.delivered.load(Ordering::Relaxed), 5);
+        hub.leave(party, 1, &subs);
+        hub.leave(party, 2, &subs);
+        assert!(
+            hub.room(party).is_none(),
+            "the last socket out removes the room"
+        );
+    }
+}

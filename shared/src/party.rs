@@ -1,0 +1,598 @@
+//! Watch-party state shared by the API and the realtime nodes: the playback state
+//! machine (the server is the authority), the Redis keys a party's live state lives
+//! under, and the pub/sub bus that carries frames between nodes.
+//!
+//! Keys (all under `{REDIS_PREFIX}:party:{id}`):
+//! - `:state`     playback state, JSON, written with compare-and-set on `seq`
+//! - `:presence`  hash connection id → presence JSON (one entry per open socket)
+//! - `:voice`     hash user id → voice state JSON
+//! - `:screen`    the active screen share, JSON (`SET NX`: one sharer at a time)
+//! - `:buffering` hash user id → Unix ms the member started buffering
+//! - `:reactions` hash emoji → count
+//!
+//! Channel `{REDIS_PREFIX}:party:{id}` carries [`BusMsg`]s. A node keeps
+//! `{REDIS_PREFIX}:node:{node}` alive (a TTL refreshed by a heartbeat), so presence
+//! entries of a node that died are recognised and dropped.
+
+use std::collections::{HashMap, HashSet};
+
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::frame::Frame;
+
+/// How long a node's liveness key lasts without a refresh.
+pub const NODE_TTL_SECS: u64 = 15;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Playing,
+    Paused,
+    /// Would be playing, but the room waits for a buffering member.
+    Waiting,
+}
+
+/// What the party watches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PartyVideo {
+    /// A library video.
+    pub id: Option<Uuid>,
+    /// An external URL (when not a library video).
+    pub url: Option<String>,
+}
+
+/// The authoritative playback state. At server time `t` (Unix ms) the expected
+/// position is `position + (t - updated_at) / 1000 * rate` while playing, else
+/// `position`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Playback {
+    pub status: Status,
+    /// Seconds into the video at `updated_at`.
+    pub position: f64,
+    pub rate: f64,
+    pub video: PartyVideo,
+    /// Server time (Unix ms) the state takes effect.
+    pub updated_at: i64,
+    /// Bumped on every change; writes are compare-and-set on it.
+    pub seq: u64,
+    /// While `waiting`: when the wait began (the cap counts from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<i64>,
+}
+
+/// Slowest and fastest playback rate a party may set.
+pub const MIN_RATE: f64 = 0.25;
+pub const MAX_RATE: f64 = 4.0;
+/// Longest position accepted (a day), to keep nonsense out.
+pub const MAX_POSITION: f64 = 86_400.0;
+
+/// A change asked for by a `video_control` frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Control {
+    Play { position: Option<f64> },
+    Pause { position: Option<f64> },
+    Seek { position: f64 },
+    Rate { rate: f64 },
+    ChangeVideo { video: PartyVideo },
+}
+
+impl Playback {
+    pub fn new(video: PartyVideo, now_ms: i64) -> Self {
+        Self {
+            status: Status::Paused,
+            position: 0.0,
+            rate: 1.0,
+            video,
+            updated_at: now_ms,
+            seq: 0,
+            waiting_since: None,
+        }
+    }
+
+    /// The expected position at server time `now_ms`.
+    pub fn position_at(&self, now_ms: i64) -> f64 {
+        match self.status {
+            Status::Playing => {
+                let elapsed = (now_ms - self.updated_at).max(0) as f64 / 1000.0;
+                self.position + elapsed * self.rate
+            }
+            Status::Paused | Status::Waiting => self.position,
+        }
+    }
+
+    /// The same state re-based at `now_ms` with `seq` bumped (the base of every change).
+    fn rebased(&self, now_ms: i64) -> Self {
+        Self {
+            position: self.position_at(now_ms),
+            updated_at: now_ms,
+            seq: self.seq + 1,
+            ..self.clone()
+        }
+    }
+
+    /// The state after `control` at server time `now_ms`. `waiting` says whether the
+    /// room must wait for someone buffering (a play then enters `waiting`).
+    pub fn apply(&self, control: &Control, now_ms: i64, waiting: bool) -> Self {
+        let mut next = self.rebased(now_ms);
+        match control {
+            Control::Play { position } => {
+                if let Some(p) = position {
+                    next.position = *p;
+                }
+                if waiting {
+                    next.status = Status::Waiting;
+                    next.waiting_since = Some(now_ms);
+                } else {
+                    next.status = Status::Playing;
+                    next.waiting_since = None;
+                }
+            }
+            Control::Pause { position } => {
+                if let Some(p) = position {
+                    next.position = *p;
+                }
+                next.status = Status::Paused;
+                next.waiting_since = None;
+            }
+            Control::Seek { position } => next.position = *position,
+            Control::Rate { rate } => next.rate = *rate,
+            Control::ChangeVideo { video } => {
+                next.video = video.clone();
+                next.position = 0.0;
+                next.status = Status::Paused;
+                next.waiting_since = None;
+            }
+        }
+        next
+    }
+
+    /// Playing → waiting (someone started buffering under the `wait` policy).
+    pub fn enter_waiting(&self, now_ms: i64) -> Option<Self> {
+        (self.status == Status::Playing).then(|| {
+            let mut next = self.rebased(now_ms);
+            next.status = Status::Waiting;
+            next.waiting_since = Some(now_ms);
+            next
+        })
+    }
+
+    /// Waiting → playing (everyone is ready, or the cap ran out).
+    pub fn resume(&self, now_ms: i64) -> Option<Self> {
+        (self.status == Status::Waiting).then(|| {
+            let mut next = self.rebased(now_ms);
+            next.status = Status::Playing;
+            next.waiting_since = None;
+            next
+        })
+    }
+
+    /// The `data` of `video_state` / `playback_heartbeat` frames: the state plus the
+    /// expected position at `now_ms` and that server time.
+    pub fn to_frame_data(&self, now_ms: i64) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(m) = &mut v {
+            m.insert("server_time".into(), now_ms.into());
+            m.insert("expected_position".into(), self.position_at(now_ms).into());
+        }
+        v
+    }
+}
+
+/// Redis keys of one party.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    base: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, party: Uuid) -> Self {
+        Self {
+            base: format!("{prefix}:party:{party}"),
+        }
+    }
+    pub fn channel(&self) -> &str {
+        &self.base
+    }
+    pub fn state(&self) -> String {
+        format!("{}:state", self.base)
+    }
+    pub fn presence(&self) -> String {
+        format!("{}:presence", self.base)
+    }
+    pub fn voice(&self) -> String {
+        format!("{}:voice", self.base)
+    }
+    pub fn screen(&self) -> String {
+        format!("{}:screen", self.base)
+    }
+    pub fn buffering(&self) -> String {
+        format!("{}:buffering", self.base)
+    }
+    pub fn reactions(&self) -> String {
+        format!("{}:reactions", self.base)
+    }
+    pub fn slow_mode(&self, user: Uuid) -> String {
+        format!("{}:slow:{user}", self.base)
+    }
+    /// Every key above (deleted with the party).
+    pub fn all(&self) -> Vec<String> {
+        vec![
+            self.state(),
+            self.presence(),
+            self.voice(),
+            self.screen(),
+            self.buffering(),
+            self.reactions(),
+        ]
+    }
+}
+
+pub fn node_key(prefix: &str, node: &str) -> String {
+    format!("{prefix}:node:{node}")
+}
+
+/// The pattern every party channel matches (a node subscribes per party it hosts).
+pub fn channel_prefix(prefix: &str) -> String {
+    format!("{prefix}:party:")
+}
+
+/// A message on a party's channel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BusMsg {
+    /// The node (or `api`) that published it; a node skips its own.
+    pub origin: String,
+    /// Deliver only to this user's sockets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_user: Option<Uuid>,
+    /// The frame to deliver (already a complete frame).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<Frame>,
+    /// Close the sockets addressed (after delivering `frame`), with this reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disconnect: Option<String>,
+}
+
+/// Publishes `msg` on the party's channel.
+pub async fn publish(
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    msg: &BusMsg,
+) -> redis::RedisResult<()> {
+    let payload = serde_json::to_string(msg).unwrap_or_default();
+    redis.publish::<_, _, ()>(keys.channel(), payload).await
+}
+
+/// One open socket, as kept in the presence hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PresenceEntry {
+    pub user_id: Uuid,
+    pub username: String,
+    pub node: String,
+    /// Unix ms.
+    pub connected_at: i64,
+}
+
+/// Voice-chat state of one member.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VoiceEntry {
+    pub user_id: Uuid,
+    pub username: String,
+    pub muted: bool,
+    /// Unix ms.
+    pub joined_at: i64,
+}
+
+/// The active screen share.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScreenShare {
+    pub user_id: Uuid,
+    pub username: String,
+    /// Unix ms.
+    pub started_at: i64,
+    /// The socket sharing (`{node}:{connection}`); the share stops when it closes.
+    pub connection: String,
+}
+
+/// Whether each node is alive.
+async fn live_nodes(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    nodes: &HashSet<String>,
+) -> redis::RedisResult<HashSet<String>> {
+    let mut live = HashSet::new();
+    for node in nodes {
+        if node == "api" {
+            continue;
+        }
+        let exists: bool = redis.exists(node_key(prefix, node)).await?;
+        if exists {
+            live.insert(node.clone());
+        }
+    }
+    Ok(live)
+}
+
+/// The open sockets of a party (entries of dead nodes are dropped and removed).
+pub async fn presence(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    keys: &Keys,
+) -> redis::RedisResult<Vec<(String, PresenceEntry)>> {
+    let raw: HashMap<String, String> = redis.hgetall(keys.presence()).await?;
+    let entries: Vec<(String, PresenceEntry)> = raw
+        .into_iter()
+        .filter_map(|(conn, v)| serde_json::from_str(&v).ok().map(|e| (conn, e)))
+        .collect();
+    let nodes = entries.iter().map(|(_, e)| e.node.clone()).collect();
+    let live = live_nodes(redis, prefix, &nodes).await?;
+    let (alive, dead): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .partition(|(_, e)| live.contains(&e.node));
+    if !dead.is_empty() {
+        let fields: Vec<&String> = dead.iter().map(|(c, _)| c).collect();
+        redis.hdel::<_, _, ()>(keys.presence(), fields).await?;
+    }
+    Ok(alive)
+}
+
+/// Ids of the users online in a party.
+pub async fn online_users(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    keys: &Keys,
+) -> redis::RedisResult<HashSet<Uuid>> {
+    Ok(presence(redis, prefix, keys)
+        .await?
+        .into_iter()
+        .map(|(_, e)| e.user_id)
+        .collect())
+}
+
+/// Members in the voice chat.
+pub async fn voice(
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+) -> redis::RedisResult<Vec<VoiceEntry>> {
+    let raw: HashMap<String, String> = redis.hgetall(keys.voice()).await?;
+    let mut v: Vec<VoiceEntry> = raw
+        .values()
+        .filter_map(|s| serde_json::from_str(s).ok())
+        .collect();
+    v.sort_by_key(|e| e.joined_at);
+    Ok(v)
+}
+
+/// The active screen share, if any.
+pub async fn screen_share(
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+) -> redis::RedisResult<Option<ScreenShare>> {
+    let raw: Option<String> = redis.get(keys.screen()).await?;
+    Ok(raw.and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+/// Reaction counts of a party.
+pub async fn reaction_counts(
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+) -> redis::RedisResult<HashMap<String, u64>> {
+    redis.hgetall(keys.reactions()).await
+}
+
+/// A voice-chat change asked for by a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VoiceAction {
+    Join,
+    Leave,
+    Mute,
+    Unmute,
+}
+
+/// Applies a member's voice action; returns the voice participants afterwards, or
+/// `Err` with a message when the action does not apply (muting while not in voice).
+pub async fn voice_apply(
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    user: Uuid,
+    username: &str,
+    action: VoiceAction,
+    now_ms: i64,
+) -> redis::RedisResult<Result<Vec<VoiceEntry>, &'static str>> {
+    let field = user.to_string();
+    let current: Option<String> = redis.hget(keys.voice(), &field).await?;
+    let current: Option<VoiceEntry> = current.and_then(|s| serde_json::from_str(&s).ok());
+    let next = match (action, current) {
+        (VoiceAction::Join, Some(_)) => None,
+        (VoiceAction::Join, None) => Some(VoiceEntry {
+            user_id: user,
+            username: username.to_owned(),
+            muted: false,
+            joined_at: now_ms,
+        }),
+        (VoiceAction::Leave, _) => {
+            redis.hdel::<_, _, ()>(keys.voice(), &field).await?;
+            None
+        }
+        (VoiceAction::Mute | VoiceAction::Unmute, None) => {
+            return Ok(Err("Join the voice chat first."));
+        }
+        (VoiceAction::Mute | VoiceAction::Unmute, Some(mut e)) => {
+            e.muted = action == VoiceAction::Mute;
+            Some(e)
+        }
+    };
+    if let Some(e) = next {
+        let json = serde_json::to_string(&e).unwrap_or_default();
+        redis
+            .hset::<_, _, _, ()>(keys.voice(), &field, json)
+            .await?;
+    }
+    Ok(Ok(voice(redis, keys).await?))
+}
+
+/// The `voice_state` frame: who changed what, and everyone in voice now.
+pub fn voice_frame(user: Uuid, username: &str, action: VoiceAction, all: &[VoiceEntry]) -> Frame {
+    Frame::server(
+        "voice_state",
+        serde_json::json!({
+            "user": { "id": user, "username": username },
+            "action": action,
+            "participants": all,
+        }),
+    )
+}
+
+static CAS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"local cur = redis.call('GET', KEYS[1])
+          if cur then
+            local seq = cjson.decode(cur)['seq']
+            if tostring(seq) ~= ARGV[1] then return 0 end
+          elseif ARGV[1] ~= 'none' then
+            return 0
+          end
+          redis.call('SET', KEYS[1], ARGV[2])
+          return 1",
+    )
+});
+
+/// The party's playback state: Redis first, then PostgreSQL (after a Redis restart),
+/// else a fresh paused state for the party's video. `None` if the party is gone.
+pub async fn load_playback(
+    redis: &mut redis::aio::ConnectionManager,
+    db: &PgPool,
+    keys: &Keys,
+    party: Uuid,
+) -> anyhow::Result<Option<(Playback, bool)>> {
+    let raw: Option<String> = redis.get(keys.state()).await?;
+    if let Some(p) = raw.and_then(|s| serde_json::from_str::<Playback>(&s).ok()) {
+        return Ok(Some((p, true)));
+    }
+    let row = sqlx::query!(
+        "SELECT playback, video_id, external_url FROM parties WHERE id = $1 AND status = 'active'",
+        party
+    )
+    .fetch_optional(db)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let p = serde_json::from_value::<Playback>(row.playback).unwrap_or_else(|_| {
+        Playback::new(
+            PartyVideo {
+                id: row.video_id,
+                url: row.external_url,
+            },
+            chrono::Utc::now().timestamp_millis(),
+        )
+    });
+    Ok(Some((p, false)))
+}
+
+/// Writes `next` if the stored state is still `prev` (by `seq`; `prev_stored` false
+/// means nothing was stored in Redis). Returns false when another writer won; the
+/// caller reloads and retries. The state is also written to PostgreSQL (never
+/// overwriting a newer one).
+pub async fn store_playback(
+    redis: &mut redis::aio::ConnectionManager,
+    db: &PgPool,
+    keys: &Keys,
+    party: Uuid,
+    prev: Option<&Playback>,
+    next: &Playback,
+) -> anyhow::Result<bool> {
+    let expected = prev.map_or_else(|| "none".to_owned(), |p| p.seq.to_string());
+    let json = serde_json::to_string(next)?;
+    let won: i32 = CAS
+        .key(keys.state())
+        .arg(expected)
+        .arg(&json)
+        .invoke_async(redis)
+        .await?;
+    if won == 0 {
+        return Ok(false);
+    }
+    sqlx::query!(
+        "UPDATE parties SET playback = $2, updated_at = now()
+         WHERE id = $1 AND COALESCE((playback->>'seq')::bigint, -1) < $3",
+        party,
+        serde_json::to_value(next)?,
+        i64::try_from(next.seq).unwrap_or(i64::MAX)
+    )
+    .execute(db)
+    .await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn playing_at(pos: f64, t: i64) -> Playback {
+        Playback {
+            status: Status::Playing,
+            position: pos,
+            rate: 1.0,
+            video: PartyVideo::default(),
+            updated_at: t,
+            seq: 3,
+            waiting_since: None,
+        }
+    }
+
+    #[test]
+    fn position_advances_only_while_playing() {
+        let p = playing_at(10.0, 1_000);
+        assert!((p.position_at(3_500) - 12.5).abs() < 1e-9);
+        let paused = p.apply(&Control::Pause { position: None }, 3_500, false);
+        assert_eq!(paused.status, Status::Paused);
+        assert!((paused.position_at(10_000) - 12.5).abs() < 1e-9);
+        assert_eq!(paused.seq, 4);
+    }
+
+    #[test]
+    fn rate_changes_rebase_the_position() {
+        let p = playing_at(0.0, 0).apply(&Control::Rate { rate: 2.0 }, 1_000, false);
+        assert!((p.position - 1.0).abs() < 1e-9);
+        assert!((p.position_at(2_000) - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn play_while_someone_buffers_waits_and_resumes_from_the_same_point() {
+        let p = Playback::new(PartyVideo::default(), 0).apply(
+            &Control::Play {
+                position: Some(5.0),
+            },
+            100,
+            true,
+        );
+        assert_eq!(p.status, Status::Waiting);
+        assert!((p.position_at(9_000) - 5.0).abs() < 1e-9);
+        let r = p.resume(9_000).unwrap();
+        assert_eq!(r.status, Status::Playing);
+        assert!((r.position_at(10_000) - 6.0).abs() < 1e-9);
+        assert!(r.resume(10_000).is_none());
+        let w = r.enter_waiting(10_000).unwrap();
+        assert_eq!(w.waiting_since, Some(10_000));
+    }
+
+    #[test]
+    fn changing_video_starts_paused_at_zero() {
+        let p = playing_at(50.0, 0).apply(
+            &Control::ChangeVideo {
+                video: PartyVideo {
+                    id: None,
+                    url: Some("https://example.com/v.mp4".into()),
+                },
+            },
+            1_000,
+            false,
+        );
+        assert_eq!(p.status, Status::Paused);
+        assert_eq!(p.position, 0.0);
+        assert_eq!(p.video.url.as_deref(), Some("https://example.com/v.mp4"));
+    }
+}

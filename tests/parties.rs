@@ -1,0 +1,943 @@
+//! Watch parties over REST, and the party socket with real WebSocket clients against
+//! running nodes (two nodes sharing parties through Redis where it matters).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    TestApp, TestEnv, TestUser,
+    ws::{Ws, refused},
+};
+use futures::SinkExt;
+use rand::{Rng, SeedableRng};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+async fn create_party(app: &TestApp, host: &TestUser, body: Value) -> Value {
+    let (s, b) = app
+        .post_json("/api/parties/", Some(&host.token), body)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    b["data"].clone()
+}
+
+async fn join(app: &TestApp, u: &TestUser, party: &str) {
+    let (s, b) = app
+        .post_json(
+            &format!("/api/parties/{party}/join/"),
+            Some(&u.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_owned()
+}
+
+#[tokio::test]
+async fn parties_over_rest_with_visibility_codes_roles_kick_ban_and_hand_over() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let host = env.create_user("host").await;
+    let friend = env.create_user("friend").await;
+    let stranger = env.create_user("stranger").await;
+    let co = env.create_user("cohost").await;
+    env.befriend(&host, &friend).await;
+
+    // Validation names the fields.
+    let (s, b) = app
+        .post_json(
+            "/api/parties/",
+            Some(&host.token),
+            json!({"visibility": "secret", "max_members": 1, "external_url": "ftp://x"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    for f in ["title", "visibility", "max_members", "external_url"] {
+        assert!(b["errors"][f].is_array(), "{f} named: {b}");
+    }
+    let (s, _) = app
+        .post_json("/api/parties/", None, json!({"title": "x"}))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let public = create_party(
+        &app,
+        &host,
+        json!({"title": "Movie night", "external_url": "https://example.com/film.mp4", "max_members": 3}),
+    )
+    .await;
+    assert_eq!(public["my_role"], "host");
+    assert_eq!(public["settings"]["control_mode"], "host");
+    assert_eq!(public["playback"]["status"], "paused");
+    let code = public["invite_code"].as_str().unwrap().to_owned();
+    assert!(public["invite_url"].as_str().unwrap().ends_with(&code));
+    let friends_only = create_party(
+        &app,
+        &host,
+        json!({"title": "Friends", "visibility": "friends"}),
+    )
+    .await;
+    let private = create_party(
+        &app,
+        &host,
+        json!({"title": "Secret", "visibility": "private"}),
+    )
+    .await;
+
+    // Who sees what.
+    let (_, b) = app
+        .call(Method::GET, "/api/parties/", Some(&stranger.token), None)
+        .await;
+    let titles: Vec<&str> = b["data"]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Movie night"]);
+    assert_eq!(
+        b["data"]["results"][0]["invite_code"],
+        Value::Null,
+        "codes only for hosts"
+    );
+    let (_, b) = app
+        .call(
+            Method::GET,
+            "/api/parties/?scope=friends",
+            Some(&friend.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["count"], 2, "{b}");
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/parties/{}/", id(&friends_only)),
+            Some(&stranger.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/parties/{}/", id(&private)),
+            Some(&friend.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app
+        .post_json(
+            &format!("/api/parties/{}/join/", id(&private)),
+            Some(&friend.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a private party needs its code");
+    let (s, b) = app
+        .post_json(
+            "/api/parties/join-by-code/",
+            Some(&friend.token),
+            json!({"code": "NOPE1234"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["code"].is_array());
+    let (s, b) = app
+        .post_json(
+            "/api/parties/join-by-code/",
+            Some(&friend.token),
+            json!({"code": private["invite_code"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["my_role"], "member");
+    let (s, _) = app
+        .call(Method::GET, "/api/parties/abc/", Some(&friend.token), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Only the host changes settings.
+    let pid = id(&public);
+    join(&app, &friend, &pid).await;
+    join(&app, &friend, &pid).await; // again: nothing changes
+    let (s, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/parties/{pid}/"),
+            Some(&friend.token),
+            Some(json!({"title": "Mine"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/parties/{pid}/"),
+            Some(&host.token),
+            Some(json!({"slow_mode_seconds": -1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["slow_mode_seconds"].is_array());
+    let (s, b) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/parties/{pid}/"),
+            Some(&host.token),
+            Some(json!({"control_mode": "cohosts", "title": "Movie night!"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["settings"]["control_mode"], "cohosts");
+
+    // Room size: host + friend + co = 3 = max.
+    join(&app, &co, &pid).await;
+    let (s, b) = app
+        .post_json(
+            &format!("/api/parties/{pid}/join/"),
+            Some(&stranger.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(b["code"], "party_full");
+
+    // Roles, kick and ban.
+    let (s, _) = app
+        .call(
+            Method::PUT,
+            &format!("/api/parties/{pid}/members/{}/", co.id),
+            Some(&friend.token),
+            Some(json!({"role": "cohost"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = app
+        .call(
+            Method::PUT,
+            &format!("/api/parties/{pid}/members/{}/", co.id),
+            Some(&host.token),
+            Some(json!({"role": "cohost"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/parties/{pid}/members/{}/", host.id),
+            Some(&co.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a co-host cannot kick the host");
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/parties/{pid}/members/{}/", friend.id),
+            Some(&co.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    join(&app, &friend, &pid).await; // a kick is not a ban
+    let (s, b) = app
+        .post_json(
+            &format!("/api/parties/{pid}/bans/"),
+            Some(&co.token),
+            json!({"user_id": friend.id, "reason": "spoilers"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = app
+        .post_json(
+            &format!("/api/parties/{pid}/join/"),
+            Some(&friend.token),
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(b["code"], "banned");
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("/api/parties/{pid}/bans/"),
+            Some(&host.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"][0]["reason"], "spoilers");
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/parties/{pid}/bans/"),
+            Some(&stranger.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // The host leaves: the co-host takes over; the last one out ends the party.
+    let (s, _) = app
+        .post_json(
+            &format!("/api/parties/{pid}/leave/"),
+            Some(&host.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("/api/parties/{pid}/participants/"),
+            Some(&co.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"][0]["user"]["id"], co.id.to_string());
+    assert_eq!(b["data"][0]["role"], "host");
+    assert_eq!(b["data"][0]["online"], false);
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("/api/parties/{pid}/"),
+            Some(&co.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["host"]["id"], co.id.to_string());
+    let (s, _) = app
+        .post_json(
+            &format!("/api/parties/{pid}/leave/"),
+            Some(&co.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/parties/{pid}/"),
+            Some(&co.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "an empty party ends");
+
+    // Deleting: host only.
+    let fid = id(&friends_only);
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/parties/{fid}/"),
+            Some(&friend.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/parties/{fid}/"),
+            Some(&host.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+}
+
+/// Host and member parties on one node; returns (app, host, member, party id).
+async fn room(env: &TestEnv, settings: Value) -> (TestApp, TestUser, TestUser, String) {
+    let app = env.spawn_node().await;
+    let host = env.create_user("host").await;
+    let member = env.create_user("member").await;
+    let mut body = json!({"title": "Room", "external_url": "https://example.com/v.mp4"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(settings.as_object().unwrap().clone());
+    let party = create_party(&app, &host, body).await;
+    let pid = id(&party);
+    join(&app, &member, &pid).await;
+    (app, host, member, pid)
+}
+
+#[tokio::test]
+async fn the_socket_refuses_before_the_upgrade() {
+    let env = TestEnv::new().await;
+    let (app, host, _member, pid) = room(&env, json!({})).await;
+    let outsider = env.create_user("outsider").await;
+    let (s, b) = refused(&app, &format!("/ws/party/{pid}/")).await;
+    assert_eq!(s, 401, "{b}");
+    let (s, b) = refused(&app, &format!("/ws/party/{pid}/?token=garbage")).await;
+    assert_eq!(s, 401);
+    assert_eq!(b["code"], "invalid_token");
+    let (s, b) = refused(&app, &format!("/ws/party/{pid}/?token={}", outsider.token)).await;
+    assert_eq!(s, 403);
+    assert_eq!(b["code"], "not_a_member");
+    let (s, _) = refused(
+        &app,
+        &format!("/ws/party/{}/?token={}", uuid::Uuid::now_v7(), host.token),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = refused(&app, &format!("/ws/party/nope/?token={}", host.token)).await;
+    assert_eq!(s, 404);
+    // A plain HTTP request is told to speak WebSocket.
+    let res = app
+        .get(&format!("/ws/party/{pid}/?token={}", host.token))
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn two_members_see_control_chat_typing_and_reactions() {
+    let env = TestEnv::new().await;
+    let (app, host, member, pid) = room(&env, json!({})).await;
+    let (mut h, snap) = Ws::connect(&app, &pid, &host.token).await;
+    let d = &snap["data"];
+    assert_eq!(d["you"]["role"], "host");
+    assert_eq!(d["playback"]["status"], "paused");
+    assert_eq!(d["playback"]["video"]["url"], "https://example.com/v.mp4");
+    assert_eq!(d["participants"].as_array().unwrap().len(), 2);
+    assert!(d["server_time"].as_i64().unwrap() > 0);
+    let (mut m, snap) = Ws::connect(&app, &pid, &member.token).await;
+    assert_eq!(snap["data"]["you"]["role"], "member");
+    let joined = h.expect("user_joined").await;
+    assert_eq!(joined["data"]["user"]["username"], "member");
+
+    // Clock sync.
+    h.send("sync_request", json!({"client_time": 1234.5})).await;
+    let r = h.expect("sync_response").await;
+    assert_eq!(r["data"]["client_time"], 1234.5);
+    assert!(
+        r["data"]["server_send"].as_i64().unwrap() >= r["data"]["server_receive"].as_i64().unwrap()
+    );
+
+    // A member may not control playback in a host-only party: nothing changes.
+    m.send("video_control", json!({"action": "play"})).await;
+    assert_eq!(m.expect_error().await, "forbidden");
+    h.expect_none("video_state", Duration::from_millis(300))
+        .await;
+
+    // The host plays from 10 s: both see it, with the server time it took effect.
+    h.send("video_control", json!({"action": "play", "position": 10.0}))
+        .await;
+    for ws in [&mut h, &mut m] {
+        let s = ws.expect("video_state").await;
+        assert_eq!(s["data"]["status"], "playing");
+        assert_eq!(s["data"]["position"], 10.0);
+        assert_eq!(s["data"]["action"], "play");
+        assert_eq!(s["data"]["user"]["username"], "host");
+        assert!(s["data"]["updated_at"].as_i64().is_some());
+    }
+    h.send("video_control", json!({"action": "rate", "rate": 9}))
+        .await;
+    assert_eq!(h.expect_error().await, "invalid_data");
+    h.send("video_control", json!({"action": "seek"})).await;
+    assert_eq!(h.expect_error().await, "invalid_data");
+    h.send("video_control", json!({"action": "seek", "position": 95.5}))
+        .await;
+    let s = m.expect("video_state").await;
+    assert_eq!(s["data"]["position"], 95.5);
+    assert_eq!(s["data"]["status"], "playing");
+    // Heartbeats carry the expected position.
+    let hb = m.expect("playback_heartbeat").await;
+    assert!(hb["data"]["expected_position"].as_f64().unwrap() >= 95.5);
+
+    // Chat: stored before it is sent, with an id, and in the REST history.
+    m.send(
+        "chat_message",
+        json!({"content": "  hello there ", "client_id": "c1"}),
+    )
+    .await;
+    let c = h.expect("chat_message").await;
+    assert_eq!(c["data"]["content"], "hello there");
+    assert_eq!(c["data"]["user"]["username"], "member");
+    let echo = m.expect("chat_message").await;
+    assert_eq!(echo["data"]["client_id"], "c1");
+    let msg_id = c["data"]["id"].as_str().unwrap().to_owned();
+    m.send("chat_message", json!({"content": "   "})).await;
+    assert_eq!(m.expect_error().await, "invalid_data");
+    m.send("chat_message", json!({"content": "x".repeat(1001)}))
+        .await;
+    assert_eq!(m.expect_error().await, "invalid_data");
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("/api/parties/{pid}/messages/"),
+            Some(&host.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["results"][0]["id"], msg_id.as_str());
+    // Edit over REST reaches the sockets; someone else's message cannot be edited.
+    let (s, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/parties/{pid}/messages/{msg_id}/"),
+            Some(&host.token),
+            Some(json!({"content": "hijack"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/parties/{pid}/messages/{msg_id}/"),
+            Some(&member.token),
+            Some(json!({"content": "hello!"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let u = h.expect("chat_message_updated").await;
+    assert_eq!(u["data"]["content"], "hello!");
+    assert_eq!(u["data"]["is_edited"], true);
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/parties/{pid}/messages/{msg_id}/"),
+            Some(&host.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "the host deletes any message");
+    assert_eq!(
+        m.expect("chat_message_deleted").await["data"]["id"],
+        msg_id.as_str()
+    );
+
+    // Typing reaches the others, not the sender; throttled.
+    m.send("typing", json!({"is_typing": true})).await;
+    let t = h.expect("typing").await;
+    assert_eq!(t["data"]["user"]["username"], "member");
+    assert_eq!(t["data"]["expires_in_ms"], 5000);
+    m.send("typing", json!({"is_typing": true})).await;
+    h.expect_none("typing", Duration::from_millis(300)).await;
+    m.expect_none("typing", Duration::from_millis(10)).await;
+
+    // Reactions: counted per party, rate limited.
+    h.send("reaction", json!({"emoji": "🎉"})).await;
+    let r = m.expect("reaction").await;
+    assert_eq!(r["data"]["emoji"], "🎉");
+    assert_eq!(r["data"]["count"], 1);
+    assert!(r["data"]["position"].as_f64().unwrap() >= 95.5);
+    h.send("reaction", json!({"emoji": "hello"})).await;
+    assert_eq!(h.expect_error().await, "invalid_data");
+    let mut limited = false;
+    for _ in 0..20 {
+        h.send("reaction", json!({"emoji": "😂"})).await;
+    }
+    for _ in 0..40 {
+        match h.next_within(Duration::from_secs(2)).await {
+            Some(f) if f["type"] == "error" && f["data"]["code"] == "rate_limited" => {
+                limited = true;
+                break;
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert!(limited, "reactions are rate limited");
+}
+
+#[tokio::test]
+async fn signaling_reaches_only_its_target_and_one_screen_is_shared_at_a_time() {
+    let env = TestEnv::new().await;
+    let (app, host, member, pid) = room(&env, json!({})).await;
+    let third = env.create_user("third").await;
+    join(&app, &third, &pid).await;
+    let (mut a, _) = Ws::connect(&app, &pid, &host.token).await;
+    let (mut b, _) = Ws::connect(&app, &pid, &member.token).await;
+    let (mut c, _) = Ws::connect(&app, &pid, &third.token).await;
+
+    // Voice.
+    b.send("voice_mute", json!({})).await;
+    assert_eq!(b.expect_error().await, "invalid_state");
+    b.send("voice_join", json!({})).await;
+    let v = a.expect("voice_state").await;
+    assert_eq!(v["data"]["action"], "join");
+    assert_eq!(v["data"]["participants"][0]["username"], "member");
+    assert_eq!(c.expect("voice_state").await["data"]["action"], "join");
+    b.send("voice_mute", json!({})).await;
+    let v = c.expect("voice_state").await;
+    assert_eq!(v["data"]["action"], "mute");
+    assert_eq!(v["data"]["participants"][0]["muted"], true);
+    assert_eq!(a.expect("voice_state").await["data"]["action"], "mute");
+    let (_, body) = app
+        .call(
+            Method::GET,
+            &format!("/api/interactive/parties/{pid}/voice-chat/"),
+            Some(&third.token),
+            None,
+        )
+        .await;
+    assert_eq!(body["data"]["participants"][0]["muted"], true);
+    let (s, _) = app
+        .post_json(
+            &format!("/api/interactive/parties/{pid}/voice-chat/"),
+            Some(&third.token),
+            json!({"action": "join"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        a.expect("voice_state").await["data"]["participants"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let outsider = env.create_user("outsider").await;
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/interactive/parties/{pid}/voice-chat/"),
+            Some(&outsider.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // An offer goes to B only, marked with who sent it.
+    a.send("offer", json!({"to": member.id, "sdp": "v=0 offer"}))
+        .await;
+    let o = b.expect("offer").await;
+    assert_eq!(o["data"]["sdp"], "v=0 offer");
+    assert_eq!(o["data"]["from"]["id"], host.id.to_string());
+    assert!(o["data"].get("to").is_none());
+    b.send("answer", json!({"to": host.id, "sdp": "v=0 answer"}))
+        .await;
+    assert_eq!(a.expect("answer").await["data"]["sdp"], "v=0 answer");
+    a.send(
+        "ice_candidate",
+        json!({"to": member.id, "candidate": "candidate:1"}),
+    )
+    .await;
+    b.expect("ice_candidate").await;
+    c.expect_none("offer", Duration::from_millis(300)).await;
+    c.expect_none("ice_candidate", Duration::from_millis(10))
+        .await;
+    a.send("offer", json!({"to": outsider.id, "sdp": "x"}))
+        .await;
+    assert_eq!(a.expect_error().await, "target_unavailable");
+    a.send("offer", json!({"sdp": "x"})).await;
+    assert_eq!(a.expect_error().await, "invalid_data");
+
+    // Screen share: one at a time; released when the sharer disconnects.
+    b.send("screen_share_start", json!({})).await;
+    let s = c.expect("screen_share").await;
+    assert_eq!(s["data"]["action"], "started");
+    assert_eq!(s["data"]["active"]["username"], "member");
+    c.send("screen_share_start", json!({})).await;
+    assert_eq!(c.expect_error().await, "screen_share_busy");
+    c.send("screen_share_stop", json!({})).await;
+    assert_eq!(c.expect_error().await, "forbidden");
+    let (_, body) = app
+        .call(
+            Method::GET,
+            &format!("/api/interactive/parties/{pid}/screen-shares/"),
+            Some(&host.token),
+            None,
+        )
+        .await;
+    assert_eq!(body["data"]["active"]["username"], "member");
+    drop(b);
+    let stopped = c.expect("screen_share").await;
+    assert_eq!(stopped["data"]["action"], "stopped");
+    let left = c.expect("user_left").await;
+    assert_eq!(left["data"]["user"]["username"], "member");
+    let (_, body) = app
+        .call(
+            Method::GET,
+            &format!("/api/interactive/parties/{pid}/voice-chat/"),
+            Some(&host.token),
+            None,
+        )
+        .await;
+    assert_eq!(
+        body["data"]["participants"].as_array().unwrap().len(),
+        1,
+        "the leaver left voice: {body}"
+    );
+    c.send("screen_share_start", json!({})).await;
+    a.expect_where("screen_share", |f| {
+        f["data"]["active"]["username"] == "third"
+    })
+    .await;
+
+    // A party that disallows sharing refuses it.
+    let (s, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/parties/{pid}/"),
+            Some(&host.token),
+            Some(json!({"allow_screen_share": false})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    a.expect("party_updated").await;
+    a.send("screen_share_start", json!({})).await;
+    assert_eq!(a.expect_error().await, "screen_share_disabled");
+}
+
+#[tokio::test]
+async fn two_nodes_share_a_party_and_a_reconnecting_client_resumes() {
+    let env = TestEnv::new().await;
+    let node1 = env.spawn_node().await;
+    let node2 = env.spawn_node().await;
+    let host = env.create_user("host").await;
+    let member = env.create_user("member").await;
+    let party = create_party(
+        &node1,
+        &host,
+        json!({"title": "Spread", "external_url": "https://example.com/a.mp4"}),
+    )
+    .await;
+    let pid = id(&party);
+    join(&node2, &member, &pid).await;
+    let (mut h, _) = Ws::connect(&node1, &pid, &host.token).await;
+    let (mut m, snap) = Ws::connect(&node2, &pid, &member.token).await;
+    assert!(
+        snap["data"]["participants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["user"]["username"] == "host" && p["online"] == true),
+        "presence crosses nodes: {snap}"
+    );
+    assert_eq!(
+        h.expect("user_joined").await["data"]["user"]["username"],
+        "member"
+    );
+
+    h.send("video_control", json!({"action": "play", "position": 42.0}))
+        .await;
+    let s = m.expect("video_state").await;
+    assert_eq!(s["data"]["position"], 42.0);
+    m.send("chat_message", json!({"content": "from node 2"}))
+        .await;
+    let first = h.expect("chat_message").await;
+    let first_id = first["data"]["id"].as_str().unwrap().to_owned();
+
+    // The member drops; two messages are sent meanwhile; it comes back to node 1 with
+    // the last id it saw and gets exactly what it missed, and the same playback.
+    drop(m);
+    h.expect("user_left").await;
+    h.send("chat_message", json!({"content": "missed 1"})).await;
+    h.send("chat_message", json!({"content": "missed 2"})).await;
+    h.expect("chat_message").await;
+    h.expect("chat_message").await;
+    let (mut m, snap) = Ws::connect_query(
+        &node1,
+        &pid,
+        &format!("token={}&last_message_id={first_id}", member.token),
+    )
+    .await;
+    let chat = &snap["data"]["chat"];
+    assert_eq!(chat["resumed"], true);
+    let contents: Vec<&str> = chat["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["missed 1", "missed 2"]);
+    assert_eq!(snap["data"]["playback"]["status"], "playing");
+    assert_eq!(snap["data"]["playback"]["position"], 42.0);
+    assert!(
+        snap["data"]["playback"]["expected_position"]
+            .as_f64()
+            .unwrap()
+            >= 42.0
+    );
+
+    // A node restart loses nothing: node 1 goes away, its sockets are told to
+    // reconnect, and node 2 has the same state.
+    drop(node1);
+    let (code, reason) = m.expect_closed().await;
+    assert_eq!(code, Some(1012));
+    assert_eq!(reason.as_deref(), Some("server_restart"));
+    let (mut m, snap) = Ws::connect(&node2, &pid, &member.token).await;
+    assert_eq!(snap["data"]["playback"]["position"], 42.0);
+    assert_eq!(snap["data"]["playback"]["status"], "playing");
+
+    // A kick over REST closes the member's socket wherever it is, with the reason.
+    let (mut h2, _) = Ws::connect(&node2, &pid, &host.token).await;
+    let (s, _) = node2
+        .call(
+            Method::DELETE,
+            &format!("/api/parties/{pid}/members/{}/", member.id),
+            Some(&host.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (code, reason) = m.expect_closed().await;
+    assert_eq!(code, Some(4003));
+    assert_eq!(reason.as_deref(), Some("kicked"));
+    assert_eq!(h2.expect("member_left").await["data"]["reason"], "kicked");
+    let (s, _) = refused(&node2, &format!("/ws/party/{pid}/?token={}", member.token)).await;
+    assert_eq!(s, 403);
+
+    // Deleting the party ends every socket.
+    let (s, _) = node2
+        .call(
+            Method::DELETE,
+            &format!("/api/parties/{pid}/"),
+            Some(&host.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(h2.expect_closed().await.0, Some(4004));
+    drop(h);
+}
+
+#[tokio::test]
+async fn buffering_waits_for_everyone_up_to_the_cap() {
+    let env = TestEnv::new().await;
+    let (app, host, member, pid) = room(&env, json!({"buffer_wait_ms": 1500})).await;
+    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
+    h.send("video_control", json!({"action": "play", "position": 5.0}))
+        .await;
+    m.expect("video_state").await;
+    h.expect("video_state").await;
+    // The member buffers: the room waits, frozen where it was.
+    m.send("buffering", json!({})).await;
+    let w = h.expect("video_state").await;
+    assert_eq!(w["data"]["status"], "waiting");
+    assert_eq!(w["data"]["reason"], "buffering");
+    let frozen = w["data"]["position"].as_f64().unwrap();
+    // Ready again: the room plays on from the same point.
+    m.send("ready", json!({})).await;
+    let r = h.expect("video_state").await;
+    assert_eq!(r["data"]["status"], "playing");
+    assert_eq!(r["data"]["reason"], "ready");
+    assert!((r["data"]["position"].as_f64().unwrap() - frozen).abs() < 1e-6);
+    // A member that never gets ready stalls the room only up to the cap.
+    m.send("buffering", json!({})).await;
+    assert_eq!(h.expect("video_state").await["data"]["status"], "waiting");
+    let started = std::time::Instant::now();
+    let r = h.expect("video_state").await;
+    assert_eq!(r["data"]["status"], "playing");
+    assert_eq!(r["data"]["reason"], "buffer_wait_cap");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn bad_frames_get_error_frames_and_change_nothing() {
+    let env = TestEnv::new().await;
+    let (app, host, member, pid) = room(&env, json!({})).await;
+    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
+    for (text, code) in [
+        ("not json", "invalid_json"),
+        ("[]", "invalid_frame"),
+        (r#"{"type": 5, "timestamp": 1}"#, "invalid_frame"),
+        (
+            r#"{"type": "teleport", "timestamp": 1, "data": {}}"#,
+            "unknown_type",
+        ),
+        (
+            r#"{"type": "video_control", "timestamp": 1, "data": {"action": "explode"}}"#,
+            "invalid_data",
+        ),
+        (
+            r#"{"type": "video_control", "timestamp": 1, "data": {"action": "seek", "position": "soon"}}"#,
+            "invalid_data",
+        ),
+        (
+            r#"{"type": "chat_message", "timestamp": 1, "data": {"content": 7}}"#,
+            "invalid_data",
+        ),
+    ] {
+        h.send_raw(text).await;
+        let f = h.expect("error").await;
+        assert_eq!(f["data"]["code"], code, "{text}: {f}");
+        assert!(f["data"]["message"].as_str().is_some());
+    }
+    let big = format!(
+        r#"{{"type":"chat_message","timestamp":1,"data":{{"content":"{}"}}}}"#,
+        "a".repeat(70_000)
+    );
+    h.send_raw(&big).await;
+    assert_eq!(h.expect_error().await, "frame_too_large");
+    h.stream
+        .send(tokio_tungstenite::tungstenite::Message::binary(vec![
+            1, 2, 3,
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(h.expect_error().await, "binary_not_supported");
+
+    // Fuzz: random frames, some well formed with random types and data. The socket
+    // stays up and the playback state does not move.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let types = [
+        "video_control",
+        "chat_message",
+        "typing",
+        "reaction",
+        "offer",
+        "sync_request",
+        "voice_mute",
+        "x",
+    ];
+    let actions = ["seek", "rate", "play"];
+    for i in 0..150 {
+        let text = match i % 3 {
+            0 => (0..rng.random_range(1..200)).map(|_| rng.random_range(32u8..127) as char).collect(),
+            1 => json!({"type": types[rng.random_range(0..types.len())], "timestamp": rng.random::<i64>(),
+                        "data": {"action": actions[rng.random_range(0..3)], "position": rng.random_range(-1e9..1e9),
+                                 "rate": rng.random::<f64>() * 100.0, "content": rng.random::<u32>(), "to": "nobody", "emoji": "A"}}).to_string(),
+            _ => json!({"type": "video_control", "timestamp": 0, "data": [rng.random::<u8>()]}).to_string(),
+        };
+        m.send_raw(&text).await;
+    }
+    // Still answering (once its frame budget refills: 150 frames exceed the burst),
+    // and the member (host-only party) changed nothing.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    m.send("ping", json!({})).await;
+    m.expect("pong").await;
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("/api/parties/{pid}/"),
+            Some(&host.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["playback"]["status"], "paused");
+    assert_eq!(b["data"]["playback"]["seq"], 0);
+    h.send("ping", json!({})).await;
+    h.expect("pong").await;
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_even_while_heartbeats_flow() {
+    let env = TestEnv::new().await;
+    let app = env
+        .spawn_node_with(wp_realtime::Settings {
+            heartbeat: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(1500),
+            ..Default::default()
+        })
+        .await;
+    let host = env.create_user("host").await;
+    let party = create_party(&app, &host, json!({"title": "Quiet"})).await;
+    let (mut ws, _) = Ws::connect(&app, &id(&party), &host.token).await;
+    ws.expect("playback_heartbeat").await;
+    let (code, reason) = ws.expect_closed().await;
+    assert_eq!(code, Some(4000));
+    assert_eq!(reason.as_deref(), Some("idle_timeout"));
+}
