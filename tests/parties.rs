@@ -6,13 +6,14 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    TestApp, TestEnv, TestUser,
+    TestApp, TestEnv, TestUser, eventually,
     ws::{Ws, refused},
 };
 use futures::SinkExt;
 use rand::{Rng, SeedableRng};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use wp_shared::jobs::Queue;
 
 async fn create_party(app: &TestApp, host: &TestUser, body: Value) -> Value {
     let (s, b) = app
@@ -543,6 +544,36 @@ async fn two_members_see_control_chat_typing_and_reactions() {
         }
     }
     assert!(limited, "reactions are rate limited");
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("/api/parties/{pid}/"),
+            Some(&host.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["status"], "active");
+
+    // Each reaction is an analytics event, written to ClickHouse by the analytics worker.
+    let workers = env.spawn_workers(&[(Queue::Analytics, 50)]).await;
+    let ch = wp_shared::clickhouse::client(&env.config);
+    let party_uuid: uuid::Uuid = pid.parse().unwrap();
+    let (n, props) = eventually(Duration::from_secs(20), "reactions in ClickHouse", || {
+        let ch = ch.clone();
+        async move {
+            let rows: Vec<(u64, String)> = ch
+                .query("SELECT toUInt64(count()), any(properties) FROM events WHERE event_type = 'party.reaction' AND party_id = ? AND properties LIKE '%🎉%'")
+                .bind(party_uuid)
+                .fetch_all()
+                .await
+                .ok()?;
+            rows.into_iter().next().filter(|r| r.0 >= 1)
+        }
+    })
+    .await;
+    workers.shutdown().await;
+    assert_eq!(n, 1);
+    assert!(props.contains("position"), "{props}");
 }
 
 #[tokio::test]
@@ -940,4 +971,61 @@ async fn a_silent_client_is_closed_even_while_heartbeats_flow() {
     let (code, reason) = ws.expect_closed().await;
     assert_eq!(code, Some(4000));
     assert_eq!(reason.as_deref(), Some("idle_timeout"));
+}
+
+#[tokio::test]
+async fn slow_mode_chat_off_and_co_host_control_follow_the_settings() {
+    let env = TestEnv::new().await;
+    let (app, host, member, pid) = room(
+        &env,
+        json!({"slow_mode_seconds": 30, "control_mode": "cohosts"}),
+    )
+    .await;
+    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
+    m.send("chat_message", json!({"content": "first"})).await;
+    m.expect("chat_message").await;
+    m.send("chat_message", json!({"content": "second"})).await;
+    let e = m.expect("error").await;
+    assert_eq!(e["data"]["code"], "slow_mode");
+    assert!(e["data"]["retry_after_ms"].as_i64().unwrap() > 20_000);
+    // The host is exempt.
+    h.send("chat_message", json!({"content": "host one"})).await;
+    h.send("chat_message", json!({"content": "host two"})).await;
+    h.expect_where("chat_message", |f| f["data"]["content"] == "host two")
+        .await;
+
+    // Chat off: members are refused, the host may still speak.
+    let (s, _) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/parties/{pid}/"),
+            Some(&host.token),
+            Some(json!({"chat_enabled": false})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    m.expect("party_updated").await;
+    m.send("chat_message", json!({"content": "hello?"})).await;
+    assert_eq!(m.expect_error().await, "chat_disabled");
+
+    // control_mode cohosts: a member may not seek until made a co-host.
+    m.send("video_control", json!({"action": "seek", "position": 3}))
+        .await;
+    assert_eq!(m.expect_error().await, "forbidden");
+    let (s, _) = app
+        .call(
+            Method::PUT,
+            &format!("/api/parties/{pid}/members/{}/", member.id),
+            Some(&host.token),
+            Some(json!({"role": "cohost"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    m.expect("member_updated").await;
+    m.send("video_control", json!({"action": "seek", "position": 3}))
+        .await;
+    let v = h.expect("video_state").await;
+    assert_eq!(v["data"]["position"], 3.0);
+    assert_eq!(v["data"]["user"]["username"], "member");
 }

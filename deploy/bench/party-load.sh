@@ -13,7 +13,7 @@ DB=watch_party_bench_party
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB DATABASE_MAX_CONNECTIONS=20
 export REDIS_PREFIX=benchparty BIND_ADDR=127.0.0.1:$PORT PUBLIC_URL=http://127.0.0.1:$PORT
 export CLICKHOUSE_DATABASE=watch_party_bench JWT_SECRET=bench-secret-bench-secret-bench-secret RUST_LOG=warn
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"  # 10,000 sockets need 10,000+ descriptors on each side
 SQLX_OFFLINE=true cargo build --release --bin watch-party --quiet
 SQLX_OFFLINE=true cargo build --release -p watch-party-realtime --example party_load --quiet
 BIN=target/release/watch-party

@@ -206,7 +206,11 @@ async fn main() -> anyhow::Result<()> {
                     tokio::select! {
                         () = stop.notified() => break,
                         m = stream.next() => {
-                            let Some(Ok(Message::Text(t))) = m else { break };
+                            let t = match m {
+                                Some(Ok(Message::Text(t))) => t,
+                                Some(Ok(_)) => continue, // pongs
+                                _ => break,
+                            };
                             if !measuring.load(Ordering::Relaxed) || !t.contains(marker) {
                                 continue;
                             }

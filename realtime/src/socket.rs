@@ -55,6 +55,8 @@ const REACTIONS_BURST: f64 = 10.0;
 const TYPING_EVERY: Duration = Duration::from_secs(1);
 /// How long a typing indicator lasts unless renewed.
 const TYPING_EXPIRES_MS: i64 = 5000;
+/// Participants listed in the `party_state` snapshot (the rest: REST).
+const SNAPSHOT_PARTICIPANTS: usize = 100;
 /// Largest WebSocket message read at all; bigger ones close the socket (1009).
 /// Between `MAX_FRAME_BYTES` and this, the frame gets `frame_too_large`.
 const MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -232,10 +234,15 @@ async fn run(
         reactions: Bucket::new(REACTIONS_PER_SEC, REACTIONS_BURST),
         last_typing: None,
     };
-    match c.open(&m, resume).await {
+    // The large futures are boxed so an idle socket's task stays small.
+    match Box::pin(c.open(&m, resume)).await {
         Ok(snapshot) => {
-            if socket.send(Message::Text(encode(&snapshot))).await.is_ok() {
-                c.serve(&mut socket, &mut rx, &kill).await;
+            // The snapshot's value tree is large (every participant); it must not live
+            // as long as the socket.
+            let text = encode(&snapshot);
+            drop(snapshot);
+            if socket.send(Message::Text(text)).await.is_ok() {
+                Box::pin(c.serve(&mut socket, &mut rx, &kill)).await;
             }
         }
         Err(e) => {
@@ -254,7 +261,7 @@ async fn run(
                 .await;
         }
     }
-    c.close().await;
+    Box::pin(c.close()).await;
 }
 
 impl Conn {
@@ -288,9 +295,18 @@ impl Conn {
                 parties::recent_messages(&rt.app.db, self.party, rt.settings.recent_chat).await?
             }
         };
-        let participants = parties::member_list(&rt.app, self.party)
+        // Compact (no join dates) and capped: host and co-hosts, then who is online.
+        // A big room's full list is `GET /api/parties/{id}/participants/`.
+        let mut members = parties::member_list(&rt.app, self.party)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let participants_count = members.len();
+        members.sort_by_key(|p| (std::cmp::Reverse(p.role), !p.online));
+        let participants: Vec<Value> = members
+            .into_iter()
+            .take(SNAPSHOT_PARTICIPANTS)
+            .map(|p| json!({ "user": p.user, "role": p.role, "online": p.online }))
+            .collect();
         let voice = live::voice(&mut redis, &self.keys).await?;
         let screen = live::screen_share(&mut redis, &self.keys).await?;
         let reactions = live::reaction_counts(&mut redis, &self.keys).await?;
@@ -303,6 +319,8 @@ impl Conn {
                 "you": { "user": self.user_json(), "role": m.role, "connection": self.presence_field },
                 "playback": playback.to_frame_data(now),
                 "participants": participants,
+                "participants_count": participants_count,
+                "participants_truncated": participants_count > SNAPSHOT_PARTICIPANTS,
                 "chat": { "messages": chat, "resumed": resumed },
                 "voice": voice,
                 "screen_share": screen,
@@ -413,7 +431,7 @@ impl Conn {
                     deadline = tokio::time::Instant::now() + idle;
                     let received = now_ms();
                     let replies = match msg {
-                        Message::Text(text) => self.handle(text.as_str(), received).await,
+                        Message::Text(text) => Box::pin(self.handle(text.as_str(), received)).await,
                         Message::Binary(_) => vec![err("binary_not_supported", "Frames are JSON text.")],
                         Message::Close(_) => return,
                         Message::Ping(_) | Message::Pong(_) => Vec::new(),
@@ -1034,7 +1052,8 @@ async fn stop_share(
 
 /// Changes the playback state with compare-and-set: `f` gets the current state, the
 /// server time and whether someone is buffering, and returns the next state (None:
-/// nothing to do). Returns the state written and its time.
+/// nothing to do). Returns the state written and its time; the caller must
+/// [`emit_state`] it (which also writes it to PostgreSQL).
 pub async fn change_playback(
     rt: &Realtime,
     party: Uuid,
@@ -1052,16 +1071,9 @@ pub async fn change_playback(
         let Some(next) = f(&cur, now, buffering > 0) else {
             return Ok(None);
         };
-        if live::store_playback(
-            &mut redis,
-            &rt.app.db,
-            &keys,
-            party,
-            stored.then_some(&cur),
-            &next,
-        )
-        .await?
-        {
+        // Redis only here: the broadcast must not wait for PostgreSQL (emit_state
+        // persists after telling the room).
+        if live::cas_playback(&mut redis, &keys, stored.then_some(&cur), &next).await? {
             return Ok(Some((next, now)));
         }
     }
@@ -1078,6 +1090,9 @@ async fn emit_state(rt: &Realtime, party: Uuid, p: &Playback, now: i64, extra: V
     }
     rt.emit(party, &Frame::server("video_state", data), None)
         .await;
+    if let Err(e) = live::persist_playback(&rt.app.db, party, p).await {
+        tracing::warn!(error = %e, %party, "playback state not written to PostgreSQL");
+    }
 }
 
 /// Ends a buffering wait: the room plays on from where it waited. `reason` is `ready`

@@ -492,15 +492,12 @@ pub async fn load_playback(
     Ok(Some((p, false)))
 }
 
-/// Writes `next` if the stored state is still `prev` (by `seq`; `prev_stored` false
-/// means nothing was stored in Redis). Returns false when another writer won; the
-/// caller reloads and retries. The state is also written to PostgreSQL (never
-/// overwriting a newer one).
-pub async fn store_playback(
+/// Writes `next` to Redis if the stored state is still `prev` (by `seq`; `None`: nothing
+/// was stored in Redis). Returns false when another writer won; the caller reloads and
+/// retries. The caller then tells the room and [`persist_playback`]s.
+pub async fn cas_playback(
     redis: &mut redis::aio::ConnectionManager,
-    db: &PgPool,
     keys: &Keys,
-    party: Uuid,
     prev: Option<&Playback>,
     next: &Playback,
 ) -> anyhow::Result<bool> {
@@ -512,9 +509,12 @@ pub async fn store_playback(
         .arg(&json)
         .invoke_async(redis)
         .await?;
-    if won == 0 {
-        return Ok(false);
-    }
+    Ok(won == 1)
+}
+
+/// Writes the state to PostgreSQL (never overwriting a newer `seq`), where it survives a
+/// Redis restart.
+pub async fn persist_playback(db: &PgPool, party: Uuid, next: &Playback) -> anyhow::Result<()> {
     sqlx::query!(
         "UPDATE parties SET playback = $2, updated_at = now()
          WHERE id = $1 AND COALESCE((playback->>'seq')::bigint, -1) < $3",
@@ -524,6 +524,22 @@ pub async fn store_playback(
     )
     .execute(db)
     .await?;
+    Ok(())
+}
+
+/// [`cas_playback`], then [`persist_playback`] when it won.
+pub async fn store_playback(
+    redis: &mut redis::aio::ConnectionManager,
+    db: &PgPool,
+    keys: &Keys,
+    party: Uuid,
+    prev: Option<&Playback>,
+    next: &Playback,
+) -> anyhow::Result<bool> {
+    if !cas_playback(redis, keys, prev, next).await? {
+        return Ok(false);
+    }
+    persist_playback(db, party, next).await?;
     Ok(true)
 }
 
