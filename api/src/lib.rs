@@ -248,6 +248,20 @@ pub async fn serve(
     serve_with(state, Router::new(), listener, shutdown).await
 }
 
+/// The listener with `TCP_NODELAY` on every accepted connection: small responses and
+/// socket frames leave at once instead of waiting on Nagle's algorithm.
+pub fn nodelay(
+    listener: TcpListener,
+) -> axum::serve::TapIo<TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    fn set(tcp: &mut tokio::net::TcpStream) {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    }
+    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
+}
+
 /// [`serve`] with more routes beside the API's (the realtime sockets, when one process
 /// serves both).
 pub async fn serve_with(
@@ -259,7 +273,7 @@ pub async fn serve_with(
     let app = app(state).merge(extra);
     let svc = tower::util::MapRequestLayer::new(middleware::add_trailing_slash).layer(app);
     axum::serve(
-        listener,
+        nodelay(listener),
         axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<
             std::net::SocketAddr,
         >(svc),

@@ -170,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
             let url = format!("{}/ws/party/{party}/?token={token}", a.url);
             let permit = sem.clone().acquire_owned().await?;
             let ws = loop {
-                match tokio_tungstenite::connect_async(&url).await {
+                match tokio_tungstenite::connect_async_with_config(&url, None, true).await {
                     Ok((ws, _)) => break ws,
                     Err(e) => {
                         errors.fetch_add(1, Ordering::Relaxed);

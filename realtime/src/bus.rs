@@ -57,12 +57,17 @@ async fn run(
             },
         };
         let (mut sink, mut stream) = pubsub.split();
-        // Every room this node has (after a reconnect).
+        // Every room this node has (after a reconnect), and what was missed meanwhile:
+        // settings and roles are read again, removed members are disconnected.
         if let Some(node) = rt.upgrade() {
-            for room in node.hub.rooms() {
+            let rooms = node.hub.rooms();
+            for room in &rooms {
                 if let Err(e) = sink.subscribe(Keys::new(&prefix, room.id).channel()).await {
                     tracing::warn!(error = %e, "resubscribe failed");
                 }
+            }
+            if !rooms.is_empty() {
+                tokio::spawn(refresh(node.clone(), rooms));
             }
         }
         loop {
@@ -93,6 +98,21 @@ async fn run(
                     let Some(node) = rt.upgrade() else { return };
                     deliver(&node, &channel_start, &msg);
                 }
+            }
+        }
+    }
+}
+
+async fn refresh(rt: std::sync::Arc<Realtime>, rooms: Vec<std::sync::Arc<crate::hub::Room>>) {
+    for room in rooms {
+        for user in room.users() {
+            match wp_api::routes::parties::reload(&rt.app.db, room.id, user).await {
+                Ok(Some((settings, role))) => room.refresh(Some(&settings), user, Some(role)),
+                Ok(None) => {
+                    room.refresh(None, user, None);
+                    room.disconnect(Some(user), "not_a_member");
+                }
+                Err(e) => tracing::warn!(error = %e, party = %room.id, "room refresh failed"),
             }
         }
     }

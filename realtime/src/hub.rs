@@ -200,7 +200,10 @@ impl Room {
         {
             cache.playback = Some(playback.clone());
         }
-        cache.settings = Some(settings.clone());
+        // Frames seen since keep the cache newer than a read made before them.
+        if cache.settings.is_none() {
+            cache.settings = Some(settings.clone());
+        }
         cache.roles.insert(user, role);
     }
 
@@ -212,6 +215,31 @@ impl Room {
             .is_none_or(|c| c.seq <= playback.seq)
         {
             cache.playback = Some(playback.clone());
+        }
+    }
+
+    /// The users with a socket here.
+    pub fn users(&self) -> Vec<Uuid> {
+        let mut u: Vec<Uuid> = self.conns().values().map(|c| c.user).collect();
+        u.sort_unstable();
+        u.dedup();
+        u
+    }
+
+    /// Replaces what the cache knows of the settings and of `user`'s role (after
+    /// frames may have been lost), or forgets the user (`None`: no longer a member).
+    pub fn refresh(&self, settings: Option<&PartySettings>, user: Uuid, role: Option<PartyRole>) {
+        let mut cache = lock(&self.cache);
+        if let Some(s) = settings {
+            cache.settings = Some(s.clone());
+        }
+        match role {
+            Some(r) => {
+                cache.roles.insert(user, r);
+            }
+            None => {
+                cache.roles.remove(&user);
+            }
         }
     }
 

@@ -233,7 +233,7 @@ pub async fn serve(
         .route("/health", get(wp_api::routes::system::health))
         .merge(router(rt.clone()));
     axum::serve(
-        listener,
+        wp_api::nodelay(listener),
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(async move {

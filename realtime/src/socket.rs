@@ -55,6 +55,8 @@ const REACTIONS_BURST: f64 = 10.0;
 const TYPING_EVERY: Duration = Duration::from_secs(1);
 /// How long a typing indicator lasts unless renewed.
 const TYPING_EXPIRES_MS: i64 = 5000;
+/// Chat messages resent on resume (more: `has_more`, and REST history).
+const RESUME_CHAT: i64 = 500;
 /// Participants listed in the `party_state` snapshot (the rest: REST).
 const SNAPSHOT_PARTICIPANTS: usize = 100;
 /// Largest WebSocket message read at all; bigger ones close the socket (1009).
@@ -236,7 +238,22 @@ async fn run(
     };
     // The large futures are boxed so an idle socket's task stays small.
     match Box::pin(c.open(&m, resume)).await {
-        Ok(snapshot) => {
+        Ok(None) => {
+            // Removed between the check before the upgrade and joining the room.
+            let _ = socket
+                .send(Message::Text(encode(&err(
+                    "not_a_member",
+                    "You are no longer in this party.",
+                ))))
+                .await;
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: close_code("not_a_member"),
+                    reason: "not_a_member".into(),
+                })))
+                .await;
+        }
+        Ok(Some(snapshot)) => {
             // The snapshot's value tree is large (every participant); it must not live
             // as long as the socket.
             let text = encode(&snapshot);
@@ -266,9 +283,22 @@ async fn run(
 
 impl Conn {
     /// Registers presence, loads the live state and builds the `party_state` snapshot.
-    async fn open(&mut self, m: &Membership, resume: Option<Uuid>) -> anyhow::Result<Frame> {
+    async fn open(
+        &mut self,
+        m: &Membership,
+        resume: Option<Uuid>,
+    ) -> anyhow::Result<Option<Frame>> {
         let rt = self.rt.clone();
         let mut redis = rt.app.redis.clone();
+        // Read again now that the room hears the party's channel: a kick or a settings
+        // change published since the check before the upgrade is not missed.
+        let Some((settings, role)) = parties::reload(&rt.app.db, self.party, self.me.id).await?
+        else {
+            return Ok(None);
+        };
+        let first_socket = !live::online_users(&mut redis, &rt.app.config.redis_prefix, &self.keys)
+            .await?
+            .contains(&self.me.id);
         let entry = PresenceEntry {
             user_id: self.me.id,
             username: self.me.username.clone(),
@@ -283,12 +313,20 @@ impl Conn {
             )
             .await?;
         let playback = self.current_playback().await?;
-        self.room.seed(&playback, &m.settings, self.me.id, m.role);
+        self.room.seed(&playback, &settings, self.me.id, role);
         let chat = match resume {
-            Some(last) => parties::messages_since(&rt.app.db, self.party, last, 500).await?,
+            Some(last) => {
+                parties::messages_since(&rt.app.db, self.party, last, RESUME_CHAT + 1).await?
+            }
             None => None,
         };
         let resumed = chat.is_some();
+        let mut has_more = false;
+        let chat = chat.map(|mut c| {
+            has_more = c.len() > RESUME_CHAT as usize;
+            c.truncate(RESUME_CHAT as usize);
+            c
+        });
         let chat = match chat {
             Some(c) => c,
             None => {
@@ -315,13 +353,13 @@ impl Conn {
         let snapshot = Frame::server(
             "party_state",
             json!({
-                "party": { "id": self.party, "title": m.title, "host_id": m.host_id, "settings": m.settings },
-                "you": { "user": self.user_json(), "role": m.role, "connection": self.presence_field },
+                "party": { "id": self.party, "title": m.title, "host_id": m.host_id, "settings": settings },
+                "you": { "user": self.user_json(), "role": role, "connection": self.presence_field },
                 "playback": playback.to_frame_data(now),
                 "participants": participants,
                 "participants_count": participants_count,
                 "participants_truncated": participants_count > SNAPSHOT_PARTICIPANTS,
-                "chat": { "messages": chat, "resumed": resumed },
+                "chat": { "messages": chat, "resumed": resumed, "has_more": has_more },
                 "voice": voice,
                 "screen_share": screen,
                 "reactions": reactions,
@@ -329,16 +367,18 @@ impl Conn {
                 "server_time": now,
             }),
         );
-        rt.emit(
-            self.party,
-            &Frame::server(
-                "user_joined",
-                json!({ "user": self.user_json(), "role": m.role }),
-            ),
-            Some(self.conn),
-        )
-        .await;
-        Ok(snapshot)
+        if first_socket {
+            rt.emit(
+                self.party,
+                &Frame::server(
+                    "user_joined",
+                    json!({ "user": self.user_json(), "role": role }),
+                ),
+                Some(self.conn),
+            )
+            .await;
+        }
+        Ok(Some(snapshot))
     }
 
     fn user_json(&self) -> Value {
@@ -448,13 +488,14 @@ impl Conn {
 
     /// Handles one client frame; returns the frames for this socket alone.
     async fn handle(&mut self, text: &str, received: i64) -> Vec<Frame> {
+        // Charged before parsing, so malformed frames count too.
+        if !self.frames.take() {
+            return vec![err("rate_limited", "Too many frames; slow down.")];
+        }
         let frame = match Frame::parse(text) {
             Ok(f) => f,
             Err(e) => return vec![e],
         };
-        if !self.frames.take() {
-            return vec![err("rate_limited", "Too many frames; slow down.")];
-        }
         let Some(role) = self.room.role(self.me.id) else {
             return vec![err("not_a_member", "You are no longer in this party.")];
         };
@@ -737,7 +778,10 @@ impl Conn {
         )
         .await
         .map_err(|e| internal(&e))?
-        .map_err(|m| err("invalid_data", format!("data.reply_to: {m}")))?;
+        .map_err(|m| match m {
+            "not_a_member" => err("not_a_member", "You are no longer in this party."),
+            m => err("invalid_data", format!("data.reply_to: {m}")),
+        })?;
         let frame = Frame::server(
             "chat_message",
             serde_json::to_value(&msg).unwrap_or(Value::Null),
@@ -913,20 +957,42 @@ impl Conn {
             .await
             .map_err(|e| internal(&e))?;
         if set.is_none() {
-            let current = live::screen_share(&mut redis, &self.keys)
-                .await
-                .ok()
-                .flatten();
+            let raw: Option<String> = redis.get(self.keys.screen()).await.map_err(internal)?;
+            let current: Option<ScreenShare> =
+                raw.as_deref().and_then(|r| serde_json::from_str(r).ok());
             if current
                 .as_ref()
                 .is_some_and(|c| c.connection == self.presence_field)
             {
                 return Ok(Vec::new());
             }
-            return Err(Frame::server(
-                "error",
-                json!({ "code": "screen_share_busy", "message": "Someone else is sharing their screen.", "active": current }),
-            ));
+            // A share whose socket is gone (its node died before cleaning up) is free.
+            let stale = match &current {
+                Some(c) => !live::connection_alive(
+                    &mut redis,
+                    &self.rt.app.config.redis_prefix,
+                    &self.keys,
+                    &c.connection,
+                )
+                .await
+                .map_err(internal)?,
+                None => true,
+            };
+            let taken = stale
+                && live::take_over_screen(
+                    &mut redis,
+                    &self.keys,
+                    raw.as_deref().unwrap_or(""),
+                    &share,
+                )
+                .await
+                .map_err(internal)?;
+            if !taken {
+                return Err(Frame::server(
+                    "error",
+                    json!({ "code": "screen_share_busy", "message": "Someone else is sharing their screen.", "active": current }),
+                ));
+            }
         }
         self.rt
             .emit(
@@ -1099,7 +1165,18 @@ async fn emit_state(rt: &Realtime, party: Uuid, p: &Playback, now: i64, extra: V
 /// (nobody buffers any more), `member_left`, or `buffer_wait_cap` (the wait ran out;
 /// laggards catch up on their own).
 pub async fn end_wait(rt: &Realtime, party: Uuid, reason: &str) {
-    match change_playback(rt, party, |cur, now, _| cur.resume(now)).await {
+    let cap = reason == "buffer_wait_cap";
+    // Someone may have started buffering since the caller looked: then the room waits on
+    // (unless the cap ran out).
+    match change_playback(rt, party, |cur, now, buffering| {
+        if buffering && !cap {
+            None
+        } else {
+            cur.resume(now)
+        }
+    })
+    .await
+    {
         Ok(Some((next, now))) => {
             if reason == "buffer_wait_cap" {
                 let keys = Keys::new(&rt.app.config.redis_prefix, party);

@@ -447,6 +447,46 @@ pub fn voice_frame(user: Uuid, username: &str, action: VoiceAction, all: &[Voice
     )
 }
 
+static REPLACE_IF: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+            redis.call('SET', KEYS[1], ARGV[2])
+            return 1
+          end
+          return 0",
+    )
+});
+
+/// Takes the screen share over from `stale` (a sharer whose socket or node is gone) if it
+/// is still the one stored. Returns whether it was taken.
+pub async fn take_over_screen(
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    stale_raw: &str,
+    share: &ScreenShare,
+) -> redis::RedisResult<bool> {
+    let won: i32 = REPLACE_IF
+        .key(keys.screen())
+        .arg(stale_raw)
+        .arg(serde_json::to_string(share).unwrap_or_default())
+        .invoke_async(redis)
+        .await?;
+    Ok(won == 1)
+}
+
+/// Whether the socket `{node}:{conn}` still has its presence entry on a live node.
+pub async fn connection_alive(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    keys: &Keys,
+    connection: &str,
+) -> redis::RedisResult<bool> {
+    Ok(presence(redis, prefix, keys)
+        .await?
+        .iter()
+        .any(|(c, _)| c == connection))
+}
+
 static CAS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"local cur = redis.call('GET', KEYS[1])
@@ -513,14 +553,16 @@ pub async fn cas_playback(
 }
 
 /// Writes the state to PostgreSQL (never overwriting a newer `seq`), where it survives a
-/// Redis restart.
+/// Redis restart; the party's video columns follow the state's video.
 pub async fn persist_playback(db: &PgPool, party: Uuid, next: &Playback) -> anyhow::Result<()> {
     sqlx::query!(
-        "UPDATE parties SET playback = $2, updated_at = now()
+        "UPDATE parties SET playback = $2, video_id = $4, external_url = $5, updated_at = now()
          WHERE id = $1 AND COALESCE((playback->>'seq')::bigint, -1) < $3",
         party,
         serde_json::to_value(next)?,
-        i64::try_from(next.seq).unwrap_or(i64::MAX)
+        i64::try_from(next.seq).unwrap_or(i64::MAX),
+        next.video.id,
+        next.video.url
     )
     .execute(db)
     .await?;

@@ -244,6 +244,18 @@ async fn load_row(conn: &mut PgConnection, me: &AuthUser, id: Uuid) -> AppResult
     .await?)
 }
 
+/// [`visible_party`] under a row lock on the party, taken before anything is read, so
+/// membership changes (joins, hand-overs, role changes, kicks) are serialised and
+/// every check sees the roles as they are.
+async fn locked_party(conn: &mut PgConnection, me: &AuthUser, raw_id: &str) -> AppResult<Row> {
+    let id: Uuid = raw_id.parse().map_err(|_| AppError::not_found())?;
+    sqlx::query_scalar!("SELECT id FROM parties WHERE id = $1 FOR UPDATE", id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(AppError::not_found)?;
+    visible_party(conn, me, raw_id).await
+}
+
 /// The caller's role in a party they can see: 403 `not_a_member` if none.
 fn member_role(row: &Row) -> AppResult<PartyRole> {
     row.role()
@@ -616,7 +628,7 @@ pub async fn update(
         ));
     }
     let mut tx = state.db.begin().await?;
-    let row = visible_party(&mut tx, &me, &id).await?;
+    let row = locked_party(&mut tx, &me, &id).await?;
     require_party_role(&row, &me, PartyRole::Host)?;
     if let Some(max) = body.max_members
         && i64::from(max) < row.member_count
@@ -939,6 +951,15 @@ async fn announce_removal(
         end_live(state, party, "Everyone left the party.").await;
         return;
     }
+    // Out of the voice chat and of the buffering wait, wherever their sockets are.
+    let keys = Keys::new(&state.config.redis_prefix, party);
+    let mut redis = state.redis.clone();
+    let field = user.0.to_string();
+    let _ = redis::pipe()
+        .hdel(keys.voice(), &field)
+        .hdel(keys.buffering(), &field)
+        .query_async::<()>(&mut redis)
+        .await;
     notify(
         state,
         party,
@@ -989,10 +1010,7 @@ pub async fn leave(
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
     let mut tx = state.db.begin().await?;
-    let row = visible_party(&mut tx, &me, &id).await?;
-    sqlx::query!("SELECT id FROM parties WHERE id = $1 FOR UPDATE", row.id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let row = locked_party(&mut tx, &me, &id).await?;
     let outcome = remove_member(&mut tx, row.id, me.id)
         .await?
         .ok_or_else(|| AppError::forbidden("not_a_member", "You are not in this party."))?;
@@ -1073,11 +1091,8 @@ pub async fn set_member_role(
 ) -> AppResult<ApiResponse<Participant>> {
     let user_id: Uuid = user_id.parse().map_err(|_| AppError::not_found())?;
     let mut tx = state.db.begin().await?;
-    let row = visible_party(&mut tx, &me, &id).await?;
+    let row = locked_party(&mut tx, &me, &id).await?;
     require_party_role(&row, &me, PartyRole::Host)?;
-    sqlx::query!("SELECT id FROM parties WHERE id = $1 FOR UPDATE", row.id)
-        .fetch_one(&mut *tx)
-        .await?;
     let target = sqlx::query!(
         r#"SELECT m.role, u.username, u.display_name, m.joined_at FROM party_members m
            JOIN users u ON u.id = m.user_id WHERE m.party_id = $1 AND m.user_id = $2"#,
@@ -1177,10 +1192,7 @@ pub async fn kick(
 ) -> AppResult<StatusCode> {
     let user_id: Uuid = user_id.parse().map_err(|_| AppError::not_found())?;
     let mut tx = state.db.begin().await?;
-    let row = visible_party(&mut tx, &me, &id).await?;
-    sqlx::query!("SELECT id FROM parties WHERE id = $1 FOR UPDATE", row.id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let row = locked_party(&mut tx, &me, &id).await?;
     let target = sqlx::query!(
         r#"SELECT m.role, u.username FROM party_members m JOIN users u ON u.id = m.user_id
            WHERE m.party_id = $1 AND m.user_id = $2"#,
@@ -1236,10 +1248,7 @@ pub async fn ban(
         return Err(AppError::field("reason", "At most 500 characters."));
     }
     let mut tx = state.db.begin().await?;
-    let row = visible_party(&mut tx, &me, &id).await?;
-    sqlx::query!("SELECT id FROM parties WHERE id = $1 FOR UPDATE", row.id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let row = locked_party(&mut tx, &me, &id).await?;
     let user = sqlx::query!(
         "SELECT username, display_name FROM users WHERE id = $1 AND status <> 'deleted'",
         body.user_id
@@ -1481,7 +1490,8 @@ pub async fn insert_message(
         MessageRow,
         r#"WITH ins AS (
                INSERT INTO party_messages (id, party_id, user_id, content, reply_to, client_id)
-               VALUES ($1, $2, $3, $4, $5, $6)
+               SELECT $1, $2, $3, $4, $5, $6
+               WHERE EXISTS (SELECT 1 FROM party_members m WHERE m.party_id = $2 AND m.user_id = $3)
                ON CONFLICT (party_id, user_id, client_id) WHERE client_id IS NOT NULL DO NOTHING
                RETURNING *
            ), msg AS (
@@ -1502,9 +1512,9 @@ pub async fn insert_message(
         reply_to,
         client_id
     )
-    .fetch_one(db)
+    .fetch_optional(db)
     .await?;
-    Ok(Ok(row.into()))
+    Ok(row.map(Into::into).ok_or("not_a_member"))
 }
 
 /// The newest `limit` messages of a party, oldest first (the socket snapshot).
@@ -1530,7 +1540,7 @@ pub async fn recent_messages(
 }
 
 /// Messages after `since` (a message id), oldest first: what a reconnecting client
-/// missed (at most `limit`).
+/// missed (at most `limit`; fetch `limit + 1` to know whether there is more).
 pub async fn messages_since(
     db: &sqlx::PgPool,
     party: Uuid,
@@ -1656,6 +1666,7 @@ pub async fn edit_message(
     let content = check_message(&body.content).map_err(|m| AppError::field("content", m))?;
     let mut tx = state.db.begin().await?;
     let row = visible_party(&mut tx, &me, &id).await?;
+    member_role(&row)?;
     let msg = load_message(&mut tx, row.id, &message_id).await?;
     if msg.user_id != me.id {
         return Err(AppError::forbidden(
