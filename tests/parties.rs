@@ -1155,3 +1155,45 @@ async fn a_screen_share_left_by_a_dead_node_is_taken_over() {
     h.send("screen_share_start", json!({})).await;
     assert_eq!(h.expect_error().await, "screen_share_busy");
 }
+
+#[tokio::test]
+async fn playback_survives_losing_the_redis_copy() {
+    let env = TestEnv::new().await;
+    let (app, host, member, pid) = room(&env, json!({})).await;
+    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
+    h.send("video_control", json!({"action": "seek", "position": 61.5}))
+        .await;
+    let s = h.expect("video_state").await;
+    let seq = s["data"]["seq"].as_u64().unwrap();
+    // Redis loses the live state (a restart without persistence): PostgreSQL has it.
+    let keys = wp_shared::party::Keys::new(&env.config.redis_prefix, pid.parse().unwrap());
+    let mut redis = wp_shared::redis_conn::connect(&env.config).await.unwrap();
+    eventually(Duration::from_secs(5), "the state in PostgreSQL", || {
+        let db = env.db.clone();
+        let pid = pid.clone();
+        async move {
+            let seq_pg: Option<i64> = sqlx::query_scalar(
+                "SELECT (playback->>'seq')::bigint FROM parties WHERE id = $1::uuid",
+            )
+            .bind(pid)
+            .fetch_one(&db)
+            .await
+            .ok()?;
+            (seq_pg == Some(seq as i64)).then_some(())
+        }
+    })
+    .await;
+    redis::cmd("DEL")
+        .arg(keys.state())
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    let (_m, snap) = Ws::connect(&app, &pid, &member.token).await;
+    assert_eq!(snap["data"]["playback"]["position"], 61.5);
+    assert_eq!(snap["data"]["playback"]["seq"], seq);
+    // And controls go on from there.
+    h.send("video_control", json!({"action": "play"})).await;
+    let s = h.expect("video_state").await;
+    assert_eq!(s["data"]["seq"], seq + 1);
+    assert_eq!(s["data"]["status"], "playing");
+}

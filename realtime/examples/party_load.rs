@@ -267,9 +267,13 @@ async fn main() -> anyhow::Result<()> {
     let interval = Duration::from_secs_f64(1.0 / a.rate);
     let kind = a.kind.clone();
     let mut tasks = Vec::new();
-    for mut sink in senders {
+    for (i, mut sink) in senders.into_iter().enumerate() {
         let kind = kind.clone();
+        // Senders start at spread-out phases, as independent people would, instead of
+        // all sending on the same tick.
+        let phase = interval.mul_f64((i as f64 * 0.618_033_988_75).fract());
         tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(phase).await;
             let mut tick = tokio::time::interval(interval);
             let mut n = 0u64;
             while Instant::now() < deadline {

@@ -1128,11 +1128,19 @@ pub async fn change_playback(
     let keys = Keys::new(&rt.app.config.redis_prefix, party);
     let mut redis = rt.app.redis.clone();
     for _ in 0..8 {
-        let Some((cur, stored)) = live::load_playback(&mut redis, &rt.app.db, &keys, party).await?
-        else {
-            anyhow::bail!("party gone");
+        // One round trip for the state and the buffering count.
+        let (raw, buffering): (Option<String>, u64) = redis::pipe()
+            .get(keys.state())
+            .hlen(keys.buffering())
+            .query_async(&mut redis)
+            .await?;
+        let (cur, stored) = match raw.and_then(|s| serde_json::from_str::<Playback>(&s).ok()) {
+            Some(p) => (p, true),
+            // Not in Redis (restarted): PostgreSQL has it.
+            None => live::load_playback(&mut redis, &rt.app.db, &keys, party)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("party gone"))?,
         };
-        let buffering: u64 = redis.hlen(keys.buffering()).await?;
         let now = now_ms();
         let Some(next) = f(&cur, now, buffering > 0) else {
             return Ok(None);
