@@ -520,6 +520,12 @@ async fn two_members_see_control_chat_typing_and_reactions() {
     m.send("typing", json!({"is_typing": true})).await;
     h.expect_none("typing", Duration::from_millis(300)).await;
     m.expect_none("typing", Duration::from_millis(10)).await;
+    // Stopping is told once; flipping back at once does not get past the throttle.
+    m.send("typing", json!({"is_typing": false})).await;
+    assert_eq!(h.expect("typing").await["data"]["is_typing"], false);
+    m.send("typing", json!({"is_typing": false})).await;
+    m.send("typing", json!({"is_typing": true})).await;
+    h.expect_none("typing", Duration::from_millis(300)).await;
 
     // Reactions: counted per party, rate limited.
     h.send("reaction", json!({"emoji": "🎉"})).await;

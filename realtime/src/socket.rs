@@ -166,6 +166,8 @@ struct Conn {
     frames: Bucket,
     reactions: Bucket,
     last_typing: Option<Instant>,
+    /// Whether the others were last told this socket is typing.
+    typing_shown: bool,
 }
 
 fn err(code: &str, message: impl AsRef<str>) -> Frame {
@@ -235,6 +237,7 @@ async fn run(
         frames: Bucket::new(FRAMES_PER_SEC, FRAMES_BURST),
         reactions: Bucket::new(REACTIONS_PER_SEC, REACTIONS_BURST),
         last_typing: None,
+        typing_shown: false,
     };
     // The large futures are boxed so an idle socket's task stays small.
     match Box::pin(c.open(&m, resume)).await {
@@ -800,13 +803,19 @@ impl Conn {
             true
         }
         let d: In = data(value)?;
+        // At most one `true` a second, and a `false` only to clear a `true` that went out:
+        // alternating true/false cannot flood the room.
         if d.is_typing {
             if self.last_typing.is_some_and(|t| t.elapsed() < TYPING_EVERY) {
                 return Ok(Vec::new());
             }
             self.last_typing = Some(Instant::now());
+            self.typing_shown = true;
         } else {
-            self.last_typing = None;
+            if !self.typing_shown {
+                return Ok(Vec::new());
+            }
+            self.typing_shown = false;
         }
         self.rt
             .emit(
