@@ -34,5 +34,5 @@ echo "== 1. 10,000 sockets in 100 parties of 100 (one chat sender per party, 1/s
 run --parties 100 --members 100 --senders 1 --kind chat --rate 1
 echo "== 2. control frames into 1,000-member parties (2 parties, the host seeks 5/s)"
 run --parties 2 --members 1000 --senders 1 --kind control --rate 5
-echo "== 3. busy parties: 40 parties x 50 members, every member typing (the node forwards 2/s each: ~196,000 deliveries/s offered)"
-run --parties 40 --members 50 --senders 50 --kind typing --rate 4
+echo "== 3. busy parties: 20 parties x 100 members, every member typing (4 frames/s each, the node forwards up to 2/s)"
+run --parties 20 --members 100 --senders 100 --kind typing --rate 4
