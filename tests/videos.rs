@@ -759,7 +759,17 @@ async fn comments_thread_edit_delete_like_and_notify() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["data"]["is_edited"], true);
-    // Likes on comments, and `top` ordering.
+    // Likes on comments, and `top` ordering. (Listed once first, so the rendered page
+    // is cached and the like must make it stale.)
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("{base}?ordering=top"),
+            Some(&bob.token),
+            None,
+        )
+        .await;
+    assert!(b["data"]["results"][0]["likes_count"] == 0, "{b}");
     let (_, b) = app
         .post_json(
             &format!("{}like/", one(&second)),
@@ -783,6 +793,20 @@ async fn comments_thread_edit_delete_like_and_notify() {
         )
         .await;
     assert_eq!(b["data"]["results"][0]["id"], second.as_str());
+    assert_eq!(b["data"]["results"][0]["likes_count"], 1);
+    assert_eq!(
+        b["data"]["results"][0]["is_liked"], false,
+        "bob did not like it"
+    );
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("{base}?ordering=top"),
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["results"][0]["is_liked"], true, "alice did");
     let (s, _) = app
         .call(
             Method::GET,

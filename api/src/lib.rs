@@ -9,6 +9,7 @@ pub mod extract;
 pub mod mail;
 pub mod metrics;
 pub mod middleware;
+pub mod page_cache;
 pub mod ratelimit;
 pub mod request_id;
 pub mod response;

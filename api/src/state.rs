@@ -17,6 +17,8 @@ pub struct App {
     pub enqueuer: Enqueuer,
     pub metrics: Metrics,
     pub storage: wp_shared::storage::Storage,
+    /// Rendered comment pages (crate::page_cache).
+    pub comment_pages: crate::page_cache::PageCache,
 }
 
 impl App {
@@ -31,6 +33,7 @@ impl App {
         let enqueuer = Enqueuer::new(redis.clone(), config.clone());
         let storage = wp_shared::storage::Storage::from_config(&config)?;
         Ok(Self {
+            comment_pages: Default::default(),
             storage,
             metrics: Metrics::new(),
             config,

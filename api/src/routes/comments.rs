@@ -3,11 +3,12 @@
 //! plus `POST .../{comment_id}/like/`. One level of threading: a reply to a reply is
 //! filed under the top-level comment. Comments on a video the caller cannot see are 404.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     extract::{Path, State},
-    http::{StatusCode, Uri},
+    http::{StatusCode, Uri, header},
+    response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,8 +20,13 @@ use crate::{
     auth::{AuthUser, MaybeAuthUser},
     error::{AppError, AppResult},
     extract::{Json, Query},
-    response::{ApiResponse, Envelope, PageParams, Paginated, request_url},
-    routes::{account::relay, social::UserSummary, videos::visible_video},
+    page_cache::{self, Page},
+    response::{ApiResponse, Envelope, PageParams, PageRequest, Paginated, request_url},
+    routes::{
+        account::relay,
+        social::UserSummary,
+        videos::{VideoRow, visible_video},
+    },
     state::AppState,
 };
 
@@ -181,7 +187,7 @@ pub async fn list(
     Path(id): Path<String>,
     uri: Uri,
     Query(q): Query<CommentListParams>,
-) -> AppResult<ApiResponse<Paginated<Comment>>> {
+) -> AppResult<Response> {
     let page = PageParams {
         page: q.page,
         page_size: q.page_size,
@@ -195,7 +201,54 @@ pub async fn list(
     };
     let mut conn = state.db.acquire().await?;
     let v = visible_video(&mut conn, me.as_ref(), &id).await?;
-    let me_id = me.as_ref().map(|m| m.id);
+    // The version is read before the page: a write that lands meanwhile bumps it past
+    // what the page is stored under (crate::page_cache).
+    let version = page_cache::version(&state, v.id).await?;
+    let key = format!("{}|{uri}", v.id);
+    let cached = match state.comment_pages.get(&key, version) {
+        Some(p) => p,
+        None => {
+            render(
+                &state, &mut conn, &v, &q, page, ordering, &uri, version, key,
+            )
+            .await?
+        }
+    };
+    let liked: Vec<Uuid> = match &me {
+        Some(me) => {
+            let ids: Vec<Uuid> = cached.ids().collect();
+            sqlx::query_scalar!(
+                "SELECT comment_id FROM comment_likes WHERE user_id = $1 AND comment_id = ANY($2)",
+                me.id,
+                &ids
+            )
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        None => Vec::new(),
+    };
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        cached.render(&liked),
+    )
+        .into_response())
+}
+
+/// Renders a page from the database for nobody in particular (every `is_liked` false)
+/// and caches it.
+#[expect(clippy::too_many_arguments, reason = "the parts of one request")]
+async fn render(
+    state: &AppState,
+    conn: &mut PgConnection,
+    v: &VideoRow,
+    q: &CommentListParams,
+    page: PageRequest,
+    ordering: &str,
+    uri: &Uri,
+    version: i64,
+    key: String,
+) -> AppResult<Arc<Page>> {
+    let me_id: Option<Uuid> = None;
     // Separate statements per list and ordering, so each can walk its index.
     let (count, rows) = match (q.parent, ordering) {
         (Some(parent), _) => {
@@ -302,12 +355,20 @@ pub async fn list(
             c.replies = Some(rs);
         }
     }
-    Ok(ApiResponse::ok(Paginated::new(
-        results,
-        count,
-        page,
-        &request_url(&state, &uri),
-    )))
+    // Document order: each comment, then its embedded replies.
+    let ids: Vec<Uuid> = results
+        .iter()
+        .flat_map(|c| std::iter::once(c.id).chain(c.replies.iter().flatten().map(|r| r.id)))
+        .collect();
+    let body = serde_json::to_vec(&Envelope {
+        success: true,
+        message: None,
+        data: Paginated::new(results, count, page, &request_url(state, uri)),
+    })
+    .map_err(anyhow::Error::from)?;
+    let rendered = Page::new(version, body, &ids)
+        .ok_or_else(|| anyhow::anyhow!("comment page: is_liked slots do not match the comments"))?;
+    Ok(state.comment_pages.put(key, rendered))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -430,6 +491,7 @@ pub async fn create(
     }
     let row = load(&mut tx, v.id, cid, Some(me.id)).await?;
     tx.commit().await?;
+    page_cache::invalidate(&state, v.id).await;
     relay(&state, &outbox).await;
     let mut c = row.into_api();
     if c.parent.is_none() {
@@ -475,6 +537,7 @@ pub async fn edit(
     .await?;
     let row = load(&mut tx, v.id, c.id, Some(me.id)).await?;
     tx.commit().await?;
+    page_cache::invalidate(&state, v.id).await;
     Ok(ApiResponse::ok(row.into_api()))
 }
 
@@ -541,6 +604,7 @@ pub async fn delete(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    page_cache::invalidate(&state, v.id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -594,6 +658,7 @@ pub async fn like(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
+    page_cache::invalidate(&state, v.id).await;
     Ok(ApiResponse::ok(CommentLike {
         is_liked: liked,
         likes_count,
