@@ -1137,7 +1137,7 @@ async fn slow_mode_chat_off_and_co_host_control_follow_the_settings() {
 }
 
 #[tokio::test]
-async fn a_screen_share_left_by_a_dead_node_is_taken_over() {
+async fn a_screen_share_and_voice_left_by_a_dead_node_are_cleared() {
     let env = TestEnv::new().await;
     let (app, host, member, pid) = room(&env, json!({})).await;
     // What a node that died mid-share leaves behind: the share, no socket.
@@ -1150,8 +1150,21 @@ async fn a_screen_share_left_by_a_dead_node_is_taken_over() {
         .query_async::<()>(&mut redis)
         .await
         .unwrap();
+    let ghost = json!({"user_id": host.id, "username": "host", "muted": false, "joined_at": 1});
+    redis::cmd("HSET")
+        .arg(keys.voice())
+        .arg(host.id.to_string())
+        .arg(ghost.to_string())
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
     let (mut m, snap) = Ws::connect(&app, &pid, &member.token).await;
     assert_eq!(snap["data"]["screen_share"]["connection"], "gone-node:7");
+    assert_eq!(
+        snap["data"]["voice"],
+        json!([]),
+        "a voice entry with no socket is dropped"
+    );
     m.send("screen_share_start", json!({})).await;
     let s = m.expect("screen_share").await;
     assert_eq!(s["data"]["action"], "started");

@@ -299,9 +299,9 @@ impl Conn {
         else {
             return Ok(None);
         };
-        let first_socket = !live::online_users(&mut redis, &rt.app.config.redis_prefix, &self.keys)
-            .await?
-            .contains(&self.me.id);
+        let online =
+            live::online_users(&mut redis, &rt.app.config.redis_prefix, &self.keys).await?;
+        let first_socket = !online.contains(&self.me.id);
         let entry = PresenceEntry {
             user_id: self.me.id,
             username: self.me.username.clone(),
@@ -348,7 +348,16 @@ impl Conn {
             .take(SNAPSHOT_PARTICIPANTS)
             .map(|p| json!({ "user": p.user, "role": p.role, "online": p.online }))
             .collect();
-        let voice = live::voice(&mut redis, &self.keys).await?;
+        // Voice entries of members with no socket left (their node died before it could
+        // clean up) are dropped: voice needs a socket.
+        let (voice, ghosts): (Vec<_>, Vec<_>) = live::voice(&mut redis, &self.keys)
+            .await?
+            .into_iter()
+            .partition(|v| online.contains(&v.user_id) || v.user_id == self.me.id);
+        if !ghosts.is_empty() {
+            let fields: Vec<String> = ghosts.iter().map(|g| g.user_id.to_string()).collect();
+            redis.hdel::<_, _, ()>(self.keys.voice(), fields).await?;
+        }
         let screen = live::screen_share(&mut redis, &self.keys).await?;
         let reactions = live::reaction_counts(&mut redis, &self.keys).await?;
         let buffering: HashMap<String, i64> = redis.hgetall(self.keys.buffering()).await?;
