@@ -39,7 +39,7 @@ use crate::{
     error::AppError,
     routes::{
         account, admin_queues, admin_users, auth as auth_routes, comments, downloads, interactive,
-        lifecycle, parties, social, system, two_factor, users, video_likes, videos,
+        lifecycle, notifications, parties, social, system, two_factor, users, video_likes, videos,
     },
 };
 
@@ -64,6 +64,7 @@ error bodies are `{success: false, message, code, errors?, request_id}`. Authent
         (name = "admin", description = "Staff actions on accounts"),
         (name = "videos", description = "The video library: upload, list, likes, downloads"),
         (name = "comments", description = "Threaded comments on videos"),
+        (name = "notifications", description = "In-app notifications, their preferences, and push devices"),
         (name = "parties", description = "Watch parties: rooms, members, chat history, voice and screen-share state (live on the party socket, docs/realtime.md)"),
     )
 )]
@@ -168,6 +169,19 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(parties::edit_message, parties::delete_message))
         .routes(routes!(interactive::screen_shares))
         .routes(routes!(interactive::voice_chat, interactive::voice_update))
+        .routes(routes!(notifications::list))
+        .routes(routes!(notifications::unread_count))
+        .routes(routes!(notifications::read_one))
+        .routes(routes!(notifications::read_many))
+        .routes(routes!(notifications::delete_one))
+        .routes(routes!(notifications::delete_many))
+        .routes(routes!(
+            notifications::preferences,
+            notifications::set_preferences
+        ))
+        .routes(routes!(notifications::push_token))
+        .routes(routes!(notifications::devices))
+        .routes(routes!(notifications::delete_device))
 }
 
 /// Builds the router and the OpenAPI document from one list of routes.

@@ -8,6 +8,7 @@ pub mod email;
 pub mod events;
 pub mod frame;
 pub mod jobs;
+pub mod notify;
 pub mod outbox;
 pub mod party;
 pub mod redis_conn;

@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod email;
 pub mod mailer;
 pub mod media;
+pub mod notify;
 pub mod system;
 
 use std::{sync::Arc, time::Duration};
@@ -19,8 +20,8 @@ use sqlx::PgPool;
 use wp_shared::{
     Config,
     jobs::{
-        AnalyticsEvent, Enqueuer, ExportAccount, PrepareMedia, Queue, SendEmail, SystemJob,
-        promote_due, queue_config,
+        AnalyticsEvent, Enqueuer, ExportAccount, NotifyEvent, PrepareMedia, Queue, SendEmail,
+        SystemJob, promote_due, queue_config,
     },
 };
 
@@ -56,8 +57,9 @@ impl Ctx {
 }
 
 /// Queues that have job handlers in this release.
-pub const HANDLED: [Queue; 5] = [
+pub const HANDLED: [Queue; 6] = [
     Queue::Email,
+    Queue::Notify,
     Queue::Export,
     Queue::Media,
     Queue::Analytics,
@@ -113,6 +115,10 @@ pub fn default_pools() -> Vec<Pool> {
         Pool {
             queue: Queue::Email,
             concurrency: 4,
+        },
+        Pool {
+            queue: Queue::Notify,
+            concurrency: 8,
         },
         Pool {
             queue: Queue::Export,
@@ -221,6 +227,14 @@ pub async fn run(
                     .concurrency(pool.concurrency)
                     .parallelize(tokio::spawn)
                     .build(email::send_email)
+            }),
+            Queue::Notify => monitor.register(move |_| {
+                WorkerBuilder::new(worker_name(Queue::Notify))
+                    .backend(backend::<NotifyEvent>(&factory, &qc))
+                    .data(c.clone())
+                    .concurrency(pool.concurrency)
+                    .parallelize(tokio::spawn)
+                    .build(notify::fan_out)
             }),
             Queue::Export => monitor.register(move |_| {
                 WorkerBuilder::new(worker_name(Queue::Export))

@@ -9,6 +9,7 @@ pub mod comments;
 pub mod downloads;
 pub mod interactive;
 pub mod lifecycle;
+pub mod notifications;
 pub mod parties;
 pub mod social;
 pub mod system;

@@ -1,0 +1,459 @@
+//! In-app notifications, notification preferences and push devices:
+//! `/api/notifications/...` and `POST /api/mobile/push-token/`. Notifications are
+//! written by the `notify` worker from domain events (`workers/src/notify.rs`); every
+//! route here acts on the caller's own rows only (another user's id is a 404).
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use wp_shared::notify::KINDS;
+
+use crate::{
+    auth::AuthUser,
+    error::{AppError, AppResult},
+    extract::{Json, Query},
+    response::{ApiResponse, CursorPage, Envelope, decode_cursor, encode_cursor},
+    state::AppState,
+};
+
+/// An in-app notification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Notification {
+    pub id: Uuid,
+    /// The type, e.g. `comment.reply` (see `GET /api/notifications/preferences/`).
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    /// Frontend path it opens.
+    pub link: Option<String>,
+    pub actor_id: Option<Uuid>,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    pub is_read: bool,
+    pub read_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NotificationListParams {
+    /// `true`: unread only; `false`: read only.
+    pub unread: Option<bool>,
+    /// One type only.
+    pub kind: Option<String>,
+    pub cursor: Option<String>,
+    /// Items per page (default 20, at most 100).
+    pub page_size: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Position {
+    t: DateTime<Utc>,
+    id: Uuid,
+}
+
+/// The caller's notifications, newest first (cursor pagination).
+#[utoipa::path(get, path = "/notifications/", tag = "notifications", security(("bearer" = [])), params(NotificationListParams),
+    responses((status = 200, body = inline(Envelope<CursorPage<Notification>>)), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Query(q): Query<NotificationListParams>,
+) -> AppResult<ApiResponse<CursorPage<Notification>>> {
+    let size = q.page_size.unwrap_or(20);
+    if !(1..=100).contains(&size) {
+        return Err(AppError::field("page_size", "Must be between 1 and 100."));
+    }
+    let pos: Option<Position> = match &q.cursor {
+        Some(c) => {
+            Some(decode_cursor(c).ok_or_else(|| AppError::field("cursor", "Invalid cursor."))?)
+        }
+        None => None,
+    };
+    if let Some(k) = &q.kind
+        && !KINDS.iter().any(|x| x.name == k)
+    {
+        return Err(AppError::field("kind", "Unknown notification type."));
+    }
+    let rows = sqlx::query_as!(
+        Notification,
+        r#"SELECT id, kind, title, body, link, actor_id, data, read_at IS NOT NULL AS "is_read!",
+                  read_at, created_at
+           FROM notifications
+           WHERE user_id = $1
+             AND ($2::bool IS NULL OR (read_at IS NULL) = $2)
+             AND ($3::text IS NULL OR kind = $3)
+             AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5))
+           ORDER BY created_at DESC, id DESC LIMIT $6"#,
+        me.id,
+        q.unread,
+        q.kind,
+        pos.as_ref().map(|p| p.t),
+        pos.as_ref().map_or(Uuid::nil(), |p| p.id),
+        i64::from(size) + 1
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let more = rows.len() > size as usize;
+    let results: Vec<Notification> = rows.into_iter().take(size as usize).collect();
+    let next = more.then(|| results.last()).flatten().map(|n| {
+        encode_cursor(&Position {
+            t: n.created_at,
+            id: n.id,
+        })
+    });
+    Ok(ApiResponse::ok(CursorPage {
+        results,
+        next,
+        previous: None,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnreadCount {
+    pub unread: i64,
+}
+
+/// How many of the caller's notifications are unread.
+#[utoipa::path(get, path = "/notifications/unread-count/", tag = "notifications", security(("bearer" = [])),
+    responses((status = 200, body = inline(Envelope<UnreadCount>))))]
+pub async fn unread_count(
+    State(state): State<AppState>,
+    me: AuthUser,
+) -> AppResult<ApiResponse<UnreadCount>> {
+    let unread = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM notifications WHERE user_id = $1 AND read_at IS NULL"#,
+        me.id
+    )
+    .fetch_one(&state.db)
+    .await?;
+    Ok(ApiResponse::ok(UnreadCount { unread }))
+}
+
+/// Which notifications a bulk action applies to: `ids`, or `all: true`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    #[serde(default)]
+    pub ids: Vec<Uuid>,
+    #[serde(default)]
+    pub all: bool,
+}
+
+impl Selection {
+    fn check(&self) -> AppResult<()> {
+        // Exactly one of the two.
+        if self.all != self.ids.is_empty() {
+            return Err(AppError::field(
+                "ids",
+                "Give `ids` (1 to 500) or `all: true`.",
+            ));
+        }
+        if self.ids.len() > 500 {
+            return Err(AppError::field("ids", "At most 500 at a time."));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Affected {
+    /// Rows changed (ids that are not the caller's are ignored).
+    pub count: u64,
+}
+
+/// Marks one notification read.
+#[utoipa::path(post, path = "/notifications/{id}/read/", tag = "notifications", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = inline(Envelope<Affected>)), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn read_one(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Path(id): Path<String>,
+) -> AppResult<ApiResponse<Affected>> {
+    let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
+    let found = sqlx::query!(
+        "UPDATE notifications SET read_at = COALESCE(read_at, now()) WHERE id = $1 AND user_id = $2",
+        id,
+        me.id
+    )
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    if found == 0 {
+        return Err(AppError::not_found());
+    }
+    Ok(ApiResponse::ok(Affected { count: found }))
+}
+
+/// Marks many (`ids`) or all (`all: true`) of the caller's notifications read.
+#[utoipa::path(post, path = "/notifications/read/", tag = "notifications", security(("bearer" = [])), request_body = Selection,
+    responses((status = 200, body = inline(Envelope<Affected>)), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn read_many(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Json(sel): Json<Selection>,
+) -> AppResult<ApiResponse<Affected>> {
+    sel.check()?;
+    let count = sqlx::query!(
+        "UPDATE notifications SET read_at = now()
+         WHERE user_id = $1 AND read_at IS NULL AND ($2 OR id = ANY($3))",
+        me.id,
+        sel.all,
+        &sel.ids
+    )
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    Ok(ApiResponse::ok(Affected { count }))
+}
+
+/// Deletes one notification.
+#[utoipa::path(delete, path = "/notifications/{id}/", tag = "notifications", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn delete_one(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
+    let n = sqlx::query!(
+        "DELETE FROM notifications WHERE id = $1 AND user_id = $2",
+        id,
+        me.id
+    )
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    crate::response::deleted(n)
+}
+
+/// Deletes many (`ids`) or all (`all: true`) of the caller's notifications.
+#[utoipa::path(post, path = "/notifications/delete/", tag = "notifications", security(("bearer" = [])), request_body = Selection,
+    responses((status = 200, body = inline(Envelope<Affected>)), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn delete_many(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Json(sel): Json<Selection>,
+) -> AppResult<ApiResponse<Affected>> {
+    sel.check()?;
+    let count = sqlx::query!(
+        "DELETE FROM notifications WHERE user_id = $1 AND ($2 OR id = ANY($3))",
+        me.id,
+        sel.all,
+        &sel.ids
+    )
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    Ok(ApiResponse::ok(Affected { count }))
+}
+
+/// One type's channels for the caller.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Preference {
+    pub kind: String,
+    #[serde(default)]
+    pub description: String,
+    pub in_app: bool,
+    pub email: bool,
+    pub push: bool,
+    /// Cannot be turned off.
+    #[serde(default)]
+    pub required: bool,
+}
+
+async fn preferences_of(state: &AppState, user: Uuid) -> AppResult<Vec<Preference>> {
+    let saved = sqlx::query!(
+        "SELECT kind, in_app, email, push FROM notification_preferences WHERE user_id = $1",
+        user
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(KINDS
+        .iter()
+        .map(|k| {
+            let s = saved.iter().find(|s| s.kind == k.name);
+            Preference {
+                kind: k.name.to_owned(),
+                description: k.description.to_owned(),
+                in_app: k.required || s.map_or(k.in_app, |s| s.in_app),
+                email: s.map_or(k.email, |s| s.email),
+                push: s.map_or(k.push, |s| s.push),
+                required: k.required,
+            }
+        })
+        .collect())
+}
+
+/// Every notification type with the caller's channels (defaults until changed).
+#[utoipa::path(get, path = "/notifications/preferences/", tag = "notifications", security(("bearer" = [])),
+    responses((status = 200, body = inline(Envelope<Vec<Preference>>))))]
+pub async fn preferences(
+    State(state): State<AppState>,
+    me: AuthUser,
+) -> AppResult<ApiResponse<Vec<Preference>>> {
+    Ok(ApiResponse::ok(preferences_of(&state, me.id).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreferenceUpdate {
+    pub kind: String,
+    pub in_app: bool,
+    pub email: bool,
+    pub push: bool,
+}
+
+/// Sets channels for the types given (others keep theirs). A required type cannot lose
+/// its in-app channel.
+#[utoipa::path(put, path = "/notifications/preferences/", tag = "notifications", security(("bearer" = [])), request_body = Vec<PreferenceUpdate>,
+    responses((status = 200, body = inline(Envelope<Vec<Preference>>)), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn set_preferences(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Json(updates): Json<Vec<PreferenceUpdate>>,
+) -> AppResult<ApiResponse<Vec<Preference>>> {
+    let mut tx = state.db.begin().await?;
+    for (i, u) in updates.iter().enumerate() {
+        let Some(k) = KINDS.iter().find(|k| k.name == u.kind) else {
+            return Err(AppError::field(
+                format!("[{i}].kind"),
+                "Unknown notification type.",
+            ));
+        };
+        if k.required && !u.in_app {
+            return Err(AppError::field(
+                format!("[{i}].in_app"),
+                "This type cannot be turned off.",
+            ));
+        }
+        sqlx::query!(
+            "INSERT INTO notification_preferences (user_id, kind, in_app, email, push)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (user_id, kind) DO UPDATE
+             SET in_app = EXCLUDED.in_app, email = EXCLUDED.email, push = EXCLUDED.push, updated_at = now()",
+            me.id,
+            u.kind,
+            u.in_app,
+            u.email,
+            u.push
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(ApiResponse::ok(preferences_of(&state, me.id).await?))
+}
+
+// ---- devices ----------------------------------------------------------------------
+
+/// A device registered for push.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Device {
+    pub device_id: String,
+    /// `ios`, `android` or `web`.
+    pub platform: String,
+    pub app_version: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushToken {
+    /// The app's stable id for this install (unique).
+    pub device_id: String,
+    pub platform: String,
+    /// The FCM registration token or APNs device token.
+    pub push_token: String,
+    #[serde(default)]
+    pub app_version: String,
+}
+
+/// Registers a device or refreshes its token. A `device_id` registered by another
+/// account moves to the caller (the app was signed in again on that device).
+#[utoipa::path(post, path = "/mobile/push-token/", tag = "notifications", security(("bearer" = [])), request_body = PushToken,
+    responses((status = 200, body = inline(Envelope<Device>)), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn push_token(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Json(b): Json<PushToken>,
+) -> AppResult<ApiResponse<Device>> {
+    let mut errors = crate::error::FieldErrors::new();
+    if b.device_id.trim().is_empty() || b.device_id.len() > 200 {
+        errors.insert("device_id".into(), vec!["1 to 200 characters.".into()]);
+    }
+    if !["ios", "android", "web"].contains(&b.platform.as_str()) {
+        errors.insert("platform".into(), vec!["One of ios, android, web.".into()]);
+    }
+    if b.push_token.trim().is_empty() || b.push_token.len() > 4096 {
+        errors.insert("push_token".into(), vec!["1 to 4096 characters.".into()]);
+    }
+    if b.app_version.len() > 50 {
+        errors.insert("app_version".into(), vec!["At most 50 characters.".into()]);
+    }
+    if !errors.is_empty() {
+        return Err(AppError::Validation(errors));
+    }
+    let d = sqlx::query_as!(
+        Device,
+        "INSERT INTO devices (id, user_id, device_id, platform, push_token, app_version)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (device_id) DO UPDATE
+         SET user_id = EXCLUDED.user_id, platform = EXCLUDED.platform, push_token = EXCLUDED.push_token,
+             app_version = EXCLUDED.app_version, updated_at = now()
+         RETURNING device_id, platform, app_version, created_at, updated_at",
+        Uuid::now_v7(),
+        me.id,
+        b.device_id.trim(),
+        b.platform,
+        b.push_token.trim(),
+        b.app_version
+    )
+    .fetch_one(&state.db)
+    .await?;
+    Ok(ApiResponse::ok(d))
+}
+
+/// The caller's devices.
+#[utoipa::path(get, path = "/mobile/devices/", tag = "notifications", security(("bearer" = [])),
+    responses((status = 200, body = inline(Envelope<Vec<Device>>))))]
+pub async fn devices(
+    State(state): State<AppState>,
+    me: AuthUser,
+) -> AppResult<ApiResponse<Vec<Device>>> {
+    let rows = sqlx::query_as!(
+        Device,
+        "SELECT device_id, platform, app_version, created_at, updated_at FROM devices
+         WHERE user_id = $1 ORDER BY updated_at DESC",
+        me.id
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(ApiResponse::ok(rows))
+}
+
+/// Unregisters one of the caller's devices.
+#[utoipa::path(delete, path = "/mobile/devices/{device_id}/", tag = "notifications", security(("bearer" = [])),
+    params(("device_id" = String, Path)),
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn delete_device(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Path(device_id): Path<String>,
+) -> AppResult<StatusCode> {
+    let n = sqlx::query!(
+        "DELETE FROM devices WHERE device_id = $1 AND user_id = $2",
+        device_id,
+        me.id
+    )
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    crate::response::deleted(n)
+}

@@ -1,0 +1,153 @@
+//! The `notify` queue: one domain event becomes its notifications.
+//!
+//! For each recipient (today: the event's addressed user; computed audiences such as a
+//! party's members come with the events that need them) the worker reads the user's
+//! preferences for the type, writes the in-app row and queues the email, in one
+//! transaction. Exactly once as the user sees it: the in-app row is unique per (event,
+//! recipient), and every channel claims (event, recipient, channel) in
+//! `notification_deliveries` before queueing, so a retried or duplicated job, or one
+//! re-delivered after a crash, changes nothing twice.
+
+use std::sync::Arc;
+
+use apalis::prelude::{BoxDynError, Data};
+use uuid::Uuid;
+use wp_shared::{
+    email::NewEmail,
+    jobs::NotifyEvent,
+    notify::{self, Kind},
+};
+
+use crate::Ctx;
+
+/// Channels a recipient gets for `kind`: their saved choice, else the default;
+/// required types always reach the in-app list.
+pub struct Choice {
+    pub in_app: bool,
+    pub email: bool,
+}
+
+pub async fn fan_out(job: NotifyEvent, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
+    let Some(ev) = sqlx::query!(
+        r#"SELECT e.kind, e.actor_id, e.recipient_id, e.payload, a.username AS "actor?"
+           FROM domain_events e LEFT JOIN users a ON a.id = e.actor_id
+           WHERE e.id = $1"#,
+        job.event_id
+    )
+    .fetch_optional(&ctx.db)
+    .await?
+    else {
+        tracing::warn!(event = %job.event_id, "domain event is gone; nothing to notify");
+        return Ok(());
+    };
+    let Some(kind) = notify::kind(&ev.kind) else {
+        tracing::warn!(kind = ev.kind, "no notification type for this event");
+        return Ok(());
+    };
+    let Some(recipient) = ev.recipient_id else {
+        tracing::debug!(
+            kind = ev.kind,
+            "event without a recipient: no audience to resolve yet"
+        );
+        return Ok(());
+    };
+    let actor = ev.actor.unwrap_or_else(|| "Someone".to_owned());
+    deliver(
+        &ctx,
+        job.event_id,
+        kind,
+        ev.actor_id,
+        &actor,
+        recipient,
+        &ev.payload,
+    )
+    .await
+}
+
+async fn deliver(
+    ctx: &Ctx,
+    event: Uuid,
+    kind: &Kind,
+    actor_id: Option<Uuid>,
+    actor: &str,
+    recipient: Uuid,
+    payload: &serde_json::Value,
+) -> Result<(), BoxDynError> {
+    let mut tx = ctx.db.begin().await?;
+    let Some(user) = sqlx::query!(
+        r#"SELECT u.username, u.email, u.email_verified_at IS NOT NULL AS "verified!",
+                  p.in_app AS "in_app?", p.email AS "email_on?"
+           FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id AND p.kind = $2
+           WHERE u.id = $1 AND u.status = 'active'"#,
+        recipient,
+        kind.name
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(()); // deleted or suspended: nobody to tell
+    };
+    let choice = Choice {
+        in_app: kind.required || user.in_app.unwrap_or(kind.in_app),
+        email: user.email_on.unwrap_or(kind.email) && user.verified,
+    };
+    let r = notify::render(
+        kind.name,
+        actor,
+        &user.username,
+        payload,
+        &ctx.config.frontend_url,
+    )?;
+    if choice.in_app {
+        sqlx::query!(
+            r#"INSERT INTO notifications (id, user_id, kind, event_id, actor_id, title, body, link, data)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               ON CONFLICT (event_id, user_id) WHERE event_id IS NOT NULL DO NOTHING"#,
+            Uuid::now_v7(),
+            recipient,
+            kind.name,
+            event,
+            actor_id,
+            r.title,
+            r.body,
+            r.link,
+            payload
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    let mut outbox = Vec::new();
+    if choice.email {
+        let claimed = sqlx::query!(
+            "INSERT INTO notification_deliveries (event_id, user_id, channel, status)
+             VALUES ($1, $2, 'email', 'queued') ON CONFLICT DO NOTHING",
+            event,
+            recipient
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if claimed {
+            let (_, ob) = wp_shared::email::queue(
+                &mut tx,
+                &NewEmail {
+                    to: user.email,
+                    subject: r.subject,
+                    body_text: r.email_text,
+                    body_html: Some(r.email_html),
+                    kind: format!("notification:{}", kind.name),
+                },
+            )
+            .await?;
+            outbox.push(ob);
+        }
+    }
+    tx.commit().await?;
+    if !outbox.is_empty()
+        && let Err(e) = wp_shared::outbox::relay_ids(&ctx.db, &ctx.enqueuer, &outbox).await
+    {
+        tracing::warn!(error = %e, "email relay after commit failed; the sweep will retry");
+    }
+    Ok(())
+}
