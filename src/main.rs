@@ -36,7 +36,7 @@ enum Command {
         #[arg(
             long,
             env = "WORKER_QUEUES",
-            default_value = "email=4,notify=8,export=2,media=1,analytics=500,system=4"
+            default_value = "email=4,notify=8,push=16,export=2,media=1,analytics=500,system=4"
         )]
         queues: String,
     },

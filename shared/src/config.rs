@@ -103,6 +103,29 @@ pub struct Config {
     /// ffmpeg and ffprobe binaries used by the media worker.
     pub ffmpeg: String,
     pub ffprobe: String,
+    /// FCM HTTP v1 (Android and web push), when `FCM_SERVICE_ACCOUNT_FILE` is set.
+    pub fcm: Option<FcmConfig>,
+    /// APNs (iOS push), when `APNS_KEY_FILE` is set.
+    pub apns: Option<ApnsConfig>,
+}
+
+/// FCM HTTP v1: a Google service account (JSON with `project_id`, `client_email`,
+/// `private_key`, `token_uri`) and the API's base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FcmConfig {
+    pub service_account_file: PathBuf,
+    pub base_url: String,
+}
+
+/// APNs token authentication: the `.p8` signing key, its key id, the team id, the app's
+/// bundle id (`apns-topic`) and the API's base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApnsConfig {
+    pub key_file: PathBuf,
+    pub key_id: String,
+    pub team_id: String,
+    pub topic: String,
+    pub base_url: String,
 }
 
 /// Where stored files live.
@@ -187,6 +210,8 @@ impl fmt::Debug for Config {
             .field("video_max_bytes", &self.video_max_bytes)
             .field("ffmpeg", &self.ffmpeg)
             .field("ffprobe", &self.ffprobe)
+            .field("fcm", &self.fcm)
+            .field("apns", &self.apns)
             .finish()
     }
 }
@@ -448,6 +473,39 @@ impl Config {
             video_max_bytes: r.positive("VIDEO_MAX_BYTES", 2 * 1024 * 1024 * 1024)?,
             ffmpeg: r.string("FFMPEG_PATH", "ffmpeg"),
             ffprobe: r.string("FFPROBE_PATH", "ffprobe"),
+            fcm: match r.raw("FCM_SERVICE_ACCOUNT_FILE") {
+                Some(file) => Some(FcmConfig {
+                    service_account_file: PathBuf::from(file),
+                    base_url: r.url(
+                        "FCM_BASE_URL",
+                        "https://fcm.googleapis.com",
+                        &["http", "https"],
+                    )?,
+                }),
+                None => None,
+            },
+            apns: match r.raw("APNS_KEY_FILE") {
+                Some(file) => {
+                    let need = |var: &str| {
+                        r.raw(var).ok_or_else(|| ConfigError {
+                            var: var.to_owned(),
+                            reason: "required when APNS_KEY_FILE is set".to_owned(),
+                        })
+                    };
+                    Some(ApnsConfig {
+                        key_file: PathBuf::from(file),
+                        key_id: need("APNS_KEY_ID")?,
+                        team_id: need("APNS_TEAM_ID")?,
+                        topic: need("APNS_TOPIC")?,
+                        base_url: r.url(
+                            "APNS_BASE_URL",
+                            "https://api.push.apple.com",
+                            &["http", "https"],
+                        )?,
+                    })
+                }
+                None => None,
+            },
         })
     }
 }

@@ -125,6 +125,20 @@ impl Job for NotifyEvent {
     }
 }
 
+/// Push one event's notification to a user's devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendPush {
+    pub event_id: Uuid,
+    pub user_id: Uuid,
+}
+
+impl Job for SendPush {
+    const QUEUE: Queue = Queue::Push;
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("push:{}:{}", self.event_id, self.user_id))
+    }
+}
+
 /// Build the owner's copy of their account data (row in `data_exports`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportAccount {

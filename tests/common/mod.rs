@@ -8,6 +8,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod push;
 pub mod s3;
 pub mod smtp;
 pub mod ws;

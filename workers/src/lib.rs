@@ -7,6 +7,7 @@ pub mod email;
 pub mod mailer;
 pub mod media;
 pub mod notify;
+pub mod push;
 pub mod system;
 
 use std::{sync::Arc, time::Duration};
@@ -21,7 +22,7 @@ use wp_shared::{
     Config,
     jobs::{
         AnalyticsEvent, Enqueuer, ExportAccount, NotifyEvent, PrepareMedia, Queue, SendEmail,
-        SystemJob, promote_due, queue_config,
+        SendPush, SystemJob, promote_due, queue_config,
     },
 };
 
@@ -35,6 +36,8 @@ pub struct Ctx {
     pub mailer: Mailer,
     pub analytics: analytics::Batcher,
     pub storage: wp_shared::storage::Storage,
+    /// FCM and APNs, as configured.
+    pub push: push::Providers,
 }
 
 impl Ctx {
@@ -46,6 +49,7 @@ impl Ctx {
         let mailer = Mailer::from_config(&config)?;
         let analytics = analytics::Batcher::start(wp_shared::clickhouse::client(&config));
         Ok(Self {
+            push: push::Providers::from_config(&config)?,
             storage: wp_shared::storage::Storage::from_config(&config)?,
             analytics,
             enqueuer: Enqueuer::new(redis, config.clone()),
@@ -57,8 +61,9 @@ impl Ctx {
 }
 
 /// Queues that have job handlers in this release.
-pub const HANDLED: [Queue; 6] = [
+pub const HANDLED: [Queue; 7] = [
     Queue::Email,
+    Queue::Push,
     Queue::Notify,
     Queue::Export,
     Queue::Media,
@@ -119,6 +124,10 @@ pub fn default_pools() -> Vec<Pool> {
         Pool {
             queue: Queue::Notify,
             concurrency: 8,
+        },
+        Pool {
+            queue: Queue::Push,
+            concurrency: 16,
         },
         Pool {
             queue: Queue::Export,
@@ -227,6 +236,14 @@ pub async fn run(
                     .concurrency(pool.concurrency)
                     .parallelize(tokio::spawn)
                     .build(email::send_email)
+            }),
+            Queue::Push => monitor.register(move |_| {
+                WorkerBuilder::new(worker_name(Queue::Push))
+                    .backend(backend::<SendPush>(&factory, &qc))
+                    .data(c.clone())
+                    .concurrency(pool.concurrency)
+                    .parallelize(tokio::spawn)
+                    .build(push::send_push)
             }),
             Queue::Notify => monitor.register(move |_| {
                 WorkerBuilder::new(worker_name(Queue::Notify))

@@ -14,7 +14,7 @@ use apalis::prelude::{BoxDynError, Data};
 use uuid::Uuid;
 use wp_shared::{
     email::NewEmail,
-    jobs::NotifyEvent,
+    jobs::{NotifyEvent, SendPush},
     notify::{self, Kind},
 };
 
@@ -25,58 +25,103 @@ use crate::Ctx;
 pub struct Choice {
     pub in_app: bool,
     pub email: bool,
+    /// On, and the user has a device a configured provider reaches.
+    pub push: bool,
 }
 
-pub async fn fan_out(job: NotifyEvent, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
+/// A domain event with what rendering needs.
+struct Loaded {
+    kind: &'static Kind,
+    actor_id: Option<Uuid>,
+    actor: String,
+    recipient: Option<Uuid>,
+    payload: serde_json::Value,
+}
+
+async fn load_event(ctx: &Ctx, event: Uuid) -> Result<Option<Loaded>, BoxDynError> {
     let Some(ev) = sqlx::query!(
         r#"SELECT e.kind, e.actor_id, e.recipient_id, e.payload, a.username AS "actor?"
            FROM domain_events e LEFT JOIN users a ON a.id = e.actor_id
            WHERE e.id = $1"#,
-        job.event_id
+        event
     )
     .fetch_optional(&ctx.db)
     .await?
     else {
-        tracing::warn!(event = %job.event_id, "domain event is gone; nothing to notify");
-        return Ok(());
+        tracing::warn!(%event, "domain event is gone; nothing to notify");
+        return Ok(None);
     };
     let Some(kind) = notify::kind(&ev.kind) else {
         tracing::warn!(kind = ev.kind, "no notification type for this event");
+        return Ok(None);
+    };
+    Ok(Some(Loaded {
+        kind,
+        actor_id: ev.actor_id,
+        actor: ev.actor.unwrap_or_else(|| "Someone".to_owned()),
+        recipient: ev.recipient_id,
+        payload: ev.payload,
+    }))
+}
+
+/// An event rendered for one user (the push worker's texts).
+pub struct RenderedFor {
+    pub kind: &'static str,
+    pub rendered: notify::Rendered,
+}
+
+/// Renders `event` for `user`; None if either is gone (or the user cannot be told).
+pub async fn render_for(
+    ctx: &Ctx,
+    event: Uuid,
+    user: Uuid,
+) -> Result<Option<RenderedFor>, BoxDynError> {
+    let Some(ev) = load_event(ctx, event).await? else {
+        return Ok(None);
+    };
+    let Some(username) = sqlx::query_scalar!(
+        "SELECT username FROM users WHERE id = $1 AND status = 'active'",
+        user
+    )
+    .fetch_optional(&ctx.db)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let rendered = notify::render(
+        ev.kind.name,
+        &ev.actor,
+        &username,
+        &ev.payload,
+        &ctx.config.frontend_url,
+    )?;
+    Ok(Some(RenderedFor {
+        kind: ev.kind.name,
+        rendered,
+    }))
+}
+
+pub async fn fan_out(job: NotifyEvent, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
+    let Some(ev) = load_event(&ctx, job.event_id).await? else {
         return Ok(());
     };
-    let Some(recipient) = ev.recipient_id else {
+    let Some(recipient) = ev.recipient else {
         tracing::debug!(
-            kind = ev.kind,
+            kind = ev.kind.name,
             "event without a recipient: no audience to resolve yet"
         );
         return Ok(());
     };
-    let actor = ev.actor.unwrap_or_else(|| "Someone".to_owned());
-    deliver(
-        &ctx,
-        job.event_id,
-        kind,
-        ev.actor_id,
-        &actor,
-        recipient,
-        &ev.payload,
-    )
-    .await
+    deliver(&ctx, job.event_id, &ev, recipient).await
 }
 
-async fn deliver(
-    ctx: &Ctx,
-    event: Uuid,
-    kind: &Kind,
-    actor_id: Option<Uuid>,
-    actor: &str,
-    recipient: Uuid,
-    payload: &serde_json::Value,
-) -> Result<(), BoxDynError> {
+async fn deliver(ctx: &Ctx, event: Uuid, ev: &Loaded, recipient: Uuid) -> Result<(), BoxDynError> {
+    let (kind, actor_id, actor, payload) = (ev.kind, ev.actor_id, ev.actor.as_str(), &ev.payload);
     let mut tx = ctx.db.begin().await?;
     let Some(user) = sqlx::query!(
         r#"SELECT u.username, u.email, u.email_verified_at IS NOT NULL AS "verified!",
-                  p.in_app AS "in_app?", p.email AS "email_on?"
+                  p.in_app AS "in_app?", p.email AS "email_on?", p.push AS "push_on?",
+                  ARRAY(SELECT DISTINCT d.platform FROM devices d WHERE d.user_id = u.id) AS "platforms!"
            FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id AND p.kind = $2
            WHERE u.id = $1 AND u.status = 'active'"#,
         recipient,
@@ -90,6 +135,8 @@ async fn deliver(
     let choice = Choice {
         in_app: kind.required || user.in_app.unwrap_or(kind.in_app),
         email: user.email_on.unwrap_or(kind.email) && user.verified,
+        push: user.push_on.unwrap_or(kind.push)
+            && user.platforms.iter().any(|p| ctx.push.serves(p)),
     };
     let r = notify::render(
         kind.name,
@@ -117,31 +164,31 @@ async fn deliver(
         .await?;
     }
     let mut outbox = Vec::new();
-    if choice.email {
-        let claimed = sqlx::query!(
-            "INSERT INTO notification_deliveries (event_id, user_id, channel, status)
-             VALUES ($1, $2, 'email', 'queued') ON CONFLICT DO NOTHING",
-            event,
-            recipient
+    if choice.email && claim(&mut tx, event, recipient, "email").await? {
+        let (_, ob) = wp_shared::email::queue(
+            &mut tx,
+            &NewEmail {
+                to: user.email,
+                subject: r.subject,
+                body_text: r.email_text,
+                body_html: Some(r.email_html),
+                kind: format!("notification:{}", kind.name),
+            },
         )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if claimed {
-            let (_, ob) = wp_shared::email::queue(
+        .await?;
+        outbox.push(ob);
+    }
+    if choice.push && claim(&mut tx, event, recipient, "push").await? {
+        outbox.push(
+            wp_shared::outbox::record(
                 &mut tx,
-                &NewEmail {
-                    to: user.email,
-                    subject: r.subject,
-                    body_text: r.email_text,
-                    body_html: Some(r.email_html),
-                    kind: format!("notification:{}", kind.name),
+                &SendPush {
+                    event_id: event,
+                    user_id: recipient,
                 },
             )
-            .await?;
-            outbox.push(ob);
-        }
+            .await?,
+        );
     }
     tx.commit().await?;
     if !outbox.is_empty()
@@ -150,4 +197,24 @@ async fn deliver(
         tracing::warn!(error = %e, "email relay after commit failed; the sweep will retry");
     }
     Ok(())
+}
+
+/// Claims (event, recipient, channel): true the first time only.
+async fn claim(
+    tx: &mut sqlx::PgConnection,
+    event: Uuid,
+    recipient: Uuid,
+    channel: &str,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query!(
+        "INSERT INTO notification_deliveries (event_id, user_id, channel, status)
+         VALUES ($1, $2, $3, 'queued') ON CONFLICT DO NOTHING",
+        event,
+        recipient,
+        channel
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1)
 }

@@ -1,0 +1,317 @@
+//! Local servers that behave like FCM HTTP v1 (with Google's OAuth2 token endpoint) and
+//! APNs, checking what the providers check: the OAuth2 JWT assertion (RS256, issuer,
+//! audience, scope) and the bearer token it was exchanged for; APNs over HTTP/2 only,
+//! its ES256 provider token (`kid`, `iss`), `apns-topic`, `apns-push-type`,
+//! `apns-priority`, `apns-collapse-id`; the payload shapes. Tokens starting `dead` are
+//! unregistered; tokens starting `busy` are rate limited on their first send.
+
+use std::{
+    collections::HashSet,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    Form, Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode, Version},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Value, json};
+
+pub const PROJECT: &str = "wp-test";
+pub const CLIENT_EMAIL: &str = "push@wp-test.iam.gserviceaccount.com";
+pub const TEAM: &str = "TEAM123456";
+pub const KEY_ID: &str = "KEY7654321";
+pub const TOPIC: &str = "com.example.watchparty";
+
+/// A push the fake provider accepted.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub provider: &'static str,
+    pub token: String,
+    pub title: String,
+    pub body: String,
+    pub collapse: String,
+}
+
+#[derive(Default)]
+struct Shared {
+    fcm_public: Vec<u8>,
+    apns_public: Vec<u8>,
+    token_uri: String,
+    issued: Mutex<HashSet<String>>,
+    token_requests: Mutex<usize>,
+    busy_seen: Mutex<HashSet<String>>,
+    accepted: Mutex<Vec<Accepted>>,
+    refused: Mutex<Vec<String>>,
+}
+
+pub struct Providers {
+    pub base: String,
+    pub dir: PathBuf,
+    shared: Arc<Shared>,
+    _handle: tokio::task::JoinHandle<()>,
+}
+
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+impl Providers {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("wp-push-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rsa = dir.join("fcm.pem");
+        let ec = dir.join("apns.p8");
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            rsa.to_str().unwrap(),
+        ]);
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            ec.to_str().unwrap(),
+        ]);
+        let fcm_public = openssl(&["pkey", "-in", rsa.to_str().unwrap(), "-pubout"]);
+        let apns_public = openssl(&["pkey", "-in", ec.to_str().unwrap(), "-pubout"]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shared = Arc::new(Shared {
+            fcm_public,
+            apns_public,
+            token_uri: format!("{base}/token"),
+            ..Default::default()
+        });
+        let sa = json!({
+            "type": "service_account", "project_id": PROJECT, "client_email": CLIENT_EMAIL,
+            "private_key": std::fs::read_to_string(&rsa).unwrap(), "token_uri": shared.token_uri,
+        });
+        std::fs::write(dir.join("service-account.json"), sa.to_string()).unwrap();
+        let app = Router::new()
+            .route("/token", post(token))
+            .route("/v1/projects/{project}/messages:send", post(fcm_send))
+            .route("/3/device/{token}", post(apns_send))
+            .with_state(shared.clone());
+        // axum's server speaks HTTP/1.1 and HTTP/2 with prior knowledge.
+        let handle = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            base,
+            dir,
+            shared,
+            _handle: handle,
+        }
+    }
+
+    /// The worker's environment for both providers.
+    pub fn vars(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "FCM_SERVICE_ACCOUNT_FILE".into(),
+                self.dir.join("service-account.json").display().to_string(),
+            ),
+            ("FCM_BASE_URL".into(), self.base.clone()),
+            (
+                "APNS_KEY_FILE".into(),
+                self.dir.join("apns.p8").display().to_string(),
+            ),
+            ("APNS_KEY_ID".into(), KEY_ID.into()),
+            ("APNS_TEAM_ID".into(), TEAM.into()),
+            ("APNS_TOPIC".into(), TOPIC.into()),
+            ("APNS_BASE_URL".into(), self.base.clone()),
+        ]
+    }
+
+    pub fn accepted(&self) -> Vec<Accepted> {
+        self.shared.accepted.lock().unwrap().clone()
+    }
+
+    pub fn refused(&self) -> Vec<String> {
+        self.shared.refused.lock().unwrap().clone()
+    }
+
+    pub fn token_requests(&self) -> usize {
+        *self.shared.token_requests.lock().unwrap()
+    }
+}
+
+fn refuse(s: &Shared, status: StatusCode, why: String) -> Response {
+    s.refused.lock().unwrap().push(why.clone());
+    (status, Json(json!({ "error": why }))).into_response()
+}
+
+async fn token(
+    State(s): State<Arc<Shared>>,
+    Form(form): Form<std::collections::HashMap<String, String>>,
+) -> Response {
+    *s.token_requests.lock().unwrap() += 1;
+    if form.get("grant_type").map(String::as_str)
+        != Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+    {
+        return refuse(&s, StatusCode::BAD_REQUEST, "grant_type".into());
+    }
+    let key = DecodingKey::from_rsa_pem(&s.fcm_public).unwrap();
+    let mut v = Validation::new(Algorithm::RS256);
+    v.set_audience(&[s.token_uri.as_str()]);
+    v.set_issuer(&[CLIENT_EMAIL]);
+    let claims = match jsonwebtoken::decode::<Value>(
+        form.get("assertion").map_or("", String::as_str),
+        &key,
+        &v,
+    ) {
+        Ok(d) => d.claims,
+        Err(e) => return refuse(&s, StatusCode::BAD_REQUEST, format!("assertion: {e}")),
+    };
+    if claims["scope"] != "https://www.googleapis.com/auth/firebase.messaging" {
+        return refuse(&s, StatusCode::BAD_REQUEST, "scope".into());
+    }
+    let t = format!("ya29.{}", uuid::Uuid::new_v4().simple());
+    s.issued.lock().unwrap().insert(t.clone());
+    Json(json!({ "access_token": t, "expires_in": 3599, "token_type": "Bearer" })).into_response()
+}
+
+async fn fcm_send(
+    State(s): State<Arc<Shared>>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !s.issued.lock().unwrap().contains(bearer) {
+        return refuse(&s, StatusCode::UNAUTHORIZED, "fcm bearer".into());
+    }
+    if project != PROJECT {
+        return refuse(&s, StatusCode::NOT_FOUND, "project".into());
+    }
+    let m = &body["message"];
+    let (Some(token), Some(title), Some(text)) = (
+        m["token"].as_str(),
+        m["notification"]["title"].as_str(),
+        m["notification"]["body"].as_str(),
+    ) else {
+        return refuse(&s, StatusCode::BAD_REQUEST, format!("fcm payload: {body}"));
+    };
+    if m["data"]
+        .as_object()
+        .is_none_or(|d| d.values().any(|v| !v.is_string()))
+    {
+        return refuse(
+            &s,
+            StatusCode::BAD_REQUEST,
+            "fcm data values must be strings".into(),
+        );
+    }
+    if token.starts_with("dead") {
+        return (StatusCode::NOT_FOUND, Json(json!({"error": {"code": 404, "status": "NOT_FOUND",
+            "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": "UNREGISTERED"}]}})))
+            .into_response();
+    }
+    if token.starts_with("busy") && s.busy_seen.lock().unwrap().insert(token.to_owned()) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({"error": {"status": "RESOURCE_EXHAUSTED"}})),
+        )
+            .into_response();
+    }
+    s.accepted.lock().unwrap().push(Accepted {
+        provider: "fcm",
+        token: token.to_owned(),
+        title: title.to_owned(),
+        body: text.to_owned(),
+        collapse: m["android"]["collapse_key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    });
+    Json(json!({ "name": format!("projects/{PROJECT}/messages/{}", uuid::Uuid::new_v4()) }))
+        .into_response()
+}
+
+async fn apns_send(
+    State(s): State<Arc<Shared>>,
+    Path(token): Path<String>,
+    version: Version,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if version != Version::HTTP_2 {
+        return refuse(
+            &s,
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "apns needs HTTP/2".into(),
+        );
+    }
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let jwt = h("authorization")
+        .strip_prefix("bearer ")
+        .unwrap_or_default()
+        .to_owned();
+    let key = DecodingKey::from_ec_pem(&s.apns_public).unwrap();
+    let mut v = Validation::new(Algorithm::ES256);
+    v.set_issuer(&[TEAM]);
+    v.set_required_spec_claims(&["iss"]);
+    v.validate_exp = false;
+    match jsonwebtoken::decode::<Value>(&jwt, &key, &v) {
+        Ok(d) if d.header.kid.as_deref() == Some(KEY_ID) && d.claims["iat"].as_i64().is_some() => {}
+        Ok(_) => return refuse(&s, StatusCode::FORBIDDEN, "apns kid/iat".into()),
+        Err(e) => return refuse(&s, StatusCode::FORBIDDEN, format!("apns token: {e}")),
+    }
+    if h("apns-topic") != TOPIC || h("apns-push-type") != "alert" || h("apns-priority") != "10" {
+        return refuse(&s, StatusCode::BAD_REQUEST, "apns headers".into());
+    }
+    let collapse = h("apns-collapse-id");
+    if collapse.is_empty() || collapse.len() > 64 {
+        return refuse(&s, StatusCode::BAD_REQUEST, "apns-collapse-id".into());
+    }
+    let alert = &body["aps"]["alert"];
+    let (Some(title), Some(text)) = (alert["title"].as_str(), alert["body"].as_str()) else {
+        return refuse(&s, StatusCode::BAD_REQUEST, format!("apns payload: {body}"));
+    };
+    if token.starts_with("dead") {
+        return (
+            StatusCode::GONE,
+            Json(json!({"reason": "Unregistered", "timestamp": 0})),
+        )
+            .into_response();
+    }
+    s.accepted.lock().unwrap().push(Accepted {
+        provider: "apns",
+        token,
+        title: title.to_owned(),
+        body: text.to_owned(),
+        collapse,
+    });
+    StatusCode::OK.into_response()
+}

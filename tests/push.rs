@@ -1,0 +1,160 @@
+//! Push through local servers that behave like FCM HTTP v1 and APNs: a friend request
+//! reaches every device of the recipient once, dead tokens are pruned, a rate-limited
+//! send is retried, and a duplicated job pushes nothing twice.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestEnv, eventually, push::Providers};
+use reqwest::StatusCode;
+use serde_json::json;
+use wp_shared::jobs::{NotifyEvent, Queue, SendPush};
+
+#[tokio::test]
+async fn a_friend_request_is_pushed_once_to_each_live_device_and_dead_tokens_are_pruned() {
+    let providers = Providers::start().await;
+    let vars = providers.vars();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = TestEnv::with_vars(&vars).await;
+    let app = env.spawn_api().await;
+    let _workers = env
+        .spawn_workers(&[(Queue::Notify, 4), (Queue::Push, 4)])
+        .await;
+    let ann = env.create_user("ann").await;
+    let ben = env.create_user("ben").await;
+    for (device, platform, token) in [
+        ("pixel", "android", "fcm-good"),
+        ("old-pixel", "android", "dead-fcm"),
+        ("browser", "web", "busy-web"),
+        ("iphone", "ios", "apns-good"),
+        ("old-iphone", "ios", "dead-apns"),
+    ] {
+        let (s, b) = app
+            .post_json(
+                "/api/mobile/push-token/",
+                Some(&ben.token),
+                json!({"device_id": device, "platform": platform, "push_token": token}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let (s, _) = app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&ann.token),
+            json!({"user_id": ben.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    // The rate-limited web push is retried with backoff; wait for all three.
+    let accepted = eventually(Duration::from_secs(40), "three pushes", || async {
+        let a = providers.accepted();
+        (a.len() >= 3).then_some(a)
+    })
+    .await;
+    let mut tokens: Vec<&str> = accepted.iter().map(|a| a.token.as_str()).collect();
+    tokens.sort_unstable();
+    assert_eq!(tokens, ["apns-good", "busy-web", "fcm-good"]);
+    for a in &accepted {
+        assert_eq!(a.title, "New friend request", "{a:?}");
+        assert_eq!(a.body, "ann wants to be your friend.");
+        assert!(!a.collapse.is_empty());
+    }
+    assert!(providers.refused().is_empty(), "{:?}", providers.refused());
+    assert_eq!(providers.token_requests(), 1, "the OAuth2 token is cached");
+
+    // Dead tokens were pruned; live ones stay.
+    let devices: Vec<String> =
+        sqlx::query_scalar("SELECT device_id FROM devices ORDER BY device_id")
+            .fetch_all(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(devices, ["browser", "iphone", "pixel"]);
+
+    // A duplicated fan-out and a duplicated push job push nothing again.
+    let event: uuid::Uuid = sqlx::query_scalar("SELECT id FROM domain_events")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    env.enqueuer
+        .push(NotifyEvent { event_id: event })
+        .await
+        .unwrap();
+    env.enqueuer
+        .push(SendPush {
+            event_id: event,
+            user_id: ben.id,
+        })
+        .await
+        .unwrap();
+    env.wait_idle(Queue::Notify, Duration::from_secs(15)).await;
+    env.wait_idle(Queue::Push, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(providers.accepted().len(), 3);
+    let statuses: Vec<(String, String)> =
+        sqlx::query_as("SELECT device_id, status FROM push_sends ORDER BY device_id")
+            .fetch_all(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        statuses,
+        [
+            ("browser".to_owned(), "sent".to_owned()),
+            ("iphone".to_owned(), "sent".to_owned()),
+            ("old-iphone".to_owned(), "dead".to_owned()),
+            ("old-pixel".to_owned(), "dead".to_owned()),
+            ("pixel".to_owned(), "sent".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn push_follows_the_preference() {
+    let providers = Providers::start().await;
+    let vars = providers.vars();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = TestEnv::with_vars(&vars).await;
+    let app = env.spawn_api().await;
+    let _workers = env
+        .spawn_workers(&[(Queue::Notify, 4), (Queue::Push, 4)])
+        .await;
+    let ann = env.create_user("ann").await;
+    let ben = env.create_user("ben").await;
+    app.post_json(
+        "/api/mobile/push-token/",
+        Some(&ben.token),
+        json!({"device_id": "pixel", "platform": "android", "push_token": "fcm-good"}),
+    )
+    .await;
+    let (s, _) = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/notifications/preferences/",
+            Some(&ben.token),
+            Some(json!([{"kind": "friend_request.received", "in_app": true, "email": false, "push": false}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    app.post_json(
+        "/api/social/friend-requests/",
+        Some(&ann.token),
+        json!({"user_id": ben.id}),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(15),
+        "the in-app notification",
+        || async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications")
+                .fetch_one(&env.db)
+                .await
+                .ok()?;
+            (n == 1).then_some(())
+        },
+    )
+    .await;
+    env.wait_idle(Queue::Push, Duration::from_secs(10)).await;
+    assert!(providers.accepted().is_empty(), "push was turned off");
+}

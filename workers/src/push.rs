@@ -1,0 +1,424 @@
+//! The `push` queue: one event's notification to each of a user's devices, through
+//! FCM HTTP v1 (Android, web) or APNs (iOS).
+//!
+//! Why not the `fcm` or `a2` crates: `fcm` speaks only Google's retired legacy API, and
+//! `a2` cannot be pointed at any host but Apple's, so code built on it cannot be tested
+//! against a local server. Both providers here are small clients on reqwest and
+//! jsonwebtoken, with their base URLs in configuration:
+//! - FCM: an OAuth2 access token from the service account (a JWT assertion signed RS256,
+//!   exchanged at the account's `token_uri`), cached until a minute before it expires;
+//!   `POST {base}/v1/projects/{project}/messages:send`.
+//! - APNs: HTTP/2, an ES256 provider token (`kid`, `iss` = team, `iat`) reused for 50
+//!   minutes; `POST {base}/3/device/{token}` with `apns-topic`, `apns-push-type`,
+//!   `apns-priority`, `apns-collapse-id`.
+//!
+//! Exactly once per device: each send is claimed in `push_sends` before the provider is
+//! called. A dead token (FCM `UNREGISTERED`, APNs 410 or `BadDeviceToken`) removes the
+//! device; rate limits and server errors leave the send in `retry` and fail the job so
+//! it is retried with backoff; other refusals are permanent (`failed`).
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use apalis::prelude::{BoxDynError, Data};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use wp_shared::{
+    config::{ApnsConfig, FcmConfig},
+    jobs::SendPush,
+};
+
+use crate::{Ctx, notify};
+
+/// What a provider said about one send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent,
+    /// The token will never work again: forget the device.
+    Dead(String),
+    /// Try again later (rate limited, provider trouble, expired credentials).
+    Retry(String),
+    /// Refused for good (a malformed request, say).
+    Failed(String),
+}
+
+/// A push as the providers get it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub title: String,
+    pub body: String,
+    pub link: String,
+    pub kind: String,
+    /// Also the collapse id: a repeated delivery of one event replaces, not adds.
+    pub event_id: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[derive(Deserialize)]
+struct ServiceAccount {
+    project_id: String,
+    client_email: String,
+    private_key: String,
+    token_uri: String,
+}
+
+pub struct Fcm {
+    base: String,
+    project: String,
+    client_email: String,
+    token_uri: String,
+    key: EncodingKey,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+#[derive(Serialize)]
+struct Assertion<'a> {
+    iss: &'a str,
+    scope: &'a str,
+    aud: &'a str,
+    iat: i64,
+    exp: i64,
+}
+
+impl Fcm {
+    pub fn new(cfg: &FcmConfig) -> anyhow::Result<Self> {
+        let raw = std::fs::read(&cfg.service_account_file).map_err(|e| {
+            anyhow::anyhow!(
+                "FCM_SERVICE_ACCOUNT_FILE {}: {e}",
+                cfg.service_account_file.display()
+            )
+        })?;
+        let sa: ServiceAccount = serde_json::from_slice(&raw).map_err(|e| {
+            anyhow::anyhow!("FCM_SERVICE_ACCOUNT_FILE is not a service account: {e}")
+        })?;
+        Ok(Self {
+            base: cfg.base_url.trim_end_matches('/').to_owned(),
+            key: EncodingKey::from_rsa_pem(sa.private_key.as_bytes())
+                .map_err(|e| anyhow::anyhow!("FCM service account private_key: {e}"))?,
+            project: sa.project_id,
+            client_email: sa.client_email,
+            token_uri: sa.token_uri,
+            token: Mutex::new(None),
+        })
+    }
+
+    async fn access_token(&self, http: &reqwest::Client) -> Result<String, String> {
+        if let Some((t, until)) = lock(&self.token).as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(t.clone());
+        }
+        let now = chrono::Utc::now().timestamp();
+        let assertion = jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &Assertion {
+                iss: &self.client_email,
+                scope: "https://www.googleapis.com/auth/firebase.messaging",
+                aud: &self.token_uri,
+                iat: now,
+                exp: now + 3600,
+            },
+            &self.key,
+        )
+        .map_err(|e| format!("signing the assertion: {e}"))?;
+        #[derive(Deserialize)]
+        struct TokenAnswer {
+            access_token: String,
+            expires_in: u64,
+        }
+        let res = http
+            .post(&self.token_uri)
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", assertion.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| format!("token endpoint: {e}"))?;
+        if !res.status().is_success() {
+            return Err(format!("token endpoint answered {}", res.status()));
+        }
+        let t: TokenAnswer = res.json().await.map_err(|e| format!("token answer: {e}"))?;
+        // Renewed a minute before it runs out.
+        let until = Instant::now() + Duration::from_secs(t.expires_in.saturating_sub(60));
+        *lock(&self.token) = Some((t.access_token.clone(), until));
+        Ok(t.access_token)
+    }
+
+    pub async fn send(&self, http: &reqwest::Client, token: &str, m: &Message) -> Outcome {
+        let access = match self.access_token(http).await {
+            Ok(a) => a,
+            Err(e) => return Outcome::Retry(e),
+        };
+        let body = json!({ "message": {
+            "token": token,
+            "notification": { "title": m.title, "body": m.body },
+            "data": { "link": m.link, "kind": m.kind, "event_id": m.event_id },
+            "android": { "collapse_key": m.event_id, "priority": "high" },
+        }});
+        let res = match http
+            .post(format!(
+                "{}/v1/projects/{}/messages:send",
+                self.base, self.project
+            ))
+            .bearer_auth(access)
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Outcome::Retry(format!("FCM: {e}")),
+        };
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap_or_default();
+        match status {
+            200 => Outcome::Sent,
+            404 => Outcome::Dead("UNREGISTERED".into()),
+            400 if text.contains("UNREGISTERED") => Outcome::Dead("UNREGISTERED".into()),
+            401 => {
+                *lock(&self.token) = None;
+                Outcome::Retry("FCM refused the access token".into())
+            }
+            429 | 500..=599 => Outcome::Retry(format!("FCM answered {status}")),
+            _ => Outcome::Failed(format!(
+                "FCM answered {status}: {}",
+                text.chars().take(200).collect::<String>()
+            )),
+        }
+    }
+}
+
+pub struct Apns {
+    base: String,
+    topic: String,
+    key_id: String,
+    team_id: String,
+    key: EncodingKey,
+    jwt: Mutex<Option<(String, Instant)>>,
+}
+
+impl Apns {
+    pub fn new(cfg: &ApnsConfig) -> anyhow::Result<Self> {
+        let pem = std::fs::read(&cfg.key_file)
+            .map_err(|e| anyhow::anyhow!("APNS_KEY_FILE {}: {e}", cfg.key_file.display()))?;
+        Ok(Self {
+            base: cfg.base_url.trim_end_matches('/').to_owned(),
+            topic: cfg.topic.clone(),
+            key_id: cfg.key_id.clone(),
+            team_id: cfg.team_id.clone(),
+            key: EncodingKey::from_ec_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("APNS_KEY_FILE is not a P-256 key: {e}"))?,
+            jwt: Mutex::new(None),
+        })
+    }
+
+    /// The provider token: Apple refuses one older than an hour and throttles fresh ones
+    /// made more often than every 20 minutes, so it is reused for 50.
+    fn provider_token(&self) -> Result<String, String> {
+        if let Some((t, until)) = lock(&self.jwt).as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(t.clone());
+        }
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.key_id.clone());
+        #[derive(Serialize)]
+        struct Claims<'a> {
+            iss: &'a str,
+            iat: i64,
+        }
+        let t = jsonwebtoken::encode(
+            &header,
+            &Claims {
+                iss: &self.team_id,
+                iat: chrono::Utc::now().timestamp(),
+            },
+            &self.key,
+        )
+        .map_err(|e| format!("signing the provider token: {e}"))?;
+        *lock(&self.jwt) = Some((t.clone(), Instant::now() + Duration::from_secs(50 * 60)));
+        Ok(t)
+    }
+
+    pub async fn send(&self, http: &reqwest::Client, token: &str, m: &Message) -> Outcome {
+        let jwt = match self.provider_token() {
+            Ok(t) => t,
+            Err(e) => return Outcome::Retry(e),
+        };
+        let body = json!({
+            "aps": { "alert": { "title": m.title, "body": m.body }, "sound": "default" },
+            "link": m.link, "kind": m.kind, "event_id": m.event_id,
+        });
+        let res = match http
+            .post(format!("{}/3/device/{token}", self.base))
+            .header("authorization", format!("bearer {jwt}"))
+            .header("apns-topic", &self.topic)
+            .header("apns-push-type", "alert")
+            .header("apns-priority", "10")
+            .header("apns-collapse-id", &m.event_id)
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Outcome::Retry(format!("APNs: {e}")),
+        };
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap_or_default();
+        match status {
+            200 => Outcome::Sent,
+            410 => Outcome::Dead("Unregistered".into()),
+            400 if text.contains("BadDeviceToken") => Outcome::Dead("BadDeviceToken".into()),
+            403 if text.contains("ExpiredProviderToken") => {
+                *lock(&self.jwt) = None;
+                Outcome::Retry("APNs: ExpiredProviderToken".into())
+            }
+            429 | 500..=599 => Outcome::Retry(format!("APNs answered {status}")),
+            _ => Outcome::Failed(format!(
+                "APNs answered {status}: {}",
+                text.chars().take(200).collect::<String>()
+            )),
+        }
+    }
+}
+
+/// The configured providers of a worker process.
+pub struct Providers {
+    http: reqwest::Client,
+    /// APNs needs HTTP/2: negotiated by TLS ALPN, or prior knowledge on plain http.
+    http2: reqwest::Client,
+    pub fcm: Option<Fcm>,
+    pub apns: Option<Apns>,
+}
+
+impl Providers {
+    pub fn from_config(config: &wp_shared::Config) -> anyhow::Result<Self> {
+        let apns = config.apns.as_ref().map(Apns::new).transpose()?;
+        let plain_h2 = config
+            .apns
+            .as_ref()
+            .is_some_and(|a| a.base_url.starts_with("http://"));
+        let mut h2 = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        if plain_h2 {
+            h2 = h2.http2_prior_knowledge();
+        }
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            http2: h2.build()?,
+            fcm: config.fcm.as_ref().map(Fcm::new).transpose()?,
+            apns,
+        })
+    }
+
+    /// Whether a device of `platform` can be reached.
+    pub fn serves(&self, platform: &str) -> bool {
+        match platform {
+            "ios" => self.apns.is_some(),
+            _ => self.fcm.is_some(),
+        }
+    }
+
+    pub async fn send(&self, platform: &str, token: &str, m: &Message) -> Outcome {
+        match (platform, &self.apns, &self.fcm) {
+            ("ios", Some(apns), _) => apns.send(&self.http2, token, m).await,
+            ("android" | "web", _, Some(fcm)) => fcm.send(&self.http, token, m).await,
+            _ => Outcome::Failed(format!("no push provider configured for {platform}")),
+        }
+    }
+}
+
+/// A transient failure of some sends: the job is retried (apalis backoff).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} push send(s) to retry: {1}")]
+pub struct RetryLater(usize, String);
+
+pub async fn send_push(job: SendPush, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
+    let Some(r) = notify::render_for(&ctx, job.event_id, job.user_id).await? else {
+        return Ok(());
+    };
+    let message = Message {
+        title: r.rendered.title,
+        body: r.rendered.body,
+        link: r.rendered.link,
+        kind: r.kind.to_owned(),
+        event_id: job.event_id.to_string(),
+    };
+    let devices = sqlx::query!(
+        "SELECT device_id, platform, push_token FROM devices WHERE user_id = $1",
+        job.user_id
+    )
+    .fetch_all(&ctx.db)
+    .await?;
+    let mut retry = Vec::new();
+    for d in devices {
+        // Claim this device's send; a send that went out (or may have) is not repeated.
+        let claimed = sqlx::query_scalar!(
+            r#"INSERT INTO push_sends (event_id, device_id, user_id, platform, status)
+               VALUES ($1, $2, $3, $4, 'sending')
+               ON CONFLICT (event_id, device_id) DO UPDATE
+               SET status = 'sending', attempts = push_sends.attempts + 1, updated_at = now()
+               WHERE push_sends.status = 'retry'
+               RETURNING 1 AS "one!""#,
+            job.event_id,
+            d.device_id,
+            job.user_id,
+            d.platform
+        )
+        .fetch_optional(&ctx.db)
+        .await?
+        .is_some();
+        if !claimed {
+            continue;
+        }
+        let outcome = ctx.push.send(&d.platform, &d.push_token, &message).await;
+        let (status, detail) = match &outcome {
+            Outcome::Sent => ("sent", None),
+            Outcome::Dead(why) => ("dead", Some(why.clone())),
+            Outcome::Retry(why) => ("retry", Some(why.clone())),
+            Outcome::Failed(why) => ("failed", Some(why.clone())),
+        };
+        sqlx::query!(
+            "UPDATE push_sends SET status = $3, detail = $4, updated_at = now()
+             WHERE event_id = $1 AND device_id = $2",
+            job.event_id,
+            d.device_id,
+            status,
+            detail
+        )
+        .execute(&ctx.db)
+        .await?;
+        match outcome {
+            Outcome::Dead(why) => {
+                tracing::info!(
+                    device = d.device_id,
+                    why,
+                    "push token is dead; device removed"
+                );
+                sqlx::query!(
+                    "DELETE FROM devices WHERE device_id = $1 AND push_token = $2",
+                    d.device_id,
+                    d.push_token
+                )
+                .execute(&ctx.db)
+                .await?;
+            }
+            Outcome::Retry(why) => retry.push(why),
+            Outcome::Failed(why) => tracing::warn!(device = d.device_id, why, "push refused"),
+            Outcome::Sent => {}
+        }
+    }
+    if retry.is_empty() {
+        Ok(())
+    } else {
+        let first = retry[0].clone();
+        Err(Box::new(RetryLater(retry.len(), first)))
+    }
+}
