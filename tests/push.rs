@@ -158,3 +158,78 @@ async fn push_follows_the_preference() {
     env.wait_idle(Queue::Push, Duration::from_secs(10)).await;
     assert!(providers.accepted().is_empty(), "push was turned off");
 }
+
+#[tokio::test]
+async fn quiet_hours_hold_push_back_in_the_users_timezone() {
+    let providers = Providers::start().await;
+    let vars = providers.vars();
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env = TestEnv::with_vars(&vars).await;
+    let app = env.spawn_api().await;
+    let _workers = env
+        .spawn_workers(&[(Queue::Notify, 4), (Queue::Push, 4)])
+        .await;
+    let ann = env.create_user("ann").await;
+    let ben = env.create_user("ben").await;
+    app.post_json(
+        "/api/mobile/push-token/",
+        Some(&ben.token),
+        json!({"device_id": "pixel", "platform": "android", "push_token": "fcm-good"}),
+    )
+    .await;
+    let (s, b) = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/notifications/settings/",
+            Some(&ben.token),
+            Some(json!({"quiet_hours": {"start": "25:00", "end": "07:00"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["quiet_hours.start"].is_array(), "{b}");
+    // Ben lives in Tokyo; his quiet hours are the two hours around now, there.
+    sqlx::query("UPDATE users SET timezone = 'Asia/Tokyo' WHERE id = $1")
+        .bind(ben.id)
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let tokyo = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).unwrap());
+    let hhmm = |t: chrono::DateTime<chrono::FixedOffset>| t.format("%H:%M").to_string();
+    let (s, b) = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/notifications/settings/",
+            Some(&ben.token),
+            Some(json!({"quiet_hours": {
+                "start": hhmm(tokyo - chrono::Duration::hours(1)),
+                "end": hhmm(tokyo + chrono::Duration::hours(1)),
+            }})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["timezone"], "Asia/Tokyo");
+    app.post_json(
+        "/api/social/friend-requests/",
+        Some(&ann.token),
+        json!({"user_id": ben.id}),
+    )
+    .await;
+    let status = eventually(Duration::from_secs(15), "the push decision", || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT status FROM notification_deliveries WHERE channel = 'push'",
+        )
+        .fetch_optional(&env.db)
+        .await
+        .ok()
+        .flatten()
+    })
+    .await;
+    assert_eq!(status, "skipped_quiet_hours");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notifications")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "the in-app notification still arrives");
+    env.wait_idle(Queue::Push, Duration::from_secs(10)).await;
+    assert!(providers.accepted().is_empty());
+}

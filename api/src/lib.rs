@@ -179,6 +179,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
             notifications::preferences,
             notifications::set_preferences
         ))
+        .routes(routes!(
+            notifications::settings,
+            notifications::set_settings
+        ))
         .routes(routes!(notifications::push_token))
         .routes(routes!(notifications::devices))
         .routes(routes!(notifications::delete_device))

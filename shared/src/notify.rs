@@ -178,9 +178,65 @@ pub fn render(
     })
 }
 
+/// Whether `now` falls in quiet hours `start..end` (minutes after local midnight in the
+/// IANA timezone `tz`; a range may wrap midnight). An unknown timezone counts as UTC.
+pub fn in_quiet_hours(now: chrono::DateTime<chrono::Utc>, tz: &str, start: i16, end: i16) -> bool {
+    use chrono::Timelike;
+    let tz: chrono_tz::Tz = tz.parse().unwrap_or(chrono_tz::UTC);
+    let local = now.with_timezone(&tz);
+    let minute = i16::try_from(local.hour() * 60 + local.minute()).unwrap_or(0);
+    if start <= end {
+        (start..end).contains(&minute)
+    } else {
+        minute >= start || minute < end
+    }
+}
+
+/// `"HH:MM"` → minutes after midnight.
+pub fn parse_hhmm(s: &str) -> Option<i16> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (i16, i16) = (h.parse().ok()?, m.parse().ok()?);
+    ((0..24).contains(&h) && (0..60).contains(&m)).then_some(h * 60 + m)
+}
+
+/// Minutes after midnight → `"HH:MM"`.
+pub fn format_hhmm(m: i16) -> String {
+    format!("{:02}:{:02}", m / 60, m % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quiet_hours_in_the_users_timezone_and_across_midnight() {
+        use chrono::TimeZone;
+        // 21:30 UTC is 22:30 in Berlin (winter): inside 22:00-07:00 there, not in UTC.
+        let t = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 27, 21, 30, 0)
+            .unwrap();
+        let (start, end) = (parse_hhmm("22:00").unwrap(), parse_hhmm("07:00").unwrap());
+        assert!(in_quiet_hours(t, "Europe/Berlin", start, end));
+        assert!(!in_quiet_hours(t, "UTC", start, end));
+        assert!(!in_quiet_hours(
+            t,
+            "Europe/Berlin",
+            parse_hhmm("09:00").unwrap(),
+            parse_hhmm("17:00").unwrap()
+        ));
+        assert!(in_quiet_hours(
+            t,
+            "UTC",
+            parse_hhmm("21:00").unwrap(),
+            parse_hhmm("22:00").unwrap()
+        ));
+        assert_eq!(parse_hhmm("24:00"), None);
+        assert_eq!(parse_hhmm("7:00"), None);
+        assert_eq!(format_hhmm(start), "22:00");
+    }
 
     #[test]
     fn every_type_renders_and_the_html_is_escaped() {

@@ -121,8 +121,10 @@ async fn deliver(ctx: &Ctx, event: Uuid, ev: &Loaded, recipient: Uuid) -> Result
     let Some(user) = sqlx::query!(
         r#"SELECT u.username, u.email, u.email_verified_at IS NOT NULL AS "verified!",
                   p.in_app AS "in_app?", p.email AS "email_on?", p.push AS "push_on?",
+                  u.timezone, s.quiet_start_minute AS "quiet_start?", s.quiet_end_minute AS "quiet_end?",
                   ARRAY(SELECT DISTINCT d.platform FROM devices d WHERE d.user_id = u.id) AS "platforms!"
            FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id AND p.kind = $2
+           LEFT JOIN notification_settings s ON s.user_id = u.id
            WHERE u.id = $1 AND u.status = 'active'"#,
         recipient,
         kind.name
@@ -164,7 +166,7 @@ async fn deliver(ctx: &Ctx, event: Uuid, ev: &Loaded, recipient: Uuid) -> Result
         .await?;
     }
     let mut outbox = Vec::new();
-    if choice.email && claim(&mut tx, event, recipient, "email").await? {
+    if choice.email && claim(&mut tx, event, recipient, "email", "queued").await? {
         let (_, ob) = wp_shared::email::queue(
             &mut tx,
             &NewEmail {
@@ -178,7 +180,16 @@ async fn deliver(ctx: &Ctx, event: Uuid, ev: &Loaded, recipient: Uuid) -> Result
         .await?;
         outbox.push(ob);
     }
-    if choice.push && claim(&mut tx, event, recipient, "push").await? {
+    // Quiet hours hold push back (the in-app row and the email still go).
+    let quiet = match (user.quiet_start, user.quiet_end) {
+        (Some(start), Some(end)) => {
+            notify::in_quiet_hours(chrono::Utc::now(), &user.timezone, start, end)
+        }
+        _ => false,
+    };
+    if choice.push && quiet {
+        claim(&mut tx, event, recipient, "push", "skipped_quiet_hours").await?;
+    } else if choice.push && claim(&mut tx, event, recipient, "push", "queued").await? {
         outbox.push(
             wp_shared::outbox::record(
                 &mut tx,
@@ -205,13 +216,15 @@ async fn claim(
     event: Uuid,
     recipient: Uuid,
     channel: &str,
+    status: &str,
 ) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query!(
         "INSERT INTO notification_deliveries (event_id, user_id, channel, status)
-         VALUES ($1, $2, $3, 'queued') ON CONFLICT DO NOTHING",
+         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
         event,
         recipient,
-        channel
+        channel,
+        status
     )
     .execute(&mut *tx)
     .await?

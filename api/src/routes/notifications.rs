@@ -457,3 +457,96 @@ pub async fn delete_device(
     .rows_affected();
     crate::response::deleted(n)
 }
+
+// ---- settings -----------------------------------------------------------------------
+
+/// Quiet hours, `"HH:MM"` in the user's timezone; may wrap midnight.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHours {
+    pub start: String,
+    pub end: String,
+}
+
+/// Notification settings beyond the per-type channels.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationSettings {
+    /// No push during these hours (in-app and email still arrive); null: none.
+    pub quiet_hours: Option<QuietHours>,
+    /// The account's timezone the hours are read in (`PATCH /api/users/me/`).
+    pub timezone: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsUpdate {
+    pub quiet_hours: Option<QuietHours>,
+}
+
+async fn settings_of(state: &AppState, user: Uuid) -> AppResult<NotificationSettings> {
+    let r = sqlx::query!(
+        r#"SELECT u.timezone, s.quiet_start_minute AS "start?", s.quiet_end_minute AS "end?"
+           FROM users u LEFT JOIN notification_settings s ON s.user_id = u.id WHERE u.id = $1"#,
+        user
+    )
+    .fetch_one(&state.db)
+    .await?;
+    use wp_shared::notify::format_hhmm;
+    Ok(NotificationSettings {
+        quiet_hours: r.start.zip(r.end).map(|(s, e)| QuietHours {
+            start: format_hhmm(s),
+            end: format_hhmm(e),
+        }),
+        timezone: r.timezone,
+    })
+}
+
+/// The caller's quiet hours (and the timezone they are read in).
+#[utoipa::path(get, path = "/notifications/settings/", tag = "notifications", security(("bearer" = [])),
+    responses((status = 200, body = inline(Envelope<NotificationSettings>))))]
+pub async fn settings(
+    State(state): State<AppState>,
+    me: AuthUser,
+) -> AppResult<ApiResponse<NotificationSettings>> {
+    Ok(ApiResponse::ok(settings_of(&state, me.id).await?))
+}
+
+/// Sets or clears (`quiet_hours: null`) the caller's quiet hours.
+#[utoipa::path(put, path = "/notifications/settings/", tag = "notifications", security(("bearer" = [])), request_body = SettingsUpdate,
+    responses((status = 200, body = inline(Envelope<NotificationSettings>)), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn set_settings(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Json(b): Json<SettingsUpdate>,
+) -> AppResult<ApiResponse<NotificationSettings>> {
+    use wp_shared::notify::parse_hhmm;
+    let (start, end) = match &b.quiet_hours {
+        Some(q) => {
+            let s = parse_hhmm(&q.start)
+                .ok_or_else(|| AppError::field("quiet_hours.start", "A time as HH:MM."))?;
+            let e = parse_hhmm(&q.end)
+                .ok_or_else(|| AppError::field("quiet_hours.end", "A time as HH:MM."))?;
+            if s == e {
+                return Err(AppError::field(
+                    "quiet_hours.end",
+                    "Must differ from the start.",
+                ));
+            }
+            (Some(s), Some(e))
+        }
+        None => (None, None),
+    };
+    sqlx::query!(
+        "INSERT INTO notification_settings (user_id, quiet_start_minute, quiet_end_minute)
+         VALUES ($1, $2, $3)
+         ON CONFLICT (user_id) DO UPDATE
+         SET quiet_start_minute = EXCLUDED.quiet_start_minute,
+             quiet_end_minute = EXCLUDED.quiet_end_minute, updated_at = now()",
+        me.id,
+        start,
+        end
+    )
+    .execute(&state.db)
+    .await?;
+    Ok(ApiResponse::ok(settings_of(&state, me.id).await?))
+}
