@@ -469,3 +469,114 @@ async fn devices_register_refresh_move_and_unregister() {
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn delivery_statistics_reach_clickhouse_and_admins() {
+    let m = MailEnv::new().await;
+    let _workers = m
+        .env
+        .spawn_workers(&[(Queue::Notify, 4), (Queue::Analytics, 50)])
+        .await;
+    let ann = m.env.create_user("ann").await;
+    let ben = m.env.create_user("ben").await;
+    let boss = m.env.create_user("boss").await;
+    sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
+        .bind(boss.id)
+        .execute(&m.env.db)
+        .await
+        .unwrap();
+    m.app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&ann.token),
+            json!({"user_id": ben.id}),
+        )
+        .await;
+    let id = eventually(Duration::from_secs(15), "ben's notification", || async {
+        let d = notifications(&m, &ben.token, "").await;
+        d["results"][0]["id"].as_str().map(str::to_owned)
+    })
+    .await;
+    let (s, _) = m
+        .app
+        .post_json(
+            &format!("/api/notifications/{id}/read/"),
+            Some(&ben.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // Reading again is not a second open.
+    m.app
+        .post_json(
+            &format!("/api/notifications/{id}/read/"),
+            Some(&ben.token),
+            json!({}),
+        )
+        .await;
+
+    let (s, _) = m
+        .app
+        .call(
+            Method::GET,
+            "/api/notifications/stats/",
+            Some(&ben.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = m
+        .app
+        .call(
+            Method::GET,
+            "/api/notifications/stats/?days=0",
+            Some(&boss.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["days"].is_array());
+    let rows = eventually(
+        Duration::from_secs(20),
+        "three delivery statistics",
+        || async {
+            let (s, b) = m
+                .app
+                .call(
+                    Method::GET,
+                    "/api/notifications/stats/",
+                    Some(&boss.token),
+                    None,
+                )
+                .await;
+            if s != StatusCode::OK {
+                return None;
+            }
+            let rows: Vec<(String, String, u64)> = b["data"]
+                .as_array()?
+                .iter()
+                .map(|r| {
+                    assert_eq!(r["kind"], "friend_request.received");
+                    assert!(r["latency_p95_ms"].as_f64().unwrap() >= 0.0);
+                    (
+                        r["channel"].as_str().unwrap().to_owned(),
+                        r["outcome"].as_str().unwrap().to_owned(),
+                        r["count"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            (rows.len() == 3).then_some(rows)
+        },
+    )
+    .await;
+    let mut rows = rows;
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("email".to_owned(), "queued".to_owned(), 1),
+            ("in_app".to_owned(), "delivered".to_owned(), 1),
+            ("in_app".to_owned(), "opened".to_owned(), 1),
+        ]
+    );
+}

@@ -171,6 +171,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(interactive::voice_chat, interactive::voice_update))
         .routes(routes!(notifications::list))
         .routes(routes!(notifications::unread_count))
+        .routes(routes!(notifications::stats))
         .routes(routes!(notifications::read_one))
         .routes(routes!(notifications::read_many))
         .routes(routes!(notifications::delete_one))

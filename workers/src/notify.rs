@@ -36,11 +36,12 @@ struct Loaded {
     actor: String,
     recipient: Option<Uuid>,
     payload: serde_json::Value,
+    created_at: chrono::DateTime<chrono::Utc>,
 }
 
 async fn load_event(ctx: &Ctx, event: Uuid) -> Result<Option<Loaded>, BoxDynError> {
     let Some(ev) = sqlx::query!(
-        r#"SELECT e.kind, e.actor_id, e.recipient_id, e.payload, a.username AS "actor?"
+        r#"SELECT e.kind, e.actor_id, e.recipient_id, e.payload, e.created_at, a.username AS "actor?"
            FROM domain_events e LEFT JOIN users a ON a.id = e.actor_id
            WHERE e.id = $1"#,
         event
@@ -61,6 +62,7 @@ async fn load_event(ctx: &Ctx, event: Uuid) -> Result<Option<Loaded>, BoxDynErro
         actor: ev.actor.unwrap_or_else(|| "Someone".to_owned()),
         recipient: ev.recipient_id,
         payload: ev.payload,
+        created_at: ev.created_at,
     }))
 }
 
@@ -68,6 +70,8 @@ async fn load_event(ctx: &Ctx, event: Uuid) -> Result<Option<Loaded>, BoxDynErro
 pub struct RenderedFor {
     pub kind: &'static str,
     pub rendered: notify::Rendered,
+    /// When the event happened (delivery latency counts from here).
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Renders `event` for `user`; None if either is gone (or the user cannot be told).
@@ -98,6 +102,7 @@ pub async fn render_for(
     Ok(Some(RenderedFor {
         kind: ev.kind.name,
         rendered,
+        created_at: ev.created_at,
     }))
 }
 
@@ -115,7 +120,12 @@ pub async fn fan_out(job: NotifyEvent, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDyn
     deliver(&ctx, job.event_id, &ev, recipient).await
 }
 
-async fn deliver(ctx: &Ctx, event: Uuid, ev: &Loaded, recipient: Uuid) -> Result<(), BoxDynError> {
+async fn deliver(
+    ctx: &Arc<Ctx>,
+    event: Uuid,
+    ev: &Loaded,
+    recipient: Uuid,
+) -> Result<(), BoxDynError> {
     let (kind, actor_id, actor, payload) = (ev.kind, ev.actor_id, ev.actor.as_str(), &ev.payload);
     let mut tx = ctx.db.begin().await?;
     let Some(user) = sqlx::query!(
@@ -202,6 +212,34 @@ async fn deliver(ctx: &Ctx, event: Uuid, ev: &Loaded, recipient: Uuid) -> Result
         );
     }
     tx.commit().await?;
+    let stat = |channel: &'static str, outcome: &'static str| Delivery {
+        kind: kind.name,
+        channel,
+        outcome,
+        user: recipient,
+        event,
+        event_at: ev.created_at,
+        detail: None,
+    };
+    if choice.in_app {
+        record(ctx, stat("in_app", "delivered"));
+    }
+    if choice.email {
+        record(ctx, stat("email", "queued"));
+    }
+    if choice.push {
+        record(
+            ctx,
+            stat(
+                "push",
+                if quiet {
+                    "skipped_quiet_hours"
+                } else {
+                    "queued"
+                },
+            ),
+        );
+    }
     if !outbox.is_empty()
         && let Err(e) = wp_shared::outbox::relay_ids(&ctx.db, &ctx.enqueuer, &outbox).await
     {
@@ -230,4 +268,37 @@ async fn claim(
     .await?
     .rows_affected()
         == 1)
+}
+
+/// One delivery outcome, for the statistics (`GET /api/notifications/stats/`).
+pub struct Delivery {
+    pub kind: &'static str,
+    pub channel: &'static str,
+    pub outcome: &'static str,
+    pub user: Uuid,
+    pub event: Uuid,
+    pub event_at: chrono::DateTime<chrono::Utc>,
+    pub detail: Option<String>,
+}
+
+/// Writes a `notification.delivery` event to ClickHouse through the batched writer,
+/// without holding the job up (statistics are best effort; the delivery records in
+/// PostgreSQL are the truth).
+pub fn record(ctx: &Arc<Ctx>, d: Delivery) {
+    let latency_ms = (chrono::Utc::now() - d.event_at).num_milliseconds().max(0);
+    let ev = wp_shared::jobs::AnalyticsEvent::new(
+        "notification.delivery",
+        Some(d.user),
+        None,
+        serde_json::json!({
+            "kind": d.kind, "channel": d.channel, "outcome": d.outcome,
+            "latency_ms": latency_ms, "event_id": d.event, "detail": d.detail,
+        }),
+    );
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        if let Err(e) = ctx.analytics.write(crate::analytics::to_row(&ev)).await {
+            tracing::warn!(error = %e, "delivery statistic dropped");
+        }
+    });
 }

@@ -344,6 +344,7 @@ pub async fn send_push(job: SendPush, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynE
     let Some(r) = notify::render_for(&ctx, job.event_id, job.user_id).await? else {
         return Ok(());
     };
+    let (kind, event_at) = (r.kind, r.created_at);
     let message = Message {
         title: r.rendered.title,
         body: r.rendered.body,
@@ -395,6 +396,18 @@ pub async fn send_push(job: SendPush, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynE
         )
         .execute(&ctx.db)
         .await?;
+        notify::record(
+            &ctx,
+            notify::Delivery {
+                kind,
+                channel: "push",
+                outcome: status,
+                user: job.user_id,
+                event: job.event_id,
+                event_at,
+                detail: detail.clone(),
+            },
+        );
         match outcome {
             Outcome::Dead(why) => {
                 tracing::info!(

@@ -176,18 +176,25 @@ pub async fn read_one(
     Path(id): Path<String>,
 ) -> AppResult<ApiResponse<Affected>> {
     let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
-    let found = sqlx::query!(
-        "UPDATE notifications SET read_at = COALESCE(read_at, now()) WHERE id = $1 AND user_id = $2",
+    // `opened` is counted once: only a row that was unread is returned as newly read.
+    let row = sqlx::query!(
+        r#"WITH target AS (SELECT id, read_at FROM notifications WHERE id = $1 AND user_id = $2),
+                upd AS (UPDATE notifications n SET read_at = now() FROM target t
+                        WHERE n.id = t.id AND t.read_at IS NULL RETURNING n.kind, n.created_at)
+           SELECT (SELECT count(*) FROM target) AS "found!", upd.kind AS "kind?", upd.created_at AS "created_at?"
+           FROM (SELECT 1) one LEFT JOIN upd ON TRUE"#,
         id,
         me.id
     )
-    .execute(&state.db)
-    .await?
-    .rows_affected();
-    if found == 0 {
+    .fetch_one(&state.db)
+    .await?;
+    if row.found == 0 {
         return Err(AppError::not_found());
     }
-    Ok(ApiResponse::ok(Affected { count: found }))
+    if let (Some(kind), Some(at)) = (row.kind, row.created_at) {
+        record_opened(&state, me.id, vec![(kind, at)]).await;
+    }
+    Ok(ApiResponse::ok(Affected { count: 1 }))
 }
 
 /// Marks many (`ids`) or all (`all: true`) of the caller's notifications read.
@@ -199,16 +206,27 @@ pub async fn read_many(
     Json(sel): Json<Selection>,
 ) -> AppResult<ApiResponse<Affected>> {
     sel.check()?;
-    let count = sqlx::query!(
+    let rows = sqlx::query!(
         "UPDATE notifications SET read_at = now()
-         WHERE user_id = $1 AND read_at IS NULL AND ($2 OR id = ANY($3))",
+         WHERE user_id = $1 AND read_at IS NULL AND ($2 OR id = ANY($3))
+         RETURNING kind, created_at",
         me.id,
         sel.all,
         &sel.ids
     )
-    .execute(&state.db)
-    .await?
-    .rows_affected();
+    .fetch_all(&state.db)
+    .await?;
+    let count = rows.len() as u64;
+    // Opens are counted for explicit selections (at most 500); "mark all read" is a
+    // clean-up, not an open.
+    if !sel.all {
+        record_opened(
+            &state,
+            me.id,
+            rows.into_iter().map(|r| (r.kind, r.created_at)).collect(),
+        )
+        .await;
+    }
     Ok(ApiResponse::ok(Affected { count }))
 }
 
@@ -549,4 +567,85 @@ pub async fn set_settings(
     .execute(&state.db)
     .await?;
     Ok(ApiResponse::ok(settings_of(&state, me.id).await?))
+}
+
+// ---- statistics ---------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatsParams {
+    /// Days back from today (default 7, at most 90).
+    pub days: Option<u32>,
+}
+
+/// Deliveries of one type, channel and outcome on one day.
+#[derive(Debug, Serialize, Deserialize, ToSchema, clickhouse::Row)]
+pub struct DeliveryStat {
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    pub kind: String,
+    /// `in_app`, `email`, `push`.
+    pub channel: String,
+    /// `delivered`, `opened` (in-app), `queued`, `sent`, `dead`, `retry`, `failed`,
+    /// `skipped_quiet_hours`.
+    pub outcome: String,
+    pub count: u64,
+    /// From the event to this outcome, milliseconds.
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+}
+
+/// Delivery statistics by day, type, channel and outcome, from ClickHouse (admins).
+#[utoipa::path(get, path = "/notifications/stats/", tag = "notifications", security(("bearer" = [])), params(StatsParams),
+    responses((status = 200, body = inline(Envelope<Vec<DeliveryStat>>)), (status = 403, body = crate::error::ErrorBody)))]
+pub async fn stats(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Query(q): Query<StatsParams>,
+) -> AppResult<ApiResponse<Vec<DeliveryStat>>> {
+    me.require_role(crate::auth::Role::Admin)?;
+    let days = q.days.unwrap_or(7);
+    if !(1..=90).contains(&days) {
+        return Err(AppError::field("days", "Between 1 and 90."));
+    }
+    let rows = state
+        .clickhouse
+        .query(
+            "SELECT toString(toDate(occurred_at)) AS day,
+                    visitParamExtractString(properties, 'kind') AS kind,
+                    visitParamExtractString(properties, 'channel') AS channel,
+                    visitParamExtractString(properties, 'outcome') AS outcome,
+                    toUInt64(count()) AS count,
+                    quantileExact(0.5)(toFloat64(visitParamExtractInt(properties, 'latency_ms'))) AS p50,
+                    quantileExact(0.95)(toFloat64(visitParamExtractInt(properties, 'latency_ms'))) AS p95
+             FROM events FINAL
+             WHERE event_type = 'notification.delivery' AND occurred_at >= now() - ?
+             GROUP BY day, kind, channel, outcome
+             ORDER BY day DESC, kind, channel, outcome",
+        )
+        .bind(u64::from(days) * 86_400)
+        .fetch_all::<DeliveryStat>()
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "notification stats query failed");
+            AppError::Unavailable("clickhouse")
+        })?;
+    Ok(ApiResponse::ok(rows))
+}
+
+/// Records that notifications were opened (read), for the statistics.
+async fn record_opened(state: &AppState, user: Uuid, rows: Vec<(String, DateTime<Utc>)>) {
+    for (kind, created_at) in rows {
+        let latency_ms = (Utc::now() - created_at).num_milliseconds().max(0);
+        crate::analytics::record(
+            state,
+            wp_shared::jobs::AnalyticsEvent::new(
+                "notification.delivery",
+                Some(user),
+                None,
+                serde_json::json!({ "kind": kind, "channel": "in_app", "outcome": "opened", "latency_ms": latency_ms }),
+            ),
+        )
+        .await;
+    }
 }
