@@ -65,11 +65,7 @@ async fn a_friend_request_notifies_in_app_and_by_email_exactly_once() {
             .await
             .unwrap();
     for _ in 0..3 {
-        m.env
-            .enqueuer
-            .push(NotifyEvent { event_id: event })
-            .await
-            .unwrap();
+        m.env.enqueuer.push(NotifyEvent::new(event)).await.unwrap();
     }
     m.env
         .wait_idle(Queue::Notify, Duration::from_secs(15))

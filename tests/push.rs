@@ -78,14 +78,11 @@ async fn a_friend_request_is_pushed_once_to_each_live_device_and_dead_tokens_are
         .fetch_one(&env.db)
         .await
         .unwrap();
-    env.enqueuer
-        .push(NotifyEvent { event_id: event })
-        .await
-        .unwrap();
+    env.enqueuer.push(NotifyEvent::new(event)).await.unwrap();
     env.enqueuer
         .push(SendPush {
             event_id: event,
-            user_id: ben.id,
+            user_ids: vec![ben.id],
         })
         .await
         .unwrap();

@@ -38,8 +38,9 @@ pub use crate::state::{App, AppState};
 use crate::{
     error::AppError,
     routes::{
-        account, admin_queues, admin_users, auth as auth_routes, comments, downloads, interactive,
-        lifecycle, notifications, parties, social, system, two_factor, users, video_likes, videos,
+        account, admin_broadcast, admin_queues, admin_users, auth as auth_routes, comments,
+        downloads, interactive, lifecycle, notifications, parties, social, system, two_factor,
+        users, video_likes, videos,
     },
 };
 
@@ -139,6 +140,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin_users::unsuspend))
         .routes(routes!(admin_users::set_role))
         .routes(routes!(admin_queues::queues))
+        .routes(routes!(admin_broadcast::send))
+        .routes(routes!(admin_broadcast::progress))
         .routes(routes!(videos::list))
         .merge(
             OpenApiRouter::new()

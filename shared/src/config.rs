@@ -103,6 +103,8 @@ pub struct Config {
     /// ffmpeg and ffprobe binaries used by the media worker.
     pub ffmpeg: String,
     pub ffprobe: String,
+    /// Users per page when a notification's audience is walked (a broadcast).
+    pub notify_page_size: u32,
     /// FCM HTTP v1 (Android and web push), when `FCM_SERVICE_ACCOUNT_FILE` is set.
     pub fcm: Option<FcmConfig>,
     /// APNs (iOS push), when `APNS_KEY_FILE` is set.
@@ -210,6 +212,7 @@ impl fmt::Debug for Config {
             .field("video_max_bytes", &self.video_max_bytes)
             .field("ffmpeg", &self.ffmpeg)
             .field("ffprobe", &self.ffprobe)
+            .field("notify_page_size", &self.notify_page_size)
             .field("fcm", &self.fcm)
             .field("apns", &self.apns)
             .finish()
@@ -473,6 +476,7 @@ impl Config {
             video_max_bytes: r.positive("VIDEO_MAX_BYTES", 2 * 1024 * 1024 * 1024)?,
             ffmpeg: r.string("FFMPEG_PATH", "ffmpeg"),
             ffprobe: r.string("FFPROBE_PATH", "ffprobe"),
+            notify_page_size: r.positive("NOTIFY_PAGE_SIZE", 1000)?,
             fcm: match r.raw("FCM_SERVICE_ACCOUNT_FILE") {
                 Some(file) => Some(FcmConfig {
                     service_account_file: PathBuf::from(file),

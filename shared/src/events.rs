@@ -16,7 +16,18 @@ pub async fn emit(
     recipient: Option<Uuid>,
     payload: serde_json::Value,
 ) -> sqlx::Result<i64> {
-    let id = Uuid::now_v7();
+    emit_with_id(conn, Uuid::now_v7(), kind, actor, recipient, payload).await
+}
+
+/// [`emit`] with the event's id chosen by the caller (a broadcast shares its id).
+pub async fn emit_with_id(
+    conn: &mut PgConnection,
+    id: Uuid,
+    kind: &str,
+    actor: Option<Uuid>,
+    recipient: Option<Uuid>,
+    payload: serde_json::Value,
+) -> sqlx::Result<i64> {
     sqlx::query!(
         "INSERT INTO domain_events (id, kind, actor_id, recipient_id, payload) VALUES ($1, $2, $3, $4, $5)",
         id,
@@ -27,5 +38,5 @@ pub async fn emit(
     )
     .execute(&mut *conn)
     .await?;
-    outbox::record(conn, &NotifyEvent { event_id: id }).await
+    outbox::record(conn, &NotifyEvent::new(id)).await
 }

@@ -116,26 +116,50 @@ impl Job for SendEmail {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotifyEvent {
     pub event_id: Uuid,
+    /// For audiences walked in pages (a broadcast): the last user id of the previous
+    /// page. None for the first page, and for events addressed to one user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Uuid>,
+}
+
+impl NotifyEvent {
+    pub fn new(event_id: Uuid) -> Self {
+        Self {
+            event_id,
+            after: None,
+        }
+    }
 }
 
 impl Job for NotifyEvent {
     const QUEUE: Queue = Queue::Notify;
     fn dedupe_key(&self) -> Option<String> {
-        Some(format!("event:{}", self.event_id))
+        Some(match self.after {
+            Some(after) => format!("event:{}:{after}", self.event_id),
+            None => format!("event:{}", self.event_id),
+        })
     }
 }
 
-/// Push one event's notification to a user's devices.
+/// Push one event's notification to the devices of some users (one user, or a page of a
+/// broadcast's audience).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendPush {
     pub event_id: Uuid,
-    pub user_id: Uuid,
+    pub user_ids: Vec<Uuid>,
 }
 
 impl Job for SendPush {
     const QUEUE: Queue = Queue::Push;
     fn dedupe_key(&self) -> Option<String> {
-        Some(format!("push:{}:{}", self.event_id, self.user_id))
+        // A batch is fixed by the event, its first user and its size (pages are walked
+        // in id order and claimed once).
+        Some(format!(
+            "push:{}:{}:{}",
+            self.event_id,
+            self.user_ids.first().copied().unwrap_or_default(),
+            self.user_ids.len()
+        ))
     }
 }
 

@@ -61,6 +61,14 @@ pub const KINDS: &[Kind] = &[
         push: true,
         required: false,
     },
+    Kind {
+        name: "admin.broadcast",
+        description: "Announcements from the Watch Party team",
+        in_app: true,
+        email: false,
+        push: true,
+        required: false,
+    },
 ];
 
 pub fn kind(name: &str) -> Option<&'static Kind> {
@@ -116,6 +124,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "/videos/{{ payload.video_id }}?comment={{ payload.comment_id }}",
         ),
         ("comment.mention.subject", "{{ actor }} mentioned you"),
+        ("admin.broadcast.title", "{{ payload.title }}"),
+        ("admin.broadcast.body", "{{ payload.body }}"),
+        ("admin.broadcast.link", "{{ payload.link or '/' }}"),
+        ("admin.broadcast.subject", "{{ payload.title }}"),
         (
             "email.txt",
             "Hi {{ recipient }},\n\n{{ body }}\n\nOpen: {{ url }}\n\nYou can choose which emails you get in your notification settings: {{ settings_url }}\n",
@@ -245,7 +257,8 @@ mod tests {
                 k.name,
                 "<b>eve</b>",
                 "bob",
-                &serde_json::json!({"video_id": "v1", "comment_id": "c1"}),
+                &serde_json::json!({"video_id": "v1", "comment_id": "c1",
+                                    "title": "News", "body": "<b>eve</b> says hi", "link": "/news"}),
                 "https://app.example/",
             )
             .unwrap();

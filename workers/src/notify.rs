@@ -74,28 +74,16 @@ pub struct RenderedFor {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Renders `event` for `user`; None if either is gone (or the user cannot be told).
-pub async fn render_for(
-    ctx: &Ctx,
-    event: Uuid,
-    user: Uuid,
-) -> Result<Option<RenderedFor>, BoxDynError> {
+/// Renders `event`'s push texts (title, body and link name the actor and the payload,
+/// never the recipient, so one rendering serves every recipient). None if it is gone.
+pub async fn render_for(ctx: &Ctx, event: Uuid) -> Result<Option<RenderedFor>, BoxDynError> {
     let Some(ev) = load_event(ctx, event).await? else {
-        return Ok(None);
-    };
-    let Some(username) = sqlx::query_scalar!(
-        "SELECT username FROM users WHERE id = $1 AND status = 'active'",
-        user
-    )
-    .fetch_optional(&ctx.db)
-    .await?
-    else {
         return Ok(None);
     };
     let rendered = notify::render(
         ev.kind.name,
         &ev.actor,
-        &username,
+        "",
         &ev.payload,
         &ctx.config.frontend_url,
     )?;
@@ -110,6 +98,9 @@ pub async fn fan_out(job: NotifyEvent, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDyn
     let Some(ev) = load_event(&ctx, job.event_id).await? else {
         return Ok(());
     };
+    if ev.kind.name == "admin.broadcast" {
+        return broadcast_page(&ctx, job.event_id, job.after).await;
+    }
     let Some(recipient) = ev.recipient else {
         tracing::debug!(
             kind = ev.kind.name,
@@ -205,7 +196,7 @@ async fn deliver(
                 &mut tx,
                 &SendPush {
                     event_id: event,
-                    user_id: recipient,
+                    user_ids: vec![recipient],
                 },
             )
             .await?,
@@ -301,4 +292,209 @@ pub fn record(ctx: &Arc<Ctx>, d: Delivery) {
             tracing::warn!(error = %e, "delivery statistic dropped");
         }
     });
+}
+
+/// One page of a broadcast's audience (`NOTIFY_PAGE_SIZE` users by id after `after`): the
+/// in-app rows in one statement, the push claims in one statement and their jobs in one
+/// outbox insert, emails one by one, the progress, and the next page's job, all in one
+/// transaction. A repeated page changes nothing (the rows and claims are unique).
+async fn broadcast_page(
+    ctx: &Arc<Ctx>,
+    event: Uuid,
+    after: Option<Uuid>,
+) -> Result<(), BoxDynError> {
+    let Some(b) = sqlx::query!(
+        "SELECT title, body, link, segment, in_app, email, push, created_at FROM broadcasts WHERE id = $1",
+        event
+    )
+    .fetch_optional(&ctx.db)
+    .await?
+    else {
+        return Ok(());
+    };
+    let role = b.segment["role"].as_str().map(str::to_owned);
+    let active_days = b.segment["active_within_days"]
+        .as_i64()
+        .and_then(|d| i32::try_from(d).ok());
+    let platform = b.segment["platform"].as_str().map(str::to_owned);
+    let page = i64::from(ctx.config.notify_page_size);
+    let mut tx = ctx.db.begin().await?;
+    // This page follows the last one done, or it was done already.
+    let current = sqlx::query_scalar!(
+        r#"SELECT page_cursor AS "cursor?" FROM broadcasts WHERE id = $1 AND status <> 'done' FOR UPDATE"#,
+        event
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    match current {
+        Some(cursor) if cursor == after => {}
+        _ => return Ok(()),
+    }
+    let rows = sqlx::query!(
+        r#"SELECT u.id, u.email, u.email_verified_at IS NOT NULL AS "verified!", u.timezone,
+                  COALESCE(p.in_app, TRUE) AS "in_app!", COALESCE(p.email, FALSE) AS "email_on!",
+                  COALESCE(p.push, TRUE) AS "push_on!",
+                  EXISTS (SELECT 1 FROM devices d WHERE d.user_id = u.id) AS "has_device!",
+                  s.quiet_start_minute AS "quiet_start?", s.quiet_end_minute AS "quiet_end?"
+           FROM users u
+           LEFT JOIN notification_preferences p ON p.user_id = u.id AND p.kind = 'admin.broadcast'
+           LEFT JOIN notification_settings s ON s.user_id = u.id
+           WHERE u.status = 'active' AND ($1::uuid IS NULL OR u.id > $1)
+             AND ($2::text IS NULL OR u.role = $2)
+             AND ($3::int IS NULL OR u.last_login_at >= now() - make_interval(days => $3))
+             AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM devices d WHERE d.user_id = u.id AND d.platform = $4))
+           ORDER BY u.id LIMIT $5"#,
+        after,
+        role,
+        active_days,
+        platform,
+        page
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let now = chrono::Utc::now();
+    let in_app: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| b.in_app && r.in_app)
+        .map(|r| r.id)
+        .collect();
+    if !in_app.is_empty() {
+        sqlx::query!(
+            r#"INSERT INTO notifications (id, user_id, kind, event_id, title, body, link)
+               SELECT gen_random_uuid(), u, 'admin.broadcast', $1, $2, $3, $4 FROM unnest($5::uuid[]) u
+               ON CONFLICT (event_id, user_id) WHERE event_id IS NOT NULL DO NOTHING"#,
+            event,
+            b.title,
+            b.body,
+            b.link,
+            &in_app
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    let (mut push, mut held): (Vec<Uuid>, Vec<Uuid>) = (Vec::new(), Vec::new());
+    for r in rows.iter().filter(|r| b.push && r.push_on && r.has_device) {
+        let is_quiet = match (r.quiet_start, r.quiet_end) {
+            (Some(s), Some(e)) => notify::in_quiet_hours(now, &r.timezone, s, e),
+            _ => false,
+        };
+        if is_quiet {
+            held.push(r.id)
+        } else {
+            push.push(r.id)
+        }
+    }
+    let mut outbox = Vec::new();
+    if !push.is_empty() {
+        let claimed = sqlx::query_scalar!(
+            "INSERT INTO notification_deliveries (event_id, user_id, channel, status)
+             SELECT $1, u, 'push', 'queued' FROM unnest($2::uuid[]) u
+             ON CONFLICT DO NOTHING RETURNING user_id",
+            event,
+            &push
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        // One push job for the page: the push worker sends its devices concurrently.
+        if !claimed.is_empty() {
+            outbox.push(
+                wp_shared::outbox::record(
+                    &mut tx,
+                    &SendPush {
+                        event_id: event,
+                        user_ids: claimed,
+                    },
+                )
+                .await?,
+            );
+        }
+    }
+    if !held.is_empty() {
+        sqlx::query!(
+            "INSERT INTO notification_deliveries (event_id, user_id, channel, status)
+             SELECT $1, u, 'push', 'skipped_quiet_hours' FROM unnest($2::uuid[]) u
+             ON CONFLICT DO NOTHING",
+            event,
+            &held
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    let mut emailed = Vec::new();
+    for r in rows.iter().filter(|r| b.email && r.email_on && r.verified) {
+        if claim(&mut tx, event, r.id, "email", "queued").await? {
+            let rendered = notify::render(
+                "admin.broadcast",
+                "",
+                "",
+                &serde_json::json!({"title": b.title, "body": b.body, "link": b.link}),
+                &ctx.config.frontend_url,
+            )?;
+            let (_, ob) = wp_shared::email::queue(
+                &mut tx,
+                &NewEmail {
+                    to: r.email.clone(),
+                    subject: rendered.subject,
+                    body_text: rendered.email_text,
+                    body_html: Some(rendered.email_html),
+                    kind: "notification:admin.broadcast".to_owned(),
+                },
+            )
+            .await?;
+            outbox.push(ob);
+            emailed.push(r.id);
+        }
+    }
+    let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) == page;
+    sqlx::query!(
+        "UPDATE broadcasts SET processed = processed + $2, status = $3, page_cursor = $4,
+             finished_at = CASE WHEN $3 = 'done' THEN now() END
+         WHERE id = $1",
+        event,
+        i32::try_from(rows.len()).unwrap_or(i32::MAX),
+        if full { "running" } else { "done" },
+        rows.last().map(|r| r.id)
+    )
+    .execute(&mut *tx)
+    .await?;
+    if full && let Some(last) = rows.last() {
+        outbox.push(
+            wp_shared::outbox::record(
+                &mut tx,
+                &NotifyEvent {
+                    event_id: event,
+                    after: Some(last.id),
+                },
+            )
+            .await?,
+        );
+    }
+    tx.commit().await?;
+    let stat = |user: Uuid, channel: &'static str, outcome: &'static str| Delivery {
+        kind: "admin.broadcast",
+        channel,
+        outcome,
+        user,
+        event,
+        event_at: b.created_at,
+        detail: None,
+    };
+    for u in &in_app {
+        record(ctx, stat(*u, "in_app", "delivered"));
+    }
+    for u in &push {
+        record(ctx, stat(*u, "push", "queued"));
+    }
+    for u in &held {
+        record(ctx, stat(*u, "push", "skipped_quiet_hours"));
+    }
+    for u in &emailed {
+        record(ctx, stat(*u, "email", "queued"));
+    }
+    if !outbox.is_empty()
+        && let Err(e) = wp_shared::outbox::relay_ids(&ctx.db, &ctx.enqueuer, &outbox).await
+    {
+        tracing::warn!(error = %e, "broadcast relay after commit failed; the sweep will retry");
+    }
+    Ok(())
 }

@@ -23,9 +23,11 @@ use std::{
 };
 
 use apalis::prelude::{BoxDynError, Data};
+use futures::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use uuid::Uuid;
 use wp_shared::{
     config::{ApnsConfig, FcmConfig},
     jobs::SendPush,
@@ -74,7 +76,8 @@ pub struct Fcm {
     client_email: String,
     token_uri: String,
     key: EncodingKey,
-    token: Mutex<Option<(String, Instant)>>,
+    /// Held while a token is fetched, so concurrent sends wait for one fetch.
+    token: tokio::sync::Mutex<Option<(String, Instant)>>,
 }
 
 #[derive(Serialize)]
@@ -104,12 +107,13 @@ impl Fcm {
             project: sa.project_id,
             client_email: sa.client_email,
             token_uri: sa.token_uri,
-            token: Mutex::new(None),
+            token: tokio::sync::Mutex::new(None),
         })
     }
 
     async fn access_token(&self, http: &reqwest::Client) -> Result<String, String> {
-        if let Some((t, until)) = lock(&self.token).as_ref()
+        let mut cached = self.token.lock().await;
+        if let Some((t, until)) = cached.as_ref()
             && Instant::now() < *until
         {
             return Ok(t.clone());
@@ -147,7 +151,7 @@ impl Fcm {
         let t: TokenAnswer = res.json().await.map_err(|e| format!("token answer: {e}"))?;
         // Renewed a minute before it runs out.
         let until = Instant::now() + Duration::from_secs(t.expires_in.saturating_sub(60));
-        *lock(&self.token) = Some((t.access_token.clone(), until));
+        *cached = Some((t.access_token.clone(), until));
         Ok(t.access_token)
     }
 
@@ -182,7 +186,7 @@ impl Fcm {
             404 => Outcome::Dead("UNREGISTERED".into()),
             400 if text.contains("UNREGISTERED") => Outcome::Dead("UNREGISTERED".into()),
             401 => {
-                *lock(&self.token) = None;
+                *self.token.lock().await = None;
                 Outcome::Retry("FCM refused the access token".into())
             }
             429 | 500..=599 => Outcome::Retry(format!("FCM answered {status}")),
@@ -340,8 +344,11 @@ impl Providers {
 #[error("{0} push send(s) to retry: {1}")]
 pub struct RetryLater(usize, String);
 
+/// Sends at most this many pushes at once per job.
+const IN_FLIGHT: usize = 64;
+
 pub async fn send_push(job: SendPush, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
-    let Some(r) = notify::render_for(&ctx, job.event_id, job.user_id).await? else {
+    let Some(r) = notify::render_for(&ctx, job.event_id).await? else {
         return Ok(());
     };
     let (kind, event_at) = (r.kind, r.created_at);
@@ -349,85 +356,99 @@ pub async fn send_push(job: SendPush, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynE
         title: r.rendered.title,
         body: r.rendered.body,
         link: r.rendered.link,
-        kind: r.kind.to_owned(),
+        kind: kind.to_owned(),
         event_id: job.event_id.to_string(),
     };
-    let devices = sqlx::query!(
-        "SELECT device_id, platform, push_token FROM devices WHERE user_id = $1",
-        job.user_id
+    // Claim every device of the (still active) users at once; a send that went out, or
+    // may have, is not claimed again — only those left in `retry` are.
+    let claimed = sqlx::query!(
+        r#"INSERT INTO push_sends (event_id, device_id, user_id, platform, status)
+           SELECT $1, d.device_id, d.user_id, d.platform, 'sending'
+           FROM devices d JOIN users u ON u.id = d.user_id AND u.status = 'active'
+           WHERE d.user_id = ANY($2)
+           ON CONFLICT (event_id, device_id) DO UPDATE
+           SET status = 'sending', attempts = push_sends.attempts + 1, updated_at = now()
+           WHERE push_sends.status = 'retry'
+           RETURNING device_id, user_id, platform,
+                     (SELECT push_token FROM devices WHERE devices.device_id = push_sends.device_id) AS "token!""#,
+        job.event_id,
+        &job.user_ids
     )
     .fetch_all(&ctx.db)
     .await?;
-    let mut retry = Vec::new();
-    for d in devices {
-        // Claim this device's send; a send that went out (or may have) is not repeated.
-        let claimed = sqlx::query_scalar!(
-            r#"INSERT INTO push_sends (event_id, device_id, user_id, platform, status)
-               VALUES ($1, $2, $3, $4, 'sending')
-               ON CONFLICT (event_id, device_id) DO UPDATE
-               SET status = 'sending', attempts = push_sends.attempts + 1, updated_at = now()
-               WHERE push_sends.status = 'retry'
-               RETURNING 1 AS "one!""#,
-            job.event_id,
-            d.device_id,
-            job.user_id,
-            d.platform
-        )
-        .fetch_optional(&ctx.db)
-        .await?
-        .is_some();
-        if !claimed {
-            continue;
-        }
-        let outcome = ctx.push.send(&d.platform, &d.push_token, &message).await;
+    let message = &message;
+    let ctx_ref = &ctx;
+    let results: Vec<(String, Uuid, String, Outcome)> = futures::stream::iter(claimed)
+        .map(|d| async move {
+            let outcome = ctx_ref.push.send(&d.platform, &d.token, message).await;
+            (d.device_id, d.user_id, d.token, outcome)
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    let mut devices = Vec::with_capacity(results.len());
+    let mut statuses = Vec::with_capacity(results.len());
+    let mut details: Vec<Option<String>> = Vec::with_capacity(results.len());
+    let (mut dead_ids, mut dead_tokens, mut retry) = (Vec::new(), Vec::new(), Vec::new());
+    for (device, user, token, outcome) in results {
         let (status, detail) = match &outcome {
             Outcome::Sent => ("sent", None),
             Outcome::Dead(why) => ("dead", Some(why.clone())),
             Outcome::Retry(why) => ("retry", Some(why.clone())),
             Outcome::Failed(why) => ("failed", Some(why.clone())),
         };
-        sqlx::query!(
-            "UPDATE push_sends SET status = $3, detail = $4, updated_at = now()
-             WHERE event_id = $1 AND device_id = $2",
-            job.event_id,
-            d.device_id,
-            status,
-            detail
-        )
-        .execute(&ctx.db)
-        .await?;
         notify::record(
             &ctx,
             notify::Delivery {
                 kind,
                 channel: "push",
                 outcome: status,
-                user: job.user_id,
+                user,
                 event: job.event_id,
                 event_at,
                 detail: detail.clone(),
             },
         );
         match outcome {
-            Outcome::Dead(why) => {
-                tracing::info!(
-                    device = d.device_id,
-                    why,
-                    "push token is dead; device removed"
-                );
-                sqlx::query!(
-                    "DELETE FROM devices WHERE device_id = $1 AND push_token = $2",
-                    d.device_id,
-                    d.push_token
-                )
-                .execute(&ctx.db)
-                .await?;
+            Outcome::Dead(_) => {
+                dead_ids.push(device.clone());
+                dead_tokens.push(token);
             }
             Outcome::Retry(why) => retry.push(why),
-            Outcome::Failed(why) => tracing::warn!(device = d.device_id, why, "push refused"),
+            Outcome::Failed(why) => tracing::warn!(device, why, "push refused"),
             Outcome::Sent => {}
         }
+        devices.push(device);
+        statuses.push(status.to_owned());
+        details.push(detail);
     }
+    let mut tx = ctx.db.begin().await?;
+    sqlx::query!(
+        "UPDATE push_sends p SET status = x.status, detail = x.detail, updated_at = now()
+         FROM unnest($2::text[], $3::text[], $4::text[]) AS x(device_id, status, detail)
+         WHERE p.event_id = $1 AND p.device_id = x.device_id",
+        job.event_id,
+        &devices,
+        &statuses,
+        &details as &[Option<String>]
+    )
+    .execute(&mut *tx)
+    .await?;
+    if !dead_ids.is_empty() {
+        tracing::info!(
+            count = dead_ids.len(),
+            "push tokens are dead; devices removed"
+        );
+        sqlx::query!(
+            "DELETE FROM devices d USING unnest($1::text[], $2::text[]) AS x(device_id, token)
+             WHERE d.device_id = x.device_id AND d.push_token = x.token",
+            &dead_ids,
+            &dead_tokens
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
     if retry.is_empty() {
         Ok(())
     } else {

@@ -2,6 +2,7 @@
 //! document is generated from the same list the server uses.
 
 pub mod account;
+pub mod admin_broadcast;
 pub mod admin_queues;
 pub mod admin_users;
 pub mod auth;
