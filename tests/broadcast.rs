@@ -236,7 +236,7 @@ async fn benchmark_a_broadcast_to_100k_users() {
     .unwrap();
     sqlx::query("ANALYZE").execute(&env.db).await.unwrap();
     let _workers = env
-        .spawn_workers(&[(Queue::Notify, 4), (Queue::Push, 128)])
+        .spawn_workers(&[(Queue::Notify, 4), (Queue::Push, 2)])
         .await;
     let start = std::time::Instant::now();
     let (s, _) = app
