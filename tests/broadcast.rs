@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestEnv, eventually, push::Providers};
+use common::{eventually, push::Providers};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use wp_shared::jobs::{NotifyEvent, Queue};
@@ -13,10 +13,7 @@ use wp_shared::jobs::{NotifyEvent, Queue};
 #[tokio::test]
 async fn a_broadcast_reaches_every_user_once_in_pages_and_segments_narrow_it() {
     let providers = Providers::start().await;
-    let mut vars = providers.vars();
-    vars.push(("NOTIFY_PAGE_SIZE".into(), "7".into()));
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let env = TestEnv::with_vars(&vars).await;
+    let env = providers.env(&[("NOTIFY_PAGE_SIZE", "7")]).await;
     let app = env.spawn_api().await;
     let _workers = env
         .spawn_workers(&[(Queue::Notify, 4), (Queue::Push, 4)])
@@ -211,10 +208,7 @@ async fn a_broadcast_reaches_every_user_once_in_pages_and_segments_narrow_it() {
 async fn benchmark_a_broadcast_to_100k_users() {
     const USERS: i64 = 100_000;
     let providers = Providers::start().await;
-    let mut vars = providers.vars();
-    vars.push(("DATABASE_MAX_CONNECTIONS".into(), "40".into()));
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let env = TestEnv::with_vars(&vars).await;
+    let env = providers.env(&[("DATABASE_MAX_CONNECTIONS", "40")]).await;
     let app = env.spawn_api().await;
     let admin = env.create_user("boss").await;
     sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")

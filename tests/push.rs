@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestEnv, eventually, push::Providers};
+use common::{eventually, push::Providers};
 use reqwest::StatusCode;
 use serde_json::json;
 use wp_shared::jobs::{NotifyEvent, Queue, SendPush};
@@ -14,9 +14,7 @@ use wp_shared::jobs::{NotifyEvent, Queue, SendPush};
 #[tokio::test]
 async fn a_friend_request_is_pushed_once_to_each_live_device_and_dead_tokens_are_pruned() {
     let providers = Providers::start().await;
-    let vars = providers.vars();
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let env = TestEnv::with_vars(&vars).await;
+    let env = providers.env(&[]).await;
     let app = env.spawn_api().await;
     let _workers = env
         .spawn_workers(&[(Queue::Notify, 4), (Queue::Push, 4)])
@@ -110,9 +108,7 @@ async fn a_friend_request_is_pushed_once_to_each_live_device_and_dead_tokens_are
 #[tokio::test]
 async fn push_follows_the_preference() {
     let providers = Providers::start().await;
-    let vars = providers.vars();
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let env = TestEnv::with_vars(&vars).await;
+    let env = providers.env(&[]).await;
     let app = env.spawn_api().await;
     let _workers = env
         .spawn_workers(&[(Queue::Notify, 4), (Queue::Push, 4)])
@@ -159,9 +155,7 @@ async fn push_follows_the_preference() {
 #[tokio::test]
 async fn quiet_hours_hold_push_back_in_the_users_timezone() {
     let providers = Providers::start().await;
-    let vars = providers.vars();
-    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let env = TestEnv::with_vars(&vars).await;
+    let env = providers.env(&[]).await;
     let app = env.spawn_api().await;
     let _workers = env
         .spawn_workers(&[(Queue::Notify, 4), (Queue::Push, 4)])

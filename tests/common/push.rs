@@ -144,6 +144,15 @@ impl Providers {
         ]
     }
 
+    /// A test environment whose workers use these providers (plus `extra` variables).
+    pub async fn env(&self, extra: &[(&str, &str)]) -> super::TestEnv {
+        let vars = self.vars();
+        let mut all: Vec<(&str, &str)> =
+            vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        all.extend_from_slice(extra);
+        super::TestEnv::with_vars(&all).await
+    }
+
     pub fn accepted(&self) -> Vec<Accepted> {
         self.shared.accepted.lock().unwrap().clone()
     }

@@ -168,18 +168,7 @@ async fn deliver(
     }
     let mut outbox = Vec::new();
     if choice.email && claim(&mut tx, event, recipient, "email", "queued").await? {
-        let (_, ob) = wp_shared::email::queue(
-            &mut tx,
-            &NewEmail {
-                to: user.email,
-                subject: r.subject,
-                body_text: r.email_text,
-                body_html: Some(r.email_html),
-                kind: format!("notification:{}", kind.name),
-            },
-        )
-        .await?;
-        outbox.push(ob);
+        outbox.push(queue_email(&mut tx, user.email, r, kind.name).await?);
     }
     // Quiet hours hold push back (the in-app row and the email still go).
     let quiet = match (user.quiet_start, user.quiet_end) {
@@ -430,18 +419,7 @@ async fn broadcast_page(
                 &serde_json::json!({"title": b.title, "body": b.body, "link": b.link}),
                 &ctx.config.frontend_url,
             )?;
-            let (_, ob) = wp_shared::email::queue(
-                &mut tx,
-                &NewEmail {
-                    to: r.email.clone(),
-                    subject: rendered.subject,
-                    body_text: rendered.email_text,
-                    body_html: Some(rendered.email_html),
-                    kind: "notification:admin.broadcast".to_owned(),
-                },
-            )
-            .await?;
-            outbox.push(ob);
+            outbox.push(queue_email(&mut tx, r.email.clone(), rendered, "admin.broadcast").await?);
             emailed.push(r.id);
         }
     }
@@ -497,4 +475,26 @@ async fn broadcast_page(
         tracing::warn!(error = %e, "broadcast relay after commit failed; the sweep will retry");
     }
     Ok(())
+}
+
+/// Stores a rendered notification email and its send job in the caller's transaction;
+/// returns the outbox id to relay after commit.
+async fn queue_email(
+    tx: &mut sqlx::PgConnection,
+    to: String,
+    r: notify::Rendered,
+    kind: &str,
+) -> Result<i64, sqlx::Error> {
+    let (_, outbox) = wp_shared::email::queue(
+        tx,
+        &NewEmail {
+            to,
+            subject: r.subject,
+            body_text: r.email_text,
+            body_html: Some(r.email_html),
+            kind: format!("notification:{kind}"),
+        },
+    )
+    .await?;
+    Ok(outbox)
 }
