@@ -162,12 +162,22 @@ async fn a_broadcast_reaches_every_user_once_in_pages_and_segments_narrow_it() {
         "progress counted each page once"
     );
 
-    // A segment: moderators only.
+    // A segment: moderators only; by email too, to those who want broadcast emails.
+    let (s, _) = app
+        .call(
+            Method::PUT,
+            "/api/notifications/preferences/",
+            Some(&users[0].token),
+            Some(json!([{"kind": "admin.broadcast", "in_app": true, "email": true, "push": true}])),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
     let (s, b) = app
         .post_json(
             "/api/admin/broadcast/",
             Some(&admin.token),
-            json!({"title": "Mods", "body": "Staff meeting", "segment": {"role": "moderator"}, "channels": {"push": false}}),
+            json!({"title": "Mods", "body": "Staff meeting", "segment": {"role": "moderator"},
+                   "channels": {"push": false, "email": true}}),
         )
         .await;
     assert_eq!(s, StatusCode::ACCEPTED);
@@ -186,6 +196,17 @@ async fn a_broadcast_reaches_every_user_once_in_pages_and_segments_narrow_it() {
         },
     )
     .await;
+    let emails: Vec<(String, String)> = sqlx::query_as("SELECT to_address, body_text FROM emails")
+        .fetch_all(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        emails.len(),
+        1,
+        "only the moderator who opted in: {emails:?}"
+    );
+    assert_eq!(emails[0].0, "user00@example.com");
+    assert!(emails[0].1.starts_with("Hi user00,"), "{}", emails[0].1);
     let (_, b) = app
         .call(
             Method::GET,

@@ -307,6 +307,8 @@ async fn broadcast_page(
         .and_then(|d| i32::try_from(d).ok());
     let platform = b.segment["platform"].as_str().map(str::to_owned);
     let page = i64::from(ctx.config.notify_page_size);
+    // The catalogue's defaults for users who never chose.
+    let kind = notify::kind("admin.broadcast").ok_or("admin.broadcast is not in the catalogue")?;
     let mut tx = ctx.db.begin().await?;
     // This page follows the last one done, or it was done already.
     let current = sqlx::query_scalar!(
@@ -320,9 +322,9 @@ async fn broadcast_page(
         _ => return Ok(()),
     }
     let rows = sqlx::query!(
-        r#"SELECT u.id, u.email, u.email_verified_at IS NOT NULL AS "verified!", u.timezone,
-                  COALESCE(p.in_app, TRUE) AS "in_app!", COALESCE(p.email, FALSE) AS "email_on!",
-                  COALESCE(p.push, TRUE) AS "push_on!",
+        r#"SELECT u.id, u.username, u.email, u.email_verified_at IS NOT NULL AS "verified!", u.timezone,
+                  COALESCE(p.in_app, $6) AS "in_app!", COALESCE(p.email, $7) AS "email_on!",
+                  COALESCE(p.push, $8) AS "push_on!",
                   EXISTS (SELECT 1 FROM devices d WHERE d.user_id = u.id) AS "has_device!",
                   s.quiet_start_minute AS "quiet_start?", s.quiet_end_minute AS "quiet_end?"
            FROM users u
@@ -337,7 +339,10 @@ async fn broadcast_page(
         role,
         active_days,
         platform,
-        page
+        page,
+        kind.in_app,
+        kind.email,
+        kind.push
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -415,7 +420,7 @@ async fn broadcast_page(
             let rendered = notify::render(
                 "admin.broadcast",
                 "",
-                "",
+                &r.username,
                 &serde_json::json!({"title": b.title, "body": b.body, "link": b.link}),
                 &ctx.config.frontend_url,
             )?;
