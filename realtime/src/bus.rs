@@ -1,6 +1,7 @@
 //! The node's one Redis pub/sub connection. It subscribes to the channel of each party
 //! with a socket on this node and delivers what other nodes (and the API) publish
-//! there to the local sockets. If the connection drops it reconnects and subscribes
+//! there to the local sockets, and to the channel of each user with a socket here
+//! (new notifications, published by the notify worker). If the connection drops it reconnects and subscribes
 //! again to every room it has.
 
 use std::{sync::Weak, time::Duration};
@@ -8,14 +9,35 @@ use std::{sync::Weak, time::Duration};
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
-use wp_shared::party::{BusMsg, Keys, channel_prefix};
+use wp_shared::{
+    notify,
+    party::{BusMsg, Keys, channel_prefix},
+};
 
 use crate::Realtime;
 
+/// A channel a node subscribes to while it has sockets for it.
+#[derive(Debug, Clone, Copy)]
+pub enum Channel {
+    /// A party's frames (`{prefix}:party:{id}`).
+    Party(Uuid),
+    /// A user's notifications (`{prefix}:user:{id}`).
+    User(Uuid),
+}
+
+impl Channel {
+    fn name(self, prefix: &str) -> String {
+        match self {
+            Channel::Party(p) => Keys::new(prefix, p).channel().to_owned(),
+            Channel::User(u) => format!("{}{u}", notify::user_channel_prefix(prefix)),
+        }
+    }
+}
+
 pub enum Command {
-    /// Subscribe to a party's channel; the sender hears when it is done.
-    Subscribe(Uuid, Option<oneshot::Sender<()>>),
-    Unsubscribe(Uuid),
+    /// Subscribe to a channel; the sender hears when it is done.
+    Subscribe(Channel, Option<oneshot::Sender<()>>),
+    Unsubscribe(Channel),
 }
 
 /// Connects (failing fast if Redis is down at start) and runs the bus in the background.
@@ -43,6 +65,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Command>,
 ) {
     let channel_start = channel_prefix(&prefix);
+    let user_start = notify::user_channel_prefix(&prefix);
     let mut next = Some(first);
     loop {
         let pubsub = match next.take() {
@@ -61,8 +84,12 @@ async fn run(
         // settings and roles are read again, removed members are disconnected.
         if let Some(node) = rt.upgrade() {
             let rooms = node.hub.rooms();
-            for room in &rooms {
-                if let Err(e) = sink.subscribe(Keys::new(&prefix, room.id).channel()).await {
+            let channels = rooms
+                .iter()
+                .map(|r| Channel::Party(r.id))
+                .chain(node.hub.users().into_iter().map(Channel::User));
+            for channel in channels {
+                if let Err(e) = sink.subscribe(channel.name(&prefix)).await {
                     tracing::warn!(error = %e, "resubscribe failed");
                 }
             }
@@ -75,15 +102,15 @@ async fn run(
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { return };
                     let res = match cmd {
-                        Command::Subscribe(party, done) => {
-                            let r = sink.subscribe(Keys::new(&prefix, party).channel()).await;
+                        Command::Subscribe(channel, done) => {
+                            let r = sink.subscribe(channel.name(&prefix)).await;
                             if let Some(done) = done {
                                 let _ = done.send(());
                             }
                             r
                         }
-                        Command::Unsubscribe(party) => {
-                            sink.unsubscribe(Keys::new(&prefix, party).channel()).await
+                        Command::Unsubscribe(channel) => {
+                            sink.unsubscribe(channel.name(&prefix)).await
                         }
                     };
                     if let Err(e) = res {
@@ -96,7 +123,19 @@ async fn run(
                         break;
                     };
                     let Some(node) = rt.upgrade() else { return };
-                    deliver(&node, &channel_start, &msg);
+                    if let Some(user) = msg
+                        .get_channel_name()
+                        .strip_prefix(&user_start)
+                        .and_then(|s| s.parse::<Uuid>().ok())
+                    {
+                        // Already the frame's JSON (published by the notify worker).
+                        match std::str::from_utf8(msg.get_payload_bytes()) {
+                            Ok(text) => node.hub.send_to_user(user, &text.to_owned().into()),
+                            Err(_) => tracing::warn!(%user, "malformed user message dropped"),
+                        }
+                    } else {
+                        deliver(&node, &channel_start, &msg);
+                    }
                 }
             }
         }

@@ -22,7 +22,7 @@ use uuid::Uuid;
 use wp_api::routes::parties::{PartyRole, PartySettings};
 use wp_shared::{frame::Frame, party::Playback};
 
-use crate::bus::Command;
+use crate::bus::{Channel, Command};
 
 /// Tells a socket task to close, with the reason sent in its last frame.
 #[derive(Debug, Default)]
@@ -42,6 +42,7 @@ impl Kill {
 }
 
 /// A socket as the room sees it.
+#[derive(Clone)]
 pub struct ConnHandle {
     pub user: Uuid,
     pub tx: mpsc::Sender<Utf8Bytes>,
@@ -113,21 +114,11 @@ impl Room {
     }
 
     fn deliver(&self, text: &Utf8Bytes, filter: impl Fn(u64, &ConnHandle) -> bool) {
-        let mut n = 0;
-        for (id, c) in self.conns().iter() {
-            if !filter(*id, c) {
-                continue;
-            }
-            match c.tx.try_send(text.clone()) {
-                Ok(()) => n += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-                    c.kill.kill("slow_consumer");
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-        }
-        self.stats.delivered.fetch_add(n, Ordering::Relaxed);
+        deliver(
+            &self.stats,
+            text,
+            self.conns().iter().filter(|(id, c)| filter(**id, c)),
+        );
     }
 
     /// Sends `frame` to every socket here but `except`.
@@ -271,15 +262,37 @@ impl Room {
     }
 }
 
+/// Queues `text` for each socket; one whose queue is full is closed (`slow_consumer`).
+fn deliver<'a>(
+    stats: &Stats,
+    text: &Utf8Bytes,
+    conns: impl Iterator<Item = (&'a u64, &'a ConnHandle)>,
+) {
+    let mut n = 0;
+    for (_, c) in conns {
+        match c.tx.try_send(text.clone()) {
+            Ok(()) => n += 1,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                stats.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                c.kill.kill("slow_consumer");
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+    stats.delivered.fetch_add(n, Ordering::Relaxed);
+}
+
 /// Serialises a frame once for every socket it goes to.
 pub fn encode(frame: &Frame) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(frame).unwrap_or_default())
 }
 
-/// Every room of this node.
+/// Every room of this node, and every socket by user (party sockets and notification
+/// sockets: what is published on a user's channel reaches all of them).
 #[derive(Default)]
 pub struct Hub {
     rooms: Mutex<HashMap<Uuid, Arc<Room>>>,
+    users: Mutex<HashMap<Uuid, HashMap<u64, ConnHandle>>>,
     pub stats: Arc<Stats>,
 }
 
@@ -297,6 +310,61 @@ impl Hub {
         lock(&self.rooms).values().map(|r| r.len()).sum()
     }
 
+    /// Registers a socket of `user`; the user's first socket on this node subscribes
+    /// the node to the user's channel (the receiver hears when that is done).
+    pub fn add_user_socket(
+        &self,
+        user: Uuid,
+        conn: u64,
+        handle: ConnHandle,
+        subs: &mpsc::UnboundedSender<Command>,
+    ) -> Option<oneshot::Receiver<()>> {
+        let mut users = lock(&self.users);
+        let sockets = users.entry(user).or_default();
+        let mut subscribed = None;
+        if sockets.is_empty() {
+            let (tx, rx) = oneshot::channel();
+            let _ = subs.send(Command::Subscribe(Channel::User(user), Some(tx)));
+            subscribed = Some(rx);
+        }
+        sockets.insert(conn, handle);
+        subscribed
+    }
+
+    /// Forgets a socket of `user`; the last one unsubscribes the user's channel.
+    pub fn remove_user_socket(&self, user: Uuid, conn: u64, subs: &mpsc::UnboundedSender<Command>) {
+        let mut users = lock(&self.users);
+        if let Some(sockets) = users.get_mut(&user) {
+            sockets.remove(&conn);
+            if sockets.is_empty() {
+                users.remove(&user);
+                let _ = subs.send(Command::Unsubscribe(Channel::User(user)));
+            }
+        }
+    }
+
+    /// Queues an encoded frame for every socket of `user` on this node.
+    pub fn send_to_user(&self, user: Uuid, text: &Utf8Bytes) {
+        if let Some(sockets) = lock(&self.users).get(&user) {
+            deliver(&self.stats, text, sockets.iter());
+        }
+    }
+
+    /// The users with a socket on this node.
+    pub fn users(&self) -> Vec<Uuid> {
+        lock(&self.users).keys().copied().collect()
+    }
+
+    /// Closes every socket of this node that is not in a party room (notification
+    /// sockets) with `reason`.
+    pub fn disconnect_users(&self, reason: &str) {
+        for sockets in lock(&self.users).values() {
+            for c in sockets.values() {
+                c.kill.kill(reason);
+            }
+        }
+    }
+
     /// Adds a socket; the first one of a party subscribes the node to its channel
     /// (sent under the lock, so subscribe and unsubscribe keep their order).
     pub fn join(
@@ -310,7 +378,7 @@ impl Hub {
         let mut subscribed = None;
         let room = rooms.entry(party).or_insert_with(|| {
             let (tx, rx) = oneshot::channel();
-            let _ = subs.send(Command::Subscribe(party, Some(tx)));
+            let _ = subs.send(Command::Subscribe(Channel::Party(party), Some(tx)));
             subscribed = Some(rx);
             Arc::new(Room::new(party, self.stats.clone()))
         });
@@ -329,7 +397,7 @@ impl Hub {
             };
             if empty {
                 rooms.remove(&party);
-                let _ = subs.send(Command::Unsubscribe(party));
+                let _ = subs.send(Command::Unsubscribe(Channel::Party(party)));
             }
         }
     }

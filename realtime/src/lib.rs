@@ -1,4 +1,5 @@
-//! Realtime party sockets: `GET /ws/party/{party_id}/?token=...`.
+//! Realtime sockets: the party socket `GET /ws/party/{party_id}/?token=...` and the
+//! notification socket `GET /ws/notifications/?token=...`.
 //!
 //! A node keeps the rooms of the sockets connected to it in memory ([`hub`]) and joins
 //! the rooms of every node through one Redis pub/sub connection ([`bus`]): a frame is
@@ -12,6 +13,7 @@ pub mod bus;
 pub mod hub;
 pub mod socket;
 pub mod sync;
+pub mod user_socket;
 
 use std::{
     sync::{
@@ -196,15 +198,19 @@ impl Realtime {
         for room in self.hub.rooms() {
             room.disconnect(None, "server_restart");
         }
+        self.hub.disconnect_users("server_restart");
     }
 }
 
-/// The socket route `GET /ws/party/{party_id}/` and `GET /ws/stats/` (this node's
+/// The socket routes `GET /ws/party/{party_id}/`, `GET /ws/notifications/` and
+/// `GET /ws/stats/` (this node's
 /// sockets, rooms and delivered frames, for ops and the load tool).
 pub fn router(rt: Arc<Realtime>) -> Router {
     Router::new()
         .route("/ws/party/{party_id}/", get(socket::upgrade))
         .route("/ws/party/{party_id}", get(socket::upgrade))
+        .route("/ws/notifications/", get(user_socket::upgrade))
+        .route("/ws/notifications", get(user_socket::upgrade))
         .route("/ws/stats/", get(stats))
         .with_state(rt)
 }

@@ -46,8 +46,8 @@ use crate::{
 };
 
 /// Frames a client may send per second, sustained, and in a burst (all types).
-const FRAMES_PER_SEC: f64 = 30.0;
-const FRAMES_BURST: f64 = 60.0;
+pub(crate) const FRAMES_PER_SEC: f64 = 30.0;
+pub(crate) const FRAMES_BURST: f64 = 60.0;
 /// Reactions per second per socket, and burst.
 const REACTIONS_PER_SEC: f64 = 3.0;
 const REACTIONS_BURST: f64 = 10.0;
@@ -61,7 +61,7 @@ const RESUME_CHAT: i64 = 500;
 const SNAPSHOT_PARTICIPANTS: usize = 100;
 /// Largest WebSocket message read at all; bigger ones close the socket (1009).
 /// Between `MAX_FRAME_BYTES` and this, the frame gets `frame_too_large`.
-const MAX_MESSAGE_BYTES: usize = 1 << 20;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct WsQuery {
@@ -71,7 +71,7 @@ pub struct WsQuery {
     pub last_message_id: Option<Uuid>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -103,12 +103,12 @@ pub async fn upgrade(
     }
 }
 
-async fn authorize(
+/// The caller of a socket: the access token from `?token=` or the header.
+pub(crate) async fn caller(
     rt: &Realtime,
-    party: &str,
     token: Option<&str>,
     headers: &HeaderMap,
-) -> Result<(AuthUser, Membership), AppError> {
+) -> Result<AuthUser, AppError> {
     let header_token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -117,14 +117,23 @@ async fn authorize(
         AppError::unauthenticated("not_authenticated", "Pass the access token as ?token=.")
     })?;
     let claims = verify_access(&rt.app.config, token)?;
-    let me = authenticate(&rt.app, claims.sub, claims.sid).await?;
+    authenticate(&rt.app, claims.sub, claims.sid).await
+}
+
+async fn authorize(
+    rt: &Realtime,
+    party: &str,
+    token: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(AuthUser, Membership), AppError> {
+    let me = caller(rt, token, headers).await?;
     let party: Uuid = party.parse().map_err(|_| AppError::not_found())?;
     let m = parties::membership(&rt.app, &me, party).await?;
     Ok((me, m))
 }
 
 /// A token bucket.
-struct Bucket {
+pub(crate) struct Bucket {
     tokens: f64,
     rate: f64,
     burst: f64,
@@ -132,7 +141,7 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new(rate: f64, burst: f64) -> Self {
+    pub(crate) fn new(rate: f64, burst: f64) -> Self {
         Self {
             tokens: burst,
             rate,
@@ -140,7 +149,7 @@ impl Bucket {
             at: Instant::now(),
         }
     }
-    fn take(&mut self) -> bool {
+    pub(crate) fn take(&mut self) -> bool {
         let now = Instant::now();
         self.tokens =
             (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
@@ -170,7 +179,7 @@ struct Conn {
     typing_shown: bool,
 }
 
-fn err(code: &str, message: impl AsRef<str>) -> Frame {
+pub(crate) fn err(code: &str, message: impl AsRef<str>) -> Frame {
     Frame::error(code, message.as_ref())
 }
 
@@ -203,6 +212,111 @@ fn close_code(reason: &str) -> u16 {
     }
 }
 
+/// What a party socket's last `error` frame says when it is closed with `reason`.
+fn kill_message(reason: &str) -> &'static str {
+    match reason {
+        "slow_consumer" => "This connection could not keep up and was closed; reconnect.",
+        "party_ended" => "The party has ended.",
+        "server_restart" => "This server is restarting; reconnect.",
+        _ => "You are no longer in this party.",
+    }
+}
+
+/// What a socket does with a client's text frame: the frames to send back to it alone.
+pub(crate) trait Handler: Send {
+    fn on_text(&mut self, text: &str, received: i64) -> impl Future<Output = Vec<Frame>> + Send;
+}
+
+impl Handler for Conn {
+    fn on_text(&mut self, text: &str, received: i64) -> impl Future<Output = Vec<Frame>> + Send {
+        // Boxed: the handler's future is large and an idle socket's task stays small.
+        Box::pin(self.handle(text, received))
+    }
+}
+
+/// Runs an open socket until it closes: writes what is queued for it (flushing
+/// what else is queued in one go), hands each client text frame to `handle` and sends
+/// its replies, closes with `error` + close code when killed (after writing what was
+/// queued, unless it was too slow) or after `idle` without a frame from the client.
+pub(crate) async fn pump(
+    socket: &mut WebSocket,
+    rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
+    kill: &Kill,
+    idle: Duration,
+    message: fn(&str) -> &'static str,
+    handler: &mut impl Handler,
+) {
+    // Closed when nothing at all (a frame, a ping) arrives for `idle`.
+    let mut deadline = tokio::time::Instant::now() + idle;
+    loop {
+        tokio::select! {
+            biased;
+            () = kill.token.cancelled() => {
+                // What was queued for it (a `removed` frame) goes out first.
+                if kill.reason() != "slow_consumer" {
+                    while let Ok(text) = rx.try_recv() {
+                        let _ = socket.feed(Message::Text(text)).await;
+                    }
+                }
+                let reason = kill.reason().to_owned();
+                let _ = socket.feed(Message::Text(encode(&err(&reason, message(&reason))))).await;
+                let _ = socket.send(Message::Close(Some(CloseFrame {
+                    code: close_code(&reason),
+                    reason: reason.into(),
+                }))).await;
+                return;
+            }
+            out = rx.recv() => {
+                let Some(text) = out else { return };
+                if socket.feed(Message::Text(text)).await.is_err() {
+                    return;
+                }
+                // Write what else is queued in one flush.
+                for _ in 0..64 {
+                    match rx.try_recv() {
+                        Ok(text) => {
+                            if socket.feed(Message::Text(text)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if socket.flush().await.is_err() {
+                    return;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                let _ = socket.feed(Message::Text(encode(&err("idle_timeout", "Nothing was received for too long.")))).await;
+                let _ = socket.send(Message::Close(Some(CloseFrame {
+                    code: close_code("idle_timeout"),
+                    reason: "idle_timeout".into(),
+                }))).await;
+                return;
+            }
+            incoming = socket.recv() => {
+                let msg = match incoming {
+                    None | Some(Err(_)) => return,
+                    Some(Ok(msg)) => msg,
+                };
+                deadline = tokio::time::Instant::now() + idle;
+                let received = now_ms();
+                let replies = match msg {
+                    Message::Text(text) => handler.on_text(text.as_str(), received).await,
+                    Message::Binary(_) => vec![err("binary_not_supported", "Frames are JSON text.")],
+                    Message::Close(_) => return,
+                    Message::Ping(_) | Message::Pong(_) => Vec::new(),
+                };
+                for reply in replies {
+                    if socket.send(Message::Text(encode(&reply))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
 async fn run(
     rt: Arc<Realtime>,
     mut socket: WebSocket,
@@ -213,17 +327,17 @@ async fn run(
     let conn = rt.conn_id();
     let (tx, mut rx) = mpsc::channel(rt.settings.socket_queue);
     let kill = Arc::new(Kill::default());
-    let (room, subscribed) = rt.hub.join(
-        m.party,
-        conn,
-        ConnHandle {
-            user: me.id,
-            tx,
-            kill: kill.clone(),
-        },
-        &rt.subscriptions,
-    );
-    if let Some(done) = subscribed {
+    let handle = ConnHandle {
+        user: me.id,
+        tx,
+        kill: kill.clone(),
+    };
+    // The user's channel too: new notifications reach the party socket.
+    let user_subscribed = rt
+        .hub
+        .add_user_socket(me.id, conn, handle.clone(), &rt.subscriptions);
+    let (room, subscribed) = rt.hub.join(m.party, conn, handle, &rt.subscriptions);
+    for done in [subscribed, user_subscribed].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
     }
     let mut c = Conn {
@@ -422,80 +536,7 @@ impl Conn {
         kill: &Kill,
     ) {
         let idle = self.rt.settings.idle_timeout;
-        // Closed when nothing at all (a frame, a ping) arrives for `idle`.
-        let mut deadline = tokio::time::Instant::now() + idle;
-        loop {
-            tokio::select! {
-                biased;
-                () = kill.token.cancelled() => {
-                    // What was queued for it (a `removed` frame) goes out first.
-                    if kill.reason() != "slow_consumer" {
-                        while let Ok(text) = rx.try_recv() {
-                            let _ = socket.feed(Message::Text(text)).await;
-                        }
-                    }
-                    let reason = kill.reason().to_owned();
-                    let _ = socket.feed(Message::Text(encode(&err(&reason, match reason.as_str() {
-                        "slow_consumer" => "This connection could not keep up and was closed; reconnect.",
-                        "party_ended" => "The party has ended.",
-                        "server_restart" => "This server is restarting; reconnect.",
-                        _ => "You are no longer in this party.",
-                    })))).await;
-                    let _ = socket.send(Message::Close(Some(CloseFrame {
-                        code: close_code(&reason),
-                        reason: reason.into(),
-                    }))).await;
-                    return;
-                }
-                out = rx.recv() => {
-                    let Some(text) = out else { return };
-                    if socket.feed(Message::Text(text)).await.is_err() {
-                        return;
-                    }
-                    // Write what else is queued in one flush.
-                    for _ in 0..64 {
-                        match rx.try_recv() {
-                            Ok(text) => {
-                                if socket.feed(Message::Text(text)).await.is_err() {
-                                    return;
-                                }
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    if socket.flush().await.is_err() {
-                        return;
-                    }
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    let _ = socket.feed(Message::Text(encode(&err("idle_timeout", "Nothing was received for too long.")))).await;
-                    let _ = socket.send(Message::Close(Some(CloseFrame {
-                        code: close_code("idle_timeout"),
-                        reason: "idle_timeout".into(),
-                    }))).await;
-                    return;
-                }
-                incoming = socket.recv() => {
-                    let msg = match incoming {
-                        None | Some(Err(_)) => return,
-                        Some(Ok(msg)) => msg,
-                    };
-                    deadline = tokio::time::Instant::now() + idle;
-                    let received = now_ms();
-                    let replies = match msg {
-                        Message::Text(text) => Box::pin(self.handle(text.as_str(), received)).await,
-                        Message::Binary(_) => vec![err("binary_not_supported", "Frames are JSON text.")],
-                        Message::Close(_) => return,
-                        Message::Ping(_) | Message::Pong(_) => Vec::new(),
-                    };
-                    for reply in replies {
-                        if socket.send(Message::Text(encode(&reply))).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        }
+        pump(socket, rx, kill, idle, kill_message, self).await;
     }
 
     /// Handles one client frame; returns the frames for this socket alone.
@@ -1053,6 +1094,8 @@ impl Conn {
     async fn close(&mut self) {
         let rt = self.rt.clone();
         rt.hub.leave(self.party, self.conn, &rt.subscriptions);
+        rt.hub
+            .remove_user_socket(self.me.id, self.conn, &rt.subscriptions);
         let mut redis = rt.app.redis.clone();
         let _: Result<(), _> = redis.hdel(self.keys.presence(), &self.presence_field).await;
         if let Ok(Some(share)) = live::screen_share(&mut redis, &self.keys).await

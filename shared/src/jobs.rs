@@ -116,17 +116,17 @@ impl Job for SendEmail {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NotifyEvent {
     pub event_id: Uuid,
-    /// For audiences walked in pages (a broadcast): the last user id of the previous
-    /// page. None for the first page, and for events addressed to one user.
+    /// For audiences cut into pages (a broadcast): which page (`broadcast_pages`). None
+    /// for the event itself (a broadcast's planning, or an event for one user).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<Uuid>,
+    pub page: Option<i32>,
 }
 
 impl NotifyEvent {
     pub fn new(event_id: Uuid) -> Self {
         Self {
             event_id,
-            after: None,
+            page: None,
         }
     }
 }
@@ -134,8 +134,8 @@ impl NotifyEvent {
 impl Job for NotifyEvent {
     const QUEUE: Queue = Queue::Notify;
     fn dedupe_key(&self) -> Option<String> {
-        Some(match self.after {
-            Some(after) => format!("event:{}:{after}", self.event_id),
+        Some(match self.page {
+            Some(page) => format!("event:{}:page:{page}", self.event_id),
             None => format!("event:{}", self.event_id),
         })
     }

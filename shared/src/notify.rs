@@ -62,6 +62,14 @@ pub const KINDS: &[Kind] = &[
         required: false,
     },
     Kind {
+        name: "party.invite",
+        description: "Someone invited you to a watch party",
+        in_app: true,
+        email: true,
+        push: true,
+        required: false,
+    },
+    Kind {
         name: "admin.broadcast",
         description: "Announcements from the Watch Party team",
         in_app: true,
@@ -124,6 +132,16 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "/videos/{{ payload.video_id }}?comment={{ payload.comment_id }}",
         ),
         ("comment.mention.subject", "{{ actor }} mentioned you"),
+        ("party.invite.title", "Watch party invite"),
+        (
+            "party.invite.body",
+            "{{ actor }} invited you to watch \"{{ payload.title }}\" together.",
+        ),
+        ("party.invite.link", "/parties/join/{{ payload.code }}"),
+        (
+            "party.invite.subject",
+            "{{ actor }} invited you to a watch party",
+        ),
         ("admin.broadcast.title", "{{ payload.title }}"),
         ("admin.broadcast.body", "{{ payload.body }}"),
         ("admin.broadcast.link", "{{ payload.link or '/' }}"),
@@ -136,13 +154,127 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "email.html",
             "<p>Hi {{ recipient }},</p><p>{{ body }}</p><p><a href=\"{{ url }}\">Open Watch Party</a></p><p style=\"color:#666;font-size:12px\">Choose which emails you get in your <a href=\"{{ settings_url }}\">notification settings</a>.</p>",
         ),
+        (
+            "digest.subject",
+            "Your Watch Party digest: {{ items|length }} new notification{{ 's' if items|length != 1 }}",
+        ),
+        (
+            "digest.txt",
+            "Hi {{ recipient }},\n\nHere is what happened since your last digest:\n{% for i in items %}\n- {{ i.title }}: {{ i.body }}\n  {{ i.url }}\n{% endfor %}\nYou can change how often you get this email in your notification settings: {{ settings_url }}\n",
+        ),
+        (
+            "digest.html",
+            "<p>Hi {{ recipient }},</p><p>Here is what happened since your last digest:</p><ul>{% for i in items %}<li><a href=\"{{ i.url }}\"><strong>{{ i.title }}</strong></a>: {{ i.body }}</li>{% endfor %}</ul><p style=\"color:#666;font-size:12px\">Change how often you get this email in your <a href=\"{{ settings_url }}\">notification settings</a>.</p>",
+        ),
     ];
-    for (name, src) in t {
+    for (name, src) in t.into_iter().chain(SPANISH.iter().copied()) {
         env.add_template(name, src)
             .unwrap_or_else(|e| panic!("template {name}: {e}"));
     }
     env
 });
+
+/// Spanish: every template, named `es:{name}`. A locale without a translation (or a
+/// template missing from one) falls back to English; adding a language is adding such
+/// a list ([`LANGUAGES`]).
+const SPANISH: &[(&str, &str)] = &[
+    (
+        "es:friend_request.received.title",
+        "Nueva solicitud de amistad",
+    ),
+    (
+        "es:friend_request.received.body",
+        "{{ actor }} quiere ser tu amigo.",
+    ),
+    (
+        "es:friend_request.received.subject",
+        "{{ actor }} te ha enviado una solicitud de amistad",
+    ),
+    (
+        "es:friend_request.accepted.title",
+        "Solicitud de amistad aceptada",
+    ),
+    (
+        "es:friend_request.accepted.body",
+        "{{ actor }} ha aceptado tu solicitud de amistad.",
+    ),
+    (
+        "es:friend_request.accepted.subject",
+        "{{ actor }} ya es tu amigo",
+    ),
+    ("es:follow.new.title", "Nuevo seguidor"),
+    ("es:follow.new.body", "{{ actor }} ha empezado a seguirte."),
+    ("es:follow.new.subject", "{{ actor }} te sigue"),
+    ("es:comment.reply.title", "Nueva respuesta"),
+    (
+        "es:comment.reply.body",
+        "{{ actor }} ha respondido a tu comentario.",
+    ),
+    (
+        "es:comment.reply.subject",
+        "{{ actor }} ha respondido a tu comentario",
+    ),
+    ("es:comment.mention.title", "Te han mencionado"),
+    (
+        "es:comment.mention.body",
+        "{{ actor }} te ha mencionado en un comentario.",
+    ),
+    ("es:comment.mention.subject", "{{ actor }} te ha mencionado"),
+    ("es:party.invite.title", "Invitación a una watch party"),
+    (
+        "es:party.invite.body",
+        "{{ actor }} te ha invitado a ver \"{{ payload.title }}\" juntos.",
+    ),
+    (
+        "es:party.invite.subject",
+        "{{ actor }} te ha invitado a una watch party",
+    ),
+    (
+        "es:email.txt",
+        "Hola, {{ recipient }}:\n\n{{ body }}\n\nAbrir: {{ url }}\n\nPuedes elegir qué correos recibes en tus ajustes de notificaciones: {{ settings_url }}\n",
+    ),
+    (
+        "es:email.html",
+        "<p>Hola, {{ recipient }}:</p><p>{{ body }}</p><p><a href=\"{{ url }}\">Abrir Watch Party</a></p><p style=\"color:#666;font-size:12px\">Elige qué correos recibes en tus <a href=\"{{ settings_url }}\">ajustes de notificaciones</a>.</p>",
+    ),
+    (
+        "es:digest.subject",
+        "Tu resumen de Watch Party: {{ items|length }} notificaci{{ 'ones nuevas' if items|length != 1 else 'ón nueva' }}",
+    ),
+    (
+        "es:digest.txt",
+        "Hola, {{ recipient }}:\n\nEsto es lo que ha pasado desde tu último resumen:\n{% for i in items %}\n- {{ i.title }}: {{ i.body }}\n  {{ i.url }}\n{% endfor %}\nPuedes cambiar la frecuencia de este correo en tus ajustes de notificaciones: {{ settings_url }}\n",
+    ),
+    (
+        "es:digest.html",
+        "<p>Hola, {{ recipient }}:</p><p>Esto es lo que ha pasado desde tu último resumen:</p><ul>{% for i in items %}<li><a href=\"{{ i.url }}\"><strong>{{ i.title }}</strong></a>: {{ i.body }}</li>{% endfor %}</ul><p style=\"color:#666;font-size:12px\">Cambia la frecuencia de este correo en tus <a href=\"{{ settings_url }}\">ajustes de notificaciones</a>.</p>",
+    ),
+];
+
+/// Languages with translations (besides English, the source).
+pub const LANGUAGES: &[&str] = &["en", "es"];
+
+/// The language of a locale (`es-MX` → `es`) if there is a translation for it.
+fn language(locale: &str) -> Option<&'static str> {
+    let primary = locale.split(['-', '_']).next()?.to_ascii_lowercase();
+    LANGUAGES
+        .iter()
+        .copied()
+        .find(|l| *l != "en" && *l == primary)
+}
+
+/// Template `name` in the locale's language, else English.
+fn template(
+    lang: Option<&str>,
+    name: &str,
+) -> Result<minijinja::Template<'static, 'static>, minijinja::Error> {
+    if let Some(l) = lang
+        && let Ok(t) = TEMPLATES.get_template(&format!("{l}:{name}"))
+    {
+        return Ok(t);
+    }
+    TEMPLATES.get_template(name)
+}
 
 /// A notification as rendered for one recipient.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,17 +287,20 @@ pub struct Rendered {
     pub email_html: String,
 }
 
-/// Renders type `kind` for a recipient. `frontend_url` makes the email's links absolute.
+/// Renders type `kind` for a recipient whose locale is `locale` (BCP 47, e.g. `es-MX`).
+/// `frontend_url` makes the email's links absolute.
 pub fn render(
     kind: &str,
+    locale: &str,
     actor: &str,
     recipient: &str,
     payload: &serde_json::Value,
     frontend_url: &str,
 ) -> Result<Rendered, minijinja::Error> {
+    let lang = language(locale);
     let ctx = minijinja::context! { actor => actor, recipient => recipient, payload => payload };
     let part = |p: &str| -> Result<String, minijinja::Error> {
-        TEMPLATES.get_template(&format!("{kind}.{p}"))?.render(&ctx)
+        template(lang, &format!("{kind}.{p}"))?.render(&ctx)
     };
     let (title, body, link, subject) = (
         part("title")?,
@@ -177,9 +312,9 @@ pub fn render(
     let url = format!("{base}{link}");
     let settings_url = format!("{base}/settings/notifications");
     let email_ctx = minijinja::context! { recipient => recipient, body => &body, url => &url, settings_url => &settings_url };
-    let email_text = TEMPLATES.get_template("email.txt")?.render(&email_ctx)?;
+    let email_text = template(lang, "email.txt")?.render(&email_ctx)?;
     // Named `.html`, so minijinja escapes what goes into it.
-    let email_html = TEMPLATES.get_template("email.html")?.render(&email_ctx)?;
+    let email_html = template(lang, "email.html")?.render(&email_ctx)?;
     Ok(Rendered {
         title,
         body,
@@ -188,6 +323,41 @@ pub fn render(
         email_text,
         email_html,
     })
+}
+
+/// One notification folded into a digest.
+#[derive(Debug, Clone, Serialize)]
+pub struct DigestItem {
+    pub title: String,
+    pub body: String,
+    /// Frontend path.
+    pub link: String,
+}
+
+/// A digest email: `(subject, text, html)`.
+pub fn render_digest(
+    locale: &str,
+    recipient: &str,
+    items: &[DigestItem],
+    frontend_url: &str,
+) -> Result<(String, String, String), minijinja::Error> {
+    let lang = language(locale);
+    let base = frontend_url.trim_end_matches('/');
+    let items: Vec<_> = items
+        .iter()
+        .map(|i| {
+            minijinja::context! { title => &i.title, body => &i.body, url => format!("{base}{}", i.link) }
+        })
+        .collect();
+    let ctx = minijinja::context! {
+        recipient => recipient, items => items,
+        settings_url => format!("{base}/settings/notifications"),
+    };
+    Ok((
+        template(lang, "digest.subject")?.render(&ctx)?,
+        template(lang, "digest.txt")?.render(&ctx)?,
+        template(lang, "digest.html")?.render(&ctx)?,
+    ))
 }
 
 /// Whether `now` falls in quiet hours `start..end` (minutes after local midnight in the
@@ -217,6 +387,55 @@ pub fn parse_hhmm(s: &str) -> Option<i16> {
 /// Minutes after midnight → `"HH:MM"`.
 pub fn format_hhmm(m: i16) -> String {
     format!("{:02}:{:02}", m / 60, m % 60)
+}
+
+/// A new in-app notification as a client sees it: the `data` of a `notification` frame
+/// on the user's sockets, the same fields as an item of `GET /api/notifications/`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationFrame<'a> {
+    pub id: uuid::Uuid,
+    pub kind: &'a str,
+    pub title: &'a str,
+    pub body: &'a str,
+    pub link: Option<&'a str>,
+    pub actor_id: Option<uuid::Uuid>,
+    pub data: &'a serde_json::Value,
+    pub is_read: bool,
+    pub read_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The start of every user's Redis channel (`{prefix}:user:{user_id}`): realtime nodes
+/// subscribe to the channels of the users with a socket on them.
+pub fn user_channel_prefix(prefix: &str) -> String {
+    format!("{prefix}:user:")
+}
+
+/// Publishes `notification` frames (one per user) on the users' channels, pipelined.
+/// Best effort: the notification is in the database either way; a client that was not
+/// connected reads it from the REST list.
+pub async fn publish_frames(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    frames: &[(uuid::Uuid, NotificationFrame<'_>)],
+) -> redis::RedisResult<()> {
+    if frames.is_empty() {
+        return Ok(());
+    }
+    let start = user_channel_prefix(prefix);
+    let mut pipe = redis::pipe();
+    for (user, n) in frames {
+        let frame = crate::frame::Frame::server(
+            "notification",
+            serde_json::to_value(n).unwrap_or_default(),
+        );
+        pipe.publish(
+            format!("{start}{user}"),
+            serde_json::to_string(&frame).unwrap_or_default(),
+        )
+        .ignore();
+    }
+    pipe.query_async::<()>(redis).await
 }
 
 #[cfg(test)]
@@ -255,6 +474,7 @@ mod tests {
         for k in KINDS {
             let r = render(
                 k.name,
+                "en",
                 "<b>eve</b>",
                 "bob",
                 &serde_json::json!({"video_id": "v1", "comment_id": "c1",
@@ -274,6 +494,7 @@ mod tests {
         }
         let r = render(
             "comment.reply",
+            "en-GB",
             "eve",
             "bob",
             &serde_json::json!({"video_id": "v1", "comment_id": "c1"}),
@@ -281,5 +502,58 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.link, "/videos/v1?comment=c1");
+    }
+
+    #[test]
+    fn the_recipients_language_is_used_where_a_translation_exists() {
+        let payload = serde_json::json!({"video_id": "v1", "comment_id": "c1"});
+        let es = render(
+            "comment.reply",
+            "es-MX",
+            "eve",
+            "bob",
+            &payload,
+            "https://a",
+        )
+        .unwrap();
+        assert_eq!(es.title, "Nueva respuesta");
+        assert_eq!(es.body, "eve ha respondido a tu comentario.");
+        assert!(es.email_text.starts_with("Hola, bob:"), "{}", es.email_text);
+        // The link is not translated: the Spanish list falls back to English for it.
+        assert_eq!(es.link, "/videos/v1?comment=c1");
+        // No German translation: English.
+        let de = render("comment.reply", "de", "eve", "bob", &payload, "https://a").unwrap();
+        assert_eq!(de.title, "New reply");
+        // Every Spanish template names a type (or email/digest part) that exists in English.
+        for (name, _) in SPANISH {
+            let english = name.strip_prefix("es:").unwrap();
+            assert!(TEMPLATES.get_template(english).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_digest_lists_every_item_with_absolute_links_and_escapes_html() {
+        let items = vec![
+            DigestItem {
+                title: "New reply".into(),
+                body: "<i>eve</i> replied".into(),
+                link: "/videos/1".into(),
+            },
+            DigestItem {
+                title: "New follower".into(),
+                body: "sam followed you".into(),
+                link: "/users/sam".into(),
+            },
+        ];
+        let (subject, text, html) = render_digest("en", "bob", &items, "https://app/").unwrap();
+        assert_eq!(subject, "Your Watch Party digest: 2 new notifications");
+        assert!(
+            text.contains("- New reply: <i>eve</i> replied\n  https://app/videos/1"),
+            "{text}"
+        );
+        assert!(text.contains("https://app/users/sam"));
+        assert!(html.contains("&lt;i&gt;eve"), "{html}");
+        let (subject, ..) = render_digest("es", "bob", &items[..1], "https://app").unwrap();
+        assert_eq!(subject, "Tu resumen de Watch Party: 1 notificación nueva");
     }
 }

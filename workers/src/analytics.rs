@@ -60,6 +60,17 @@ impl Batcher {
         Self { tx }
     }
 
+    /// Queues events without waiting for them to be written (best-effort statistics:
+    /// a batch that fails is logged and dropped).
+    pub async fn submit(&self, events: Vec<Event>) {
+        for e in events {
+            let (tx, _) = oneshot::channel();
+            if self.tx.send((e, tx)).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Queues one event and waits until it is written.
     pub async fn write(&self, e: Event) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();

@@ -23,8 +23,9 @@ pub async fn send_email(
 ) -> Result<(), BoxDynError> {
     let mut tx = ctx.db.begin().await?;
     let row = sqlx::query!(
-        "SELECT to_address, subject, body_text, body_html, message_id, status
-         FROM emails WHERE id = $1 FOR UPDATE",
+        r#"SELECT to_address, subject, body_text, body_html, message_id, status, kind, event_id, user_id,
+                  (SELECT created_at FROM domain_events d WHERE d.id = emails.event_id) AS "event_at?"
+           FROM emails WHERE id = $1 FOR UPDATE"#,
         job.email_id
     )
     .fetch_optional(&mut *tx)
@@ -48,6 +49,29 @@ pub async fn send_email(
         Ok(msg) => ctx.mailer.send(msg).await,
         Err(e) => Err(e),
     };
+    // A notification email's final outcome goes to the delivery statistics.
+    let stat = |outcome: &'static str, detail: Option<String>| {
+        if let (Some(kind), Some(event), Some(user)) = (
+            row.kind
+                .strip_prefix("notification:")
+                .and_then(wp_shared::notify::kind),
+            row.event_id,
+            row.user_id,
+        ) {
+            crate::notify::record(
+                &ctx,
+                vec![crate::notify::Delivery {
+                    kind: kind.name,
+                    channel: "email",
+                    outcome,
+                    user,
+                    event,
+                    event_at: row.event_at.unwrap_or_else(chrono::Utc::now),
+                    detail,
+                }],
+            );
+        }
+    };
     match result {
         Ok(()) => {
             sqlx::query!(
@@ -59,6 +83,7 @@ pub async fn send_email(
             .await?;
             tx.commit().await?;
             tracing::info!(email_id = %job.email_id, "email sent");
+            stat("sent", None);
             Ok(())
         }
         Err(e) => {
@@ -75,6 +100,10 @@ pub async fn send_email(
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
+            stat(
+                if permanent { "failed" } else { "retry" },
+                Some(e.to_string()),
+            );
             if permanent {
                 tracing::warn!(email_id = %job.email_id, error = %e, attempt = attempt.current(), "email failed for good");
                 Err(AbortError::new(e).into())

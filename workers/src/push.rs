@@ -348,17 +348,10 @@ pub struct RetryLater(usize, String);
 const IN_FLIGHT: usize = 64;
 
 pub async fn send_push(job: SendPush, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
-    let Some(r) = notify::render_for(&ctx, job.event_id).await? else {
+    let Some(mut texts) = notify::push_texts(&ctx, job.event_id).await? else {
         return Ok(());
     };
-    let (kind, event_at) = (r.kind, r.created_at);
-    let message = Message {
-        title: r.rendered.title,
-        body: r.rendered.body,
-        link: r.rendered.link,
-        kind: kind.to_owned(),
-        event_id: job.event_id.to_string(),
-    };
+    let (kind, event_at) = (texts.kind, texts.created_at);
     // Claim every device of the (still active) users at once; a send that went out, or
     // may have, is not claimed again — only those left in `retry` are.
     let claimed = sqlx::query!(
@@ -370,22 +363,44 @@ pub async fn send_push(job: SendPush, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynE
            SET status = 'sending', attempts = push_sends.attempts + 1, updated_at = now()
            WHERE push_sends.status = 'retry'
            RETURNING device_id, user_id, platform,
-                     (SELECT push_token FROM devices WHERE devices.device_id = push_sends.device_id) AS "token!""#,
+                     (SELECT push_token FROM devices WHERE devices.device_id = push_sends.device_id) AS "token!",
+                     (SELECT locale FROM users WHERE users.id = push_sends.user_id) AS "locale!""#,
         job.event_id,
         &job.user_ids
     )
     .fetch_all(&ctx.db)
     .await?;
-    let message = &message;
+    // The texts in each recipient's language, rendered once per language.
+    let mut messages = std::collections::HashMap::new();
+    for d in &claimed {
+        if !messages.contains_key(&d.locale) {
+            let r = texts.get(&d.locale, &ctx.config.frontend_url)?;
+            messages.insert(
+                d.locale.clone(),
+                Message {
+                    title: r.title.clone(),
+                    body: r.body.clone(),
+                    link: r.link.clone(),
+                    kind: kind.to_owned(),
+                    event_id: job.event_id.to_string(),
+                },
+            );
+        }
+    }
+    let messages = &messages;
     let ctx_ref = &ctx;
     let results: Vec<(String, Uuid, String, Outcome)> = futures::stream::iter(claimed)
         .map(|d| async move {
-            let outcome = ctx_ref.push.send(&d.platform, &d.token, message).await;
+            let outcome = match messages.get(&d.locale) {
+                Some(m) => ctx_ref.push.send(&d.platform, &d.token, m).await,
+                None => Outcome::Failed("no texts".into()),
+            };
             (d.device_id, d.user_id, d.token, outcome)
         })
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await;
+    let mut stats = Vec::with_capacity(results.len());
     let mut devices = Vec::with_capacity(results.len());
     let mut statuses = Vec::with_capacity(results.len());
     let mut details: Vec<Option<String>> = Vec::with_capacity(results.len());
@@ -397,18 +412,15 @@ pub async fn send_push(job: SendPush, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynE
             Outcome::Retry(why) => ("retry", Some(why.clone())),
             Outcome::Failed(why) => ("failed", Some(why.clone())),
         };
-        notify::record(
-            &ctx,
-            notify::Delivery {
-                kind,
-                channel: "push",
-                outcome: status,
-                user,
-                event: job.event_id,
-                event_at,
-                detail: detail.clone(),
-            },
-        );
+        stats.push(notify::Delivery {
+            kind,
+            channel: "push",
+            outcome: status,
+            user,
+            event: job.event_id,
+            event_at,
+            detail: detail.clone(),
+        });
         match outcome {
             Outcome::Dead(_) => {
                 dead_ids.push(device.clone());
@@ -422,6 +434,7 @@ pub async fn send_push(job: SendPush, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynE
         statuses.push(status.to_owned());
         details.push(detail);
     }
+    notify::record(&ctx, stats);
     let mut tx = ctx.db.begin().await?;
     sqlx::query!(
         "UPDATE push_sends p SET status = x.status, detail = x.detail, updated_at = now()

@@ -78,6 +78,9 @@ pub struct Broadcast {
     pub audience: i32,
     /// Users handled so far.
     pub processed: i32,
+    /// The audience is cut into pages of users, run in parallel: how many, how many done.
+    pub pages: i32,
+    pub pages_done: i32,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
 }
@@ -160,7 +163,7 @@ pub async fn send(
         Broadcast,
         "INSERT INTO broadcasts (id, created_by, title, body, link, segment, in_app, email, push, audience)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-         RETURNING id, title, status, audience, processed, created_at, finished_at",
+         RETURNING id, title, status, audience, processed, pages, pages_done, created_at, finished_at",
         id,
         me.id,
         title,
@@ -191,7 +194,7 @@ pub async fn progress(
     let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
     let row = sqlx::query_as!(
         Broadcast,
-        "SELECT id, title, status, audience, processed, created_at, finished_at FROM broadcasts WHERE id = $1",
+        "SELECT id, title, status, audience, processed, pages, pages_done, created_at, finished_at FROM broadcasts WHERE id = $1",
         id
     )
     .fetch_optional(&state.db)

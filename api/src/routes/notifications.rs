@@ -126,13 +126,20 @@ pub async fn unread_count(
     State(state): State<AppState>,
     me: AuthUser,
 ) -> AppResult<ApiResponse<UnreadCount>> {
-    let unread = sqlx::query_scalar!(
+    Ok(ApiResponse::ok(UnreadCount {
+        unread: unread(&state.db, me.id).await?,
+    }))
+}
+
+/// How many of `user`'s notifications are unread (also the notification socket's
+/// first frame).
+pub async fn unread(db: &sqlx::PgPool, user: Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM notifications WHERE user_id = $1 AND read_at IS NULL"#,
-        me.id
+        user
     )
-    .fetch_one(&state.db)
-    .await?;
-    Ok(ApiResponse::ok(UnreadCount { unread }))
+    .fetch_one(db)
+    .await
 }
 
 /// Which notifications a bulk action applies to: `ids`, or `all: true`.

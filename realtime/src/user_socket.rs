@@ -1,0 +1,144 @@
+//! The notification socket: `GET /ws/notifications/?token=...`.
+//!
+//! A signed-in client keeps one open (outside any party) to hear of new notifications
+//! as they are written: the first frame is `notifications_state` (the unread count),
+//! then a `notification` frame for each new in-app notification. Party sockets get the
+//! same `notification` frames. The frames come from the notify worker through the
+//! user's Redis channel, so they reach the user on whichever node. The client may send
+//! `ping` (answered `pong`); the socket closes after `idle_timeout` without a frame.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::{
+        State, WebSocketUpgrade,
+        ws::{CloseFrame, Message, WebSocket, rejection::WebSocketUpgradeRejection},
+    },
+    http::HeaderMap,
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+use tokio::sync::mpsc;
+use wp_api::{auth::AuthUser, error::AppError, extract::Query};
+use wp_shared::frame::Frame;
+
+use crate::{
+    Realtime,
+    hub::{ConnHandle, Kill, encode},
+    socket::{
+        Bucket, FRAMES_BURST, FRAMES_PER_SEC, Handler, MAX_MESSAGE_BYTES, WsQuery, caller, err,
+        pump,
+    },
+};
+
+/// `GET /ws/notifications/?token=...`: 401 for a bad or missing token, before the
+/// upgrade.
+pub async fn upgrade(
+    State(rt): State<Arc<Realtime>>,
+    Query(q): Query<WsQuery>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match caller(&rt, q.token.as_deref(), &headers).await {
+        Err(e) => e.into_response(),
+        Ok(me) => match ws {
+            Err(e) => AppError::BadRequest {
+                code: "websocket_required",
+                message: format!("This endpoint speaks WebSocket only: {e}"),
+            }
+            .into_response(),
+            Ok(ws) => ws
+                .read_buffer_size(4096)
+                .write_buffer_size(0)
+                .max_message_size(MAX_MESSAGE_BYTES)
+                .max_frame_size(MAX_MESSAGE_BYTES)
+                .on_upgrade(move |socket| run(rt, socket, me)),
+        },
+    }
+}
+
+fn kill_message(reason: &str) -> &'static str {
+    match reason {
+        "slow_consumer" => "This connection could not keep up and was closed; reconnect.",
+        "server_restart" => "This server is restarting; reconnect.",
+        _ => "This connection was closed.",
+    }
+}
+
+/// A notification socket's client frames: `ping` only.
+struct Client {
+    frames: Bucket,
+}
+
+impl Handler for Client {
+    async fn on_text(&mut self, text: &str, _received: i64) -> Vec<Frame> {
+        if !self.frames.take() {
+            return vec![err("rate_limited", "Too many frames; slow down.")];
+        }
+        match Frame::parse(text) {
+            Err(e) => vec![e],
+            Ok(f) if f.kind == "ping" => vec![Frame::server("pong", json!({}))],
+            Ok(f) => vec![err(
+                "unknown_type",
+                format!(
+                    "`{}` is not a frame of this socket (it takes `ping`).",
+                    f.kind
+                ),
+            )],
+        }
+    }
+}
+
+async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: AuthUser) {
+    let conn = rt.conn_id();
+    let (tx, mut rx) = mpsc::channel(rt.settings.socket_queue);
+    let kill = Arc::new(Kill::default());
+    let handle = ConnHandle {
+        user: me.id,
+        tx,
+        kill: kill.clone(),
+    };
+    // Subscribed before the unread count is read, so nothing falls between the two.
+    if let Some(done) = rt
+        .hub
+        .add_user_socket(me.id, conn, handle, &rt.subscriptions)
+    {
+        let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
+    }
+    match wp_api::routes::notifications::unread(&rt.app.db, me.id).await {
+        Ok(unread) => {
+            let first = Frame::server("notifications_state", json!({ "unread_count": unread }));
+            if socket.send(Message::Text(encode(&first))).await.is_ok() {
+                let mut handler = Client {
+                    frames: Bucket::new(FRAMES_PER_SEC, FRAMES_BURST),
+                };
+                let idle = rt.settings.idle_timeout;
+                pump(
+                    &mut socket,
+                    &mut rx,
+                    &kill,
+                    idle,
+                    kill_message,
+                    &mut handler,
+                )
+                .await;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "notification socket could not open");
+            let _ = socket
+                .send(Message::Text(encode(&err(
+                    "unavailable",
+                    "Notifications could not be loaded; reconnect.",
+                ))))
+                .await;
+            let _ = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1011,
+                    reason: "unavailable".into(),
+                })))
+                .await;
+        }
+    }
+    rt.hub.remove_user_socket(me.id, conn, &rt.subscriptions);
+}
