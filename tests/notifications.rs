@@ -6,10 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{MailEnv, eventually};
+use common::{
+    MailEnv, eventually,
+    ws::{Ws, refused},
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use wp_shared::jobs::{NotifyEvent, Queue};
+use wp_shared::jobs::{NotifyEvent, Queue, SystemJob};
 
 async fn notifications(m: &MailEnv, token: &str, query: &str) -> Value {
     let (s, b) = m
@@ -574,5 +577,419 @@ async fn delivery_statistics_reach_clickhouse_and_admins() {
             ("in_app".to_owned(), "delivered".to_owned(), 1),
             ("in_app".to_owned(), "opened".to_owned(), 1),
         ]
+    );
+}
+
+#[tokio::test]
+async fn new_notifications_reach_the_users_sockets_at_once() {
+    let m = MailEnv::new().await;
+    let _notify = m.env.spawn_workers(&[(Queue::Notify, 2)]).await;
+    let node = m.env.spawn_node().await;
+    let ann = m.env.create_user("ann").await;
+    let ben = m.env.create_user("ben").await;
+    assert_eq!(refused(&node, "/ws/notifications/").await.0, 401);
+    assert_eq!(
+        refused(&node, "/ws/notifications/?token=nonsense").await.0,
+        401
+    );
+
+    let mut bens = Ws::open(&node, &format!("/ws/notifications/?token={}", ben.token)).await;
+    assert_eq!(
+        bens.expect("notifications_state").await["data"]["unread_count"],
+        0
+    );
+    let mut anns = Ws::open(&node, &format!("/ws/notifications/?token={}", ann.token)).await;
+    anns.expect("notifications_state").await;
+    // Ben is also in a party of his own: its socket hears his notifications too.
+    let (s, party) = node
+        .post_json(
+            "/api/parties/",
+            Some(&ben.token),
+            json!({"title": "Ben's", "external_url": "https://example.com/v.mp4"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{party}");
+    let pid = party["data"]["id"].as_str().unwrap().to_owned();
+    let (mut in_party, _) = Ws::connect(&node, &pid, &ben.token).await;
+
+    // Frames other than ping are refused by name; ping is answered.
+    bens.send_raw("not json").await;
+    assert_eq!(bens.expect_error().await, "invalid_json");
+    bens.send("chat_message", json!({"message": "hi"})).await;
+    assert_eq!(bens.expect_error().await, "unknown_type");
+    bens.send("ping", json!({})).await;
+    bens.expect("pong").await;
+
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&ann.token),
+            json!({"user_id": ben.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let frame = bens.expect("notification").await;
+    let n = &frame["data"];
+    assert_eq!(n["kind"], "friend_request.received");
+    assert_eq!(n["title"], "New friend request");
+    assert_eq!(n["body"], "ann wants to be your friend.");
+    assert_eq!(n["is_read"], false);
+    assert_eq!(n["actor_id"], ann.id.to_string());
+    let party_frame = in_party.expect("notification").await;
+    assert_eq!(party_frame["data"]["id"], n["id"]);
+    // The frame is the list's item.
+    let list = notifications(&m, &ben.token, "").await;
+    assert_eq!(list["results"][0]["id"], n["id"]);
+    assert_eq!(list["results"][0]["link"], n["link"]);
+    anns.expect_none("notification", Duration::from_millis(500))
+        .await;
+
+    // A new socket starts from the unread count.
+    let mut again = Ws::open(&node, &format!("/ws/notifications/?token={}", ben.token)).await;
+    assert_eq!(
+        again.expect("notifications_state").await["data"]["unread_count"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn digests_fold_emails_into_one_after_eight_local_time_and_translations_are_used() {
+    let m = MailEnv::new().await;
+    let _workers = m
+        .env
+        .spawn_workers(&[(Queue::Notify, 2), (Queue::System, 1)])
+        .await;
+    let ann = m.env.create_user("ann").await;
+    let cat = m.env.create_user("cat").await;
+    let ben = m.env.create_user("ben").await;
+    let eva = m.env.create_user("eva").await;
+
+    // Bad input names the field; the settings read back.
+    let (s, b) = m
+        .app
+        .call(
+            Method::PUT,
+            "/api/notifications/settings/",
+            Some(&ben.token),
+            Some(json!({"email_digest": "hourly"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["email_digest"].is_array(), "{b}");
+    let (s, b) = m
+        .app
+        .call(
+            Method::PUT,
+            "/api/notifications/settings/",
+            Some(&ben.token),
+            Some(json!({"email_digest": "daily", "quiet_hours": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["email_digest"], "daily");
+    // Eva reads Spanish.
+    let (s, b) = m
+        .app
+        .call(
+            Method::PATCH,
+            "/api/users/me/",
+            Some(&eva.token),
+            Some(json!({"locale": "es-MX"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    for (from, to) in [(&ann, &ben), (&cat, &ben), (&ann, &eva)] {
+        let (s, b) = m
+            .app
+            .post_json(
+                "/api/social/friend-requests/",
+                Some(&from.token),
+                json!({"user_id": to.id}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    // Eva's email comes at once, in Spanish; so does her in-app text.
+    let mail = m
+        .email(
+            "eva@example.com",
+            "ann te ha enviado una solicitud de amistad",
+        )
+        .await;
+    assert!(mail.contains("Hola, eva:"), "{mail}");
+    assert_eq!(
+        notifications(&m, &eva.token, "").await["results"][0]["title"],
+        "Nueva solicitud de amistad"
+    );
+    // Ben's two wait for his digest (in-app as usual).
+    eventually(Duration::from_secs(15), "ben's notifications", || async {
+        let d = notifications(&m, &ben.token, "").await;
+        (d["results"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    let run_digests = || async {
+        m.env
+            .enqueuer
+            .push_json(
+                Queue::System,
+                vec![(serde_json::to_value(SystemJob::SendDigests).unwrap(), None)],
+            )
+            .await
+            .unwrap();
+        m.env
+            .wait_idle(Queue::System, Duration::from_secs(15))
+            .await;
+        m.env.wait_idle(Queue::Email, Duration::from_secs(15)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    // Not due: the digest was turned on just now (the next 08:00 is ahead).
+    run_digests().await;
+    assert_eq!(
+        m.count_to("ben@example.com"),
+        0,
+        "no email before the digest"
+    );
+    // Yesterday's digest went out, and today's 08:00 (UTC, his timezone) has passed, or
+    // yesterday's has if it is earlier than 08:00 now.
+    sqlx::query(
+        "UPDATE notification_settings SET last_digest_at = now() - interval '2 days' WHERE user_id = $1",
+    )
+    .bind(ben.id)
+    .execute(&m.env.db)
+    .await
+    .unwrap();
+    run_digests().await;
+    let digest = m
+        .email(
+            "ben@example.com",
+            "Your Watch Party digest: 2 new notifications",
+        )
+        .await;
+    assert!(digest.contains("ann wants to be your friend."), "{digest}");
+    assert!(digest.contains("cat wants to be your friend."), "{digest}");
+    // Once: the job again sends nothing.
+    run_digests().await;
+    assert_eq!(m.count_to("ben@example.com"), 1);
+    let statuses: Vec<String> = sqlx::query_scalar(
+        "SELECT status FROM notification_deliveries WHERE user_id = $1 AND channel = 'email'",
+    )
+    .bind(ben.id)
+    .fetch_all(&m.env.db)
+    .await
+    .unwrap();
+    assert_eq!(statuses, ["digested", "digested"]);
+}
+
+#[tokio::test]
+async fn a_dead_email_job_is_listed_for_admins_and_replayed_once_smtp_is_back() {
+    // SMTP is down (nothing listens on the port yet): the notification email is tried
+    // twice, then given up.
+    let port = common::smtp::free_port();
+    let env = common::TestEnv::with_vars(&[
+        ("SMTP_URL", &format!("smtp://127.0.0.1:{port}")),
+        ("JOB_MAX_ATTEMPTS", "2"),
+    ])
+    .await;
+    let app = env.spawn_api().await;
+    let _workers = env
+        .spawn_workers(&[(Queue::Notify, 1), (Queue::Email, 1)])
+        .await;
+    let admin = env.create_user("boss").await;
+    sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
+        .bind(admin.id)
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let ann = env.create_user("ann").await;
+    let ben = env.create_user("ben").await;
+    let (s, _) = app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&ann.token),
+            json!({"user_id": ben.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    eventually(Duration::from_secs(30), "the email job dead", || async {
+        (env.depth(Queue::Email).await.dead == 1).then_some(())
+    })
+    .await;
+
+    // Admins only; unknown queues and jobs are 404; bad limits are named.
+    let (s, _) = app
+        .call(
+            Method::GET,
+            "/api/admin/queues/email/dead/",
+            Some(&ann.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app
+        .call(
+            Method::GET,
+            "/api/admin/queues/nope/dead/",
+            Some(&admin.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = app
+        .call(
+            Method::GET,
+            "/api/admin/queues/email/dead/?limit=0",
+            Some(&admin.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["limit"].is_array(), "{b}");
+    let (s, b) = app
+        .call(
+            Method::GET,
+            "/api/admin/queues/email/dead/",
+            Some(&admin.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["count"], 1);
+    let dead = &b["data"]["results"][0];
+    let email_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM emails WHERE to_address = 'ben@example.com'")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(dead["payload"]["email_id"], email_id.to_string(), "{dead}");
+    assert_eq!(dead["attempts"], 2, "{dead}");
+    assert!(
+        dead["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{dead}"
+    );
+    let job = dead["id"].as_str().unwrap().to_owned();
+    let (s, _) = app
+        .post_json(
+            &format!("/api/admin/queues/email/dead/{job}/replay/"),
+            Some(&ann.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // SMTP is back: the replay sends it, once.
+    let smtp = common::smtp::SmtpServer::start_on(port).await;
+    let (s, b) = app
+        .post_json(
+            &format!("/api/admin/queues/email/dead/{job}/replay/"),
+            Some(&admin.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (s, _) = app
+        .post_json(
+            &format!("/api/admin/queues/email/dead/{job}/replay/"),
+            Some(&admin.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "replayed already");
+    eventually(Duration::from_secs(15), "the replayed email", || async {
+        (smtp.messages().len() == 1).then_some(())
+    })
+    .await;
+    env.wait_idle(Queue::Email, Duration::from_secs(10)).await;
+    assert_eq!(env.depth(Queue::Email).await.dead, 0);
+    let status: String = sqlx::query_scalar("SELECT status FROM emails WHERE id = $1")
+        .bind(email_id)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(status, "sent");
+    assert_eq!(smtp.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn a_party_invite_notifies_the_invited_with_the_join_link() {
+    let m = MailEnv::new().await;
+    let _notify = m.env.spawn_workers(&[(Queue::Notify, 2)]).await;
+    let ann = m.env.create_user("ann").await;
+    let ben = m.env.create_user("ben").await;
+    let cat = m.env.create_user("cat").await;
+    let (s, party) = m
+        .app
+        .post_json(
+            "/api/parties/",
+            Some(&ann.token),
+            json!({"title": "Friday film", "external_url": "https://example.com/v.mp4", "visibility": "private"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{party}");
+    let pid = party["data"]["id"].as_str().unwrap().to_owned();
+    let code = party["data"]["invite_code"].as_str().unwrap().to_owned();
+    let invite = |token: String, body: Value| {
+        let app = &m.app;
+        let path = format!("/api/parties/{pid}/invite/");
+        async move { app.post_json(&path, Some(&token), body).await }
+    };
+    // Bad input names the field; a stranger cannot see a private party.
+    let (s, b) = invite(ann.token.clone(), json!({"user_ids": []})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["user_ids"].is_array(), "{b}");
+    let (s, _) = invite(cat.token.clone(), json!({"user_ids": [ben.id]})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let nobody = uuid::Uuid::now_v7();
+    let (s, b) = invite(
+        ann.token.clone(),
+        json!({"user_ids": [ben.id, nobody, ann.id, ben.id]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["data"]["invited"], json!([ben.id]));
+    let skipped = b["data"]["skipped"].as_array().unwrap();
+    assert!(skipped.contains(&json!({"user_id": nobody, "reason": "unknown_user"})));
+    assert!(skipped.contains(&json!({"user_id": ann.id, "reason": "self"})));
+    // Not twice within the hour.
+    let (_, b) = invite(ann.token.clone(), json!({"user_ids": [ben.id]})).await;
+    assert_eq!(
+        b["data"]["skipped"],
+        json!([{"user_id": ben.id, "reason": "already_invited"}])
+    );
+
+    let list = eventually(Duration::from_secs(15), "ben's invite", || async {
+        let d = notifications(&m, &ben.token, "").await;
+        (d["results"].as_array()?.len() == 1).then_some(d)
+    })
+    .await;
+    let n = &list["results"][0];
+    assert_eq!(n["kind"], "party.invite");
+    assert_eq!(
+        n["body"],
+        "ann invited you to watch \"Friday film\" together."
+    );
+    assert_eq!(n["link"], format!("/parties/join/{code}"));
+    let mail = m
+        .email("ben@example.com", "ann invited you to a watch party")
+        .await;
+    assert!(mail.contains(&format!("/parties/join/{code}")), "{mail}");
+    // The link's code lets Ben in; a member who is not a co-host cannot invite.
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/parties/join-by-code/",
+            Some(&ben.token),
+            json!({"code": code}),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {b}");
+    let (s, _) = invite(ben.token.clone(), json!({"user_ids": [cat.id]})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (_, b) = invite(ann.token.clone(), json!({"user_ids": [ben.id]})).await;
+    assert_eq!(
+        b["data"]["skipped"],
+        json!([{"user_id": ben.id, "reason": "already_member"}])
     );
 }

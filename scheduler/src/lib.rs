@@ -41,6 +41,11 @@ pub fn schedules(config: &Config) -> anyhow::Result<Vec<Schedule>> {
             job: SystemJob::VacuumJobs,
         },
         Schedule {
+            name: "notification-digests",
+            cron: parse("0 */15 * * * *")?,
+            job: SystemJob::SendDigests,
+        },
+        Schedule {
             name: "purge-accounts",
             cron: parse("0 7 * * * *")?,
             job: SystemJob::PurgeAccounts,

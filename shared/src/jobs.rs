@@ -9,6 +9,7 @@ use std::{fmt, str::FromStr, time::Duration};
 
 use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_redis::{ConnectionManager, RedisStorage};
+use redis::AsyncCommands;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
@@ -238,6 +239,8 @@ pub enum SystemJob {
     VacuumJobs,
     /// Anonymise accounts whose deletion grace period is over; remove expired exports.
     PurgeAccounts,
+    /// Send the notification digests that are due.
+    SendDigests,
     /// Does nothing; used to measure the queue itself (`cargo bench`, load tool).
     Noop { seq: u64 },
 }
@@ -443,6 +446,113 @@ pub async fn queue_depth(
         dead,
         workers: workers.len() as u64,
     })
+}
+
+/// A job given up on (after its last attempt, or refused as permanent), as kept in the
+/// queue's dead set for inspection and replay.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadJob {
+    pub id: String,
+    /// The job's payload (what the worker got).
+    pub payload: serde_json::Value,
+    /// What the last attempt returned.
+    pub error: Option<String>,
+    pub attempts: Option<u32>,
+    /// When it was given up on (unix seconds).
+    pub failed_at: Option<u64>,
+}
+
+fn decode_payload(raw: Option<Vec<u8>>) -> serde_json::Value {
+    match raw {
+        None => serde_json::Value::Null,
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into())),
+    }
+}
+
+/// Up to `limit` dead jobs of `queue` (newest first) and how many there are.
+pub async fn dead_jobs(
+    conn: &mut ConnectionManager,
+    config: &Config,
+    queue: Queue,
+    limit: usize,
+) -> redis::RedisResult<(u64, Vec<DeadJob>)> {
+    let qc = queue_config(config, queue);
+    let ids: Vec<String> = conn.smembers(qc.dead_jobs_set()).await?;
+    let total = ids.len() as u64;
+    if ids.is_empty() {
+        return Ok((0, Vec::new()));
+    }
+    let mut pipe = redis::pipe();
+    for id in &ids {
+        pipe.hget(qc.job_data_hash(), id);
+        pipe.cmd("HMGET")
+            .arg(format!("{}:{id}", qc.job_meta_hash()))
+            .arg("result")
+            .arg("attempts")
+            .arg("done_at");
+    }
+    type Meta = (Option<String>, Option<u32>, Option<u64>);
+    let raw: Vec<redis::Value> = pipe.query_async(conn).await?;
+    let mut raw = raw.into_iter();
+    let mut jobs = Vec::with_capacity(ids.len());
+    for id in ids {
+        let (Some(data), Some(meta)) = (raw.next(), raw.next()) else {
+            break;
+        };
+        let payload: Option<Vec<u8>> = redis::from_redis_value(data).unwrap_or(None);
+        let (error, attempts, failed_at): Meta =
+            redis::from_redis_value(meta).unwrap_or((None, None, None));
+        jobs.push(DeadJob {
+            id,
+            payload: decode_payload(payload),
+            error,
+            attempts,
+            failed_at,
+        });
+    }
+    jobs.sort_by(|a, b| b.failed_at.cmp(&a.failed_at).then_with(|| a.id.cmp(&b.id)));
+    jobs.truncate(limit);
+    Ok((total, jobs))
+}
+
+/// Error while replaying a dead job.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("no such dead job")]
+    NotFound,
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Enqueue(#[from] EnqueueError),
+}
+
+/// Runs a dead job again: its payload is queued as a new job (without a dedupe key, so
+/// the original's key does not hold it back) and the dead record is removed. Every job
+/// here is idempotent, so a replay only does what the original did not.
+pub async fn replay_dead(enq: &Enqueuer, queue: Queue, id: &str) -> Result<(), ReplayError> {
+    let mut conn = enq.connection();
+    let qc = queue_config(enq.config(), queue);
+    // Taken out of the dead set first: of two concurrent replays, one wins.
+    let removed: u64 = conn.srem(qc.dead_jobs_set(), id).await?;
+    if removed == 0 {
+        return Err(ReplayError::NotFound);
+    }
+    let raw: Option<Vec<u8>> = conn.hget(qc.job_data_hash(), id).await?;
+    let payload = decode_payload(raw);
+    if payload.is_null() {
+        return Err(ReplayError::NotFound);
+    }
+    enq.push_json(queue, vec![(payload, None)]).await?;
+    let meta = qc.job_meta_hash();
+    redis::pipe()
+        .hdel(qc.job_data_hash(), id)
+        .ignore()
+        .del(format!("{meta}:{id}"))
+        .ignore()
+        .query_async::<()>(&mut conn)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

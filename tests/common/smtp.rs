@@ -42,7 +42,11 @@ pub fn free_port() -> u16 {
 
 impl SmtpServer {
     pub async fn start() -> Self {
-        let port = free_port();
+        Self::start_on(free_port()).await
+    }
+
+    /// Starts the server on `port` (one a worker was already told to use).
+    pub async fn start_on(port: u16) -> Self {
         let dir =
             std::env::temp_dir().join(format!("wp-test-smtp-{}", uuid::Uuid::new_v4().simple()));
         for sub in ["tmp", "new", "cur"] {

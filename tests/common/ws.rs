@@ -97,6 +97,15 @@ impl Ws {
         (ws, snapshot)
     }
 
+    /// Connects to any socket path (with its query); no first frame is read.
+    pub async fn open(app: &TestApp, path_and_query: &str) -> Ws {
+        let url = format!("{}{path_and_query}", app.base.replace("http://", "ws://"));
+        let (stream, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("socket connects");
+        Ws { stream }
+    }
+
     pub async fn send(&mut self, kind: &str, data: Value) {
         self.send_raw(
             &json!({ "type": kind, "timestamp": chrono::Utc::now().timestamp_millis(), "data": data })

@@ -1,7 +1,8 @@
 //! The `email` queue: send one stored email.
 //!
 //! Idempotent: the row is locked while it is sent and marked `sent` in the same
-//! transaction, so a duplicate or re-delivered job finds it sent and does nothing.
+//! transaction, so a duplicate or re-delivered job finds it sent and does nothing (one
+//! that failed is tried again).
 //! (If the process dies after the SMTP server accepted the message but before the
 //! commit, the retry sends it again with the same Message-ID; SMTP offers no way to
 //! close that window.)
@@ -34,8 +35,10 @@ pub async fn send_email(
         tracing::warn!(email_id = %job.email_id, "email row is gone; nothing to send");
         return Ok(());
     };
-    if row.status != "queued" {
-        tracing::debug!(email_id = %job.email_id, status = row.status, "email already handled");
+    // `failed` is tried again: a replayed dead job (`POST /api/admin/queues/email/dead/
+    // {id}/replay/`) after the SMTP server came back. Only `sent` is never sent twice.
+    if row.status == "sent" {
+        tracing::debug!(email_id = %job.email_id, "email already sent");
         return Ok(());
     }
     let result = match build_message(

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod analytics;
+pub mod digest;
 pub mod email;
 pub mod mailer;
 pub mod media;

@@ -1,4 +1,5 @@
-//! The `system` queue: outbox relay sweep, job-record vacuum, no-op (benchmarks).
+//! The `system` queue: outbox relay sweep, job-record vacuum, account purge, email
+//! digests, no-op (benchmarks).
 
 use std::{sync::Arc, time::Duration};
 
@@ -29,6 +30,12 @@ pub async fn handle_system(job: SystemJob, ctx: Data<Arc<Ctx>>) -> Result<(), Bo
             let n = crate::accounts::purge(&ctx).await?;
             if n > 0 {
                 tracing::info!(accounts = n, "deleted accounts purged");
+            }
+        }
+        SystemJob::SendDigests => {
+            let n = crate::digest::send_due(&ctx).await?;
+            if n > 0 {
+                tracing::info!(digests = n, "notification digests sent");
             }
         }
         SystemJob::Noop { .. } => {}

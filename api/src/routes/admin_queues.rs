@@ -1,13 +1,15 @@
-//! Job queue depths for the admin panel (the same figures as `/metrics`).
+//! Job queues for the admin panel: depths (the same figures as `/metrics`), and the
+//! dead jobs of a queue, to inspect and replay.
 
-use axum::extract::State;
-use serde::Serialize;
-use utoipa::ToSchema;
-use wp_shared::jobs::{Queue, queue_depth};
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use wp_shared::jobs::{Queue, ReplayError, queue_depth};
 
 use crate::{
     auth::{AuthUser, Role},
-    error::AppResult,
+    error::{AppError, AppResult},
+    extract::Query,
     response::{ApiResponse, Envelope},
     state::AppState,
 };
@@ -61,4 +63,108 @@ pub async fn queues(
         queues,
         outbox_pending: wp_shared::outbox::pending_count(&state.db).await?,
     }))
+}
+
+/// A job given up on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadJob {
+    pub id: String,
+    /// What the worker got.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// What its last attempt returned.
+    pub error: Option<String>,
+    pub attempts: Option<u32>,
+    /// Unix seconds.
+    pub failed_at: Option<u64>,
+}
+
+/// `data` of a queue's dead jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadJobs {
+    pub queue: String,
+    /// All dead jobs of the queue (the list holds at most `limit`, newest first).
+    pub count: u64,
+    pub results: Vec<DeadJob>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeadParams {
+    /// At most this many (default 50, at most 500).
+    pub limit: Option<u32>,
+}
+
+fn queue_of(name: &str) -> AppResult<Queue> {
+    name.parse().map_err(|_| AppError::not_found())
+}
+
+/// A queue's dead jobs: given up after their last attempt or refused as permanent
+/// (admins). They are kept `JOB_DEAD_RETENTION_DAYS`.
+#[utoipa::path(get, path = "/admin/queues/{queue}/dead/", tag = "admin", security(("bearer" = [])),
+    params(("queue" = String, Path, description = "email, push, notify, search, export, analytics, media, system"), DeadParams),
+    responses((status = 200, body = inline(Envelope<DeadJobs>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn dead(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(queue): Path<String>,
+    Query(q): Query<DeadParams>,
+) -> AppResult<ApiResponse<DeadJobs>> {
+    user.require_role(Role::Admin)?;
+    let queue = queue_of(&queue)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(AppError::field("limit", "Between 1 and 500."));
+    }
+    let mut conn = state.redis.clone();
+    let (count, jobs) =
+        wp_shared::jobs::dead_jobs(&mut conn, &state.config, queue, limit as usize).await?;
+    Ok(ApiResponse::ok(DeadJobs {
+        queue: queue.name().to_owned(),
+        count,
+        results: jobs
+            .into_iter()
+            .map(|j| DeadJob {
+                id: j.id,
+                payload: j.payload,
+                error: j.error,
+                attempts: j.attempts,
+                failed_at: j.failed_at,
+            })
+            .collect(),
+    }))
+}
+
+/// The replayed job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Replayed {
+    pub queue: String,
+    pub id: String,
+}
+
+/// Runs a dead job again (admins): its payload goes back on the queue as a new job and
+/// the dead record is removed. Jobs are idempotent: a replay does only what the
+/// original did not (an email already sent is not sent again).
+#[utoipa::path(post, path = "/admin/queues/{queue}/dead/{id}/replay/", tag = "admin", security(("bearer" = [])),
+    params(("queue" = String, Path), ("id" = String, Path)),
+    responses((status = 202, body = inline(Envelope<Replayed>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn replay(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((queue, id)): Path<(String, String)>,
+) -> AppResult<ApiResponse<Replayed>> {
+    user.require_role(Role::Admin)?;
+    let queue = queue_of(&queue)?;
+    match wp_shared::jobs::replay_dead(&state.enqueuer, queue, &id).await {
+        Ok(()) => {
+            tracing::info!(queue = queue.name(), job = id, by = %user.id, "dead job replayed");
+            Ok(ApiResponse::accepted(Replayed {
+                queue: queue.name().to_owned(),
+                id,
+            }))
+        }
+        Err(ReplayError::NotFound) => Err(AppError::not_found()),
+        Err(ReplayError::Redis(e)) => Err(e.into()),
+        Err(ReplayError::Enqueue(e)) => Err(anyhow::Error::from(e).into()),
+    }
 }

@@ -493,24 +493,52 @@ pub struct QuietHours {
     pub end: String,
 }
 
+/// How notification emails are sent: one by one, or folded into a digest sent after
+/// 08:00 in the user's timezone, every day or every Monday.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailDigest {
+    #[default]
+    Off,
+    Daily,
+    Weekly,
+}
+
+impl EmailDigest {
+    fn as_str(self) -> &'static str {
+        match self {
+            EmailDigest::Off => "off",
+            EmailDigest::Daily => "daily",
+            EmailDigest::Weekly => "weekly",
+        }
+    }
+}
+
 /// Notification settings beyond the per-type channels.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NotificationSettings {
     /// No push during these hours (in-app and email still arrive); null: none.
     pub quiet_hours: Option<QuietHours>,
+    /// `off` (each email on its own), `daily` or `weekly` (one digest email; types
+    /// that cannot be turned off are still sent at once).
+    pub email_digest: EmailDigest,
     /// The account's timezone the hours are read in (`PATCH /api/users/me/`).
     pub timezone: String,
 }
 
+/// The whole settings (a field left out takes its default: no quiet hours, no digest).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsUpdate {
     pub quiet_hours: Option<QuietHours>,
+    #[serde(default)]
+    pub email_digest: EmailDigest,
 }
 
 async fn settings_of(state: &AppState, user: Uuid) -> AppResult<NotificationSettings> {
     let r = sqlx::query!(
-        r#"SELECT u.timezone, s.quiet_start_minute AS "start?", s.quiet_end_minute AS "end?"
+        r#"SELECT u.timezone, s.quiet_start_minute AS "start?", s.quiet_end_minute AS "end?",
+                  COALESCE(s.email_digest, 'off') AS "digest!"
            FROM users u LEFT JOIN notification_settings s ON s.user_id = u.id WHERE u.id = $1"#,
         user
     )
@@ -522,11 +550,16 @@ async fn settings_of(state: &AppState, user: Uuid) -> AppResult<NotificationSett
             start: format_hhmm(s),
             end: format_hhmm(e),
         }),
+        email_digest: match r.digest.as_str() {
+            "daily" => EmailDigest::Daily,
+            "weekly" => EmailDigest::Weekly,
+            _ => EmailDigest::Off,
+        },
         timezone: r.timezone,
     })
 }
 
-/// The caller's quiet hours (and the timezone they are read in).
+/// The caller's quiet hours (and the timezone they are read in) and email digest.
 #[utoipa::path(get, path = "/notifications/settings/", tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = inline(Envelope<NotificationSettings>))))]
 pub async fn settings(
@@ -536,7 +569,7 @@ pub async fn settings(
     Ok(ApiResponse::ok(settings_of(&state, me.id).await?))
 }
 
-/// Sets or clears (`quiet_hours: null`) the caller's quiet hours.
+/// Replaces the caller's settings: quiet hours (`null`: none) and the email digest.
 #[utoipa::path(put, path = "/notifications/settings/", tag = "notifications", security(("bearer" = [])), request_body = SettingsUpdate,
     responses((status = 200, body = inline(Envelope<NotificationSettings>)), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn set_settings(
@@ -561,15 +594,20 @@ pub async fn set_settings(
         }
         None => (None, None),
     };
+    // A digest turned on counts from now (what is pending then goes in the first one).
     sqlx::query!(
-        "INSERT INTO notification_settings (user_id, quiet_start_minute, quiet_end_minute)
-         VALUES ($1, $2, $3)
+        "INSERT INTO notification_settings (user_id, quiet_start_minute, quiet_end_minute, email_digest, last_digest_at)
+         VALUES ($1, $2, $3, $4, now())
          ON CONFLICT (user_id) DO UPDATE
          SET quiet_start_minute = EXCLUDED.quiet_start_minute,
-             quiet_end_minute = EXCLUDED.quiet_end_minute, updated_at = now()",
+             quiet_end_minute = EXCLUDED.quiet_end_minute, email_digest = EXCLUDED.email_digest,
+             last_digest_at = CASE WHEN notification_settings.email_digest = 'off' THEN now()
+                                   ELSE notification_settings.last_digest_at END,
+             updated_at = now()",
         me.id,
         start,
-        end
+        end,
+        b.email_digest.as_str()
     )
     .execute(&state.db)
     .await?;

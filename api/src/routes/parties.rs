@@ -1388,6 +1388,99 @@ pub async fn regenerate_code(
     Ok(ApiResponse::ok(row.into_api(&state, me.is_staff())))
 }
 
+/// Who to invite.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteBody {
+    /// 1 to 50 users.
+    pub user_ids: Vec<Uuid>,
+}
+
+/// A user who was not invited, and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotInvited {
+    pub user_id: Uuid,
+    /// `unknown_user`, `already_member`, `banned`, `already_invited` (within the last
+    /// hour), `self`.
+    pub reason: &'static str,
+}
+
+/// `data` of an invitation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Invited {
+    pub invited: Vec<Uuid>,
+    pub skipped: Vec<NotInvited>,
+}
+
+/// Invites users (host and co-hosts): each gets a `party.invite` notification (in-app,
+/// email, push, by their preferences) with the party's join link. A user invited to
+/// the same party within the hour is not invited again.
+#[utoipa::path(post, path = "/parties/{id}/invite/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = InviteBody,
+    responses((status = 202, body = inline(Envelope<Invited>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn invite(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Path(id): Path<String>,
+    Json(body): Json<InviteBody>,
+) -> AppResult<ApiResponse<Invited>> {
+    let mut wanted = body.user_ids.clone();
+    wanted.sort_unstable();
+    wanted.dedup();
+    if wanted.is_empty() || wanted.len() > 50 {
+        return Err(AppError::field("user_ids", "Between 1 and 50 users."));
+    }
+    let mut tx = state.db.begin().await?;
+    let row = locked_party(&mut tx, &me, &id).await?;
+    require_party_role(&row, &me, PartyRole::Cohost)?;
+    let known = sqlx::query!(
+        r#"SELECT u.id,
+                  EXISTS (SELECT 1 FROM party_members m WHERE m.party_id = $2 AND m.user_id = u.id) AS "member!",
+                  EXISTS (SELECT 1 FROM party_bans b WHERE b.party_id = $2 AND b.user_id = u.id) AS "banned!",
+                  EXISTS (SELECT 1 FROM domain_events e
+                          WHERE e.kind = 'party.invite' AND e.recipient_id = u.id
+                            AND e.payload->>'party_id' = $2::text
+                            AND e.created_at > now() - interval '1 hour') AS "invited!"
+           FROM users u WHERE u.id = ANY($1) AND u.status = 'active'"#,
+        &wanted,
+        row.id
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let (mut invited, mut skipped, mut outbox) = (Vec::new(), Vec::new(), Vec::new());
+    for user in wanted {
+        let reason = match known.iter().find(|k| k.id == user) {
+            _ if user == me.id => Some("self"),
+            None => Some("unknown_user"),
+            Some(k) if k.member => Some("already_member"),
+            Some(k) if k.banned => Some("banned"),
+            Some(k) if k.invited => Some("already_invited"),
+            Some(_) => None,
+        };
+        match reason {
+            Some(reason) => skipped.push(NotInvited {
+                user_id: user,
+                reason,
+            }),
+            None => {
+                outbox.push(
+                    wp_shared::events::emit(
+                        &mut tx,
+                        "party.invite",
+                        Some(me.id),
+                        Some(user),
+                        json!({ "party_id": row.id, "title": row.title, "code": row.invite_code }),
+                    )
+                    .await?,
+                );
+                invited.push(user);
+            }
+        }
+    }
+    tx.commit().await?;
+    crate::routes::account::relay(&state, &outbox).await;
+    Ok(ApiResponse::accepted(Invited { invited, skipped }))
+}
+
 // ---- chat -------------------------------------------------------------------------
 
 /// A chat message.
