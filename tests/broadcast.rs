@@ -18,12 +18,7 @@ async fn a_broadcast_reaches_every_user_once_in_pages_and_segments_narrow_it() {
     let _workers = env
         .spawn_workers(&[(Queue::Notify, 4), (Queue::Push, 4)])
         .await;
-    let admin = env.create_user("boss").await;
-    sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
-        .bind(admin.id)
-        .execute(&env.db)
-        .await
-        .unwrap();
+    let admin = env.create_admin("boss").await;
     let mut users = Vec::new();
     for i in 0..20 {
         users.push(env.create_user(&format!("user{i:02}")).await);
@@ -219,6 +214,25 @@ async fn a_broadcast_reaches_every_user_once_in_pages_and_segments_narrow_it() {
     assert_eq!(b["data"]["results"][1]["link"], "/parties");
 }
 
+/// `n` verified users named `{prefix}{i}`, each with an Android device (token
+/// `fcm-{user id}`), in one statement.
+async fn seed_users_with_devices(env: &common::TestEnv, prefix: &str, n: i64) {
+    sqlx::query(
+        "WITH u AS (
+           INSERT INTO users (id, username, email, password_hash, email_verified_at)
+           SELECT gen_random_uuid(), $2 || i, $2 || i || '@example.com', '!', now()
+           FROM generate_series(1, $1::bigint) i RETURNING id)
+         INSERT INTO devices (id, user_id, device_id, platform, push_token)
+         SELECT gen_random_uuid(), id, 'dev-' || id, 'android', 'fcm-' || id FROM u",
+    )
+    .bind(n)
+    .bind(prefix)
+    .execute(&env.db)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE").execute(&env.db).await.unwrap();
+}
+
 /// A worker process killed (SIGKILL) in the middle of a broadcast, then another one
 /// taking over: every user gets one in-app row, and no device gets a push twice; a push
 /// that was in flight at the kill (it may or may not have gone out) is not repeated.
@@ -228,24 +242,8 @@ async fn a_worker_killed_mid_broadcast_leaves_one_delivery_per_user_and_device()
     let providers = Providers::start().await;
     let env = providers.env(&[("NOTIFY_PAGE_SIZE", "100")]).await;
     let app = env.spawn_api().await;
-    let admin = env.create_user("boss").await;
-    sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
-        .bind(admin.id)
-        .execute(&env.db)
-        .await
-        .unwrap();
-    sqlx::query(
-        "WITH u AS (
-           INSERT INTO users (id, username, email, password_hash, email_verified_at)
-           SELECT gen_random_uuid(), 'crash' || i, 'crash' || i || '@example.com', '!', now()
-           FROM generate_series(1, $1::bigint) i RETURNING id)
-         INSERT INTO devices (id, user_id, device_id, platform, push_token)
-         SELECT gen_random_uuid(), id, 'dev-' || id, 'android', 'fcm-' || id FROM u",
-    )
-    .bind(USERS)
-    .execute(&env.db)
-    .await
-    .unwrap();
+    let admin = env.create_admin("boss").await;
+    seed_users_with_devices(&env, "crash", USERS).await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
         .args(["worker", "--queues", "notify=2,push=2"])
         .envs(env.env_vars())
@@ -331,7 +329,7 @@ async fn a_worker_killed_mid_broadcast_leaves_one_delivery_per_user_and_device()
 
 /// The issue's benchmark: a broadcast to 100,000 users, each with an Android device
 /// reached through the local FCM server. Run it with
-/// `deploy/dev/test.sh --test broadcast --run-ignored only --no-capture`; the figures go
+/// `deploy/dev/test.sh --release --test broadcast --run-ignored only --no-capture`; the figures go
 /// to stderr (docs/benchmarks.md has the last ones).
 #[tokio::test]
 #[ignore = "a benchmark: minutes of work, run on demand"]
@@ -340,25 +338,8 @@ async fn benchmark_a_broadcast_to_100k_users() {
     let providers = Providers::start().await;
     let env = providers.env(&[("DATABASE_MAX_CONNECTIONS", "40")]).await;
     let app = env.spawn_api().await;
-    let admin = env.create_user("boss").await;
-    sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
-        .bind(admin.id)
-        .execute(&env.db)
-        .await
-        .unwrap();
-    sqlx::query(
-        "WITH u AS (
-           INSERT INTO users (id, username, email, password_hash, email_verified_at)
-           SELECT gen_random_uuid(), 'bench' || i, 'bench' || i || '@example.com', '!', now()
-           FROM generate_series(1, $1::bigint) i RETURNING id)
-         INSERT INTO devices (id, user_id, device_id, platform, push_token)
-         SELECT gen_random_uuid(), id, 'dev-' || id, 'android', 'fcm-' || id FROM u",
-    )
-    .bind(USERS)
-    .execute(&env.db)
-    .await
-    .unwrap();
-    sqlx::query("ANALYZE").execute(&env.db).await.unwrap();
+    let admin = env.create_admin("boss").await;
+    seed_users_with_devices(&env, "bench", USERS).await;
     let _workers = env
         .spawn_workers(&[(Queue::Notify, 4), (Queue::Push, 2)])
         .await;

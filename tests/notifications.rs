@@ -478,12 +478,7 @@ async fn delivery_statistics_reach_clickhouse_and_admins() {
         .await;
     let ann = m.env.create_user("ann").await;
     let ben = m.env.create_user("ben").await;
-    let boss = m.env.create_user("boss").await;
-    sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
-        .bind(boss.id)
-        .execute(&m.env.db)
-        .await
-        .unwrap();
+    let boss = m.env.create_admin("boss").await;
     m.app
         .post_json(
             "/api/social/friend-requests/",
@@ -796,12 +791,7 @@ async fn a_dead_email_job_is_listed_for_admins_and_replayed_once_smtp_is_back() 
     let _workers = env
         .spawn_workers(&[(Queue::Notify, 1), (Queue::Email, 1)])
         .await;
-    let admin = env.create_user("boss").await;
-    sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
-        .bind(admin.id)
-        .execute(&env.db)
-        .await
-        .unwrap();
+    let admin = env.create_admin("boss").await;
     let ann = env.create_user("ann").await;
     let ben = env.create_user("ben").await;
     let (s, _) = app

@@ -208,8 +208,22 @@ fn close_code(reason: &str) -> u16 {
         "party_ended" => 4004,
         "idle_timeout" => 4000,
         "server_restart" => 1012,
+        "unavailable" => 1011,
         _ => 1000,
     }
+}
+
+/// Sends the `error` frame naming why the socket closes, then the close frame.
+pub(crate) async fn close_with(socket: &mut WebSocket, reason: &str, message: &str) {
+    let _ = socket
+        .feed(Message::Text(encode(&err(reason, message))))
+        .await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code(reason),
+            reason: reason.into(),
+        })))
+        .await;
 }
 
 /// What a party socket's last `error` frame says when it is closed with `reason`.
@@ -259,11 +273,7 @@ pub(crate) async fn pump(
                     }
                 }
                 let reason = kill.reason().to_owned();
-                let _ = socket.feed(Message::Text(encode(&err(&reason, message(&reason))))).await;
-                let _ = socket.send(Message::Close(Some(CloseFrame {
-                    code: close_code(&reason),
-                    reason: reason.into(),
-                }))).await;
+                close_with(socket, &reason, message(&reason)).await;
                 return;
             }
             out = rx.recv() => {
@@ -287,11 +297,7 @@ pub(crate) async fn pump(
                 }
             }
             () = tokio::time::sleep_until(deadline) => {
-                let _ = socket.feed(Message::Text(encode(&err("idle_timeout", "Nothing was received for too long.")))).await;
-                let _ = socket.send(Message::Close(Some(CloseFrame {
-                    code: close_code("idle_timeout"),
-                    reason: "idle_timeout".into(),
-                }))).await;
+                close_with(socket, "idle_timeout", "Nothing was received for too long.").await;
                 return;
             }
             incoming = socket.recv() => {
@@ -357,18 +363,12 @@ async fn run(
     match Box::pin(c.open(&m, resume)).await {
         Ok(None) => {
             // Removed between the check before the upgrade and joining the room.
-            let _ = socket
-                .send(Message::Text(encode(&err(
-                    "not_a_member",
-                    "You are no longer in this party.",
-                ))))
-                .await;
-            let _ = socket
-                .send(Message::Close(Some(CloseFrame {
-                    code: close_code("not_a_member"),
-                    reason: "not_a_member".into(),
-                })))
-                .await;
+            close_with(
+                &mut socket,
+                "not_a_member",
+                "You are no longer in this party.",
+            )
+            .await;
         }
         Ok(Some(snapshot)) => {
             // The snapshot's value tree is large (every participant); it must not live
@@ -381,18 +381,12 @@ async fn run(
         }
         Err(e) => {
             tracing::warn!(error = %e, party = %c.party, "party socket could not open");
-            let _ = socket
-                .send(Message::Text(encode(&err(
-                    "unavailable",
-                    "The party could not be loaded; reconnect.",
-                ))))
-                .await;
-            let _ = socket
-                .send(Message::Close(Some(CloseFrame {
-                    code: 1011,
-                    reason: "unavailable".into(),
-                })))
-                .await;
+            close_with(
+                &mut socket,
+                "unavailable",
+                "The party could not be loaded; reconnect.",
+            )
+            .await;
         }
     }
     Box::pin(c.close()).await;

@@ -12,7 +12,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     extract::{
         State, WebSocketUpgrade,
-        ws::{CloseFrame, Message, WebSocket, rejection::WebSocketUpgradeRejection},
+        ws::{Message, WebSocket, rejection::WebSocketUpgradeRejection},
     },
     http::HeaderMap,
     response::{IntoResponse, Response},
@@ -26,8 +26,8 @@ use crate::{
     Realtime,
     hub::{ConnHandle, Kill, encode},
     socket::{
-        Bucket, FRAMES_BURST, FRAMES_PER_SEC, Handler, MAX_MESSAGE_BYTES, WsQuery, caller, err,
-        pump,
+        Bucket, FRAMES_BURST, FRAMES_PER_SEC, Handler, MAX_MESSAGE_BYTES, WsQuery, caller,
+        close_with, err, pump,
     },
 };
 
@@ -126,18 +126,12 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: AuthUser) {
         }
         Err(e) => {
             tracing::warn!(error = %e, "notification socket could not open");
-            let _ = socket
-                .send(Message::Text(encode(&err(
-                    "unavailable",
-                    "Notifications could not be loaded; reconnect.",
-                ))))
-                .await;
-            let _ = socket
-                .send(Message::Close(Some(CloseFrame {
-                    code: 1011,
-                    reason: "unavailable".into(),
-                })))
-                .await;
+            close_with(
+                &mut socket,
+                "unavailable",
+                "Notifications could not be loaded; reconnect.",
+            )
+            .await;
         }
     }
     rt.hub.remove_user_socket(me.id, conn, &rt.subscriptions);

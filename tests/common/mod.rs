@@ -493,6 +493,17 @@ impl TestEnv {
         }
     }
 
+    /// A user with the admin role.
+    pub async fn create_admin(&self, username: &str) -> TestUser {
+        let admin = self.create_user(username).await;
+        sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
+            .bind(admin.id)
+            .execute(&self.db)
+            .await
+            .expect("make admin");
+        admin
+    }
+
     /// Makes two users friends.
     pub async fn befriend(&self, a: &TestUser, b: &TestUser) {
         let (x, y) = if a.id < b.id {
