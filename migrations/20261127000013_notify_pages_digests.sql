@@ -6,6 +6,14 @@ ALTER TABLE broadcasts
     ADD COLUMN pages      INTEGER NOT NULL DEFAULT 0,
     ADD COLUMN pages_done INTEGER NOT NULL DEFAULT 0;
 
+-- Broadcasts caught mid-walk by this change start over under the new plan (a page is
+-- idempotent: whoever got the broadcast already gets nothing twice). Their old page
+-- jobs find nothing to do.
+UPDATE broadcasts SET status = 'queued', processed = 0 WHERE status = 'running';
+INSERT INTO outbox (queue, payload, dedupe_key)
+SELECT 'notify', jsonb_build_object('event_id', id), 'event:' || id || ':replan'
+FROM broadcasts WHERE status = 'queued';
+
 CREATE TABLE broadcast_pages (
     broadcast_id UUID        NOT NULL REFERENCES broadcasts (id) ON DELETE CASCADE,
     page         INTEGER     NOT NULL,

@@ -931,10 +931,21 @@ async fn a_party_invite_notifies_the_invited_with_the_join_link() {
     let (s, _) = invite(cat.token.clone(), json!({"user_ids": [ben.id]})).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
+    // Dan blocked Ann: to her he is nobody.
+    let dan = m.env.create_user("dan").await;
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/social/blocks/",
+            Some(&dan.token),
+            json!({"user_id": ann.id}),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {b}");
     let nobody = uuid::Uuid::now_v7();
     let (s, b) = invite(
         ann.token.clone(),
-        json!({"user_ids": [ben.id, nobody, ann.id, ben.id]}),
+        json!({"user_ids": [ben.id, nobody, ann.id, ben.id, dan.id]}),
     )
     .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
@@ -942,6 +953,7 @@ async fn a_party_invite_notifies_the_invited_with_the_join_link() {
     let skipped = b["data"]["skipped"].as_array().unwrap();
     assert!(skipped.contains(&json!({"user_id": nobody, "reason": "unknown_user"})));
     assert!(skipped.contains(&json!({"user_id": ann.id, "reason": "self"})));
+    assert!(skipped.contains(&json!({"user_id": dan.id, "reason": "unknown_user"})));
     // Not twice within the hour.
     let (_, b) = invite(ann.token.clone(), json!({"user_ids": [ben.id]})).await;
     assert_eq!(
@@ -981,5 +993,97 @@ async fn a_party_invite_notifies_the_invited_with_the_join_link() {
     assert_eq!(
         b["data"]["skipped"],
         json!([{"user_id": ben.id, "reason": "already_member"}])
+    );
+}
+
+#[tokio::test]
+async fn a_party_announcement_reaches_every_member_in_pages_once() {
+    // Pages of two: five members are three pages.
+    let env = common::TestEnv::with_vars(&[("NOTIFY_PAGE_SIZE", "2")]).await;
+    let app = env.spawn_api().await;
+    let _notify = env.spawn_workers(&[(Queue::Notify, 2)]).await;
+    let host = env.create_user("host").await;
+    let outsider = env.create_user("outsider").await;
+    let (s, party) = app
+        .post_json(
+            "/api/parties/",
+            Some(&host.token),
+            json!({"title": "Marathon", "external_url": "https://example.com/v.mp4", "visibility": "public"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{party}");
+    let pid = party["data"]["id"].as_str().unwrap().to_owned();
+    let mut members = Vec::new();
+    for i in 0..5 {
+        let u = env.create_user(&format!("member{i}")).await;
+        let (s, b) = app
+            .post_json(
+                &format!("/api/parties/{pid}/join/"),
+                Some(&u.token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        members.push(u);
+    }
+    let announce = |token: String, body: Value| {
+        let app = &app;
+        let path = format!("/api/parties/{pid}/announce/");
+        async move { app.post_json(&path, Some(&token), body).await }
+    };
+    let (s, b) = announce(host.token.clone(), json!({"message": "  "})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["message"].is_array(), "{b}");
+    let (s, _) = announce(members[0].token.clone(), json!({"message": "hi"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "members are not co-hosts");
+    let (s, b) = announce(host.token.clone(), json!({"message": "Starting in 5!"})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(b["data"]["audience"], 5);
+    let event: uuid::Uuid = b["data"]["id"].as_str().unwrap().parse().unwrap();
+    let (s, _) = announce(host.token.clone(), json!({"message": "again"})).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "one a minute");
+
+    let count = |sql: &'static str| {
+        let db = env.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(event)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    eventually(Duration::from_secs(15), "five notifications", || async {
+        (count("SELECT count(*) FROM notifications WHERE event_id = $1").await == 5).then_some(())
+    })
+    .await;
+    for m in &members {
+        let (_, b) = app
+            .call(Method::GET, "/api/notifications/", Some(&m.token), None)
+            .await;
+        let n = &b["data"]["results"][0];
+        assert_eq!(n["kind"], "party.announcement");
+        assert_eq!(n["title"], "Marathon");
+        assert_eq!(n["body"], "host: Starting in 5!");
+        assert_eq!(n["link"], format!("/parties/{pid}"));
+    }
+    for u in [&host, &outsider] {
+        let (_, b) = app
+            .call(Method::GET, "/api/notifications/", Some(&u.token), None)
+            .await;
+        assert_eq!(b["data"]["results"], json!([]), "{}", u.username);
+    }
+    // The event again (no dedupe key, so it runs): nothing new.
+    env.enqueuer
+        .push_json(
+            Queue::Notify,
+            vec![(serde_json::to_value(NotifyEvent::new(event)).unwrap(), None)],
+        )
+        .await
+        .unwrap();
+    env.wait_idle(Queue::Notify, Duration::from_secs(15)).await;
+    assert_eq!(
+        count("SELECT count(*) FROM notifications WHERE event_id = $1").await,
+        5
     );
 }

@@ -171,6 +171,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(parties::unban))
         .routes(routes!(parties::regenerate_code))
         .routes(routes!(parties::invite))
+        .routes(routes!(parties::announce))
         .routes(routes!(parties::messages))
         .routes(routes!(parties::edit_message, parties::delete_message))
         .routes(routes!(interactive::screen_shares))

@@ -7,7 +7,7 @@
 use std::{sync::Weak, time::Duration};
 
 use futures::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 use wp_shared::{
     notify,
@@ -35,8 +35,8 @@ impl Channel {
 }
 
 pub enum Command {
-    /// Subscribe to a channel; the sender hears when it is done.
-    Subscribe(Channel, Option<oneshot::Sender<()>>),
+    /// Subscribe to a channel; set to true when it is done.
+    Subscribe(Channel, watch::Sender<bool>),
     Unsubscribe(Channel),
 }
 
@@ -104,9 +104,8 @@ async fn run(
                     let res = match cmd {
                         Command::Subscribe(channel, done) => {
                             let r = sink.subscribe(channel.name(&prefix)).await;
-                            if let Some(done) = done {
-                                let _ = done.send(());
-                            }
+                            // Also on failure: sockets go on (the reconnect resubscribes).
+                            done.send_replace(true);
                             r
                         }
                         Command::Unsubscribe(channel) => {

@@ -16,7 +16,7 @@ use std::{
 };
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use wp_api::routes::parties::{PartyRole, PartySettings};
@@ -60,6 +60,8 @@ struct Cache {
 /// One party's sockets on this node.
 pub struct Room {
     pub id: Uuid,
+    /// True once the node hears the party's channel.
+    subscribed: watch::Receiver<bool>,
     conns: RwLock<HashMap<u64, ConnHandle>>,
     cache: Mutex<Cache>,
     stats: Arc<Stats>,
@@ -77,9 +79,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Room {
-    fn new(id: Uuid, stats: Arc<Stats>) -> Self {
+    fn new(id: Uuid, stats: Arc<Stats>, subscribed: watch::Receiver<bool>) -> Self {
         Self {
             id,
+            subscribed,
             conns: RwLock::new(HashMap::new()),
             cache: Mutex::new(Cache::default()),
             stats,
@@ -287,12 +290,25 @@ pub fn encode(frame: &Frame) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(frame).unwrap_or_default())
 }
 
+/// One user's sockets on this node, and whether the node hears the user's channel yet.
+struct UserSockets {
+    sockets: HashMap<u64, ConnHandle>,
+    subscribed: watch::Receiver<bool>,
+}
+
+/// Waits (up to 2 s) until the node hears a channel. Every socket waits, not only the
+/// one whose arrival subscribed it: a second socket that comes while the subscription
+/// is in flight must not start before it either.
+pub async fn subscribed(mut rx: watch::Receiver<bool>) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), rx.wait_for(|s| *s)).await;
+}
+
 /// Every room of this node, and every socket by user (party sockets and notification
 /// sockets: what is published on a user's channel reaches all of them).
 #[derive(Default)]
 pub struct Hub {
     rooms: Mutex<HashMap<Uuid, Arc<Room>>>,
-    users: Mutex<HashMap<Uuid, HashMap<u64, ConnHandle>>>,
+    users: Mutex<HashMap<Uuid, UserSockets>>,
     pub stats: Arc<Stats>,
 }
 
@@ -311,32 +327,33 @@ impl Hub {
     }
 
     /// Registers a socket of `user`; the user's first socket on this node subscribes
-    /// the node to the user's channel (the receiver hears when that is done).
+    /// the node to the user's channel. Returns when that is (or will be) done.
     pub fn add_user_socket(
         &self,
         user: Uuid,
         conn: u64,
         handle: ConnHandle,
         subs: &mpsc::UnboundedSender<Command>,
-    ) -> Option<oneshot::Receiver<()>> {
+    ) -> watch::Receiver<bool> {
         let mut users = lock(&self.users);
-        let sockets = users.entry(user).or_default();
-        let mut subscribed = None;
-        if sockets.is_empty() {
-            let (tx, rx) = oneshot::channel();
-            let _ = subs.send(Command::Subscribe(Channel::User(user), Some(tx)));
-            subscribed = Some(rx);
-        }
-        sockets.insert(conn, handle);
-        subscribed
+        let entry = users.entry(user).or_insert_with(|| {
+            let (tx, rx) = watch::channel(false);
+            let _ = subs.send(Command::Subscribe(Channel::User(user), tx));
+            UserSockets {
+                sockets: HashMap::new(),
+                subscribed: rx,
+            }
+        });
+        entry.sockets.insert(conn, handle);
+        entry.subscribed.clone()
     }
 
     /// Forgets a socket of `user`; the last one unsubscribes the user's channel.
     pub fn remove_user_socket(&self, user: Uuid, conn: u64, subs: &mpsc::UnboundedSender<Command>) {
         let mut users = lock(&self.users);
-        if let Some(sockets) = users.get_mut(&user) {
-            sockets.remove(&conn);
-            if sockets.is_empty() {
+        if let Some(entry) = users.get_mut(&user) {
+            entry.sockets.remove(&conn);
+            if entry.sockets.is_empty() {
                 users.remove(&user);
                 let _ = subs.send(Command::Unsubscribe(Channel::User(user)));
             }
@@ -345,8 +362,8 @@ impl Hub {
 
     /// Queues an encoded frame for every socket of `user` on this node.
     pub fn send_to_user(&self, user: Uuid, text: &Utf8Bytes) {
-        if let Some(sockets) = lock(&self.users).get(&user) {
-            deliver(&self.stats, text, sockets.iter());
+        if let Some(entry) = lock(&self.users).get(&user) {
+            deliver(&self.stats, text, entry.sockets.iter());
         }
     }
 
@@ -355,35 +372,39 @@ impl Hub {
         lock(&self.users).keys().copied().collect()
     }
 
-    /// Closes every socket of this node that is not in a party room (notification
-    /// sockets) with `reason`.
-    pub fn disconnect_users(&self, reason: &str) {
-        for sockets in lock(&self.users).values() {
-            for c in sockets.values() {
+    /// Closes every socket of this node (party and notification sockets) with `reason`.
+    pub fn disconnect_all(&self, reason: &str) {
+        for entry in lock(&self.users).values() {
+            for c in entry.sockets.values() {
                 c.kill.kill(reason);
             }
         }
     }
 
+    /// Notification sockets and party sockets, by user (a party socket counts in both
+    /// this and [`Hub::sockets`]).
+    pub fn user_sockets(&self) -> usize {
+        lock(&self.users).values().map(|e| e.sockets.len()).sum()
+    }
+
     /// Adds a socket; the first one of a party subscribes the node to its channel
-    /// (sent under the lock, so subscribe and unsubscribe keep their order).
+    /// (sent under the lock, so subscribe and unsubscribe keep their order). Returns
+    /// the room and when the node hears its channel.
     pub fn join(
         &self,
         party: Uuid,
         conn: u64,
         handle: ConnHandle,
         subs: &mpsc::UnboundedSender<Command>,
-    ) -> (Arc<Room>, Option<oneshot::Receiver<()>>) {
+    ) -> (Arc<Room>, watch::Receiver<bool>) {
         let mut rooms = lock(&self.rooms);
-        let mut subscribed = None;
         let room = rooms.entry(party).or_insert_with(|| {
-            let (tx, rx) = oneshot::channel();
-            let _ = subs.send(Command::Subscribe(Channel::Party(party), Some(tx)));
-            subscribed = Some(rx);
-            Arc::new(Room::new(party, self.stats.clone()))
+            let (tx, rx) = watch::channel(false);
+            let _ = subs.send(Command::Subscribe(Channel::Party(party), tx));
+            Arc::new(Room::new(party, self.stats.clone(), rx))
         });
         room.conns_mut().insert(conn, handle);
-        (room.clone(), subscribed)
+        (room.clone(), room.subscribed.clone())
     }
 
     /// Removes a socket; the last one of a party unsubscribes the node.
@@ -410,12 +431,12 @@ mod tests {
     #[test]
     fn a_socket_that_cannot_keep_up_is_disconnected_and_the_others_still_get_frames() {
         let hub = Hub::default();
-        let (subs, _rx) = mpsc::unbounded_channel();
+        let (subs, mut _rx) = mpsc::unbounded_channel();
         let party = Uuid::now_v7();
         let (slow_tx, _slow_rx) = mpsc::channel(2);
         let (fast_tx, mut fast_rx) = mpsc::channel(64);
         let slow_kill = Arc::new(Kill::default());
-        let (room, subscribed) = hub.join(
+        let (room, _) = hub.join(
             party,
             1,
             ConnHandle {
@@ -425,8 +446,11 @@ mod tests {
             },
             &subs,
         );
-        assert!(subscribed.is_some(), "the first socket subscribes the node");
-        let (_, again) = hub.join(
+        assert!(
+            matches!(_rx.try_recv(), Ok(Command::Subscribe(..))),
+            "the first socket subscribes the node"
+        );
+        let (_, _) = hub.join(
             party,
             2,
             ConnHandle {
@@ -436,7 +460,10 @@ mod tests {
             },
             &subs,
         );
-        assert!(again.is_none());
+        assert!(
+            _rx.try_recv().is_err(),
+            "the second does not subscribe again"
+        );
         for i in 0..3 {
             room.broadcast(&Frame::server("tick", serde_json::json!({ "i": i })), None);
             while fast_rx.try_recv().is_ok() {}

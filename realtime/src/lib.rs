@@ -195,10 +195,7 @@ impl Realtime {
     /// Closes every socket of this node (`server_restart`, close code 1012) so clients
     /// reconnect to another node; the party state stays in Redis and PostgreSQL.
     pub fn shutdown(&self) {
-        for room in self.hub.rooms() {
-            room.disconnect(None, "server_restart");
-        }
-        self.hub.disconnect_users("server_restart");
+        self.hub.disconnect_all("server_restart");
     }
 }
 
@@ -222,6 +219,7 @@ async fn stats(
     axum::Json(serde_json::json!({
         "node": rt.node,
         "sockets": rt.hub.sockets(),
+        "user_sockets": rt.hub.user_sockets(),
         "rooms": rt.hub.rooms().len(),
         "delivered_frames": rt.hub.stats.delivered.load(Relaxed),
         "slow_consumer_disconnects": rt.hub.stats.slow_disconnects.load(Relaxed),

@@ -42,7 +42,7 @@ use wp_shared::{
 
 use crate::{
     Realtime,
-    hub::{ConnHandle, Kill, Room, encode},
+    hub::{ConnHandle, Kill, Room, encode, subscribed},
 };
 
 /// Frames a client may send per second, sustained, and in a burst (all types).
@@ -342,10 +342,9 @@ async fn run(
     let user_subscribed = rt
         .hub
         .add_user_socket(me.id, conn, handle.clone(), &rt.subscriptions);
-    let (room, subscribed) = rt.hub.join(m.party, conn, handle, &rt.subscriptions);
-    for done in [subscribed, user_subscribed].into_iter().flatten() {
-        let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
-    }
+    let (room, room_subscribed) = rt.hub.join(m.party, conn, handle, &rt.subscriptions);
+    subscribed(room_subscribed).await;
+    subscribed(user_subscribed).await;
     let mut c = Conn {
         keys: Keys::new(&rt.app.config.redis_prefix, m.party),
         presence_field: format!("{}:{conn}", rt.node),

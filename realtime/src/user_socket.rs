@@ -7,7 +7,7 @@
 //! user's Redis channel, so they reach the user on whichever node. The client may send
 //! `ping` (answered `pong`); the socket closes after `idle_timeout` without a frame.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use axum::{
     extract::{
@@ -24,7 +24,7 @@ use wp_shared::frame::Frame;
 
 use crate::{
     Realtime,
-    hub::{ConnHandle, Kill, encode},
+    hub::{ConnHandle, Kill, encode, subscribed},
     socket::{
         Bucket, FRAMES_BURST, FRAMES_PER_SEC, Handler, MAX_MESSAGE_BYTES, WsQuery, caller,
         close_with, err, pump,
@@ -99,12 +99,11 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: AuthUser) {
         kill: kill.clone(),
     };
     // Subscribed before the unread count is read, so nothing falls between the two.
-    if let Some(done) = rt
-        .hub
-        .add_user_socket(me.id, conn, handle, &rt.subscriptions)
-    {
-        let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
-    }
+    subscribed(
+        rt.hub
+            .add_user_socket(me.id, conn, handle, &rt.subscriptions),
+    )
+    .await;
     match wp_api::routes::notifications::unread(&rt.app.db, me.id).await {
         Ok(unread) => {
             let first = Frame::server("notifications_state", json!({ "unread_count": unread }));

@@ -470,7 +470,20 @@ fn decode_payload(raw: Option<Vec<u8>>) -> serde_json::Value {
     }
 }
 
-/// Up to `limit` dead jobs of `queue` (newest first) and how many there are.
+/// The message of an apalis result (`{"Err": "..."}` as stored), else the raw text.
+fn result_message(raw: String) -> String {
+    match serde_json::from_str::<serde_json::Value>(&raw) {
+        Ok(serde_json::Value::Object(o)) => match o.get("Err") {
+            Some(serde_json::Value::String(e)) => e.clone(),
+            Some(other) => other.to_string(),
+            None => raw,
+        },
+        _ => raw,
+    }
+}
+
+/// Up to `limit` dead jobs of `queue` (newest first) and how many there are. Payloads
+/// are read for the listed ones only.
 pub async fn dead_jobs(
     conn: &mut ConnectionManager,
     config: &Config,
@@ -485,7 +498,6 @@ pub async fn dead_jobs(
     }
     let mut pipe = redis::pipe();
     for id in &ids {
-        pipe.hget(qc.job_data_hash(), id);
         pipe.cmd("HMGET")
             .arg(format!("{}:{id}", qc.job_meta_hash()))
             .arg("result")
@@ -493,26 +505,28 @@ pub async fn dead_jobs(
             .arg("done_at");
     }
     type Meta = (Option<String>, Option<u32>, Option<u64>);
-    let raw: Vec<redis::Value> = pipe.query_async(conn).await?;
-    let mut raw = raw.into_iter();
-    let mut jobs = Vec::with_capacity(ids.len());
-    for id in ids {
-        let (Some(data), Some(meta)) = (raw.next(), raw.next()) else {
-            break;
-        };
-        let payload: Option<Vec<u8>> = redis::from_redis_value(data).unwrap_or(None);
-        let (error, attempts, failed_at): Meta =
-            redis::from_redis_value(meta).unwrap_or((None, None, None));
-        jobs.push(DeadJob {
+    let metas: Vec<Meta> = pipe.query_async(conn).await?;
+    let mut jobs: Vec<DeadJob> = ids
+        .into_iter()
+        .zip(metas)
+        .map(|(id, (error, attempts, failed_at))| DeadJob {
             id,
-            payload: decode_payload(payload),
-            error,
+            payload: serde_json::Value::Null,
+            error: error.map(result_message),
             attempts,
             failed_at,
-        });
-    }
+        })
+        .collect();
     jobs.sort_by(|a, b| b.failed_at.cmp(&a.failed_at).then_with(|| a.id.cmp(&b.id)));
     jobs.truncate(limit);
+    let mut pipe = redis::pipe();
+    for j in &jobs {
+        pipe.hget(qc.job_data_hash(), &j.id);
+    }
+    let payloads: Vec<Option<Vec<u8>>> = pipe.query_async(conn).await?;
+    for (j, raw) in jobs.iter_mut().zip(payloads) {
+        j.payload = decode_payload(raw);
+    }
     Ok((total, jobs))
 }
 
@@ -538,12 +552,21 @@ pub async fn replay_dead(enq: &Enqueuer, queue: Queue, id: &str) -> Result<(), R
     if removed == 0 {
         return Err(ReplayError::NotFound);
     }
-    let raw: Option<Vec<u8>> = conn.hget(qc.job_data_hash(), id).await?;
-    let payload = decode_payload(raw);
-    if payload.is_null() {
-        return Err(ReplayError::NotFound);
+    let requeued = async {
+        let raw: Option<Vec<u8>> = conn.hget(qc.job_data_hash(), id).await?;
+        let payload = decode_payload(raw);
+        if payload.is_null() {
+            return Err(ReplayError::NotFound);
+        }
+        enq.push_json(queue, vec![(payload, None)]).await?;
+        Ok(())
     }
-    enq.push_json(queue, vec![(payload, None)]).await?;
+    .await;
+    if let Err(e) = requeued {
+        // Not replayed: it stays listed (a record without data stays too, to be seen).
+        let _: Result<u64, _> = conn.sadd(qc.dead_jobs_set(), id).await;
+        return Err(e);
+    }
     let meta = qc.job_meta_hash();
     redis::pipe()
         .hdel(qc.job_data_hash(), id)

@@ -70,6 +70,14 @@ pub const KINDS: &[Kind] = &[
         required: false,
     },
     Kind {
+        name: "party.announcement",
+        description: "The host of a party you joined has news for its members",
+        in_app: true,
+        email: false,
+        push: true,
+        required: false,
+    },
+    Kind {
         name: "admin.broadcast",
         description: "Announcements from the Watch Party team",
         in_app: true,
@@ -142,6 +150,16 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "party.invite.subject",
             "{{ actor }} invited you to a watch party",
         ),
+        ("party.announcement.title", "{{ payload.title }}"),
+        (
+            "party.announcement.body",
+            "{{ actor }}: {{ payload.message }}",
+        ),
+        ("party.announcement.link", "/parties/{{ payload.party_id }}"),
+        (
+            "party.announcement.subject",
+            "{{ actor }} in \"{{ payload.title }}\"",
+        ),
         ("admin.broadcast.title", "{{ payload.title }}"),
         ("admin.broadcast.body", "{{ payload.body }}"),
         ("admin.broadcast.link", "{{ payload.link or '/' }}"),
@@ -167,7 +185,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "<p>Hi {{ recipient }},</p><p>Here is what happened since your last digest:</p><ul>{% for i in items %}<li><a href=\"{{ i.url }}\"><strong>{{ i.title }}</strong></a>: {{ i.body }}</li>{% endfor %}</ul><p style=\"color:#666;font-size:12px\">Change how often you get this email in your <a href=\"{{ settings_url }}\">notification settings</a>.</p>",
         ),
     ];
-    for (name, src) in t.into_iter().chain(SPANISH.iter().copied()) {
+    for (name, src) in t
+        .into_iter()
+        .chain(TRANSLATIONS.iter().flat_map(|l| l.iter().copied()))
+    {
         env.add_template(name, src)
             .unwrap_or_else(|e| panic!("template {name}: {e}"));
     }
@@ -230,6 +251,10 @@ const SPANISH: &[(&str, &str)] = &[
         "{{ actor }} te ha invitado a una watch party",
     ),
     (
+        "es:party.announcement.subject",
+        "{{ actor }} en \"{{ payload.title }}\"",
+    ),
+    (
         "es:email.txt",
         "Hola, {{ recipient }}:\n\n{{ body }}\n\nAbrir: {{ url }}\n\nPuedes elegir qué correos recibes en tus ajustes de notificaciones: {{ settings_url }}\n",
     ),
@@ -251,8 +276,9 @@ const SPANISH: &[(&str, &str)] = &[
     ),
 ];
 
-/// Languages with translations (besides English, the source).
+/// Languages with translations (besides English, the source), and their texts.
 pub const LANGUAGES: &[&str] = &["en", "es"];
+const TRANSLATIONS: &[&[(&str, &str)]] = &[SPANISH];
 
 /// The language of a locale (`es-MX` → `es`) if there is a translation for it.
 fn language(locale: &str) -> Option<&'static str> {

@@ -3,9 +3,10 @@
 //! claims such an email as `digest` and leaves a `notification_digest_items` row; the
 //! scheduler's `SendDigests` job (every 15 minutes) sends what is due.
 //!
-//! Exactly once: a user's items are taken under a lock on their settings row, and the
-//! digest email, the items' `email_id` and `last_digest_at` are written in one
-//! transaction, so a repeated or concurrent job finds nothing left to send.
+//! Exactly once: a user's items are taken under a lock on their user row (and whether
+//! the digest is due is read after the lock is held), and the digest email, the items'
+//! `email_id` and `last_digest_at` are written in one transaction, so a repeated or
+//! concurrent job finds nothing left to send.
 
 use std::sync::Arc;
 
@@ -77,19 +78,25 @@ pub async fn send_due(ctx: &Arc<Ctx>) -> Result<usize, BoxDynError> {
 async fn send_one(ctx: &Arc<Ctx>, user: Uuid) -> Result<bool, BoxDynError> {
     let now = Utc::now();
     let mut tx = ctx.db.begin().await?;
-    let Some(u) = sqlx::query!(
+    // The lock first, in its own statement: the read below then sees what a job that
+    // held the lock before committed (a statement reads the data as of its start).
+    if sqlx::query!("SELECT id FROM users WHERE id = $1 FOR UPDATE", user)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    let u = sqlx::query!(
         r#"SELECT u.username, u.email, u.locale, u.timezone, u.status,
                   u.email_verified_at IS NOT NULL AS "verified!",
                   COALESCE(s.email_digest, 'off') AS "mode!", s.last_digest_at AS "last?"
            FROM users u LEFT JOIN notification_settings s ON s.user_id = u.id
-           WHERE u.id = $1 FOR UPDATE OF u"#,
+           WHERE u.id = $1"#,
         user
     )
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
-        return Ok(false);
-    };
+    .fetch_one(&mut *tx)
+    .await?;
     if !due(now, &u.timezone, &u.mode, u.last) {
         return Ok(false); // another job sent it meanwhile
     }

@@ -1,16 +1,18 @@
 //! The `notify` queue: one domain event becomes its notifications.
 //!
-//! For each recipient (today: the event's addressed user; computed audiences such as a
-//! party's members come with the events that need them) the worker reads the user's
-//! preferences for the type, writes the in-app row and queues the email, in one
+//! The event's audience is resolved by its type: the addressed user, a party's members
+//! (walked in pages), or a broadcast's segment (planned into pages run in parallel).
+//! Every batch of recipients goes through [`deliver_batch`]: it reads their
+//! preferences, writes the in-app rows in one statement, claims and queues the pushes
+//! (one push job per batch) and the emails (or digest items), in the caller's
 //! transaction. Exactly once as the user sees it: the in-app row is unique per (event,
-//! recipient), and every channel claims (event, recipient, channel) in
+//! recipient), and every other channel claims (event, recipient, channel) in
 //! `notification_deliveries` before queueing, so a retried or duplicated job, or one
 //! re-delivered after a crash, changes nothing twice.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
-use apalis::prelude::{BoxDynError, Data};
+use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
 use uuid::Uuid;
 use wp_shared::{
     email::NewEmail,
@@ -19,15 +21,6 @@ use wp_shared::{
 };
 
 use crate::Ctx;
-
-/// Channels a recipient gets for `kind`: their saved choice, else the default;
-/// required types always reach the in-app list.
-pub struct Choice {
-    pub in_app: bool,
-    pub email: bool,
-    /// On, and the user has a device a configured provider reaches.
-    pub push: bool,
-}
 
 /// A domain event with what rendering needs.
 struct Loaded {
@@ -115,174 +108,352 @@ pub async fn push_texts(ctx: &Ctx, event: Uuid) -> Result<Option<PushTexts>, Box
     }))
 }
 
-pub async fn fan_out(job: NotifyEvent, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
-    let Some(ev) = load_event(&ctx, job.event_id).await? else {
-        return Ok(());
-    };
-    if ev.kind.name == "admin.broadcast" {
-        return match job.page {
-            None => plan_broadcast(&ctx, job.event_id).await,
-            Some(page) => broadcast_page(&ctx, job.event_id, page).await,
-        };
+pub async fn fan_out(
+    job: NotifyEvent,
+    ctx: Data<Arc<Ctx>>,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
+    let result = fan_out_once(&job, &ctx).await;
+    match result {
+        Err(e) if attempt.current() >= ctx.config.job_max_attempts => {
+            // Given up: the job goes to the dead set, to be replayed once the cause is
+            // fixed (every step is idempotent).
+            tracing::warn!(error = %e, event = %job.event_id, "notification fan-out given up");
+            Err(AbortError::new(std::io::Error::other(e.to_string())).into())
+        }
+        other => other,
     }
-    let Some(recipient) = ev.recipient else {
-        tracing::debug!(
-            kind = ev.kind.name,
-            "event without a recipient: no audience to resolve yet"
-        );
-        return Ok(());
-    };
-    deliver(&ctx, job.event_id, &ev, recipient).await
 }
 
-async fn deliver(
-    ctx: &Arc<Ctx>,
+async fn fan_out_once(job: &NotifyEvent, ctx: &Arc<Ctx>) -> Result<(), BoxDynError> {
+    let Some(ev) = load_event(ctx, job.event_id).await? else {
+        return Ok(());
+    };
+    match (ev.kind.name, ev.recipient) {
+        ("admin.broadcast", _) => match job.page {
+            None => plan_broadcast(ctx, job.event_id).await,
+            Some(page) => broadcast_page(ctx, job.event_id, &ev, page).await,
+        },
+        ("party.announcement", _) => party_members(ctx, job.event_id, &ev).await,
+        (_, Some(recipient)) => {
+            let mut tx = ctx.db.begin().await?;
+            let batch = deliver_batch(&mut tx, ctx, job.event_id, &ev, &[recipient], ALL).await?;
+            tx.commit().await?;
+            batch.finish(ctx).await;
+            Ok(())
+        }
+        (kind, None) => {
+            tracing::warn!(
+                kind,
+                "event without a recipient or an audience; nothing to do"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The members of the event's party (but the actor), in pages of `NOTIFY_PAGE_SIZE`,
+/// each page in its own transaction. A repeated job redoes nothing (the rows and
+/// claims are unique).
+async fn party_members(ctx: &Arc<Ctx>, event: Uuid, ev: &Loaded) -> Result<(), BoxDynError> {
+    let Some(party) = ev.payload["party_id"]
+        .as_str()
+        .and_then(|p| p.parse::<Uuid>().ok())
+    else {
+        tracing::warn!(%event, "party event without a party id");
+        return Ok(());
+    };
+    let page = i64::from(ctx.config.notify_page_size);
+    let mut after: Option<Uuid> = None;
+    loop {
+        let users = sqlx::query_scalar!(
+            "SELECT user_id FROM party_members
+             WHERE party_id = $1 AND ($2::uuid IS NULL OR user_id > $2)
+               AND user_id IS DISTINCT FROM $3
+             ORDER BY user_id LIMIT $4",
+            party,
+            after,
+            ev.actor_id,
+            page
+        )
+        .fetch_all(&ctx.db)
+        .await?;
+        let Some(last) = users.last().copied() else {
+            return Ok(());
+        };
+        let mut tx = ctx.db.begin().await?;
+        let batch = deliver_batch(&mut tx, ctx, event, ev, &users, ALL).await?;
+        tx.commit().await?;
+        batch.finish(ctx).await;
+        if (users.len() as i64) < page {
+            return Ok(());
+        }
+        after = Some(last);
+    }
+}
+
+/// Which channels a delivery may use at all (a broadcast chooses; the users'
+/// preferences narrow it further).
+#[derive(Debug, Clone, Copy)]
+pub struct Channels {
+    pub in_app: bool,
+    pub email: bool,
+    pub push: bool,
+}
+
+const ALL: Channels = Channels {
+    in_app: true,
+    email: true,
+    push: true,
+};
+
+/// A new in-app row, for its `notification` frame.
+struct NewRow {
+    user: Uuid,
+    id: Uuid,
+    created_at: chrono::DateTime<chrono::Utc>,
+    title: String,
+    body: String,
+    link: String,
+}
+
+/// What a batch wrote, to act on after its transaction commits.
+#[must_use]
+pub struct Batch {
+    kind: &'static str,
+    actor: Option<Uuid>,
+    payload: serde_json::Value,
+    rows: Vec<NewRow>,
+    outbox: Vec<i64>,
+    stats: Vec<Delivery>,
+}
+
+impl Batch {
+    /// Relays the queued jobs, sends the `notification` frames, records the statistics.
+    async fn finish(self, ctx: &Arc<Ctx>) {
+        relay(ctx, &self.outbox).await;
+        let frames: Vec<_> = self
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    r.user,
+                    notify::NotificationFrame {
+                        id: r.id,
+                        kind: self.kind,
+                        title: &r.title,
+                        body: &r.body,
+                        link: Some(&r.link),
+                        actor_id: self.actor,
+                        data: &self.payload,
+                        is_read: false,
+                        read_at: None,
+                        created_at: r.created_at,
+                    },
+                )
+            })
+            .collect();
+        publish(ctx, &frames).await;
+        record(ctx, self.stats);
+    }
+}
+
+/// Delivers event `ev` to `users` (a batch, up to a page) in the caller's transaction:
+/// each active user's preferences for the type decide the channels (`allowed` narrows
+/// them); in-app rows in one statement, push claims in one statement and one push job
+/// for the batch (quiet hours hold a push back), emails one by one (or as digest items).
+/// Texts are rendered per recipient language; only the email names the recipient.
+async fn deliver_batch(
+    tx: &mut sqlx::PgConnection,
+    ctx: &Ctx,
     event: Uuid,
     ev: &Loaded,
-    recipient: Uuid,
-) -> Result<(), BoxDynError> {
-    let (kind, actor_id, actor, payload) = (ev.kind, ev.actor_id, ev.actor.as_str(), &ev.payload);
-    let mut tx = ctx.db.begin().await?;
-    let Some(user) = sqlx::query!(
-        r#"SELECT u.username, u.email, u.email_verified_at IS NOT NULL AS "verified!", u.locale,
-                  p.in_app AS "in_app?", p.email AS "email_on?", p.push AS "push_on?",
-                  u.timezone, s.quiet_start_minute AS "quiet_start?", s.quiet_end_minute AS "quiet_end?",
-                  COALESCE(s.email_digest, 'off') AS "digest!",
-                  ARRAY(SELECT DISTINCT d.platform FROM devices d WHERE d.user_id = u.id) AS "platforms!"
-           FROM users u LEFT JOIN notification_preferences p ON p.user_id = u.id AND p.kind = $2
+    users: &[Uuid],
+    allowed: Channels,
+) -> Result<Batch, BoxDynError> {
+    let kind = ev.kind;
+    let rows = sqlx::query!(
+        r#"SELECT u.id, u.username, u.email, u.email_verified_at IS NOT NULL AS "verified!",
+                  u.timezone, u.locale,
+                  COALESCE(p.in_app, $3) AS "in_app!", COALESCE(p.email, $4) AS "email_on!",
+                  COALESCE(p.push, $5) AS "push_on!",
+                  ARRAY(SELECT DISTINCT d.platform FROM devices d WHERE d.user_id = u.id) AS "platforms!",
+                  s.quiet_start_minute AS "quiet_start?", s.quiet_end_minute AS "quiet_end?",
+                  COALESCE(s.email_digest, 'off') AS "digest!"
+           FROM users u
+           LEFT JOIN notification_preferences p ON p.user_id = u.id AND p.kind = $2
            LEFT JOIN notification_settings s ON s.user_id = u.id
-           WHERE u.id = $1 AND u.status = 'active'"#,
-        recipient,
-        kind.name
-    )
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
-        return Ok(()); // deleted or suspended: nobody to tell
-    };
-    let choice = Choice {
-        in_app: kind.required || user.in_app.unwrap_or(kind.in_app),
-        email: user.email_on.unwrap_or(kind.email) && user.verified,
-        push: user.push_on.unwrap_or(kind.push)
-            && user.platforms.iter().any(|p| ctx.push.serves(p)),
-    };
-    let r = notify::render(
+           WHERE u.id = ANY($1) AND u.status = 'active'
+           ORDER BY u.id"#,
+        users,
         kind.name,
-        &user.locale,
-        actor,
-        &user.username,
-        payload,
-        &ctx.config.frontend_url,
-    )?;
-    let mut created = None;
-    if choice.in_app {
-        created = sqlx::query!(
+        kind.in_app,
+        kind.email,
+        kind.push
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let now = chrono::Utc::now();
+    // In-app and push texts name the actor and the payload, not the recipient: one
+    // rendering per language.
+    let mut texts: HashMap<String, notify::Rendered> = HashMap::new();
+    for r in &rows {
+        if !texts.contains_key(&r.locale) {
+            let t = notify::render(
+                kind.name,
+                &r.locale,
+                &ev.actor,
+                "",
+                &ev.payload,
+                &ctx.config.frontend_url,
+            )?;
+            texts.insert(r.locale.clone(), t);
+        }
+    }
+    let (mut ids, mut to, mut titles, mut bodies, mut links) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in rows
+        .iter()
+        .filter(|r| allowed.in_app && (kind.required || r.in_app))
+    {
+        let t = &texts[&r.locale];
+        ids.push(Uuid::now_v7());
+        to.push(r.id);
+        titles.push(t.title.clone());
+        bodies.push(t.body.clone());
+        links.push(t.link.clone());
+    }
+    let mut new_rows = Vec::new();
+    if !to.is_empty() {
+        let created = sqlx::query!(
             r#"INSERT INTO notifications (id, user_id, kind, event_id, actor_id, title, body, link, data)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               SELECT i, u, $1, $2, $3, t, b, l, $4
+               FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::text[]) AS x(i, u, t, b, l)
                ON CONFLICT (event_id, user_id) WHERE event_id IS NOT NULL DO NOTHING
-               RETURNING id, created_at"#,
-            Uuid::now_v7(),
-            recipient,
+               RETURNING id, user_id, created_at, title, body, link AS "link!""#,
             kind.name,
             event,
-            actor_id,
-            r.title,
-            r.body,
-            r.link,
-            payload
+            ev.actor_id,
+            ev.payload,
+            &ids,
+            &to,
+            &titles,
+            &bodies,
+            &links
         )
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
+        new_rows = created
+            .into_iter()
+            .map(|c| NewRow {
+                user: c.user_id,
+                id: c.id,
+                created_at: c.created_at,
+                title: c.title,
+                body: c.body,
+                link: c.link,
+            })
+            .collect();
+    }
+    let (mut push, mut held) = (Vec::new(), Vec::new());
+    for r in rows
+        .iter()
+        .filter(|r| allowed.push && r.push_on && r.platforms.iter().any(|p| ctx.push.serves(p)))
+    {
+        let quiet = match (r.quiet_start, r.quiet_end) {
+            (Some(s), Some(e)) => notify::in_quiet_hours(now, &r.timezone, s, e),
+            _ => false,
+        };
+        if quiet {
+            held.push(r.id);
+        } else {
+            push.push(r.id);
+        }
     }
     let mut outbox = Vec::new();
-    // Digests fold the email into the next digest; required types are never held back.
-    let digest = user.digest != "off" && !kind.required;
-    let mut email_outcome = "queued";
-    if choice.email && digest {
-        email_outcome = "digest";
-        if claim(&mut tx, event, recipient, "email", "digest").await? {
-            sqlx::query!(
-                "INSERT INTO notification_digest_items (event_id, user_id, kind, title, body, link)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                event,
-                recipient,
-                kind.name,
-                r.title,
-                r.body,
-                r.link
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
-    } else if choice.email && claim(&mut tx, event, recipient, "email", "queued").await? {
-        outbox.push(queue_email(&mut tx, user.email, &r, kind.name, event, recipient).await?);
-    }
-    // Quiet hours hold push back (the in-app row and the email still go).
-    let quiet = match (user.quiet_start, user.quiet_end) {
-        (Some(start), Some(end)) => {
-            notify::in_quiet_hours(chrono::Utc::now(), &user.timezone, start, end)
-        }
-        _ => false,
-    };
-    if choice.push && quiet {
-        claim(&mut tx, event, recipient, "push", "skipped_quiet_hours").await?;
-    } else if choice.push && claim(&mut tx, event, recipient, "push", "queued").await? {
+    let claimed = claim_many(&mut *tx, event, &push, "push", "queued").await?;
+    if !claimed.is_empty() {
         outbox.push(
             wp_shared::outbox::record(
-                &mut tx,
+                &mut *tx,
                 &SendPush {
                     event_id: event,
-                    user_ids: vec![recipient],
+                    user_ids: claimed.clone(),
                 },
             )
             .await?,
         );
     }
-    tx.commit().await?;
-    if let Some(row) = &created {
-        let frame = notify::NotificationFrame {
-            id: row.id,
-            kind: kind.name,
-            title: &r.title,
-            body: &r.body,
-            link: Some(&r.link),
-            actor_id,
-            data: payload,
-            is_read: false,
-            read_at: None,
-            created_at: row.created_at,
-        };
-        publish(ctx, &[(recipient, frame)]).await;
+    let held = claim_many(&mut *tx, event, &held, "push", "skipped_quiet_hours").await?;
+    // Digests fold the email into the next digest; required types are never held back.
+    let (mut direct, mut digest) = (Vec::new(), Vec::new());
+    for r in rows
+        .iter()
+        .filter(|r| allowed.email && r.email_on && r.verified)
+    {
+        if r.digest != "off" && !kind.required {
+            digest.push(r.id);
+        } else {
+            direct.push(r);
+        }
     }
-    let stat = |channel: &'static str, outcome: &'static str| Delivery {
+    let digested = claim_many(&mut *tx, event, &digest, "email", "digest").await?;
+    for user in &digested {
+        let r = rows.iter().find(|r| r.id == *user).ok_or("digest user")?;
+        let t = &texts[&r.locale];
+        sqlx::query!(
+            "INSERT INTO notification_digest_items (event_id, user_id, kind, title, body, link)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            event,
+            r.id,
+            kind.name,
+            t.title,
+            t.body,
+            t.link
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    let direct_ids: Vec<Uuid> = direct.iter().map(|r| r.id).collect();
+    let emailed = claim_many(&mut *tx, event, &direct_ids, "email", "queued").await?;
+    for r in direct.iter().filter(|r| emailed.contains(&r.id)) {
+        // The email greets the recipient by name.
+        let rendered = notify::render(
+            kind.name,
+            &r.locale,
+            &ev.actor,
+            &r.username,
+            &ev.payload,
+            &ctx.config.frontend_url,
+        )?;
+        outbox
+            .push(queue_email(&mut *tx, r.email.clone(), &rendered, kind.name, event, r.id).await?);
+    }
+    let stat = |user: &Uuid, channel: &'static str, outcome: &'static str| Delivery {
         kind: kind.name,
         channel,
         outcome,
-        user: recipient,
+        user: *user,
         event,
         event_at: ev.created_at,
         detail: None,
     };
-    let mut stats = Vec::new();
-    if created.is_some() {
-        stats.push(stat("in_app", "delivered"));
-    }
-    if choice.email {
-        stats.push(stat("email", email_outcome));
-    }
-    if choice.push {
-        stats.push(stat(
-            "push",
-            if quiet {
-                "skipped_quiet_hours"
-            } else {
-                "queued"
-            },
-        ));
-    }
-    record(ctx, stats);
-    relay(ctx, &outbox).await;
-    Ok(())
+    let stats = new_rows
+        .iter()
+        .map(|r| stat(&r.user, "in_app", "delivered"))
+        .chain(claimed.iter().map(|u| stat(u, "push", "queued")))
+        .chain(held.iter().map(|u| stat(u, "push", "skipped_quiet_hours")))
+        .chain(digested.iter().map(|u| stat(u, "email", "digest")))
+        .chain(emailed.iter().map(|u| stat(u, "email", "queued")))
+        .collect();
+    Ok(Batch {
+        kind: kind.name,
+        actor: ev.actor_id,
+        payload: ev.payload.clone(),
+        rows: new_rows,
+        outbox,
+        stats,
+    })
 }
 
 /// Pushes what the transaction recorded in the outbox (the sweep retries a failure).
@@ -302,26 +473,29 @@ async fn publish(ctx: &Ctx, frames: &[(Uuid, notify::NotificationFrame<'_>)]) {
     }
 }
 
-/// Claims (event, recipient, channel): true the first time only.
-async fn claim(
+/// Claims (event, user, channel) for each of `users`; returns those claimed now (not
+/// before).
+async fn claim_many(
     tx: &mut sqlx::PgConnection,
     event: Uuid,
-    recipient: Uuid,
+    users: &[Uuid],
     channel: &str,
     status: &str,
-) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query!(
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar!(
         "INSERT INTO notification_deliveries (event_id, user_id, channel, status)
-         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+         SELECT $1, u, $3, $4 FROM unnest($2::uuid[]) u
+         ON CONFLICT DO NOTHING RETURNING user_id",
         event,
-        recipient,
+        users,
         channel,
         status
     )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1)
+    .fetch_all(&mut *tx)
+    .await
 }
 
 /// One delivery outcome, for the statistics (`GET /api/notifications/stats/`).
@@ -450,13 +624,18 @@ async fn plan_broadcast(ctx: &Arc<Ctx>, event: Uuid) -> Result<(), BoxDynError> 
     Ok(())
 }
 
-/// One page of a broadcast's audience: the in-app rows in one statement, the push
-/// claims in one statement and one push job for them, emails (or digest items), the
-/// page marked done and the progress, all in one transaction. A page runs once (a
-/// repeated job finds it done); pages of one broadcast run in parallel.
-async fn broadcast_page(ctx: &Arc<Ctx>, event: Uuid, page: i32) -> Result<(), BoxDynError> {
+/// One page of a broadcast's audience: the users of the page's id range in the
+/// segment, delivered as one batch, the page marked done and the progress, all in one
+/// transaction. A page runs once (a repeated job finds it done); pages of one broadcast
+/// run in parallel.
+async fn broadcast_page(
+    ctx: &Arc<Ctx>,
+    event: Uuid,
+    ev: &Loaded,
+    page: i32,
+) -> Result<(), BoxDynError> {
     let Some(b) = sqlx::query!(
-        "SELECT title, body, link, segment, in_app, email, push, created_at FROM broadcasts WHERE id = $1",
+        "SELECT segment, in_app, email, push FROM broadcasts WHERE id = $1",
         event
     )
     .fetch_optional(&ctx.db)
@@ -465,8 +644,6 @@ async fn broadcast_page(ctx: &Arc<Ctx>, event: Uuid, page: i32) -> Result<(), Bo
         return Ok(());
     };
     let seg = Segment::of(&b.segment);
-    // The catalogue's defaults for users who never chose.
-    let kind = notify::kind("admin.broadcast").ok_or("admin.broadcast is not in the catalogue")?;
     let mut tx = ctx.db.begin().await?;
     let Some(range) = sqlx::query!(
         "SELECT after_id, last_id FROM broadcast_pages
@@ -479,16 +656,8 @@ async fn broadcast_page(ctx: &Arc<Ctx>, event: Uuid, page: i32) -> Result<(), Bo
     else {
         return Ok(()); // done already
     };
-    let rows = sqlx::query!(
-        r#"SELECT u.id, u.username, u.email, u.email_verified_at IS NOT NULL AS "verified!", u.timezone, u.locale,
-                  COALESCE(p.in_app, $6) AS "in_app!", COALESCE(p.email, $7) AS "email_on!",
-                  COALESCE(p.push, $8) AS "push_on!",
-                  EXISTS (SELECT 1 FROM devices d WHERE d.user_id = u.id) AS "has_device!",
-                  s.quiet_start_minute AS "quiet_start?", s.quiet_end_minute AS "quiet_end?",
-                  COALESCE(s.email_digest, 'off') AS "digest!"
-           FROM users u
-           LEFT JOIN notification_preferences p ON p.user_id = u.id AND p.kind = 'admin.broadcast'
-           LEFT JOIN notification_settings s ON s.user_id = u.id
+    let users = sqlx::query_scalar!(
+        r#"SELECT u.id FROM users u
            WHERE u.status = 'active' AND ($1::uuid IS NULL OR u.id > $1) AND ($5::uuid IS NULL OR u.id <= $5)
              AND ($2::text IS NULL OR u.role = $2)
              AND ($3::int IS NULL OR u.last_login_at >= now() - make_interval(days => $3))
@@ -498,119 +667,17 @@ async fn broadcast_page(ctx: &Arc<Ctx>, event: Uuid, page: i32) -> Result<(), Bo
         seg.role,
         seg.active_days,
         seg.platform,
-        range.last_id,
-        kind.in_app,
-        kind.email,
-        kind.push
+        range.last_id
     )
     .fetch_all(&mut *tx)
     .await?;
-    let now = chrono::Utc::now();
-    let in_app: Vec<Uuid> = rows
-        .iter()
-        .filter(|r| b.in_app && r.in_app)
-        .map(|r| r.id)
-        .collect();
-    let created = if in_app.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query!(
-            r#"INSERT INTO notifications (id, user_id, kind, event_id, title, body, link)
-               SELECT gen_random_uuid(), u, 'admin.broadcast', $1, $2, $3, $4 FROM unnest($5::uuid[]) u
-               ON CONFLICT (event_id, user_id) WHERE event_id IS NOT NULL DO NOTHING
-               RETURNING id, user_id, created_at"#,
-            event,
-            b.title,
-            b.body,
-            b.link,
-            &in_app
-        )
-        .fetch_all(&mut *tx)
-        .await?
+    let allowed = Channels {
+        in_app: b.in_app,
+        email: b.email,
+        push: b.push,
     };
-    let (mut push, mut held): (Vec<Uuid>, Vec<Uuid>) = (Vec::new(), Vec::new());
-    for r in rows.iter().filter(|r| b.push && r.push_on && r.has_device) {
-        let is_quiet = match (r.quiet_start, r.quiet_end) {
-            (Some(s), Some(e)) => notify::in_quiet_hours(now, &r.timezone, s, e),
-            _ => false,
-        };
-        if is_quiet {
-            held.push(r.id)
-        } else {
-            push.push(r.id)
-        }
-    }
-    let mut outbox = Vec::new();
-    let claimed = if push.is_empty() {
-        Vec::new()
-    } else {
-        sqlx::query_scalar!(
-            "INSERT INTO notification_deliveries (event_id, user_id, channel, status)
-             SELECT $1, u, 'push', 'queued' FROM unnest($2::uuid[]) u
-             ON CONFLICT DO NOTHING RETURNING user_id",
-            event,
-            &push
-        )
-        .fetch_all(&mut *tx)
-        .await?
-    };
-    // One push job for the page: the push worker sends its devices concurrently.
-    if !claimed.is_empty() {
-        outbox.push(
-            wp_shared::outbox::record(
-                &mut tx,
-                &SendPush {
-                    event_id: event,
-                    user_ids: claimed.clone(),
-                },
-            )
-            .await?,
-        );
-    }
-    if !held.is_empty() {
-        sqlx::query!(
-            "INSERT INTO notification_deliveries (event_id, user_id, channel, status)
-             SELECT $1, u, 'push', 'skipped_quiet_hours' FROM unnest($2::uuid[]) u
-             ON CONFLICT DO NOTHING",
-            event,
-            &held
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    let mut emailed = Vec::new();
-    let payload = serde_json::json!({"title": b.title, "body": b.body, "link": b.link});
-    for r in rows.iter().filter(|r| b.email && r.email_on && r.verified) {
-        let rendered = notify::render(
-            "admin.broadcast",
-            &r.locale,
-            "",
-            &r.username,
-            &payload,
-            &ctx.config.frontend_url,
-        )?;
-        if r.digest != "off" {
-            if claim(&mut tx, event, r.id, "email", "digest").await? {
-                sqlx::query!(
-                    "INSERT INTO notification_digest_items (event_id, user_id, kind, title, body, link)
-                     VALUES ($1, $2, 'admin.broadcast', $3, $4, $5) ON CONFLICT DO NOTHING",
-                    event,
-                    r.id,
-                    rendered.title,
-                    rendered.body,
-                    rendered.link
-                )
-                .execute(&mut *tx)
-                .await?;
-                emailed.push((r.id, "digest"));
-            }
-        } else if claim(&mut tx, event, r.id, "email", "queued").await? {
-            let to = r.email.clone();
-            outbox.push(queue_email(&mut tx, to, &rendered, "admin.broadcast", event, r.id).await?);
-            emailed.push((r.id, "queued"));
-        }
-    }
-    let n = i32::try_from(rows.len())?;
+    let batch = deliver_batch(&mut tx, ctx, event, ev, &users, allowed).await?;
+    let n = i32::try_from(users.len())?;
     sqlx::query!(
         "UPDATE broadcast_pages SET done_at = now(), users = $3 WHERE broadcast_id = $1 AND page = $2",
         event,
@@ -630,45 +697,7 @@ async fn broadcast_page(ctx: &Arc<Ctx>, event: Uuid, page: i32) -> Result<(), Bo
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    relay(ctx, &outbox).await;
-    let frames: Vec<_> = created
-        .iter()
-        .map(|c| {
-            (
-                c.user_id,
-                notify::NotificationFrame {
-                    id: c.id,
-                    kind: "admin.broadcast",
-                    title: &b.title,
-                    body: &b.body,
-                    link: b.link.as_deref(),
-                    actor_id: None,
-                    data: &serde_json::Value::Null,
-                    is_read: false,
-                    read_at: None,
-                    created_at: c.created_at,
-                },
-            )
-        })
-        .collect();
-    publish(ctx, &frames).await;
-    let stat = |user: Uuid, channel: &'static str, outcome: &'static str| Delivery {
-        kind: "admin.broadcast",
-        channel,
-        outcome,
-        user,
-        event,
-        event_at: b.created_at,
-        detail: None,
-    };
-    let stats = created
-        .iter()
-        .map(|c| stat(c.user_id, "in_app", "delivered"))
-        .chain(claimed.iter().map(|u| stat(*u, "push", "queued")))
-        .chain(held.iter().map(|u| stat(*u, "push", "skipped_quiet_hours")))
-        .chain(emailed.iter().map(|(u, o)| stat(*u, "email", o)))
-        .collect();
-    record(ctx, stats);
+    batch.finish(ctx).await;
     Ok(())
 }
 

@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use apalis::prelude::{BoxDynError, Data};
+use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
 use futures::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
@@ -347,7 +347,11 @@ pub struct RetryLater(usize, String);
 /// Sends at most this many pushes at once per job.
 const IN_FLIGHT: usize = 64;
 
-pub async fn send_push(job: SendPush, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
+pub async fn send_push(
+    job: SendPush,
+    ctx: Data<Arc<Ctx>>,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
     let Some(mut texts) = notify::push_texts(&ctx, job.event_id).await? else {
         return Ok(());
     };
@@ -374,17 +378,25 @@ pub async fn send_push(job: SendPush, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynE
     let mut messages = std::collections::HashMap::new();
     for d in &claimed {
         if !messages.contains_key(&d.locale) {
-            let r = texts.get(&d.locale, &ctx.config.frontend_url)?;
-            messages.insert(
-                d.locale.clone(),
-                Message {
-                    title: r.title.clone(),
-                    body: r.body.clone(),
-                    link: r.link.clone(),
-                    kind: kind.to_owned(),
-                    event_id: job.event_id.to_string(),
-                },
-            );
+            // The devices are claimed: a rendering error fails their sends (`failed`)
+            // rather than the job, which would leave them claimed and never sent.
+            match texts.get(&d.locale, &ctx.config.frontend_url) {
+                Ok(r) => {
+                    messages.insert(
+                        d.locale.clone(),
+                        Message {
+                            title: r.title.clone(),
+                            body: r.body.clone(),
+                            link: r.link.clone(),
+                            kind: kind.to_owned(),
+                            event_id: job.event_id.to_string(),
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, locale = d.locale, "push texts did not render")
+                }
+            }
         }
     }
     let messages = &messages;
@@ -393,7 +405,7 @@ pub async fn send_push(job: SendPush, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynE
         .map(|d| async move {
             let outcome = match messages.get(&d.locale) {
                 Some(m) => ctx_ref.push.send(&d.platform, &d.token, m).await,
-                None => Outcome::Failed("no texts".into()),
+                None => Outcome::Failed("the texts did not render".into()),
             };
             (d.device_id, d.user_id, d.token, outcome)
         })
@@ -463,9 +475,14 @@ pub async fn send_push(job: SendPush, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynE
     }
     tx.commit().await?;
     if retry.is_empty() {
-        Ok(())
-    } else {
-        let first = retry[0].clone();
-        Err(Box::new(RetryLater(retry.len(), first)))
+        return Ok(());
     }
+    let err = RetryLater(retry.len(), retry[0].clone());
+    if attempt.current() >= ctx.config.job_max_attempts {
+        // The last attempt: what is left in `retry` failed for good; the job goes to
+        // the dead set (a replay resends exactly those).
+        tracing::warn!(event = %job.event_id, sends = retry.len(), "push sends given up");
+        return Err(AbortError::new(err).into());
+    }
+    Err(Box::new(err))
 }

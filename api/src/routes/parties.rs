@@ -1414,7 +1414,8 @@ pub struct Invited {
 
 /// Invites users (host and co-hosts): each gets a `party.invite` notification (in-app,
 /// email, push, by their preferences) with the party's join link. A user invited to
-/// the same party within the hour is not invited again.
+/// the same party within the hour is not invited again; a user who blocked the inviter
+/// or the host (or was blocked by them) is `unknown_user`.
 #[utoipa::path(post, path = "/parties/{id}/invite/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = InviteBody,
     responses((status = 202, body = inline(Envelope<Invited>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn invite(
@@ -1439,10 +1440,15 @@ pub async fn invite(
                   EXISTS (SELECT 1 FROM domain_events e
                           WHERE e.kind = 'party.invite' AND e.recipient_id = u.id
                             AND e.payload->>'party_id' = $2::text
-                            AND e.created_at > now() - interval '1 hour') AS "invited!"
+                            AND e.created_at > now() - interval '1 hour') AS "invited!",
+                  EXISTS (SELECT 1 FROM blocks b
+                          WHERE (b.blocker = u.id AND b.blocked IN ($3, $4))
+                             OR (b.blocked = u.id AND b.blocker IN ($3, $4))) AS "blocked!"
            FROM users u WHERE u.id = ANY($1) AND u.status = 'active'"#,
         &wanted,
-        row.id
+        row.id,
+        me.id,
+        row.host_id
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -1450,7 +1456,9 @@ pub async fn invite(
     for user in wanted {
         let reason = match known.iter().find(|k| k.id == user) {
             _ if user == me.id => Some("self"),
+            // A block either way (with the inviter or the host) looks like no such user.
             None => Some("unknown_user"),
+            Some(k) if k.blocked => Some("unknown_user"),
             Some(k) if k.member => Some("already_member"),
             Some(k) if k.banned => Some("banned"),
             Some(k) if k.invited => Some("already_invited"),
@@ -1479,6 +1487,81 @@ pub async fn invite(
     tx.commit().await?;
     crate::routes::account::relay(&state, &outbox).await;
     Ok(ApiResponse::accepted(Invited { invited, skipped }))
+}
+
+/// A message to the party's members.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceBody {
+    /// 1 to 500 characters.
+    pub message: String,
+}
+
+/// `data` of an announcement.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Announced {
+    pub id: Uuid,
+    /// Members it goes to (all but the sender).
+    pub audience: i64,
+}
+
+/// Tells every member of the party (host and co-hosts; at most one a minute per
+/// party): a `party.announcement` notification (in-app and push by default) to each
+/// member but the sender, delivered in the background.
+#[utoipa::path(post, path = "/parties/{id}/announce/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = AnnounceBody,
+    responses((status = 202, body = inline(Envelope<Announced>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+pub async fn announce(
+    State(state): State<AppState>,
+    me: AuthUser,
+    Path(id): Path<String>,
+    Json(body): Json<AnnounceBody>,
+) -> AppResult<ApiResponse<Announced>> {
+    let message = body.message.trim().to_owned();
+    if message.is_empty() || message.chars().count() > 500 {
+        return Err(AppError::field("message", "Between 1 and 500 characters."));
+    }
+    let mut tx = state.db.begin().await?;
+    let row = locked_party(&mut tx, &me, &id).await?;
+    require_party_role(&row, &me, PartyRole::Cohost)?;
+    // Under the party's row lock: two at once cannot both pass.
+    let recent = sqlx::query_scalar!(
+        r#"SELECT EXTRACT(EPOCH FROM (created_at + interval '1 minute' - now()))::float8 AS "wait!"
+           FROM domain_events
+           WHERE kind = 'party.announcement' AND payload->>'party_id' = $1::uuid::text
+             AND created_at > now() - interval '1 minute'
+           ORDER BY created_at DESC LIMIT 1"#,
+        row.id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(wait) = recent {
+        return Err(AppError::RateLimited {
+            retry_after: std::time::Duration::from_secs_f64(wait.max(1.0)),
+        });
+    }
+    let audience = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM party_members WHERE party_id = $1 AND user_id <> $2"#,
+        row.id,
+        me.id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let event = Uuid::now_v7();
+    let ob = wp_shared::events::emit_with_id(
+        &mut tx,
+        event,
+        "party.announcement",
+        Some(me.id),
+        None,
+        json!({ "party_id": row.id, "title": row.title, "message": message }),
+    )
+    .await?;
+    tx.commit().await?;
+    crate::routes::account::relay(&state, &[ob]).await;
+    Ok(ApiResponse::accepted(Announced {
+        id: event,
+        audience,
+    }))
 }
 
 // ---- chat -------------------------------------------------------------------------
