@@ -114,11 +114,11 @@ async fn a_broadcast_reaches_every_user_once_in_pages_and_segments_narrow_it() {
         count("SELECT count(*) FROM notifications WHERE kind = 'admin.broadcast'").await,
         21
     );
-    assert_eq!(
-        count("SELECT count(*) FROM devices").await,
-        4,
-        "the dead token was pruned"
-    );
+    // The dead token's page may finish after the four pushes of the others.
+    eventually(Duration::from_secs(20), "the dead token pruned", || async {
+        (count("SELECT count(*) FROM devices").await == 4).then_some(())
+    })
+    .await;
 
     // 21 users in pages of 7: three full pages and the open-ended last one.
     assert_eq!(done["data"]["pages"], 4, "{done}");
@@ -240,7 +240,8 @@ async fn seed_users_with_devices(env: &common::TestEnv, prefix: &str, n: i64) {
 async fn a_worker_killed_mid_broadcast_leaves_one_delivery_per_user_and_device() {
     const USERS: i64 = 3000;
     let providers = Providers::start().await;
-    let env = providers.env(&[("NOTIFY_PAGE_SIZE", "100")]).await;
+    // Pages of 1,000: each push job has 1,000 users to send to.
+    let env = providers.env(&[("NOTIFY_PAGE_SIZE", "1000")]).await;
     let app = env.spawn_api().await;
     let admin = env.create_admin("boss").await;
     seed_users_with_devices(&env, "crash", USERS).await;
@@ -291,6 +292,24 @@ async fn a_worker_killed_mid_broadcast_leaves_one_delivery_per_user_and_device()
         (b["data"]["status"] == "done").then_some(())
     })
     .await;
+    // Jobs the killed worker committed but did not relay come from the outbox sweep
+    // (the scheduler's, run here by hand); jobs it held come back after its missed
+    // heartbeats. Every device then has its one send record.
+    eventually(
+        Duration::from_secs(60),
+        "a send record per device",
+        || async {
+            wp_shared::outbox::relay_pending(&env.db, &env.enqueuer, 1000)
+                .await
+                .unwrap();
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM push_sends")
+                .fetch_one(&env.db)
+                .await
+                .unwrap();
+            (n == USERS).then_some(())
+        },
+    )
+    .await;
     env.wait_idle(Queue::Notify, Duration::from_secs(60)).await;
     env.wait_idle(Queue::Push, Duration::from_secs(60)).await;
     let per_user: Vec<(i64,)> = sqlx::query_as(
@@ -317,14 +336,38 @@ async fn a_worker_killed_mid_broadcast_leaves_one_delivery_per_user_and_device()
     .fetch_one(&env.db)
     .await
     .unwrap();
-    assert_eq!(records, USERS);
+    let statuses: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM push_sends GROUP BY status")
+            .fetch_all(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(records, USERS, "{statuses:?}");
     assert_eq!(
         sent + sending,
         USERS,
         "every send sent or in flight at the kill"
     );
     assert!(sent <= accepted.len() as i64 && accepted.len() as i64 <= USERS);
-    eprintln!("killed after {at_kill} pushes; {sending} were in flight at the kill");
+    // Pushes lost to the kill (claimed, never reached the provider) are at most what
+    // the two push jobs had in flight or claimed next (the sends in flight, the chunk
+    // being handed over and the one waiting), not the rest of their pages.
+    let unconfirmed: Vec<String> =
+        sqlx::query_scalar("SELECT 'fcm-' || user_id FROM push_sends WHERE status = 'sending'")
+            .fetch_all(&env.db)
+            .await
+            .unwrap();
+    let lost = unconfirmed
+        .iter()
+        .filter(|t| tokens.binary_search(&t.as_str()).is_err())
+        .count();
+    let bound = 2 * (wp_workers::push::IN_FLIGHT + 2 * wp_workers::push::CHUNK);
+    assert!(
+        lost <= bound,
+        "{lost} pushes lost to the kill (bound {bound})"
+    );
+    eprintln!(
+        "killed after {at_kill} pushes; {sending} were unconfirmed at the kill, {lost} of them never sent"
+    );
 }
 
 /// The benchmark: a broadcast to 100,000 users, each with an Android device

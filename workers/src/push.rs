@@ -18,12 +18,12 @@
 //! it is retried with backoff; other refusals are permanent (`failed`).
 
 use std::{
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
-use futures::StreamExt;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -344,8 +344,22 @@ impl Providers {
 #[error("{0} push send(s) to retry: {1}")]
 pub struct RetryLater(usize, String);
 
-/// Sends at most this many pushes at once per job.
-const IN_FLIGHT: usize = 64;
+/// Users whose devices are claimed in one statement. Claims are made only as the sends
+/// need them (the pipeline pulls the next chunk when a send slot frees up), so a worker
+/// that dies leaves at most the sends in flight and one chunk claimed-but-unconfirmed
+/// (never repeated: they may have gone out), not the rest of its batch.
+pub const CHUNK: usize = 128;
+/// Sends in flight per job.
+pub const IN_FLIGHT: usize = 64;
+
+/// A device claimed for a send.
+struct Claimed {
+    device_id: String,
+    user_id: Uuid,
+    platform: String,
+    token: String,
+    locale: String,
+}
 
 pub async fn send_push(
     job: SendPush,
@@ -355,10 +369,110 @@ pub async fn send_push(
     let Some(mut texts) = notify::push_texts(&ctx, job.event_id).await? else {
         return Ok(());
     };
-    let (kind, event_at) = (texts.kind, texts.created_at);
-    // Claim every device of the (still active) users at once; a send that went out, or
-    // may have, is not claimed again — only those left in `retry` are.
-    let claimed = sqlx::query!(
+    // The texts in each recipient's locale, rendered before anything is claimed.
+    let locales = sqlx::query_scalar!(
+        "SELECT DISTINCT locale FROM users WHERE id = ANY($1)",
+        &job.user_ids
+    )
+    .fetch_all(&ctx.db)
+    .await?;
+    let mut messages = HashMap::new();
+    for locale in locales {
+        match texts.get(&locale, &ctx.config.frontend_url) {
+            Ok(r) => {
+                messages.insert(
+                    locale,
+                    Message {
+                        title: r.title.clone(),
+                        body: r.body.clone(),
+                        link: r.link.clone(),
+                        kind: texts.kind.to_owned(),
+                        event_id: job.event_id.to_string(),
+                    },
+                );
+            }
+            // Their sends fail (`failed`); the others go.
+            Err(e) => tracing::warn!(error = %e, locale, "push texts did not render"),
+        }
+    }
+    let (kind, event_at, event) = (texts.kind, texts.created_at, job.event_id);
+    // Three stages, each a task of its own so none waits for another: claims (a chunk
+    // at a time, only as fast as the sends take them: the hand-over holds one device),
+    // sends (IN_FLIGHT at once), outcomes recorded in batches.
+    let (shared, messages) = (Arc::clone(&ctx), Arc::new(messages));
+    let (dev_tx, mut dev_rx) = tokio::sync::mpsc::channel::<Claimed>(CHUNK);
+    let chunks: Vec<Vec<Uuid>> = job.user_ids.chunks(CHUNK).map(<[Uuid]>::to_vec).collect();
+    let claimer = {
+        let ctx = shared.clone();
+        tokio::spawn(async move {
+            for users in chunks {
+                for d in claim(&ctx, event, &users).await? {
+                    if dev_tx.send(d).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok::<_, sqlx::Error>(())
+        })
+    };
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<(Claimed, Outcome)>();
+    let recorder = {
+        let ctx = shared.clone();
+        tokio::spawn(async move {
+            let (mut stats, mut retry, mut batch) = (Vec::new(), Vec::new(), Vec::new());
+            while out_rx.recv_many(&mut batch, 256).await > 0 {
+                let done = std::mem::take(&mut batch);
+                record_outcomes(&ctx, event, kind, event_at, done, &mut stats, &mut retry).await?;
+            }
+            Ok::<_, sqlx::Error>((stats, retry))
+        })
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut sends = tokio::task::JoinSet::new();
+    while let Some(d) = dev_rx.recv().await {
+        let slot = slots.clone().acquire_owned().await?;
+        let (ctx, messages, out) = (shared.clone(), messages.clone(), out_tx.clone());
+        sends.spawn(async move {
+            let _ = out.send(send_one(&ctx, &messages, d).await);
+            drop(slot);
+        });
+        while sends.try_join_next().is_some() {}
+    }
+    while sends.join_next().await.is_some() {}
+    drop(out_tx);
+    claimer.await??;
+    let (stats, retry) = recorder.await??;
+    notify::record(&ctx, stats);
+    if retry.is_empty() {
+        return Ok(());
+    }
+    let err = RetryLater(retry.len(), retry[0].clone());
+    if attempt.current() >= ctx.config.job_max_attempts {
+        // The last attempt: what is left in `retry` failed for good; the job goes to
+        // the dead set (a replay resends exactly those).
+        tracing::warn!(event = %job.event_id, sends = retry.len(), "push sends given up");
+        return Err(AbortError::new(err).into());
+    }
+    Err(Box::new(err))
+}
+
+/// One send, to the provider of the device's platform.
+async fn send_one(
+    ctx: &Ctx,
+    messages: &HashMap<String, Message>,
+    d: Claimed,
+) -> (Claimed, Outcome) {
+    let outcome = match messages.get(&d.locale) {
+        Some(m) => ctx.push.send(&d.platform, &d.token, m).await,
+        None => Outcome::Failed("the texts did not render".into()),
+    };
+    (d, outcome)
+}
+
+/// Claims the devices of `users` (a send that went out, or may have, is not claimed
+/// again — only those left in `retry` are).
+async fn claim(ctx: &Ctx, event: Uuid, users: &[Uuid]) -> Result<Vec<Claimed>, sqlx::Error> {
+    let rows = sqlx::query!(
         r#"INSERT INTO push_sends (event_id, device_id, user_id, platform, status)
            SELECT $1, d.device_id, d.user_id, d.platform, 'sending'
            FROM devices d JOIN users u ON u.id = d.user_id AND u.status = 'active'
@@ -369,55 +483,39 @@ pub async fn send_push(
            RETURNING device_id, user_id, platform,
                      (SELECT push_token FROM devices WHERE devices.device_id = push_sends.device_id) AS "token!",
                      (SELECT locale FROM users WHERE users.id = push_sends.user_id) AS "locale!""#,
-        job.event_id,
-        &job.user_ids
+        event,
+        users
     )
     .fetch_all(&ctx.db)
     .await?;
-    // The texts in each recipient's language, rendered once per language.
-    let mut messages = std::collections::HashMap::new();
-    for d in &claimed {
-        if !messages.contains_key(&d.locale) {
-            // The devices are claimed: a rendering error fails their sends (`failed`)
-            // rather than the job, which would leave them claimed and never sent.
-            match texts.get(&d.locale, &ctx.config.frontend_url) {
-                Ok(r) => {
-                    messages.insert(
-                        d.locale.clone(),
-                        Message {
-                            title: r.title.clone(),
-                            body: r.body.clone(),
-                            link: r.link.clone(),
-                            kind: kind.to_owned(),
-                            event_id: job.event_id.to_string(),
-                        },
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, locale = d.locale, "push texts did not render")
-                }
-            }
-        }
-    }
-    let messages = &messages;
-    let ctx_ref = &ctx;
-    let results: Vec<(String, Uuid, String, Outcome)> = futures::stream::iter(claimed)
-        .map(|d| async move {
-            let outcome = match messages.get(&d.locale) {
-                Some(m) => ctx_ref.push.send(&d.platform, &d.token, m).await,
-                None => Outcome::Failed("the texts did not render".into()),
-            };
-            (d.device_id, d.user_id, d.token, outcome)
+    Ok(rows
+        .into_iter()
+        .map(|r| Claimed {
+            device_id: r.device_id,
+            user_id: r.user_id,
+            platform: r.platform,
+            token: r.token,
+            locale: r.locale,
         })
-        .buffer_unordered(IN_FLIGHT)
-        .collect()
-        .await;
-    let mut stats = Vec::with_capacity(results.len());
+        .collect())
+}
+
+/// Records what the provider said of some sends, and removes dead devices, in one
+/// transaction.
+async fn record_outcomes(
+    ctx: &Ctx,
+    event: Uuid,
+    kind: &'static str,
+    event_at: chrono::DateTime<chrono::Utc>,
+    results: Vec<(Claimed, Outcome)>,
+    stats: &mut Vec<notify::Delivery>,
+    retry: &mut Vec<String>,
+) -> Result<(), sqlx::Error> {
     let mut devices = Vec::with_capacity(results.len());
     let mut statuses = Vec::with_capacity(results.len());
     let mut details: Vec<Option<String>> = Vec::with_capacity(results.len());
-    let (mut dead_ids, mut dead_tokens, mut retry) = (Vec::new(), Vec::new(), Vec::new());
-    for (device, user, token, outcome) in results {
+    let (mut dead_ids, mut dead_tokens) = (Vec::new(), Vec::new());
+    for (d, outcome) in results {
         let (status, detail) = match &outcome {
             Outcome::Sent => ("sent", None),
             Outcome::Dead(why) => ("dead", Some(why.clone())),
@@ -428,31 +526,35 @@ pub async fn send_push(
             kind,
             channel: "push",
             outcome: status,
-            user,
-            event: job.event_id,
+            user: d.user_id,
+            event,
             event_at,
             detail: detail.clone(),
         });
         match outcome {
             Outcome::Dead(_) => {
-                dead_ids.push(device.clone());
-                dead_tokens.push(token);
+                dead_ids.push(d.device_id.clone());
+                dead_tokens.push(d.token);
             }
             Outcome::Retry(why) => retry.push(why),
-            Outcome::Failed(why) => tracing::warn!(device, why, "push refused"),
+            Outcome::Failed(why) => tracing::warn!(device = d.device_id, why, "push refused"),
             Outcome::Sent => {}
         }
-        devices.push(device);
+        devices.push(d.device_id);
         statuses.push(status.to_owned());
         details.push(detail);
     }
-    notify::record(&ctx, stats);
     let mut tx = ctx.db.begin().await?;
+    // Not waiting for the WAL flush: an outcome lost to a database crash leaves its send
+    // `sending`, which is never repeated either (the claim before the send is durable).
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query!(
         "UPDATE push_sends p SET status = x.status, detail = x.detail, updated_at = now()
          FROM unnest($2::text[], $3::text[], $4::text[]) AS x(device_id, status, detail)
          WHERE p.event_id = $1 AND p.device_id = x.device_id",
-        job.event_id,
+        event,
         &devices,
         &statuses,
         &details as &[Option<String>]
@@ -473,16 +575,5 @@ pub async fn send_push(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
-    if retry.is_empty() {
-        return Ok(());
-    }
-    let err = RetryLater(retry.len(), retry[0].clone());
-    if attempt.current() >= ctx.config.job_max_attempts {
-        // The last attempt: what is left in `retry` failed for good; the job goes to
-        // the dead set (a replay resends exactly those).
-        tracing::warn!(event = %job.event_id, sends = retry.len(), "push sends given up");
-        return Err(AbortError::new(err).into());
-    }
-    Err(Box::new(err))
+    tx.commit().await
 }
