@@ -1087,3 +1087,52 @@ async fn a_party_announcement_reaches_every_member_in_pages_once() {
         5
     );
 }
+
+#[tokio::test]
+async fn a_security_alert_is_always_in_the_list_and_cannot_be_turned_off() {
+    let m = MailEnv::new().await;
+    let _notify = m.env.spawn_workers(&[(Queue::Notify, 1)]).await;
+    let ann = m.env.create_user("ann").await;
+    // Not even by asking.
+    let (s, b) = m
+        .app
+        .call(
+            Method::PUT,
+            "/api/notifications/preferences/",
+            Some(&ann.token),
+            Some(
+                json!([{"kind": "security.alert", "in_app": false, "email": false, "push": false}]),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/password/change/",
+            Some(&ann.token),
+            json!({"current_password": common::STRONG_PASSWORD, "new_password": "amber-lantern-orchard-58"}),
+        )
+        .await;
+    assert!(s.is_success(), "{s} {b}");
+    // The email at once, as before; and the in-app notification.
+    m.email("ann@example.com", "Security alert").await;
+    let list = eventually(Duration::from_secs(15), "the alert in the list", || async {
+        let d = notifications(&m, &ann.token, "?kind=security.alert").await;
+        (d["results"].as_array()?.len() == 1).then_some(d)
+    })
+    .await;
+    let n = &list["results"][0];
+    assert_eq!(n["title"], "Security alert");
+    assert_eq!(
+        n["body"],
+        "The password of your Watch Party account was changed."
+    );
+    assert_eq!(n["link"], "/settings/security");
+    // The notification pipeline sent no second email.
+    m.env
+        .wait_idle(Queue::Notify, Duration::from_secs(10))
+        .await;
+    m.env.wait_idle(Queue::Email, Duration::from_secs(10)).await;
+    assert_eq!(m.count_to("ann@example.com"), 1);
+}

@@ -22,6 +22,15 @@ pub struct Kind {
 
 pub const KINDS: &[Kind] = &[
     Kind {
+        name: "security.alert",
+        description: "Security alerts about your account (also emailed, always)",
+        in_app: true,
+        // The account flows email these themselves, at once and always.
+        email: false,
+        push: true,
+        required: true,
+    },
+    Kind {
         name: "friend_request.received",
         description: "Someone sent you a friend request",
         in_app: true,
@@ -96,6 +105,13 @@ pub fn kind(name: &str) -> Option<&'static Kind> {
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     let t = [
+        ("security.alert.title", "Security alert"),
+        ("security.alert.body", "{{ payload.what }}"),
+        ("security.alert.link", "/settings/security"),
+        (
+            "security.alert.subject",
+            "Security alert for your Watch Party account",
+        ),
         ("friend_request.received.title", "New friend request"),
         (
             "friend_request.received.body",
@@ -199,6 +215,11 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
 /// template missing from one) falls back to English; adding a language is adding such
 /// a list ([`LANGUAGES`]).
 const SPANISH: &[(&str, &str)] = &[
+    ("es:security.alert.title", "Alerta de seguridad"),
+    (
+        "es:security.alert.subject",
+        "Alerta de seguridad de tu cuenta de Watch Party",
+    ),
     (
         "es:friend_request.received.title",
         "Nueva solicitud de amistad",
@@ -504,7 +525,9 @@ mod tests {
                 "<b>eve</b>",
                 "bob",
                 &serde_json::json!({"video_id": "v1", "comment_id": "c1",
-                                    "title": "News", "body": "<b>eve</b> says hi", "link": "/news"}),
+                                    "title": "News", "body": "<b>eve</b> says hi", "link": "/news",
+                                    "what": "<b>eve</b> changed your password", "message": "hi",
+                                    "party_id": "p1", "code": "ABC"}),
                 "https://app.example/",
             )
             .unwrap();

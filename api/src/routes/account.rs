@@ -114,9 +114,12 @@ pub(crate) async fn send_verification(
     Ok(vec![id])
 }
 
-/// A security notice to the account's address (cannot be turned off).
+/// A security notice (cannot be turned off): an email to the account's address at
+/// once, and a `security.alert` notification (a required type: always in the in-app
+/// list and on the user's sockets; pushed unless push is off for it).
 pub(crate) async fn send_security_alert(
     conn: &mut PgConnection,
+    user: Uuid,
     username: &str,
     email: &str,
     what: &str,
@@ -129,12 +132,21 @@ pub(crate) async fn send_security_alert(
         context! { username, email, what },
     )
     .await?;
-    Ok(vec![id])
+    let event = wp_shared::events::emit(
+        conn,
+        "security.alert",
+        None,
+        Some(user),
+        serde_json::json!({ "what": what }),
+    )
+    .await?;
+    Ok(vec![id, event])
 }
 
 pub(crate) async fn send_lockout_notice(
     _state: &AppState,
     conn: &mut PgConnection,
+    user: Uuid,
     username: &str,
     email: &str,
     until: Option<DateTime<Utc>>,
@@ -144,7 +156,7 @@ pub(crate) async fn send_lockout_notice(
         crate::routes::auth::LOCKOUT_AFTER,
         until.map(|t| t.to_rfc3339()).unwrap_or_default()
     );
-    send_security_alert(conn, username, email, &what).await
+    send_security_alert(conn, user, username, email, &what).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -313,6 +325,7 @@ async fn set_password(
     .await?;
     send_security_alert(
         conn,
+        user,
         username,
         email,
         "The password of your Watch Party account was changed.",
@@ -440,6 +453,7 @@ pub async fn change_email(
     ids.extend(
         send_security_alert(
             &mut tx,
+            user.id,
             &u.username,
             &u.email,
             &format!("Someone asked to change the email of your account to {new_email}. Nothing changes unless that address confirms."),

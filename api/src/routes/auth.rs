@@ -339,6 +339,7 @@ async fn record_failure(state: &AppState, ident: &str) -> AppResult<()> {
         relay = crate::routes::account::send_lockout_notice(
             state,
             &mut tx,
+            r.id,
             &r.username,
             &r.email,
             r.locked_until,

@@ -211,6 +211,7 @@ pub async fn enable(
     .await?;
     let ids = send_security_alert(
         &mut tx,
+        user.id,
         &u.username,
         &u.email,
         "Two-factor authentication was turned on for your Watch Party account.",
@@ -294,6 +295,7 @@ pub async fn disable(
         .await?;
     let ids = send_security_alert(
         &mut tx,
+        user.id,
         &u.username,
         &u.email,
         "Two-factor authentication was turned off for your Watch Party account.",
