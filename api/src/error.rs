@@ -199,7 +199,8 @@ impl IntoResponse for AppError {
         };
         let mut res = (status, Json(body)).into_response();
         if let Self::RateLimited { retry_after } = self {
-            let secs = retry_after.as_secs().max(1).to_string();
+            // Rounded up: a client that waits that long is let through.
+            let secs = retry_after.as_secs_f64().ceil().max(1.0).to_string();
             if let Ok(v) = HeaderValue::from_str(&secs) {
                 res.headers_mut().insert(header::RETRY_AFTER, v);
             }

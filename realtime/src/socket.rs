@@ -343,8 +343,7 @@ async fn run(
         .hub
         .add_user_socket(me.id, conn, handle.clone(), &rt.subscriptions);
     let (room, room_subscribed) = rt.hub.join(m.party, conn, handle, &rt.subscriptions);
-    subscribed(room_subscribed).await;
-    subscribed(user_subscribed).await;
+    tokio::join!(subscribed(room_subscribed), subscribed(user_subscribed));
     let mut c = Conn {
         keys: Keys::new(&rt.app.config.redis_prefix, m.party),
         presence_field: format!("{}:{conn}", rt.node),

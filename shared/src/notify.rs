@@ -18,6 +18,9 @@ pub struct Kind {
     pub push: bool,
     /// Security alerts and the like: cannot be turned off.
     pub required: bool,
+    /// Its email is sent by the flow that raises it (never by the pipeline, whatever
+    /// the preference says).
+    pub emailed_by_flow: bool,
 }
 
 pub const KINDS: &[Kind] = &[
@@ -25,10 +28,11 @@ pub const KINDS: &[Kind] = &[
         name: "security.alert",
         description: "Security alerts about your account (also emailed, always)",
         in_app: true,
-        // The account flows email these themselves, at once and always.
         email: false,
         push: true,
         required: true,
+        // The account flows email these themselves, at once and always.
+        emailed_by_flow: true,
     },
     Kind {
         name: "friend_request.received",
@@ -37,6 +41,7 @@ pub const KINDS: &[Kind] = &[
         email: true,
         push: true,
         required: false,
+        emailed_by_flow: false,
     },
     Kind {
         name: "friend_request.accepted",
@@ -45,6 +50,7 @@ pub const KINDS: &[Kind] = &[
         email: false,
         push: true,
         required: false,
+        emailed_by_flow: false,
     },
     Kind {
         name: "follow.new",
@@ -53,6 +59,7 @@ pub const KINDS: &[Kind] = &[
         email: false,
         push: false,
         required: false,
+        emailed_by_flow: false,
     },
     Kind {
         name: "comment.reply",
@@ -61,6 +68,7 @@ pub const KINDS: &[Kind] = &[
         email: true,
         push: true,
         required: false,
+        emailed_by_flow: false,
     },
     Kind {
         name: "comment.mention",
@@ -69,6 +77,7 @@ pub const KINDS: &[Kind] = &[
         email: true,
         push: true,
         required: false,
+        emailed_by_flow: false,
     },
     Kind {
         name: "party.invite",
@@ -77,6 +86,7 @@ pub const KINDS: &[Kind] = &[
         email: true,
         push: true,
         required: false,
+        emailed_by_flow: false,
     },
     Kind {
         name: "party.announcement",
@@ -85,6 +95,7 @@ pub const KINDS: &[Kind] = &[
         email: false,
         push: true,
         required: false,
+        emailed_by_flow: false,
     },
     Kind {
         name: "admin.broadcast",
@@ -93,6 +104,7 @@ pub const KINDS: &[Kind] = &[
         email: false,
         push: true,
         required: false,
+        emailed_by_flow: false,
     },
 ];
 

@@ -49,9 +49,11 @@ async fn load_event(ctx: &Ctx, event: Uuid) -> Result<Option<Loaded>, BoxDynErro
         tracing::warn!(kind = ev.kind, "no notification type for this event");
         return Ok(None);
     };
+    // A broadcast comes from the team, not from the admin who sent it.
+    let team = kind.name == "admin.broadcast";
     Ok(Some(Loaded {
         kind,
-        actor_id: ev.actor_id,
+        actor_id: if team { None } else { ev.actor_id },
         actor: ev.actor.unwrap_or_else(|| "Someone".to_owned()),
         recipient: ev.recipient_id,
         payload: ev.payload,
@@ -170,6 +172,9 @@ async fn party_members(ctx: &Arc<Ctx>, event: Uuid, ev: &Loaded) -> Result<(), B
             "SELECT user_id FROM party_members
              WHERE party_id = $1 AND ($2::uuid IS NULL OR user_id > $2)
                AND user_id IS DISTINCT FROM $3
+               AND NOT EXISTS (SELECT 1 FROM blocks b
+                               WHERE (b.blocker = user_id AND b.blocked = $3)
+                                  OR (b.blocked = user_id AND b.blocker = $3))
              ORDER BY user_id LIMIT $4",
             party,
             after,
@@ -389,7 +394,7 @@ async fn deliver_batch(
     let (mut direct, mut digest) = (Vec::new(), Vec::new());
     for r in rows
         .iter()
-        .filter(|r| allowed.email && r.email_on && r.verified)
+        .filter(|r| allowed.email && !kind.emailed_by_flow && r.email_on && r.verified)
     {
         if r.digest != "off" && !kind.required {
             digest.push(r.id);

@@ -370,12 +370,13 @@ pub async fn send_push(
         return Ok(());
     };
     // The texts in each recipient's locale, rendered before anything is claimed.
-    let locales = sqlx::query_scalar!(
+    let mut locales = sqlx::query_scalar!(
         "SELECT DISTINCT locale FROM users WHERE id = ANY($1)",
         &job.user_ids
     )
     .fetch_all(&ctx.db)
     .await?;
+    locales.push("en".to_owned());
     let mut messages = HashMap::new();
     for locale in locales {
         match texts.get(&locale, &ctx.config.frontend_url) {
@@ -397,8 +398,8 @@ pub async fn send_push(
     }
     let (kind, event_at, event) = (texts.kind, texts.created_at, job.event_id);
     // Three stages, each a task of its own so none waits for another: claims (a chunk
-    // at a time, only as fast as the sends take them: the hand-over holds one device),
-    // sends (IN_FLIGHT at once), outcomes recorded in batches.
+    // of users at a time, only as fast as the sends take them: the hand-over holds at
+    // most a chunk's devices), sends (IN_FLIGHT at once), outcomes recorded in batches.
     let (shared, messages) = (Arc::clone(&ctx), Arc::new(messages));
     let (dev_tx, mut dev_rx) = tokio::sync::mpsc::channel::<Claimed>(CHUNK);
     let chunks: Vec<Vec<Uuid>> = job.user_ids.chunks(CHUNK).map(<[Uuid]>::to_vec).collect();
@@ -415,21 +416,49 @@ pub async fn send_push(
             Ok::<_, sqlx::Error>(())
         })
     };
+    let _stop_claims = AbortOnDrop(claimer.abort_handle());
     let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<(Claimed, Outcome)>();
     let recorder = {
         let ctx = shared.clone();
         tokio::spawn(async move {
             let (mut stats, mut retry, mut batch) = (Vec::new(), Vec::new(), Vec::new());
+            let mut failure = None;
             while out_rx.recv_many(&mut batch, 256).await > 0 {
                 let done = std::mem::take(&mut batch);
-                record_outcomes(&ctx, event, kind, event_at, done, &mut stats, &mut retry).await?;
+                // A database blip must not lose outcomes: a few tries, then give up (the
+                // sends stop; those recorded so far stand).
+                let mut tries = 0;
+                loop {
+                    match record_outcomes(
+                        &ctx, event, kind, event_at, &done, &mut stats, &mut retry,
+                    )
+                    .await
+                    {
+                        Ok(()) => break,
+                        Err(e) if tries < 4 => {
+                            tries += 1;
+                            tracing::warn!(error = %e, tries, "push outcomes not recorded; trying again");
+                            tokio::time::sleep(Duration::from_millis(100 << tries)).await;
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if failure.is_some() {
+                    break;
+                }
             }
-            Ok::<_, sqlx::Error>((stats, retry))
+            (stats, retry, failure)
         })
     };
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let mut sends = tokio::task::JoinSet::new();
     while let Some(d) = dev_rx.recv().await {
+        if recorder.is_finished() {
+            break; // outcomes can no longer be recorded: send no more
+        }
         let slot = slots.clone().acquire_owned().await?;
         let (ctx, messages, out) = (shared.clone(), messages.clone(), out_tx.clone());
         sends.spawn(async move {
@@ -438,11 +467,17 @@ pub async fn send_push(
         });
         while sends.try_join_next().is_some() {}
     }
+    drop(dev_rx);
     while sends.join_next().await.is_some() {}
     drop(out_tx);
-    claimer.await??;
-    let (stats, retry) = recorder.await??;
+    // Both stages end before the job does (what was sent is recorded, or the job fails).
+    let claimed = claimer.await;
+    let (stats, retry, failure) = recorder.await?;
     notify::record(&ctx, stats);
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    claimed??;
     if retry.is_empty() {
         return Ok(());
     }
@@ -456,13 +491,23 @@ pub async fn send_push(
     Err(Box::new(err))
 }
 
+/// Aborts a task when dropped (a push job dropped at shutdown claims nothing more).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One send, to the provider of the device's platform.
 async fn send_one(
     ctx: &Ctx,
     messages: &HashMap<String, Message>,
     d: Claimed,
 ) -> (Claimed, Outcome) {
-    let outcome = match messages.get(&d.locale) {
+    // A locale changed since the texts were rendered falls back to English.
+    let outcome = match messages.get(&d.locale).or_else(|| messages.get("en")) {
         Some(m) => ctx.push.send(&d.platform, &d.token, m).await,
         None => Outcome::Failed("the texts did not render".into()),
     };
@@ -507,7 +552,7 @@ async fn record_outcomes(
     event: Uuid,
     kind: &'static str,
     event_at: chrono::DateTime<chrono::Utc>,
-    results: Vec<(Claimed, Outcome)>,
+    results: &[(Claimed, Outcome)],
     stats: &mut Vec<notify::Delivery>,
     retry: &mut Vec<String>,
 ) -> Result<(), sqlx::Error> {
@@ -516,7 +561,7 @@ async fn record_outcomes(
     let mut details: Vec<Option<String>> = Vec::with_capacity(results.len());
     let (mut dead_ids, mut dead_tokens) = (Vec::new(), Vec::new());
     for (d, outcome) in results {
-        let (status, detail) = match &outcome {
+        let (status, detail) = match outcome {
             Outcome::Sent => ("sent", None),
             Outcome::Dead(why) => ("dead", Some(why.clone())),
             Outcome::Retry(why) => ("retry", Some(why.clone())),
@@ -534,13 +579,13 @@ async fn record_outcomes(
         match outcome {
             Outcome::Dead(_) => {
                 dead_ids.push(d.device_id.clone());
-                dead_tokens.push(d.token);
+                dead_tokens.push(d.token.clone());
             }
-            Outcome::Retry(why) => retry.push(why),
+            Outcome::Retry(why) => retry.push(why.clone()),
             Outcome::Failed(why) => tracing::warn!(device = d.device_id, why, "push refused"),
             Outcome::Sent => {}
         }
-        devices.push(d.device_id);
+        devices.push(d.device_id.clone());
         statuses.push(status.to_owned());
         details.push(detail);
     }

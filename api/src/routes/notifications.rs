@@ -307,7 +307,7 @@ async fn preferences_of(state: &AppState, user: Uuid) -> AppResult<Vec<Preferenc
                 kind: k.name.to_owned(),
                 description: k.description.to_owned(),
                 in_app: k.required || s.map_or(k.in_app, |s| s.in_app),
-                email: s.map_or(k.email, |s| s.email),
+                email: !k.emailed_by_flow && s.map_or(k.email, |s| s.email),
                 push: s.map_or(k.push, |s| s.push),
                 required: k.required,
             }

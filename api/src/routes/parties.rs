@@ -1507,7 +1507,8 @@ pub struct Announced {
 
 /// Tells every member of the party (host and co-hosts; at most one a minute per
 /// party): a `party.announcement` notification (in-app and push by default) to each
-/// member but the sender, delivered in the background.
+/// member but the sender and those who blocked (or were blocked by) the sender,
+/// delivered in the background.
 #[utoipa::path(post, path = "/parties/{id}/announce/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = AnnounceBody,
     responses((status = 202, body = inline(Envelope<Announced>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 pub async fn announce(
@@ -1540,7 +1541,10 @@ pub async fn announce(
         });
     }
     let audience = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM party_members WHERE party_id = $1 AND user_id <> $2"#,
+        r#"SELECT count(*) AS "n!" FROM party_members m WHERE party_id = $1 AND user_id <> $2
+             AND NOT EXISTS (SELECT 1 FROM blocks b
+                             WHERE (b.blocker = m.user_id AND b.blocked = $2)
+                                OR (b.blocked = m.user_id AND b.blocker = $2))"#,
         row.id,
         me.id
     )
