@@ -633,12 +633,14 @@ async fn two_factor_setup_login_replay_recovery_and_disable() {
         .post_json("/api/auth/2fa/enable/", Some(&t), json!({"code": "000000"}))
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    // The same code is replayed below (not a fresh one: the 30 s step may have turned).
+    let enable_code = code_for(&secret);
     let (s, b) = m
         .app
         .post_json(
             "/api/auth/2fa/enable/",
             Some(&t),
-            json!({"code": code_for(&secret)}),
+            json!({"code": enable_code}),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -670,7 +672,7 @@ async fn two_factor_setup_login_replay_recovery_and_disable() {
         .post_json(
             "/api/auth/2fa/login/",
             None,
-            json!({"challenge_token": challenge, "code": code_for(&secret)}),
+            json!({"challenge_token": challenge, "code": enable_code}),
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "a used code is refused");
