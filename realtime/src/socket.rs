@@ -61,7 +61,7 @@ const RESUME_CHAT: i64 = 500;
 const SNAPSHOT_PARTICIPANTS: usize = 100;
 /// Largest WebSocket message read at all; bigger ones close the socket (1009).
 /// Between `MAX_FRAME_BYTES` and this, the frame gets `frame_too_large`.
-pub(crate) const MAX_MESSAGE_BYTES: usize = 1 << 20;
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct WsQuery {
@@ -87,19 +87,32 @@ pub async fn upgrade(
 ) -> Response {
     match authorize(&rt, &party, q.token.as_deref(), &headers).await {
         Err(e) => e.into_response(),
-        Ok((me, m)) => match ws {
-            Err(e) => AppError::BadRequest {
-                code: "websocket_required",
-                message: format!("This endpoint speaks WebSocket only: {e}"),
-            }
-            .into_response(),
-            Ok(ws) => ws
-                .read_buffer_size(4096)
-                .write_buffer_size(0)
-                .max_message_size(MAX_MESSAGE_BYTES)
-                .max_frame_size(MAX_MESSAGE_BYTES)
-                .on_upgrade(move |socket| run(rt, socket, me, m, q.last_message_id)),
-        },
+        Ok((me, m)) => accept(ws, move |socket| run(rt, socket, me, m, q.last_message_id)),
+    }
+}
+
+/// Upgrades an authorised request (400 `websocket_required` for plain HTTP), with the
+/// socket limits every socket of a node has.
+pub(crate) fn accept<F, Fut>(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    run: F,
+) -> Response
+where
+    F: FnOnce(WebSocket) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    match ws {
+        Err(e) => AppError::BadRequest {
+            code: "websocket_required",
+            message: format!("This endpoint speaks WebSocket only: {e}"),
+        }
+        .into_response(),
+        Ok(ws) => ws
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_message_size(MAX_MESSAGE_BYTES)
+            .max_frame_size(MAX_MESSAGE_BYTES)
+            .on_upgrade(run),
     }
 }
 

@@ -19,15 +19,15 @@ use axum::{
 };
 use serde_json::json;
 use tokio::sync::mpsc;
-use wp_api::{auth::AuthUser, error::AppError, extract::Query};
+use wp_api::{auth::AuthUser, extract::Query};
 use wp_shared::frame::Frame;
 
 use crate::{
     Realtime,
     hub::{ConnHandle, Kill, encode, subscribed},
     socket::{
-        Bucket, FRAMES_BURST, FRAMES_PER_SEC, Handler, MAX_MESSAGE_BYTES, WsQuery, caller,
-        close_with, err, pump,
+        Bucket, FRAMES_BURST, FRAMES_PER_SEC, Handler, WsQuery, accept, caller, close_with, err,
+        pump,
     },
 };
 
@@ -41,19 +41,7 @@ pub async fn upgrade(
 ) -> Response {
     match caller(&rt, q.token.as_deref(), &headers).await {
         Err(e) => e.into_response(),
-        Ok(me) => match ws {
-            Err(e) => AppError::BadRequest {
-                code: "websocket_required",
-                message: format!("This endpoint speaks WebSocket only: {e}"),
-            }
-            .into_response(),
-            Ok(ws) => ws
-                .read_buffer_size(4096)
-                .write_buffer_size(0)
-                .max_message_size(MAX_MESSAGE_BYTES)
-                .max_frame_size(MAX_MESSAGE_BYTES)
-                .on_upgrade(move |socket| run(rt, socket, me)),
-        },
+        Ok(me) => accept(ws, move |socket| run(rt, socket, me)),
     }
 }
 
