@@ -36,14 +36,8 @@ async fn a_broadcast_reaches_every_user_once_in_pages_and_segments_narrow_it() {
         } else {
             format!("fcm-{i}")
         };
-        let (s, _) = app
-            .post_json(
-                "/api/mobile/push-token/",
-                Some(&u.token),
-                json!({"device_id": format!("dev-{i}"), "platform": "android", "push_token": token}),
-            )
+        app.register_device(u, &format!("dev-{i}"), "android", &token)
             .await;
-        assert_eq!(s, StatusCode::OK);
     }
 
     // Admins only; bad input names the fields.

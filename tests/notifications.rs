@@ -34,15 +34,7 @@ async fn a_friend_request_notifies_in_app_and_by_email_exactly_once() {
     let _notify = m.env.spawn_workers(&[(Queue::Notify, 4)]).await;
     let ann = m.env.create_user("ann").await;
     let ben = m.env.create_user("ben").await;
-    let (s, b) = m
-        .app
-        .post_json(
-            "/api/social/friend-requests/",
-            Some(&ann.token),
-            json!({"user_id": ben.id}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{b}");
+    m.app.send_friend_request(&ann, &ben).await;
 
     let list = eventually(Duration::from_secs(15), "ben's notification", || async {
         let d = notifications(&m, &ben.token, "").await;
@@ -155,13 +147,7 @@ async fn preferences_decide_the_channels() {
             json!({}),
         )
         .await;
-    m.app
-        .post_json(
-            "/api/social/friend-requests/",
-            Some(&ann.token),
-            json!({"user_id": ben.id}),
-        )
-        .await;
+    m.app.send_friend_request(&ann, &ben).await;
     eventually(
         Duration::from_secs(15),
         "the friend request notification",
@@ -440,13 +426,7 @@ async fn devices_register_refresh_move_and_unregister() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "not eve's device");
     // Signed in as eve on the same phone: the device moves.
-    m.app
-        .post_json(
-            "/api/mobile/push-token/",
-            Some(&eve.token),
-            json!({"device_id": "phone-1", "platform": "ios", "push_token": "tok-c"}),
-        )
-        .await;
+    m.app.register_device(&eve, "phone-1", "ios", "tok-c").await;
     let (_, b) = m
         .app
         .call(Method::GET, "/api/mobile/devices/", Some(&ann.token), None)
@@ -479,13 +459,7 @@ async fn delivery_statistics_reach_clickhouse_and_admins() {
     let ann = m.env.create_user("ann").await;
     let ben = m.env.create_user("ben").await;
     let boss = m.env.create_admin("boss").await;
-    m.app
-        .post_json(
-            "/api/social/friend-requests/",
-            Some(&ann.token),
-            json!({"user_id": ben.id}),
-        )
-        .await;
+    m.app.send_friend_request(&ann, &ben).await;
     let id = eventually(Duration::from_secs(15), "ben's notification", || async {
         let d = notifications(&m, &ben.token, "").await;
         d["results"][0]["id"].as_str().map(str::to_owned)
@@ -615,15 +589,7 @@ async fn new_notifications_reach_the_users_sockets_at_once() {
     bens.send("ping", json!({})).await;
     bens.expect("pong").await;
 
-    let (s, b) = m
-        .app
-        .post_json(
-            "/api/social/friend-requests/",
-            Some(&ann.token),
-            json!({"user_id": ben.id}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{b}");
+    m.app.send_friend_request(&ann, &ben).await;
     let frame = bens.expect("notification").await;
     let n = &frame["data"];
     assert_eq!(n["kind"], "friend_request.received");
@@ -696,15 +662,7 @@ async fn digests_fold_emails_into_one_after_eight_local_time_and_translations_ar
     assert_eq!(s, StatusCode::OK, "{b}");
 
     for (from, to) in [(&ann, &ben), (&cat, &ben), (&ann, &eva)] {
-        let (s, b) = m
-            .app
-            .post_json(
-                "/api/social/friend-requests/",
-                Some(&from.token),
-                json!({"user_id": to.id}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{b}");
+        m.app.send_friend_request(from, to).await;
     }
     // Eva's email comes at once, in Spanish; so does her in-app text.
     let mail = m
@@ -794,14 +752,7 @@ async fn a_dead_email_job_is_listed_for_admins_and_replayed_once_smtp_is_back() 
     let admin = env.create_admin("boss").await;
     let ann = env.create_user("ann").await;
     let ben = env.create_user("ben").await;
-    let (s, _) = app
-        .post_json(
-            "/api/social/friend-requests/",
-            Some(&ann.token),
-            json!({"user_id": ben.id}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    app.send_friend_request(&ann, &ben).await;
     eventually(Duration::from_secs(30), "the email job dead", || async {
         (env.depth(Queue::Email).await.dead == 1).then_some(())
     })

@@ -28,23 +28,9 @@ async fn a_friend_request_is_pushed_once_to_each_live_device_and_dead_tokens_are
         ("iphone", "ios", "apns-good"),
         ("old-iphone", "ios", "dead-apns"),
     ] {
-        let (s, b) = app
-            .post_json(
-                "/api/mobile/push-token/",
-                Some(&ben.token),
-                json!({"device_id": device, "platform": platform, "push_token": token}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{b}");
+        app.register_device(&ben, device, platform, token).await;
     }
-    let (s, _) = app
-        .post_json(
-            "/api/social/friend-requests/",
-            Some(&ann.token),
-            json!({"user_id": ben.id}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    app.send_friend_request(&ann, &ben).await;
 
     // The rate-limited web push is retried with backoff; wait for all three.
     let accepted = eventually(Duration::from_secs(40), "three pushes", || async {
@@ -115,12 +101,8 @@ async fn push_follows_the_preference() {
         .await;
     let ann = env.create_user("ann").await;
     let ben = env.create_user("ben").await;
-    app.post_json(
-        "/api/mobile/push-token/",
-        Some(&ben.token),
-        json!({"device_id": "pixel", "platform": "android", "push_token": "fcm-good"}),
-    )
-    .await;
+    app.register_device(&ben, "pixel", "android", "fcm-good")
+        .await;
     let (s, _) = app
         .call(
             reqwest::Method::PUT,
@@ -130,12 +112,7 @@ async fn push_follows_the_preference() {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
-    app.post_json(
-        "/api/social/friend-requests/",
-        Some(&ann.token),
-        json!({"user_id": ben.id}),
-    )
-    .await;
+    app.send_friend_request(&ann, &ben).await;
     eventually(
         Duration::from_secs(15),
         "the in-app notification",
@@ -162,12 +139,8 @@ async fn quiet_hours_hold_push_back_in_the_users_timezone() {
         .await;
     let ann = env.create_user("ann").await;
     let ben = env.create_user("ben").await;
-    app.post_json(
-        "/api/mobile/push-token/",
-        Some(&ben.token),
-        json!({"device_id": "pixel", "platform": "android", "push_token": "fcm-good"}),
-    )
-    .await;
+    app.register_device(&ben, "pixel", "android", "fcm-good")
+        .await;
     let (s, b) = app
         .call(
             reqwest::Method::PUT,
@@ -199,12 +172,7 @@ async fn quiet_hours_hold_push_back_in_the_users_timezone() {
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["data"]["timezone"], "Asia/Tokyo");
-    app.post_json(
-        "/api/social/friend-requests/",
-        Some(&ann.token),
-        json!({"user_id": ben.id}),
-    )
-    .await;
+    app.send_friend_request(&ann, &ben).await;
     let status = eventually(Duration::from_secs(15), "the push decision", || async {
         sqlx::query_scalar::<_, String>(
             "SELECT status FROM notification_deliveries WHERE channel = 'push'",

@@ -392,6 +392,36 @@ pub fn link_token(email: &str) -> String {
 }
 
 impl TestApp {
+    /// `from` sends `to` a friend request (201 expected).
+    pub async fn send_friend_request(&self, from: &TestUser, to: &TestUser) {
+        let (s, b) = self
+            .post_json(
+                "/api/social/friend-requests/",
+                Some(&from.token),
+                serde_json::json!({"user_id": to.id}),
+            )
+            .await;
+        assert_eq!(s, reqwest::StatusCode::CREATED, "{b}");
+    }
+
+    /// Registers (or refreshes) a push device of `user` (200 expected).
+    pub async fn register_device(
+        &self,
+        user: &TestUser,
+        device: &str,
+        platform: &str,
+        token: &str,
+    ) {
+        let (s, b) = self
+            .post_json(
+                "/api/mobile/push-token/",
+                Some(&user.token),
+                serde_json::json!({"device_id": device, "platform": platform, "push_token": token}),
+            )
+            .await;
+        assert_eq!(s, reqwest::StatusCode::OK, "{b}");
+    }
+
     pub async fn post_json(
         &self,
         path: &str,
