@@ -52,3 +52,18 @@ CREATE INDEX notification_digest_pending_idx ON notification_digest_items (user_
 ALTER TABLE emails
     ADD COLUMN event_id UUID,
     ADD COLUMN user_id  UUID;
+
+-- Who a broadcast's segment (`broadcasts.segment`: {role?, active_within_days?,
+-- platform?}) reaches: active users, narrowed by each criterion given. One definition
+-- for the audience count, the page plan and each page (a plain SQL function, inlined
+-- by the planner, so a page's id range still uses the primary key).
+CREATE FUNCTION broadcast_audience(segment JSONB) RETURNS TABLE (id UUID)
+LANGUAGE sql STABLE AS $$
+    SELECT u.id FROM users u
+    WHERE u.status = 'active'
+      AND (segment->>'role' IS NULL OR u.role = segment->>'role')
+      AND (segment->>'active_within_days' IS NULL
+           OR u.last_login_at >= now() - make_interval(days => (segment->>'active_within_days')::int))
+      AND (segment->>'platform' IS NULL
+           OR EXISTS (SELECT 1 FROM devices d WHERE d.user_id = u.id AND d.platform = segment->>'platform'))
+$$;

@@ -178,9 +178,7 @@ async fn send_one(ctx: &Arc<Ctx>, user: Uuid) -> Result<bool, BoxDynError> {
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    if let Err(e) = wp_shared::outbox::relay_ids(&ctx.db, &ctx.enqueuer, &outbox).await {
-        tracing::warn!(error = %e, "digest relay after commit failed; the sweep will retry");
-    }
+    crate::notify::relay(ctx, &outbox).await;
     let created = sqlx::query!(
         "SELECT id, created_at FROM domain_events WHERE id = ANY($1)",
         &events

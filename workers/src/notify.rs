@@ -462,7 +462,7 @@ async fn deliver_batch(
 }
 
 /// Pushes what the transaction recorded in the outbox (the sweep retries a failure).
-async fn relay(ctx: &Ctx, outbox: &[i64]) {
+pub(crate) async fn relay(ctx: &Ctx, outbox: &[i64]) {
     if !outbox.is_empty()
         && let Err(e) = wp_shared::outbox::relay_ids(&ctx.db, &ctx.enqueuer, outbox).await
     {
@@ -541,25 +541,6 @@ pub fn record(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) {
     tokio::spawn(async move { ctx.analytics.submit(rows).await });
 }
 
-/// A broadcast's segment, as the SQL filters take it.
-struct Segment {
-    role: Option<String>,
-    active_days: Option<i32>,
-    platform: Option<String>,
-}
-
-impl Segment {
-    fn of(segment: &serde_json::Value) -> Self {
-        Self {
-            role: segment["role"].as_str().map(str::to_owned),
-            active_days: segment["active_within_days"]
-                .as_i64()
-                .and_then(|d| i32::try_from(d).ok()),
-            platform: segment["platform"].as_str().map(str::to_owned),
-        }
-    }
-}
-
 /// Plans a broadcast: cuts its audience (by user id) into pages of `NOTIFY_PAGE_SIZE`
 /// users and queues a job per page, all in one transaction; the pages then run in
 /// parallel on every notify worker. Runs once (the broadcast leaves `queued`).
@@ -574,20 +555,13 @@ async fn plan_broadcast(ctx: &Arc<Ctx>, event: Uuid) -> Result<(), BoxDynError> 
     else {
         return Ok(()); // gone, or planned already
     };
-    let seg = Segment::of(&segment);
     let page = i64::from(ctx.config.notify_page_size);
     // Every page-th id of the audience: the last id of each full page.
     let bounds = sqlx::query_scalar!(
         r#"SELECT id AS "id!" FROM (
-               SELECT u.id, row_number() OVER (ORDER BY u.id) AS n FROM users u
-               WHERE u.status = 'active'
-                 AND ($1::text IS NULL OR u.role = $1)
-                 AND ($2::int IS NULL OR u.last_login_at >= now() - make_interval(days => $2))
-                 AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM devices d WHERE d.user_id = u.id AND d.platform = $3))
-           ) a WHERE n % $4 = 0 ORDER BY id"#,
-        seg.role,
-        seg.active_days,
-        seg.platform,
+               SELECT a.id, row_number() OVER (ORDER BY a.id) AS n FROM broadcast_audience($1) a
+           ) a WHERE n % $2 = 0 ORDER BY id"#,
+        segment,
         page
     )
     .fetch_all(&mut *tx)
@@ -648,7 +622,6 @@ async fn broadcast_page(
     else {
         return Ok(());
     };
-    let seg = Segment::of(&b.segment);
     let mut tx = ctx.db.begin().await?;
     let Some(range) = sqlx::query!(
         "SELECT after_id, last_id FROM broadcast_pages
@@ -662,16 +635,11 @@ async fn broadcast_page(
         return Ok(()); // done already
     };
     let users = sqlx::query_scalar!(
-        r#"SELECT u.id FROM users u
-           WHERE u.status = 'active' AND ($1::uuid IS NULL OR u.id > $1) AND ($5::uuid IS NULL OR u.id <= $5)
-             AND ($2::text IS NULL OR u.role = $2)
-             AND ($3::int IS NULL OR u.last_login_at >= now() - make_interval(days => $3))
-             AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM devices d WHERE d.user_id = u.id AND d.platform = $4))
-           ORDER BY u.id"#,
+        r#"SELECT id AS "id!" FROM broadcast_audience($1)
+           WHERE ($2::uuid IS NULL OR id > $2) AND ($3::uuid IS NULL OR id <= $3)
+           ORDER BY id"#,
+        b.segment,
         range.after_id,
-        seg.role,
-        seg.active_days,
-        seg.platform,
         range.last_id
     )
     .fetch_all(&mut *tx)

@@ -138,15 +138,10 @@ pub async fn send(
     }
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
+    let segment = serde_json::to_value(&b.segment).map_err(anyhow::Error::from)?;
     let audience = sqlx::query_scalar!(
-        r#"SELECT count(*)::int AS "n!" FROM users u
-           WHERE u.status = 'active'
-             AND ($1::text IS NULL OR u.role = $1)
-             AND ($2::int IS NULL OR u.last_login_at >= now() - make_interval(days => $2))
-             AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM devices d WHERE d.user_id = u.id AND d.platform = $3))"#,
-        b.segment.role,
-        b.segment.active_within_days,
-        b.segment.platform
+        r#"SELECT count(*)::int AS "n!" FROM broadcast_audience($1)"#,
+        segment
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -169,7 +164,7 @@ pub async fn send(
         title,
         body,
         b.link,
-        serde_json::to_value(&b.segment).map_err(anyhow::Error::from)?,
+        segment,
         b.channels.in_app,
         b.channels.email,
         b.channels.push,
