@@ -150,7 +150,14 @@ async fn run_api(
         .with_context(|| format!("BIND_ADDR: cannot listen on {addr}"))?;
     tracing::info!(%addr, sockets, "API listening");
     if sockets {
-        let rt = wp_realtime::Realtime::start(state.clone(), Default::default()).await?;
+        // One process: the sockets share the API's pools.
+        let ctx = wp_realtime::Ctx {
+            config: state.config.clone(),
+            db: state.db.clone(),
+            redis: state.redis.clone(),
+            enqueuer: state.enqueuer.clone(),
+        };
+        let rt = wp_realtime::Realtime::start(ctx, Default::default()).await?;
         let extra = wp_realtime::router(rt.clone());
         wp_api::serve_with(state, extra, listener, async move {
             shutdown.await;
@@ -169,11 +176,11 @@ async fn run_realtime(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = config.bind_addr;
-    let state = wp_api::AppState::from(wp_api::App::new(config).await?);
+    let ctx = wp_realtime::Ctx::new(config).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("BIND_ADDR: cannot listen on {addr}"))?;
-    let rt = wp_realtime::Realtime::start(state, Default::default()).await?;
+    let rt = wp_realtime::Realtime::start(ctx, Default::default()).await?;
     tracing::info!(%addr, node = %rt.node, "realtime node listening");
     wp_realtime::serve(rt, listener, shutdown).await?;
     Ok(())

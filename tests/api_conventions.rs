@@ -1,4 +1,4 @@
-//! The HTTP conventions (CONVENTIONS.md) hold on the real server: envelope, error
+//! The HTTP conventions (docs/api-conventions.md) hold on the real server: envelope, error
 //! body with request id, trailing slashes, `/api/v1/`, CORS, gzip, `/ready`,
 //! `/metrics`, the OpenAPI document and Swagger UI.
 

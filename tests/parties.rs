@@ -1141,7 +1141,7 @@ async fn a_screen_share_and_voice_left_by_a_dead_node_are_cleared() {
     let env = TestEnv::new().await;
     let (app, host, member, pid) = room(&env, json!({})).await;
     // What a node that died mid-share leaves behind: the share, no socket.
-    let keys = wp_shared::party::Keys::new(&env.config.redis_prefix, pid.parse().unwrap());
+    let keys = wp_core::party::live::Keys::new(&env.config.redis_prefix, pid.parse().unwrap());
     let mut redis = wp_shared::redis_conn::connect(&env.config).await.unwrap();
     let stale = json!({"user_id": host.id, "username": "host", "started_at": 1, "connection": "gone-node:7"});
     redis::cmd("SET")
@@ -1185,7 +1185,7 @@ async fn playback_survives_losing_the_redis_copy() {
     let s = h.expect("video_state").await;
     let seq = s["data"]["seq"].as_u64().unwrap();
     // Redis loses the live state (a restart without persistence): PostgreSQL has it.
-    let keys = wp_shared::party::Keys::new(&env.config.redis_prefix, pid.parse().unwrap());
+    let keys = wp_core::party::live::Keys::new(&env.config.redis_prefix, pid.parse().unwrap());
     let mut redis = wp_shared::redis_conn::connect(&env.config).await.unwrap();
     eventually(Duration::from_secs(5), "the state in PostgreSQL", || {
         let db = env.db.clone();

@@ -1,4 +1,4 @@
-//! The error type of every handler and its JSON body (CONVENTIONS.md, Errors):
+//! The error type of every handler and its JSON body (docs/api-conventions.md, Errors):
 //! `{"success": false, "message", "code", "errors"?, "request_id"}`.
 //!
 //! Client errors carry their own text. Anything else is logged once, here, with the
@@ -234,3 +234,28 @@ impl From<redis::RedisError> for AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+impl From<wp_core::account::AuthError> for AppError {
+    fn from(e: wp_core::account::AuthError) -> Self {
+        use wp_core::account::AuthError as E;
+        match e {
+            E::Db(e) => e.into(),
+            E::Internal(e) => Self::Internal(e),
+            e if e.is_forbidden() => Self::forbidden(e.code(), e.message()),
+            e => Self::unauthenticated(e.code(), e.message()),
+        }
+    }
+}
+
+impl From<wp_core::party::PartyError> for AppError {
+    fn from(e: wp_core::party::PartyError) -> Self {
+        use wp_core::party::PartyError as E;
+        match e {
+            E::NotFound => Self::not_found(),
+            E::NotAMember => Self::forbidden("not_a_member", e.to_string()),
+            E::PermissionDenied(m) => Self::forbidden("permission_denied", m),
+            E::Db(e) => e.into(),
+            E::Redis(e) => e.into(),
+        }
+    }
+}

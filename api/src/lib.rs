@@ -1,6 +1,5 @@
 //! The Watch Party HTTP API: a thin axum layer that authenticates, validates, writes
-//! PostgreSQL and enqueues work. Conventions: `../shared/CONVENTIONS.md`, and
-//! `docs/api-conventions.md` in this repository.
+//! PostgreSQL and enqueues work. Conventions: `docs/api-conventions.md`.
 
 pub mod analytics;
 pub mod auth;
@@ -275,20 +274,6 @@ pub async fn serve(
     serve_with(state, Router::new(), listener, shutdown).await
 }
 
-/// The listener with `TCP_NODELAY` on every accepted connection: small responses and
-/// socket frames leave at once instead of waiting on Nagle's algorithm.
-pub fn nodelay(
-    listener: TcpListener,
-) -> axum::serve::TapIo<TcpListener, fn(&mut tokio::net::TcpStream)> {
-    use axum::serve::ListenerExt;
-    fn set(tcp: &mut tokio::net::TcpStream) {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    }
-    listener.tap_io(set as fn(&mut tokio::net::TcpStream))
-}
-
 /// [`serve`] with more routes beside the API's (the realtime sockets, when one process
 /// serves both).
 pub async fn serve_with(
@@ -300,7 +285,7 @@ pub async fn serve_with(
     let app = app(state).merge(extra);
     let svc = tower::util::MapRequestLayer::new(middleware::add_trailing_slash).layer(app);
     axum::serve(
-        nodelay(listener),
+        wp_shared::net::nodelay(listener),
         axum::ServiceExt::<Request<Body>>::into_make_service_with_connect_info::<
             std::net::SocketAddr,
         >(svc),

@@ -1,4 +1,4 @@
-//! The success envelope and pagination (CONVENTIONS.md, Success and Lists).
+//! The success envelope and pagination (docs/api-conventions.md, Success and Lists).
 
 use axum::{
     Json,

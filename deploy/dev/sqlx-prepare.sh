@@ -11,7 +11,7 @@ psql "$PGURL/postgres" -q -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $
 for f in migrations/*.sql; do psql "$PGURL/$DB" -q -v ON_ERROR_STOP=1 -f "$f"; done
 rm -rf .sqlx && mkdir -p .sqlx
 # Touch every crate that uses the macros so they re-expand and write their metadata.
-touch shared/src/lib.rs workers/src/lib.rs api/src/lib.rs scheduler/src/lib.rs realtime/src/lib.rs
+touch shared/src/lib.rs core/src/lib.rs workers/src/lib.rs api/src/lib.rs scheduler/src/lib.rs realtime/src/lib.rs
 DATABASE_URL="$PGURL/$DB" SQLX_OFFLINE=false SQLX_OFFLINE_DIR="$PWD/.sqlx" \
   cargo check --workspace --all-targets --quiet
 psql "$PGURL/postgres" -q -c "DROP DATABASE IF EXISTS $DB"

@@ -165,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
     let mut readers = Vec::new();
     for (party, members) in &parties {
         for (i, (user, session)) in members.iter().enumerate() {
-            let (token, _) = wp_api::auth::tokens::issue_access(&config, *user, *session)
+            let (token, _) = wp_core::account::tokens::issue_access(&config, *user, *session)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let url = format!("{}/ws/party/{party}/?token={token}", a.url);
             let permit = sem.clone().acquire_owned().await?;

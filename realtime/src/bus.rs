@@ -9,9 +9,9 @@ use std::{sync::Weak, time::Duration};
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
-use wp_shared::{
+use wp_core::{
     notify,
-    party::{BusMsg, Keys, channel_prefix},
+    party::live::{BusMsg, Keys, channel_prefix},
 };
 
 use crate::Realtime;
@@ -47,8 +47,8 @@ pub async fn spawn(rt: Weak<Realtime>, rx: mpsc::UnboundedReceiver<Command>) -> 
             .upgrade()
             .ok_or_else(|| anyhow::anyhow!("node dropped"))?;
         (
-            rt.app.config.redis_url.clone(),
-            rt.app.config.redis_prefix.clone(),
+            rt.ctx.config.redis_url.clone(),
+            rt.ctx.config.redis_prefix.clone(),
         )
     };
     let client = redis::Client::open(url.as_str())?;
@@ -144,7 +144,7 @@ async fn run(
 async fn refresh(rt: std::sync::Arc<Realtime>, rooms: Vec<std::sync::Arc<crate::hub::Room>>) {
     for room in rooms {
         for user in room.users() {
-            match wp_api::routes::parties::reload(&rt.app.db, room.id, user).await {
+            match wp_core::party::reload(&rt.ctx.db, room.id, user).await {
                 Ok(Some((settings, role))) => room.refresh(Some(&settings), user, Some(role)),
                 Ok(None) => {
                     room.refresh(None, user, None);

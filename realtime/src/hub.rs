@@ -19,8 +19,9 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-use wp_api::routes::parties::{PartyRole, PartySettings};
-use wp_shared::{frame::Frame, party::Playback};
+use wp_core::party::live::Playback;
+use wp_core::party::{PartyRole, PartySettings};
+use wp_shared::frame::Frame;
 
 use crate::bus::{Channel, Command};
 

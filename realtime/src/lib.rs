@@ -6,11 +6,13 @@
 //! delivered to the local members at once and published on the party's channel for
 //! the other nodes. The party's live state (playback, presence, voice, screen share,
 //! buffering, reaction counts) lives in Redis, and playback also in PostgreSQL, so a
-//! node restart loses nothing (`wp_shared::party`). The protocol is in
+//! node restart loses nothing (`wp_core::party::live`). The protocol is in
 //! `docs/realtime.md` and `docs/asyncapi.yaml`.
 
 pub mod bus;
+pub mod ctx;
 pub mod hub;
+pub mod refusal;
 pub mod socket;
 pub mod sync;
 pub mod user_socket;
@@ -26,10 +28,10 @@ use std::{
 use axum::{Router, routing::get};
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use wp_api::AppState;
+use wp_core::party::live::{self as live, BusMsg, Keys};
 pub use wp_shared::frame::{Frame, MAX_FRAME_BYTES};
-use wp_shared::party::{self as live, BusMsg, Keys};
 
+pub use crate::ctx::Ctx;
 use crate::hub::Hub;
 
 /// Tunables of a node (defaults suit production; tests shorten some).
@@ -58,7 +60,7 @@ impl Default for Settings {
 
 /// One realtime node.
 pub struct Realtime {
-    pub app: AppState,
+    pub ctx: Ctx,
     pub hub: Hub,
     /// This node's id (unique per process).
     pub node: String,
@@ -71,7 +73,7 @@ impl Realtime {
     /// Starts a node: the pub/sub bus, the liveness key and the room ticker. They stop
     /// when the returned handle is dropped... never: they run for the life of the
     /// process (a node is a process).
-    pub async fn start(app: AppState, settings: Settings) -> anyhow::Result<Arc<Self>> {
+    pub async fn start(ctx: Ctx, settings: Settings) -> anyhow::Result<Arc<Self>> {
         let node = format!(
             "{}-{}-{}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
@@ -80,7 +82,7 @@ impl Realtime {
         );
         let (tx, rx) = mpsc::unbounded_channel();
         let rt = Arc::new(Self {
-            app,
+            ctx,
             hub: Hub::default(),
             node,
             settings,
@@ -99,14 +101,14 @@ impl Realtime {
     }
 
     fn keys(&self, party: Uuid) -> Keys {
-        Keys::new(&self.app.config.redis_prefix, party)
+        Keys::new(&self.ctx.config.redis_prefix, party)
     }
 
     /// Refreshes this node's liveness key (presence entries of dead nodes are dropped).
     async fn keep_alive(&self) -> anyhow::Result<()> {
-        let mut redis = self.app.redis.clone();
+        let mut redis = self.ctx.redis.clone();
         redis::cmd("SET")
-            .arg(live::node_key(&self.app.config.redis_prefix, &self.node))
+            .arg(live::node_key(&self.ctx.config.redis_prefix, &self.node))
             .arg(1)
             .arg("EX")
             .arg(live::NODE_TTL_SECS)
@@ -152,7 +154,7 @@ impl Realtime {
     }
 
     async fn publish(&self, party: Uuid, msg: BusMsg) {
-        let mut redis = self.app.redis.clone();
+        let mut redis = self.ctx.redis.clone();
         if let Err(e) = live::publish(&mut redis, &self.keys(party), &msg).await {
             tracing::warn!(error = %e, %party, "publish to the party channel failed");
         }
@@ -226,6 +228,14 @@ async fn stats(
     }))
 }
 
+/// `GET /health`: the process answers (liveness), in the API's envelope.
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "success": true,
+        "data": { "status": "ok", "version": env!("CARGO_PKG_VERSION") },
+    }))
+}
+
 /// Serves a realtime node on `listener` (the sockets and `/health`) until `shutdown`,
 /// then closes every socket with `server_restart`.
 pub async fn serve(
@@ -234,10 +244,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/health", get(wp_api::routes::system::health))
+        .route("/health", get(health))
         .merge(router(rt.clone()));
     axum::serve(
-        wp_api::nodelay(listener),
+        wp_shared::net::nodelay(listener),
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(async move {

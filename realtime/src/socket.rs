@@ -10,11 +10,11 @@ use std::{
 
 use axum::{
     extract::{
-        Path, State, WebSocketUpgrade,
+        Path, RawQuery, State, WebSocketUpgrade,
         ws::{CloseFrame, Message, WebSocket, rejection::WebSocketUpgradeRejection},
     },
-    http::{HeaderMap, header},
-    response::{IntoResponse, Response},
+    http::{HeaderMap, StatusCode, header},
+    response::Response,
 };
 use futures::SinkExt;
 use redis::AsyncCommands;
@@ -22,27 +22,23 @@ use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use wp_api::{
-    auth::{AuthUser, authenticate, tokens::verify_access},
-    error::AppError,
-    extract::Query,
-    routes::{
-        parties::{self, Membership, PartyRole},
-        videos::playable_by,
-    },
-};
-use wp_shared::{
-    frame::Frame,
-    jobs::AnalyticsEvent,
+use wp_core::{
+    account::{Actor, authenticate_token},
     party::{
-        self as live, Control, Keys, MAX_POSITION, MAX_RATE, MIN_RATE, PartyVideo, Playback,
-        PresenceEntry, ScreenShare, Status, VoiceAction,
+        self as parties, ControlMode, Membership, PartyRole, SyncPolicy, chat,
+        live::{
+            self as live, Control, Keys, MAX_POSITION, MAX_RATE, MIN_RATE, PartyVideo, Playback,
+            PresenceEntry, ScreenShare, Status, VoiceAction,
+        },
     },
+    video::playable_by,
 };
+use wp_shared::{frame::Frame, jobs::AnalyticsEvent};
 
 use crate::{
     Realtime,
     hub::{ConnHandle, Kill, Room, encode, subscribed},
+    refusal::{Refusal, parse_query},
 };
 
 /// Frames a client may send per second, sustained, and in a burst (all types).
@@ -81,13 +77,20 @@ pub(crate) fn now_ms() -> i64 {
 pub async fn upgrade(
     State(rt): State<Arc<Realtime>>,
     Path(party): Path<String>,
-    Query(q): Query<WsQuery>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    match authorize(&rt, &party, q.token.as_deref(), &headers).await {
-        Err(e) => e.into_response(),
-        Ok((me, m)) => accept(ws, move |socket| run(rt, socket, me, m, q.last_message_id)),
+    let authorized = async {
+        let q: WsQuery = parse_query(query.as_deref())?;
+        let (me, m) = authorize(&rt, &party, q.token.as_deref(), &headers).await?;
+        Ok::<_, Refusal>((q, me, m))
+    };
+    match authorized.await {
+        Err(e) => e.into_response_for(&headers),
+        Ok((q, me, m)) => accept(ws, &headers, move |socket| {
+            run(rt, socket, me, m, q.last_message_id)
+        }),
     }
 }
 
@@ -95,6 +98,7 @@ pub async fn upgrade(
 /// socket limits every socket of a node has.
 pub(crate) fn accept<F, Fut>(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    headers: &HeaderMap,
     run: F,
 ) -> Response
 where
@@ -102,11 +106,12 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     match ws {
-        Err(e) => AppError::BadRequest {
-            code: "websocket_required",
-            message: format!("This endpoint speaks WebSocket only: {e}"),
-        }
-        .into_response(),
+        Err(e) => Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "websocket_required",
+            format!("This endpoint speaks WebSocket only: {e}"),
+        )
+        .into_response_for(headers),
         Ok(ws) => ws
             .read_buffer_size(4096)
             .write_buffer_size(0)
@@ -121,16 +126,19 @@ pub(crate) async fn caller(
     rt: &Realtime,
     token: Option<&str>,
     headers: &HeaderMap,
-) -> Result<AuthUser, AppError> {
+) -> Result<Actor, Refusal> {
     let header_token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let token = token.or(header_token).ok_or_else(|| {
-        AppError::unauthenticated("not_authenticated", "Pass the access token as ?token=.")
+        Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "not_authenticated",
+            "Pass the access token as ?token=.",
+        )
     })?;
-    let claims = verify_access(&rt.app.config, token)?;
-    authenticate(&rt.app, claims.sub, claims.sid).await
+    Ok(authenticate_token(&rt.ctx.db, &rt.ctx.config, token).await?)
 }
 
 async fn authorize(
@@ -138,10 +146,10 @@ async fn authorize(
     party: &str,
     token: Option<&str>,
     headers: &HeaderMap,
-) -> Result<(AuthUser, Membership), AppError> {
+) -> Result<(Actor, Membership), Refusal> {
     let me = caller(rt, token, headers).await?;
-    let party: Uuid = party.parse().map_err(|_| AppError::not_found())?;
-    let m = parties::membership(&rt.app, &me, party).await?;
+    let party: Uuid = party.parse().map_err(|_| Refusal::not_found())?;
+    let m = parties::membership(&rt.ctx.db, &me, party).await?;
     Ok((me, m))
 }
 
@@ -179,7 +187,7 @@ impl Bucket {
 struct Conn {
     rt: Arc<Realtime>,
     room: Arc<Room>,
-    me: AuthUser,
+    me: Actor,
     party: Uuid,
     keys: Keys,
     conn: u64,
@@ -339,7 +347,7 @@ pub(crate) async fn pump(
 async fn run(
     rt: Arc<Realtime>,
     mut socket: WebSocket,
-    me: AuthUser,
+    me: Actor,
     m: Membership,
     resume: Option<Uuid>,
 ) {
@@ -358,7 +366,7 @@ async fn run(
     let (room, room_subscribed) = rt.hub.join(m.party, conn, handle, &rt.subscriptions);
     tokio::join!(subscribed(room_subscribed), subscribed(user_subscribed));
     let mut c = Conn {
-        keys: Keys::new(&rt.app.config.redis_prefix, m.party),
+        keys: Keys::new(&rt.ctx.config.redis_prefix, m.party),
         presence_field: format!("{}:{conn}", rt.node),
         rt: rt.clone(),
         room,
@@ -411,15 +419,15 @@ impl Conn {
         resume: Option<Uuid>,
     ) -> anyhow::Result<Option<Frame>> {
         let rt = self.rt.clone();
-        let mut redis = rt.app.redis.clone();
+        let mut redis = rt.ctx.redis.clone();
         // Read again now that the room hears the party's channel: a kick or a settings
         // change published since the check before the upgrade is not missed.
-        let Some((settings, role)) = parties::reload(&rt.app.db, self.party, self.me.id).await?
+        let Some((settings, role)) = parties::reload(&rt.ctx.db, self.party, self.me.id).await?
         else {
             return Ok(None);
         };
         let online =
-            live::online_users(&mut redis, &rt.app.config.redis_prefix, &self.keys).await?;
+            live::online_users(&mut redis, &rt.ctx.config.redis_prefix, &self.keys).await?;
         let first_socket = !online.contains(&self.me.id);
         let entry = PresenceEntry {
             user_id: self.me.id,
@@ -437,9 +445,7 @@ impl Conn {
         let playback = self.current_playback().await?;
         self.room.seed(&playback, &settings, self.me.id, role);
         let chat = match resume {
-            Some(last) => {
-                parties::messages_since(&rt.app.db, self.party, last, RESUME_CHAT + 1).await?
-            }
+            Some(last) => chat::since(&rt.ctx.db, self.party, last, RESUME_CHAT + 1).await?,
             None => None,
         };
         let resumed = chat.is_some();
@@ -451,15 +457,17 @@ impl Conn {
         });
         let chat = match chat {
             Some(c) => c,
-            None => {
-                parties::recent_messages(&rt.app.db, self.party, rt.settings.recent_chat).await?
-            }
+            None => chat::recent(&rt.ctx.db, self.party, rt.settings.recent_chat).await?,
         };
         // Compact (no join dates) and capped: host and co-hosts, then who is online.
         // A big room's full list is `GET /api/parties/{id}/participants/`.
-        let mut members = parties::member_list(&rt.app, self.party)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut members = parties::member_list(
+            &rt.ctx.db,
+            &mut rt.ctx.redis.clone(),
+            &rt.ctx.config.redis_prefix,
+            self.party,
+        )
+        .await?;
         let participants_count = members.len();
         members.sort_by_key(|p| (std::cmp::Reverse(p.role), !p.online));
         let participants: Vec<Value> = members
@@ -519,13 +527,13 @@ impl Conn {
     /// The stored playback state (writing it to Redis if it came from PostgreSQL).
     async fn current_playback(&self) -> anyhow::Result<Playback> {
         let rt = &self.rt;
-        let mut redis = rt.app.redis.clone();
+        let mut redis = rt.ctx.redis.clone();
         for _ in 0..5 {
-            let (p, stored) = live::load_playback(&mut redis, &rt.app.db, &self.keys, self.party)
+            let (p, stored) = live::load_playback(&mut redis, &rt.ctx.db, &self.keys, self.party)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("party gone"))?;
             if stored
-                || live::store_playback(&mut redis, &rt.app.db, &self.keys, self.party, None, &p)
+                || live::store_playback(&mut redis, &rt.ctx.db, &self.keys, self.party, None, &p)
                     .await?
             {
                 return Ok(p);
@@ -628,8 +636,8 @@ impl Conn {
         if !settings.may_control(role) {
             return Err(err(
                 "forbidden",
-                match settings.control_mode.as_str() {
-                    "cohosts" => "Only the host and co-hosts may control playback.",
+                match settings.control_mode {
+                    ControlMode::Cohosts => "Only the host and co-hosts may control playback.",
                     _ => "Only the host may control playback.",
                 },
             ));
@@ -667,7 +675,7 @@ impl Conn {
             Action::ChangeVideo => {
                 let video = match (d.video_id, d.url) {
                     (Some(id), None) => {
-                        let ok = playable_by(&self.rt.app, &self.me, id)
+                        let ok = playable_by(&self.rt.ctx.db, &self.me, id)
                             .await
                             .map_err(|e| internal(&e))?;
                         if !ok {
@@ -704,7 +712,7 @@ impl Conn {
             }
         };
         let action = value["action"].clone();
-        let wait = settings.sync_policy == "wait";
+        let wait = settings.sync_policy == SyncPolicy::Wait;
         let keys = self.keys.clone();
         let changed = change_playback(&self.rt, self.party, |cur, now, buffering| {
             Some(cur.apply(&control, now, wait && buffering))
@@ -713,7 +721,7 @@ impl Conn {
         .map_err(|e| internal(&e))?;
         if let Some((next, now)) = changed {
             if matches!(control, Control::ChangeVideo { .. }) {
-                let mut redis = self.rt.app.redis.clone();
+                let mut redis = self.rt.ctx.redis.clone();
                 let _: Result<(), _> = redis.del(keys.buffering()).await;
             }
             self.emit_state(
@@ -731,7 +739,7 @@ impl Conn {
     }
 
     async fn buffering(&self, buffering: bool) -> Result<Vec<Frame>, Frame> {
-        let mut redis = self.rt.app.redis.clone();
+        let mut redis = self.rt.ctx.redis.clone();
         let field = self.me.id.to_string();
         let now = now_ms();
         let res: redis::RedisResult<()> = if buffering {
@@ -753,7 +761,7 @@ impl Conn {
         let wait = self
             .room
             .settings()
-            .is_some_and(|s| s.sync_policy == "wait");
+            .is_some_and(|s| s.sync_policy == SyncPolicy::Wait);
         if !wait {
             return Ok(Vec::new());
         }
@@ -804,9 +812,9 @@ impl Conn {
         {
             return Err(err("invalid_data", "data.client_id: 1 to 64 characters."));
         }
-        let content = parties::check_message(&d.content)
+        let content = chat::check_message(&d.content)
             .map_err(|m| err("invalid_data", format!("data.content: {m}")))?;
-        let mut redis = self.rt.app.redis.clone();
+        let mut redis = self.rt.ctx.redis.clone();
         if settings.slow_mode_seconds > 0 && !moderator {
             let key = self.keys.slow_mode(self.me.id);
             let set: Option<String> = redis::cmd("SET")
@@ -826,8 +834,8 @@ impl Conn {
                 ));
             }
         }
-        let msg = parties::insert_message(
-            &self.rt.app.db,
+        let msg = chat::insert(
+            &self.rt.ctx.db,
             self.party,
             self.me.id,
             &content,
@@ -837,8 +845,11 @@ impl Conn {
         .await
         .map_err(|e| internal(&e))?
         .map_err(|m| match m {
-            "not_a_member" => err("not_a_member", "You are no longer in this party."),
-            m => err("invalid_data", format!("data.reply_to: {m}")),
+            chat::Refused::NotAMember => err("not_a_member", "You are no longer in this party."),
+            chat::Refused::BadReply => err(
+                "invalid_data",
+                "data.reply_to: reply_to is not a message of this party.",
+            ),
         })?;
         let frame = Frame::server(
             "chat_message",
@@ -912,7 +923,7 @@ impl Conn {
         let now = now_ms();
         let (playback, _) = self.room.cached().ok_or_else(|| internal("no state"))?;
         let position = d.position.unwrap_or_else(|| playback.position_at(now));
-        let mut redis = self.rt.app.redis.clone();
+        let mut redis = self.rt.ctx.redis.clone();
         let count: i64 = redis
             .hincr(self.keys.reactions(), &d.emoji, 1)
             .await
@@ -934,14 +945,14 @@ impl Conn {
             json!({ "emoji": d.emoji, "position": position }),
         );
         event.party_id = Some(self.party);
-        if let Err(e) = self.rt.app.enqueuer.push(event).await {
+        if let Err(e) = self.rt.ctx.enqueuer.push(event).await {
             tracing::warn!(error = %e, "reaction analytics event dropped");
         }
         Ok(Vec::new())
     }
 
     async fn voice(&self, action: VoiceAction) -> Result<Vec<Frame>, Frame> {
-        let mut redis = self.rt.app.redis.clone();
+        let mut redis = self.rt.ctx.redis.clone();
         let all = live::voice_apply(
             &mut redis,
             &self.keys,
@@ -974,8 +985,8 @@ impl Conn {
         if to == self.me.id {
             return Err(err("invalid_data", "data.to: not yourself."));
         }
-        let mut redis = self.rt.app.redis.clone();
-        let online = live::online_users(&mut redis, &self.rt.app.config.redis_prefix, &self.keys)
+        let mut redis = self.rt.ctx.redis.clone();
+        let online = live::online_users(&mut redis, &self.rt.ctx.config.redis_prefix, &self.keys)
             .await
             .map_err(|e| internal(&e))?;
         if !online.contains(&to) {
@@ -1012,7 +1023,7 @@ impl Conn {
             started_at: now_ms(),
             connection: self.presence_field.clone(),
         };
-        let mut redis = self.rt.app.redis.clone();
+        let mut redis = self.rt.ctx.redis.clone();
         let set: Option<String> = redis::cmd("SET")
             .arg(self.keys.screen())
             .arg(serde_json::to_string(&share).unwrap_or_default())
@@ -1034,7 +1045,7 @@ impl Conn {
             let stale = match &current {
                 Some(c) => !live::connection_alive(
                     &mut redis,
-                    &self.rt.app.config.redis_prefix,
+                    &self.rt.ctx.config.redis_prefix,
                     &self.keys,
                     &c.connection,
                 )
@@ -1072,7 +1083,7 @@ impl Conn {
     }
 
     async fn screen_stop(&self, role: PartyRole) -> Result<Vec<Frame>, Frame> {
-        let mut redis = self.rt.app.redis.clone();
+        let mut redis = self.rt.ctx.redis.clone();
         let current = live::screen_share(&mut redis, &self.keys)
             .await
             .map_err(|e| internal(&e))?
@@ -1101,14 +1112,14 @@ impl Conn {
         rt.hub.leave(self.party, self.conn, &rt.subscriptions);
         rt.hub
             .remove_user_socket(self.me.id, self.conn, &rt.subscriptions);
-        let mut redis = rt.app.redis.clone();
+        let mut redis = rt.ctx.redis.clone();
         let _: Result<(), _> = redis.hdel(self.keys.presence(), &self.presence_field).await;
         if let Ok(Some(share)) = live::screen_share(&mut redis, &self.keys).await
             && share.connection == self.presence_field
         {
             stop_share(&rt, &self.keys, self.party, &share, None).await;
         }
-        let still_here = live::online_users(&mut redis, &rt.app.config.redis_prefix, &self.keys)
+        let still_here = live::online_users(&mut redis, &rt.ctx.config.redis_prefix, &self.keys)
             .await
             .map(|u| u.contains(&self.me.id))
             .unwrap_or(false);
@@ -1164,7 +1175,7 @@ async fn stop_share(
     share: &ScreenShare,
     by: Option<Value>,
 ) {
-    let mut redis = rt.app.redis.clone();
+    let mut redis = rt.ctx.redis.clone();
     let _: Result<(), _> = redis.del(keys.screen()).await;
     rt.emit(
         party,
@@ -1191,8 +1202,8 @@ pub async fn change_playback(
     party: Uuid,
     f: impl Fn(&Playback, i64, bool) -> Option<Playback>,
 ) -> anyhow::Result<Option<(Playback, i64)>> {
-    let keys = Keys::new(&rt.app.config.redis_prefix, party);
-    let mut redis = rt.app.redis.clone();
+    let keys = Keys::new(&rt.ctx.config.redis_prefix, party);
+    let mut redis = rt.ctx.redis.clone();
     for _ in 0..8 {
         // One round trip for the state and the buffering count.
         let (raw, buffering): (Option<String>, u64) = redis::pipe()
@@ -1203,7 +1214,7 @@ pub async fn change_playback(
         let (cur, stored) = match raw.and_then(|s| serde_json::from_str::<Playback>(&s).ok()) {
             Some(p) => (p, true),
             // Not in Redis (restarted): PostgreSQL has it.
-            None => live::load_playback(&mut redis, &rt.app.db, &keys, party)
+            None => live::load_playback(&mut redis, &rt.ctx.db, &keys, party)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("party gone"))?,
         };
@@ -1230,7 +1241,7 @@ async fn emit_state(rt: &Realtime, party: Uuid, p: &Playback, now: i64, extra: V
     }
     rt.emit(party, &Frame::server("video_state", data), None)
         .await;
-    if let Err(e) = live::persist_playback(&rt.app.db, party, p).await {
+    if let Err(e) = live::persist_playback(&rt.ctx.db, party, p).await {
         tracing::warn!(error = %e, %party, "playback state not written to PostgreSQL");
     }
 }
@@ -1253,8 +1264,8 @@ pub async fn end_wait(rt: &Realtime, party: Uuid, reason: &str) {
     {
         Ok(Some((next, now))) => {
             if reason == "buffer_wait_cap" {
-                let keys = Keys::new(&rt.app.config.redis_prefix, party);
-                let mut redis = rt.app.redis.clone();
+                let keys = Keys::new(&rt.ctx.config.redis_prefix, party);
+                let mut redis = rt.ctx.redis.clone();
                 let _: Result<(), _> = redis.del(keys.buffering()).await;
             }
             debug_assert_eq!(next.status, Status::Playing);

@@ -11,20 +11,21 @@ use std::sync::Arc;
 
 use axum::{
     extract::{
-        State, WebSocketUpgrade,
+        RawQuery, State, WebSocketUpgrade,
         ws::{Message, WebSocket, rejection::WebSocketUpgradeRejection},
     },
     http::HeaderMap,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use serde_json::json;
 use tokio::sync::mpsc;
-use wp_api::{auth::AuthUser, extract::Query};
+use wp_core::account::Actor;
 use wp_shared::frame::Frame;
 
 use crate::{
     Realtime,
     hub::{ConnHandle, Kill, encode, subscribed},
+    refusal::parse_query,
     socket::{
         Bucket, FRAMES_BURST, FRAMES_PER_SEC, Handler, WsQuery, accept, caller, close_with, err,
         pump,
@@ -35,13 +36,17 @@ use crate::{
 /// upgrade.
 pub async fn upgrade(
     State(rt): State<Arc<Realtime>>,
-    Query(q): Query<WsQuery>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    match caller(&rt, q.token.as_deref(), &headers).await {
-        Err(e) => e.into_response(),
-        Ok(me) => accept(ws, move |socket| run(rt, socket, me)),
+    let authorized = async {
+        let q: WsQuery = parse_query(query.as_deref())?;
+        caller(&rt, q.token.as_deref(), &headers).await
+    };
+    match authorized.await {
+        Err(e) => e.into_response_for(&headers),
+        Ok(me) => accept(ws, &headers, move |socket| run(rt, socket, me)),
     }
 }
 
@@ -77,7 +82,7 @@ impl Handler for Client {
     }
 }
 
-async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: AuthUser) {
+async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor) {
     let conn = rt.conn_id();
     let (tx, mut rx) = mpsc::channel(rt.settings.socket_queue);
     let kill = Arc::new(Kill::default());
@@ -92,7 +97,7 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: AuthUser) {
             .add_user_socket(me.id, conn, handle, &rt.subscriptions),
     )
     .await;
-    match wp_api::routes::notifications::unread(&rt.app.db, me.id).await {
+    match wp_core::notify::unread(&rt.ctx.db, me.id).await {
         Ok(unread) => {
             let first = Frame::server("notifications_state", json!({ "unread_count": unread }));
             if socket.send(Message::Text(encode(&first))).await.is_ok() {

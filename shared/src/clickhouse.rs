@@ -1,7 +1,7 @@
 //! ClickHouse: the client and a versioned migration runner for `clickhouse/*.sql`.
 //!
 //! The SQL must run on the Debian 18.16 server used here and on current releases
-//! (see DESIGN.md): no `DateTime64`, no `SimpleAggregateFunction`, no `LowCardinality`
+//! (see docs/design-notes.md): no `DateTime64`, no `SimpleAggregateFunction`, no `LowCardinality`
 //! unless the server profile enables it. Rows bind by position (validation is off for
 //! 18.16), so struct field order must match column order.
 

@@ -1,4 +1,4 @@
-//! The frame every party socket speaks (`../shared/CONVENTIONS.md`, Realtime): one JSON
+//! The frame every party socket speaks (`docs/api-conventions.md`, Realtime): one JSON
 //! object per frame, `{"type", "timestamp" (Unix ms), "data"}`, and the `error` frame
 //! answered to a bad frame. In `shared` because the API publishes frames to party rooms
 //! too (a kick, a deleted chat message).

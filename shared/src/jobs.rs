@@ -401,7 +401,7 @@ pub async fn promote_due(
 }
 
 /// Depth of one queue, read with plain Redis commands (apalis' own metrics calls are
-/// broken in 1.0, see DESIGN.md).
+/// broken in 1.0, see docs/design-notes.md).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct QueueDepth {
     /// Waiting to run now.

@@ -27,7 +27,10 @@ impl TestEnv {
                 .await
                 .expect("app state"),
         );
-        let rt = wp_realtime::Realtime::start(state.clone(), settings)
+        let ctx = wp_realtime::Ctx::new(self.config.clone())
+            .await
+            .expect("realtime context");
+        let rt = wp_realtime::Realtime::start(ctx, settings)
             .await
             .expect("realtime node");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use apalis::prelude::BoxDynError;
 use chrono::{DateTime, Datelike, Duration, NaiveTime, TimeZone, Utc};
 use uuid::Uuid;
-use wp_shared::{email::NewEmail, notify};
+use wp_core::notify;
+use wp_shared::email::NewEmail;
 
 use crate::{Ctx, notify::Delivery};
 

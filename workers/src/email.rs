@@ -57,7 +57,7 @@ pub async fn send_email(
         if let (Some(kind), Some(event), Some(user)) = (
             row.kind
                 .strip_prefix("notification:")
-                .and_then(wp_shared::notify::kind),
+                .and_then(wp_core::notify::kind),
             row.event_id,
             row.user_id,
         ) {

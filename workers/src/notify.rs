@@ -14,10 +14,10 @@ use std::{collections::HashMap, sync::Arc};
 
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
 use uuid::Uuid;
+use wp_core::notify::{self, Kind};
 use wp_shared::{
     email::NewEmail,
     jobs::{NotifyEvent, SendPush},
-    notify::{self, Kind},
 };
 
 use crate::Ctx;

@@ -2,7 +2,6 @@
 //! handlers use (`require_role`, `owner_or_staff`).
 
 pub mod password;
-pub mod tokens;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -10,55 +9,27 @@ use axum::{
     extract::{ConnectInfo, FromRequestParts},
     http::{header, request::Parts},
 };
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{error::AppError, state::AppState};
 
-/// A user's role, lowest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    User,
-    Moderator,
-    Admin,
-}
+pub use wp_core::account::{Actor, Role, account_may_act, tokens};
 
-impl Role {
-    pub fn parse(s: &str) -> Role {
-        match s {
-            "admin" => Role::Admin,
-            "moderator" => Role::Moderator,
-            _ => Role::User,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Moderator => "moderator",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-/// The authenticated caller. Extracting it checks the bearer token, then (one indexed
-/// query) that the session is live and the account active, so a revoked session or a
-/// suspended account stops working at once, not when the token expires.
+/// The authenticated caller (the extractor around [`Actor`]). Extracting it checks the
+/// bearer token, then (one indexed query) that the session is live and the account
+/// active, so a revoked session or a suspended account stops working at once, not when
+/// the token expires.
 #[derive(Debug, Clone)]
-pub struct AuthUser {
-    pub id: Uuid,
-    pub session_id: Uuid,
-    pub username: String,
-    pub role: Role,
+pub struct AuthUser(pub Actor);
+
+impl std::ops::Deref for AuthUser {
+    type Target = Actor;
+    fn deref(&self) -> &Actor {
+        &self.0
+    }
 }
 
 impl AuthUser {
-    pub fn is_staff(&self) -> bool {
-        self.role >= Role::Moderator
-    }
-
     /// 403 unless the caller has at least `role`.
     pub fn require_role(&self, role: Role) -> Result<(), AppError> {
         if self.role >= role {
@@ -116,52 +87,9 @@ pub async fn authenticate(
     user: Uuid,
     session: Uuid,
 ) -> Result<AuthUser, AppError> {
-    let row = sqlx::query!(
-        r#"SELECT u.username, u.role, u.status, u.suspended_until,
-                  s.revoked_at, s.expires_at
-           FROM sessions s JOIN users u ON u.id = s.user_id
-           WHERE s.id = $1 AND u.id = $2"#,
-        session,
-        user
-    )
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or_else(|| AppError::unauthenticated("invalid_token", "The access token is invalid."))?;
-    if row.revoked_at.is_some() || row.expires_at < chrono::Utc::now() {
-        return Err(AppError::unauthenticated(
-            "session_revoked",
-            "This session has been signed out.",
-        ));
-    }
-    account_may_act(&row.status, row.suspended_until)?;
-    Ok(AuthUser {
-        id: user,
-        session_id: session,
-        username: row.username,
-        role: Role::parse(&row.role),
-    })
-}
-
-/// 403 `account_suspended` while a suspension runs; 401 for a deleted account.
-pub fn account_may_act(
-    status: &str,
-    suspended_until: Option<chrono::DateTime<chrono::Utc>>,
-) -> Result<(), AppError> {
-    match status {
-        "active" => Ok(()),
-        "suspended" if suspended_until.is_some_and(|t| t <= chrono::Utc::now()) => Ok(()),
-        "suspended" => Err(AppError::forbidden(
-            "account_suspended",
-            match suspended_until {
-                Some(t) => format!("This account is suspended until {}.", t.to_rfc3339()),
-                None => "This account is suspended.".to_owned(),
-            },
-        )),
-        _ => Err(AppError::unauthenticated(
-            "account_deleted",
-            "This account no longer exists.",
-        )),
-    }
+    Ok(AuthUser(
+        wp_core::account::authenticate(&state.db, user, session).await?,
+    ))
 }
 
 /// The caller, when a valid token is present (endpoints that work for anyone but say

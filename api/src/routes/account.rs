@@ -132,7 +132,7 @@ pub(crate) async fn send_security_alert(
         context! { username, email, what },
     )
     .await?;
-    let event = wp_shared::events::emit(
+    let event = wp_core::events::emit(
         conn,
         "security.alert",
         None,

@@ -145,7 +145,7 @@ pub async fn send(
     )
     .fetch_one(&mut *tx)
     .await?;
-    let ob = wp_shared::events::emit_with_id(
+    let ob = wp_core::events::emit_with_id(
         &mut tx,
         id,
         "admin.broadcast",

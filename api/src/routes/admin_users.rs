@@ -49,7 +49,7 @@ async fn load(state: &AppState, id: Uuid) -> AppResult<AdminUser> {
 async fn target(state: &AppState, staff: &AuthUser, raw: &str) -> AppResult<AdminUser> {
     let id: Uuid = raw.parse().map_err(|_| AppError::not_found())?;
     let t = load(state, id).await?;
-    if t.id == staff.id || Role::parse(&t.role) >= staff.role {
+    if t.id == staff.id || t.role.parse::<Role>().map_err(anyhow::Error::from)? >= staff.role {
         return Err(AppError::forbidden(
             "permission_denied",
             "You can only act on accounts of a lower role than yours.",

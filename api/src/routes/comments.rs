@@ -454,7 +454,7 @@ pub async fn create(
         && author != me.id
     {
         outbox.push(
-            wp_shared::events::emit(
+            wp_core::events::emit(
                 &mut tx,
                 "comment.reply",
                 Some(me.id),
@@ -478,7 +478,7 @@ pub async fn create(
                 continue; // already told of the reply
             }
             outbox.push(
-                wp_shared::events::emit(
+                wp_core::events::emit(
                     &mut tx,
                     "comment.mention",
                     Some(me.id),

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-use wp_shared::party::{self as live, BusMsg, Keys, ScreenShare, VoiceAction, VoiceEntry};
+use wp_core::party::live::{self as live, BusMsg, Keys, ScreenShare, VoiceAction, VoiceEntry};
 
 use crate::{
     auth::AuthUser,
@@ -20,7 +20,7 @@ use crate::{
 
 async fn member_of(state: &AppState, me: &AuthUser, raw: &str) -> AppResult<Membership> {
     let id: Uuid = raw.parse().map_err(|_| AppError::not_found())?;
-    parties::membership(state, me, id).await
+    Ok(wp_core::party::membership(&state.db, me, id).await?)
 }
 
 /// The screen-share state of a party.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-use wp_shared::notify::KINDS;
+use wp_core::notify::KINDS;
 
 use crate::{
     auth::AuthUser,
@@ -131,16 +131,7 @@ pub async fn unread_count(
     }))
 }
 
-/// How many of `user`'s notifications are unread (also the notification socket's
-/// first frame).
-pub async fn unread(db: &sqlx::PgPool, user: Uuid) -> sqlx::Result<i64> {
-    sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM notifications WHERE user_id = $1 AND read_at IS NULL"#,
-        user
-    )
-    .fetch_one(db)
-    .await
-}
+use wp_core::notify::unread;
 
 /// Which notifications a bulk action applies to: `ids`, or `all: true`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -544,7 +535,7 @@ async fn settings_of(state: &AppState, user: Uuid) -> AppResult<NotificationSett
     )
     .fetch_one(&state.db)
     .await?;
-    use wp_shared::notify::format_hhmm;
+    use wp_core::notify::format_hhmm;
     Ok(NotificationSettings {
         quiet_hours: r.start.zip(r.end).map(|(s, e)| QuietHours {
             start: format_hhmm(s),
@@ -577,7 +568,7 @@ pub async fn set_settings(
     me: AuthUser,
     Json(b): Json<SettingsUpdate>,
 ) -> AppResult<ApiResponse<NotificationSettings>> {
-    use wp_shared::notify::parse_hhmm;
+    use wp_core::notify::parse_hhmm;
     let (start, end) = match &b.quiet_hours {
         Some(q) => {
             let s = parse_hhmm(&q.start)

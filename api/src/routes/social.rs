@@ -20,13 +20,7 @@ use crate::{
     state::AppState,
 };
 
-/// A user as the social lists show them.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct UserSummary {
-    pub id: Uuid,
-    pub username: String,
-    pub display_name: String,
-}
+pub use wp_core::social::UserSummary;
 
 /// A friend request.
 #[derive(Debug, Serialize, ToSchema)]
@@ -208,7 +202,7 @@ pub async fn send_request(
         });
     }
     inserted?;
-    let ev = wp_shared::events::emit(
+    let ev = wp_core::events::emit(
         &mut tx,
         "friend_request.received",
         Some(me.id),
@@ -238,7 +232,7 @@ async fn accept_in(conn: &mut PgConnection, id: Uuid, from: Uuid, to: Uuid) -> A
     )
     .execute(&mut *conn)
     .await?;
-    let ev = wp_shared::events::emit(
+    let ev = wp_core::events::emit(
         conn,
         "friend_request.accepted",
         Some(to),
@@ -546,7 +540,7 @@ pub async fn follow(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| AppError::Conflict { code: "already_following", message: "You already follow this user.".into() })?;
-    let ev = wp_shared::events::emit(
+    let ev = wp_core::events::emit(
         &mut tx,
         "follow.new",
         Some(me.id),

@@ -135,7 +135,7 @@ pub(crate) async fn visible_video(
 ) -> AppResult<VideoRow> {
     let id: Uuid = raw_id.parse().map_err(|_| AppError::not_found())?;
     let me = viewer.map(|v| v.id);
-    let staff = viewer.is_some_and(AuthUser::is_staff);
+    let staff = viewer.is_some_and(|v| v.is_staff());
     sqlx::query_as!(
         VideoRow,
         r#"SELECT v.id, v.owner_id, u.username AS owner_username, u.display_name AS owner_display_name,

@@ -484,7 +484,7 @@ pub async fn publish_frames(
     let start = user_channel_prefix(prefix);
     let mut pipe = redis::pipe();
     for (user, n) in frames {
-        let frame = crate::frame::Frame::server(
+        let frame = wp_shared::frame::Frame::server(
             "notification",
             serde_json::to_value(n).unwrap_or_default(),
         );
@@ -495,6 +495,17 @@ pub async fn publish_frames(
         .ignore();
     }
     pipe.query_async::<()>(redis).await
+}
+
+/// How many of `user`'s notifications are unread (the unread badge, and the
+/// notification socket's first frame).
+pub async fn unread(db: &sqlx::PgPool, user: uuid::Uuid) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM notifications WHERE user_id = $1 AND read_at IS NULL"#,
+        user
+    )
+    .fetch_one(db)
+    .await
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::frame::Frame;
+use wp_shared::frame::Frame;
 
 /// How long a node's liveness key lasts without a refresh.
 pub const NODE_TTL_SECS: u64 = 15;

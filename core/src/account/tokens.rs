@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use wp_shared::Config;
 
-use crate::error::AppError;
+use super::AuthError;
 
 /// Claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ pub struct Claims {
 }
 
 /// Signs claims with the current key (HS256, `kid` in the header).
-fn sign<T: Serialize>(config: &Config, claims: &T) -> Result<String, AppError> {
+fn sign<T: Serialize>(config: &Config, claims: &T) -> Result<String, AuthError> {
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(config.jwt_key.id.clone());
     jsonwebtoken::encode(
@@ -34,7 +34,7 @@ fn sign<T: Serialize>(config: &Config, claims: &T) -> Result<String, AppError> {
         claims,
         &EncodingKey::from_secret(&config.jwt_key.secret),
     )
-    .map_err(|e| AppError::Internal(anyhow::anyhow!("jwt encode: {e}")))
+    .map_err(|e| AuthError::Internal(anyhow::anyhow!("jwt encode: {e}")))
 }
 
 /// The key a token names by `kid` (current or a previous one), if it is HS256.
@@ -59,7 +59,11 @@ fn validation() -> Validation {
 }
 
 /// Issues an access token; returns it and its lifetime in seconds.
-pub fn issue_access(config: &Config, user: Uuid, session: Uuid) -> Result<(String, i64), AppError> {
+pub fn issue_access(
+    config: &Config,
+    user: Uuid,
+    session: Uuid,
+) -> Result<(String, i64), AuthError> {
     let now = chrono::Utc::now().timestamp();
     let ttl = i64::try_from(config.access_token_ttl.as_secs()).unwrap_or(900);
     let claims = Claims {
@@ -73,15 +77,13 @@ pub fn issue_access(config: &Config, user: Uuid, session: Uuid) -> Result<(Strin
 }
 
 /// Verifies an access token: HS256 only, a known `kid`, not expired (no leeway).
-pub fn verify_access(config: &Config, token: &str) -> Result<Claims, AppError> {
-    let invalid = || AppError::unauthenticated("invalid_token", "The access token is invalid.");
+pub fn verify_access(config: &Config, token: &str) -> Result<Claims, AuthError> {
+    let invalid = || AuthError::InvalidToken;
     let key = key_for(config, token).ok_or_else(invalid)?;
     let validation = validation();
     let data =
         jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => {
-                AppError::unauthenticated("token_expired", "The access token has expired.")
-            }
+            ErrorKind::ExpiredSignature => AuthError::TokenExpired,
             _ => invalid(),
         })?;
     if data.claims.typ != "access" {
@@ -112,7 +114,7 @@ pub fn issue_scoped(
     typ: &str,
     obj: Uuid,
     secs: i64,
-) -> Result<(String, chrono::DateTime<chrono::Utc>), AppError> {
+) -> Result<(String, chrono::DateTime<chrono::Utc>), AuthError> {
     let now = chrono::Utc::now();
     let claims = ScopedClaims {
         sub: user,
@@ -134,8 +136,8 @@ pub fn verify_scoped(
     token: &str,
     typ: &str,
     obj: Uuid,
-) -> Result<ScopedClaims, AppError> {
-    let invalid = || AppError::unauthenticated("invalid_token", "The link is invalid or expired.");
+) -> Result<ScopedClaims, AuthError> {
+    let invalid = || AuthError::InvalidLink;
     let key = key_for(config, token).ok_or_else(invalid)?;
     let validation = validation();
     let data =
@@ -240,7 +242,7 @@ mod tests {
         )
         .unwrap();
         match verify_access(&c, &t) {
-            Err(AppError::Status { code, .. }) => assert_eq!(code, "token_expired"),
+            Err(AuthError::TokenExpired) => {}
             other => panic!("{other:?}"),
         }
         c.jwt_previous_keys.clear();

@@ -5,7 +5,7 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{jobs::NotifyEvent, outbox};
+use wp_shared::{jobs::NotifyEvent, outbox};
 
 /// Records `kind` (e.g. `friend_request.received`) by `actor` for `recipient`.
 /// Returns the outbox id to relay after commit.

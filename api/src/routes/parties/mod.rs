@@ -1,0 +1,185 @@
+//! Watch parties over REST, under `/api/parties/`: create, list, detail, update,
+//! delete ([`crud`]); join (by id or invite code) and leave with host hand-over, roles,
+//! kick and ban ([`members`]); invitations and announcements ([`invites`]); chat
+//! history, edit and delete ([`chat`]). The live side (playback, chat, typing,
+//! reactions, voice, screen share) is the party socket (`realtime/`,
+//! `docs/realtime.md`); what changes here is told to the sockets through the party's
+//! Redis channel. The model, the visibility rule and the queries the socket shares are
+//! in `wp_core::party`.
+
+mod chat;
+mod crud;
+mod invites;
+mod members;
+
+pub use chat::*;
+pub use crud::*;
+pub use invites::*;
+pub use members::*;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::Serialize;
+use serde_json::json;
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+use wp_core::party::live::{self as live, BusMsg, Keys};
+pub use wp_core::party::{
+    Membership, Participant, PartyRole, PartyRow, PartySettings, PartyStatus, PartyVisibility,
+    chat::ChatMessage,
+};
+use wp_shared::frame::Frame;
+
+use crate::{
+    auth::AuthUser,
+    error::{AppError, AppResult},
+    routes::social::UserSummary,
+    state::AppState,
+};
+
+const INVITE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+const INVITE_LEN: usize = 8;
+
+/// A watch party.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Party {
+    pub id: Uuid,
+    pub title: String,
+    pub description: String,
+    pub host: UserSummary,
+    pub video: PartyVideoOut,
+    pub visibility: PartyVisibility,
+    /// Present for the host and co-hosts (and staff).
+    pub invite_code: Option<String>,
+    /// The invite link to share (frontend URL), with `invite_code`.
+    pub invite_url: Option<String>,
+    pub settings: PartySettings,
+    pub member_count: i64,
+    /// The caller's role, if a member.
+    pub my_role: Option<PartyRole>,
+    pub status: PartyStatus,
+    /// The playback state as last stored (live in the socket's `video_state`).
+    #[schema(value_type = Object)]
+    pub playback: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PartyVideoOut {
+    pub id: Option<Uuid>,
+    pub url: Option<String>,
+    pub title: Option<String>,
+}
+
+fn invite_code() -> String {
+    let mut rng = rand::rng();
+    (0..INVITE_LEN)
+        .map(|_| INVITE_ALPHABET[rng.random_range(0..INVITE_ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Tells the party's sockets (every realtime node) about a change. Best effort: the
+/// change is already committed; sockets also re-read on reconnect.
+pub async fn notify(state: &AppState, party: Uuid, msg: BusMsg) {
+    let keys = Keys::new(&state.config.redis_prefix, party);
+    let mut redis = state.redis.clone();
+    if let Err(e) = live::publish(&mut redis, &keys, &msg).await {
+        tracing::warn!(error = %e, %party, "could not publish to the party channel");
+    }
+}
+
+fn bus(frame: Frame) -> BusMsg {
+    BusMsg {
+        origin: "api".into(),
+        to_user: None,
+        frame: Some(frame),
+        disconnect: None,
+    }
+}
+
+fn user_json(id: Uuid, username: &str) -> serde_json::Value {
+    json!({ "id": id, "username": username })
+}
+
+/// Closes every socket of an ended party and drops its live state.
+async fn end_live(state: &AppState, party: Uuid, message: &str) {
+    notify(
+        state,
+        party,
+        BusMsg {
+            origin: "api".into(),
+            to_user: None,
+            frame: Some(Frame::server(
+                "party_ended",
+                json!({ "code": "party_ended", "message": message }),
+            )),
+            disconnect: Some("party_ended".into()),
+        },
+    )
+    .await;
+    let keys = Keys::new(&state.config.redis_prefix, party);
+    let mut redis = state.redis.clone();
+    let _ = redis::cmd("DEL")
+        .arg(keys.all())
+        .query_async::<()>(&mut redis)
+        .await;
+}
+
+/// The API's view of a party for a caller (the invite code only for the host, co-hosts
+/// and staff).
+fn party_view(row: PartyRow, state: &AppState, staff: bool) -> Party {
+    let settings = row.settings();
+    let host = row.host();
+    let sees_code = staff || row.my_role.is_some_and(|r| r >= PartyRole::Cohost);
+    let invite_url = sees_code.then(|| {
+        format!(
+            "{}/parties/join/{}",
+            state.config.frontend_url.trim_end_matches('/'),
+            row.invite_code
+        )
+    });
+    Party {
+        id: row.id,
+        title: row.title,
+        description: row.description,
+        host,
+        video: PartyVideoOut {
+            id: row.video_id,
+            url: row.external_url,
+            title: row.video_title,
+        },
+        visibility: row.visibility,
+        invite_code: sees_code.then_some(row.invite_code),
+        invite_url,
+        settings,
+        member_count: row.member_count,
+        my_role: row.my_role,
+        status: row.status,
+        playback: row.playback,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+/// Loads a party `me` may see (`party_visible_to`); 404 otherwise, and for a
+/// malformed id.
+async fn visible_party(
+    conn: &mut PgConnection,
+    me: &AuthUser,
+    raw_id: &str,
+) -> AppResult<PartyRow> {
+    let id: Uuid = raw_id.parse().map_err(|_| AppError::not_found())?;
+    Ok(wp_core::party::visible(conn, me, id).await?)
+}
+
+async fn load_row(conn: &mut PgConnection, me: &AuthUser, id: Uuid) -> AppResult<Option<PartyRow>> {
+    Ok(wp_core::party::load(conn, me, id).await?)
+}
+
+/// [`visible_party`] under a row lock on the party (`wp_core::party::locked`).
+async fn locked_party(conn: &mut PgConnection, me: &AuthUser, raw_id: &str) -> AppResult<PartyRow> {
+    let id: Uuid = raw_id.parse().map_err(|_| AppError::not_found())?;
+    Ok(wp_core::party::locked(conn, me, id).await?)
+}

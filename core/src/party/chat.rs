@@ -1,0 +1,283 @@
+//! Party chat: messages are stored before anyone hears of them; a resent message with
+//! the same `client_id` is stored once. The socket sends, the REST API pages the
+//! history, edits and deletes.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::social::UserSummary;
+
+pub const MESSAGE_MAX: usize = 1000;
+
+/// A chat message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChatMessage {
+    pub id: Uuid,
+    pub party_id: Uuid,
+    pub user: UserSummary,
+    /// Empty once deleted.
+    pub content: String,
+    pub reply_to: Option<Uuid>,
+    /// The sender's own id for the message, when it gave one.
+    pub client_id: Option<String>,
+    pub is_edited: bool,
+    pub is_deleted: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A stored message as read (the author's id, whatever its state).
+#[derive(Debug, Clone)]
+pub struct MessageRow {
+    pub id: Uuid,
+    pub party_id: Uuid,
+    pub user_id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub content: String,
+    pub reply_to: Option<Uuid>,
+    pub client_id: Option<String>,
+    pub is_edited: bool,
+    pub is_deleted: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<MessageRow> for ChatMessage {
+    fn from(r: MessageRow) -> Self {
+        Self {
+            id: r.id,
+            party_id: r.party_id,
+            user: UserSummary {
+                id: r.user_id,
+                username: r.username,
+                display_name: r.display_name,
+            },
+            content: if r.is_deleted {
+                String::new()
+            } else {
+                r.content
+            },
+            reply_to: r.reply_to,
+            client_id: r.client_id,
+            is_edited: r.is_edited,
+            is_deleted: r.is_deleted,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// Checks a message's content: trimmed, not empty, at most [`MESSAGE_MAX`] characters.
+pub fn check_message(content: &str) -> Result<String, &'static str> {
+    let c = content.trim();
+    if c.is_empty() {
+        Err("A message may not be empty.")
+    } else if c.chars().count() > MESSAGE_MAX {
+        Err("A message is at most 1000 characters.")
+    } else {
+        Ok(c.to_owned())
+    }
+}
+
+/// Why a message was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `reply_to` is not a message of this party.
+    BadReply,
+    /// The sender is no longer a member.
+    NotAMember,
+}
+
+/// Stores a chat message (the socket acknowledges only after this commits). A resent
+/// message with the same `client_id` is stored once and answered with the first.
+pub async fn insert(
+    db: &PgPool,
+    party: Uuid,
+    user: Uuid,
+    content: &str,
+    reply_to: Option<Uuid>,
+    client_id: Option<&str>,
+) -> sqlx::Result<Result<ChatMessage, Refused>> {
+    if let Some(r) = reply_to {
+        let ok = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM party_messages WHERE id = $1 AND party_id = $2) AS "e!""#,
+            r,
+            party
+        )
+        .fetch_one(db)
+        .await?;
+        if !ok {
+            return Ok(Err(Refused::BadReply));
+        }
+    }
+    let id = Uuid::now_v7();
+    let row = sqlx::query_as!(
+        MessageRow,
+        r#"WITH ins AS (
+               INSERT INTO party_messages (id, party_id, user_id, content, reply_to, client_id)
+               SELECT $1, $2, $3, $4, $5, $6
+               WHERE EXISTS (SELECT 1 FROM party_members m WHERE m.party_id = $2 AND m.user_id = $3)
+               ON CONFLICT (party_id, user_id, client_id) WHERE client_id IS NOT NULL DO NOTHING
+               RETURNING *
+           ), msg AS (
+               SELECT * FROM ins
+               UNION ALL
+               SELECT * FROM party_messages
+               WHERE party_id = $2 AND user_id = $3 AND client_id = $6 AND NOT EXISTS (SELECT 1 FROM ins)
+           )
+           SELECT m.id AS "id!", m.party_id AS "party_id!", m.user_id AS "user_id!", u.username,
+                  u.display_name, m.content AS "content!", m.reply_to, m.client_id,
+                  m.is_edited AS "is_edited!", m.is_deleted AS "is_deleted!",
+                  m.created_at AS "created_at!", m.updated_at AS "updated_at!"
+           FROM msg m JOIN users u ON u.id = m.user_id"#,
+        id,
+        party,
+        user,
+        content,
+        reply_to,
+        client_id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(Into::into).ok_or(Refused::NotAMember))
+}
+
+/// The newest `limit` messages of a party, oldest first (the socket snapshot).
+pub async fn recent(db: &PgPool, party: Uuid, limit: i64) -> sqlx::Result<Vec<ChatMessage>> {
+    let mut rows = sqlx::query_as!(
+        MessageRow,
+        r#"SELECT m.id, m.party_id, m.user_id, u.username, u.display_name, m.content, m.reply_to,
+                  m.client_id, m.is_edited, m.is_deleted, m.created_at, m.updated_at
+           FROM party_messages m JOIN users u ON u.id = m.user_id
+           WHERE m.party_id = $1
+           ORDER BY m.created_at DESC, m.id DESC LIMIT $2"#,
+        party,
+        limit
+    )
+    .fetch_all(db)
+    .await?;
+    rows.reverse();
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// Messages after `since` (a message id), oldest first: what a reconnecting client
+/// missed (at most `limit`; fetch `limit + 1` to know whether there is more). None
+/// when `since` is not a message of the party.
+pub async fn since(
+    db: &PgPool,
+    party: Uuid,
+    since: Uuid,
+    limit: i64,
+) -> sqlx::Result<Option<Vec<ChatMessage>>> {
+    let anchor = sqlx::query!(
+        "SELECT created_at FROM party_messages WHERE id = $1 AND party_id = $2",
+        since,
+        party
+    )
+    .fetch_optional(db)
+    .await?;
+    let Some(anchor) = anchor else {
+        return Ok(None);
+    };
+    let rows = sqlx::query_as!(
+        MessageRow,
+        r#"SELECT m.id, m.party_id, m.user_id, u.username, u.display_name, m.content, m.reply_to,
+                  m.client_id, m.is_edited, m.is_deleted, m.created_at, m.updated_at
+           FROM party_messages m JOIN users u ON u.id = m.user_id
+           WHERE m.party_id = $1 AND (m.created_at, m.id) > ($2, $3)
+           ORDER BY m.created_at, m.id LIMIT $4"#,
+        party,
+        anchor.created_at,
+        since,
+        limit
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(Some(rows.into_iter().map(Into::into).collect()))
+}
+
+/// A page of history, newest first: `limit` messages before `before` (a message's
+/// time and id), or the newest.
+pub async fn history(
+    conn: &mut PgConnection,
+    party: Uuid,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<ChatMessage>> {
+    let rows = sqlx::query_as!(
+        MessageRow,
+        r#"SELECT m.id, m.party_id, m.user_id, u.username, u.display_name, m.content, m.reply_to,
+                  m.client_id, m.is_edited, m.is_deleted, m.created_at, m.updated_at
+           FROM party_messages m JOIN users u ON u.id = m.user_id
+           WHERE m.party_id = $1
+             AND ($2::timestamptz IS NULL OR (m.created_at, m.id) < ($2, $3))
+           ORDER BY m.created_at DESC, m.id DESC LIMIT $4"#,
+        party,
+        before.map(|b| b.0),
+        before.map_or(Uuid::nil(), |b| b.1),
+        limit
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(Into::into).collect())
+}
+
+/// A message of the party that is not deleted.
+pub async fn find(
+    conn: &mut PgConnection,
+    party: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<MessageRow>> {
+    Ok(sqlx::query_as!(
+        MessageRow,
+        r#"SELECT m.id, m.party_id, m.user_id, u.username, u.display_name, m.content, m.reply_to,
+                  m.client_id, m.is_edited, m.is_deleted, m.created_at, m.updated_at
+           FROM party_messages m JOIN users u ON u.id = m.user_id
+           WHERE m.id = $1 AND m.party_id = $2"#,
+        id,
+        party
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .filter(|m| !m.is_deleted))
+}
+
+/// Replaces a message's content; returns the new `updated_at`.
+pub async fn edit(conn: &mut PgConnection, id: Uuid, content: &str) -> sqlx::Result<DateTime<Utc>> {
+    sqlx::query_scalar!(
+        "UPDATE party_messages SET content = $2, is_edited = TRUE, updated_at = now()
+         WHERE id = $1 RETURNING updated_at",
+        id,
+        content
+    )
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Marks a message deleted and drops its content.
+pub async fn delete(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "UPDATE party_messages SET is_deleted = TRUE, content = '', updated_at = now() WHERE id = $1",
+        id
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_trimmed_and_limited() {
+        assert_eq!(check_message("  hi "), Ok("hi".to_owned()));
+        assert!(check_message("   ").is_err());
+        assert!(check_message(&"x".repeat(MESSAGE_MAX + 1)).is_err());
+        assert!(check_message(&"é".repeat(MESSAGE_MAX)).is_ok());
+    }
+}

@@ -1,0 +1,13 @@
+//! The social graph as other aggregates see it: how a user is shown in lists.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A user as the social lists, parties and chat show them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UserSummary {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+}
