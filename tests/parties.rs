@@ -1216,3 +1216,105 @@ async fn playback_survives_losing_the_redis_copy() {
     assert_eq!(s["data"]["seq"], seq + 1);
     assert_eq!(s["data"]["status"], "playing");
 }
+
+/// One rule says who sees a party (`party_visible_to`): the list, the detail, joining
+/// and the socket agree, and a block either way hides a public party from a
+/// non-member (before, the detail had no block check and the list looked one way only).
+#[tokio::test]
+async fn a_block_either_way_hides_a_party_everywhere_but_not_from_its_members() {
+    let env = TestEnv::new().await;
+    let (app, host, member, pid) = room(&env, json!({})).await;
+    let blocker = env.create_user("blocker").await;
+    let blocked = env.create_user("blocked").await;
+    // `blocker` blocks the host; the host blocks `blocked`.
+    for (who, whom) in [(&blocker, &host), (&host, &blocked)] {
+        let (s, b) = app
+            .post_json(
+                "/api/social/blocks/",
+                Some(&who.token),
+                json!({"user_id": whom.id}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let listed = |b: &Value| {
+        b["data"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == pid.as_str())
+    };
+    for u in [&blocker, &blocked] {
+        let (s, _) = app
+            .call(
+                Method::GET,
+                &format!("/api/parties/{pid}/"),
+                Some(&u.token),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "detail for {}", u.username);
+        for scope in ["all", "public"] {
+            let (s, b) = app
+                .call(
+                    Method::GET,
+                    &format!("/api/parties/?scope={scope}"),
+                    Some(&u.token),
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            assert!(!listed(&b), "{} sees it in {scope}", u.username);
+        }
+        let (s, _) = app
+            .post_json(
+                &format!("/api/parties/{pid}/join/"),
+                Some(&u.token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "join for {}", u.username);
+        let (s, _) = refused(&app, &format!("/ws/party/{pid}/?token={}", u.token)).await;
+        assert_eq!(s, 404, "socket for {}", u.username);
+    }
+    // A stranger with no block sees it in every place; a member keeps seeing it even
+    // after a block (removing members is what kick and ban are for).
+    let stranger = env.create_user("stranger").await;
+    let (s, b) = app
+        .call(
+            Method::GET,
+            "/api/parties/?scope=public",
+            Some(&stranger.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(listed(&b));
+    let (s, _) = app
+        .post_json(
+            "/api/social/blocks/",
+            Some(&member.token),
+            json!({"user_id": host.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/parties/{pid}/"),
+            Some(&member.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = app
+        .call(
+            Method::GET,
+            "/api/parties/?scope=mine",
+            Some(&member.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(listed(&b));
+}

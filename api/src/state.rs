@@ -45,6 +45,14 @@ impl App {
     }
 }
 
+impl App {
+    /// Pushes the outbox rows a handler's transaction just committed
+    /// (`wp_shared::outbox::relay`).
+    pub async fn relay(&self, ids: &[i64]) {
+        wp_shared::outbox::relay(&self.db, &self.enqueuer, ids).await;
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState(pub Arc<App>);
 

@@ -14,7 +14,6 @@ pub mod ctx;
 pub mod hub;
 pub mod refusal;
 pub mod socket;
-pub mod sync;
 pub mod user_socket;
 
 use std::{

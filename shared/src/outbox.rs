@@ -77,6 +77,14 @@ pub async fn relay_ids(pool: &PgPool, enq: &Enqueuer, ids: &[i64]) -> Result<usi
     Ok(n)
 }
 
+/// Relays what a transaction just recorded, right after its commit: best effort (the
+/// scheduler's sweep pushes whatever this leaves). The one relay every role uses.
+pub async fn relay(pool: &PgPool, enq: &Enqueuer, ids: &[i64]) {
+    if let Err(e) = relay_ids(pool, enq, ids).await {
+        tracing::warn!(error = %e, "outbox relay after commit failed; the sweep will retry");
+    }
+}
+
 /// Relays every pending row, oldest first, in batches of `batch`.
 /// Returns how many rows were pushed.
 pub async fn relay_pending(pool: &PgPool, enq: &Enqueuer, batch: i64) -> Result<usize, RelayError> {

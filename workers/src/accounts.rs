@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use apalis::prelude::{AbortError, BoxDynError, Data};
+use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
 use serde_json::json;
 use wp_shared::jobs::ExportAccount;
 
@@ -15,7 +15,11 @@ pub const EXPORT_TTL_DAYS: i64 = 7;
 /// Writes `exports/{id}.json` under STORAGE_DIR with everything the account holds, then
 /// marks the export ready. Idempotent: a finished export is left alone; a re-run
 /// rewrites the same file.
-pub async fn export_account(job: ExportAccount, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
+pub async fn export_account(
+    job: ExportAccount,
+    ctx: Data<Arc<Ctx>>,
+    _attempt: Attempt,
+) -> Result<(), BoxDynError> {
     let row = sqlx::query!(
         "UPDATE data_exports SET status = 'running' WHERE id = $1 AND status IN ('queued', 'running')
          RETURNING user_id",

@@ -8,7 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use apalis::prelude::{BoxDynError, Data};
+use apalis::prelude::{Attempt, BoxDynError, Data};
 use tokio::sync::{mpsc, oneshot};
 use wp_shared::{
     clickhouse::{Event, insert_events},
@@ -99,7 +99,11 @@ pub fn to_row(e: &AnalyticsEvent) -> Event {
     }
 }
 
-pub async fn record(job: AnalyticsEvent, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
+pub async fn record(
+    job: AnalyticsEvent,
+    ctx: Data<Arc<Ctx>>,
+    _attempt: Attempt,
+) -> Result<(), BoxDynError> {
     ctx.analytics
         .write(to_row(&job))
         .await

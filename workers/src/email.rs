@@ -90,7 +90,7 @@ pub async fn send_email(
             Ok(())
         }
         Err(e) => {
-            let last = attempt.current() >= ctx.config.job_max_attempts;
+            let last = crate::retry::last_attempt(&ctx.config, &attempt);
             let permanent = matches!(e, SendError::Permanent(_)) || last;
             let status = if permanent { "failed" } else { "queued" };
             sqlx::query!(

@@ -9,13 +9,14 @@ pub mod mailer;
 pub mod media;
 pub mod notify;
 pub mod push;
+pub mod retry;
 pub mod system;
 
 use std::{sync::Arc, time::Duration};
 
 use apalis::prelude::{
-    BackendFactory, IntervalStrategy, Monitor, ParallelizeExt, PollWith, WorkerBuilder,
-    WorkerBuilderExt,
+    Attempt, BackendFactory, Data, IntervalStrategy, Monitor, ParallelizeExt, PollWith,
+    WorkerBuilder, WorkerBuilderExt,
 };
 use apalis_redis::factory::RedisStorageFactory;
 use sqlx::PgPool;
@@ -61,16 +62,52 @@ impl Ctx {
     }
 }
 
-/// Queues that have job handlers in this release.
-pub const HANDLED: [Queue; 7] = [
-    Queue::Email,
-    Queue::Push,
-    Queue::Notify,
-    Queue::Export,
-    Queue::Media,
-    Queue::Analytics,
-    Queue::System,
-];
+/// The one table of handled queues: each queue, its job type and its handler. The
+/// list of handled queues and the worker registration are both made from it, and every
+/// handler runs under the same give-up rule ([`retry`]).
+macro_rules! handled_queues {
+    ($($queue:ident: $job:ty => $handler:path),+ $(,)?) => {
+        /// Queues that have job handlers in this release.
+        pub const HANDLED: &[Queue] = &[$(Queue::$queue),+];
+
+        /// Registers `pool`'s worker on the monitor.
+        fn register(
+            monitor: Monitor,
+            pool: Pool,
+            factory: &RedisStorageFactory,
+            ctx: &Arc<Ctx>,
+        ) -> anyhow::Result<Monitor> {
+            let qc = queue_config(&ctx.config, pool.queue);
+            let factory = factory.clone();
+            let c = ctx.clone();
+            Ok(match pool.queue {
+                $(Queue::$queue => monitor.register(move |_| {
+                    WorkerBuilder::new(worker_name(Queue::$queue))
+                        .backend(backend::<$job>(&factory, &qc))
+                        .data(c.clone())
+                        .concurrency(pool.concurrency)
+                        .parallelize(tokio::spawn)
+                        .build(|job: $job, ctx: Data<Arc<Ctx>>, attempt: Attempt| async move {
+                            let config = ctx.config.clone();
+                            let result = $handler(job, ctx, attempt.clone()).await;
+                            retry::park_when_spent(&config, &attempt, Queue::$queue.name(), result)
+                        })
+                }),)+
+                other => anyhow::bail!("queue `{other}` has no job handlers in this release"),
+            })
+        }
+    };
+}
+
+handled_queues! {
+    Email: SendEmail => email::send_email,
+    Push: SendPush => push::send_push,
+    Notify: NotifyEvent => notify::fan_out,
+    Export: ExportAccount => accounts::export_account,
+    Media: PrepareMedia => media::prepare,
+    Analytics: AnalyticsEvent => analytics::record,
+    System: SystemJob => system::handle_system,
+}
 
 /// One pool: a queue and how many of its jobs may run at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +135,11 @@ pub fn parse_pools(spec: &str) -> Result<Vec<Pool>, String> {
         if !HANDLED.contains(&queue) {
             return Err(format!(
                 "queue `{queue}` has no job handlers in this release (handled: {})",
-                HANDLED.map(|q| q.name()).join(", ")
+                HANDLED
+                    .iter()
+                    .map(|q| q.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         if pools.iter().any(|p| p.queue == queue) {
@@ -225,69 +266,8 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("cannot subscribe to Redis at REDIS_URL: {e}"))?;
     let queues: Vec<Queue> = pools.iter().map(|p| p.queue).collect();
     for pool in pools {
-        let qc = queue_config(&ctx.config, pool.queue);
-        let factory = factory.clone();
-        let c = ctx.clone();
         tracing::info!(queue = %pool.queue, concurrency = pool.concurrency, "starting worker pool");
-        monitor = match pool.queue {
-            Queue::Email => monitor.register(move |_| {
-                WorkerBuilder::new(worker_name(Queue::Email))
-                    .backend(backend::<SendEmail>(&factory, &qc))
-                    .data(c.clone())
-                    .concurrency(pool.concurrency)
-                    .parallelize(tokio::spawn)
-                    .build(email::send_email)
-            }),
-            Queue::Push => monitor.register(move |_| {
-                WorkerBuilder::new(worker_name(Queue::Push))
-                    .backend(backend::<SendPush>(&factory, &qc))
-                    .data(c.clone())
-                    .concurrency(pool.concurrency)
-                    .parallelize(tokio::spawn)
-                    .build(push::send_push)
-            }),
-            Queue::Notify => monitor.register(move |_| {
-                WorkerBuilder::new(worker_name(Queue::Notify))
-                    .backend(backend::<NotifyEvent>(&factory, &qc))
-                    .data(c.clone())
-                    .concurrency(pool.concurrency)
-                    .parallelize(tokio::spawn)
-                    .build(notify::fan_out)
-            }),
-            Queue::Export => monitor.register(move |_| {
-                WorkerBuilder::new(worker_name(Queue::Export))
-                    .backend(backend::<ExportAccount>(&factory, &qc))
-                    .data(c.clone())
-                    .concurrency(pool.concurrency)
-                    .parallelize(tokio::spawn)
-                    .build(accounts::export_account)
-            }),
-            Queue::Media => monitor.register(move |_| {
-                WorkerBuilder::new(worker_name(Queue::Media))
-                    .backend(backend::<PrepareMedia>(&factory, &qc))
-                    .data(c.clone())
-                    .concurrency(pool.concurrency)
-                    .parallelize(tokio::spawn)
-                    .build(media::prepare)
-            }),
-            Queue::Analytics => monitor.register(move |_| {
-                WorkerBuilder::new(worker_name(Queue::Analytics))
-                    .backend(backend::<AnalyticsEvent>(&factory, &qc))
-                    .data(c.clone())
-                    .concurrency(pool.concurrency)
-                    .parallelize(tokio::spawn)
-                    .build(analytics::record)
-            }),
-            Queue::System => monitor.register(move |_| {
-                WorkerBuilder::new(worker_name(Queue::System))
-                    .backend(backend::<SystemJob>(&factory, &qc))
-                    .data(c.clone())
-                    .concurrency(pool.concurrency)
-                    .parallelize(tokio::spawn)
-                    .build(system::handle_system)
-            }),
-            other => anyhow::bail!("queue `{other}` has no job handlers in this release"),
-        };
+        monitor = register(monitor, pool, &factory, &ctx)?;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let promoters: Vec<_> = queues

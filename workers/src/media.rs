@@ -9,7 +9,7 @@
 
 use std::{path::Path, sync::Arc};
 
-use apalis::prelude::{AbortError, BoxDynError, Data};
+use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
 use sha2::{Digest, Sha256};
 use tokio::{io::AsyncReadExt, process::Command};
 use wp_shared::jobs::PrepareMedia;
@@ -175,7 +175,11 @@ async fn prepare_file(
     Ok(Ok((p, sha, size, thumb_ok.then_some(thumb_key))))
 }
 
-pub async fn prepare(job: PrepareMedia, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
+pub async fn prepare(
+    job: PrepareMedia,
+    ctx: Data<Arc<Ctx>>,
+    _attempt: Attempt,
+) -> Result<(), BoxDynError> {
     let Some(v) = sqlx::query!(
         "SELECT storage_key, container FROM videos WHERE id = $1 AND status = 'processing'",
         job.video_id

@@ -117,7 +117,7 @@ pub async fn fan_out(
 ) -> Result<(), BoxDynError> {
     let result = fan_out_once(&job, &ctx).await;
     match result {
-        Err(e) if attempt.current() >= ctx.config.job_max_attempts => {
+        Err(e) if crate::retry::last_attempt(&ctx.config, &attempt) => {
             // Given up: the job goes to the dead set, to be replayed once the cause is
             // fixed (every step is idempotent).
             tracing::warn!(error = %e, event = %job.event_id, "notification fan-out given up");
@@ -463,11 +463,7 @@ async fn deliver_batch(
 
 /// Pushes what the transaction recorded in the outbox (the sweep retries a failure).
 pub(crate) async fn relay(ctx: &Ctx, outbox: &[i64]) {
-    if !outbox.is_empty()
-        && let Err(e) = wp_shared::outbox::relay_ids(&ctx.db, &ctx.enqueuer, outbox).await
-    {
-        tracing::warn!(error = %e, "relay after commit failed; the sweep will retry");
-    }
+    wp_shared::outbox::relay(&ctx.db, &ctx.enqueuer, outbox).await;
 }
 
 /// New in-app notifications to the users' sockets (best effort: they are in the list).

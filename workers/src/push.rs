@@ -482,7 +482,7 @@ pub async fn send_push(
         return Ok(());
     }
     let err = RetryLater(retry.len(), retry[0].clone());
-    if attempt.current() >= ctx.config.job_max_attempts {
+    if crate::retry::last_attempt(&ctx.config, &attempt) {
         // The last attempt: what is left in `retry` failed for good; the job goes to
         // the dead set (a replay resends exactly those).
         tracing::warn!(event = %job.event_id, sends = retry.len(), "push sends given up");

@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use apalis::prelude::{BoxDynError, Data};
+use apalis::prelude::{Attempt, BoxDynError, Data};
 use redis::aio::ConnectionManager;
 use wp_shared::{
     Config,
@@ -13,7 +13,11 @@ use wp_shared::{
 
 use crate::Ctx;
 
-pub async fn handle_system(job: SystemJob, ctx: Data<Arc<Ctx>>) -> Result<(), BoxDynError> {
+pub async fn handle_system(
+    job: SystemJob,
+    ctx: Data<Arc<Ctx>>,
+    _attempt: Attempt,
+) -> Result<(), BoxDynError> {
     match job {
         SystemJob::RelayOutbox => {
             let n = outbox::relay_pending(&ctx.db, &ctx.enqueuer, 500).await?;

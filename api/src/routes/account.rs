@@ -30,14 +30,6 @@ fn empty() -> Empty {
     serde_json::json!({})
 }
 
-/// Pushes outbox rows right after commit. A failure is only logged: the scheduler's
-/// sweep relays the rows a little later.
-pub(crate) async fn relay(state: &AppState, ids: &[i64]) {
-    if let Err(e) = wp_shared::outbox::relay_ids(&state.db, &state.enqueuer, ids).await {
-        tracing::warn!(error = %e, "outbox relay after commit failed; the sweep will retry");
-    }
-}
-
 async fn new_token(
     conn: &mut PgConnection,
     user: Uuid,
@@ -208,7 +200,7 @@ pub async fn resend_verification(
     let mut tx = state.db.begin().await?;
     let ids = send_verification(&state, &mut tx, user.id, &me.username, &me.email).await?;
     tx.commit().await?;
-    relay(&state, &ids).await;
+    state.relay(&ids).await;
     Ok(ApiResponse::ok(empty()).message("Verification email sent."))
 }
 
@@ -266,7 +258,7 @@ pub async fn reset_request(
         )
         .await?;
         tx.commit().await?;
-        relay(&state, &[id]).await;
+        state.relay(&[id]).await;
     }
     Ok(answer)
 }
@@ -294,7 +286,7 @@ pub async fn reset_confirm(
     let hash = password::hash(body.password).await?;
     let ids = set_password(&mut tx, user, &hash, None, &u.username, &u.email).await?;
     tx.commit().await?;
-    relay(&state, &ids).await;
+    state.relay(&ids).await;
     Ok(ApiResponse::ok(empty()).message("Password changed. Sign in with the new password."))
 }
 
@@ -379,7 +371,7 @@ pub async fn change_password(
     )
     .await?;
     tx.commit().await?;
-    relay(&state, &ids).await;
+    state.relay(&ids).await;
     Ok(ApiResponse::ok(empty()).message("Password changed."))
 }
 
@@ -461,7 +453,7 @@ pub async fn change_email(
         .await?,
     );
     tx.commit().await?;
-    relay(&state, &ids).await;
+    state.relay(&ids).await;
     Ok(ApiResponse::accepted(empty()).message("Check the new address for a confirmation link."))
 }
 

@@ -14,7 +14,6 @@ use crate::{
     error::{AppError, AppResult, FieldErrors},
     extract::Json,
     response::{ApiResponse, Envelope},
-    routes::account::relay,
     state::AppState,
 };
 
@@ -173,7 +172,7 @@ pub async fn send(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    relay(&state, &[ob]).await;
+    state.relay(&[ob]).await;
     Ok(ApiResponse::accepted(row))
 }
 

@@ -14,7 +14,6 @@ use crate::{
     extract::Json,
     mail,
     response::{ApiResponse, Envelope},
-    routes::account::relay,
     state::AppState,
 };
 
@@ -117,7 +116,7 @@ pub async fn suspend(
     )
     .await?;
     tx.commit().await?;
-    relay(&state, &[outbox]).await;
+    state.relay(&[outbox]).await;
     tracing::info!(staff = %staff.id, user = %t.id, "account suspended");
     Ok(ApiResponse::ok(load(&state, t.id).await?))
 }

@@ -206,7 +206,7 @@ pub async fn register(
         crate::routes::account::send_verification(&state, &mut tx, id, &username, &email).await?;
     let pair = start_session(&state, &mut tx, id, &headers, &ip).await?;
     tx.commit().await?;
-    crate::routes::account::relay(&state, &outbox_ids).await;
+    state.relay(&outbox_ids).await;
     Ok(ApiResponse::created(auth_tokens(&state, id, pair).await?))
 }
 
@@ -347,7 +347,7 @@ async fn record_failure(state: &AppState, ident: &str) -> AppResult<()> {
         .await?;
     }
     tx.commit().await?;
-    crate::routes::account::relay(state, &relay).await;
+    state.relay(&relay).await;
     Ok(())
 }
 

@@ -23,7 +23,6 @@ use crate::{
     page_cache::{self, Page},
     response::{ApiResponse, Envelope, PageParams, PageRequest, Paginated, request_url},
     routes::{
-        account::relay,
         social::UserSummary,
         videos::{VideoRow, visible_video},
     },
@@ -492,7 +491,7 @@ pub async fn create(
     let row = load(&mut tx, v.id, cid, Some(me.id)).await?;
     tx.commit().await?;
     page_cache::invalidate(&state, v.id).await;
-    relay(&state, &outbox).await;
+    state.relay(&outbox).await;
     let mut c = row.into_api();
     if c.parent.is_none() {
         c.replies = Some(Vec::new());

@@ -19,10 +19,7 @@ use crate::{
     extract::Json,
     mail,
     response::{ApiResponse, Envelope},
-    routes::{
-        account::relay,
-        users::{Me, load_me},
-    },
+    routes::users::{Me, load_me},
     state::AppState,
 };
 
@@ -87,7 +84,7 @@ pub async fn delete_me(
     )
     .await?;
     tx.commit().await?;
-    relay(&state, &[outbox]).await;
+    state.relay(&[outbox]).await;
     Ok(ApiResponse::accepted(DeletionScheduled {
         deletion_scheduled_at: at,
     }))
@@ -170,7 +167,7 @@ pub async fn request_export(
     res?;
     let outbox = wp_shared::outbox::record(&mut tx, &ExportAccount { export_id: id }).await?;
     tx.commit().await?;
-    relay(&state, &[outbox]).await;
+    state.relay(&[outbox]).await;
     Ok(ApiResponse::accepted(
         load_export(&state, user.id, id).await?.0,
     ))

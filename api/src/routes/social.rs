@@ -16,7 +16,6 @@ use crate::{
     error::{AppError, AppResult},
     extract::{Json, Query},
     response::{ApiResponse, Envelope, PageParams, Paginated, request_url},
-    routes::account::relay,
     state::AppState,
 };
 
@@ -181,7 +180,7 @@ pub async fn send_request(
         let outbox = accept_in(&mut tx, id, other.id, me.id).await?;
         let req = load_request(&mut tx, id).await?;
         tx.commit().await?;
-        relay(&state, &outbox).await;
+        state.relay(&outbox).await;
         return Ok(ApiResponse::ok(req).message("They had already asked you: you are now friends."));
     }
     let id = Uuid::now_v7();
@@ -212,7 +211,7 @@ pub async fn send_request(
     .await?;
     let req = load_request(&mut tx, id).await?;
     tx.commit().await?;
-    relay(&state, &[ev]).await;
+    state.relay(&[ev]).await;
     Ok(ApiResponse::created(req))
 }
 
@@ -362,7 +361,7 @@ async fn respond(
     }
     let req = load_request(&mut tx, id).await?;
     tx.commit().await?;
-    relay(state, &outbox).await;
+    state.relay(&outbox).await;
     Ok(ApiResponse::ok(req))
 }
 
@@ -549,7 +548,7 @@ pub async fn follow(
     )
     .await?;
     tx.commit().await?;
-    relay(&state, &[ev]).await;
+    state.relay(&[ev]).await;
     Ok(ApiResponse::created(Relation { user: other, since }))
 }
 

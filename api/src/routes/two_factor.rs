@@ -14,7 +14,7 @@ use crate::{
     ratelimit,
     response::{ApiResponse, Envelope},
     routes::{
-        account::{relay, send_security_alert},
+        account::send_security_alert,
         auth::{AuthTokens, auth_tokens, start_session},
         users::load_me,
     },
@@ -218,7 +218,7 @@ pub async fn enable(
     )
     .await?;
     tx.commit().await?;
-    relay(&state, &ids).await;
+    state.relay(&ids).await;
     let shown = codes
         .into_iter()
         .map(|c| format!("{}-{}", &c[..5], &c[5..]))
@@ -302,7 +302,7 @@ pub async fn disable(
     )
     .await?;
     tx.commit().await?;
-    relay(&state, &ids).await;
+    state.relay(&ids).await;
     Ok(ApiResponse::ok(serde_json::json!({})).message("Two-factor authentication is off."))
 }
 

@@ -20,7 +20,7 @@ use crate::{
     error::{AppError, AppResult, FieldErrors},
     extract::{Json, Query},
     response::{ApiResponse, Envelope, PageParams, Paginated, parse_ordering, request_url},
-    routes::{account::relay, social::UserSummary},
+    routes::social::UserSummary,
     state::AppState,
 };
 
@@ -146,15 +146,7 @@ pub(crate) async fn visible_video(
                   (SELECT l.is_like FROM video_likes l WHERE l.video_id = v.id AND l.user_id = $2) AS my_vote,
                   v.created_at, v.updated_at
            FROM videos v JOIN users u ON u.id = v.owner_id
-           WHERE v.id = $1 AND (
-               v.owner_id = $2 OR $3
-               OR (v.status = 'ready'
-                   AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = v.owner_id AND b.blocked = $2)
-                   AND (v.visibility IN ('public', 'unlisted')
-                        OR (v.visibility = 'friends' AND EXISTS (
-                            SELECT 1 FROM friendships f
-                            WHERE f.user_a = LEAST(v.owner_id, $2) AND f.user_b = GREATEST(v.owner_id, $2)))))
-           )"#,
+           WHERE v.id = $1 AND video_visible_to(v.owner_id, v.status, v.visibility, $2, $3)"#,
         id,
         me,
         staff
@@ -162,16 +154,6 @@ pub(crate) async fn visible_video(
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(AppError::not_found)
-}
-
-/// Whether `viewer` may see video `id` and it is ready to play (a party may show it).
-pub async fn playable_by(state: &AppState, viewer: &AuthUser, id: Uuid) -> AppResult<bool> {
-    let mut conn = state.db.acquire().await?;
-    match visible_video(&mut conn, Some(viewer), &id.to_string()).await {
-        Ok(v) => Ok(v.status == "ready"),
-        Err(AppError::NotFound(_)) => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 /// What the bytes say a file is: (container, media type, file extension).
@@ -493,7 +475,7 @@ pub async fn upload(
     let outbox = wp_shared::outbox::record(&mut tx, &PrepareMedia { video_id: id }).await?;
     let row = visible_video(&mut tx, Some(&me), &id.to_string()).await?;
     tx.commit().await?;
-    relay(&state, &[outbox]).await;
+    state.relay(&[outbox]).await;
     Ok(ApiResponse::created(row.into_api(&state)))
 }
 
@@ -682,12 +664,8 @@ pub async fn list(
              AND ($5::text IS NULL OR v.visibility = $5)
              AND ($6::text IS NULL OR v.search @@ plainto_tsquery('simple', $6))
              AND (v.owner_id = $1 OR (
-                 v.status = 'ready' AND v.visibility <> 'unlisted' AND v.visibility <> 'private'
-                 AND ($5::text IS NULL)
-                 AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = v.owner_id AND b.blocked = $1)
-                 AND (v.visibility = 'public' OR EXISTS (
-                     SELECT 1 FROM friendships f
-                     WHERE f.user_a = LEAST(v.owner_id, $1) AND f.user_b = GREATEST(v.owner_id, $1)))))"#,
+                 v.visibility IN ('public', 'friends') AND $5::text IS NULL
+                 AND video_visible_to(v.owner_id, v.status, v.visibility, $1, FALSE)))"#,
         me_id,
         owner,
         category,
@@ -713,12 +691,8 @@ pub async fn list(
              AND ($5::text IS NULL OR v.visibility = $5)
              AND ($6::text IS NULL OR v.search @@ plainto_tsquery('simple', $6))
              AND (v.owner_id = $1 OR (
-                 v.status = 'ready' AND v.visibility <> 'unlisted' AND v.visibility <> 'private'
-                 AND ($5::text IS NULL)
-                 AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker = v.owner_id AND b.blocked = $1)
-                 AND (v.visibility = 'public' OR EXISTS (
-                     SELECT 1 FROM friendships f
-                     WHERE f.user_a = LEAST(v.owner_id, $1) AND f.user_b = GREATEST(v.owner_id, $1)))))
+                 v.visibility IN ('public', 'friends') AND $5::text IS NULL
+                 AND video_visible_to(v.owner_id, v.status, v.visibility, $1, FALSE)))
            ORDER BY
              CASE WHEN $7 = '-created_at' THEN v.created_at END DESC,
              CASE WHEN $7 = 'created_at' THEN v.created_at END ASC,

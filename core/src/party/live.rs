@@ -97,8 +97,7 @@ impl Playback {
     pub fn position_at(&self, now_ms: i64) -> f64 {
         match self.status {
             Status::Playing => {
-                let elapsed = (now_ms - self.updated_at).max(0) as f64 / 1000.0;
-                self.position + elapsed * self.rate
+                wp_sync::position_after(self.position, self.rate, (now_ms - self.updated_at) as f64)
             }
             Status::Paused | Status::Waiting => self.position,
         }

@@ -110,7 +110,7 @@ pub async fn invite(
         }
     }
     tx.commit().await?;
-    crate::routes::account::relay(&state, &outbox).await;
+    state.relay(&outbox).await;
     Ok(ApiResponse::accepted(Invited { invited, skipped }))
 }
 
@@ -186,7 +186,7 @@ pub async fn announce(
     )
     .await?;
     tx.commit().await?;
-    crate::routes::account::relay(&state, &[ob]).await;
+    state.relay(&[ob]).await;
     Ok(ApiResponse::accepted(Announced {
         id: event,
         audience,

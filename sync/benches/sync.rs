@@ -16,7 +16,7 @@ use std::{
     time::Instant,
 };
 
-use watch_party_realtime::sync::{
+use wp_sync::{
     CHECK_INTERVAL_MS, ClockEstimator, ClockSync, DriftAction, DriftConfig, DriftController,
     PlaybackState, PlaybackStatus, PlayerReading, SyncSchedule, expected_position,
 };

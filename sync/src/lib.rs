@@ -1,7 +1,9 @@
 //! Client playback sync: what a party member's player does to stay on the server's
 //! playback state. The server never sees this code run; it lives here so the algorithm
-//! is written once, tested, and simulated (`benches/sync.rs`). A JavaScript client
-//! ports it line for line. `docs/sync.md` explains it and gives the measured results.
+//! is written once, tested, and simulated (`benches/sync.rs`, run with
+//! `cargo bench -p watch-party-sync --bench sync`). A JavaScript client ports it line
+//! for line. The server's playback state machine (`wp_core::party::live`) computes
+//! positions with the same [`position_after`]. `docs/sync.md` explains it and gives the measured results.
 //!
 //! Three pieces, all plain data and arithmetic (no I/O, no clock reads):
 //! - [`ClockSync`] estimates `server clock - local clock` from NTP-style
@@ -314,12 +316,20 @@ pub struct PlaybackState {
 /// until then).
 pub fn expected_position(state: &PlaybackState, server_ms: f64) -> f64 {
     match state.status {
-        PlaybackStatus::Playing => {
-            let elapsed_s = ((server_ms - state.updated_at as f64) / 1000.0).max(0.0);
-            state.position + elapsed_s * state.rate
-        }
+        PlaybackStatus::Playing => position_after(
+            state.position,
+            state.rate,
+            server_ms - state.updated_at as f64,
+        ),
         PlaybackStatus::Paused | PlaybackStatus::Waiting => state.position,
     }
+}
+
+/// The playback formula, shared by the server and the client: the position
+/// `elapsed_ms` after a playing state at `position` and `rate` took effect (a negative
+/// elapsed time counts as none).
+pub fn position_after(position: f64, rate: f64, elapsed_ms: f64) -> f64 {
+    position + (elapsed_ms.max(0.0) / 1000.0) * rate
 }
 
 // ---------------------------------------------------------------------------------
