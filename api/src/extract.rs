@@ -130,28 +130,10 @@ where
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let q = parts.uri.query().unwrap_or_default();
-        let de = serde_urlencoded_de(q);
-        serde_path_to_error::deserialize(de)
+        wp_shared::query::parse(parts.uri.query().unwrap_or_default())
             .map(Query)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let msg = e.into_inner().to_string();
-                let field = if path == "." || path.is_empty() {
-                    msg.strip_prefix("missing field `")
-                        .and_then(|r| r.split('`').next())
-                        .unwrap_or("query")
-                        .to_owned()
-                } else {
-                    path
-                };
-                AppError::field(field, msg)
-            })
+            .map_err(|e| AppError::field(e.field, e.message))
     }
-}
-
-fn serde_urlencoded_de(q: &str) -> serde_urlencoded::Deserializer<'_> {
-    serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()))
 }
 
 #[cfg(test)]

@@ -122,25 +122,10 @@ impl From<PartyError> for Refusal {
 /// Parses the query string into `T`, naming the parameter at fault (400
 /// `validation_error`), as the API's query extractor does.
 pub fn parse_query<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> Result<T, Refusal> {
-    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(
-        raw.unwrap_or_default().as_bytes(),
-    ));
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        let mut errors = BTreeMap::new();
-        errors.insert(
-            if field == "." {
-                "query".to_owned()
-            } else {
-                field
-            },
-            vec![e.into_inner().to_string()],
-        );
-        Refusal {
-            status: StatusCode::BAD_REQUEST,
-            code: "validation_error",
-            message: "Validation failed".to_owned(),
-            errors: Some(errors),
-        }
+    wp_shared::query::parse(raw.unwrap_or_default()).map_err(|e| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        code: "validation_error",
+        message: "Validation failed".to_owned(),
+        errors: Some(BTreeMap::from([(e.field, vec![e.message])])),
     })
 }

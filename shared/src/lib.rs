@@ -9,6 +9,7 @@ pub mod frame;
 pub mod jobs;
 pub mod net;
 pub mod outbox;
+pub mod query;
 pub mod redis_conn;
 pub mod storage;
 pub mod telemetry;
