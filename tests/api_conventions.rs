@@ -207,3 +207,54 @@ async fn responses_are_gzipped_when_asked() {
         .unwrap();
     assert_eq!(res.headers()[header::CONTENT_ENCODING], "gzip");
 }
+
+/// A malformed id in any path is a 404 in the error envelope (checked by the `Ids`
+/// extractor before the handler runs, and before a body is read), like an unknown one.
+#[tokio::test]
+async fn malformed_path_ids_are_404_in_the_envelope_everywhere() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let me = env.create_user("idcheck").await;
+    let some = uuid::Uuid::now_v7();
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/videos/not-a-uuid/".to_owned()),
+        (reqwest::Method::POST, "/api/videos/12/like/".to_owned()),
+        (reqwest::Method::GET, "/api/parties/x/".to_owned()),
+        (reqwest::Method::POST, "/api/parties/x/join/".to_owned()),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/parties/{some}/messages/zz/"),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/api/parties/{some}/members/zz/"),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/social/friend-requests/x/accept/".to_owned(),
+        ),
+        (reqwest::Method::GET, "/api/users/-1/".to_owned()),
+        (
+            reqwest::Method::POST,
+            "/api/notifications/q/read/".to_owned(),
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/interactive/parties/q/voice-chat/".to_owned(),
+        ),
+    ] {
+        let res = app
+            .client
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(&me.token)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["code"], "not_found", "{method} {path}: {body}");
+        assert!(body["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+    }
+}

@@ -118,6 +118,27 @@ pub fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError 
     }
 }
 
+/// Ids in the path (`Ids<Uuid>`, or a tuple of them), checked before any handler code
+/// runs: a malformed id is a 404 in the error envelope, as an unknown one is (crates.io's
+/// path extractors do the same), never a 400 or a 500.
+#[derive(Debug, Clone, Copy)]
+pub struct Ids<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Ids<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(ids)| Ids(ids))
+            .map_err(|_| AppError::not_found())
+    }
+}
+
 /// Query string with the same field-naming errors.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);

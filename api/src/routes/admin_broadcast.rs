@@ -3,7 +3,8 @@
 //! preferences for `admin.broadcast` still apply). Answers 202 with an id whose
 //! progress `GET /api/admin/broadcast/{id}/` reports.
 
-use axum::extract::{Path, State};
+use crate::extract::Ids;
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -182,10 +183,9 @@ pub async fn send(
 pub async fn progress(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<Broadcast>> {
     me.require_role(Role::Admin)?;
-    let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
     let row = sqlx::query_as!(
         Broadcast,
         "SELECT id, title, status, audience, processed, pages, pages_done, created_at, finished_at FROM broadcasts WHERE id = $1",

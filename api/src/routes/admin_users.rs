@@ -1,7 +1,8 @@
 //! Staff actions on accounts: suspend and reinstate (moderators and admins), change a
 //! role (admins). A staff member acts only on accounts of a lower role than their own.
 
-use axum::extract::{Path, State};
+use crate::extract::Ids;
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
@@ -45,8 +46,7 @@ async fn load(state: &AppState, id: Uuid) -> AppResult<AdminUser> {
 }
 
 /// Loads the target and checks the caller outranks it.
-async fn target(state: &AppState, staff: &AuthUser, raw: &str) -> AppResult<AdminUser> {
-    let id: Uuid = raw.parse().map_err(|_| AppError::not_found())?;
+async fn target(state: &AppState, staff: &AuthUser, id: Uuid) -> AppResult<AdminUser> {
     let t = load(state, id).await?;
     if t.id == staff.id || t.role.parse::<Role>().map_err(anyhow::Error::from)? >= staff.role {
         return Err(AppError::forbidden(
@@ -73,7 +73,7 @@ pub struct SuspendRequest {
 pub async fn suspend(
     State(state): State<AppState>,
     staff: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
     Json(body): Json<SuspendRequest>,
 ) -> AppResult<ApiResponse<AdminUser>> {
     staff.require_role(Role::Moderator)?;
@@ -87,7 +87,7 @@ pub async fn suspend(
     if body.until.is_some_and(|u| u <= Utc::now()) {
         return Err(AppError::field("until", "Must be in the future."));
     }
-    let t = target(&state, &staff, &id).await?;
+    let t = target(&state, &staff, id).await?;
     if t.status == "deleted" {
         return Err(AppError::not_found());
     }
@@ -128,10 +128,10 @@ pub async fn suspend(
 pub async fn unsuspend(
     State(state): State<AppState>,
     staff: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<AdminUser>> {
     staff.require_role(Role::Moderator)?;
-    let t = target(&state, &staff, &id).await?;
+    let t = target(&state, &staff, id).await?;
     if t.status != "suspended" {
         return Err(AppError::Conflict {
             code: "not_suspended",
@@ -160,11 +160,11 @@ pub struct RoleRequest {
 pub async fn set_role(
     State(state): State<AppState>,
     staff: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
     Json(body): Json<RoleRequest>,
 ) -> AppResult<ApiResponse<AdminUser>> {
     staff.require_role(Role::Admin)?;
-    let t = target(&state, &staff, &id).await?;
+    let t = target(&state, &staff, id).await?;
     sqlx::query!(
         "UPDATE users SET role = $2 WHERE id = $1",
         t.id,

@@ -1,7 +1,8 @@
 //! Registration, login, token refresh with rotation, logout, sessions.
 
+use crate::extract::Ids;
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, StatusCode, header},
 };
 use chrono::{DateTime, Utc};
@@ -534,9 +535,8 @@ pub async fn sessions(
 pub async fn revoke_session(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<StatusCode> {
-    let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
     let n = sqlx::query!(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = 'revoked_by_user'
          WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",

@@ -3,10 +3,11 @@
 //! plus `POST .../{comment_id}/like/`. One level of threading: a reply to a reply is
 //! filed under the top-level comment. Comments on a video the caller cannot see are 404.
 
+use crate::extract::Ids;
 use std::{collections::HashMap, sync::Arc};
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::{StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
@@ -120,10 +121,6 @@ async fn load(conn: &mut PgConnection, video: Uuid, id: Uuid, me: Option<Uuid>) 
     .ok_or_else(AppError::not_found)
 }
 
-fn parse_id(raw: &str) -> AppResult<Uuid> {
-    raw.parse().map_err(|_| AppError::not_found())
-}
-
 fn check_content(raw: &str) -> AppResult<String> {
     let content = raw.trim().to_owned();
     if content.is_empty() {
@@ -183,7 +180,7 @@ pub struct CommentListParams {
 pub async fn list(
     State(state): State<AppState>,
     MaybeAuthUser(me): MaybeAuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
     uri: Uri,
     Query(q): Query<CommentListParams>,
 ) -> AppResult<Response> {
@@ -199,7 +196,7 @@ pub async fn list(
         _ => return Err(AppError::field("ordering", "One of newest, oldest, top.")),
     };
     let mut conn = state.db.acquire().await?;
-    let v = visible_video(&mut conn, me.as_ref(), &id).await?;
+    let v = visible_video(&mut conn, me.as_ref(), id).await?;
     // The version is read before the page: a write that lands meanwhile bumps it past
     // what the page is stored under (crate::page_cache).
     let version = page_cache::version(&state, v.id).await?;
@@ -386,12 +383,12 @@ pub struct NewComment {
 pub async fn create(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
     Json(body): Json<NewComment>,
 ) -> AppResult<ApiResponse<Comment>> {
     let content = check_content(&body.content)?;
     let mut tx = state.db.begin().await?;
-    let v = visible_video(&mut tx, Some(&me), &id).await?;
+    let v = visible_video(&mut tx, Some(&me), id).await?;
     if crate::routes::social::blocked_either(&mut tx, me.id, v.owner_id).await? {
         return Err(AppError::forbidden(
             "blocked",
@@ -511,13 +508,13 @@ pub struct EditComment {
 pub async fn edit(
     State(state): State<AppState>,
     me: AuthUser,
-    Path((id, comment_id)): Path<(String, String)>,
+    Ids((id, comment_id)): Ids<(Uuid, Uuid)>,
     Json(body): Json<EditComment>,
 ) -> AppResult<ApiResponse<Comment>> {
     let content = check_content(&body.content)?;
     let mut tx = state.db.begin().await?;
-    let v = visible_video(&mut tx, Some(&me), &id).await?;
-    let c = load(&mut tx, v.id, parse_id(&comment_id)?, Some(me.id)).await?;
+    let v = visible_video(&mut tx, Some(&me), id).await?;
+    let c = load(&mut tx, v.id, comment_id, Some(me.id)).await?;
     if c.is_deleted {
         return Err(AppError::not_found());
     }
@@ -548,11 +545,11 @@ pub async fn edit(
 pub async fn delete(
     State(state): State<AppState>,
     me: AuthUser,
-    Path((id, comment_id)): Path<(String, String)>,
+    Ids((id, comment_id)): Ids<(Uuid, Uuid)>,
 ) -> AppResult<StatusCode> {
     let mut tx = state.db.begin().await?;
-    let v = visible_video(&mut tx, Some(&me), &id).await?;
-    let c = load(&mut tx, v.id, parse_id(&comment_id)?, Some(me.id)).await?;
+    let v = visible_video(&mut tx, Some(&me), id).await?;
+    let c = load(&mut tx, v.id, comment_id, Some(me.id)).await?;
     if c.is_deleted {
         return Err(AppError::not_found());
     }
@@ -621,11 +618,11 @@ pub struct CommentLike {
 pub async fn like(
     State(state): State<AppState>,
     me: AuthUser,
-    Path((id, comment_id)): Path<(String, String)>,
+    Ids((id, comment_id)): Ids<(Uuid, Uuid)>,
 ) -> AppResult<ApiResponse<CommentLike>> {
     let mut tx = state.db.begin().await?;
-    let v = visible_video(&mut tx, Some(&me), &id).await?;
-    let c = load(&mut tx, v.id, parse_id(&comment_id)?, Some(me.id)).await?;
+    let v = visible_video(&mut tx, Some(&me), id).await?;
+    let c = load(&mut tx, v.id, comment_id, Some(me.id)).await?;
     if c.is_deleted {
         return Err(AppError::not_found());
     }

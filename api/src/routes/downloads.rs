@@ -5,15 +5,17 @@
 //! them and `allow_download` is on. Players that cannot send headers use a short-lived
 //! signed link from `POST /api/videos/{id}/download-token/`.
 
+use crate::extract::Ids;
 use axum::{
     body::Body,
-    extract::{FromRequestParts, Path, State},
+    extract::{FromRequestParts, State},
     http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use crate::{
     auth::{AuthUser, authenticate, tokens},
@@ -35,7 +37,7 @@ pub struct DownloadLink {
     pub expires_at: DateTime<Utc>,
 }
 
-async fn downloadable(state: &AppState, user: &AuthUser, id: &str) -> AppResult<VideoRow> {
+async fn downloadable(state: &AppState, user: &AuthUser, id: Uuid) -> AppResult<VideoRow> {
     let mut conn = state.db.acquire().await?;
     let v = visible_video(&mut conn, Some(user), id).await?;
     let privileged = v.owner_id == user.id || user.is_staff();
@@ -61,9 +63,9 @@ async fn downloadable(state: &AppState, user: &AuthUser, id: &str) -> AppResult<
 pub async fn token(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<DownloadLink>> {
-    let v = downloadable(&state, &user, &id).await?;
+    let v = downloadable(&state, &user, id).await?;
     let (token, exp) = tokens::issue_scoped(
         &state.config,
         user.id,
@@ -192,10 +194,10 @@ fn disposition(name: &str) -> String {
 pub async fn download(
     State(state): State<AppState>,
     Downloader(user): Downloader,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    let v = downloadable(&state, &user, &id).await?;
+    let v = downloadable(&state, &user, id).await?;
     let len = state
         .storage
         .len(&v.storage_key)
@@ -308,10 +310,10 @@ pub async fn download(
 pub async fn thumbnail(
     State(state): State<AppState>,
     crate::auth::MaybeAuthUser(me): crate::auth::MaybeAuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<Response> {
     let mut conn = state.db.acquire().await?;
-    let v = visible_video(&mut conn, me.as_ref(), &id).await?;
+    let v = visible_video(&mut conn, me.as_ref(), id).await?;
     drop(conn);
     let key = v.thumbnail_key.ok_or_else(AppError::not_found)?;
     let bytes = state

@@ -3,7 +3,8 @@
 //! same state changes on the party socket (`voice_join`, `screen_share_start`, ...);
 //! both paths write the same Redis keys and broadcast the same frames.
 
-use axum::extract::{Path, State};
+use crate::extract::Ids;
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -18,8 +19,7 @@ use crate::{
     state::AppState,
 };
 
-async fn member_of(state: &AppState, me: &AuthUser, raw: &str) -> AppResult<Membership> {
-    let id: Uuid = raw.parse().map_err(|_| AppError::not_found())?;
+async fn member_of(state: &AppState, me: &AuthUser, id: Uuid) -> AppResult<Membership> {
     Ok(wp_core::party::membership(&state.db, me, id).await?)
 }
 
@@ -40,9 +40,9 @@ pub struct ScreenShares {
 pub async fn screen_shares(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(party_id): Path<String>,
+    Ids(party_id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<ScreenShares>> {
-    let m = member_of(&state, &me, &party_id).await?;
+    let m = member_of(&state, &me, party_id).await?;
     let keys = Keys::new(&state.config.redis_prefix, m.party);
     let mut redis = state.redis.clone();
     Ok(ApiResponse::ok(ScreenShares {
@@ -65,9 +65,9 @@ pub struct VoiceChat {
 pub async fn voice_chat(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(party_id): Path<String>,
+    Ids(party_id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<VoiceChat>> {
-    let m = member_of(&state, &me, &party_id).await?;
+    let m = member_of(&state, &me, party_id).await?;
     let keys = Keys::new(&state.config.redis_prefix, m.party);
     let mut redis = state.redis.clone();
     Ok(ApiResponse::ok(VoiceChat {
@@ -92,10 +92,10 @@ pub struct VoiceBody {
 pub async fn voice_update(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(party_id): Path<String>,
+    Ids(party_id): Ids<Uuid>,
     Json(body): Json<VoiceBody>,
 ) -> AppResult<ApiResponse<VoiceChat>> {
-    let m = member_of(&state, &me, &party_id).await?;
+    let m = member_of(&state, &me, party_id).await?;
     let keys = Keys::new(&state.config.redis_prefix, m.party);
     let mut redis = state.redis.clone();
     let now = chrono::Utc::now().timestamp_millis();

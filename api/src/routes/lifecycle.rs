@@ -1,8 +1,9 @@
 //! The account's own lifecycle: deletion with a grace period, data exports, avatar.
 
+use crate::extract::Ids;
 use axum::{
     body::Body,
-    extract::{Multipart, Path, State},
+    extract::{Multipart, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -180,9 +181,8 @@ pub async fn request_export(
 pub async fn export_status(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<DataExport>> {
-    let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
     Ok(ApiResponse::ok(load_export(&state, user.id, id).await?.0))
 }
 
@@ -193,9 +193,8 @@ pub async fn export_status(
 pub async fn export_download(
     State(state): State<AppState>,
     user: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<Response> {
-    let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
     let (_, path) = load_export(&state, user.id, id).await?;
     let path = path.ok_or_else(AppError::not_found)?;
     let len = state
@@ -331,9 +330,8 @@ pub async fn delete_avatar(State(state): State<AppState>, user: AuthUser) -> App
 pub async fn avatar(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<Response> {
-    let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
     let mut conn = state.db.acquire().await?;
     if crate::routes::social::has_blocked(&mut conn, id, caller.id).await? {
         return Err(AppError::not_found());

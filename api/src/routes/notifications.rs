@@ -3,6 +3,7 @@
 //! written by the `notify` worker from domain events (`workers/src/notify.rs`); every
 //! route here acts on the caller's own rows only (another user's id is a 404).
 
+use crate::extract::Ids;
 use axum::{
     extract::{Path, State},
     http::StatusCode,
@@ -171,9 +172,8 @@ pub struct Affected {
 pub async fn read_one(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<Affected>> {
-    let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
     // `opened` is counted once: only a row that was unread is returned as newly read.
     let row = sqlx::query!(
         r#"WITH target AS (SELECT id, read_at FROM notifications WHERE id = $1 AND user_id = $2),
@@ -234,9 +234,8 @@ pub async fn read_many(
 pub async fn delete_one(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<StatusCode> {
-    let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
     let n = sqlx::query!(
         "DELETE FROM notifications WHERE id = $1 AND user_id = $2",
         id,

@@ -1,8 +1,9 @@
 //! The social graph under `/api/social/`: friend requests, friends, follows, blocks.
 //! Changes a user should hear of emit domain events through the outbox.
 
+use crate::extract::Ids;
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::{StatusCode, Uri},
 };
 use chrono::{DateTime, Utc};
@@ -38,10 +39,6 @@ pub struct Relation {
     pub user: UserSummary,
     /// When the friendship, follow or block began.
     pub since: DateTime<Utc>,
-}
-
-fn parse_id(raw: &str) -> AppResult<Uuid> {
-    raw.parse().map_err(|_| AppError::not_found())
 }
 
 /// Whether either of the two blocked the other.
@@ -312,10 +309,9 @@ pub async fn list_requests(
 async fn respond(
     state: &AppState,
     me: &AuthUser,
-    raw_id: &str,
+    id: Uuid,
     action: &str,
 ) -> AppResult<ApiResponse<FriendRequest>> {
-    let id = parse_id(raw_id)?;
     let mut tx = state.db.begin().await?;
     let r = sqlx::query!(
         "SELECT from_user, to_user, status FROM friend_requests WHERE id = $1 FOR UPDATE",
@@ -372,9 +368,9 @@ async fn respond(
 pub async fn accept(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<FriendRequest>> {
-    respond(&state, &me, &id, "accept").await
+    respond(&state, &me, id, "accept").await
 }
 
 /// Declines a friend request sent to me.
@@ -384,9 +380,9 @@ pub async fn accept(
 pub async fn decline(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<FriendRequest>> {
-    respond(&state, &me, &id, "decline").await
+    respond(&state, &me, id, "decline").await
 }
 
 /// Withdraws a friend request I sent.
@@ -396,9 +392,9 @@ pub async fn decline(
 pub async fn cancel(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<FriendRequest>> {
-    respond(&state, &me, &id, "cancel").await
+    respond(&state, &me, id, "cancel").await
 }
 
 /// Which relation list to read.
@@ -498,9 +494,9 @@ pub async fn friends(
 pub async fn unfriend(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(user_id): Path<String>,
+    Ids(user_id): Ids<Uuid>,
 ) -> AppResult<StatusCode> {
-    let other = parse_id(&user_id)?;
+    let other = user_id;
     let (a, b) = pair(me.id, other);
     let n = sqlx::query!(
         "DELETE FROM friendships WHERE user_a = $1 AND user_b = $2",
@@ -520,9 +516,9 @@ pub async fn unfriend(
 pub async fn follow(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(user_id): Path<String>,
+    Ids(user_id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<Relation>> {
-    let id = parse_id(&user_id)?;
+    let id = user_id;
     let mut tx = state.db.begin().await?;
     let other = target(&mut tx, &me, id, "user_id").await?;
     if blocked_either(&mut tx, me.id, other.id).await? {
@@ -559,9 +555,9 @@ pub async fn follow(
 pub async fn unfollow(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(user_id): Path<String>,
+    Ids(user_id): Ids<Uuid>,
 ) -> AppResult<StatusCode> {
-    let id = parse_id(&user_id)?;
+    let id = user_id;
     let n = sqlx::query!(
         "DELETE FROM follows WHERE follower = $1 AND followee = $2",
         me.id,
@@ -655,9 +651,9 @@ pub async fn block(
 pub async fn unblock(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(user_id): Path<String>,
+    Ids(user_id): Ids<Uuid>,
 ) -> AppResult<StatusCode> {
-    let id = parse_id(&user_id)?;
+    let id = user_id;
     let n = sqlx::query!(
         "DELETE FROM blocks WHERE blocker = $1 AND blocked = $2",
         me.id,

@@ -1,6 +1,7 @@
 //! Profiles: the caller's own (`/users/me/`), public profiles, user search.
 
-use axum::extract::{Path, State};
+use crate::extract::Ids;
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -194,9 +195,8 @@ pub async fn update_me(
 pub async fn profile(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<PublicUser>> {
-    let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
     // Someone the owner blocked does not see the profile.
     let mut conn = state.db.acquire().await?;
     if crate::routes::social::has_blocked(&mut conn, id, caller.id).await? {

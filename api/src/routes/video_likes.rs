@@ -4,12 +4,11 @@
 //! video (primary key); counts move by exact deltas in the same transaction, serialised
 //! per (video, user), so they stay exact under concurrent votes.
 
-use axum::{
-    Json as AxumJson,
-    extract::{Path, State},
-};
+use crate::extract::Ids;
+use axum::{Json as AxumJson, extract::State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::{
     auth::AuthUser, error::AppResult, extract::Json, routes::videos::visible_video, state::AppState,
@@ -40,11 +39,11 @@ pub struct LikeResponse {
 pub async fn like(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
     Json(body): Json<LikeRequest>,
 ) -> AppResult<AxumJson<LikeResponse>> {
     let mut tx = state.db.begin().await?;
-    let v = visible_video(&mut tx, Some(&me), &id).await?;
+    let v = visible_video(&mut tx, Some(&me), id).await?;
     // Serialise this user's votes on this video (the counters are row updates and
     // serialise themselves).
     sqlx::query!(

@@ -3,8 +3,9 @@
 //! public or unlisted (unlisted ones are not listed), or friends-only and they are the
 //! owner's friends; never someone the owner blocked. Anything else is 404.
 
+use crate::extract::Ids;
 use axum::{
-    extract::{Multipart, Path, State},
+    extract::{Multipart, State},
     http::{StatusCode, Uri},
 };
 use chrono::{DateTime, Utc};
@@ -131,9 +132,8 @@ impl VideoRow {
 pub(crate) async fn visible_video(
     conn: &mut PgConnection,
     viewer: Option<&AuthUser>,
-    raw_id: &str,
+    id: Uuid,
 ) -> AppResult<VideoRow> {
-    let id: Uuid = raw_id.parse().map_err(|_| AppError::not_found())?;
     let me = viewer.map(|v| v.id);
     let staff = viewer.is_some_and(|v| v.is_staff());
     sqlx::query_as!(
@@ -473,7 +473,7 @@ pub async fn upload(
     .execute(&mut *tx)
     .await?;
     let outbox = wp_shared::outbox::record(&mut tx, &PrepareMedia { video_id: id }).await?;
-    let row = visible_video(&mut tx, Some(&me), &id.to_string()).await?;
+    let row = visible_video(&mut tx, Some(&me), id).await?;
     tx.commit().await?;
     state.relay(&[outbox]).await;
     Ok(ApiResponse::created(row.into_api(&state)))
@@ -485,10 +485,10 @@ pub async fn upload(
 pub async fn detail(
     State(state): State<AppState>,
     MaybeAuthUser(me): MaybeAuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<Video>> {
     let mut conn = state.db.acquire().await?;
-    let row = visible_video(&mut conn, me.as_ref(), &id).await?;
+    let row = visible_video(&mut conn, me.as_ref(), id).await?;
     Ok(ApiResponse::ok(row.into_api(&state)))
 }
 
@@ -499,11 +499,11 @@ pub async fn detail(
 pub async fn update(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
     Json(mut body): Json<VideoFields>,
 ) -> AppResult<ApiResponse<Video>> {
     let mut tx = state.db.begin().await?;
-    let v = visible_video(&mut tx, Some(&me), &id).await?;
+    let v = visible_video(&mut tx, Some(&me), id).await?;
     me.owner_or_staff(v.owner_id)?;
     check_fields(&mut body, false)?;
     sqlx::query!(
@@ -521,7 +521,7 @@ pub async fn update(
     )
     .execute(&mut *tx)
     .await?;
-    let row = visible_video(&mut tx, Some(&me), &v.id.to_string()).await?;
+    let row = visible_video(&mut tx, Some(&me), v.id).await?;
     tx.commit().await?;
     Ok(ApiResponse::ok(row.into_api(&state)))
 }
@@ -532,10 +532,10 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<StatusCode> {
     let mut tx = state.db.begin().await?;
-    let v = visible_video(&mut tx, Some(&me), &id).await?;
+    let v = visible_video(&mut tx, Some(&me), id).await?;
     me.owner_or_staff(v.owner_id)?;
     sqlx::query!("DELETE FROM videos WHERE id = $1", v.id)
         .execute(&mut *tx)
@@ -571,7 +571,7 @@ pub struct Recorded {
 pub async fn view(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
     Json(body): Json<ViewStart>,
 ) -> AppResult<ApiResponse<Recorded>> {
     if body.position.is_some_and(|p| !p.is_finite() || p < 0.0) {
@@ -581,7 +581,7 @@ pub async fn view(
         ));
     }
     let mut conn = state.db.acquire().await?;
-    let v = visible_video(&mut conn, Some(&me), &id).await?;
+    let v = visible_video(&mut conn, Some(&me), id).await?;
     drop(conn);
     let mut ev = wp_shared::jobs::AnalyticsEvent::new(
         "video.view_start",

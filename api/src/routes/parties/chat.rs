@@ -1,9 +1,7 @@
 //! Chat history (cursor pagination), edit and delete; sending is on the socket.
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-};
+use crate::extract::Ids;
+use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -33,12 +31,12 @@ struct MessageCursor {
 pub async fn messages(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
     Query(q): Query<CursorParams>,
 ) -> AppResult<ApiResponse<CursorPage<ChatMessage>>> {
     let (pos, size) = q.validate::<MessageCursor>()?;
     let mut conn = state.db.acquire().await?;
-    let row = visible_party(&mut conn, &me, &id).await?;
+    let row = visible_party(&mut conn, &me, id).await?;
     if !me.is_staff() {
         row.member_role()?;
     }
@@ -70,8 +68,7 @@ pub struct EditMessage {
     pub content: String,
 }
 
-async fn load_message(conn: &mut PgConnection, party: Uuid, raw: &str) -> AppResult<MessageRow> {
-    let id: Uuid = raw.parse().map_err(|_| AppError::not_found())?;
+async fn load_message(conn: &mut PgConnection, party: Uuid, id: Uuid) -> AppResult<MessageRow> {
     chat::find(conn, party, id)
         .await?
         .ok_or_else(AppError::not_found)
@@ -84,14 +81,14 @@ async fn load_message(conn: &mut PgConnection, party: Uuid, raw: &str) -> AppRes
 pub async fn edit_message(
     State(state): State<AppState>,
     me: AuthUser,
-    Path((id, message_id)): Path<(String, String)>,
+    Ids((id, message_id)): Ids<(Uuid, Uuid)>,
     Json(body): Json<EditMessage>,
 ) -> AppResult<ApiResponse<ChatMessage>> {
     let content = chat::check_message(&body.content).map_err(|m| AppError::field("content", m))?;
     let mut tx = state.db.begin().await?;
-    let row = visible_party(&mut tx, &me, &id).await?;
+    let row = visible_party(&mut tx, &me, id).await?;
     row.member_role()?;
-    let msg = load_message(&mut tx, row.id, &message_id).await?;
+    let msg = load_message(&mut tx, row.id, message_id).await?;
     if msg.user_id != me.id {
         return Err(AppError::forbidden(
             "permission_denied",
@@ -126,11 +123,11 @@ pub async fn edit_message(
 pub async fn delete_message(
     State(state): State<AppState>,
     me: AuthUser,
-    Path((id, message_id)): Path<(String, String)>,
+    Ids((id, message_id)): Ids<(Uuid, Uuid)>,
 ) -> AppResult<StatusCode> {
     let mut tx = state.db.begin().await?;
-    let row = visible_party(&mut tx, &me, &id).await?;
-    let msg = load_message(&mut tx, row.id, &message_id).await?;
+    let row = visible_party(&mut tx, &me, id).await?;
+    let msg = load_message(&mut tx, row.id, message_id).await?;
     if msg.user_id != me.id {
         row.require_role(&me, PartyRole::Cohost)?;
     }

@@ -1,7 +1,8 @@
 //! Create, list, detail, update and delete.
 
+use crate::extract::Ids;
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::{StatusCode, Uri},
 };
 use chrono::Utc;
@@ -124,7 +125,7 @@ pub async fn create(
     check_fields(&mut body, true)?;
     let mut tx = state.db.begin().await?;
     if let Some(video) = body.video_id {
-        let v = visible_video(&mut tx, Some(&me), &video.to_string())
+        let v = visible_video(&mut tx, Some(&me), video)
             .await
             .map_err(|_| AppError::field("video_id", "No such video."))?;
         if v.status != "ready" {
@@ -299,10 +300,10 @@ pub async fn list(
 pub async fn detail(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<Party>> {
     let mut conn = state.db.acquire().await?;
-    let mut row = visible_party(&mut conn, &me, &id).await?;
+    let mut row = visible_party(&mut conn, &me, id).await?;
     // The live state when a socket has one.
     let keys = Keys::new(&state.config.redis_prefix, row.id);
     let mut redis = state.redis.clone();
@@ -320,7 +321,7 @@ pub async fn detail(
 pub async fn update(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
     Json(mut body): Json<PartyFields>,
 ) -> AppResult<ApiResponse<Party>> {
     check_fields(&mut body, false)?;
@@ -335,7 +336,7 @@ pub async fn update(
         ));
     }
     let mut tx = state.db.begin().await?;
-    let row = locked_party(&mut tx, &me, &id).await?;
+    let row = locked_party(&mut tx, &me, id).await?;
     row.require_role(&me, PartyRole::Host)?;
     if let Some(max) = body.max_members
         && i64::from(max) < row.member_count
@@ -395,10 +396,10 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<StatusCode> {
     let mut tx = state.db.begin().await?;
-    let row = visible_party(&mut tx, &me, &id).await?;
+    let row = visible_party(&mut tx, &me, id).await?;
     row.require_role(&me, PartyRole::Host)?;
     sqlx::query!("DELETE FROM parties WHERE id = $1", row.id)
         .execute(&mut *tx)

@@ -1,7 +1,8 @@
 //! Invitations to a party and announcements to its members, through the notification
 //! pipeline.
 
-use axum::extract::{Path, State};
+use crate::extract::Ids;
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -46,7 +47,7 @@ pub struct Invited {
 pub async fn invite(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
     Json(body): Json<InviteBody>,
 ) -> AppResult<ApiResponse<Invited>> {
     let mut wanted = body.user_ids.clone();
@@ -56,7 +57,7 @@ pub async fn invite(
         return Err(AppError::field("user_ids", "Between 1 and 50 users."));
     }
     let mut tx = state.db.begin().await?;
-    let row = locked_party(&mut tx, &me, &id).await?;
+    let row = locked_party(&mut tx, &me, id).await?;
     row.require_role(&me, PartyRole::Cohost)?;
     let known = sqlx::query!(
         r#"SELECT u.id,
@@ -139,7 +140,7 @@ pub struct Announced {
 pub async fn announce(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
     Json(body): Json<AnnounceBody>,
 ) -> AppResult<ApiResponse<Announced>> {
     let message = body.message.trim().to_owned();
@@ -147,7 +148,7 @@ pub async fn announce(
         return Err(AppError::field("message", "Between 1 and 500 characters."));
     }
     let mut tx = state.db.begin().await?;
-    let row = locked_party(&mut tx, &me, &id).await?;
+    let row = locked_party(&mut tx, &me, id).await?;
     row.require_role(&me, PartyRole::Cohost)?;
     // Under the party's row lock: two at once cannot both pass.
     let recent = sqlx::query_scalar!(

@@ -1,10 +1,8 @@
 //! Joining and leaving (with host hand-over), participants, roles, kick and ban, the
 //! invite code.
 
-use axum::{
-    extract::{Path, State},
-    http::StatusCode,
-};
+use crate::extract::Ids;
+use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -139,10 +137,9 @@ async fn join_party(
 pub async fn join(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
     body: axum::body::Bytes,
 ) -> AppResult<ApiResponse<Party>> {
-    let id: Uuid = id.parse().map_err(|_| AppError::not_found())?;
     // The body is optional: empty, or `{"code": ...}`.
     let code = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -301,10 +298,10 @@ async fn announce_removal(
 pub async fn leave(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<StatusCode> {
     let mut tx = state.db.begin().await?;
-    let row = locked_party(&mut tx, &me, &id).await?;
+    let row = locked_party(&mut tx, &me, id).await?;
     let outcome = remove_member(&mut tx, row.id, me.id)
         .await?
         .ok_or_else(|| AppError::forbidden("not_a_member", "You are not in this party."))?;
@@ -319,10 +316,10 @@ pub async fn leave(
 pub async fn participants(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<Vec<Participant>>> {
     let mut conn = state.db.acquire().await?;
-    let row = visible_party(&mut conn, &me, &id).await?;
+    let row = visible_party(&mut conn, &me, id).await?;
     drop(conn);
     let mut redis = state.redis.clone();
     Ok(ApiResponse::ok(
@@ -345,12 +342,11 @@ pub struct RoleBody {
 pub async fn set_member_role(
     State(state): State<AppState>,
     me: AuthUser,
-    Path((id, user_id)): Path<(String, String)>,
+    Ids((id, user_id)): Ids<(Uuid, Uuid)>,
     Json(body): Json<RoleBody>,
 ) -> AppResult<ApiResponse<Participant>> {
-    let user_id: Uuid = user_id.parse().map_err(|_| AppError::not_found())?;
     let mut tx = state.db.begin().await?;
-    let row = locked_party(&mut tx, &me, &id).await?;
+    let row = locked_party(&mut tx, &me, id).await?;
     row.require_role(&me, PartyRole::Host)?;
     let target = sqlx::query!(
         r#"SELECT m.role, u.username, u.display_name, m.joined_at FROM party_members m
@@ -447,11 +443,10 @@ fn may_remove(row: &PartyRow, me: &AuthUser, target_role: PartyRole) -> AppResul
 pub async fn kick(
     State(state): State<AppState>,
     me: AuthUser,
-    Path((id, user_id)): Path<(String, String)>,
+    Ids((id, user_id)): Ids<(Uuid, Uuid)>,
 ) -> AppResult<StatusCode> {
-    let user_id: Uuid = user_id.parse().map_err(|_| AppError::not_found())?;
     let mut tx = state.db.begin().await?;
-    let row = locked_party(&mut tx, &me, &id).await?;
+    let row = locked_party(&mut tx, &me, id).await?;
     let target = sqlx::query!(
         r#"SELECT m.role, u.username FROM party_members m JOIN users u ON u.id = m.user_id
            WHERE m.party_id = $1 AND m.user_id = $2"#,
@@ -507,14 +502,14 @@ pub struct Ban {
 pub async fn ban(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
     Json(body): Json<BanBody>,
 ) -> AppResult<ApiResponse<Ban>> {
     if body.reason.chars().count() > 500 {
         return Err(AppError::field("reason", "At most 500 characters."));
     }
     let mut tx = state.db.begin().await?;
-    let row = locked_party(&mut tx, &me, &id).await?;
+    let row = locked_party(&mut tx, &me, id).await?;
     let user = sqlx::query!(
         "SELECT username, display_name FROM users WHERE id = $1 AND status <> 'deleted'",
         body.user_id
@@ -581,10 +576,10 @@ pub async fn ban(
 pub async fn bans(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<Vec<Ban>>> {
     let mut conn = state.db.acquire().await?;
-    let row = visible_party(&mut conn, &me, &id).await?;
+    let row = visible_party(&mut conn, &me, id).await?;
     row.require_role(&me, PartyRole::Cohost)?;
     let rows = sqlx::query!(
         r#"SELECT b.user_id, u.username, u.display_name, b.reason, b.created_at
@@ -616,11 +611,10 @@ pub async fn bans(
 pub async fn unban(
     State(state): State<AppState>,
     me: AuthUser,
-    Path((id, user_id)): Path<(String, String)>,
+    Ids((id, user_id)): Ids<(Uuid, Uuid)>,
 ) -> AppResult<StatusCode> {
-    let user_id: Uuid = user_id.parse().map_err(|_| AppError::not_found())?;
     let mut conn = state.db.acquire().await?;
-    let row = visible_party(&mut conn, &me, &id).await?;
+    let row = visible_party(&mut conn, &me, id).await?;
     row.require_role(&me, PartyRole::Cohost)?;
     let n = sqlx::query!(
         "DELETE FROM party_bans WHERE party_id = $1 AND user_id = $2",
@@ -639,10 +633,10 @@ pub async fn unban(
 pub async fn regenerate_code(
     State(state): State<AppState>,
     me: AuthUser,
-    Path(id): Path<String>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<Party>> {
     let mut tx = state.db.begin().await?;
-    let row = visible_party(&mut tx, &me, &id).await?;
+    let row = visible_party(&mut tx, &me, id).await?;
     row.require_role(&me, PartyRole::Cohost)?;
     sqlx::query!(
         "UPDATE parties SET invite_code = $2, updated_at = now() WHERE id = $1",

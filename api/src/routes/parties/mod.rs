@@ -165,12 +165,7 @@ fn party_view(row: PartyRow, state: &AppState, staff: bool) -> Party {
 
 /// Loads a party `me` may see (`party_visible_to`); 404 otherwise, and for a
 /// malformed id.
-async fn visible_party(
-    conn: &mut PgConnection,
-    me: &AuthUser,
-    raw_id: &str,
-) -> AppResult<PartyRow> {
-    let id: Uuid = raw_id.parse().map_err(|_| AppError::not_found())?;
+async fn visible_party(conn: &mut PgConnection, me: &AuthUser, id: Uuid) -> AppResult<PartyRow> {
     Ok(wp_core::party::visible(conn, me, id).await?)
 }
 
@@ -179,7 +174,6 @@ async fn load_row(conn: &mut PgConnection, me: &AuthUser, id: Uuid) -> AppResult
 }
 
 /// [`visible_party`] under a row lock on the party (`wp_core::party::locked`).
-async fn locked_party(conn: &mut PgConnection, me: &AuthUser, raw_id: &str) -> AppResult<PartyRow> {
-    let id: Uuid = raw_id.parse().map_err(|_| AppError::not_found())?;
+async fn locked_party(conn: &mut PgConnection, me: &AuthUser, id: Uuid) -> AppResult<PartyRow> {
     Ok(wp_core::party::locked(conn, me, id).await?)
 }
