@@ -1318,3 +1318,44 @@ async fn a_block_either_way_hides_a_party_everywhere_but_not_from_its_members() 
     assert_eq!(s, StatusCode::OK);
     assert!(listed(&b));
 }
+
+/// Sending and receiving run side by side: while a member's chat message waits on the
+/// database (a lock held here stands in for a slow query), frames for that member still
+/// go out, and the message is stored and delivered once the database answers.
+#[tokio::test]
+async fn a_slow_handler_does_not_hold_up_frames_going_out() {
+    let env = TestEnv::new().await;
+    let (app, host, member, pid) = room(&env, json!({})).await;
+    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
+    h.expect("user_joined").await;
+
+    // The chat insert checks membership: with party_members locked it waits.
+    let mut lock = env.db.begin().await.unwrap();
+    sqlx::query("LOCK TABLE party_members IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    m.send(
+        "chat_message",
+        json!({"content": "waiting on the database"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The member's socket is busy with that frame, yet the host's reaction reaches it.
+    h.send("reaction", json!({"emoji": "🎉"})).await;
+    let r = tokio::time::timeout(Duration::from_secs(2), m.expect("reaction"))
+        .await
+        .expect("a frame for the member was held up by its own slow handler");
+    assert_eq!(r["data"]["emoji"], "🎉");
+    m.expect_none("chat_message", Duration::from_millis(100))
+        .await;
+
+    lock.rollback().await.unwrap();
+    let msg = h.expect("chat_message").await;
+    assert_eq!(msg["data"]["content"], "waiting on the database");
+    assert_eq!(
+        m.expect("chat_message").await["data"]["content"],
+        "waiting on the database"
+    );
+}

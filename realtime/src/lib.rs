@@ -10,10 +10,11 @@
 //! `docs/realtime.md` and `docs/asyncapi.yaml`.
 
 pub mod bus;
+pub mod conn;
 pub mod ctx;
 pub mod hub;
+pub mod party;
 pub mod refusal;
-pub mod socket;
 pub mod user_socket;
 
 use std::{
@@ -186,7 +187,7 @@ async fn ticker(rt: std::sync::Weak<Realtime>) {
             if let Some(since) = playback.waiting_since
                 && now - since >= i64::from(settings.buffer_wait_ms)
             {
-                socket::end_wait(&rt, room.id, "buffer_wait_cap").await;
+                party::end_wait(&rt, room.id, "buffer_wait_cap").await;
             }
         }
     }
@@ -205,8 +206,8 @@ impl Realtime {
 /// sockets, rooms and delivered frames, for ops and the load tool).
 pub fn router(rt: Arc<Realtime>) -> Router {
     Router::new()
-        .route("/ws/party/{party_id}/", get(socket::upgrade))
-        .route("/ws/party/{party_id}", get(socket::upgrade))
+        .route("/ws/party/{party_id}/", get(party::upgrade))
+        .route("/ws/party/{party_id}", get(party::upgrade))
         .route("/ws/notifications/", get(user_socket::upgrade))
         .route("/ws/notifications", get(user_socket::upgrade))
         .route("/ws/stats/", get(stats))

@@ -24,12 +24,12 @@ use wp_shared::frame::Frame;
 
 use crate::{
     Realtime,
-    hub::{ConnHandle, Kill, encode, subscribed},
-    refusal::parse_query,
-    socket::{
+    conn::{
         Bucket, FRAMES_BURST, FRAMES_PER_SEC, Handler, WsQuery, accept, caller, close_with, err,
         pump,
     },
+    hub::{ConnHandle, Kill, encode, subscribed},
+    refusal::parse_query,
 };
 
 /// `GET /ws/notifications/?token=...`: 401 for a bad or missing token, before the
@@ -105,15 +105,7 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor) {
                     frames: Bucket::new(FRAMES_PER_SEC, FRAMES_BURST),
                 };
                 let idle = rt.settings.idle_timeout;
-                pump(
-                    &mut socket,
-                    &mut rx,
-                    &kill,
-                    idle,
-                    kill_message,
-                    &mut handler,
-                )
-                .await;
+                pump(socket, &mut rx, &kill, idle, kill_message, &mut handler).await;
             }
         }
         Err(e) => {

@@ -1,0 +1,307 @@
+//! What every socket of a node has in common: the limits, authentication before the
+//! upgrade, the frame helpers, and the pump that runs an open socket (sending and
+//! receiving side by side).
+
+use std::time::{Duration, Instant};
+
+use axum::{
+    extract::ws::{
+        CloseFrame, Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+    },
+    http::{HeaderMap, StatusCode, header},
+    response::Response,
+};
+use futures::{Sink, SinkExt, StreamExt};
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+use wp_core::account::{Actor, authenticate_token};
+use wp_shared::frame::Frame;
+
+use crate::{
+    Realtime,
+    hub::{Kill, encode},
+    refusal::Refusal,
+};
+
+/// Frames a client may send per second, sustained, and in a burst (all types).
+pub(crate) const FRAMES_PER_SEC: f64 = 30.0;
+pub(crate) const FRAMES_BURST: f64 = 60.0;
+/// Largest WebSocket message read at all; bigger ones close the socket (1009).
+/// Between `MAX_FRAME_BYTES` and this, the frame gets `frame_too_large`.
+const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct WsQuery {
+    /// Access token (browsers cannot set headers on a WebSocket).
+    pub token: Option<String>,
+    /// The last chat message the client saw: the snapshot then carries what came after.
+    pub last_message_id: Option<Uuid>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Upgrades an authorised request (400 `websocket_required` for plain HTTP), with the
+/// socket limits every socket of a node has.
+pub(crate) fn accept<F, Fut>(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    headers: &HeaderMap,
+    run: F,
+) -> Response
+where
+    F: FnOnce(WebSocket) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    match ws {
+        Err(e) => Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "websocket_required",
+            format!("This endpoint speaks WebSocket only: {e}"),
+        )
+        .into_response_for(headers),
+        Ok(ws) => ws
+            .read_buffer_size(4096)
+            .write_buffer_size(0)
+            .max_message_size(MAX_MESSAGE_BYTES)
+            .max_frame_size(MAX_MESSAGE_BYTES)
+            .on_upgrade(run),
+    }
+}
+
+/// The caller of a socket: the access token from `?token=` or the header.
+pub(crate) async fn caller(
+    rt: &Realtime,
+    token: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Actor, Refusal> {
+    let header_token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let token = token.or(header_token).ok_or_else(|| {
+        Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "not_authenticated",
+            "Pass the access token as ?token=.",
+        )
+    })?;
+    Ok(authenticate_token(&rt.ctx.db, &rt.ctx.config, token).await?)
+}
+
+/// A token bucket.
+pub(crate) struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    pub(crate) fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            tokens: burst,
+            rate,
+            burst,
+            at: Instant::now(),
+        }
+    }
+    pub(crate) fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub(crate) fn err(code: &str, message: impl AsRef<str>) -> Frame {
+    Frame::error(code, message.as_ref())
+}
+
+/// Parses a frame's `data` into `T`; the error frame names the field at fault.
+pub(crate) fn data<T: DeserializeOwned>(value: &Value) -> Result<T, Frame> {
+    let v = if value.is_null() {
+        json!({})
+    } else {
+        value.clone()
+    };
+    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "data".to_owned()
+        } else {
+            format!("data.{path}")
+        };
+        err("invalid_data", format!("{field}: {}", e.inner()))
+    })
+}
+
+pub(crate) fn close_code(reason: &str) -> u16 {
+    match reason {
+        "slow_consumer" => 4008,
+        "kicked" | "banned" | "left" | "not_a_member" => 4003,
+        "party_ended" => 4004,
+        "idle_timeout" => 4000,
+        "server_restart" => 1012,
+        "unavailable" => 1011,
+        _ => 1000,
+    }
+}
+
+/// Sends the `error` frame naming why the socket closes, then the close frame.
+pub(crate) async fn close_with<S>(socket: &mut S, reason: &str, message: &str)
+where
+    S: Sink<Message> + Unpin,
+{
+    let _ = socket
+        .feed(Message::Text(encode(&err(reason, message))))
+        .await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code(reason),
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+/// What a socket does with a client's text frame: the frames to send back to it alone.
+pub(crate) trait Handler: Send {
+    fn on_text(&mut self, text: &str, received: i64) -> impl Future<Output = Vec<Frame>> + Send;
+}
+
+/// Why a socket's pump ended.
+enum End {
+    /// Killed by the node (removed, party ended, too slow, shutting down): the reason.
+    Killed,
+    /// Nothing arrived from the client for `idle`.
+    Idle,
+    /// The client went away (or the connection failed).
+    Gone,
+}
+
+/// Runs an open socket until it closes. Sending and receiving run side by side: the
+/// writer writes what is queued for the socket (flushing what else is queued in one go)
+/// and the replies to its own frames; the reader hands each client text frame to the
+/// handler and queues its replies. A slow handler (a database write for a chat
+/// message, say) therefore never holds up the frames going out. The socket closes with
+/// `error` + close code when killed (after writing what was queued, unless it was too
+/// slow) or after `idle` without a frame from the client.
+pub(crate) async fn pump(
+    socket: WebSocket,
+    rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
+    kill: &Kill,
+    idle: Duration,
+    message: fn(&str) -> &'static str,
+    handler: &mut impl Handler,
+) {
+    let (mut sink, mut stream) = socket.split();
+    // Replies to the client's own frames: bounded, so a client that floods frames
+    // faster than its replies can be written waits (its frames are rate-limited too).
+    let (reply_tx, mut reply_rx) = mpsc::channel::<Frame>(64);
+    let end = {
+        let writer = async {
+            loop {
+                tokio::select! {
+                    biased;
+                    () = kill.token.cancelled() => return End::Killed,
+                    reply = reply_rx.recv() => {
+                        let Some(reply) = reply else { return End::Gone };
+                        if sink.send(Message::Text(encode(&reply))).await.is_err() {
+                            return End::Gone;
+                        }
+                    }
+                    out = rx.recv() => {
+                        let Some(text) = out else { return End::Gone };
+                        if sink.feed(Message::Text(text)).await.is_err() {
+                            return End::Gone;
+                        }
+                        // Write what else is queued in one flush.
+                        for _ in 0..64 {
+                            match rx.try_recv() {
+                                Ok(text) => {
+                                    if sink.feed(Message::Text(text)).await.is_err() {
+                                        return End::Gone;
+                                    }
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        if sink.flush().await.is_err() {
+                            return End::Gone;
+                        }
+                    }
+                }
+            }
+        };
+        let reader = async {
+            // Closed when nothing at all (a frame, a ping) arrives for `idle`.
+            let mut deadline = tokio::time::Instant::now() + idle;
+            loop {
+                let incoming = tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => return End::Idle,
+                    incoming = stream.next() => incoming,
+                };
+                let msg = match incoming {
+                    None | Some(Err(_)) => return End::Gone,
+                    Some(Ok(msg)) => msg,
+                };
+                deadline = tokio::time::Instant::now() + idle;
+                let received = now_ms();
+                let replies = match msg {
+                    Message::Text(text) => handler.on_text(text.as_str(), received).await,
+                    Message::Binary(_) => {
+                        vec![err("binary_not_supported", "Frames are JSON text.")]
+                    }
+                    Message::Close(_) => return End::Gone,
+                    Message::Ping(_) | Message::Pong(_) => Vec::new(),
+                };
+                for reply in replies {
+                    if reply_tx.send(reply).await.is_err() {
+                        return End::Gone;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            end = writer => end,
+            end = reader => end,
+        }
+    };
+    match end {
+        End::Killed => {
+            // What was queued for it (a `removed` frame) goes out first.
+            if kill.reason() != "slow_consumer" {
+                while let Ok(text) = rx.try_recv() {
+                    let _ = sink.feed(Message::Text(text)).await;
+                }
+            }
+            let reason = kill.reason().to_owned();
+            close_with(&mut sink, &reason, message(&reason)).await;
+        }
+        End::Idle => {
+            close_with(
+                &mut sink,
+                "idle_timeout",
+                "Nothing was received for too long.",
+            )
+            .await;
+        }
+        End::Gone => {}
+    }
+}
+
+pub(crate) fn internal(e: impl std::fmt::Display) -> Frame {
+    tracing::warn!(error = %e, "party socket frame failed");
+    err(
+        "internal_error",
+        "Something went wrong; nothing was changed. Try again.",
+    )
+}
