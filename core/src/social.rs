@@ -1,11 +1,11 @@
 //! The social graph as other aggregates see it: how a user is shown in lists.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// A user as the social lists, parties and chat show them.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UserSummary {
     pub id: Uuid,
     pub username: String,

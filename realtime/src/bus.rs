@@ -174,11 +174,12 @@ fn deliver(rt: &Realtime, channel_start: &str, msg: &redis::Msg) {
     let Some(room) = rt.hub.room(party) else {
         return;
     };
-    if let Some(frame) = &bus.frame {
-        room.observe(frame);
+    if let Some(event) = &bus.event {
+        room.observe(event);
+        let frame = event.frame();
         match bus.to_user {
-            Some(user) => room.send_to_user(user, frame),
-            None => room.broadcast(frame, None),
+            Some(user) => room.send_to_user(user, &frame),
+            None => room.broadcast(&frame, None),
         }
     }
     if let Some(reason) = &bus.disconnect {

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 use wp_core::party::live::Playback;
-use wp_core::party::{PartyRole, PartySettings};
+use wp_core::party::{PartyRole, PartySettings, events::PartyEvent};
 use wp_shared::frame::Frame;
 
 use crate::bus::{Channel, Command};
@@ -146,40 +146,24 @@ impl Room {
         }
     }
 
-    /// Keeps the cache current from a frame passing through.
-    pub fn observe(&self, frame: &Frame) {
+    /// Keeps the cache current from an event passing through.
+    pub fn observe(&self, event: &PartyEvent) {
         let mut cache = lock(&self.cache);
-        match frame.kind.as_str() {
-            "video_state" | "playback_heartbeat" => {
-                if let Ok(p) = serde_json::from_value::<Playback>(frame.data.clone())
-                    && cache.playback.as_ref().is_none_or(|c| c.seq <= p.seq)
-                {
-                    cache.playback = Some(p);
-                }
+        match event {
+            PartyEvent::VideoState { playback, .. }
+                if cache
+                    .playback
+                    .as_ref()
+                    .is_none_or(|c| c.seq <= playback.seq) =>
+            {
+                cache.playback = Some(playback.clone());
             }
-            "party_updated" => {
-                if let Ok(s) =
-                    serde_json::from_value::<PartySettings>(frame.data["settings"].clone())
-                {
-                    cache.settings = Some(s);
-                }
+            PartyEvent::PartyUpdated { settings, .. } => cache.settings = Some(settings.clone()),
+            PartyEvent::MemberJoined { user, role } | PartyEvent::MemberUpdated { user, role } => {
+                cache.roles.insert(user.id, *role);
             }
-            "member_updated" | "member_joined" => {
-                let user = frame.data["user"]["id"]
-                    .as_str()
-                    .and_then(|s| s.parse().ok());
-                let role = serde_json::from_value::<PartyRole>(frame.data["role"].clone()).ok();
-                if let (Some(u), Some(r)) = (user, role) {
-                    cache.roles.insert(u, r);
-                }
-            }
-            "member_left" => {
-                if let Some(u) = frame.data["user"]["id"]
-                    .as_str()
-                    .and_then(|s| s.parse().ok())
-                {
-                    cache.roles.remove(&u);
-                }
+            PartyEvent::MemberLeft { user, .. } => {
+                cache.roles.remove(&user.id);
             }
             _ => {}
         }

@@ -28,7 +28,10 @@ use std::{
 use axum::{Router, routing::get};
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use wp_core::party::live::{self as live, BusMsg, Keys};
+use wp_core::party::{
+    events::{BusMsg, PartyEvent},
+    live::{self as live, Keys},
+};
 pub use wp_shared::frame::{Frame, MAX_FRAME_BYTES};
 
 pub use crate::ctx::Ctx;
@@ -117,36 +120,38 @@ impl Realtime {
         Ok(())
     }
 
-    /// Delivers `frame` to the party's local sockets (but `except`) and publishes it
+    /// Delivers `event` to the party's local sockets (but `except`) and publishes it
     /// for the other nodes.
-    pub async fn emit(&self, party: Uuid, frame: &Frame, except: Option<u64>) {
+    pub async fn emit(&self, party: Uuid, event: impl Into<PartyEvent>, except: Option<u64>) {
+        let event = event.into();
         if let Some(room) = self.hub.room(party) {
-            room.observe(frame);
-            room.broadcast(frame, except);
+            room.observe(&event);
+            room.broadcast(&event.frame(), except);
         }
         self.publish(
             party,
             BusMsg {
                 origin: self.node.clone(),
                 to_user: None,
-                frame: Some(frame.clone()),
+                event: Some(event),
                 disconnect: None,
             },
         )
         .await;
     }
 
-    /// Delivers `frame` to one user's sockets in the party, on whichever node.
-    pub async fn emit_to_user(&self, party: Uuid, user: Uuid, frame: &Frame) {
+    /// Delivers `event` to one user's sockets in the party, on whichever node.
+    pub async fn emit_to_user(&self, party: Uuid, user: Uuid, event: impl Into<PartyEvent>) {
+        let event = event.into();
         if let Some(room) = self.hub.room(party) {
-            room.send_to_user(user, frame);
+            room.send_to_user(user, &event.frame());
         }
         self.publish(
             party,
             BusMsg {
                 origin: self.node.clone(),
                 to_user: Some(user),
-                frame: Some(frame.clone()),
+                event: Some(event),
                 disconnect: None,
             },
         )

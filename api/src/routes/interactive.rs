@@ -108,7 +108,7 @@ pub async fn voice_update(
         BusMsg {
             origin: "api".into(),
             to_user: None,
-            frame: Some(live::voice_frame(me.id, &me.username, body.action, &all)),
+            event: Some(live::voice_frame(me.id, &me.username, body.action, &all).into()),
             disconnect: None,
         },
     )

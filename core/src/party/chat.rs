@@ -3,7 +3,7 @@
 //! history, edits and deletes.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -13,7 +13,7 @@ use crate::social::UserSummary;
 pub const MESSAGE_MAX: usize = 1000;
 
 /// A chat message.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatMessage {
     pub id: Uuid,
     pub party_id: Uuid,

@@ -239,31 +239,7 @@ pub fn channel_prefix(prefix: &str) -> String {
     format!("{prefix}:party:")
 }
 
-/// A message on a party's channel.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BusMsg {
-    /// The node (or `api`) that published it; a node skips its own.
-    pub origin: String,
-    /// Deliver only to this user's sockets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to_user: Option<Uuid>,
-    /// The frame to deliver (already a complete frame).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub frame: Option<Frame>,
-    /// Close the sockets addressed (after delivering `frame`), with this reason.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disconnect: Option<String>,
-}
-
-/// Publishes `msg` on the party's channel.
-pub async fn publish(
-    redis: &mut redis::aio::ConnectionManager,
-    keys: &Keys,
-    msg: &BusMsg,
-) -> redis::RedisResult<()> {
-    let payload = serde_json::to_string(msg).unwrap_or_default();
-    redis.publish::<_, _, ()>(keys.channel(), payload).await
-}
+pub use super::events::{BusMsg, publish};
 
 /// One open socket, as kept in the presence hash.
 #[derive(Debug, Clone, Serialize, Deserialize)]

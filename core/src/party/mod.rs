@@ -4,6 +4,7 @@
 //! Redis ([`live`]).
 
 pub mod chat;
+pub mod events;
 pub mod live;
 
 use chrono::{DateTime, Utc};

@@ -6,6 +6,7 @@ use redis::AsyncCommands;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
+use wp_core::party::events::PartyEvent;
 use wp_core::party::{PartyRole, chat, live::MAX_POSITION};
 use wp_shared::{frame::Frame, jobs::AnalyticsEvent};
 
@@ -74,11 +75,9 @@ impl Conn {
                 "data.reply_to: reply_to is not a message of this party.",
             ),
         })?;
-        let frame = Frame::server(
-            "chat_message",
-            serde_json::to_value(&msg).unwrap_or(Value::Null),
-        );
-        self.rt.emit(self.party, &frame, None).await;
+        self.rt
+            .emit(self.party, PartyEvent::ChatMessage(msg), None)
+            .await;
         Ok(Vec::new())
     }
 
@@ -109,7 +108,7 @@ impl Conn {
         self.rt
             .emit(
                 self.party,
-                &Frame::server(
+                Frame::server(
                     "typing",
                     json!({ "user": self.user_json(), "is_typing": d.is_typing, "expires_in_ms": TYPING_EXPIRES_MS }),
                 ),
@@ -154,7 +153,7 @@ impl Conn {
         self.rt
             .emit(
                 self.party,
-                &Frame::server(
+                Frame::server(
                     "reaction",
                     json!({ "user": self.user_json(), "emoji": d.emoji, "position": position, "count": count }),
                 ),

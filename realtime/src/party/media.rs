@@ -29,7 +29,7 @@ impl Conn {
         self.rt
             .emit(
                 self.party,
-                &live::voice_frame(self.me.id, &self.me.username, action, &all),
+                live::voice_frame(self.me.id, &self.me.username, action, &all),
                 None,
             )
             .await;
@@ -63,7 +63,7 @@ impl Conn {
             m.insert("from".into(), self.user_json());
         }
         self.rt
-            .emit_to_user(self.party, to, &Frame::server(&frame.kind, payload))
+            .emit_to_user(self.party, to, Frame::server(&frame.kind, payload))
             .await;
         Ok(Vec::new())
     }
@@ -134,7 +134,7 @@ impl Conn {
         self.rt
             .emit(
                 self.party,
-                &Frame::server(
+                Frame::server(
                     "screen_share",
                     json!({ "action": "started", "user": self.user_json(), "active": share }),
                 ),
@@ -179,7 +179,7 @@ pub(super) async fn stop_share(
     let _: Result<(), _> = redis.del(keys.screen()).await;
     rt.emit(
         party,
-        &Frame::server(
+        Frame::server(
             "screen_share",
             json!({
                 "action": "stopped",

@@ -290,7 +290,7 @@ impl Conn {
         if first_socket {
             rt.emit(
                 self.party,
-                &Frame::server(
+                Frame::server(
                     "user_joined",
                     json!({ "user": self.user_json(), "role": role }),
                 ),
@@ -420,7 +420,7 @@ impl Conn {
         }
         rt.emit(
             self.party,
-            &Frame::server("user_left", json!({ "user": self.user_json() })),
+            Frame::server("user_left", json!({ "user": self.user_json() })),
             None,
         )
         .await;

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use wp_core::{
+    party::events::PartyEvent,
     party::{
         ControlMode, PartyRole, SyncPolicy,
         live::{
@@ -177,7 +178,7 @@ impl Conn {
         self.rt
             .emit(
                 self.party,
-                &Frame::server(
+                Frame::server(
                     "member_buffering",
                     json!({ "user": self.user_json(), "buffering": buffering }),
                 ),
@@ -259,12 +260,20 @@ async fn emit_state(rt: &Realtime, party: Uuid, p: &Playback, now: i64, extra: V
     if let Some(room) = rt.hub.room(party) {
         room.set_playback(p);
     }
-    let mut data = p.to_frame_data(now);
-    if let (Value::Object(d), Value::Object(e)) = (&mut data, extra) {
-        d.extend(e);
-    }
-    rt.emit(party, &Frame::server("video_state", data), None)
-        .await;
+    let cause = match extra {
+        Value::Object(m) => m,
+        _ => Default::default(),
+    };
+    rt.emit(
+        party,
+        PartyEvent::VideoState {
+            playback: p.clone(),
+            at: now,
+            cause,
+        },
+        None,
+    )
+    .await;
     if let Err(e) = live::persist_playback(&rt.ctx.db, party, p).await {
         tracing::warn!(error = %e, %party, "playback state not written to PostgreSQL");
     }

@@ -4,11 +4,9 @@ use crate::extract::Ids;
 use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
-use wp_shared::frame::Frame;
 
 use wp_core::party::chat::{self, MessageRow};
 
@@ -106,10 +104,7 @@ pub async fn edit_message(
     notify(
         &state,
         row.id,
-        bus(Frame::server(
-            "chat_message_updated",
-            serde_json::to_value(&out).map_err(anyhow::Error::from)?,
-        )),
+        bus(PartyEvent::ChatMessageUpdated(out.clone())),
     )
     .await;
     Ok(ApiResponse::ok(out))
@@ -136,10 +131,10 @@ pub async fn delete_message(
     notify(
         &state,
         row.id,
-        bus(Frame::server(
-            "chat_message_deleted",
-            json!({ "id": msg.id, "user": user_json(me.id, &me.username) }),
-        )),
+        bus(PartyEvent::ChatMessageDeleted {
+            id: msg.id,
+            by: user_ref(&me),
+        }),
     )
     .await;
     Ok(StatusCode::NO_CONTENT)

@@ -7,14 +7,12 @@ use axum::{
 };
 use chrono::Utc;
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 use wp_core::party::{
     ControlMode, DESCRIPTION_MAX, SyncPolicy, TITLE_MAX,
     live::{self as live, Keys, PartyVideo, Playback},
 };
-use wp_shared::frame::Frame;
 
 use super::*;
 use crate::{
@@ -376,14 +374,13 @@ pub async fn update(
     notify(
         &state,
         party.id,
-        bus(Frame::server(
-            "party_updated",
-            json!({
-                "title": party.title, "description": party.description,
-                "visibility": party.visibility, "settings": party.settings,
-                "user": user_json(me.id, &me.username),
-            }),
-        )),
+        bus(PartyEvent::PartyUpdated {
+            title: party.title.clone(),
+            description: party.description.clone(),
+            visibility: party.visibility,
+            settings: party.settings.clone(),
+            by: user_ref(&me),
+        }),
     )
     .await;
     Ok(ApiResponse::ok(party))

@@ -5,12 +5,10 @@ use crate::extract::Ids;
 use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 use wp_core::party::live::{self as live, BusMsg, Keys};
-use wp_shared::frame::Frame;
 
 use super::*;
 use crate::{
@@ -119,10 +117,10 @@ async fn join_party(
         notify(
             state,
             id,
-            bus(Frame::server(
-                "member_joined",
-                json!({ "user": user_json(me.id, &me.username), "role": "member" }),
-            )),
+            bus(PartyEvent::MemberJoined {
+                user: user_ref(me),
+                role: PartyRole::Member,
+            }),
         )
         .await;
     }
@@ -236,7 +234,7 @@ async fn announce_removal(
     party: Uuid,
     user: (Uuid, &str),
     outcome: (Option<(Uuid, String)>, bool),
-    reason: &str,
+    reason: Departure,
 ) {
     if outcome.1 {
         end_live(state, party, "Everyone left the party.").await;
@@ -257,35 +255,28 @@ async fn announce_removal(
         BusMsg {
             origin: "api".into(),
             to_user: Some(user.0),
-            frame: Some(Frame::server(
-                "removed",
-                json!({ "code": reason, "message": match reason {
-                    "kicked" => "You were removed from the party.",
-                    "banned" => "You were banned from the party.",
-                    _ => "You left the party.",
-                }}),
-            )),
-            disconnect: Some(reason.to_owned()),
+            event: Some(PartyEvent::Removed { reason }),
+            disconnect: Some(reason.as_str().to_owned()),
         },
     )
     .await;
     notify(
         state,
         party,
-        bus(Frame::server(
-            "member_left",
-            json!({ "user": user_json(user.0, user.1), "reason": reason }),
-        )),
+        bus(PartyEvent::MemberLeft {
+            user: UserRef::new(user.0, user.1),
+            reason,
+        }),
     )
     .await;
     if let Some((id, name)) = outcome.0 {
         notify(
             state,
             party,
-            bus(Frame::server(
-                "member_updated",
-                json!({ "user": user_json(id, &name), "role": "host" }),
-            )),
+            bus(PartyEvent::MemberUpdated {
+                user: UserRef::new(id, &name),
+                role: PartyRole::Host,
+            }),
         )
         .await;
     }
@@ -306,7 +297,14 @@ pub async fn leave(
         .await?
         .ok_or_else(|| AppError::forbidden("not_a_member", "You are not in this party."))?;
     tx.commit().await?;
-    announce_removal(&state, row.id, (me.id, &me.username), outcome, "left").await;
+    announce_removal(
+        &state,
+        row.id,
+        (me.id, &me.username),
+        outcome,
+        Departure::Left,
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -394,10 +392,10 @@ pub async fn set_member_role(
         notify(
             &state,
             row.id,
-            bus(Frame::server(
-                "member_updated",
-                json!({ "user": user_json(*uid, name), "role": role }),
-            )),
+            bus(PartyEvent::MemberUpdated {
+                user: UserRef::new(*uid, name),
+                role: *role,
+            }),
         )
         .await;
     }
@@ -473,7 +471,7 @@ pub async fn kick(
         row.id,
         (user_id, &target.username),
         outcome,
-        "kicked",
+        Departure::Kicked,
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
@@ -555,7 +553,7 @@ pub async fn ban(
             row.id,
             (body.user_id, &user.username),
             outcome,
-            "banned",
+            Departure::Banned,
         )
         .await;
     }

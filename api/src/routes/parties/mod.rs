@@ -20,16 +20,17 @@ pub use members::*;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::Serialize;
-use serde_json::json;
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
-use wp_core::party::live::{self as live, BusMsg, Keys};
 pub use wp_core::party::{
     Membership, Participant, PartyRole, PartyRow, PartySettings, PartyStatus, PartyVisibility,
     chat::ChatMessage,
 };
-use wp_shared::frame::Frame;
+use wp_core::party::{
+    events::{BusMsg, Departure, PartyEvent, UserRef},
+    live::{self as live, Keys},
+};
 
 use crate::{
     auth::AuthUser,
@@ -90,17 +91,13 @@ pub async fn notify(state: &AppState, party: Uuid, msg: BusMsg) {
     }
 }
 
-fn bus(frame: Frame) -> BusMsg {
-    BusMsg {
-        origin: "api".into(),
-        to_user: None,
-        frame: Some(frame),
-        disconnect: None,
-    }
+fn bus(event: PartyEvent) -> BusMsg {
+    BusMsg::to_all("api", event)
 }
 
-fn user_json(id: Uuid, username: &str) -> serde_json::Value {
-    json!({ "id": id, "username": username })
+/// How frames name `me`.
+fn user_ref(me: &AuthUser) -> UserRef {
+    UserRef::new(me.id, &me.username)
 }
 
 /// Closes every socket of an ended party and drops its live state.
@@ -111,10 +108,9 @@ async fn end_live(state: &AppState, party: Uuid, message: &str) {
         BusMsg {
             origin: "api".into(),
             to_user: None,
-            frame: Some(Frame::server(
-                "party_ended",
-                json!({ "code": "party_ended", "message": message }),
-            )),
+            event: Some(PartyEvent::PartyEnded {
+                message: message.to_owned(),
+            }),
             disconnect: Some("party_ended".into()),
         },
     )
