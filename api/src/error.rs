@@ -235,6 +235,25 @@ impl From<redis::RedisError> for AppError {
 
 pub type AppResult<T> = Result<T, AppError>;
 
+/// Turns a violated database constraint into the client error it means (a username
+/// already taken, a request already pending) instead of a 500; any other error goes on
+/// as usual. `f` gets the constraint's name and answers the error, or None.
+pub trait OnConstraint<T> {
+    fn on_constraint(self, f: impl FnOnce(&str) -> Option<AppError>) -> AppResult<T>;
+}
+
+impl<T> OnConstraint<T> for Result<T, sqlx::Error> {
+    fn on_constraint(self, f: impl FnOnce(&str) -> Option<AppError>) -> AppResult<T> {
+        match self {
+            Err(sqlx::Error::Database(db)) => match db.constraint().and_then(f) {
+                Some(mapped) => Err(mapped),
+                None => Err(sqlx::Error::Database(db).into()),
+            },
+            other => Ok(other?),
+        }
+    }
+}
+
 impl From<wp_core::account::AuthError> for AppError {
     fn from(e: wp_core::account::AuthError) -> Self {
         use wp_core::account::AuthError as E;

@@ -10,6 +10,7 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::error::OnConstraint;
 use crate::{
     auth::{AuthUser, ClientIp, password, tokens},
     error::{AppError, AppResult},
@@ -466,22 +467,17 @@ pub async fn change_email_confirm(
 ) -> AppResult<ApiResponse<Me>> {
     let mut tx = state.db.begin().await?;
     let (user, email) = use_token(&mut tx, &body.token, "change_email").await?;
-    let res = sqlx::query!(
+    sqlx::query!(
         "UPDATE users SET email = $2, email_verified_at = now() WHERE id = $1",
         user,
         email
     )
     .execute(&mut *tx)
-    .await;
-    if let Err(sqlx::Error::Database(db)) = &res
-        && db.constraint() == Some("users_email_key")
-    {
-        return Err(AppError::conflict_field(
-            "email",
-            "A user with that email already exists.",
-        ));
-    }
-    res?;
+    .await
+    .on_constraint(|c| {
+        (c == "users_email_key")
+            .then(|| AppError::conflict_field("email", "A user with that email already exists."))
+    })?;
     tx.commit().await?;
     Ok(ApiResponse::ok(load_me(&state, user).await?).message("Email address changed."))
 }

@@ -11,6 +11,7 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::error::OnConstraint;
 use crate::{
     auth::{AuthUser, ClientIp, account_may_act, password, tokens},
     error::{AppError, AppResult, FieldErrors},
@@ -174,7 +175,7 @@ pub async fn register(
     let hash = password::hash(body.password).await?;
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
-    let inserted = sqlx::query!(
+    sqlx::query!(
         "INSERT INTO users (id, username, email, password_hash, display_name)
          VALUES ($1, $2, $3, $4, $5)",
         id,
@@ -184,25 +185,18 @@ pub async fn register(
         display_name
     )
     .execute(&mut *tx)
-    .await;
-    if let Err(sqlx::Error::Database(db)) = &inserted {
-        match db.constraint() {
-            Some("users_username_key") => {
-                return Err(AppError::conflict_field(
-                    "username",
-                    "A user with that username already exists.",
-                ));
-            }
-            Some("users_email_key") => {
-                return Err(AppError::conflict_field(
-                    "email",
-                    "A user with that email already exists.",
-                ));
-            }
-            _ => {}
-        }
-    }
-    inserted?;
+    .await
+    .on_constraint(|c| match c {
+        "users_username_key" => Some(AppError::conflict_field(
+            "username",
+            "A user with that username already exists.",
+        )),
+        "users_email_key" => Some(AppError::conflict_field(
+            "email",
+            "A user with that email already exists.",
+        )),
+        _ => None,
+    })?;
     let outbox_ids =
         crate::routes::account::send_verification(&state, &mut tx, id, &username, &email).await?;
     let pair = start_session(&state, &mut tx, id, &headers, &ip).await?;

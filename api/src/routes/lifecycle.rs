@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 use wp_shared::jobs::ExportAccount;
 
+use crate::error::OnConstraint;
 use crate::{
     auth::{AuthUser, password, tokens},
     error::{AppError, AppResult},
@@ -150,22 +151,19 @@ pub async fn request_export(
 ) -> AppResult<ApiResponse<DataExport>> {
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
-    let res = sqlx::query!(
+    sqlx::query!(
         "INSERT INTO data_exports (id, user_id) VALUES ($1, $2)",
         id,
         user.id
     )
     .execute(&mut *tx)
-    .await;
-    if let Err(sqlx::Error::Database(db)) = &res
-        && db.constraint() == Some("data_exports_one_pending")
-    {
-        return Err(AppError::Conflict {
+    .await
+    .on_constraint(|c| {
+        (c == "data_exports_one_pending").then(|| AppError::Conflict {
             code: "export_pending",
             message: "An export is already being prepared.".into(),
-        });
-    }
-    res?;
+        })
+    })?;
     let outbox = wp_shared::outbox::record(&mut tx, &ExportAccount { export_id: id }).await?;
     tx.commit().await?;
     state.relay(&[outbox]).await;

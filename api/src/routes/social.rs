@@ -12,6 +12,7 @@ use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::error::OnConstraint;
 use crate::{
     auth::AuthUser,
     error::{AppError, AppResult},
@@ -181,23 +182,20 @@ pub async fn send_request(
         return Ok(ApiResponse::ok(req).message("They had already asked you: you are now friends."));
     }
     let id = Uuid::now_v7();
-    let inserted = sqlx::query!(
+    sqlx::query!(
         "INSERT INTO friend_requests (id, from_user, to_user) VALUES ($1, $2, $3)",
         id,
         me.id,
         other.id
     )
     .execute(&mut *tx)
-    .await;
-    if let Err(sqlx::Error::Database(db)) = &inserted
-        && db.constraint() == Some("friend_requests_one_pending")
-    {
-        return Err(AppError::Conflict {
+    .await
+    .on_constraint(|c| {
+        (c == "friend_requests_one_pending").then(|| AppError::Conflict {
             code: "request_pending",
             message: "A friend request is already pending.".into(),
-        });
-    }
-    inserted?;
+        })
+    })?;
     let ev = wp_core::events::emit(
         &mut tx,
         "friend_request.received",
