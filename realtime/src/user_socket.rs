@@ -85,6 +85,7 @@ impl Handler for Client {
 async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor) {
     let conn = rt.conn_id();
     let (tx, mut rx) = mpsc::channel(rt.settings.socket_queue);
+    let replies = tx.clone();
     let kill = Arc::new(Kill::default());
     let handle = ConnHandle {
         user: me.id,
@@ -105,7 +106,16 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor) {
                     frames: Bucket::new(FRAMES_PER_SEC, FRAMES_BURST),
                 };
                 let idle = rt.settings.idle_timeout;
-                pump(socket, &mut rx, &kill, idle, kill_message, &mut handler).await;
+                pump(
+                    socket,
+                    &mut rx,
+                    replies,
+                    &kill,
+                    idle,
+                    kill_message,
+                    &mut handler,
+                )
+                .await;
             }
         }
         Err(e) => {

@@ -189,7 +189,8 @@ enum End {
 
 /// Runs an open socket until it closes. Sending and receiving run side by side: the
 /// writer writes what is queued for the socket (flushing what else is queued in one go)
-/// and the replies to its own frames; the reader hands each client text frame to the
+/// (the room's frames and, in order with them, the replies to its own frames, which
+/// share its queue); the reader hands each client text frame to the
 /// handler and queues its replies. A slow handler (a database write for a chat
 /// message, say) therefore never holds up the frames going out. The socket closes with
 /// `error` + close code when killed (after writing what was queued, unless it was too
@@ -197,27 +198,19 @@ enum End {
 pub(crate) async fn pump(
     socket: WebSocket,
     rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
+    own_queue: mpsc::Sender<axum::extract::ws::Utf8Bytes>,
     kill: &Kill,
     idle: Duration,
     message: fn(&str) -> &'static str,
     handler: &mut impl Handler,
 ) {
     let (mut sink, mut stream) = socket.split();
-    // Replies to the client's own frames: bounded, so a client that floods frames
-    // faster than its replies can be written waits (its frames are rate-limited too).
-    let (reply_tx, mut reply_rx) = mpsc::channel::<Frame>(64);
     let end = {
         let writer = async {
             loop {
                 tokio::select! {
                     biased;
                     () = kill.token.cancelled() => return End::Killed,
-                    reply = reply_rx.recv() => {
-                        let Some(reply) = reply else { return End::Gone };
-                        if sink.send(Message::Text(encode(&reply))).await.is_err() {
-                            return End::Gone;
-                        }
-                    }
                     out = rx.recv() => {
                         let Some(text) = out else { return End::Gone };
                         if sink.feed(Message::Text(text)).await.is_err() {
@@ -264,7 +257,10 @@ pub(crate) async fn pump(
                     Message::Ping(_) | Message::Pong(_) => Vec::new(),
                 };
                 for reply in replies {
-                    if reply_tx.send(reply).await.is_err() {
+                    // Replies join the socket's own queue, in order with what the room
+                    // sends it; a full queue makes this client wait (its frames are
+                    // rate-limited too), never the room.
+                    if own_queue.send(encode(&reply)).await.is_err() {
                         return End::Gone;
                     }
                 }

@@ -134,6 +134,7 @@ async fn run(
 ) {
     let conn = rt.conn_id();
     let (tx, mut rx) = mpsc::channel(rt.settings.socket_queue);
+    let replies = tx.clone();
     let kill = Arc::new(Kill::default());
     let handle = ConnHandle {
         user: me.id,
@@ -176,7 +177,7 @@ async fn run(
             let text = encode(&snapshot);
             drop(snapshot);
             if socket.send(Message::Text(text)).await.is_ok() {
-                Box::pin(c.serve(socket, &mut rx, &kill)).await;
+                Box::pin(c.serve(socket, &mut rx, replies, &kill)).await;
             }
         }
         Err(e) => {
@@ -327,10 +328,11 @@ impl Conn {
         &mut self,
         socket: WebSocket,
         rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
+        replies: mpsc::Sender<axum::extract::ws::Utf8Bytes>,
         kill: &Kill,
     ) {
         let idle = self.rt.settings.idle_timeout;
-        pump(socket, rx, kill, idle, kill_message, self).await;
+        pump(socket, rx, replies, kill, idle, kill_message, self).await;
     }
 
     /// Handles one client frame; returns the frames for this socket alone.
