@@ -36,11 +36,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use crate::state::{App, AppState};
 use crate::{
     error::AppError,
-    routes::{
-        account, admin_broadcast, admin_queues, admin_users, auth as auth_routes, comments,
-        downloads, interactive, lifecycle, notifications, parties, social, system, two_factor,
-        users, video_likes, videos,
-    },
+    routes::{accounts, admin, notifications, parties, social, system, videos},
 };
 
 #[derive(OpenApi)]
@@ -92,107 +88,12 @@ impl utoipa::Modify for BearerAuth {
 /// Routes under `/api/` (mounted twice: `/api/` and `/api/v1/`).
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(auth_routes::register))
-        .routes(routes!(auth_routes::login))
-        .routes(routes!(auth_routes::refresh))
-        .routes(routes!(auth_routes::logout))
-        .routes(routes!(auth_routes::logout_all))
-        .routes(routes!(auth_routes::sessions))
-        .routes(routes!(auth_routes::revoke_session))
-        .routes(routes!(account::verify_email))
-        .routes(routes!(account::resend_verification))
-        .routes(routes!(account::reset_request))
-        .routes(routes!(account::reset_confirm))
-        .routes(routes!(account::change_password))
-        .routes(routes!(account::change_email))
-        .routes(routes!(account::change_email_confirm))
-        .routes(routes!(two_factor::setup))
-        .routes(routes!(two_factor::enable))
-        .routes(routes!(two_factor::disable))
-        .routes(routes!(two_factor::login))
-        .routes(routes!(users::me, users::update_me, lifecycle::delete_me))
-        .routes(routes!(lifecycle::request_export))
-        .routes(routes!(lifecycle::export_status))
-        .routes(routes!(lifecycle::export_download))
-        .merge(
-            OpenApiRouter::new()
-                .routes(routes!(lifecycle::upload_avatar, lifecycle::delete_avatar))
-                .layer(DefaultBodyLimit::max(
-                    lifecycle::AVATAR_MAX_BYTES + 64 * 1024,
-                )),
-        )
-        .routes(routes!(lifecycle::avatar))
-        .routes(routes!(users::profile))
-        .routes(routes!(users::search))
-        .routes(routes!(social::send_request, social::list_requests))
-        .routes(routes!(social::accept))
-        .routes(routes!(social::decline))
-        .routes(routes!(social::cancel))
-        .routes(routes!(social::friends))
-        .routes(routes!(social::unfriend))
-        .routes(routes!(social::follow, social::unfollow))
-        .routes(routes!(social::followers))
-        .routes(routes!(social::following))
-        .routes(routes!(social::block, social::blocks))
-        .routes(routes!(social::unblock))
-        .routes(routes!(admin_users::suspend))
-        .routes(routes!(admin_users::unsuspend))
-        .routes(routes!(admin_users::set_role))
-        .routes(routes!(admin_queues::queues))
-        .routes(routes!(admin_queues::dead))
-        .routes(routes!(admin_queues::replay))
-        .routes(routes!(admin_broadcast::send))
-        .routes(routes!(admin_broadcast::progress))
-        .routes(routes!(videos::list))
-        .merge(
-            OpenApiRouter::new()
-                .routes(routes!(videos::upload))
-                // Uploads are streamed to storage and limited by VIDEO_MAX_BYTES there.
-                .layer(DefaultBodyLimit::disable()),
-        )
-        .routes(routes!(videos::detail, videos::update, videos::delete))
-        .routes(routes!(video_likes::like))
-        .routes(routes!(videos::view))
-        .routes(routes!(comments::list, comments::create))
-        .routes(routes!(comments::edit, comments::delete))
-        .routes(routes!(comments::like))
-        .routes(routes!(downloads::download))
-        .routes(routes!(downloads::token))
-        .routes(routes!(downloads::thumbnail))
-        .routes(routes!(parties::list, parties::create))
-        .routes(routes!(parties::join_by_code))
-        .routes(routes!(parties::detail, parties::update, parties::delete))
-        .routes(routes!(parties::join))
-        .routes(routes!(parties::leave))
-        .routes(routes!(parties::participants))
-        .routes(routes!(parties::set_member_role, parties::kick))
-        .routes(routes!(parties::bans, parties::ban))
-        .routes(routes!(parties::unban))
-        .routes(routes!(parties::regenerate_code))
-        .routes(routes!(parties::invite))
-        .routes(routes!(parties::announce))
-        .routes(routes!(parties::messages))
-        .routes(routes!(parties::edit_message, parties::delete_message))
-        .routes(routes!(interactive::screen_shares))
-        .routes(routes!(interactive::voice_chat, interactive::voice_update))
-        .routes(routes!(notifications::list))
-        .routes(routes!(notifications::unread_count))
-        .routes(routes!(notifications::stats))
-        .routes(routes!(notifications::read_one))
-        .routes(routes!(notifications::read_many))
-        .routes(routes!(notifications::delete_one))
-        .routes(routes!(notifications::delete_many))
-        .routes(routes!(
-            notifications::preferences,
-            notifications::set_preferences
-        ))
-        .routes(routes!(
-            notifications::settings,
-            notifications::set_settings
-        ))
-        .routes(routes!(notifications::push_token))
-        .routes(routes!(notifications::devices))
-        .routes(routes!(notifications::delete_device))
+        .merge(accounts::router())
+        .merge(social::router())
+        .merge(admin::router())
+        .merge(videos::router())
+        .merge(parties::router())
+        .merge(notifications::router())
 }
 
 /// Builds the router and the OpenAPI document from one list of routes.

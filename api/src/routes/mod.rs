@@ -1,20 +1,11 @@
-//! Route modules. Every route is registered in `crate::router`, so the OpenAPI
-//! document is generated from the same list the server uses.
+//! Route modules, one per resource (a folder where the resource has several parts),
+//! each with its `router()`; `crate::api_routes` merges them, so the OpenAPI document is
+//! generated from the same routes the server uses.
 
-pub mod account;
-pub mod admin_broadcast;
-pub mod admin_queues;
-pub mod admin_users;
-pub mod auth;
-pub mod comments;
-pub mod downloads;
-pub mod interactive;
-pub mod lifecycle;
+pub mod accounts;
+pub mod admin;
 pub mod notifications;
 pub mod parties;
 pub mod social;
 pub mod system;
-pub mod two_factor;
-pub mod users;
-pub mod video_likes;
 pub mod videos;

@@ -11,6 +11,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use wp_core::notify::KINDS;
 
@@ -61,6 +62,7 @@ struct Position {
 /// The caller's notifications, newest first (cursor pagination).
 #[utoipa::path(get, path = "/notifications/", tag = "notifications", security(("bearer" = [])), params(NotificationListParams),
     responses((status = 200, body = inline(Envelope<CursorPage<Notification>>)), (status = 400, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,
     me: AuthUser,
@@ -123,6 +125,7 @@ pub struct UnreadCount {
 /// How many of the caller's notifications are unread.
 #[utoipa::path(get, path = "/notifications/unread-count/", tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = inline(Envelope<UnreadCount>))))]
+#[tracing::instrument(skip_all)]
 pub async fn unread_count(
     State(state): State<AppState>,
     me: AuthUser,
@@ -169,6 +172,7 @@ pub struct Affected {
 /// Marks one notification read.
 #[utoipa::path(post, path = "/notifications/{id}/read/", tag = "notifications", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Affected>)), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn read_one(
     State(state): State<AppState>,
     me: AuthUser,
@@ -198,6 +202,7 @@ pub async fn read_one(
 /// Marks many (`ids`) or all (`all: true`) of the caller's notifications read.
 #[utoipa::path(post, path = "/notifications/read/", tag = "notifications", security(("bearer" = [])), request_body = Selection,
     responses((status = 200, body = inline(Envelope<Affected>)), (status = 400, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn read_many(
     State(state): State<AppState>,
     me: AuthUser,
@@ -231,6 +236,7 @@ pub async fn read_many(
 /// Deletes one notification.
 #[utoipa::path(delete, path = "/notifications/{id}/", tag = "notifications", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn delete_one(
     State(state): State<AppState>,
     me: AuthUser,
@@ -250,6 +256,7 @@ pub async fn delete_one(
 /// Deletes many (`ids`) or all (`all: true`) of the caller's notifications.
 #[utoipa::path(post, path = "/notifications/delete/", tag = "notifications", security(("bearer" = [])), request_body = Selection,
     responses((status = 200, body = inline(Envelope<Affected>)), (status = 400, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn delete_many(
     State(state): State<AppState>,
     me: AuthUser,
@@ -308,6 +315,7 @@ async fn preferences_of(state: &AppState, user: Uuid) -> AppResult<Vec<Preferenc
 /// Every notification type with the caller's channels (defaults until changed).
 #[utoipa::path(get, path = "/notifications/preferences/", tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = inline(Envelope<Vec<Preference>>))))]
+#[tracing::instrument(skip_all)]
 pub async fn preferences(
     State(state): State<AppState>,
     me: AuthUser,
@@ -328,6 +336,7 @@ pub struct PreferenceUpdate {
 /// its in-app channel.
 #[utoipa::path(put, path = "/notifications/preferences/", tag = "notifications", security(("bearer" = [])), request_body = Vec<PreferenceUpdate>,
     responses((status = 200, body = inline(Envelope<Vec<Preference>>)), (status = 400, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn set_preferences(
     State(state): State<AppState>,
     me: AuthUser,
@@ -394,6 +403,7 @@ pub struct PushToken {
 /// account moves to the caller (the app was signed in again on that device).
 #[utoipa::path(post, path = "/mobile/push-token/", tag = "notifications", security(("bearer" = [])), request_body = PushToken,
     responses((status = 200, body = inline(Envelope<Device>)), (status = 400, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn push_token(
     State(state): State<AppState>,
     me: AuthUser,
@@ -438,6 +448,7 @@ pub async fn push_token(
 /// The caller's devices.
 #[utoipa::path(get, path = "/mobile/devices/", tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = inline(Envelope<Vec<Device>>))))]
+#[tracing::instrument(skip_all)]
 pub async fn devices(
     State(state): State<AppState>,
     me: AuthUser,
@@ -457,6 +468,7 @@ pub async fn devices(
 #[utoipa::path(delete, path = "/mobile/devices/{device_id}/", tag = "notifications", security(("bearer" = [])),
     params(("device_id" = String, Path)),
     responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn delete_device(
     State(state): State<AppState>,
     me: AuthUser,
@@ -552,6 +564,7 @@ async fn settings_of(state: &AppState, user: Uuid) -> AppResult<NotificationSett
 /// The caller's quiet hours (and the timezone they are read in) and email digest.
 #[utoipa::path(get, path = "/notifications/settings/", tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = inline(Envelope<NotificationSettings>))))]
+#[tracing::instrument(skip_all)]
 pub async fn settings(
     State(state): State<AppState>,
     me: AuthUser,
@@ -562,6 +575,7 @@ pub async fn settings(
 /// Replaces the caller's settings: quiet hours (`null`: none) and the email digest.
 #[utoipa::path(put, path = "/notifications/settings/", tag = "notifications", security(("bearer" = [])), request_body = SettingsUpdate,
     responses((status = 200, body = inline(Envelope<NotificationSettings>)), (status = 400, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn set_settings(
     State(state): State<AppState>,
     me: AuthUser,
@@ -633,6 +647,7 @@ pub struct DeliveryStat {
 /// Delivery statistics by day, type, channel and outcome, from ClickHouse (admins).
 #[utoipa::path(get, path = "/notifications/stats/", tag = "notifications", security(("bearer" = [])), params(StatsParams),
     responses((status = 200, body = inline(Envelope<Vec<DeliveryStat>>)), (status = 403, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn stats(
     State(state): State<AppState>,
     me: AuthUser,
@@ -683,4 +698,21 @@ async fn record_opened(state: &AppState, user: Uuid, rows: Vec<(String, DateTime
         )
         .await;
     }
+}
+
+/// The routes of this resource (registered under `/api/` by `crate::api_routes`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(unread_count))
+        .routes(routes!(stats))
+        .routes(routes!(read_one))
+        .routes(routes!(read_many))
+        .routes(routes!(delete_one))
+        .routes(routes!(delete_many))
+        .routes(routes!(preferences, set_preferences))
+        .routes(routes!(settings, set_settings))
+        .routes(routes!(push_token))
+        .routes(routes!(devices))
+        .routes(routes!(delete_device))
 }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::error::OnConstraint;
@@ -147,6 +148,7 @@ pub struct NewFriendRequest {
         (status = 404, body = crate::error::ErrorBody),
         (status = 409, description = "`already_friends` or `request_pending`", body = crate::error::ErrorBody),
     ))]
+#[tracing::instrument(skip_all)]
 pub async fn send_request(
     State(state): State<AppState>,
     me: AuthUser,
@@ -249,6 +251,7 @@ pub struct RequestListParams {
 /// Pending friend requests to me (`incoming`) or from me (`outgoing`), newest first.
 #[utoipa::path(get, path = "/social/friend-requests/", tag = "social", security(("bearer" = [])), params(RequestListParams),
     responses((status = 200, body = inline(Envelope<Paginated<FriendRequest>>)), (status = 400, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn list_requests(
     State(state): State<AppState>,
     me: AuthUser,
@@ -363,6 +366,7 @@ async fn respond(
 #[utoipa::path(post, path = "/social/friend-requests/{id}/accept/", tag = "social", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<FriendRequest>)), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn accept(
     State(state): State<AppState>,
     me: AuthUser,
@@ -375,6 +379,7 @@ pub async fn accept(
 #[utoipa::path(post, path = "/social/friend-requests/{id}/decline/", tag = "social", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<FriendRequest>)), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn decline(
     State(state): State<AppState>,
     me: AuthUser,
@@ -387,6 +392,7 @@ pub async fn decline(
 #[utoipa::path(post, path = "/social/friend-requests/{id}/cancel/", tag = "social", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<FriendRequest>)), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn cancel(
     State(state): State<AppState>,
     me: AuthUser,
@@ -476,6 +482,7 @@ async fn relation_list(
 /// My friends, newest friendship first.
 #[utoipa::path(get, path = "/social/friends/", tag = "social", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = inline(Envelope<Paginated<Relation>>))))]
+#[tracing::instrument(skip_all)]
 pub async fn friends(
     State(state): State<AppState>,
     me: AuthUser,
@@ -489,6 +496,7 @@ pub async fn friends(
 #[utoipa::path(delete, path = "/social/friends/{user_id}/", tag = "social", security(("bearer" = [])),
     params(("user_id" = Uuid, Path)),
     responses((status = 204), (status = 404, description = "Not friends", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn unfriend(
     State(state): State<AppState>,
     me: AuthUser,
@@ -511,6 +519,7 @@ pub async fn unfriend(
 #[utoipa::path(post, path = "/social/follow/{user_id}/", tag = "social", security(("bearer" = [])),
     params(("user_id" = Uuid, Path)),
     responses((status = 201, body = inline(Envelope<Relation>)), (status = 403, description = "`blocked`", body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, description = "`already_following`", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn follow(
     State(state): State<AppState>,
     me: AuthUser,
@@ -550,6 +559,7 @@ pub async fn follow(
 #[utoipa::path(delete, path = "/social/follow/{user_id}/", tag = "social", security(("bearer" = [])),
     params(("user_id" = Uuid, Path)),
     responses((status = 204), (status = 404, description = "Not following", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn unfollow(
     State(state): State<AppState>,
     me: AuthUser,
@@ -570,6 +580,7 @@ pub async fn unfollow(
 /// Who follows me.
 #[utoipa::path(get, path = "/social/followers/", tag = "social", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = inline(Envelope<Paginated<Relation>>))))]
+#[tracing::instrument(skip_all)]
 pub async fn followers(
     State(state): State<AppState>,
     me: AuthUser,
@@ -582,6 +593,7 @@ pub async fn followers(
 /// Whom I follow.
 #[utoipa::path(get, path = "/social/following/", tag = "social", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = inline(Envelope<Paginated<Relation>>))))]
+#[tracing::instrument(skip_all)]
 pub async fn following(
     State(state): State<AppState>,
     me: AuthUser,
@@ -600,6 +612,7 @@ pub struct NewBlock {
 /// can no longer send me requests, follow me or see my private content.
 #[utoipa::path(post, path = "/social/blocks/", tag = "social", security(("bearer" = [])), request_body = NewBlock,
     responses((status = 201, body = inline(Envelope<Relation>)), (status = 404, body = crate::error::ErrorBody), (status = 409, description = "`already_blocked`", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn block(
     State(state): State<AppState>,
     me: AuthUser,
@@ -646,6 +659,7 @@ pub async fn block(
 #[utoipa::path(delete, path = "/social/blocks/{user_id}/", tag = "social", security(("bearer" = [])),
     params(("user_id" = Uuid, Path)),
     responses((status = 204), (status = 404, description = "Not blocked", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn unblock(
     State(state): State<AppState>,
     me: AuthUser,
@@ -666,6 +680,7 @@ pub async fn unblock(
 /// Users I blocked.
 #[utoipa::path(get, path = "/social/blocks/", tag = "social", security(("bearer" = [])), params(PageParams),
     responses((status = 200, body = inline(Envelope<Paginated<Relation>>))))]
+#[tracing::instrument(skip_all)]
 pub async fn blocks(
     State(state): State<AppState>,
     me: AuthUser,
@@ -673,4 +688,20 @@ pub async fn blocks(
     Query(p): Query<PageParams>,
 ) -> AppResult<ApiResponse<Paginated<Relation>>> {
     relation_list(&state, &me, &uri, &p, ListKind::Blocks).await
+}
+
+/// The routes of this resource (registered under `/api/` by `crate::api_routes`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send_request, list_requests))
+        .routes(routes!(accept))
+        .routes(routes!(decline))
+        .routes(routes!(cancel))
+        .routes(routes!(friends))
+        .routes(routes!(unfriend))
+        .routes(routes!(follow, unfollow))
+        .routes(routes!(followers))
+        .routes(routes!(following))
+        .routes(routes!(block, blocks))
+        .routes(routes!(unblock))
 }

@@ -23,6 +23,7 @@ pub struct Health {
 /// Liveness: the process is up and serving. Checks no dependency.
 #[utoipa::path(get, path = "/health", tag = "system",
     responses((status = 200, description = "Alive", body = inline(crate::response::Envelope<Health>))))]
+#[tracing::instrument(skip_all)]
 pub async fn health() -> ApiResponse<Health> {
     ApiResponse::ok(Health {
         status: "ok",
@@ -78,6 +79,7 @@ where
         (status = 200, description = "Every dependency reachable", body = inline(crate::response::Envelope<Readiness>)),
         (status = 503, description = "A dependency is down; `data` holds the report", body = ErrorBody),
     ))]
+#[tracing::instrument(skip_all)]
 pub async fn ready(State(state): State<AppState>) -> Response {
     let pg = timed(async {
         sqlx::query_scalar::<_, i32>("SELECT 1")
@@ -132,6 +134,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 /// `http_request_duration_seconds`, `job_queue_depth{queue,state}`, `outbox_pending`.
 #[utoipa::path(get, path = "/metrics", tag = "system",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[tracing::instrument(skip_all)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.render(&state).await;
     (

@@ -17,7 +17,7 @@ use crate::{
     extract::Json,
     mail, ratelimit,
     response::{ApiResponse, Envelope},
-    routes::users::{Me, load_me},
+    routes::accounts::users::{Me, load_me},
     state::AppState,
 };
 
@@ -146,7 +146,7 @@ pub(crate) async fn send_lockout_notice(
 ) -> AppResult<Vec<i64>> {
     let what = format!(
         "There were {} failed attempts to sign in to your account in a row, so sign-in is blocked until {}.",
-        crate::routes::auth::LOCKOUT_AFTER,
+        crate::routes::accounts::auth::LOCKOUT_AFTER,
         until.map(|t| t.to_rfc3339()).unwrap_or_default()
     );
     send_security_alert(conn, user, username, email, &what).await
@@ -161,6 +161,7 @@ pub struct TokenRequest {
 /// Confirms the email address with the token from the verification email.
 #[utoipa::path(post, path = "/auth/verify-email/", tag = "account", request_body = TokenRequest,
     responses((status = 200, body = inline(Envelope<Me>)), (status = 400, description = "`token` invalid, used or expired", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn verify_email(
     State(state): State<AppState>,
     Json(body): Json<TokenRequest>,
@@ -181,6 +182,7 @@ pub async fn verify_email(
 /// Sends the verification email again (at most 5 an hour).
 #[utoipa::path(post, path = "/auth/verify-email/resend/", tag = "account", security(("bearer" = [])),
     responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 409, description = "Already verified", body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn resend_verification(
     State(state): State<AppState>,
     user: AuthUser,
@@ -214,6 +216,7 @@ pub struct ResetRequest {
 /// account.
 #[utoipa::path(post, path = "/auth/password/reset/", tag = "account", request_body = ResetRequest,
     responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 429, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn reset_request(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -274,6 +277,7 @@ pub struct ResetConfirm {
 /// account is signed out, and the owner gets a notice.
 #[utoipa::path(post, path = "/auth/password/reset/confirm/", tag = "account", request_body = ResetConfirm,
     responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 400, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn reset_confirm(
     State(state): State<AppState>,
     Json(body): Json<ResetConfirm>,
@@ -335,6 +339,7 @@ pub struct ChangePassword {
 /// Changes the caller's password. Other sessions are signed out; this one stays.
 #[utoipa::path(post, path = "/auth/password/change/", tag = "account", security(("bearer" = [])), request_body = ChangePassword,
     responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 400, description = "`current_password` wrong or `new_password` too weak", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn change_password(
     State(state): State<AppState>,
     user: AuthUser,
@@ -386,12 +391,13 @@ pub struct ChangeEmail {
 /// the old one. Nothing changes until the link is used.
 #[utoipa::path(post, path = "/auth/email/change/", tag = "account", security(("bearer" = [])), request_body = ChangeEmail,
     responses((status = 202, body = inline(Envelope<serde_json::Value>)), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn change_email(
     State(state): State<AppState>,
     user: AuthUser,
     Json(body): Json<ChangeEmail>,
 ) -> AppResult<ApiResponse<Empty>> {
-    let new_email = crate::routes::auth::normalise_email(&body.new_email)
+    let new_email = crate::routes::accounts::auth::normalise_email(&body.new_email)
         .map_err(|_| AppError::field("new_email", "Enter a valid email address."))?;
     let u = sqlx::query!(
         "SELECT username, email, password_hash FROM users WHERE id = $1",
@@ -461,6 +467,7 @@ pub async fn change_email(
 /// Completes an email change with the token sent to the new address.
 #[utoipa::path(post, path = "/auth/email/change/confirm/", tag = "account", request_body = TokenRequest,
     responses((status = 200, body = inline(Envelope<Me>)), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn change_email_confirm(
     State(state): State<AppState>,
     Json(body): Json<TokenRequest>,

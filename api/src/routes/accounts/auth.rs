@@ -18,7 +18,7 @@ use crate::{
     extract::Json,
     ratelimit,
     response::{ApiResponse, Envelope},
-    routes::users::{Me, load_me},
+    routes::accounts::users::{Me, load_me},
     state::AppState,
 };
 
@@ -139,6 +139,7 @@ pub(crate) async fn start_session(
         (status = 409, description = "Username or email taken", body = crate::error::ErrorBody),
         (status = 429, body = crate::error::ErrorBody),
     ))]
+#[tracing::instrument(skip_all)]
 pub async fn register(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -198,7 +199,8 @@ pub async fn register(
         _ => None,
     })?;
     let outbox_ids =
-        crate::routes::account::send_verification(&state, &mut tx, id, &username, &email).await?;
+        crate::routes::accounts::account::send_verification(&state, &mut tx, id, &username, &email)
+            .await?;
     let pair = start_session(&state, &mut tx, id, &headers, &ip).await?;
     tx.commit().await?;
     state.relay(&outbox_ids).await;
@@ -240,6 +242,7 @@ fn invalid_credentials() -> AppError {
         (status = 403, description = "`account_suspended` or `account_locked`", body = crate::error::ErrorBody),
         (status = 429, body = crate::error::ErrorBody),
     ))]
+#[tracing::instrument(skip_all)]
 pub async fn login(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -296,7 +299,8 @@ pub async fn login(
     .await?;
     ratelimit::clear(&state, &ratelimit::LOGIN_PER_ACCOUNT, &ident).await?;
     if user.totp_enabled_at.is_some() {
-        let challenge = crate::routes::two_factor::issue_challenge(&state, user.id).await?;
+        let challenge =
+            crate::routes::accounts::two_factor::issue_challenge(&state, user.id).await?;
         return Ok(ApiResponse::ok(LoginResult::TwoFactor {
             requires_2fa: true,
             challenge_token: challenge,
@@ -331,7 +335,7 @@ async fn record_failure(state: &AppState, ident: &str) -> AppResult<()> {
     if let Some(r) = row
         && r.failed_logins == LOCKOUT_AFTER
     {
-        relay = crate::routes::account::send_lockout_notice(
+        relay = crate::routes::accounts::account::send_lockout_notice(
             state,
             &mut tx,
             r.id,
@@ -371,6 +375,7 @@ fn bad_refresh() -> AppError {
         (status = 200, body = inline(Envelope<TokenPair>)),
         (status = 401, description = "`invalid_token`, `token_reused` (session revoked)", body = crate::error::ErrorBody),
     ))]
+#[tracing::instrument(skip_all)]
 pub async fn refresh(
     State(state): State<AppState>,
     Json(body): Json<RefreshRequest>,
@@ -448,6 +453,7 @@ pub struct LogoutRequest {
 /// at once). Answers the same for an unknown token.
 #[utoipa::path(post, path = "/auth/logout/", tag = "auth", request_body = LogoutRequest,
     responses((status = 200, body = inline(Envelope<serde_json::Value>))))]
+#[tracing::instrument(skip_all)]
 pub async fn logout(
     State(state): State<AppState>,
     Json(body): Json<LogoutRequest>,
@@ -466,6 +472,7 @@ pub async fn logout(
 /// Signs out every session of the caller, this one included.
 #[utoipa::path(post, path = "/auth/logout-all/", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = inline(Envelope<serde_json::Value>))))]
+#[tracing::instrument(skip_all)]
 pub async fn logout_all(
     State(state): State<AppState>,
     user: AuthUser,
@@ -496,6 +503,7 @@ pub struct SessionInfo {
 /// The caller's live sessions, newest first.
 #[utoipa::path(get, path = "/auth/sessions/", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = inline(Envelope<Vec<SessionInfo>>))))]
+#[tracing::instrument(skip_all)]
 pub async fn sessions(
     State(state): State<AppState>,
     user: AuthUser,
@@ -526,6 +534,7 @@ pub async fn sessions(
 #[utoipa::path(delete, path = "/auth/sessions/{id}/", tag = "auth", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn revoke_session(
     State(state): State<AppState>,
     user: AuthUser,

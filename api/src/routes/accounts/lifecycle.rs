@@ -21,7 +21,7 @@ use crate::{
     extract::Json,
     mail,
     response::{ApiResponse, Envelope},
-    routes::users::{Me, load_me},
+    routes::accounts::users::{Me, load_me},
     state::AppState,
 };
 
@@ -42,6 +42,7 @@ pub struct DeletionScheduled {
 /// which cancels the deletion. The owner is told by email.
 #[utoipa::path(delete, path = "/users/me/", tag = "users", security(("bearer" = [])), request_body = DeleteAccount,
     responses((status = 202, body = inline(Envelope<DeletionScheduled>)), (status = 400, description = "`password` wrong", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn delete_me(
     State(state): State<AppState>,
     user: AuthUser,
@@ -145,6 +146,7 @@ async fn load_export(
 /// status can be read until it is `ready`. One export at a time.
 #[utoipa::path(post, path = "/users/me/export/", tag = "users", security(("bearer" = [])),
     responses((status = 202, body = inline(Envelope<DataExport>)), (status = 409, description = "`export_pending`", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn request_export(
     State(state): State<AppState>,
     user: AuthUser,
@@ -176,6 +178,7 @@ pub async fn request_export(
 #[utoipa::path(get, path = "/users/me/exports/{id}/", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<DataExport>)), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn export_status(
     State(state): State<AppState>,
     user: AuthUser,
@@ -188,6 +191,7 @@ pub async fn export_status(
 #[utoipa::path(get, path = "/users/me/exports/{id}/download/", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, content_type = "application/json", description = "The export file"), (status = 404, description = "Unknown, not yours, or not ready", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn export_download(
     State(state): State<AppState>,
     user: AuthUser,
@@ -248,6 +252,7 @@ pub fn sniff_image(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
         (status = 400, description = "`avatar` missing or not an image", body = crate::error::ErrorBody),
         (status = 413, body = crate::error::ErrorBody),
     ))]
+#[tracing::instrument(skip_all)]
 pub async fn upload_avatar(
     State(state): State<AppState>,
     user: AuthUser,
@@ -307,6 +312,7 @@ pub async fn upload_avatar(
 /// Removes the caller's avatar.
 #[utoipa::path(delete, path = "/users/me/avatar/", tag = "users", security(("bearer" = [])),
     responses((status = 204), (status = 404, description = "No avatar", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn delete_avatar(State(state): State<AppState>, user: AuthUser) -> AppResult<StatusCode> {
     let old = sqlx::query_scalar!(
         "UPDATE users u SET avatar_path = NULL FROM (SELECT avatar_path FROM users WHERE id = $1 FOR UPDATE) old
@@ -325,6 +331,7 @@ pub async fn delete_avatar(State(state): State<AppState>, user: AuthUser) -> App
 #[utoipa::path(get, path = "/users/{id}/avatar/", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, description = "The image", content_type = "image/*"), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn avatar(
     State(state): State<AppState>,
     caller: AuthUser,

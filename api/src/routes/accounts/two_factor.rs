@@ -13,7 +13,7 @@ use crate::{
     extract::Json,
     ratelimit,
     response::{ApiResponse, Envelope},
-    routes::{
+    routes::accounts::{
         account::send_security_alert,
         auth::{AuthTokens, auth_tokens, start_session},
         users::load_me,
@@ -97,6 +97,7 @@ pub struct Setup {
 /// Starts 2FA setup: a new secret (not active until `/auth/2fa/enable/` confirms a code).
 #[utoipa::path(post, path = "/auth/2fa/setup/", tag = "two-factor", security(("bearer" = [])),
     responses((status = 200, body = inline(Envelope<Setup>)), (status = 409, description = "2FA already on", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn setup(State(state): State<AppState>, user: AuthUser) -> AppResult<ApiResponse<Setup>> {
     let me = load_me(&state, user.id).await?;
     if me.two_factor_enabled {
@@ -145,6 +146,7 @@ pub struct RecoveryCodes {
 /// recovery codes (shown only now) and tells the owner by email.
 #[utoipa::path(post, path = "/auth/2fa/enable/", tag = "two-factor", security(("bearer" = [])), request_body = CodeRequest,
     responses((status = 200, body = inline(Envelope<RecoveryCodes>)), (status = 400, description = "`code` wrong, or no setup", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn enable(
     State(state): State<AppState>,
     user: AuthUser,
@@ -240,6 +242,7 @@ pub struct DisableRequest {
 /// Turns 2FA off, proven by the password or a code. The owner is told by email.
 #[utoipa::path(post, path = "/auth/2fa/disable/", tag = "two-factor", security(("bearer" = [])), request_body = DisableRequest,
     responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 400, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn disable(
     State(state): State<AppState>,
     user: AuthUser,
@@ -343,6 +346,7 @@ pub struct TwoFactorLogin {
         (status = 401, description = "`invalid_token`: challenge unknown or expired", body = crate::error::ErrorBody),
         (status = 429, body = crate::error::ErrorBody),
     ))]
+#[tracing::instrument(skip_all)]
 pub async fn login(
     State(state): State<AppState>,
     ip: ClientIp,

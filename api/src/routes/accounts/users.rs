@@ -100,6 +100,7 @@ pub(crate) async fn load_me(state: &AppState, id: Uuid) -> AppResult<Me> {
 /// The caller's profile.
 #[utoipa::path(get, path = "/users/me/", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = inline(Envelope<Me>)), (status = 401, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn me(State(state): State<AppState>, user: AuthUser) -> AppResult<ApiResponse<Me>> {
     Ok(ApiResponse::ok(load_me(&state, user.id).await?))
 }
@@ -129,6 +130,7 @@ fn valid_locale(s: &str) -> bool {
 /// Changes the caller's profile.
 #[utoipa::path(patch, path = "/users/me/", tag = "users", security(("bearer" = [])), request_body = UpdateMe,
     responses((status = 200, body = inline(Envelope<Me>)), (status = 400, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn update_me(
     State(state): State<AppState>,
     user: AuthUser,
@@ -192,6 +194,7 @@ pub async fn update_me(
 #[utoipa::path(get, path = "/users/{id}/", tag = "users", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "User id")),
     responses((status = 200, body = inline(Envelope<PublicUser>)), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn profile(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -235,6 +238,7 @@ pub struct SearchParams {
 /// pagination).
 #[utoipa::path(get, path = "/users/", tag = "users", security(("bearer" = [])), params(SearchParams),
     responses((status = 200, body = inline(Envelope<Paginated<PublicUser>>)), (status = 400, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn search(
     State(state): State<AppState>,
     _caller: AuthUser,

@@ -88,6 +88,7 @@ pub struct Broadcast {
 /// Sends a broadcast (admins). 202: it runs in the background.
 #[utoipa::path(post, path = "/admin/broadcast/", tag = "admin", security(("bearer" = [])), request_body = NewBroadcast,
     responses((status = 202, body = inline(Envelope<Broadcast>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn send(
     State(state): State<AppState>,
     me: AuthUser,
@@ -180,6 +181,7 @@ pub async fn send(
 /// A broadcast's progress (admins).
 #[utoipa::path(get, path = "/admin/broadcast/{id}/", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Broadcast>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn progress(
     State(state): State<AppState>,
     me: AuthUser,

@@ -41,6 +41,7 @@ pub struct QueuesOverview {
 /// Depth of every job queue and the outbox backlog (admins).
 #[utoipa::path(get, path = "/admin/queues/", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = inline(Envelope<QueuesOverview>)), (status = 403, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn queues(
     State(state): State<AppState>,
     user: AuthUser,
@@ -104,6 +105,7 @@ fn queue_of(name: &str) -> AppResult<Queue> {
 #[utoipa::path(get, path = "/admin/queues/{queue}/dead/", tag = "admin", security(("bearer" = [])),
     params(("queue" = String, Path, description = "email, push, notify, search, export, analytics, media, system"), DeadParams),
     responses((status = 200, body = inline(Envelope<DeadJobs>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn dead(
     State(state): State<AppState>,
     user: AuthUser,
@@ -148,6 +150,7 @@ pub struct Replayed {
 #[utoipa::path(post, path = "/admin/queues/{queue}/dead/{id}/replay/", tag = "admin", security(("bearer" = [])),
     params(("queue" = String, Path), ("id" = String, Path)),
     responses((status = 202, body = inline(Envelope<Replayed>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn replay(
     State(state): State<AppState>,
     user: AuthUser,

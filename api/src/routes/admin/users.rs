@@ -70,6 +70,7 @@ pub struct SuspendRequest {
 #[utoipa::path(post, path = "/admin/users/{id}/suspend/", tag = "admin", security(("bearer" = [])), request_body = SuspendRequest,
     params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<AdminUser>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn suspend(
     State(state): State<AppState>,
     staff: AuthUser,
@@ -125,6 +126,7 @@ pub async fn suspend(
 #[utoipa::path(post, path = "/admin/users/{id}/unsuspend/", tag = "admin", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<AdminUser>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn unsuspend(
     State(state): State<AppState>,
     staff: AuthUser,
@@ -157,6 +159,7 @@ pub struct RoleRequest {
 #[utoipa::path(put, path = "/admin/users/{id}/role/", tag = "admin", security(("bearer" = [])), request_body = RoleRequest,
     params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<AdminUser>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn set_role(
     State(state): State<AppState>,
     staff: AuthUser,

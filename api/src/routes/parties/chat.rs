@@ -26,6 +26,7 @@ struct MessageCursor {
 #[utoipa::path(get, path = "/parties/{id}/messages/", tag = "parties", security(("bearer" = [])),
     params(("id" = Uuid, Path), CursorParams),
     responses((status = 200, body = inline(Envelope<CursorPage<ChatMessage>>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn messages(
     State(state): State<AppState>,
     me: AuthUser,
@@ -76,6 +77,7 @@ async fn load_message(conn: &mut PgConnection, party: Uuid, id: Uuid) -> AppResu
 #[utoipa::path(patch, path = "/parties/{id}/messages/{message_id}/", tag = "parties", security(("bearer" = [])), request_body = EditMessage,
     params(("id" = Uuid, Path), ("message_id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<ChatMessage>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn edit_message(
     State(state): State<AppState>,
     me: AuthUser,
@@ -115,6 +117,7 @@ pub async fn edit_message(
 #[utoipa::path(delete, path = "/parties/{id}/messages/{message_id}/", tag = "parties", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("message_id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn delete_message(
     State(state): State<AppState>,
     me: AuthUser,

@@ -115,6 +115,7 @@ fn check_fields(f: &mut PartyFields, creating: bool) -> AppResult<()> {
 /// Creates a party; the caller becomes its host.
 #[utoipa::path(post, path = "/parties/", tag = "parties", security(("bearer" = [])), request_body = PartyFields,
     responses((status = 201, body = inline(Envelope<Party>)), (status = 400, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<AppState>,
     me: AuthUser,
@@ -192,6 +193,7 @@ pub struct PartyListParams {
 /// Lists active parties, newest first.
 #[utoipa::path(get, path = "/parties/", tag = "parties", security(("bearer" = [])), params(PartyListParams),
     responses((status = 200, body = inline(Envelope<Paginated<Party>>)), (status = 400, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,
     me: AuthUser,
@@ -295,6 +297,7 @@ pub async fn list(
 /// A party the caller can see.
 #[utoipa::path(get, path = "/parties/{id}/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Party>)), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn detail(
     State(state): State<AppState>,
     me: AuthUser,
@@ -316,6 +319,7 @@ pub async fn detail(
 #[utoipa::path(patch, path = "/parties/{id}/", tag = "parties", security(("bearer" = [])), request_body = PartyFields,
     params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Party>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn update(
     State(state): State<AppState>,
     me: AuthUser,
@@ -390,6 +394,7 @@ pub async fn update(
 /// `party_ended`.
 #[utoipa::path(delete, path = "/parties/{id}/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn delete(
     State(state): State<AppState>,
     me: AuthUser,

@@ -37,6 +37,7 @@ pub struct ScreenShares {
 #[utoipa::path(get, path = "/interactive/parties/{party_id}/screen-shares/", tag = "parties", security(("bearer" = [])),
     params(("party_id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<ScreenShares>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn screen_shares(
     State(state): State<AppState>,
     me: AuthUser,
@@ -62,6 +63,7 @@ pub struct VoiceChat {
 #[utoipa::path(get, path = "/interactive/parties/{party_id}/voice-chat/", tag = "parties", security(("bearer" = [])),
     params(("party_id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<VoiceChat>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn voice_chat(
     State(state): State<AppState>,
     me: AuthUser,
@@ -89,6 +91,7 @@ pub struct VoiceBody {
 #[utoipa::path(post, path = "/interactive/parties/{party_id}/voice-chat/", tag = "parties", security(("bearer" = [])),
     request_body = VoiceBody, params(("party_id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<VoiceChat>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn voice_update(
     State(state): State<AppState>,
     me: AuthUser,

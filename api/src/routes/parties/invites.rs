@@ -44,6 +44,7 @@ pub struct Invited {
 /// or the host (or was blocked by them) is `unknown_user`.
 #[utoipa::path(post, path = "/parties/{id}/invite/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = InviteBody,
     responses((status = 202, body = inline(Envelope<Invited>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn invite(
     State(state): State<AppState>,
     me: AuthUser,
@@ -137,6 +138,7 @@ pub struct Announced {
 /// delivered in the background.
 #[utoipa::path(post, path = "/parties/{id}/announce/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = AnnounceBody,
     responses((status = 202, body = inline(Envelope<Announced>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn announce(
     State(state): State<AppState>,
     me: AuthUser,

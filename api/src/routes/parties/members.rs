@@ -132,6 +132,7 @@ async fn join_party(
 #[utoipa::path(post, path = "/parties/{id}/join/", tag = "parties", security(("bearer" = [])), request_body(content = JoinBody, description = "Optional"),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Party>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn join(
     State(state): State<AppState>,
     me: AuthUser,
@@ -152,6 +153,7 @@ pub async fn join(
 /// Joins the party an invite code belongs to.
 #[utoipa::path(post, path = "/parties/join-by-code/", tag = "parties", security(("bearer" = [])), request_body = JoinByCode,
     responses((status = 200, body = inline(Envelope<Party>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn join_by_code(
     State(state): State<AppState>,
     me: AuthUser,
@@ -286,6 +288,7 @@ async fn announce_removal(
 /// member); the last one out ends the party.
 #[utoipa::path(post, path = "/parties/{id}/leave/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn leave(
     State(state): State<AppState>,
     me: AuthUser,
@@ -311,6 +314,7 @@ pub async fn leave(
 /// The party's members (host first), with who is online.
 #[utoipa::path(get, path = "/parties/{id}/participants/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Vec<Participant>>)), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn participants(
     State(state): State<AppState>,
     me: AuthUser,
@@ -337,6 +341,7 @@ pub struct RoleBody {
 #[utoipa::path(put, path = "/parties/{id}/members/{user_id}/", tag = "parties", security(("bearer" = [])), request_body = RoleBody,
     params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Participant>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn set_member_role(
     State(state): State<AppState>,
     me: AuthUser,
@@ -438,6 +443,7 @@ fn may_remove(row: &PartyRow, me: &AuthUser, target_role: PartyRole) -> AppResul
 #[utoipa::path(delete, path = "/parties/{id}/members/{user_id}/", tag = "parties", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn kick(
     State(state): State<AppState>,
     me: AuthUser,
@@ -497,6 +503,7 @@ pub struct Ban {
 #[utoipa::path(post, path = "/parties/{id}/bans/", tag = "parties", security(("bearer" = [])), request_body = BanBody,
     params(("id" = Uuid, Path)),
     responses((status = 201, body = inline(Envelope<Ban>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn ban(
     State(state): State<AppState>,
     me: AuthUser,
@@ -571,6 +578,7 @@ pub async fn ban(
 /// The party's bans (host and co-hosts).
 #[utoipa::path(get, path = "/parties/{id}/bans/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Vec<Ban>>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn bans(
     State(state): State<AppState>,
     me: AuthUser,
@@ -606,6 +614,7 @@ pub async fn bans(
 #[utoipa::path(delete, path = "/parties/{id}/bans/{user_id}/", tag = "parties", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn unban(
     State(state): State<AppState>,
     me: AuthUser,
@@ -628,6 +637,7 @@ pub async fn unban(
 /// A new invite code (the old one stops working).
 #[utoipa::path(post, path = "/parties/{id}/invite-code/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Party>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn regenerate_code(
     State(state): State<AppState>,
     me: AuthUser,

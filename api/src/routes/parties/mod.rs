@@ -9,6 +9,7 @@
 
 mod chat;
 mod crud;
+pub mod interactive;
 mod invites;
 mod members;
 
@@ -38,6 +39,7 @@ use crate::{
     routes::social::UserSummary,
     state::AppState,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 const INVITE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 const INVITE_LEN: usize = 8;
@@ -172,4 +174,25 @@ async fn load_row(conn: &mut PgConnection, me: &AuthUser, id: Uuid) -> AppResult
 /// [`visible_party`] under a row lock on the party (`wp_core::party::locked`).
 async fn locked_party(conn: &mut PgConnection, me: &AuthUser, id: Uuid) -> AppResult<PartyRow> {
     Ok(wp_core::party::locked(conn, me, id).await?)
+}
+
+/// The routes of this resource (registered under `/api/` by `crate::api_routes`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(join_by_code))
+        .routes(routes!(detail, update, delete))
+        .routes(routes!(join))
+        .routes(routes!(leave))
+        .routes(routes!(participants))
+        .routes(routes!(set_member_role, kick))
+        .routes(routes!(bans, ban))
+        .routes(routes!(unban))
+        .routes(routes!(regenerate_code))
+        .routes(routes!(invite))
+        .routes(routes!(announce))
+        .routes(routes!(messages))
+        .routes(routes!(edit_message, delete_message))
+        .routes(routes!(interactive::screen_shares))
+        .routes(routes!(interactive::voice_chat, interactive::voice_update))
 }

@@ -177,6 +177,7 @@ pub struct CommentListParams {
 /// (page-number pagination); or, with `?parent=`, the replies of one comment.
 #[utoipa::path(get, path = "/videos/{id}/comments/", tag = "comments", params(("id" = Uuid, Path), CommentListParams),
     responses((status = 200, body = inline(Envelope<Paginated<Comment>>)), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,
     MaybeAuthUser(me): MaybeAuthUser,
@@ -380,6 +381,7 @@ pub struct NewComment {
 #[utoipa::path(post, path = "/videos/{id}/comments/", tag = "comments", security(("bearer" = [])), request_body = NewComment,
     params(("id" = Uuid, Path)),
     responses((status = 201, body = inline(Envelope<Comment>)), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<AppState>,
     me: AuthUser,
@@ -505,6 +507,7 @@ pub struct EditComment {
 #[utoipa::path(put, path = "/videos/{id}/comments/{comment_id}/", tag = "comments", security(("bearer" = [])), request_body = EditComment,
     params(("id" = Uuid, Path), ("comment_id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Comment>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn edit(
     State(state): State<AppState>,
     me: AuthUser,
@@ -542,6 +545,7 @@ pub async fn edit(
 #[utoipa::path(delete, path = "/videos/{id}/comments/{comment_id}/", tag = "comments", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("comment_id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn delete(
     State(state): State<AppState>,
     me: AuthUser,
@@ -615,6 +619,7 @@ pub struct CommentLike {
 #[utoipa::path(post, path = "/videos/{id}/comments/{comment_id}/like/", tag = "comments", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("comment_id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<CommentLike>)), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn like(
     State(state): State<AppState>,
     me: AuthUser,

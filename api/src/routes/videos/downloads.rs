@@ -60,6 +60,7 @@ async fn downloadable(state: &AppState, user: &AuthUser, id: Uuid) -> AppResult<
 #[utoipa::path(post, path = "/videos/{id}/download-token/", tag = "videos", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = inline(Envelope<DownloadLink>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn token(
     State(state): State<AppState>,
     user: AuthUser,
@@ -191,6 +192,7 @@ fn disposition(name: &str) -> String {
         (status = 409, description = "`not_ready`: still processing", body = crate::error::ErrorBody),
         (status = 416, description = "Range not satisfiable", body = crate::error::ErrorBody),
     ))]
+#[tracing::instrument(skip_all)]
 pub async fn download(
     State(state): State<AppState>,
     Downloader(user): Downloader,
@@ -307,6 +309,7 @@ pub async fn download(
 #[utoipa::path(get, path = "/videos/{id}/thumbnail/", tag = "videos",
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, content_type = "image/jpeg", description = "The thumbnail"), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn thumbnail(
     State(state): State<AppState>,
     crate::auth::MaybeAuthUser(me): crate::auth::MaybeAuthUser,

@@ -36,6 +36,7 @@ pub struct LikeResponse {
 #[utoipa::path(post, path = "/videos/{id}/like/", tag = "videos", security(("bearer" = [])), request_body = LikeRequest,
     params(("id" = uuid::Uuid, Path)),
     responses((status = 200, body = LikeResponse), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn like(
     State(state): State<AppState>,
     me: AuthUser,

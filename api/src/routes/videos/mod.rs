@@ -3,7 +3,12 @@
 //! public or unlisted (unlisted ones are not listed), or friends-only and they are the
 //! owner's friends; never someone the owner blocked. Anything else is 404.
 
+pub mod comments;
+pub mod downloads;
+pub mod likes;
+
 use crate::extract::Ids;
+use axum::extract::DefaultBodyLimit;
 use axum::{
     extract::{Multipart, State},
     http::{StatusCode, Uri},
@@ -13,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use wp_shared::jobs::PrepareMedia;
 
@@ -373,6 +379,7 @@ pub fn safe_filename(raw: &str) -> String {
         (status = 400, description = "A field is invalid, or `file` is not a video", body = crate::error::ErrorBody),
         (status = 413, body = crate::error::ErrorBody),
     ))]
+#[tracing::instrument(skip_all)]
 pub async fn upload(
     State(state): State<AppState>,
     me: AuthUser,
@@ -482,6 +489,7 @@ pub async fn upload(
 /// A video the caller may see.
 #[utoipa::path(get, path = "/videos/{id}/", tag = "videos", params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Video>)), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn detail(
     State(state): State<AppState>,
     MaybeAuthUser(me): MaybeAuthUser,
@@ -496,6 +504,7 @@ pub async fn detail(
 #[utoipa::path(patch, path = "/videos/{id}/", tag = "videos", security(("bearer" = [])), request_body = VideoFields,
     params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Video>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn update(
     State(state): State<AppState>,
     me: AuthUser,
@@ -529,6 +538,7 @@ pub async fn update(
 /// Deletes a video and its file (owner or staff).
 #[utoipa::path(delete, path = "/videos/{id}/", tag = "videos", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn delete(
     State(state): State<AppState>,
     me: AuthUser,
@@ -568,6 +578,7 @@ pub struct Recorded {
 #[utoipa::path(post, path = "/videos/{id}/view/", tag = "videos", security(("bearer" = [])), request_body = ViewStart,
     params(("id" = Uuid, Path)),
     responses((status = 202, body = inline(Envelope<Recorded>)), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn view(
     State(state): State<AppState>,
     me: AuthUser,
@@ -619,6 +630,7 @@ pub struct ListParams {
 /// unlisted videos are not listed.
 #[utoipa::path(get, path = "/videos/", tag = "videos", params(ListParams),
     responses((status = 200, body = inline(Envelope<Paginated<Video>>)), (status = 400, body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,
     MaybeAuthUser(me): MaybeAuthUser,
@@ -723,6 +735,27 @@ pub async fn list(
         page,
         &request_url(&state, &uri),
     )))
+}
+
+/// The routes of this resource (registered under `/api/` by `crate::api_routes`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(upload))
+                // Uploads are streamed to storage and limited by VIDEO_MAX_BYTES there.
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .routes(routes!(detail, update, delete))
+        .routes(routes!(likes::like))
+        .routes(routes!(view))
+        .routes(routes!(comments::list, comments::create))
+        .routes(routes!(comments::edit, comments::delete))
+        .routes(routes!(comments::like))
+        .routes(routes!(downloads::download))
+        .routes(routes!(downloads::token))
+        .routes(routes!(downloads::thumbnail))
 }
 
 #[cfg(test)]

@@ -1,0 +1,23 @@
+//! Staff actions: on accounts ([`users`]), on the job queues' dead jobs ([`queues`]),
+//! broadcasts to every user or a segment ([`broadcast`]).
+
+pub mod broadcast;
+pub mod queues;
+pub mod users;
+
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::state::AppState;
+
+/// The routes of this resource (registered under `/api/` by `crate::api_routes`).
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(users::suspend))
+        .routes(routes!(users::unsuspend))
+        .routes(routes!(users::set_role))
+        .routes(routes!(queues::queues))
+        .routes(routes!(queues::dead))
+        .routes(routes!(queues::replay))
+        .routes(routes!(broadcast::send))
+        .routes(routes!(broadcast::progress))
+}
