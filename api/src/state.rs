@@ -25,10 +25,7 @@ impl App {
     /// Connects to Redis (required at start-up) and prepares the lazy database pool and
     /// the ClickHouse client.
     pub async fn new(config: Config) -> anyhow::Result<Self> {
-        let db = wp_shared::db::pool(&config)?;
-        let redis = wp_shared::redis_conn::connect(&config)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to Redis at REDIS_URL: {e}"))?;
+        let (db, redis) = wp_shared::connect(&config).await?;
         let clickhouse = wp_shared::clickhouse::client(&config);
         let enqueuer = Enqueuer::new(redis.clone(), config.clone());
         let storage = wp_shared::storage::Storage::from_config(&config)?;

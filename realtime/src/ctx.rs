@@ -16,10 +16,7 @@ pub struct Ctx {
 impl Ctx {
     /// Connects to Redis (required at start-up) and prepares the lazy database pool.
     pub async fn new(config: Config) -> anyhow::Result<Self> {
-        let db = wp_shared::db::pool(&config)?;
-        let redis = wp_shared::redis_conn::connect(&config)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to Redis at REDIS_URL: {e}"))?;
+        let (db, redis) = wp_shared::connect(&config).await?;
         let enqueuer = Enqueuer::new(redis.clone(), config.clone());
         Ok(Self {
             config,

@@ -58,6 +58,15 @@ struct Cache {
     last_heartbeat: i64,
 }
 
+impl Cache {
+    /// Keeps `playback` unless a newer state (higher `seq`) is already known.
+    fn keep_playback(&mut self, playback: &Playback) {
+        if self.playback.as_ref().is_none_or(|c| c.seq <= playback.seq) {
+            self.playback = Some(playback.clone());
+        }
+    }
+}
+
 /// One party's sockets on this node.
 pub struct Room {
     pub id: Uuid,
@@ -150,14 +159,7 @@ impl Room {
     pub fn observe(&self, event: &PartyEvent) {
         let mut cache = lock(&self.cache);
         match event {
-            PartyEvent::VideoState { playback, .. }
-                if cache
-                    .playback
-                    .as_ref()
-                    .is_none_or(|c| c.seq <= playback.seq) =>
-            {
-                cache.playback = Some(playback.clone());
-            }
+            PartyEvent::VideoState { playback, .. } => cache.keep_playback(playback),
             PartyEvent::PartyUpdated { settings, .. } => cache.settings = Some(settings.clone()),
             PartyEvent::MemberJoined { user, role } | PartyEvent::MemberUpdated { user, role } => {
                 cache.roles.insert(user.id, *role);
@@ -172,13 +174,7 @@ impl Room {
     /// Seeds the cache when the first socket of a party connects here (or refreshes it).
     pub fn seed(&self, playback: &Playback, settings: &PartySettings, user: Uuid, role: PartyRole) {
         let mut cache = lock(&self.cache);
-        if cache
-            .playback
-            .as_ref()
-            .is_none_or(|c| c.seq <= playback.seq)
-        {
-            cache.playback = Some(playback.clone());
-        }
+        cache.keep_playback(playback);
         // Frames seen since keep the cache newer than a read made before them.
         if cache.settings.is_none() {
             cache.settings = Some(settings.clone());
@@ -188,13 +184,7 @@ impl Room {
 
     pub fn set_playback(&self, playback: &Playback) {
         let mut cache = lock(&self.cache);
-        if cache
-            .playback
-            .as_ref()
-            .is_none_or(|c| c.seq <= playback.seq)
-        {
-            cache.playback = Some(playback.clone());
-        }
+        cache.keep_playback(playback);
     }
 
     /// The users with a socket here.

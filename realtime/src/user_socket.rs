@@ -18,17 +18,16 @@ use axum::{
     response::Response,
 };
 use serde_json::json;
-use tokio::sync::mpsc;
 use wp_core::account::Actor;
 use wp_shared::frame::Frame;
 
 use crate::{
     Realtime,
     conn::{
-        Bucket, FRAMES_BURST, FRAMES_PER_SEC, Handler, WsQuery, accept, caller, close_with, err,
-        pump,
+        Bucket, FRAMES_BURST, FRAMES_PER_SEC, Handler, SocketQueue, WsQuery, accept, caller,
+        close_with, err, pump,
     },
-    hub::{ConnHandle, Kill, encode, subscribed},
+    hub::{encode, subscribed},
     refusal::parse_query,
 };
 
@@ -83,15 +82,12 @@ impl Handler for Client {
 }
 
 async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor) {
-    let conn = rt.conn_id();
-    let (tx, mut rx) = mpsc::channel(rt.settings.socket_queue);
-    let replies = tx.clone();
-    let kill = Arc::new(Kill::default());
-    let handle = ConnHandle {
-        user: me.id,
-        tx,
-        kill: kill.clone(),
-    };
+    let SocketQueue {
+        conn,
+        handle,
+        mut rx,
+        kill,
+    } = SocketQueue::new(&rt, me.id);
     // Subscribed before the unread count is read, so nothing falls between the two.
     subscribed(
         rt.hub
@@ -107,9 +103,8 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor) {
                 };
                 let idle = rt.settings.idle_timeout;
                 pump(
-                    socket,
+                    &mut socket,
                     &mut rx,
-                    replies,
                     &kill,
                     idle,
                     kill_message,

@@ -15,3 +15,16 @@ pub mod storage;
 pub mod telemetry;
 
 pub use config::Config;
+
+/// What every role connects to first: the PostgreSQL pool (lazy: connections open as
+/// they are needed, so a database that is down at start-up does not stop the process)
+/// and Redis (required at start-up).
+pub async fn connect(
+    config: &Config,
+) -> anyhow::Result<(sqlx::PgPool, redis::aio::ConnectionManager)> {
+    let db = db::pool(config)?;
+    let redis = redis_conn::connect(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at REDIS_URL: {e}"))?;
+    Ok((db, redis))
+}

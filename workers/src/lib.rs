@@ -44,10 +44,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
-        let db = wp_shared::db::pool(&config)?;
-        let redis = wp_shared::redis_conn::connect(&config)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to Redis at REDIS_URL: {e}"))?;
+        let (db, redis) = wp_shared::connect(&config).await?;
         let mailer = Mailer::from_config(&config)?;
         let analytics = analytics::Batcher::start(wp_shared::clickhouse::client(&config));
         Ok(Self {

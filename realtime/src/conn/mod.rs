@@ -11,7 +11,7 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::Response,
 };
-use futures::{Sink, SinkExt, StreamExt};
+use futures::{Sink, SinkExt};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -21,7 +21,7 @@ use wp_shared::frame::Frame;
 
 use crate::{
     Realtime,
-    hub::{Kill, encode},
+    hub::{ConnHandle, Kill, encode},
     refusal::Refusal,
 };
 
@@ -172,125 +172,152 @@ where
         .await;
 }
 
+/// A new socket's queue: its id on this node, the hub's handle on it, the receiving end
+/// (the pump's), and its kill switch.
+pub(crate) struct SocketQueue {
+    pub conn: u64,
+    pub handle: ConnHandle,
+    pub rx: mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
+    pub kill: std::sync::Arc<Kill>,
+}
+
+impl SocketQueue {
+    pub(crate) fn new(rt: &Realtime, user: Uuid) -> Self {
+        let (tx, rx) = mpsc::channel(rt.settings.socket_queue);
+        let kill = std::sync::Arc::new(Kill::default());
+        Self {
+            conn: rt.conn_id(),
+            handle: ConnHandle {
+                user,
+                tx,
+                kill: kill.clone(),
+            },
+            rx,
+            kill,
+        }
+    }
+}
+
 /// What a socket does with a client's text frame: the frames to send back to it alone.
 pub(crate) trait Handler: Send {
     fn on_text(&mut self, text: &str, received: i64) -> impl Future<Output = Vec<Frame>> + Send;
 }
 
-/// Why a socket's pump ended.
-enum End {
-    /// Killed by the node (removed, party ended, too slow, shutting down): the reason.
-    Killed,
-    /// Nothing arrived from the client for `idle`.
-    Idle,
-    /// The client went away (or the connection failed).
-    Gone,
+/// Writes what is queued for a socket: the first frame, then what else is queued (up
+/// to 64), in one flush. False when the socket is gone.
+async fn write_queued(
+    socket: &mut WebSocket,
+    first: axum::extract::ws::Utf8Bytes,
+    rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
+) -> bool {
+    if socket.feed(Message::Text(first)).await.is_err() {
+        return false;
+    }
+    for _ in 0..64 {
+        match rx.try_recv() {
+            Ok(text) => {
+                if socket.feed(Message::Text(text)).await.is_err() {
+                    return false;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    socket.flush().await.is_ok()
 }
 
-/// Runs an open socket until it closes. Sending and receiving run side by side: the
-/// writer writes what is queued for the socket (flushing what else is queued in one go)
-/// (the room's frames and, in order with them, the replies to its own frames, which
-/// share its queue); the reader hands each client text frame to the
-/// handler and queues its replies. A slow handler (a database write for a chat
-/// message, say) therefore never holds up the frames going out. The socket closes with
-/// `error` + close code when killed (after writing what was queued, unless it was too
-/// slow) or after `idle` without a frame from the client.
-pub(crate) async fn pump(
-    socket: WebSocket,
+/// Closes a killed socket: what was queued for it (a `removed` frame) goes out first,
+/// unless it was too slow to take it.
+async fn close_killed(
+    socket: &mut WebSocket,
     rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
-    own_queue: mpsc::Sender<axum::extract::ws::Utf8Bytes>,
+    kill: &Kill,
+    message: fn(&str) -> &'static str,
+) {
+    if kill.reason() != "slow_consumer" {
+        while let Ok(text) = rx.try_recv() {
+            let _ = socket.feed(Message::Text(text)).await;
+        }
+    }
+    let reason = kill.reason().to_owned();
+    close_with(socket, &reason, message(&reason)).await;
+}
+
+/// Runs an open socket until it closes: writes what is queued for it (flushing what
+/// else is queued in one go), hands each client text frame to the handler and sends
+/// its replies, closes with `error` + close code when killed (after writing what was
+/// queued, unless it was too slow) or after `idle` without a frame from the client.
+///
+/// While a frame is being handled (a chat message waiting on PostgreSQL, say), what is
+/// queued for the socket keeps going out: the handler runs beside the writer, and the
+/// next client frame is read once it is done (frames of one client are handled in
+/// order, and a client that floods frames waits on its own socket, never the room).
+pub(crate) async fn pump(
+    socket: &mut WebSocket,
+    rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
     kill: &Kill,
     idle: Duration,
     message: fn(&str) -> &'static str,
     handler: &mut impl Handler,
 ) {
-    let (mut sink, mut stream) = socket.split();
-    let end = {
-        let writer = async {
-            loop {
-                tokio::select! {
-                    biased;
-                    () = kill.token.cancelled() => return End::Killed,
-                    out = rx.recv() => {
-                        let Some(text) = out else { return End::Gone };
-                        if sink.feed(Message::Text(text)).await.is_err() {
-                            return End::Gone;
+    // Closed when nothing at all (a frame, a ping) arrives for `idle`.
+    let mut deadline = tokio::time::Instant::now() + idle;
+    loop {
+        let incoming = tokio::select! {
+            biased;
+            () = kill.token.cancelled() => {
+                close_killed(socket, rx, kill, message).await;
+                return;
+            }
+            out = rx.recv() => {
+                let Some(text) = out else { return };
+                if !write_queued(socket, text, rx).await {
+                    return;
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                close_with(socket, "idle_timeout", "Nothing was received for too long.").await;
+                return;
+            }
+            incoming = socket.recv() => incoming,
+        };
+        let msg = match incoming {
+            None | Some(Err(_)) => return,
+            Some(Ok(msg)) => msg,
+        };
+        deadline = tokio::time::Instant::now() + idle;
+        let received = now_ms();
+        let replies = match msg {
+            Message::Text(text) => {
+                let handling = handler.on_text(text.as_str(), received);
+                tokio::pin!(handling);
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = kill.token.cancelled() => {
+                            close_killed(socket, rx, kill, message).await;
+                            return;
                         }
-                        // Write what else is queued in one flush.
-                        for _ in 0..64 {
-                            match rx.try_recv() {
-                                Ok(text) => {
-                                    if sink.feed(Message::Text(text)).await.is_err() {
-                                        return End::Gone;
-                                    }
-                                }
-                                Err(_) => break,
+                        replies = &mut handling => break replies,
+                        out = rx.recv() => {
+                            let Some(text) = out else { return };
+                            if !write_queued(socket, text, rx).await {
+                                return;
                             }
                         }
-                        if sink.flush().await.is_err() {
-                            return End::Gone;
-                        }
                     }
                 }
             }
+            Message::Binary(_) => vec![err("binary_not_supported", "Frames are JSON text.")],
+            Message::Close(_) => return,
+            Message::Ping(_) | Message::Pong(_) => Vec::new(),
         };
-        let reader = async {
-            // Closed when nothing at all (a frame, a ping) arrives for `idle`.
-            let mut deadline = tokio::time::Instant::now() + idle;
-            loop {
-                let incoming = tokio::select! {
-                    () = tokio::time::sleep_until(deadline) => return End::Idle,
-                    incoming = stream.next() => incoming,
-                };
-                let msg = match incoming {
-                    None | Some(Err(_)) => return End::Gone,
-                    Some(Ok(msg)) => msg,
-                };
-                deadline = tokio::time::Instant::now() + idle;
-                let received = now_ms();
-                let replies = match msg {
-                    Message::Text(text) => handler.on_text(text.as_str(), received).await,
-                    Message::Binary(_) => {
-                        vec![err("binary_not_supported", "Frames are JSON text.")]
-                    }
-                    Message::Close(_) => return End::Gone,
-                    Message::Ping(_) | Message::Pong(_) => Vec::new(),
-                };
-                for reply in replies {
-                    // Replies join the socket's own queue, in order with what the room
-                    // sends it; a full queue makes this client wait (its frames are
-                    // rate-limited too), never the room.
-                    if own_queue.send(encode(&reply)).await.is_err() {
-                        return End::Gone;
-                    }
-                }
+        for reply in replies {
+            if socket.send(Message::Text(encode(&reply))).await.is_err() {
+                return;
             }
-        };
-        tokio::select! {
-            end = writer => end,
-            end = reader => end,
         }
-    };
-    match end {
-        End::Killed => {
-            // What was queued for it (a `removed` frame) goes out first.
-            if kill.reason() != "slow_consumer" {
-                while let Ok(text) = rx.try_recv() {
-                    let _ = sink.feed(Message::Text(text)).await;
-                }
-            }
-            let reason = kill.reason().to_owned();
-            close_with(&mut sink, &reason, message(&reason)).await;
-        }
-        End::Idle => {
-            close_with(
-                &mut sink,
-                "idle_timeout",
-                "Nothing was received for too long.",
-            )
-            .await;
-        }
-        End::Gone => {}
     }
 }
 

@@ -41,7 +41,7 @@ use wp_shared::frame::Frame;
 use crate::{
     Realtime,
     conn::*,
-    hub::{ConnHandle, Kill, Room, encode, subscribed},
+    hub::{Kill, Room, encode, subscribed},
     refusal::{Refusal, parse_query},
 };
 
@@ -132,15 +132,12 @@ async fn run(
     m: Membership,
     resume: Option<Uuid>,
 ) {
-    let conn = rt.conn_id();
-    let (tx, mut rx) = mpsc::channel(rt.settings.socket_queue);
-    let replies = tx.clone();
-    let kill = Arc::new(Kill::default());
-    let handle = ConnHandle {
-        user: me.id,
-        tx,
-        kill: kill.clone(),
-    };
+    let SocketQueue {
+        conn,
+        handle,
+        mut rx,
+        kill,
+    } = SocketQueue::new(&rt, me.id);
     // The user's channel too: new notifications reach the party socket.
     let user_subscribed = rt
         .hub
@@ -177,7 +174,7 @@ async fn run(
             let text = encode(&snapshot);
             drop(snapshot);
             if socket.send(Message::Text(text)).await.is_ok() {
-                Box::pin(c.serve(socket, &mut rx, replies, &kill)).await;
+                Box::pin(c.serve(&mut socket, &mut rx, &kill)).await;
             }
         }
         Err(e) => {
@@ -326,13 +323,12 @@ impl Conn {
 
     async fn serve(
         &mut self,
-        socket: WebSocket,
+        socket: &mut WebSocket,
         rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
-        replies: mpsc::Sender<axum::extract::ws::Utf8Bytes>,
         kill: &Kill,
     ) {
         let idle = self.rt.settings.idle_timeout;
-        pump(socket, rx, replies, kill, idle, kill_message, self).await;
+        pump(socket, rx, kill, idle, kill_message, self).await;
     }
 
     /// Handles one client frame; returns the frames for this socket alone.
