@@ -470,7 +470,28 @@ pub fn user_channel_prefix(prefix: &str) -> String {
     format!("{prefix}:user:")
 }
 
-/// Publishes `notification` frames (one per user) on the users' channels, pipelined.
+/// What a user's channel carries (from the notify worker to the realtime nodes, which
+/// render it with [`UserEvent::frame`] for the user's sockets).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum UserEvent {
+    /// A new in-app notification (`notification` frame; `data` is the notification as
+    /// the REST list shows it).
+    Notification { notification: serde_json::Value },
+}
+
+impl UserEvent {
+    /// The client's frame for this event.
+    pub fn frame(&self) -> wp_shared::frame::Frame {
+        match self {
+            Self::Notification { notification } => {
+                wp_shared::frame::Frame::server("notification", notification.clone())
+            }
+        }
+    }
+}
+
+/// Publishes a [`UserEvent::Notification`] per user on the users' channels, pipelined.
 /// Best effort: the notification is in the database either way; a client that was not
 /// connected reads it from the REST list.
 pub async fn publish_frames(
@@ -484,13 +505,12 @@ pub async fn publish_frames(
     let start = user_channel_prefix(prefix);
     let mut pipe = redis::pipe();
     for (user, n) in frames {
-        let frame = wp_shared::frame::Frame::server(
-            "notification",
-            serde_json::to_value(n).unwrap_or_default(),
-        );
+        let event = UserEvent::Notification {
+            notification: serde_json::to_value(n).unwrap_or_default(),
+        };
         pipe.publish(
             format!("{start}{user}"),
-            serde_json::to_string(&frame).unwrap_or_default(),
+            serde_json::to_string(&event).unwrap_or_default(),
         )
         .ignore();
     }

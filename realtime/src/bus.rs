@@ -14,7 +14,7 @@ use wp_core::{
     party::live::{BusMsg, Keys, channel_prefix},
 };
 
-use crate::Realtime;
+use crate::{Realtime, hub::encode};
 
 /// A channel a node subscribes to while it has sockets for it.
 #[derive(Debug, Clone, Copy)]
@@ -127,9 +127,8 @@ async fn run(
                         .strip_prefix(&user_start)
                         .and_then(|s| s.parse::<Uuid>().ok())
                     {
-                        // Already the frame's JSON (published by the notify worker).
-                        match std::str::from_utf8(msg.get_payload_bytes()) {
-                            Ok(text) => node.hub.send_to_user(user, &text.to_owned().into()),
+                        match serde_json::from_slice::<notify::UserEvent>(msg.get_payload_bytes()) {
+                            Ok(event) => node.hub.send_to_user(user, &encode(&event.frame())),
                             Err(_) => tracing::warn!(%user, "malformed user message dropped"),
                         }
                     } else {

@@ -500,9 +500,8 @@ pub async fn friends(
 pub async fn unfriend(
     State(state): State<AppState>,
     me: AuthUser,
-    Ids(user_id): Ids<Uuid>,
+    Ids(other): Ids<Uuid>,
 ) -> AppResult<StatusCode> {
-    let other = user_id;
     let (a, b) = pair(me.id, other);
     let n = sqlx::query!(
         "DELETE FROM friendships WHERE user_a = $1 AND user_b = $2",
@@ -523,9 +522,8 @@ pub async fn unfriend(
 pub async fn follow(
     State(state): State<AppState>,
     me: AuthUser,
-    Ids(user_id): Ids<Uuid>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<Relation>> {
-    let id = user_id;
     let mut tx = state.db.begin().await?;
     let other = target(&mut tx, &me, id, "user_id").await?;
     if blocked_either(&mut tx, me.id, other.id).await? {
@@ -563,9 +561,8 @@ pub async fn follow(
 pub async fn unfollow(
     State(state): State<AppState>,
     me: AuthUser,
-    Ids(user_id): Ids<Uuid>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<StatusCode> {
-    let id = user_id;
     let n = sqlx::query!(
         "DELETE FROM follows WHERE follower = $1 AND followee = $2",
         me.id,
@@ -663,9 +660,8 @@ pub async fn block(
 pub async fn unblock(
     State(state): State<AppState>,
     me: AuthUser,
-    Ids(user_id): Ids<Uuid>,
+    Ids(id): Ids<Uuid>,
 ) -> AppResult<StatusCode> {
-    let id = user_id;
     let n = sqlx::query!(
         "DELETE FROM blocks WHERE blocker = $1 AND blocked = $2",
         me.id,

@@ -6,6 +6,7 @@
 pub mod chat;
 pub mod events;
 pub mod live;
+pub mod members;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

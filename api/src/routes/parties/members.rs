@@ -5,10 +5,11 @@ use crate::extract::Ids;
 use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 use wp_core::party::live::{self as live, BusMsg, Keys};
+
+use wp_core::party::members::{self, Removal};
 
 use super::*;
 use crate::{
@@ -172,73 +173,16 @@ pub async fn join_by_code(
     ))
 }
 
-/// Removes `user` from the party; if they were the host, hands the party to the
-/// longest-standing co-host, else the longest-standing member; ends it when nobody is
-/// left. Returns the new host, if the host changed.
-async fn remove_member(
-    conn: &mut PgConnection,
-    party: Uuid,
-    user: Uuid,
-) -> AppResult<Option<(Option<(Uuid, String)>, bool)>> {
-    let role = sqlx::query_scalar!(
-        "DELETE FROM party_members WHERE party_id = $1 AND user_id = $2 RETURNING role",
-        party,
-        user
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(role) = role else { return Ok(None) };
-    if role != "host" {
-        return Ok(Some((None, false)));
-    }
-    let next = sqlx::query!(
-        r#"SELECT m.user_id, u.username FROM party_members m JOIN users u ON u.id = m.user_id
-           WHERE m.party_id = $1
-           ORDER BY (m.role = 'cohost') DESC, m.joined_at, m.user_id LIMIT 1"#,
-        party
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    match next {
-        Some(n) => {
-            sqlx::query!(
-                "UPDATE party_members SET role = 'host' WHERE party_id = $1 AND user_id = $2",
-                party,
-                n.user_id
-            )
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query!(
-                "UPDATE parties SET host_id = $2, updated_at = now() WHERE id = $1",
-                party,
-                n.user_id
-            )
-            .execute(&mut *conn)
-            .await?;
-            Ok(Some((Some((n.user_id, n.username)), false)))
-        }
-        None => {
-            sqlx::query!(
-                "UPDATE parties SET status = 'ended', updated_at = now() WHERE id = $1",
-                party
-            )
-            .execute(&mut *conn)
-            .await?;
-            Ok(Some((None, true)))
-        }
-    }
-}
-
 /// Tells the sockets that `user` left (and who hosts now), closing that user's sockets
 /// with `reason`.
 async fn announce_removal(
     state: &AppState,
     party: Uuid,
     user: (Uuid, &str),
-    outcome: (Option<(Uuid, String)>, bool),
+    outcome: Removal,
     reason: Departure,
 ) {
-    if outcome.1 {
+    if let Removal::Ended = outcome {
         end_live(state, party, "Everyone left the party.").await;
         return;
     }
@@ -271,12 +215,12 @@ async fn announce_removal(
         }),
     )
     .await;
-    if let Some((id, name)) = outcome.0 {
+    if let Removal::HandedOver(host) = outcome {
         notify(
             state,
             party,
             bus(PartyEvent::MemberUpdated {
-                user: UserRef::new(id, &name),
+                user: host,
                 role: PartyRole::Host,
             }),
         )
@@ -296,7 +240,7 @@ pub async fn leave(
 ) -> AppResult<StatusCode> {
     let mut tx = state.db.begin().await?;
     let row = locked_party(&mut tx, &me, id).await?;
-    let outcome = remove_member(&mut tx, row.id, me.id)
+    let outcome = members::remove(&mut tx, row.id, me.id)
         .await?
         .ok_or_else(|| AppError::forbidden("not_a_member", "You are not in this party."))?;
     tx.commit().await?;
@@ -468,7 +412,7 @@ pub async fn kick(
             .parse::<PartyRole>()
             .map_err(anyhow::Error::from)?,
     )?;
-    let outcome = remove_member(&mut tx, row.id, user_id)
+    let outcome = members::remove(&mut tx, row.id, user_id)
         .await?
         .ok_or_else(AppError::not_found)?;
     tx.commit().await?;
@@ -552,7 +496,7 @@ pub async fn ban(
     )
     .fetch_one(&mut *tx)
     .await?;
-    let outcome = remove_member(&mut tx, row.id, body.user_id).await?;
+    let outcome = members::remove(&mut tx, row.id, body.user_id).await?;
     tx.commit().await?;
     if let Some(outcome) = outcome {
         announce_removal(
