@@ -172,9 +172,7 @@ async fn party_members(ctx: &Arc<Ctx>, event: Uuid, ev: &Loaded) -> Result<(), B
             "SELECT user_id FROM party_members
              WHERE party_id = $1 AND ($2::uuid IS NULL OR user_id > $2)
                AND user_id IS DISTINCT FROM $3
-               AND NOT EXISTS (SELECT 1 FROM blocks b
-                               WHERE (b.blocker = user_id AND b.blocked = $3)
-                                  OR (b.blocked = user_id AND b.blocker = $3))
+               AND NOT blocked_between(user_id, $3)
              ORDER BY user_id LIMIT $4",
             party,
             after,

@@ -43,30 +43,6 @@ pub struct Relation {
     pub since: DateTime<Utc>,
 }
 
-/// Whether either of the two blocked the other.
-pub async fn blocked_either(conn: &mut PgConnection, a: Uuid, b: Uuid) -> AppResult<bool> {
-    Ok(sqlx::query_scalar!(
-        r#"SELECT EXISTS(SELECT 1 FROM blocks WHERE (blocker = $1 AND blocked = $2)
-                                              OR (blocker = $2 AND blocked = $1)) AS "b!""#,
-        a,
-        b
-    )
-    .fetch_one(&mut *conn)
-    .await?)
-}
-
-/// Whether `blocker` blocked `blocked` (the blocked user may not see the blocker's
-/// private content).
-pub async fn has_blocked(conn: &mut PgConnection, blocker: Uuid, blocked: Uuid) -> AppResult<bool> {
-    Ok(sqlx::query_scalar!(
-        r#"SELECT EXISTS(SELECT 1 FROM blocks WHERE blocker = $1 AND blocked = $2) AS "b!""#,
-        blocker,
-        blocked
-    )
-    .fetch_one(&mut *conn)
-    .await?)
-}
-
 /// The target of an action: an active user other than the caller, or 404 / 400.
 async fn target(
     conn: &mut PgConnection,
@@ -156,7 +132,7 @@ pub async fn send_request(
 ) -> AppResult<ApiResponse<FriendRequest>> {
     let mut tx = state.db.begin().await?;
     let other = target(&mut tx, &me, body.user_id, "user_id").await?;
-    if blocked_either(&mut tx, me.id, other.id).await? {
+    if wp_core::social::blocked_between(&mut tx, me.id, other.id).await? {
         return Err(AppError::forbidden(
             "blocked",
             "You cannot send a friend request to this user.",
@@ -337,7 +313,7 @@ async fn respond(
     let mut outbox = Vec::new();
     match action {
         "accept" => {
-            if blocked_either(&mut tx, r.from_user, r.to_user).await? {
+            if wp_core::social::blocked_between(&mut tx, r.from_user, r.to_user).await? {
                 return Err(AppError::forbidden(
                     "blocked",
                     "You cannot accept this request.",
@@ -526,7 +502,7 @@ pub async fn follow(
 ) -> AppResult<ApiResponse<Relation>> {
     let mut tx = state.db.begin().await?;
     let other = target(&mut tx, &me, id, "user_id").await?;
-    if blocked_either(&mut tx, me.id, other.id).await? {
+    if wp_core::social::blocked_between(&mut tx, me.id, other.id).await? {
         return Err(AppError::forbidden(
             "blocked",
             "You cannot follow this user.",

@@ -338,7 +338,7 @@ pub async fn avatar(
     Ids(id): Ids<Uuid>,
 ) -> AppResult<Response> {
     let mut conn = state.db.acquire().await?;
-    if crate::routes::social::has_blocked(&mut conn, id, caller.id).await? {
+    if wp_core::social::has_blocked(&mut conn, id, caller.id).await? {
         return Err(AppError::not_found());
     }
     let path = sqlx::query_scalar!(

@@ -202,7 +202,7 @@ pub async fn profile(
 ) -> AppResult<ApiResponse<PublicUser>> {
     // Someone the owner blocked does not see the profile.
     let mut conn = state.db.acquire().await?;
-    if crate::routes::social::has_blocked(&mut conn, id, caller.id).await? {
+    if wp_core::social::has_blocked(&mut conn, id, caller.id).await? {
         return Err(AppError::not_found());
     }
     drop(conn);

@@ -68,9 +68,7 @@ pub async fn invite(
                           WHERE e.kind = 'party.invite' AND e.recipient_id = u.id
                             AND e.payload->>'party_id' = $2::text
                             AND e.created_at > now() - interval '1 hour') AS "invited!",
-                  EXISTS (SELECT 1 FROM blocks b
-                          WHERE (b.blocker = u.id AND b.blocked IN ($3, $4))
-                             OR (b.blocked = u.id AND b.blocker IN ($3, $4))) AS "blocked!"
+                  (blocked_between(u.id, $3) OR blocked_between(u.id, $4)) AS "blocked!"
            FROM users u WHERE u.id = ANY($1) AND u.status = 'active'"#,
         &wanted,
         row.id,
@@ -170,9 +168,7 @@ pub async fn announce(
     }
     let audience = sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM party_members m WHERE party_id = $1 AND user_id <> $2
-             AND NOT EXISTS (SELECT 1 FROM blocks b
-                             WHERE (b.blocker = m.user_id AND b.blocked = $2)
-                                OR (b.blocked = m.user_id AND b.blocker = $2))"#,
+             AND NOT blocked_between(m.user_id, $2)"#,
         row.id,
         me.id
     )

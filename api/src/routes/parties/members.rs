@@ -74,7 +74,7 @@ async fn join_party(
                 AppError::not_found()
             });
         }
-        if crate::routes::social::blocked_either(&mut tx, me.id, p.host_id).await? {
+        if wp_core::social::blocked_between(&mut tx, me.id, p.host_id).await? {
             return Err(AppError::not_found());
         }
         let banned = sqlx::query_scalar!(

@@ -391,7 +391,7 @@ pub async fn create(
     let content = check_content(&body.content)?;
     let mut tx = state.db.begin().await?;
     let v = visible_video(&mut tx, Some(&me), id).await?;
-    if crate::routes::social::blocked_either(&mut tx, me.id, v.owner_id).await? {
+    if wp_core::social::blocked_between(&mut tx, me.id, v.owner_id).await? {
         return Err(AppError::forbidden(
             "blocked",
             "You cannot comment on this video.",
