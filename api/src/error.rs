@@ -278,3 +278,19 @@ impl From<wp_core::party::PartyError> for AppError {
         }
     }
 }
+
+impl From<wp_core::party::members::JoinError> for AppError {
+    fn from(e: wp_core::party::members::JoinError) -> Self {
+        use wp_core::party::members::JoinError as E;
+        match e {
+            E::NotFound => Self::not_found(),
+            E::BadCode => Self::field("code", e.to_string()),
+            E::Banned => Self::forbidden("banned", e.to_string()),
+            E::Full(_) => Self::Conflict {
+                code: "party_full",
+                message: e.to_string(),
+            },
+            E::Db(e) => e.into(),
+        }
+    }
+}

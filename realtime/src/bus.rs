@@ -11,7 +11,10 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 use wp_core::{
     notify,
-    party::live::{BusMsg, Keys, channel_prefix},
+    party::{
+        events::BusOrigin,
+        live::{BusMsg, Keys, channel_prefix},
+    },
 };
 
 use crate::{Realtime, hub::encode};
@@ -163,13 +166,15 @@ fn deliver(rt: &Realtime, channel_start: &str, msg: &redis::Msg) {
     else {
         return;
     };
-    let Ok(bus) = serde_json::from_slice::<BusMsg>(msg.get_payload_bytes()) else {
+    let payload = msg.get_payload_bytes();
+    // This node's own messages were delivered here when sent: skipped unparsed.
+    if serde_json::from_slice::<BusOrigin<'_>>(payload).is_ok_and(|h| h.origin == rt.node) {
+        return;
+    }
+    let Ok(bus) = serde_json::from_slice::<BusMsg>(payload) else {
         tracing::warn!(%party, "malformed bus message dropped");
         return;
     };
-    if bus.origin == rt.node {
-        return;
-    }
     let Some(room) = rt.hub.room(party) else {
         return;
     };

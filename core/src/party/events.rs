@@ -52,8 +52,10 @@ impl Departure {
 
 /// An event of a party (the internal protocol between the API and the nodes; its
 /// serde form is not the client's wire format, [`PartyEvent::frame`] is).
+// Adjacently tagged: the tag comes first, so a node reads the content straight into
+// its type (an internally tagged enum would buffer every message first).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
+#[serde(tag = "event", content = "data", rename_all = "snake_case")]
 pub enum PartyEvent {
     /// The playback state changed, at server time `at`; `cause` says who and what
     /// (extra `data` fields of `video_state`).
@@ -201,6 +203,14 @@ impl BusMsg {
     }
 }
 
+/// Just the origin of a bus message: a node reads this first and skips its own
+/// messages without parsing the rest.
+#[derive(Debug, Deserialize)]
+pub struct BusOrigin<'a> {
+    #[serde(borrow)]
+    pub origin: std::borrow::Cow<'a, str>,
+}
+
 /// Publishes `msg` on the party's channel.
 pub async fn publish(
     redis: &mut redis::aio::ConnectionManager,
@@ -256,5 +266,18 @@ mod tests {
         let back: PartyEvent =
             serde_json::from_value(serde_json::to_value(&relay).unwrap()).unwrap();
         assert_eq!(back.frame().kind, "typing");
+    }
+
+    #[test]
+    fn a_node_reads_the_origin_alone() {
+        let msg = BusMsg::to_all(
+            "node-1",
+            PartyEvent::PartyEnded {
+                message: "bye".into(),
+            },
+        );
+        let text = serde_json::to_string(&msg).unwrap();
+        let head: BusOrigin<'_> = serde_json::from_str(&text).unwrap();
+        assert_eq!(head.origin, "node-1");
     }
 }

@@ -38,83 +38,12 @@ async fn join_party(
     code: Option<&str>,
 ) -> AppResult<Party> {
     let mut tx = state.db.begin().await?;
-    let p = sqlx::query!(
-        "SELECT host_id, visibility, invite_code, max_members FROM parties
-         WHERE id = $1 AND status = 'active' FOR UPDATE",
-        id
-    )
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(AppError::not_found)?;
-    let already = sqlx::query_scalar!(
-        "SELECT role FROM party_members WHERE party_id = $1 AND user_id = $2",
-        id,
-        me.id
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
-    if already.is_none() {
-        let code_ok = code.is_some_and(|c| c.trim().eq_ignore_ascii_case(&p.invite_code));
-        let visible = sqlx::query_scalar!(
-            r#"SELECT party_visible_to($1, $2, $3, $4, $5) AS "v!""#,
-            id,
-            p.host_id,
-            p.visibility,
-            me.id,
-            me.is_staff()
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        let may = code_ok || visible;
-        if !may {
-            // A party the caller cannot see does not exist for them.
-            return Err(if code.is_some() {
-                AppError::field("code", "This invite code is not valid.")
-            } else {
-                AppError::not_found()
-            });
-        }
-        if wp_core::social::blocked_between(&mut tx, me.id, p.host_id).await? {
-            return Err(AppError::not_found());
-        }
-        let banned = sqlx::query_scalar!(
-            r#"SELECT EXISTS (SELECT 1 FROM party_bans WHERE party_id = $1 AND user_id = $2) AS "e!""#,
-            id,
-            me.id
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        if banned {
-            return Err(AppError::forbidden(
-                "banned",
-                "You are banned from this party.",
-            ));
-        }
-        let members = sqlx::query_scalar!(
-            r#"SELECT count(*) AS "n!" FROM party_members WHERE party_id = $1"#,
-            id
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        if members >= i64::from(p.max_members) {
-            return Err(AppError::Conflict {
-                code: "party_full",
-                message: format!("The party is full ({} members).", p.max_members),
-            });
-        }
-        sqlx::query!(
-            "INSERT INTO party_members (party_id, user_id, role) VALUES ($1, $2, 'member')",
-            id,
-            me.id
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
+    let joined = members::join(&mut tx, me, id, code).await?;
     let row = load_row(&mut tx, me, id)
         .await?
         .ok_or_else(AppError::not_found)?;
     tx.commit().await?;
-    if already.is_none() {
+    if joined {
         notify(
             state,
             id,
