@@ -14,6 +14,7 @@ pub mod conn;
 pub mod ctx;
 pub mod hub;
 pub mod party;
+mod publisher;
 pub mod refusal;
 pub mod user_socket;
 
@@ -69,6 +70,8 @@ pub struct Realtime {
     pub node: String,
     pub settings: Settings,
     subscriptions: mpsc::UnboundedSender<bus::Command>,
+    /// The node's publishing task (see [`publisher`]).
+    outgoing: mpsc::Sender<publisher::Outgoing>,
     next_conn: AtomicU64,
 }
 
@@ -84,12 +87,14 @@ impl Realtime {
             &Uuid::new_v4().simple().to_string()[..8]
         );
         let (tx, rx) = mpsc::unbounded_channel();
+        let outgoing = publisher::spawn(ctx.redis.clone());
         let rt = Arc::new(Self {
             ctx,
             hub: Hub::default(),
             node,
             settings,
             subscriptions: tx,
+            outgoing,
             next_conn: AtomicU64::new(1),
         });
         rt.keep_alive().await?;
@@ -158,10 +163,22 @@ impl Realtime {
         .await;
     }
 
+    /// Hands `msg` to the node's publishing task (in order with what the node
+    /// published before).
     async fn publish(&self, party: Uuid, msg: BusMsg) {
-        let mut redis = self.ctx.redis.clone();
-        if let Err(e) = live::publish(&mut redis, &self.keys(party), &msg).await {
-            tracing::warn!(error = %e, %party, "publish to the party channel failed");
+        let payload = match serde_json::to_string(&msg) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, %party, "a bus message could not be serialised");
+                return;
+            }
+        };
+        let out = publisher::Outgoing {
+            channel: self.keys(party).channel().to_owned(),
+            payload,
+        };
+        if self.outgoing.send(out).await.is_err() {
+            tracing::warn!(%party, "the publishing task has stopped");
         }
     }
 }
