@@ -279,6 +279,20 @@ impl From<wp_core::party::PartyError> for AppError {
     }
 }
 
+impl From<wp_core::comment::CommentError> for AppError {
+    fn from(e: wp_core::comment::CommentError) -> Self {
+        use wp_core::comment::CommentError as E;
+        match e {
+            E::NotFound => Self::not_found(),
+            E::Content(m) => Self::field("content", m),
+            E::NoParent | E::ParentDeleted => Self::field("parent", e.to_string()),
+            E::Blocked => Self::forbidden("blocked", e.to_string()),
+            E::NotAuthor | E::CannotDelete => Self::forbidden("permission_denied", e.to_string()),
+            E::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<wp_core::party::members::JoinError> for AppError {
     fn from(e: wp_core::party::members::JoinError) -> Self {
         use wp_core::party::members::JoinError as E;

@@ -127,7 +127,7 @@ pub async fn create(
         let v = visible_video(&mut tx, Some(&me), video)
             .await
             .map_err(|_| AppError::field("video_id", "No such video."))?;
-        if v.status != "ready" {
+        if v.status != wp_core::video::VideoStatus::Ready {
             return Err(AppError::field("video_id", "The video is not ready yet."));
         }
     }

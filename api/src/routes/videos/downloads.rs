@@ -16,13 +16,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
+use wp_core::video::VideoRow;
 
 use crate::{
     auth::{AuthUser, authenticate, tokens},
     error::{AppError, AppResult},
     extract::Query,
     response::{ApiResponse, Envelope},
-    routes::videos::{VideoRow, visible_video},
+    routes::videos::visible_video,
     state::AppState,
 };
 
@@ -47,7 +48,7 @@ async fn downloadable(state: &AppState, user: &AuthUser, id: Uuid) -> AppResult<
             "The owner does not allow downloads of this video.",
         ));
     }
-    if v.status != "ready" {
+    if v.status != wp_core::video::VideoStatus::Ready {
         return Err(AppError::Conflict {
             code: "not_ready",
             message: format!("The video is {} and cannot be downloaded yet.", v.status),

@@ -20,6 +20,7 @@ use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
+use wp_core::video::{VideoRow, VideoStatus, VideoVisibility};
 use wp_shared::jobs::PrepareMedia;
 
 use crate::{
@@ -31,8 +32,6 @@ use crate::{
     state::AppState,
 };
 
-pub const VISIBILITIES: [&str; 4] = ["public", "unlisted", "friends", "private"];
-
 /// A video as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Video {
@@ -42,11 +41,9 @@ pub struct Video {
     pub description: String,
     pub tags: Vec<String>,
     pub category: String,
-    /// `public`, `unlisted`, `friends` or `private`.
-    pub visibility: String,
+    pub visibility: VideoVisibility,
     pub allow_download: bool,
-    /// `processing`, `ready` or `failed`.
-    pub status: String,
+    pub status: VideoStatus,
     pub failure_reason: Option<String>,
     pub original_filename: String,
     /// `mp4`, `webm`, `matroska`, `quicktime`, ... (from the file's bytes).
@@ -65,71 +62,39 @@ pub struct Video {
     pub updated_at: DateTime<Utc>,
 }
 
-pub(crate) struct VideoRow {
-    pub id: Uuid,
-    pub owner_id: Uuid,
-    pub owner_username: String,
-    pub owner_display_name: String,
-    pub title: String,
-    pub description: String,
-    pub tags: Vec<String>,
-    pub category: String,
-    pub visibility: String,
-    pub allow_download: bool,
-    pub status: String,
-    pub failure_reason: Option<String>,
-    pub storage_key: String,
-    pub original_filename: String,
-    pub container: String,
-    pub content_type: String,
-    pub size_bytes: i64,
-    pub sha256: String,
-    pub duration_seconds: Option<f64>,
-    pub thumbnail_key: Option<String>,
-    pub like_count: i32,
-    pub dislike_count: i32,
-    pub comment_count: i32,
-    pub top_comment_count: i32,
-    pub my_vote: Option<bool>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl VideoRow {
-    fn into_api(self, state: &AppState) -> Video {
-        Video {
-            thumbnail_url: self.thumbnail_key.as_ref().map(|_| {
-                format!(
-                    "{}/api/videos/{}/thumbnail/",
-                    state.config.public_url, self.id
-                )
-            }),
-            id: self.id,
+impl Video {
+    fn new(v: VideoRow, state: &AppState) -> Self {
+        Self {
+            thumbnail_url: v
+                .thumbnail_key
+                .as_ref()
+                .map(|_| format!("{}/api/videos/{}/thumbnail/", state.config.public_url, v.id)),
+            id: v.id,
             owner: UserSummary {
-                id: self.owner_id,
-                username: self.owner_username,
-                display_name: self.owner_display_name,
+                id: v.owner_id,
+                username: v.owner_username,
+                display_name: v.owner_display_name,
             },
-            title: self.title,
-            description: self.description,
-            tags: self.tags,
-            category: self.category,
-            visibility: self.visibility,
-            allow_download: self.allow_download,
-            status: self.status,
-            failure_reason: self.failure_reason,
-            original_filename: self.original_filename,
-            container: self.container,
-            content_type: self.content_type,
-            size_bytes: self.size_bytes,
-            sha256: self.sha256,
-            duration_seconds: self.duration_seconds,
-            like_count: self.like_count,
-            dislike_count: self.dislike_count,
-            comment_count: self.comment_count,
-            my_vote: self.my_vote,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
+            title: v.title,
+            description: v.description,
+            tags: v.tags,
+            category: v.category,
+            visibility: v.visibility,
+            allow_download: v.allow_download,
+            status: v.status,
+            failure_reason: v.failure_reason,
+            original_filename: v.original_filename,
+            container: v.container,
+            content_type: v.content_type,
+            size_bytes: v.size_bytes,
+            sha256: v.sha256,
+            duration_seconds: v.duration_seconds,
+            like_count: v.like_count,
+            dislike_count: v.dislike_count,
+            comment_count: v.comment_count,
+            my_vote: v.my_vote,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
         }
     }
 }
@@ -140,26 +105,9 @@ pub(crate) async fn visible_video(
     viewer: Option<&AuthUser>,
     id: Uuid,
 ) -> AppResult<VideoRow> {
-    let me = viewer.map(|v| v.id);
-    let staff = viewer.is_some_and(|v| v.is_staff());
-    sqlx::query_as!(
-        VideoRow,
-        r#"SELECT v.id, v.owner_id, u.username AS owner_username, u.display_name AS owner_display_name,
-                  v.title, v.description, v.tags, v.category, v.visibility, v.allow_download,
-                  v.status, v.failure_reason, v.storage_key, v.original_filename, v.container,
-                  v.content_type, v.size_bytes, v.sha256, v.duration_seconds, v.thumbnail_key,
-                  v.like_count, v.dislike_count, v.comment_count, v.top_comment_count,
-                  (SELECT l.is_like FROM video_likes l WHERE l.video_id = v.id AND l.user_id = $2) AS my_vote,
-                  v.created_at, v.updated_at
-           FROM videos v JOIN users u ON u.id = v.owner_id
-           WHERE v.id = $1 AND video_visible_to(v.owner_id, v.status, v.visibility, $2, $3)"#,
-        id,
-        me,
-        staff
-    )
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(AppError::not_found)
+    wp_core::video::visible(conn, viewer.map(|v| &v.0), id)
+        .await?
+        .ok_or_else(AppError::not_found)
 }
 
 /// What the bytes say a file is: (container, media type, file extension).
@@ -340,7 +288,7 @@ fn check_fields(f: &mut VideoFields, creating: bool) -> Result<(), AppError> {
     }
     if f.visibility
         .as_deref()
-        .is_some_and(|v| !VISIBILITIES.contains(&v))
+        .is_some_and(|v| v.parse::<VideoVisibility>().is_err())
     {
         add("visibility", "One of public, unlisted, friends, private.");
     }
@@ -483,7 +431,7 @@ pub async fn upload(
     let row = visible_video(&mut tx, Some(&me), id).await?;
     tx.commit().await?;
     state.relay(&[outbox]).await;
-    Ok(ApiResponse::created(row.into_api(&state)))
+    Ok(ApiResponse::created(Video::new(row, &state)))
 }
 
 /// A video the caller may see.
@@ -497,7 +445,7 @@ pub async fn detail(
 ) -> AppResult<ApiResponse<Video>> {
     let mut conn = state.db.acquire().await?;
     let row = visible_video(&mut conn, me.as_ref(), id).await?;
-    Ok(ApiResponse::ok(row.into_api(&state)))
+    Ok(ApiResponse::ok(Video::new(row, &state)))
 }
 
 /// Changes a video's metadata (owner or staff).
@@ -532,7 +480,7 @@ pub async fn update(
     .await?;
     let row = visible_video(&mut tx, Some(&me), v.id).await?;
     tx.commit().await?;
-    Ok(ApiResponse::ok(row.into_api(&state)))
+    Ok(ApiResponse::ok(Video::new(row, &state)))
 }
 
 /// Deletes a video and its file (owner or staff).
@@ -648,15 +596,12 @@ pub async fn list(
         ("created_at", true),
     )?;
     let order = format!("{}{field}", if desc { "-" } else { "" });
-    if q.visibility
+    let visibility = q
+        .visibility
         .as_deref()
-        .is_some_and(|v| !VISIBILITIES.contains(&v))
-    {
-        return Err(AppError::field(
-            "visibility",
-            "One of public, unlisted, friends, private.",
-        ));
-    }
+        .map(str::parse::<VideoVisibility>)
+        .transpose()
+        .map_err(|_| AppError::field("visibility", "One of public, unlisted, friends, private."))?;
     let me_id = me.as_ref().map(|m| m.id);
     if q.mine == Some(true) && me_id.is_none() {
         return Err(AppError::unauthenticated(
@@ -668,67 +613,17 @@ pub async fn list(
     let search = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let tag = q.tag.as_deref().map(|t| t.trim().to_lowercase());
     let category = q.category.as_deref().map(|c| c.trim().to_lowercase());
-    let count = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM videos v
-           WHERE ($2::uuid IS NULL OR v.owner_id = $2)
-             AND ($3::text IS NULL OR v.category = $3)
-             AND ($4::text IS NULL OR $4 = ANY(v.tags))
-             AND ($5::text IS NULL OR v.visibility = $5)
-             AND ($6::text IS NULL OR v.search @@ plainto_tsquery('simple', $6))
-             AND (v.owner_id = $1 OR (
-                 v.visibility IN ('public', 'friends') AND $5::text IS NULL
-                 AND video_visible_to(v.owner_id, v.status, v.visibility, $1, FALSE)))"#,
-        me_id,
+    let filter = wp_core::video::ListFilter {
         owner,
-        category,
-        tag,
-        q.visibility,
-        search
-    )
-    .fetch_one(&state.db)
-    .await?;
-    let rows = sqlx::query_as!(
-        VideoRow,
-        r#"SELECT v.id, v.owner_id, u.username AS owner_username, u.display_name AS owner_display_name,
-                  v.title, v.description, v.tags, v.category, v.visibility, v.allow_download,
-                  v.status, v.failure_reason, v.storage_key, v.original_filename, v.container,
-                  v.content_type, v.size_bytes, v.sha256, v.duration_seconds, v.thumbnail_key,
-                  v.like_count, v.dislike_count, v.comment_count, v.top_comment_count,
-                  (SELECT l.is_like FROM video_likes l WHERE l.video_id = v.id AND l.user_id = $1) AS my_vote,
-                  v.created_at, v.updated_at
-           FROM videos v JOIN users u ON u.id = v.owner_id
-           WHERE ($2::uuid IS NULL OR v.owner_id = $2)
-             AND ($3::text IS NULL OR v.category = $3)
-             AND ($4::text IS NULL OR $4 = ANY(v.tags))
-             AND ($5::text IS NULL OR v.visibility = $5)
-             AND ($6::text IS NULL OR v.search @@ plainto_tsquery('simple', $6))
-             AND (v.owner_id = $1 OR (
-                 v.visibility IN ('public', 'friends') AND $5::text IS NULL
-                 AND video_visible_to(v.owner_id, v.status, v.visibility, $1, FALSE)))
-           ORDER BY
-             CASE WHEN $7 = '-created_at' THEN v.created_at END DESC,
-             CASE WHEN $7 = 'created_at' THEN v.created_at END ASC,
-             CASE WHEN $7 = '-title' THEN lower(v.title) END DESC,
-             CASE WHEN $7 = 'title' THEN lower(v.title) END ASC,
-             CASE WHEN $7 = '-like_count' THEN v.like_count END DESC,
-             CASE WHEN $7 = 'like_count' THEN v.like_count END ASC,
-             CASE WHEN $7 = '-duration_seconds' THEN v.duration_seconds END DESC NULLS LAST,
-             CASE WHEN $7 = 'duration_seconds' THEN v.duration_seconds END ASC NULLS LAST,
-             v.id DESC
-           LIMIT $8 OFFSET $9"#,
-        me_id,
-        owner,
-        category,
-        tag,
-        q.visibility,
+        category: category.as_deref(),
+        tag: tag.as_deref(),
+        visibility,
         search,
-        order,
-        page.limit(),
-        page.offset()
-    )
-    .fetch_all(&state.db)
-    .await?;
-    let results = rows.into_iter().map(|r| r.into_api(&state)).collect();
+        order: &order,
+    };
+    let (count, rows) =
+        wp_core::video::list(&state.db, me_id, &filter, page.limit(), page.offset()).await?;
+    let results = rows.into_iter().map(|r| Video::new(r, &state)).collect();
     Ok(ApiResponse::ok(Paginated::new(
         results,
         count,
