@@ -47,6 +47,13 @@ pub enum AppError {
     /// 503: a dependency (database, redis, ...) is down or saturated.
     #[error("{0} unavailable")]
     Unavailable(&'static str),
+    /// 503 with `Retry-After`: this server is at its bound for `what` (password checks,
+    /// say) and sheds the request rather than queue it without end.
+    #[error("busy with {what}")]
+    Busy {
+        what: &'static str,
+        retry_after: Duration,
+    },
     /// Any other client error with its own status and code (`token_expired`,
     /// `account_suspended`, ...).
     #[error("{message}")]
@@ -107,7 +114,7 @@ impl AppError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Status { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -127,6 +134,7 @@ impl AppError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "service_unavailable",
+            Self::Busy { .. } => "server_busy",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -143,6 +151,10 @@ impl AppError {
             Self::Unavailable(what) => {
                 format!("A required service ({what}) is unavailable. Try again shortly.")
             }
+            Self::Busy { what, retry_after } => format!(
+                "The server is at capacity for {what}. Try again in {} seconds.",
+                retry_after.as_secs().max(1)
+            ),
             Self::Internal(_) => {
                 "Internal server error. Quote the request id when reporting it.".to_owned()
             }
@@ -185,6 +197,7 @@ impl IntoResponse for AppError {
         match &self {
             Self::Internal(e) => tracing::error!(error = ?e, "internal error"),
             Self::Unavailable(what) => tracing::warn!(dependency = what, "dependency unavailable"),
+            Self::Busy { what, .. } => tracing::warn!(what, "at capacity; request shed"),
             _ => {}
         }
         let body = ErrorBody {
@@ -198,7 +211,7 @@ impl IntoResponse for AppError {
             request_id: request_id::current(),
         };
         let mut res = (status, Json(body)).into_response();
-        if let Self::RateLimited { retry_after } = self {
+        if let Self::RateLimited { retry_after } | Self::Busy { retry_after, .. } = self {
             // Rounded up: a client that waits that long is let through.
             let secs = retry_after.as_secs_f64().ceil().max(1.0).to_string();
             if let Ok(v) = HeaderValue::from_str(&secs) {

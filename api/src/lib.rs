@@ -120,6 +120,7 @@ pub fn app(state: AppState) -> Router {
     let (router, openapi) = router_and_openapi();
     let (v1, _) = api_routes().split_for_parts();
     let cfg = &state.config;
+    auth::password::configure(cfg.password_hash_concurrency, cfg.password_hash_wait);
     let cors = CorsLayer::new()
         .allow_origin(
             cfg.cors_origins

@@ -48,6 +48,17 @@ impl App {
     pub async fn relay(&self, ids: &[i64]) {
         wp_shared::outbox::relay(&self.db, &self.enqueuer, ids).await;
     }
+
+    /// Tells the realtime nodes that `user`'s sessions changed (after the change is
+    /// committed): sockets whose session no longer authenticates close at once.
+    pub async fn sessions_changed(&self, user: uuid::Uuid) {
+        let mut redis = self.redis.clone();
+        if let Err(e) =
+            wp_core::notify::sessions_changed(&mut redis, &self.config.redis_prefix, user).await
+        {
+            tracing::warn!(error = %e, %user, "sockets could not be told of a session change");
+        }
+    }
 }
 
 #[derive(Clone)]

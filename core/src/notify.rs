@@ -478,17 +478,37 @@ pub enum UserEvent {
     /// A new in-app notification (`notification` frame; `data` is the notification as
     /// the REST list shows it).
     Notification { notification: serde_json::Value },
+    /// Some of the user's sessions may have ended (logout, a revoked session, a new
+    /// password, a suspension, a deletion): every node checks the session of each of the
+    /// user's sockets again (`account::authenticate`) and closes those that fail.
+    SessionsChanged,
 }
 
 impl UserEvent {
-    /// The client's frame for this event.
-    pub fn frame(&self) -> wp_shared::frame::Frame {
+    /// The client's frame for this event, if it is one the client sees.
+    pub fn frame(&self) -> Option<wp_shared::frame::Frame> {
         match self {
-            Self::Notification { notification } => {
-                wp_shared::frame::Frame::server("notification", notification.clone())
-            }
+            Self::Notification { notification } => Some(wp_shared::frame::Frame::server(
+                "notification",
+                notification.clone(),
+            )),
+            Self::SessionsChanged => None,
         }
     }
+}
+
+/// Tells every node that `user`'s sessions changed (after the change is committed), so
+/// sockets opened with a session that no longer authenticates close within a second.
+pub async fn sessions_changed(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    user: uuid::Uuid,
+) -> redis::RedisResult<()> {
+    use redis::AsyncCommands;
+    let payload = serde_json::to_string(&UserEvent::SessionsChanged).unwrap_or_default();
+    redis
+        .publish::<_, _, ()>(format!("{}{user}", user_channel_prefix(prefix)), payload)
+        .await
 }
 
 /// Publishes a [`UserEvent::Notification`] per user on the users' channels, pipelined.

@@ -131,7 +131,14 @@ async fn run(
                         .and_then(|s| s.parse::<Uuid>().ok())
                     {
                         match serde_json::from_slice::<notify::UserEvent>(msg.get_payload_bytes()) {
-                            Ok(event) => node.hub.send_to_user(user, &encode(&event.frame())),
+                            Ok(notify::UserEvent::SessionsChanged) => {
+                                tokio::spawn(recheck_sessions(node, user));
+                            }
+                            Ok(event) => {
+                                if let Some(frame) = event.frame() {
+                                    node.hub.send_to_user(user, &encode(&frame));
+                                }
+                            }
                             Err(_) => tracing::warn!(%user, "malformed user message dropped"),
                         }
                     } else {
@@ -139,6 +146,23 @@ async fn run(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Checks the session of each of `user`'s sockets on this node again and closes those
+/// that no longer authenticate, with the reason (`session_revoked`, `account_suspended`,
+/// `account_deleted`). A database error closes nothing (the next check decides).
+async fn recheck_sessions(rt: std::sync::Arc<Realtime>, user: Uuid) {
+    for session in rt.hub.sessions_of(user) {
+        match wp_core::account::authenticate(&rt.ctx.db, user, session).await {
+            Ok(_) => {}
+            Err(
+                e @ (wp_core::account::AuthError::Db(_) | wp_core::account::AuthError::Internal(_)),
+            ) => {
+                tracing::warn!(error = %e, %user, "session re-check failed");
+            }
+            Err(e) => rt.hub.end_session(user, session, e.code()),
         }
     }
 }

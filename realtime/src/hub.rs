@@ -46,6 +46,8 @@ impl Kill {
 #[derive(Clone)]
 pub struct ConnHandle {
     pub user: Uuid,
+    /// The session the socket was opened (or last re-authenticated) with.
+    pub session: Uuid,
     pub tx: mpsc::Sender<Utf8Bytes>,
     pub kill: Arc<Kill>,
 }
@@ -342,6 +344,26 @@ impl Hub {
         }
     }
 
+    /// The sessions `user`'s sockets on this node were opened with.
+    pub fn sessions_of(&self, user: Uuid) -> Vec<Uuid> {
+        let mut s: Vec<Uuid> = lock(&self.users)
+            .get(&user)
+            .map(|e| e.sockets.values().map(|c| c.session).collect())
+            .unwrap_or_default();
+        s.sort_unstable();
+        s.dedup();
+        s
+    }
+
+    /// Closes `user`'s sockets opened with `session` on this node, with `reason`.
+    pub fn end_session(&self, user: Uuid, session: Uuid, reason: &str) {
+        if let Some(entry) = lock(&self.users).get(&user) {
+            for c in entry.sockets.values().filter(|c| c.session == session) {
+                c.kill.kill(reason);
+            }
+        }
+    }
+
     /// The users with a socket on this node.
     pub fn users(&self) -> Vec<Uuid> {
         lock(&self.users).keys().copied().collect()
@@ -416,6 +438,7 @@ mod tests {
             1,
             ConnHandle {
                 user: Uuid::now_v7(),
+                session: Uuid::nil(),
                 tx: slow_tx,
                 kill: slow_kill.clone(),
             },
@@ -430,6 +453,7 @@ mod tests {
             2,
             ConnHandle {
                 user: Uuid::now_v7(),
+                session: Uuid::nil(),
                 tx: fast_tx,
                 kill: Arc::default(),
             },

@@ -24,7 +24,7 @@ use wp_shared::frame::Frame;
 use crate::{
     Realtime,
     conn::{
-        Bucket, FRAMES_BURST, FRAMES_PER_SEC, Handler, SocketQueue, WsQuery, accept, caller,
+        Bucket, FRAMES_BURST, FRAMES_PER_SEC, Handler, Lease, SocketQueue, WsQuery, accept, caller,
         close_with, err, pump,
     },
     hub::{encode, subscribed},
@@ -45,7 +45,7 @@ pub async fn upgrade(
     };
     match authorized.await {
         Err(e) => e.into_response_for(&headers),
-        Ok(me) => accept(ws, &headers, move |socket| run(rt, socket, me)),
+        Ok((me, lease)) => accept(ws, &headers, move |socket| run(rt, socket, me, lease)),
     }
 }
 
@@ -81,13 +81,13 @@ impl Handler for Client {
     }
 }
 
-async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor) {
+async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lease) {
     let SocketQueue {
         conn,
         handle,
         mut rx,
         kill,
-    } = SocketQueue::new(&rt, me.id);
+    } = SocketQueue::new(&rt, &me);
     // Subscribed before the unread count is read, so nothing falls between the two.
     subscribed(
         rt.hub
@@ -108,6 +108,7 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor) {
                     &kill,
                     idle,
                     kill_message,
+                    &mut lease,
                     &mut handler,
                 )
                 .await;

@@ -98,6 +98,10 @@ pub struct Config {
     pub deletion_grace: Duration,
     /// Multiplies every authentication rate limit (load tests set it high).
     pub rate_limit_multiplier: u32,
+    /// Password hashes (argon2id, 19 MiB each) run at once; default: the cores.
+    pub password_hash_concurrency: usize,
+    /// How long a request waits to start a password hash before 503 `server_busy`.
+    pub password_hash_wait: Duration,
     /// Largest video upload.
     pub video_max_bytes: u64,
     /// ffmpeg and ffprobe binaries used by the media worker.
@@ -209,6 +213,8 @@ impl fmt::Debug for Config {
             .field("storage", &self.storage)
             .field("deletion_grace", &self.deletion_grace)
             .field("rate_limit_multiplier", &self.rate_limit_multiplier)
+            .field("password_hash_concurrency", &self.password_hash_concurrency)
+            .field("password_hash_wait", &self.password_hash_wait)
             .field("video_max_bytes", &self.video_max_bytes)
             .field("ffmpeg", &self.ffmpeg)
             .field("ffprobe", &self.ffprobe)
@@ -473,6 +479,11 @@ impl Config {
                 86_400 * r.parse::<u64>("ACCOUNT_DELETION_GRACE_DAYS", 14)?,
             ),
             rate_limit_multiplier: r.positive("RATE_LIMIT_MULTIPLIER", 1)?,
+            password_hash_concurrency: r.positive(
+                "PASSWORD_HASH_CONCURRENCY",
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            )?,
+            password_hash_wait: Duration::from_millis(r.positive("PASSWORD_HASH_WAIT_MS", 2000)?),
             video_max_bytes: r.positive("VIDEO_MAX_BYTES", 2 * 1024 * 1024 * 1024)?,
             ffmpeg: r.string("FFMPEG_PATH", "ffmpeg"),
             ffprobe: r.string("FFPROBE_PATH", "ffprobe"),

@@ -14,9 +14,10 @@ use axum::{
 use futures::{Sink, SinkExt};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use wp_core::account::{Actor, authenticate_token};
+use wp_core::account::{Actor, AuthError, authenticate, tokens};
 use wp_shared::frame::Frame;
 
 use crate::{
@@ -71,12 +72,13 @@ where
     }
 }
 
-/// The caller of a socket: the access token from `?token=` or the header.
+/// The caller of a socket (the access token from `?token=` or the header) and the
+/// socket's lease: the session it runs under, until the token expires.
 pub(crate) async fn caller(
-    rt: &Realtime,
+    rt: &Arc<Realtime>,
     token: Option<&str>,
     headers: &HeaderMap,
-) -> Result<Actor, Refusal> {
+) -> Result<(Actor, Lease), Refusal> {
     let header_token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -88,7 +90,76 @@ pub(crate) async fn caller(
             "Pass the access token as ?token=.",
         )
     })?;
-    Ok(authenticate_token(&rt.ctx.db, &rt.ctx.config, token).await?)
+    let (me, expires_at) = authenticate_lease(rt, token).await?;
+    let lease = Lease {
+        rt: rt.clone(),
+        user: me.id,
+        session: me.session_id,
+        expires_at,
+        renewals: Bucket::new(1.0, 3.0),
+    };
+    Ok((me, lease))
+}
+
+async fn authenticate_lease(rt: &Realtime, token: &str) -> Result<(Actor, i64), AuthError> {
+    let claims = tokens::verify_access(&rt.ctx.config, token)?;
+    let me = authenticate(&rt.ctx.db, claims.sub, claims.sid).await?;
+    Ok((me, claims.exp.saturating_mul(1000)))
+}
+
+/// What a socket runs under: its user's session, until the access token it was opened
+/// with (or last renewed with, by an `auth` frame) expires. The socket closes with
+/// `token_expired` (4001) then; when the session ends sooner (logout, revocation, a new
+/// password, suspension, deletion) the node closes it at once (`crate::bus`).
+pub(crate) struct Lease {
+    rt: Arc<Realtime>,
+    user: Uuid,
+    session: Uuid,
+    /// Unix ms.
+    expires_at: i64,
+    renewals: Bucket,
+}
+
+impl Lease {
+    fn deadline(&self) -> tokio::time::Instant {
+        let left = u64::try_from(self.expires_at - now_ms()).unwrap_or(0);
+        tokio::time::Instant::now() + Duration::from_millis(left)
+    }
+
+    /// Handles an `auth` frame (`{"type":"auth","data":{"token":"..."}}`): a fresh access
+    /// token of the same session moves the expiry (`auth_ok` with `expires_at`). None
+    /// for any other frame.
+    async fn renew(&mut self, text: &str) -> Option<Frame> {
+        if !text.contains("\"auth\"") {
+            return None;
+        }
+        let frame = Frame::parse(text).ok().filter(|f| f.kind == "auth")?;
+        if !self.renewals.take() {
+            return Some(err("rate_limited", "Too many `auth` frames; slow down."));
+        }
+        #[derive(Deserialize)]
+        struct In {
+            token: String,
+        }
+        let d: In = match data(&frame.data) {
+            Ok(d) => d,
+            Err(e) => return Some(e),
+        };
+        match authenticate_lease(&self.rt, d.token.trim()).await {
+            Ok((me, expires_at)) if me.id == self.user && me.session_id == self.session => {
+                self.expires_at = expires_at;
+                Some(Frame::server(
+                    "auth_ok",
+                    json!({ "expires_at": expires_at }),
+                ))
+            }
+            Ok(_) => Some(err(
+                "invalid_token",
+                "That token is of another session; open a new socket with it.",
+            )),
+            Err(e) => Some(err(e.code(), e.message())),
+        }
+    }
 }
 
 /// A token bucket.
@@ -144,9 +215,24 @@ pub(crate) fn data<T: DeserializeOwned>(value: &Value) -> Result<T, Frame> {
     })
 }
 
+/// What the last `error` frame says when a socket closes because its lease ended; None
+/// for other reasons (each socket kind words those).
+pub(crate) fn lease_message(reason: &str) -> Option<&'static str> {
+    Some(match reason {
+        "token_expired" => {
+            "The access token expired: reconnect with a fresh one (or send `auth` before it expires)."
+        }
+        "session_revoked" => "This session was signed out; sign in again.",
+        "account_suspended" => "This account is suspended.",
+        "account_deleted" => "This account was deleted.",
+        _ => return None,
+    })
+}
+
 pub(crate) fn close_code(reason: &str) -> u16 {
     match reason {
         "slow_consumer" => 4008,
+        "token_expired" | "session_revoked" | "account_suspended" | "account_deleted" => 4001,
         "kicked" | "banned" | "left" | "not_a_member" => 4003,
         "party_ended" => 4004,
         "idle_timeout" => 4000,
@@ -182,13 +268,14 @@ pub(crate) struct SocketQueue {
 }
 
 impl SocketQueue {
-    pub(crate) fn new(rt: &Realtime, user: Uuid) -> Self {
+    pub(crate) fn new(rt: &Realtime, me: &Actor) -> Self {
         let (tx, rx) = mpsc::channel(rt.settings.socket_queue);
         let kill = std::sync::Arc::new(Kill::default());
         Self {
             conn: rt.conn_id(),
             handle: ConnHandle {
-                user,
+                user: me.id,
+                session: me.session_id,
                 tx,
                 kill: kill.clone(),
             },
@@ -240,7 +327,8 @@ async fn close_killed(
         }
     }
     let reason = kill.reason().to_owned();
-    close_with(socket, &reason, message(&reason)).await;
+    let text = lease_message(&reason).unwrap_or_else(|| message(&reason));
+    close_with(socket, &reason, text).await;
 }
 
 /// Runs an open socket until it closes: writes what is queued for it (flushing what
@@ -258,10 +346,15 @@ pub(crate) async fn pump(
     kill: &Kill,
     idle: Duration,
     message: fn(&str) -> &'static str,
+    lease: &mut Lease,
     handler: &mut impl Handler,
 ) {
-    // Closed when nothing at all (a frame, a ping) arrives for `idle`.
-    let mut deadline = tokio::time::Instant::now() + idle;
+    // Closed when nothing at all (a frame, a ping) arrives for `idle`; and when the
+    // lease runs out. Each timer is made once and moved, not made again per frame.
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
+    let expiry = tokio::time::sleep_until(lease.deadline());
+    tokio::pin!(expiry);
     loop {
         let incoming = tokio::select! {
             biased;
@@ -276,8 +369,13 @@ pub(crate) async fn pump(
                 }
                 continue;
             }
-            () = tokio::time::sleep_until(deadline) => {
+            () = &mut idle_timer => {
                 close_with(socket, "idle_timeout", "Nothing was received for too long.").await;
+                return;
+            }
+            () = &mut expiry => {
+                let text = lease_message("token_expired").unwrap_or_default();
+                close_with(socket, "token_expired", text).await;
                 return;
             }
             incoming = socket.recv() => incoming,
@@ -286,24 +384,31 @@ pub(crate) async fn pump(
             None | Some(Err(_)) => return,
             Some(Ok(msg)) => msg,
         };
-        deadline = tokio::time::Instant::now() + idle;
+        idle_timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + idle);
         let received = now_ms();
         let replies = match msg {
             Message::Text(text) => {
-                let handling = handler.on_text(text.as_str(), received);
-                tokio::pin!(handling);
-                loop {
-                    tokio::select! {
-                        biased;
-                        () = kill.token.cancelled() => {
-                            close_killed(socket, rx, kill, message).await;
-                            return;
-                        }
-                        replies = &mut handling => break replies,
-                        out = rx.recv() => {
-                            let Some(text) = out else { return };
-                            if !write_queued(socket, text, rx).await {
+                if let Some(reply) = lease.renew(text.as_str()).await {
+                    expiry.as_mut().reset(lease.deadline());
+                    vec![reply]
+                } else {
+                    let handling = handler.on_text(text.as_str(), received);
+                    tokio::pin!(handling);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            () = kill.token.cancelled() => {
+                                close_killed(socket, rx, kill, message).await;
                                 return;
+                            }
+                            replies = &mut handling => break replies,
+                            out = rx.recv() => {
+                                let Some(text) = out else { return };
+                                if !write_queued(socket, text, rx).await {
+                                    return;
+                                }
                             }
                         }
                     }

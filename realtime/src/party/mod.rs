@@ -69,27 +69,27 @@ pub async fn upgrade(
 ) -> Response {
     let authorized = async {
         let q: WsQuery = parse_query(query.as_deref())?;
-        let (me, m) = authorize(&rt, &party, q.token.as_deref(), &headers).await?;
-        Ok::<_, Refusal>((q, me, m))
+        let (me, lease, m) = authorize(&rt, &party, q.token.as_deref(), &headers).await?;
+        Ok::<_, Refusal>((q, me, lease, m))
     };
     match authorized.await {
         Err(e) => e.into_response_for(&headers),
-        Ok((q, me, m)) => accept(ws, &headers, move |socket| {
-            run(rt, socket, me, m, q.last_message_id)
+        Ok((q, me, lease, m)) => accept(ws, &headers, move |socket| {
+            run(rt, socket, me, lease, m, q.last_message_id)
         }),
     }
 }
 
 async fn authorize(
-    rt: &Realtime,
+    rt: &Arc<Realtime>,
     party: &str,
     token: Option<&str>,
     headers: &HeaderMap,
-) -> Result<(Actor, Membership), Refusal> {
-    let me = caller(rt, token, headers).await?;
+) -> Result<(Actor, Lease, Membership), Refusal> {
+    let (me, lease) = caller(rt, token, headers).await?;
     let party: Uuid = party.parse().map_err(|_| Refusal::not_found())?;
     let m = parties::membership(&rt.ctx.db, &me, party).await?;
-    Ok((me, m))
+    Ok((me, lease, m))
 }
 
 struct Conn {
@@ -129,6 +129,7 @@ async fn run(
     rt: Arc<Realtime>,
     mut socket: WebSocket,
     me: Actor,
+    mut lease: Lease,
     m: Membership,
     resume: Option<Uuid>,
 ) {
@@ -137,7 +138,7 @@ async fn run(
         handle,
         mut rx,
         kill,
-    } = SocketQueue::new(&rt, me.id);
+    } = SocketQueue::new(&rt, &me);
     // The user's channel too: new notifications reach the party socket.
     let user_subscribed = rt
         .hub
@@ -174,7 +175,7 @@ async fn run(
             let text = encode(&snapshot);
             drop(snapshot);
             if socket.send(Message::Text(text)).await.is_ok() {
-                Box::pin(c.serve(&mut socket, &mut rx, &kill)).await;
+                Box::pin(c.serve(&mut socket, &mut rx, &kill, &mut lease)).await;
             }
         }
         Err(e) => {
@@ -326,9 +327,10 @@ impl Conn {
         socket: &mut WebSocket,
         rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
         kill: &Kill,
+        lease: &mut Lease,
     ) {
         let idle = self.rt.settings.idle_timeout;
-        pump(socket, rx, kill, idle, kill_message, self).await;
+        pump(socket, rx, kill, idle, kill_message, lease, self).await;
     }
 
     /// Handles one client frame; returns the frames for this socket alone.

@@ -291,6 +291,7 @@ pub async fn reset_confirm(
     let hash = password::hash(body.password).await?;
     let ids = set_password(&mut tx, user, &hash, None, &u.username, &u.email).await?;
     tx.commit().await?;
+    state.sessions_changed(user).await;
     state.relay(&ids).await;
     Ok(ApiResponse::ok(empty()).message("Password changed. Sign in with the new password."))
 }
@@ -377,6 +378,7 @@ pub async fn change_password(
     )
     .await?;
     tx.commit().await?;
+    state.sessions_changed(user.id).await;
     state.relay(&ids).await;
     Ok(ApiResponse::ok(empty()).message("Password changed."))
 }

@@ -407,6 +407,7 @@ pub async fn refresh(
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        state.sessions_changed(row.user_id).await;
         tracing::warn!(session = %row.session_id, user = %row.user_id, "refresh token reused; session revoked");
         return Err(AppError::unauthenticated(
             "token_reused",
@@ -458,14 +459,18 @@ pub async fn logout(
     State(state): State<AppState>,
     Json(body): Json<LogoutRequest>,
 ) -> AppResult<ApiResponse<serde_json::Value>> {
-    sqlx::query!(
+    let user = sqlx::query_scalar!(
         "UPDATE sessions SET revoked_at = now(), revoked_reason = 'logout'
          WHERE revoked_at IS NULL
-           AND id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1)",
+           AND id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1)
+         RETURNING user_id",
         tokens::token_hash(body.refresh_token.trim())
     )
-    .execute(&state.db)
+    .fetch_optional(&state.db)
     .await?;
+    if let Some(user) = user {
+        state.sessions_changed(user).await;
+    }
     Ok(ApiResponse::ok(serde_json::json!({})).message("Signed out."))
 }
 
@@ -485,6 +490,7 @@ pub async fn logout_all(
     .execute(&state.db)
     .await?
     .rows_affected();
+    state.sessions_changed(user.id).await;
     Ok(ApiResponse::ok(serde_json::json!({ "revoked": n })).message("Signed out everywhere."))
 }
 
@@ -549,5 +555,8 @@ pub async fn revoke_session(
     .execute(&state.db)
     .await?
     .rows_affected();
+    if n > 0 {
+        state.sessions_changed(user.id).await;
+    }
     crate::response::deleted(n)
 }

@@ -87,6 +87,7 @@ pub async fn delete_me(
     )
     .await?;
     tx.commit().await?;
+    state.sessions_changed(user.id).await;
     state.relay(&[outbox]).await;
     Ok(ApiResponse::accepted(DeletionScheduled {
         deletion_scheduled_at: at,

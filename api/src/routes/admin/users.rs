@@ -117,6 +117,7 @@ pub async fn suspend(
     )
     .await?;
     tx.commit().await?;
+    state.sessions_changed(t.id).await;
     state.relay(&[outbox]).await;
     tracing::info!(staff = %staff.id, user = %t.id, "account suspended");
     Ok(ApiResponse::ok(load(&state, t.id).await?))
