@@ -17,7 +17,8 @@ export RATE_LIMIT_MULTIPLIER=1000000 JWT_SECRET=bench-secret-bench-secret-bench-
 ulimit -n "$(ulimit -Hn)"  # the burst opens 1,000 connections
 SQLX_OFFLINE=true cargo build --release --bin watch-party --quiet
 SQLX_OFFLINE=true cargo build --release -p watch-party-api --example auth_memory --quiet
-BIN=${BENCH_BIN:-target/release/watch-party}
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=${BENCH_BIN:-$TARGET/release/watch-party}
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 $BIN migrate >/dev/null
 redis-cli --scan --pattern 'benchauth:*' | xargs -r redis-cli del >/dev/null
@@ -25,5 +26,5 @@ $BIN api >/tmp/wp-bench-auth.log 2>&1 &
 API=$!
 trap 'kill $API 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
-target/release/examples/auth_memory --url "http://127.0.0.1:$PORT" --server-pid "$API" \
+"$TARGET"/release/examples/auth_memory --url "http://127.0.0.1:$PORT" --server-pid "$API" \
   --users "$USERS" --concurrency 16 --burst "$USERS"
