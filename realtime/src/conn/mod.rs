@@ -126,16 +126,20 @@ impl Lease {
         tokio::time::Instant::now() + Duration::from_millis(left)
     }
 
+    /// Whether `text` is an `auth` frame (the cheap test first: most frames are not).
+    fn is_auth(text: &str) -> bool {
+        text.contains("\"auth\"") && Frame::parse(text).is_ok_and(|f| f.kind == "auth")
+    }
+
     /// Handles an `auth` frame (`{"type":"auth","data":{"token":"..."}}`): a fresh access
-    /// token of the same session moves the expiry (`auth_ok` with `expires_at`). None
-    /// for any other frame.
-    async fn renew(&mut self, text: &str) -> Option<Frame> {
-        if !text.contains("\"auth\"") {
-            return None;
-        }
-        let frame = Frame::parse(text).ok().filter(|f| f.kind == "auth")?;
+    /// token of the same session moves the expiry (`auth_ok` with `expires_at`).
+    async fn renew(&mut self, text: &str) -> Frame {
+        let frame = match Frame::parse(text) {
+            Ok(f) => f,
+            Err(e) => return e,
+        };
         if !self.renewals.take() {
-            return Some(err("rate_limited", "Too many `auth` frames; slow down."));
+            return err("rate_limited", "Too many `auth` frames; slow down.");
         }
         #[derive(Deserialize)]
         struct In {
@@ -143,21 +147,18 @@ impl Lease {
         }
         let d: In = match data(&frame.data) {
             Ok(d) => d,
-            Err(e) => return Some(e),
+            Err(e) => return e,
         };
         match authenticate_lease(&self.rt, d.token.trim()).await {
             Ok((me, expires_at)) if me.id == self.user && me.session_id == self.session => {
                 self.expires_at = expires_at;
-                Some(Frame::server(
-                    "auth_ok",
-                    json!({ "expires_at": expires_at }),
-                ))
+                Frame::server("auth_ok", json!({ "expires_at": expires_at }))
             }
-            Ok(_) => Some(err(
+            Ok(_) => err(
                 "invalid_token",
                 "That token is of another session; open a new socket with it.",
-            )),
-            Err(e) => Some(err(e.code(), e.message())),
+            ),
+            Err(e) => err(e.code(), e.message()),
         }
     }
 }
@@ -350,9 +351,8 @@ pub(crate) async fn pump(
     handler: &mut impl Handler,
 ) {
     // Closed when nothing at all (a frame, a ping) arrives for `idle`; and when the
-    // lease runs out. Each timer is made once and moved, not made again per frame.
-    let idle_timer = tokio::time::sleep(idle);
-    tokio::pin!(idle_timer);
+    // lease runs out (a timer made once, moved when an `auth` frame renews the lease).
+    let mut deadline = tokio::time::Instant::now() + idle;
     let expiry = tokio::time::sleep_until(lease.deadline());
     tokio::pin!(expiry);
     loop {
@@ -369,7 +369,7 @@ pub(crate) async fn pump(
                 }
                 continue;
             }
-            () = &mut idle_timer => {
+            () = tokio::time::sleep_until(deadline) => {
                 close_with(socket, "idle_timeout", "Nothing was received for too long.").await;
                 return;
             }
@@ -384,13 +384,14 @@ pub(crate) async fn pump(
             None | Some(Err(_)) => return,
             Some(Ok(msg)) => msg,
         };
-        idle_timer
-            .as_mut()
-            .reset(tokio::time::Instant::now() + idle);
+        deadline = tokio::time::Instant::now() + idle;
         let received = now_ms();
         let replies = match msg {
             Message::Text(text) => {
-                if let Some(reply) = lease.renew(text.as_str()).await {
+                if Lease::is_auth(text.as_str()) {
+                    // Boxed: renewing queries the database, and that future must not
+                    // make every socket's task larger.
+                    let reply = Box::pin(lease.renew(text.as_str())).await;
                     expiry.as_mut().reset(lease.deadline());
                     vec![reply]
                 } else {
