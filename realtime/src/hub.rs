@@ -10,7 +10,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, OnceLock, RwLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -25,11 +25,24 @@ use wp_shared::frame::Frame;
 
 use crate::bus::{Channel, Command};
 
-/// Tells a socket task to close, with the reason sent in its last frame.
-#[derive(Debug, Default)]
+/// Tells a socket task to close, with the reason sent in its last frame; and when its
+/// lease ends (the node's ticker closes it then: no timer in the socket's own task).
+#[derive(Debug)]
 pub struct Kill {
     pub token: CancellationToken,
     reason: OnceLock<String>,
+    /// Unix ms when the socket's access token expires.
+    expires_at: AtomicI64,
+}
+
+impl Default for Kill {
+    fn default() -> Self {
+        Self {
+            token: CancellationToken::new(),
+            reason: OnceLock::new(),
+            expires_at: AtomicI64::new(i64::MAX),
+        }
+    }
 }
 
 impl Kill {
@@ -39,6 +52,12 @@ impl Kill {
     }
     pub fn reason(&self) -> &str {
         self.reason.get().map_or("closed", String::as_str)
+    }
+    pub fn set_expiry(&self, at_ms: i64) {
+        self.expires_at.store(at_ms, Ordering::Relaxed);
+    }
+    fn expired(&self, now_ms: i64) -> bool {
+        self.expires_at.load(Ordering::Relaxed) <= now_ms
     }
 }
 
@@ -367,6 +386,15 @@ impl Hub {
     /// The users with a socket on this node.
     pub fn users(&self) -> Vec<Uuid> {
         lock(&self.users).keys().copied().collect()
+    }
+
+    /// Closes the sockets whose lease ended by `now_ms` (`token_expired`).
+    pub fn expire_leases(&self, now_ms: i64) {
+        for entry in lock(&self.users).values() {
+            for c in entry.sockets.values().filter(|c| c.kill.expired(now_ms)) {
+                c.kill.kill("token_expired");
+            }
+        }
     }
 
     /// Closes every socket of this node (party and notification sockets) with `reason`.

@@ -198,6 +198,7 @@ async fn ticker(rt: std::sync::Weak<Realtime>) {
             tracing::warn!(error = %e, "node liveness refresh failed");
         }
         let now = chrono::Utc::now().timestamp_millis();
+        rt.hub.expire_leases(now);
         for room in rt.hub.rooms() {
             let Some((playback, settings)) = room.cached() else {
                 continue;

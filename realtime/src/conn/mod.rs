@@ -108,8 +108,8 @@ async fn authenticate_lease(rt: &Realtime, token: &str) -> Result<(Actor, i64), 
 }
 
 /// What a socket runs under: its user's session, until the access token it was opened
-/// with (or last renewed with, by an `auth` frame) expires. The socket closes with
-/// `token_expired` (4001) then; when the session ends sooner (logout, revocation, a new
+/// with (or last renewed with, by an `auth` frame) expires. The node's ticker closes the
+/// socket with `token_expired` (4001) then (within its half-second tick); when the session ends sooner (logout, revocation, a new
 /// password, suspension, deletion) the node closes it at once (`crate::bus`).
 pub(crate) struct Lease {
     rt: Arc<Realtime>,
@@ -121,11 +121,6 @@ pub(crate) struct Lease {
 }
 
 impl Lease {
-    fn deadline(&self) -> tokio::time::Instant {
-        let left = u64::try_from(self.expires_at - now_ms()).unwrap_or(0);
-        tokio::time::Instant::now() + Duration::from_millis(left)
-    }
-
     /// Whether `text` is an `auth` frame (the cheap test first: most frames are not).
     fn is_auth(text: &str) -> bool {
         text.contains("\"auth\"") && Frame::parse(text).is_ok_and(|f| f.kind == "auth")
@@ -350,11 +345,10 @@ pub(crate) async fn pump(
     lease: &mut Lease,
     handler: &mut impl Handler,
 ) {
-    // Closed when nothing at all (a frame, a ping) arrives for `idle`; and when the
-    // lease runs out (a timer made once, moved when an `auth` frame renews the lease).
+    // Closed when nothing at all (a frame, a ping) arrives for `idle`. When the lease
+    // runs out, the node's ticker kills the socket (`Hub::expire_leases`).
     let mut deadline = tokio::time::Instant::now() + idle;
-    let expiry = tokio::time::sleep_until(lease.deadline());
-    tokio::pin!(expiry);
+    kill.set_expiry(lease.expires_at);
     loop {
         let incoming = tokio::select! {
             biased;
@@ -373,11 +367,6 @@ pub(crate) async fn pump(
                 close_with(socket, "idle_timeout", "Nothing was received for too long.").await;
                 return;
             }
-            () = &mut expiry => {
-                let text = lease_message("token_expired").unwrap_or_default();
-                close_with(socket, "token_expired", text).await;
-                return;
-            }
             incoming = socket.recv() => incoming,
         };
         let msg = match incoming {
@@ -392,7 +381,7 @@ pub(crate) async fn pump(
                     // Boxed: renewing queries the database, and that future must not
                     // make every socket's task larger.
                     let reply = Box::pin(lease.renew(text.as_str())).await;
-                    expiry.as_mut().reset(lease.deadline());
+                    kill.set_expiry(lease.expires_at);
                     vec![reply]
                 } else {
                     let handling = handler.on_text(text.as_str(), received);
