@@ -25,14 +25,17 @@ use wp_shared::frame::Frame;
 
 use crate::bus::{Channel, Command};
 
-/// Tells a socket task to close, with the reason sent in its last frame; and when its
-/// lease ends (the node's ticker closes it then: no timer in the socket's own task).
+/// Tells a socket task to close, with the reason sent in its last frame; and what the
+/// node's ticker needs to close it when its lease ends or its client falls silent (no
+/// timer in the socket's own task: two atomics here instead).
 #[derive(Debug)]
 pub struct Kill {
     pub token: CancellationToken,
     reason: OnceLock<String>,
     /// Unix ms when the socket's access token expires.
     expires_at: AtomicI64,
+    /// Unix ms of the last message from the client.
+    last_seen: AtomicI64,
 }
 
 impl Default for Kill {
@@ -41,6 +44,7 @@ impl Default for Kill {
             token: CancellationToken::new(),
             reason: OnceLock::new(),
             expires_at: AtomicI64::new(i64::MAX),
+            last_seen: AtomicI64::new(chrono::Utc::now().timestamp_millis()),
         }
     }
 }
@@ -56,8 +60,19 @@ impl Kill {
     pub fn set_expiry(&self, at_ms: i64) {
         self.expires_at.store(at_ms, Ordering::Relaxed);
     }
-    fn expired(&self, now_ms: i64) -> bool {
-        self.expires_at.load(Ordering::Relaxed) <= now_ms
+    /// Notes a message from the client.
+    pub fn seen(&self, at_ms: i64) {
+        self.last_seen.store(at_ms, Ordering::Relaxed);
+    }
+    /// Why the ticker should close this socket at `now_ms`, if it should.
+    fn due(&self, now_ms: i64, idle_ms: i64) -> Option<&'static str> {
+        if self.expires_at.load(Ordering::Relaxed) <= now_ms {
+            Some("token_expired")
+        } else if now_ms - self.last_seen.load(Ordering::Relaxed) >= idle_ms {
+            Some("idle_timeout")
+        } else {
+            None
+        }
     }
 }
 
@@ -388,11 +403,14 @@ impl Hub {
         lock(&self.users).keys().copied().collect()
     }
 
-    /// Closes the sockets whose lease ended by `now_ms` (`token_expired`).
-    pub fn expire_leases(&self, now_ms: i64) {
+    /// Closes the sockets whose lease ended by `now_ms` (`token_expired`) and those
+    /// whose client sent nothing for `idle_ms` (`idle_timeout`).
+    pub fn sweep(&self, now_ms: i64, idle_ms: i64) {
         for entry in lock(&self.users).values() {
-            for c in entry.sockets.values().filter(|c| c.kill.expired(now_ms)) {
-                c.kill.kill("token_expired");
+            for c in entry.sockets.values() {
+                if let Some(reason) = c.kill.due(now_ms, idle_ms) {
+                    c.kill.kill(reason);
+                }
             }
         }
     }

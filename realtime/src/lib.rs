@@ -198,7 +198,8 @@ async fn ticker(rt: std::sync::Weak<Realtime>) {
             tracing::warn!(error = %e, "node liveness refresh failed");
         }
         let now = chrono::Utc::now().timestamp_millis();
-        rt.hub.expire_leases(now);
+        let idle_ms = i64::try_from(rt.settings.idle_timeout.as_millis()).unwrap_or(i64::MAX);
+        rt.hub.sweep(now, idle_ms);
         for room in rt.hub.rooms() {
             let Some((playback, settings)) = room.cached() else {
                 continue;

@@ -101,12 +101,10 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lea
                 let mut handler = Client {
                     frames: Bucket::new(FRAMES_PER_SEC, FRAMES_BURST),
                 };
-                let idle = rt.settings.idle_timeout;
                 pump(
                     &mut socket,
                     &mut rx,
                     &kill,
-                    idle,
                     kill_message,
                     &mut lease,
                     &mut handler,

@@ -2,7 +2,7 @@
 //! upgrade, the frame helpers, and the pump that runs an open socket (sending and
 //! receiving side by side).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::{
     extract::ws::{
@@ -211,9 +211,10 @@ pub(crate) fn data<T: DeserializeOwned>(value: &Value) -> Result<T, Frame> {
     })
 }
 
-/// What the last `error` frame says when a socket closes because its lease ended; None
-/// for other reasons (each socket kind words those).
-pub(crate) fn lease_message(reason: &str) -> Option<&'static str> {
+/// What the last `error` frame says when the node closes a socket because its lease
+/// ended or its client fell silent; None for other reasons (each socket kind words
+/// those).
+pub(crate) fn closing_message(reason: &str) -> Option<&'static str> {
     Some(match reason {
         "token_expired" => {
             "The access token expired: reconnect with a fresh one (or send `auth` before it expires)."
@@ -221,6 +222,7 @@ pub(crate) fn lease_message(reason: &str) -> Option<&'static str> {
         "session_revoked" => "This session was signed out; sign in again.",
         "account_suspended" => "This account is suspended.",
         "account_deleted" => "This account was deleted.",
+        "idle_timeout" => "Nothing was received for too long.",
         _ => return None,
     })
 }
@@ -323,14 +325,15 @@ async fn close_killed(
         }
     }
     let reason = kill.reason().to_owned();
-    let text = lease_message(&reason).unwrap_or_else(|| message(&reason));
+    let text = closing_message(&reason).unwrap_or_else(|| message(&reason));
     close_with(socket, &reason, text).await;
 }
 
 /// Runs an open socket until it closes: writes what is queued for it (flushing what
 /// else is queued in one go), hands each client text frame to the handler and sends
 /// its replies, closes with `error` + close code when killed (after writing what was
-/// queued, unless it was too slow) or after `idle` without a frame from the client.
+/// queued, unless it was too slow; the node's ticker kills it when its client falls
+/// silent for `idle_timeout` or its lease ends).
 ///
 /// While a frame is being handled (a chat message waiting on PostgreSQL, say), what is
 /// queued for the socket keeps going out: the handler runs beside the writer, and the
@@ -340,14 +343,12 @@ pub(crate) async fn pump(
     socket: &mut WebSocket,
     rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
     kill: &Kill,
-    idle: Duration,
     message: fn(&str) -> &'static str,
     lease: &mut Lease,
     handler: &mut impl Handler,
 ) {
-    // Closed when nothing at all (a frame, a ping) arrives for `idle`. When the lease
-    // runs out, the node's ticker kills the socket (`Hub::expire_leases`).
-    let mut deadline = tokio::time::Instant::now() + idle;
+    // When nothing at all (a frame, a ping) arrives for `idle_timeout`, or the lease runs
+    // out, the node's ticker kills the socket (`Hub::sweep`).
     kill.set_expiry(lease.expires_at);
     loop {
         let incoming = tokio::select! {
@@ -363,18 +364,14 @@ pub(crate) async fn pump(
                 }
                 continue;
             }
-            () = tokio::time::sleep_until(deadline) => {
-                close_with(socket, "idle_timeout", "Nothing was received for too long.").await;
-                return;
-            }
             incoming = socket.recv() => incoming,
         };
         let msg = match incoming {
             None | Some(Err(_)) => return,
             Some(Ok(msg)) => msg,
         };
-        deadline = tokio::time::Instant::now() + idle;
         let received = now_ms();
+        kill.seen(received);
         let replies = match msg {
             Message::Text(text) => {
                 if Lease::is_auth(text.as_str()) {

@@ -329,8 +329,7 @@ impl Conn {
         kill: &Kill,
         lease: &mut Lease,
     ) {
-        let idle = self.rt.settings.idle_timeout;
-        pump(socket, rx, kill, idle, kill_message, lease, self).await;
+        pump(socket, rx, kill, kill_message, lease, self).await;
     }
 
     /// Handles one client frame; returns the frames for this socket alone.
