@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Two builds of the realtime node, turn about (A B A B ...), under the same load: the
+# way to compare versions on a shared machine whose speed drifts between runs.
+# Usage: deploy/bench/party-abab.sh A_DIR B_DIR [rounds, default 3] [seconds, default 10]
+#   where each DIR holds a `watch-party` binary and the `party_load` example of a release
+#   build (copy them out of target/release after `cargo build --release --bin watch-party`
+#   and `cargo build --release -p watch-party-realtime --example party_load` at each commit).
+# Per round and build: busy parties (20 x 100, typing 4/s from every member: frames/s)
+# and control frames into two 1,000-member parties (fan-out p50/p99). Prints a table;
+# logs, with the CPU steal seen meanwhile, under $LOGS (default /tmp/wp-abab).
+set -euo pipefail
+A=$1 B=$2 ROUNDS=${3:-3} SECS=${4:-10}
+PORT=${BENCH_PORT:-8198}
+DB=watch_party_bench_party
+export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB DATABASE_MAX_CONNECTIONS=20
+export REDIS_PREFIX=benchparty BIND_ADDR=127.0.0.1:$PORT PUBLIC_URL=http://127.0.0.1:$PORT
+export CLICKHOUSE_DATABASE=watch_party_bench JWT_SECRET=bench-secret-bench-secret-bench-secret RUST_LOG=warn
+ulimit -n "$(ulimit -Hn)"
+LOGS=${LOGS:-/tmp/wp-abab}
+mkdir -p "$LOGS"
+top -b -d 2 | awk '/^%Cpu/{print; fflush()} /^START|^END/{print; fflush()}' >"$LOGS/cpu.log" 2>&1 &
+MON=$!
+trap 'kill $MON 2>/dev/null || true' EXIT
+psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+"$B/watch-party" migrate >/dev/null
+
+run() {
+  local dir=$1 tag=$2; shift 2
+  redis-cli --scan --pattern 'benchparty:*' | xargs -r redis-cli del >/dev/null
+  "$dir/watch-party" realtime >"$LOGS/$tag-node.log" 2>&1 &
+  local node=$!
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
+  echo "START $tag $(date +%T)" >>"$LOGS/cpu.log"
+  "$dir/party_load" --url "ws://127.0.0.1:$PORT" --server-pid "$node" "$@" --seconds "$SECS" \
+    >"$LOGS/$tag.log" 2>&1 || true
+  echo "END $tag $(date +%T)" >>"$LOGS/cpu.log"
+  kill $node; wait $node 2>/dev/null || true
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+  for v in A B; do
+    dir=$A; [ "$v" = B ] && dir=$B
+    run "$dir" "r$r-$v-busy" --parties 20 --members 100 --senders 100 --kind typing --rate 4
+    run "$dir" "r$r-$v-control" --parties 2 --members 1000 --senders 1 --kind control --rate 5
+  done
+done
+printf '%-5s %-3s %12s %10s %10s\n' round ver 'busy fr/s' 'ctl p50' 'ctl p99'
+for r in $(seq 1 "$ROUNDS"); do
+  for v in A B; do
+    fps=$(sed -n 's/.*: \([0-9]*\) frames\/s.*/\1/p' "$LOGS/r$r-$v-busy.log")
+    p50=$(sed -n 's/.* p50 \([0-9.]*\) ms.*/\1/p' "$LOGS/r$r-$v-control.log")
+    p99=$(sed -n 's/.* p99 \([0-9.]*\) ms.*/\1/p' "$LOGS/r$r-$v-control.log")
+    printf '%-5s %-3s %12s %10s %10s\n' "$r" "$v" "${fps:-?}" "${p50:-?}" "${p99:-?}"
+  done
+done
