@@ -70,8 +70,14 @@ async fn main() -> anyhow::Result<()> {
     wp_shared::telemetry::init(config.log_format);
     let shutdown = shutdown_signal();
     match cli.command {
-        Command::Api => run_api(config, false, wait(shutdown)).await,
-        Command::Realtime => run_realtime(config, wait(shutdown)).await,
+        Command::Api => {
+            require_shared_key(&config, "api");
+            run_api(config, false, wait(shutdown)).await
+        }
+        Command::Realtime => {
+            require_shared_key(&config, "realtime");
+            run_realtime(config, wait(shutdown)).await
+        }
         Command::Worker { queues } => {
             let pools = wp_workers::parse_pools(&queues)
                 .map_err(|e| anyhow::anyhow!("--queues / WORKER_QUEUES: {e}"))?;
@@ -81,6 +87,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => migrate(&config).await,
         Command::SetRole { username, role } => set_role(&config, &username, &role).await,
         Command::All => {
+            if config.jwt_key_ephemeral {
+                tracing::warn!(
+                    "JWT_SECRET is not set: tokens are signed with a key of this process only \
+                     (fine for development; set it when any other process must accept them)"
+                );
+            }
             migrate(&config).await?;
             // A role that fails (say, the port is taken) stops the whole process
             // rather than leaving the others running without it.
@@ -95,6 +107,20 @@ async fn main() -> anyhow::Result<()> {
             )
             .map(|_| ())
         }
+    }
+}
+
+/// api and realtime processes verify each other's tokens: a key made up by one process
+/// would make every other replica refuse its tokens. They do not start without
+/// `JWT_SECRET` (exit 2, like any bad configuration); `all` runs without it.
+fn require_shared_key(config: &Config, role: &str) {
+    if config.jwt_key_ephemeral {
+        eprintln!(
+            "JWT_SECRET: required for the `{role}` role: every api and realtime process must \
+             accept the tokens of the others, so set the same secret (32 characters or more) \
+             on all of them. `watch-party all` runs without it, for development."
+        );
+        std::process::exit(2);
     }
 }
 

@@ -95,6 +95,32 @@ async fn a_bad_variable_stops_start_up_with_its_name_and_no_secret() {
 }
 
 #[tokio::test]
+async fn api_and_realtime_refuse_to_start_without_a_shared_token_key() {
+    let env = TestEnv::new().await;
+    for role in ["api", "realtime"] {
+        let out = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
+                .arg(role)
+                .envs(
+                    env.env_vars()
+                        .into_iter()
+                        .filter(|(k, _)| k != "JWT_SECRET"),
+                )
+                .env_remove("JWT_SECRET")
+                .env("BIND_ADDR", "127.0.0.1:0")
+                .output(),
+        )
+        .await
+        .expect("exits at once")
+        .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{role}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("JWT_SECRET") && err.contains(role), "{err}");
+    }
+}
+
+#[tokio::test]
 async fn a_worker_refuses_a_queue_it_cannot_serve() {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
         .args(["worker", "--queues", "email=2,nope=1"])

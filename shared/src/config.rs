@@ -87,6 +87,8 @@ pub struct Config {
     pub outbox_sweep_secs: u32,
     /// Key that signs access tokens (HS256) and its id (`kid`).
     pub jwt_key: JwtKey,
+    /// True when `JWT_SECRET` is unset and `jwt_key` was made up by this process.
+    pub jwt_key_ephemeral: bool,
     /// Keys still accepted for verification after a rotation, until their tokens expire.
     pub jwt_previous_keys: Vec<JwtKey>,
     pub access_token_ttl: Duration,
@@ -467,6 +469,7 @@ impl Config {
             ),
             job_max_attempts: r.positive("JOB_MAX_ATTEMPTS", 8)?,
             outbox_sweep_secs,
+            jwt_key_ephemeral: r.raw("JWT_SECRET").is_none(),
             jwt_key,
             jwt_previous_keys,
             access_token_ttl: Duration::from_secs(r.positive("ACCESS_TOKEN_TTL_SECS", 900)?),
