@@ -121,6 +121,20 @@ async fn api_and_realtime_refuse_to_start_without_a_shared_token_key() {
 }
 
 #[tokio::test]
+async fn database_connections_name_their_process() {
+    let env = TestEnv::new().await;
+    let pool = wp_shared::db::pool(&env.config).unwrap();
+    let name: String = sqlx::query_scalar(
+        "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(name.starts_with("watch-party "), "{name}");
+    assert!(name.ends_with(&std::process::id().to_string()), "{name}");
+}
+
+#[tokio::test]
 async fn a_worker_refuses_a_queue_it_cannot_serve() {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
         .args(["worker", "--queues", "email=2,nope=1"])
