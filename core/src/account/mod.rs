@@ -94,14 +94,16 @@ impl AuthError {
     }
 }
 
-/// Checks an access token and that its session is live and its account may act.
+/// Checks an access token and that its session is live and its account may act;
+/// returns the caller and when the token expires (Unix ms).
 pub async fn authenticate_token(
     db: &PgPool,
     config: &wp_shared::Config,
     token: &str,
-) -> Result<Actor, AuthError> {
+) -> Result<(Actor, i64), AuthError> {
     let claims = tokens::verify_access(config, token)?;
-    authenticate(db, claims.sub, claims.sid).await
+    let actor = authenticate(db, claims.sub, claims.sid).await?;
+    Ok((actor, claims.exp.saturating_mul(1000)))
 }
 
 /// Checks that `session` of `user` is live and the account may act (one indexed

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use uuid::Uuid;
-use wp_core::account::{Actor, AuthError, authenticate, tokens};
+use wp_core::account::{Actor, AuthError, authenticate_token};
 use wp_shared::frame::Frame;
 
 use crate::{
@@ -102,9 +102,7 @@ pub(crate) async fn caller(
 }
 
 async fn authenticate_lease(rt: &Realtime, token: &str) -> Result<(Actor, i64), AuthError> {
-    let claims = tokens::verify_access(&rt.ctx.config, token)?;
-    let me = authenticate(&rt.ctx.db, claims.sub, claims.sid).await?;
-    Ok((me, claims.exp.saturating_mul(1000)))
+    authenticate_token(&rt.ctx.db, &rt.ctx.config, token).await
 }
 
 /// What a socket runs under: its user's session, until the access token it was opened

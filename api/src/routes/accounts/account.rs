@@ -337,6 +337,38 @@ pub struct ChangePassword {
     pub new_password: String,
 }
 
+/// Who a signed-in user is, as the account flows that re-check the password need it.
+pub(crate) struct Confirmed {
+    pub username: String,
+    pub email: String,
+}
+
+/// The error for a wrong password in a `password` field.
+pub(crate) const WRONG_PASSWORD: (&str, &str) = ("password", "The password is wrong.");
+
+/// Checks a signed-in user's password again before a sensitive change; a wrong one is
+/// a field error (`wrong`: the field and its message).
+pub(crate) async fn confirm_password(
+    state: &AppState,
+    user: Uuid,
+    given: String,
+    wrong: (&str, &str),
+) -> AppResult<Confirmed> {
+    let u = sqlx::query!(
+        "SELECT username, email, password_hash FROM users WHERE id = $1",
+        user
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if !password::verify(given, Some(u.password_hash)).await? {
+        return Err(AppError::field(wrong.0, wrong.1));
+    }
+    Ok(Confirmed {
+        username: u.username,
+        email: u.email,
+    })
+}
+
 /// Changes the caller's password. Other sessions are signed out; this one stays.
 #[utoipa::path(post, path = "/auth/password/change/", tag = "account", security(("bearer" = [])), request_body = ChangePassword,
     responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 400, description = "`current_password` wrong or `new_password` too weak", body = crate::error::ErrorBody)))]
@@ -346,18 +378,13 @@ pub async fn change_password(
     user: AuthUser,
     Json(body): Json<ChangePassword>,
 ) -> AppResult<ApiResponse<Empty>> {
-    let u = sqlx::query!(
-        "SELECT username, email, password_hash FROM users WHERE id = $1",
-        user.id
+    let u = confirm_password(
+        &state,
+        user.id,
+        body.current_password,
+        ("current_password", "The current password is wrong."),
     )
-    .fetch_one(&state.db)
     .await?;
-    if !password::verify(body.current_password, Some(u.password_hash)).await? {
-        return Err(AppError::field(
-            "current_password",
-            "The current password is wrong.",
-        ));
-    }
     password::check_policy(&body.new_password, &u.username, &u.email).map_err(|e| match e {
         AppError::Validation(mut m) => {
             let msgs = m.remove("password").unwrap_or_default();
@@ -401,15 +428,7 @@ pub async fn change_email(
 ) -> AppResult<ApiResponse<Empty>> {
     let new_email = crate::routes::accounts::auth::normalise_email(&body.new_email)
         .map_err(|_| AppError::field("new_email", "Enter a valid email address."))?;
-    let u = sqlx::query!(
-        "SELECT username, email, password_hash FROM users WHERE id = $1",
-        user.id
-    )
-    .fetch_one(&state.db)
-    .await?;
-    if !password::verify(body.password, Some(u.password_hash)).await? {
-        return Err(AppError::field("password", "The password is wrong."));
-    }
+    let u = confirm_password(&state, user.id, body.password, WRONG_PASSWORD).await?;
     let taken = sqlx::query_scalar!(
         r#"SELECT EXISTS(SELECT 1 FROM users WHERE lower(email) = lower($1)) AS "taken!""#,
         new_email

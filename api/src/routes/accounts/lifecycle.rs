@@ -16,7 +16,7 @@ use wp_shared::jobs::ExportAccount;
 
 use crate::error::OnConstraint;
 use crate::{
-    auth::{AuthUser, password, tokens},
+    auth::{AuthUser, tokens},
     error::{AppError, AppResult},
     extract::Json,
     mail,
@@ -48,15 +48,13 @@ pub async fn delete_me(
     user: AuthUser,
     Json(body): Json<DeleteAccount>,
 ) -> AppResult<ApiResponse<DeletionScheduled>> {
-    let u = sqlx::query!(
-        "SELECT username, email, password_hash FROM users WHERE id = $1",
-        user.id
+    let u = crate::routes::accounts::account::confirm_password(
+        &state,
+        user.id,
+        body.password,
+        crate::routes::accounts::account::WRONG_PASSWORD,
     )
-    .fetch_one(&state.db)
     .await?;
-    if !password::verify(body.password, Some(u.password_hash)).await? {
-        return Err(AppError::field("password", "The password is wrong."));
-    }
     let grace = chrono::Duration::from_std(state.config.deletion_grace)
         .map_err(|e| AppError::Internal(e.into()))?;
     let mut tx = state.db.begin().await?;
