@@ -8,7 +8,7 @@ mod common;
 use std::{process::Stdio, time::Duration};
 
 use apalis::prelude::{TaskBuilder, TaskSink};
-use common::{TestEnv, eventually, smtp::SmtpServer};
+use common::{TestEnv, eventually, proxy::Proxy, smtp::SmtpServer};
 use uuid::Uuid;
 use wp_shared::{
     email::{NewEmail, queue},
@@ -386,4 +386,169 @@ async fn a_backlog_larger_than_lua_can_unpack_is_worked_off() {
         .await
         .unwrap();
     assert_eq!(done, 9000);
+}
+
+/// `env`'s configuration for a worker whose Redis traffic (the queue connection and
+/// every other) goes through `proxy`.
+fn via_proxy(env: &TestEnv, smtp_url: &str, proxy: &Proxy) -> wp_shared::Config {
+    let mut vars = env.vars.clone();
+    vars.insert("SMTP_URL".into(), smtp_url.to_owned());
+    vars.insert(
+        "REDIS_URL".into(),
+        format!("redis://127.0.0.1:{}", proxy.port()),
+    );
+    wp_shared::Config::from_lookup(|k| vars.get(k).cloned()).unwrap()
+}
+
+fn redis_addr(env: &TestEnv) -> String {
+    // redis://host:port[/db]
+    let rest = env.config.redis_url.trim_start_matches("redis://");
+    let hostport = rest.split('/').next().unwrap();
+    if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:6379")
+    }
+}
+
+/// Commits and relays `n` emails whose subjects start with `tag`.
+async fn send_emails(env: &TestEnv, tag: &str, range: std::ops::Range<usize>) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for i in range {
+        let (id, outbox_id) =
+            commit_email(env, &email("load@example.com", &format!("{tag} {i}"))).await;
+        outbox::relay_ids(&env.db, &env.enqueuer, &[outbox_id])
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn workers_come_back_after_redis_drops_under_load_and_lose_no_job() {
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let smtp = SmtpServer::start().await;
+    let proxy = Proxy::start(&redis_addr(&env)).await;
+    let workers = env
+        .spawn_workers_with(via_proxy(&env, &smtp.url(), &proxy), &[(Queue::Email, 4)])
+        .await;
+    eventually(Duration::from_secs(10), "the pools connected", || async {
+        workers.status.connected().then_some(())
+    })
+    .await;
+    assert_eq!(workers.status.generations(), 1);
+
+    let mut ids = send_emails(&env, "Before", 0..60).await;
+    eventually(Duration::from_secs(15), "some emails sent", || async {
+        (smtp.messages().len() >= 5).then_some(())
+    })
+    .await;
+
+    // Redis goes away for a second, mid-load; the API (its own connection) keeps
+    // enqueueing meanwhile.
+    proxy.down();
+    ids.extend(send_emails(&env, "During", 60..80).await);
+    eventually(Duration::from_secs(5), "the pools to notice", || async {
+        (!workers.status.connected()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.up();
+
+    eventually(Duration::from_secs(10), "the pools back", || async {
+        workers.status.connected().then_some(())
+    })
+    .await;
+    ids.extend(send_emails(&env, "After", 80..100).await);
+    eventually(Duration::from_secs(45), "every email sent", || async {
+        let sent: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM emails WHERE id = ANY($1) AND status = 'sent'",
+        )
+        .bind(&ids)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+        (sent == 100).then_some(())
+    })
+    .await;
+    // Exactly once each: the jobs the cut connection held came back, and the row
+    // lock kept the re-delivery from sending a second copy.
+    let msgs = smtp.messages();
+    assert_eq!(msgs.len(), 100);
+    for i in 0..100 {
+        let tag = match i {
+            0..60 => "Before",
+            60..80 => "During",
+            _ => "After",
+        };
+        let subject = format!("Subject: {tag} {i}");
+        let n = msgs
+            .iter()
+            .filter(|m| m.lines().any(|l| l.trim_end() == subject))
+            .count();
+        assert_eq!(n, 1, "{tag} {i} arrived {n} times");
+    }
+    // One drop, one restart: no spinning on the dead connection.
+    assert_eq!(workers.status.generations(), 2);
+
+    // Shutdown is honoured in the middle of an outage too.
+    proxy.down();
+    eventually(Duration::from_secs(5), "the pools to notice", || async {
+        (!workers.status.connected()).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    workers.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_worker_process_cut_off_from_redis_stops_on_sigterm() {
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let proxy = Proxy::start(&redis_addr(&env)).await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
+        .args(["worker", "--queues", "email=1,system=1"])
+        .envs(env.env_vars())
+        .env("REDIS_URL", format!("redis://127.0.0.1:{}", proxy.port()))
+        .env("RUST_LOG", "warn")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(20), "the worker connected", || async {
+        (proxy.accepted() >= 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.down();
+    // Ten seconds of outage: reconnect attempts back off instead of spinning.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the worker exits within 10 s of SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let mut logs = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stdout.take().unwrap(), &mut logs)
+        .await
+        .unwrap();
+    let lines = logs.lines().count();
+    // The drop is logged once, then at most once per 30 s per dependency (the queue
+    // connection, job promotion per queue, the enqueuer's connection manager).
+    assert!(lines <= 12, "{lines} log lines in 10 s of outage:\n{logs}");
+    assert!(
+        logs.contains("connection lost; reconnecting with backoff"),
+        "{logs}"
+    );
 }

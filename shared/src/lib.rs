@@ -1,6 +1,7 @@
 //! Common code of every Watch Party role: configuration, database and Redis access,
 //! job payloads and queues, the transactional outbox, ClickHouse migrations.
 
+pub mod backoff;
 pub mod clickhouse;
 pub mod config;
 pub mod db;

@@ -8,6 +8,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod proxy;
 pub mod push;
 pub mod s3;
 pub mod smtp;
@@ -155,6 +156,7 @@ impl TestEnv {
 
     pub async fn spawn_workers_with(&self, config: Config, pools: &[(Queue, usize)]) -> Workers {
         let ctx = Arc::new(wp_workers::Ctx::new(config).await.expect("worker ctx"));
+        let status = ctx.status.clone();
         let pools = pools
             .iter()
             .map(|(queue, concurrency)| wp_workers::Pool {
@@ -172,6 +174,7 @@ impl TestEnv {
         Workers {
             stop: Some(tx),
             handle: Some(handle),
+            status,
         }
     }
 
@@ -286,6 +289,8 @@ impl TestApp {
 pub struct Workers {
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The pools' queue connection, as their probes see it.
+    pub status: Arc<wp_workers::Status>,
 }
 
 impl Workers {

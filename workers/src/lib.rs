@@ -12,7 +12,13 @@ pub mod push;
 pub mod retry;
 pub mod system;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use apalis::prelude::{
     Attempt, BackendFactory, Data, IntervalStrategy, Monitor, ParallelizeExt, PollWith,
@@ -20,8 +26,10 @@ use apalis::prelude::{
 };
 use apalis_redis::factory::RedisStorageFactory;
 use sqlx::PgPool;
+use tokio::sync::watch;
 use wp_shared::{
     Config,
+    backoff::{Backoff, Outage},
     jobs::{
         AnalyticsEvent, Enqueuer, ExportAccount, NotifyEvent, PrepareMedia, Queue, SendEmail,
         SendPush, SystemJob, promote_due, queue_config,
@@ -40,6 +48,8 @@ pub struct Ctx {
     pub storage: wp_shared::storage::Storage,
     /// FCM and APNs, as configured.
     pub push: push::Providers,
+    /// The queue connection, for the probes.
+    pub status: Arc<Status>,
 }
 
 impl Ctx {
@@ -55,6 +65,7 @@ impl Ctx {
             config,
             db,
             mailer,
+            status: Arc::default(),
         })
     }
 }
@@ -219,71 +230,224 @@ const PROMOTE_INTERVAL: Duration = Duration::from_millis(200);
 /// Keeps `queue`'s due scheduled jobs flowing to its active list in bounded chunks
 /// (see `promote_due`), so apalis' own promotion never meets a backlog it cannot
 /// handle, and retries start as soon as their backoff ends.
-async fn promote_loop(ctx: Arc<Ctx>, queue: Queue, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn promote_loop(ctx: Arc<Ctx>, queue: Queue, mut stop: watch::Receiver<bool>) {
     let mut conn = ctx.enqueuer.connection();
     let mut tick = tokio::time::interval(PROMOTE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The connection manager reconnects by itself; this only keeps an outage to a few
+    // log lines.
+    let mut outage = Outage::new("redis (job promotion)", OUTAGE_LOG_EVERY);
     loop {
         tokio::select! {
             _ = stop.wait_for(|v| *v) => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = promote_due(&mut conn, &ctx.config, queue).await {
-            tracing::warn!(queue = %queue, error = %e, "cannot promote due jobs");
+        match promote_due(&mut conn, &ctx.config, queue).await {
+            Ok(_) => outage.recovered(),
+            Err(e) => outage.failed(&e, PROMOTE_INTERVAL),
         }
     }
 }
 
-/// Runs the pools until `shutdown` resolves, then lets running jobs finish (up to 30 s).
-pub async fn run(
-    ctx: Arc<Ctx>,
-    pools: Vec<Pool>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let mut monitor = Monitor::new()
-        .shutdown_timeout(Duration::from_secs(30))
-        // A worker whose backend call failed (Redis restarting, say) comes back under a
-        // new name instead of leaving its queue unserved.
-        .should_restart(|w, e| {
-            tracing::warn!(worker = w.name(), error = %e, "worker stopped on an error; restarting");
-            true
-        });
-    // One pub/sub connection wakes every pool of this process as soon as a job is
-    // pushed; the interval poll promotes retries and delayed jobs when they fall due.
-    // Pub/sub on a multiplexed connection needs RESP3 (Redis 6 or later).
-    let info = redis::IntoConnectionInfo::into_connection_info(ctx.config.redis_url.as_str())?;
+/// While a dependency is down, how often the reconnect attempts are logged.
+const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(30);
+/// The first reconnect waits about this long; each failure doubles it up to the cap.
+const RECONNECT_BASE: Duration = Duration::from_millis(250);
+const RECONNECT_CAP: Duration = Duration::from_secs(15);
+/// A generation that ran this long resets the backoff: the next drop is a new outage.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+/// How long running jobs may finish on SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long running jobs may finish when the queue connection dropped (their
+/// acknowledgements cannot reach Redis anyway; the jobs come back to whichever
+/// worker holds the queue once this one's heartbeat lapses).
+const RECONNECT_GRACE: Duration = Duration::from_secs(2);
+
+/// The queue connection as the probes see it.
+#[derive(Debug, Default)]
+pub struct Status {
+    connected: AtomicBool,
+    generations: AtomicU64,
+}
+
+impl Status {
+    /// Whether the pools hold a live queue connection.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// How many times the pools were (re)started on a fresh connection.
+    pub fn generations(&self) -> u64 {
+        self.generations.load(Ordering::Relaxed)
+    }
+}
+
+/// Opens the connection the pools share: pub/sub wake-ups and every queue command.
+/// Pub/sub on a multiplexed connection needs RESP3 (Redis 6 or later).
+async fn subscribe(config: &Config) -> anyhow::Result<RedisStorageFactory> {
+    let info = redis::IntoConnectionInfo::into_connection_info(config.redis_url.as_str())?;
     let resp3 = info
         .redis_settings()
         .clone()
         .set_protocol(redis::ProtocolVersion::RESP3);
     let client = redis::Client::open(info.set_redis_settings(resp3))?;
-    let factory = tokio::time::timeout(Duration::from_secs(10), RedisStorageFactory::new(client))
+    tokio::time::timeout(Duration::from_secs(10), RedisStorageFactory::new(client))
         .await
         .map_err(|_| anyhow::anyhow!("Redis at REDIS_URL did not answer the subscription"))?
-        .map_err(|e| anyhow::anyhow!("cannot subscribe to Redis at REDIS_URL: {e}"))?;
-    let queues: Vec<Queue> = pools.iter().map(|p| p.queue).collect();
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to Redis at REDIS_URL: {e}"))
+}
+
+/// How one generation of the pools ended.
+enum Ended {
+    /// Shutdown was asked for; running jobs had their grace period.
+    Shutdown,
+    /// A worker stopped on an error (the queue connection dropped).
+    Failed(String),
+}
+
+/// Runs every pool on one connection until shutdown or until any worker fails. A failed
+/// worker ends the whole generation: the pools share the connection, and apalis'
+/// own restart would reuse it dead (and spin).
+async fn run_generation(
+    ctx: &Arc<Ctx>,
+    pools: &[Pool],
+    factory: RedisStorageFactory,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Ended> {
+    let (failed_tx, failed_rx) = watch::channel(None::<String>);
+    let grace = Arc::new(AtomicBool::new(false));
+    let reconnecting = grace.clone();
+    let mut monitor = Monitor::new()
+        .with_terminator(async move {
+            let secs = if reconnecting.load(Ordering::Relaxed) {
+                RECONNECT_GRACE
+            } else {
+                SHUTDOWN_GRACE
+            };
+            tokio::time::sleep(secs).await;
+        })
+        .should_restart(move |w, e| {
+            tracing::debug!(worker = w.name(), error = %e, "worker stopped on an error");
+            failed_tx.send_if_modified(|first| {
+                first
+                    .is_none()
+                    .then(|| *first = Some(e.to_string()))
+                    .is_some()
+            });
+            false
+        });
     for pool in pools {
-        tracing::info!(queue = %pool.queue, concurrency = pool.concurrency, "starting worker pool");
-        monitor = register(monitor, pool, &factory, &ctx)?;
+        monitor = register(monitor, *pool, &factory, ctx)?;
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let promoters: Vec<_> = queues
-        .into_iter()
-        .map(|q| tokio::spawn(promote_loop(ctx.clone(), q, stop_rx.clone())))
-        .collect();
-    let res = monitor
+    let mut stop_signal = stop.clone();
+    let mut failed = failed_rx.clone();
+    monitor
         .run_with_signal(async move {
-            shutdown.await;
-            tracing::info!("workers shutting down; waiting for running jobs");
+            tokio::select! {
+                _ = stop_signal.wait_for(|v| *v) => {
+                    tracing::info!("workers shutting down; waiting for running jobs");
+                }
+                _ = failed.wait_for(Option::is_some) => {
+                    grace.store(true, Ordering::Relaxed);
+                }
+            }
             Ok(())
         })
-        .await;
-    let _ = stop_tx.send(true);
+        .await?;
+    if *stop.borrow() {
+        return Ok(Ended::Shutdown);
+    }
+    let why = failed_rx.borrow().clone();
+    Ok(Ended::Failed(why.unwrap_or_else(|| {
+        "the workers stopped without an error".to_owned()
+    })))
+}
+
+/// Runs the pools until `shutdown` resolves, then lets running jobs finish (up to 30 s).
+///
+/// The pools share one Redis connection. When it drops, every pool stops, and the
+/// pools come back on a new connection after a capped, jittered backoff, under new
+/// worker names (the jobs the old ones held are delivered again once their heartbeat
+/// lapses). Shutdown is honoured at any point, backoff included.
+pub async fn run(
+    ctx: Arc<Ctx>,
+    pools: Vec<Pool>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop) = watch::channel(false);
+    let forward = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    for pool in &pools {
+        tracing::info!(queue = %pool.queue, concurrency = pool.concurrency, "starting worker pool");
+    }
+    let promoters: Vec<_> = pools
+        .iter()
+        .map(|p| tokio::spawn(promote_loop(ctx.clone(), p.queue, stop.clone())))
+        .collect();
+    let res = supervise(&ctx, &pools, stop.clone()).await;
+    ctx.status.connected.store(false, Ordering::Relaxed);
+    forward.abort();
     for p in promoters {
+        p.abort();
         let _ = p.await;
     }
-    res?;
-    Ok(())
+    res
+}
+
+async fn supervise(
+    ctx: &Arc<Ctx>,
+    pools: &[Pool],
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    // A process that cannot reach Redis at all when it starts fails fast (its
+    // configuration is likely wrong); one that lost it later keeps trying.
+    let mut factory = Some(subscribe(&ctx.config).await?);
+    let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_CAP);
+    let mut outage = Outage::new("redis (job queues)", OUTAGE_LOG_EVERY);
+    loop {
+        let conn = match factory.take() {
+            Some(f) => f,
+            None => {
+                let attempt = tokio::select! {
+                    _ = stop.wait_for(|v| *v) => return Ok(()),
+                    r = subscribe(&ctx.config) => r,
+                };
+                match attempt {
+                    Ok(f) => f,
+                    Err(e) => {
+                        let delay = backoff.next_delay();
+                        outage.failed(&e, delay);
+                        tokio::select! {
+                            _ = stop.wait_for(|v| *v) => return Ok(()),
+                            _ = tokio::time::sleep(delay) => continue,
+                        }
+                    }
+                }
+            }
+        };
+        outage.recovered();
+        ctx.status.connected.store(true, Ordering::Relaxed);
+        ctx.status.generations.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let ended = run_generation(ctx, pools, conn, &stop).await?;
+        ctx.status.connected.store(false, Ordering::Relaxed);
+        match ended {
+            Ended::Shutdown => return Ok(()),
+            Ended::Failed(e) => {
+                if started.elapsed() >= HEALTHY_AFTER {
+                    backoff.reset();
+                }
+                let delay = backoff.next_delay();
+                outage.failed(&e, delay);
+                tokio::select! {
+                    _ = stop.wait_for(|v| *v) => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

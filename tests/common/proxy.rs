@@ -1,0 +1,100 @@
+//! A TCP proxy between the code under test and a real server, to cut the connection
+//! the way a network or a restarting server does: `down()` resets every open
+//! connection and refuses new ones until `up()`.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicU64, Ordering},
+};
+
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+    task::JoinHandle,
+};
+
+pub struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    /// Bumped on every `down()`: connections opened before it are cut.
+    cut: watch::Sender<u64>,
+    accepted: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Proxies a free local port to `target` (`host:port`).
+    pub async fn start(target: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cut, _) = watch::channel(0u64);
+        let accepted = Arc::new(AtomicU64::new(0));
+        let target = target.to_owned();
+        let task = tokio::spawn({
+            let up = up.clone();
+            let cut = cut.clone();
+            let accepted = accepted.clone();
+            async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        // Refused: closed at once, as a stopped server's port would.
+                        drop(client);
+                        continue;
+                    }
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let mut cut_rx = cut.subscribe();
+                    let target = target.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut server) = TcpStream::connect(&target).await else {
+                            return;
+                        };
+                        let mut client = client;
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = cut_rx.changed() => {
+                                // Reset rather than close: the peer sees ECONNRESET.
+                                let _ = client.set_zero_linger();
+                                let _ = server.set_zero_linger();
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            port,
+            up,
+            cut,
+            accepted,
+            task,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Connections accepted while up, since the start.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Cuts every open connection and refuses new ones.
+    pub fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    /// Accepts connections again.
+    pub fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.down();
+        self.task.abort();
+    }
+}
