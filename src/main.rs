@@ -9,12 +9,12 @@
 //!   API and the sockets share BIND_ADDR)
 //! - `set-role`   give an account a role (bootstraps the first admin)
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
-use wp_shared::{Config, jobs::Enqueuer};
+use wp_shared::{Config, jobs::Enqueuer, ops};
 
 #[derive(Parser)]
 #[command(name = "watch-party", version, about = "Watch Party backend")]
@@ -76,14 +76,18 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Realtime => {
             require_shared_key(&config, "realtime");
-            run_realtime(config, wait(shutdown)).await
+            run_realtime(config, shutdown).await
         }
         Command::Worker { queues } => {
             let pools = wp_workers::parse_pools(&queues)
                 .map_err(|e| anyhow::anyhow!("--queues / WORKER_QUEUES: {e}"))?;
-            run_workers(config, pools, wait(shutdown)).await
+            let ops = config.ops_bind_addr;
+            run_workers(config, pools, ops, shutdown).await
         }
-        Command::Scheduler => run_scheduler(config, wait(shutdown)).await,
+        Command::Scheduler => {
+            let ops = config.ops_bind_addr;
+            run_scheduler(config, ops, shutdown).await
+        }
         Command::Migrate => migrate(&config).await,
         Command::SetRole { username, role } => set_role(&config, &username, &role).await,
         Command::All => {
@@ -95,15 +99,17 @@ async fn main() -> anyhow::Result<()> {
             }
             migrate(&config).await?;
             // A role that fails (say, the port is taken) stops the whole process
-            // rather than leaving the others running without it.
+            // rather than leaving the others running without it. The API's own
+            // /health, /ready and /metrics speak for the process.
             tokio::try_join!(
                 run_api(config.clone(), true, wait(shutdown.clone())),
                 run_workers(
                     config.clone(),
                     wp_workers::default_pools(),
-                    wait(shutdown.clone())
+                    None,
+                    shutdown.clone()
                 ),
-                run_scheduler(config.clone(), wait(shutdown)),
+                run_scheduler(config.clone(), None, shutdown),
             )
             .map(|_| ())
         }
@@ -196,40 +202,53 @@ async fn run_api(
     Ok(())
 }
 
-/// A realtime node: the party sockets and `/health`.
-async fn run_realtime(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+/// A realtime node: the party sockets, `/health` and `/ready`; the ops endpoints on
+/// OPS_BIND_ADDR.
+async fn run_realtime(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let addr = config.bind_addr;
+    let ops_addr = config.ops_bind_addr;
     let ctx = wp_realtime::Ctx::new(config).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("BIND_ADDR: cannot listen on {addr}"))?;
     let rt = wp_realtime::Realtime::start(ctx, Default::default()).await?;
+    ops::serve(
+        Arc::new(wp_realtime::ops(&rt)),
+        ops_addr,
+        wait(shutdown.clone()),
+    )
+    .await?;
     tracing::info!(%addr, node = %rt.node, "realtime node listening");
-    wp_realtime::serve(rt, listener, shutdown).await?;
+    wp_realtime::serve(rt, listener, wait(shutdown)).await?;
     Ok(())
 }
 
 async fn run_workers(
     config: Config,
     pools: Vec<wp_workers::Pool>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    ops_addr: Option<SocketAddr>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let ctx = Arc::new(wp_workers::Ctx::new(config).await?);
-    wp_workers::run(ctx, pools, shutdown).await
+    let queues: Vec<_> = pools.iter().map(|p| p.queue).collect();
+    let probes = wp_workers::metrics::ops(&ctx, &queues);
+    ops::serve(Arc::new(probes), ops_addr, wait(shutdown.clone())).await?;
+    wp_workers::run(ctx, pools, wait(shutdown)).await
 }
 
 async fn run_scheduler(
     config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    ops_addr: Option<SocketAddr>,
+    shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let redis = wp_shared::redis_conn::connect(&config)
         .await
         .context("cannot connect to Redis at REDIS_URL")?;
+    let probes = ops::Ops::new("scheduler").check("redis", ops::redis(redis.clone()));
+    let ticks = probes.register(wp_scheduler::ticks_metric());
+    ops::serve(Arc::new(probes), ops_addr, wait(shutdown.clone())).await?;
     let enq = Enqueuer::new(redis, config.clone());
-    wp_scheduler::run(config, enq, shutdown).await
+    wp_scheduler::run(config, enq, ticks, wait(shutdown)).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM; clones of the receiver all see it.

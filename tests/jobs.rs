@@ -393,22 +393,8 @@ async fn a_backlog_larger_than_lua_can_unpack_is_worked_off() {
 fn via_proxy(env: &TestEnv, smtp_url: &str, proxy: &Proxy) -> wp_shared::Config {
     let mut vars = env.vars.clone();
     vars.insert("SMTP_URL".into(), smtp_url.to_owned());
-    vars.insert(
-        "REDIS_URL".into(),
-        format!("redis://127.0.0.1:{}", proxy.port()),
-    );
+    vars.insert("REDIS_URL".into(), proxy.redis_url());
     wp_shared::Config::from_lookup(|k| vars.get(k).cloned()).unwrap()
-}
-
-fn redis_addr(env: &TestEnv) -> String {
-    // redis://host:port[/db]
-    let rest = env.config.redis_url.trim_start_matches("redis://");
-    let hostport = rest.split('/').next().unwrap();
-    if hostport.contains(':') {
-        hostport.to_owned()
-    } else {
-        format!("{hostport}:6379")
-    }
 }
 
 /// Commits and relays `n` emails whose subjects start with `tag`.
@@ -430,7 +416,7 @@ async fn workers_come_back_after_redis_drops_under_load_and_lose_no_job() {
     common::init_logs();
     let env = TestEnv::new().await;
     let smtp = SmtpServer::start().await;
-    let proxy = Proxy::start(&redis_addr(&env)).await;
+    let proxy = Proxy::to_redis(&env.config).await;
     let workers = env
         .spawn_workers_with(via_proxy(&env, &smtp.url(), &proxy), &[(Queue::Email, 4)])
         .await;
@@ -508,11 +494,11 @@ async fn workers_come_back_after_redis_drops_under_load_and_lose_no_job() {
 async fn a_worker_process_cut_off_from_redis_stops_on_sigterm() {
     common::init_logs();
     let env = TestEnv::new().await;
-    let proxy = Proxy::start(&redis_addr(&env)).await;
+    let proxy = Proxy::to_redis(&env.config).await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
         .args(["worker", "--queues", "email=1,system=1"])
         .envs(env.env_vars())
-        .env("REDIS_URL", format!("redis://127.0.0.1:{}", proxy.port()))
+        .env("REDIS_URL", proxy.redis_url())
         .env("RUST_LOG", "warn")
         .env("LOG_FORMAT", "json")
         .stdout(Stdio::piped())

@@ -167,3 +167,131 @@ async fn the_all_in_one_process_stops_when_a_role_cannot_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("BIND_ADDR") && err.contains(&addr), "{err}");
 }
+
+/// The value of the sample `series` (name and labels, as rendered) in a Prometheus
+/// text body.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// GETs `path` on `port`: the status and the body.
+async fn probe(port: u16, path: &str) -> Option<(u16, String)> {
+    let res = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .ok()?;
+    let status = res.status().as_u16();
+    Some((status, res.text().await.ok()?))
+}
+
+#[tokio::test]
+async fn every_role_is_probed_on_its_ops_address_and_ready_follows_redis() {
+    use common::{eventually, proxy::Proxy, smtp::free_port};
+    use std::time::Duration;
+    use wp_shared::jobs::SystemJob;
+
+    let env = TestEnv::new().await;
+    let proxy = Proxy::to_redis(&env.config).await;
+    let mut children = Vec::new();
+    let mut ports = Vec::new();
+    for (role, args) in [
+        ("worker", vec!["worker", "--queues", "system=1"]),
+        ("scheduler", vec!["scheduler"]),
+        ("realtime", vec!["realtime"]),
+    ] {
+        let port = free_port();
+        children.push(
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
+                .args(&args)
+                .envs(env.env_vars())
+                .env("REDIS_URL", proxy.redis_url())
+                .env("OPS_BIND_ADDR", format!("127.0.0.1:{port}"))
+                .env("JWT_SECRET", "a shared test secret of enough length")
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap(),
+        );
+        ports.push((role, port));
+    }
+    for &(role, port) in &ports {
+        let (_, body) = eventually(Duration::from_secs(30), "ready", || async {
+            probe(port, "/ready").await.filter(|(s, _)| *s == 200)
+        })
+        .await;
+        assert!(body.contains(r#""status":"ok""#), "{role}: {body}");
+        let (s, body) = probe(port, "/health").await.unwrap();
+        assert_eq!(s, 200);
+        assert!(body.contains(&format!(r#""role":"{role}""#)), "{body}");
+        let (s, body) = probe(port, "/metrics").await.unwrap();
+        assert_eq!(s, 200);
+        assert!(
+            body.contains(&format!(r#"build_info{{role="{role}""#)),
+            "{role}: {body}"
+        );
+        assert!(body.contains("process_resident_memory_bytes"), "{body}");
+    }
+    let worker = ports[0].1;
+    let realtime = ports[2].1;
+    // The worker counts its jobs (the scheduler's ticks and ours) and sees itself as
+    // the queue's one consumer.
+    const DONE: &str = r#"jobs_finished_total{outcome="succeeded",queue="system"}"#;
+    env.enqueuer.push(SystemJob::VacuumJobs).await.unwrap();
+    let before = eventually(Duration::from_secs(20), "jobs counted", || async {
+        let (_, m) = probe(worker, "/metrics").await?;
+        let done = sample(&m, DONE)?;
+        (done >= 1.0
+            && sample(&m, r#"job_queue_depth{queue="system",state="workers"}"#) == Some(1.0))
+        .then_some(done)
+    })
+    .await;
+    let (_, m) = probe(realtime, "/metrics").await.unwrap();
+    assert!(m.contains(r#"realtime_node{value="pubsub_up"} 1"#), "{m}");
+
+    // Redis goes away: every role says it is not ready (and stays alive)...
+    proxy.down();
+    for &(role, port) in &ports {
+        let (_, body) = eventually(Duration::from_secs(15), "not ready", || async {
+            probe(port, "/ready").await.filter(|(s, _)| *s == 503)
+        })
+        .await;
+        assert!(body.contains(r#""status":"degraded""#), "{role}: {body}");
+        let (s, _) = probe(port, "/health").await.unwrap();
+        assert_eq!(s, 200, "{role} stays alive");
+    }
+    // Their own connections too: the worker's queue connection, the node's pub/sub.
+    for (port, check) in [(worker, "queue_connection"), (realtime, "pubsub")] {
+        eventually(Duration::from_secs(10), check, || async {
+            let (_, body) = probe(port, "/ready").await?;
+            body.contains(&format!(r#""{check}":{{"ok":false"#))
+                .then_some(())
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // ...and ready again once it is back, without a restart.
+    proxy.up();
+    for &(role, port) in &ports {
+        eventually(Duration::from_secs(30), role, || async {
+            probe(port, "/ready").await.filter(|(s, _)| *s == 200)
+        })
+        .await;
+    }
+    let (_, m) = probe(realtime, "/metrics").await.unwrap();
+    assert_eq!(
+        sample(&m, r#"realtime_node{value="pubsub_reconnects"}"#),
+        Some(1.0),
+        "{m}"
+    );
+    env.enqueuer.push(SystemJob::VacuumJobs).await.unwrap();
+    eventually(Duration::from_secs(20), "jobs after the outage", || async {
+        let (_, m) = probe(worker, "/metrics").await?;
+        (sample(&m, DONE)? > before).then_some(())
+    })
+    .await;
+    for c in &mut children {
+        c.start_kill().unwrap();
+    }
+}

@@ -40,13 +40,15 @@ async fn two_running_schedulers_enqueue_one_job_per_tick() {
     let env = TestEnv::new().await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut handles = Vec::new();
-    for _ in 0..2 {
+    let ticks = [wp_scheduler::ticks_metric(), wp_scheduler::ticks_metric()];
+    for t in &ticks {
         let redis = wp_shared::redis_conn::connect(&env.config).await.unwrap();
         let enq = Enqueuer::new(redis, env.config.clone());
         let mut rx = stop_rx.clone();
         handles.push(tokio::spawn(wp_scheduler::run(
             env.config.clone(),
             enq,
+            t.clone(),
             async move {
                 let _ = rx.wait_for(|v| *v).await;
             },
@@ -71,4 +73,14 @@ async fn two_running_schedulers_enqueue_one_job_per_tick() {
         locks.len(),
         "one job per tick, not one per replica"
     );
+    // Each replica counted what it did: together one `enqueued` per tick, and no
+    // failure.
+    let count = |result: &str| -> u64 {
+        ticks
+            .iter()
+            .map(|t| t.with_label_values(&["outbox-relay", result]).get())
+            .sum()
+    };
+    assert_eq!(count("enqueued") as usize, locks.len());
+    assert_eq!(count("failed"), 0);
 }

@@ -103,6 +103,7 @@ impl Metrics {
                         ("inflight", d.inflight),
                         ("dead", d.dead),
                         ("workers", d.workers),
+                        ("registered", d.registered),
                     ] {
                         self.queue_depth
                             .with_label_values(&[q.name(), s])

@@ -4,7 +4,10 @@
 //! (new notifications, published by the notify worker). If the connection drops it reconnects and subscribes
 //! again to every room it has.
 
-use std::{sync::Weak, time::Duration};
+use std::{
+    sync::{Weak, atomic::Ordering},
+    time::Duration,
+};
 
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
@@ -16,6 +19,8 @@ use wp_core::{
         live::{BusMsg, Keys, channel_prefix},
     },
 };
+
+use wp_shared::backoff::{Backoff, Outage};
 
 use crate::{Realtime, hub::encode};
 
@@ -70,18 +75,34 @@ async fn run(
     let channel_start = channel_prefix(&prefix);
     let user_start = notify::user_channel_prefix(&prefix);
     let mut next = Some(first);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut outage = Outage::new("redis (party pub/sub)", Duration::from_secs(30));
     loop {
         let pubsub = match next.take() {
             Some(p) => p,
             None => match client.get_async_pubsub().await {
-                Ok(p) => p,
+                Ok(p) => {
+                    if let Some(node) = rt.upgrade() {
+                        node.hub
+                            .stats
+                            .pubsub_reconnects
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    p
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "pub/sub reconnect failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let delay = backoff.next_delay();
+                    outage.failed(&e, delay);
+                    tokio::time::sleep(delay).await;
                     continue;
                 }
             },
         };
+        outage.recovered();
+        let connected_at = std::time::Instant::now();
+        if let Some(node) = rt.upgrade() {
+            node.hub.stats.pubsub_up.store(true, Ordering::Relaxed);
+        }
         let (mut sink, mut stream) = pubsub.split();
         // Every room this node has (after a reconnect), and what was missed meanwhile:
         // settings and roles are read again, removed members are disconnected.
@@ -121,7 +142,17 @@ async fn run(
                 }
                 msg = stream.next() => {
                     let Some(msg) = msg else {
-                        tracing::warn!("pub/sub connection lost; reconnecting");
+                        if let Some(node) = rt.upgrade() {
+                            node.hub.stats.pubsub_up.store(false, Ordering::Relaxed);
+                        }
+                        // A connection that held a while starts a new outage; one that
+                        // keeps dropping at once backs off like a failed attempt.
+                        if connected_at.elapsed() >= Duration::from_secs(30) {
+                            backoff.reset();
+                        }
+                        let delay = backoff.next_delay();
+                        outage.failed(&"the pub/sub stream ended", delay);
+                        tokio::time::sleep(delay).await;
                         break;
                     };
                     let Some(node) = rt.upgrade() else { return };

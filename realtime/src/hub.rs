@@ -118,6 +118,10 @@ pub struct Room {
 pub struct Stats {
     pub delivered: AtomicU64,
     pub slow_disconnects: AtomicU64,
+    /// Whether the node's pub/sub connection is up (readiness).
+    pub pubsub_up: std::sync::atomic::AtomicBool,
+    /// Times the pub/sub connection was opened again after a drop.
+    pub pubsub_reconnects: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

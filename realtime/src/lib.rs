@@ -252,6 +252,63 @@ async fn stats(
     }))
 }
 
+/// A node's probes and metrics: ready while PostgreSQL and Redis answer and the
+/// pub/sub connection is up (without it, frames from other nodes do not arrive).
+pub fn ops(rt: &Arc<Realtime>) -> wp_shared::ops::Ops {
+    use prometheus::{IntGaugeVec, Opts};
+    use std::sync::atomic::Ordering::Relaxed;
+    use wp_shared::ops;
+    let node = Arc::downgrade(rt);
+    let probes = ops::Ops::new("realtime")
+        .check("postgres", ops::postgres(rt.ctx.db.clone()))
+        .check("redis", ops::redis(rt.ctx.redis.clone()))
+        .check(
+            "pubsub",
+            ops::flag("the pub/sub connection", move || {
+                node.upgrade()
+                    .is_some_and(|n| n.hub.stats.pubsub_up.load(Relaxed))
+            }),
+        );
+    let gauges = probes.register(
+        IntGaugeVec::new(
+            Opts::new(
+                "realtime_node",
+                "This node now and since it started: sockets (party), user_sockets \
+                 (notifications), rooms, frames_delivered, slow_consumer_closes, \
+                 pubsub_up (1/0), pubsub_reconnects",
+            ),
+            &["value"],
+        )
+        .expect("valid metric"),
+    );
+    let node = Arc::downgrade(rt);
+    probes.on_scrape(Box::new(move || {
+        if let Some(rt) = node.upgrade() {
+            let stats = &rt.hub.stats;
+            let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+            let total = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            for (name, v) in [
+                ("sockets", count(rt.hub.sockets())),
+                ("user_sockets", count(rt.hub.user_sockets())),
+                ("rooms", count(rt.hub.rooms().len())),
+                ("frames_delivered", total(stats.delivered.load(Relaxed))),
+                (
+                    "slow_consumer_closes",
+                    total(stats.slow_disconnects.load(Relaxed)),
+                ),
+                ("pubsub_up", i64::from(stats.pubsub_up.load(Relaxed))),
+                (
+                    "pubsub_reconnects",
+                    total(stats.pubsub_reconnects.load(Relaxed)),
+                ),
+            ] {
+                gauges.with_label_values(&[name]).set(v);
+            }
+        }
+        Box::pin(async {})
+    }))
+}
+
 /// `GET /health`: the process answers (liveness), in the API's envelope.
 async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({
@@ -267,8 +324,15 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Load balancers probe the socket port: `/ready` here too (metrics stay on the
+    // ops address).
+    let probes = Arc::new(ops(&rt));
+    let ready = Router::new()
+        .route("/ready", get(wp_shared::ops::ready))
+        .with_state(probes);
     let app = Router::new()
         .route("/health", get(health))
+        .merge(ready)
         .merge(router(rt.clone()));
     axum::serve(
         wp_shared::net::nodelay(listener),

@@ -97,10 +97,26 @@ fn serde_json_value(job: &SystemJob) -> serde_json::Value {
     serde_json::to_value(job).unwrap_or(serde_json::Value::Null)
 }
 
-/// Runs the schedules until `shutdown` resolves.
+/// `scheduler_ticks_total{schedule, result}`: each tick of each schedule, and whether
+/// this replica enqueued it (`enqueued`), another one did (`elsewhere`) or it failed.
+pub fn ticks_metric() -> prometheus::IntCounterVec {
+    prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "scheduler_ticks_total",
+            "Schedule ticks seen by this replica, by schedule and result \
+             (enqueued, elsewhere, failed)",
+        ),
+        &["schedule", "result"],
+    )
+    .expect("valid metric")
+}
+
+/// Runs the schedules until `shutdown` resolves, counting ticks in `ticks`
+/// ([`ticks_metric`]).
 pub async fn run(
     config: Config,
     enq: Enqueuer,
+    ticks: prometheus::IntCounterVec,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let schedules = schedules(&config)?;
@@ -136,11 +152,21 @@ pub async fn run(
             .iter()
             .filter(|s| s.cron.after(&last).next() == Some(next))
         {
-            match fire(&mut conn, &enq, &holder, s, next).await {
-                Ok(true) => tracing::debug!(schedule = s.name, at = %next, "tick enqueued"),
-                Ok(false) => tracing::debug!(schedule = s.name, at = %next, "tick fired elsewhere"),
-                Err(e) => tracing::warn!(schedule = s.name, at = %next, error = %e, "tick failed"),
-            }
+            let result = match fire(&mut conn, &enq, &holder, s, next).await {
+                Ok(true) => {
+                    tracing::debug!(schedule = s.name, at = %next, "tick enqueued");
+                    "enqueued"
+                }
+                Ok(false) => {
+                    tracing::debug!(schedule = s.name, at = %next, "tick fired elsewhere");
+                    "elsewhere"
+                }
+                Err(e) => {
+                    tracing::warn!(schedule = s.name, at = %next, error = %e, "tick failed");
+                    "failed"
+                }
+            };
+            ticks.with_label_values(&[s.name, result]).inc();
         }
         last = next;
     }

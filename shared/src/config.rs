@@ -65,6 +65,9 @@ pub struct Config {
     pub clickhouse_user: String,
     pub clickhouse_password: String,
     pub bind_addr: SocketAddr,
+    /// Where worker, scheduler and realtime processes serve `/health`, `/ready` and
+    /// `/metrics` (`OPS_BIND_ADDR`); none when unset.
+    pub ops_bind_addr: Option<SocketAddr>,
     /// Base URL clients use to reach the API (`next`/`previous` links).
     pub public_url: String,
     /// Base URL of the web app, for links in emails (`/verify-email?token=...`).
@@ -193,6 +196,7 @@ impl fmt::Debug for Config {
             .field("clickhouse_user", &self.clickhouse_user)
             .field("clickhouse_password", &"<redacted>")
             .field("bind_addr", &self.bind_addr)
+            .field("ops_bind_addr", &self.ops_bind_addr)
             .field("public_url", &self.public_url)
             .field("frontend_url", &self.frontend_url)
             .field("cors_origins", &self.cors_origins)
@@ -257,13 +261,21 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     where
         T::Err: fmt::Display,
     {
-        match self.raw(var) {
-            None => Ok(default),
-            Some(v) => v.trim().parse::<T>().map_err(|e| ConfigError {
-                var: var.to_owned(),
-                reason: format!("cannot parse `{}`: {e}", v.trim()),
-            }),
-        }
+        Ok(self.optional(var)?.unwrap_or(default))
+    }
+
+    fn optional<T: FromStr>(&self, var: &str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.raw(var)
+            .map(|v| {
+                v.trim().parse::<T>().map_err(|e| ConfigError {
+                    var: var.to_owned(),
+                    reason: format!("cannot parse `{}`: {e}", v.trim()),
+                })
+            })
+            .transpose()
     }
 
     fn url(&self, var: &str, default: &str, schemes: &[&str]) -> Result<String, ConfigError> {
@@ -443,6 +455,7 @@ impl Config {
             clickhouse_user: r.string("CLICKHOUSE_USER", "default"),
             clickhouse_password: r.string("CLICKHOUSE_PASSWORD", ""),
             bind_addr: r.parse("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
+            ops_bind_addr: r.optional("OPS_BIND_ADDR")?,
             public_url: public_url.trim_end_matches('/').to_owned(),
             frontend_url: r
                 .url("FRONTEND_URL", "http://localhost:3000", &["http", "https"])?

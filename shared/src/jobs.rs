@@ -412,8 +412,12 @@ pub struct QueueDepth {
     pub inflight: u64,
     /// Given up after the last attempt or aborted as permanent; kept for inspection.
     pub dead: u64,
-    /// Live worker registrations.
+    /// Workers whose heartbeat is recent (within the missed-heartbeat window): the
+    /// consumers the queue really has.
     pub workers: u64,
+    /// Worker registrations, live or not yet reaped (a stopped worker stays
+    /// registered until another one's heartbeat finds it lapsed).
+    pub registered: u64,
 }
 
 /// Reads the depth of `queue`.
@@ -423,11 +427,20 @@ pub async fn queue_depth(
     queue: Queue,
 ) -> redis::RedisResult<QueueDepth> {
     let qc = queue_config(config, queue);
-    let (active, scheduled, dead, workers): (u64, u64, u64, Vec<String>) = redis::pipe()
+    // Heartbeats are Unix seconds (the score of each worker in the set).
+    let window = config.worker_heartbeat.as_secs()
+        * u64::try_from(config.worker_missed_heartbeats).unwrap_or(u64::MAX);
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+        .saturating_sub(window);
+    let (active, scheduled, dead, workers, live): (u64, u64, u64, Vec<String>, u64) = redis::pipe()
         .llen(qc.active_jobs_list())
         .zcard(qc.scheduled_jobs_set())
         .scard(qc.dead_jobs_set())
         .zrange(qc.workers_set(), 0, -1)
+        .zcount(qc.workers_set(), since, "+inf")
         .query_async(conn)
         .await?;
     let mut inflight = 0;
@@ -444,7 +457,8 @@ pub async fn queue_depth(
         scheduled,
         inflight,
         dead,
-        workers: workers.len() as u64,
+        workers: live,
+        registered: workers.len() as u64,
     })
 }
 

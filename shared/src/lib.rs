@@ -9,6 +9,7 @@ pub mod email;
 pub mod frame;
 pub mod jobs;
 pub mod net;
+pub mod ops;
 pub mod outbox;
 pub mod query;
 pub mod redis_conn;

@@ -71,6 +71,23 @@ impl Proxy {
         }
     }
 
+    /// Proxies to the Redis server of `config`.
+    pub async fn to_redis(config: &wp_shared::Config) -> Self {
+        // redis://host[:port][/db]
+        let rest = config.redis_url.trim_start_matches("redis://");
+        let hostport = rest.split('/').next().unwrap_or(rest);
+        if hostport.contains(':') {
+            Self::start(hostport).await
+        } else {
+            Self::start(&format!("{hostport}:6379")).await
+        }
+    }
+
+    /// The URL of this proxy as a Redis server.
+    pub fn redis_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

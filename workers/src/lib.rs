@@ -7,6 +7,7 @@ pub mod digest;
 pub mod email;
 pub mod mailer;
 pub mod media;
+pub mod metrics;
 pub mod notify;
 pub mod push;
 pub mod retry;
@@ -50,6 +51,7 @@ pub struct Ctx {
     pub push: push::Providers,
     /// The queue connection, for the probes.
     pub status: Arc<Status>,
+    pub metrics: metrics::JobMetrics,
 }
 
 impl Ctx {
@@ -66,6 +68,7 @@ impl Ctx {
             db,
             mailer,
             status: Arc::default(),
+            metrics: metrics::JobMetrics::new(),
         })
     }
 }
@@ -96,9 +99,18 @@ macro_rules! handled_queues {
                         .concurrency(pool.concurrency)
                         .parallelize(tokio::spawn)
                         .build(|job: $job, ctx: Data<Arc<Ctx>>, attempt: Attempt| async move {
-                            let config = ctx.config.clone();
+                            let started = Instant::now();
+                            let c: Arc<Ctx> = (*ctx).clone();
+                            c.metrics.started(Queue::$queue);
                             let result = $handler(job, ctx, attempt.clone()).await;
-                            retry::park_when_spent(&config, &attempt, Queue::$queue.name(), result)
+                            let result = retry::park_when_spent(
+                                &c.config,
+                                &attempt,
+                                Queue::$queue.name(),
+                                result,
+                            );
+                            c.metrics.finished(Queue::$queue, started, &result);
+                            result
                         })
                 }),)+
                 other => anyhow::bail!("queue `{other}` has no job handlers in this release"),

@@ -1,6 +1,6 @@
 //! Liveness, readiness and metrics.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use axum::{
     extract::State,
@@ -9,6 +9,7 @@ use axum::{
 };
 use serde::Serialize;
 use utoipa::ToSchema;
+use wp_shared::ops::{self, Check, timed};
 
 use crate::{error::ErrorBody, request_id, response::ApiResponse, state::AppState};
 
@@ -31,16 +32,6 @@ pub async fn health() -> ApiResponse<Health> {
     })
 }
 
-/// The state of one dependency.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Check {
-    pub ok: bool,
-    pub latency_ms: f64,
-    /// Why it failed (no secrets: connection errors are summarised).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
 /// `data` of `/ready`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
@@ -48,28 +39,6 @@ pub struct Readiness {
     pub status: &'static str,
     /// `postgres`, `redis`, `clickhouse`.
     pub checks: BTreeMap<&'static str, Check>,
-}
-
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-
-async fn timed<F, E>(fut: F) -> Check
-where
-    F: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
-{
-    let start = std::time::Instant::now();
-    let res = tokio::time::timeout(CHECK_TIMEOUT, fut).await;
-    let latency_ms = (start.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
-    let error = match res {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
-    };
-    Check {
-        ok: error.is_none(),
-        latency_ms,
-        error,
-    }
 }
 
 /// Readiness: PostgreSQL, Redis and ClickHouse each reachable. 200 when all are,
@@ -81,19 +50,8 @@ where
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let pg = timed(async {
-        sqlx::query_scalar::<_, i32>("SELECT 1")
-            .fetch_one(&state.db)
-            .await
-            .map(|_| ())
-    });
-    let redis = timed(async {
-        let mut conn = state.redis.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map(|_| ())
-    });
+    let pg = timed(ops::postgres(state.db.clone())());
+    let redis = timed(ops::redis(state.redis.clone())());
     let ch = timed(wp_shared::clickhouse::ping(&state.clickhouse));
     let (pg, redis, ch) = tokio::join!(pg, redis, ch);
     let mut checks = BTreeMap::new();

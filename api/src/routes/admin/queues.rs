@@ -26,8 +26,10 @@ pub struct QueueInfo {
     pub inflight: u64,
     /// Given up; kept for inspection.
     pub dead: u64,
-    /// Live worker registrations.
+    /// Workers with a recent heartbeat: the queue's consumers now.
     pub workers: u64,
+    /// Worker registrations, including stopped workers not yet reaped.
+    pub registered: u64,
 }
 
 /// `data` of the queue overview.
@@ -58,6 +60,7 @@ pub async fn queues(
             inflight: d.inflight,
             dead: d.dead,
             workers: d.workers,
+            registered: d.registered,
         });
     }
     Ok(ApiResponse::ok(QueuesOverview {

@@ -1,0 +1,324 @@
+//! The ops endpoints of every role: `/health` (the process answers), `/ready` (its own
+//! dependencies answer: an orchestrator stops routing to it, or restarts it) and
+//! `/metrics` (Prometheus text). Worker, scheduler and realtime processes serve them
+//! on `OPS_BIND_ADDR`; the API serves the same checks on its own port.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use futures::future::BoxFuture;
+use prometheus::{Encoder, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder, core::Collector};
+use serde::Serialize;
+
+/// How long one dependency may take to answer a readiness check.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The state of one dependency.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Check {
+    pub ok: bool,
+    pub latency_ms: f64,
+    /// Why it failed (no secrets: connection errors are summarised).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Runs one check under [`CHECK_TIMEOUT`] and times it.
+pub async fn timed<F, E>(fut: F) -> Check
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let start = Instant::now();
+    let res = tokio::time::timeout(CHECK_TIMEOUT, fut).await;
+    let latency_ms = (start.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+    let error = match res {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+    };
+    Check {
+        ok: error.is_none(),
+        latency_ms,
+        error,
+    }
+}
+
+/// A named readiness check.
+pub type CheckFn = Box<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// PostgreSQL answers `SELECT 1`.
+pub fn postgres(db: sqlx::PgPool) -> CheckFn {
+    Box::new(move || {
+        let db = db.clone();
+        Box::pin(async move {
+            sqlx::query_scalar::<_, i32>("SELECT 1")
+                .fetch_one(&db)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    })
+}
+
+/// Redis answers `PING`.
+pub fn redis(conn: redis::aio::ConnectionManager) -> CheckFn {
+    Box::new(move || {
+        let mut conn = conn.clone();
+        Box::pin(async move {
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    })
+}
+
+/// A connection the process keeps itself (a subscription, a queue connection): ready
+/// while `up` says so.
+pub fn flag(what: &'static str, up: impl Fn() -> bool + Send + Sync + 'static) -> CheckFn {
+    Box::new(move || {
+        let ok = up();
+        Box::pin(async move {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("{what} is down; reconnecting"))
+            }
+        })
+    })
+}
+
+/// A refresher of scrape-time gauges.
+pub type ScrapeFn = Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// One process's probes and metrics.
+pub struct Ops {
+    role: &'static str,
+    registry: Registry,
+    checks: Vec<(&'static str, CheckFn)>,
+    on_scrape: Vec<ScrapeFn>,
+    rss: IntGauge,
+    fds: IntGauge,
+}
+
+impl Ops {
+    /// Probes for `role`, with its build and process metrics registered.
+    pub fn new(role: &'static str) -> Self {
+        let registry = Registry::new();
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "The build and role of this process (always 1)",
+            ),
+            &["version", "role"],
+        )
+        .expect("valid metric");
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), role])
+            .set(1);
+        let started = IntGauge::new(
+            "process_start_time_seconds",
+            "When this process started (Unix seconds)",
+        )
+        .expect("valid metric");
+        started.set(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0)),
+        );
+        let rss = IntGauge::new(
+            "process_resident_memory_bytes",
+            "Resident memory of this process",
+        )
+        .expect("valid metric");
+        let fds = IntGauge::new("process_open_fds", "Open file descriptors of this process")
+            .expect("valid metric");
+        let ops = Self {
+            role,
+            registry,
+            checks: Vec::new(),
+            on_scrape: Vec::new(),
+            rss,
+            fds,
+        };
+        ops.register(build);
+        ops.register(started);
+        ops.register(ops.rss.clone());
+        ops.register(ops.fds.clone());
+        ops
+    }
+
+    /// Adds a readiness check.
+    #[must_use]
+    pub fn check(mut self, name: &'static str, f: CheckFn) -> Self {
+        self.checks.push((name, f));
+        self
+    }
+
+    /// Runs `f` before each scrape (gauges read from a dependency).
+    #[must_use]
+    pub fn on_scrape(mut self, f: ScrapeFn) -> Self {
+        self.on_scrape.push(f);
+        self
+    }
+
+    /// Registers a metric (its name must be unique in the process) and returns it.
+    pub fn register<C: Collector + Clone + 'static>(&self, c: C) -> C {
+        self.registry
+            .register(Box::new(c.clone()))
+            .expect("metric registered once");
+        c
+    }
+
+    /// Runs every check at once; `true` when all passed.
+    pub async fn ready(&self) -> (bool, BTreeMap<&'static str, Check>) {
+        let results = futures::future::join_all(self.checks.iter().map(|(_, f)| timed(f()))).await;
+        let report: BTreeMap<_, _> = self.checks.iter().map(|(n, _)| *n).zip(results).collect();
+        (report.values().all(|c| c.ok), report)
+    }
+
+    /// The metrics in Prometheus text format 0.0.4.
+    pub async fn render(&self) -> String {
+        futures::future::join_all(self.on_scrape.iter().map(|f| f())).await;
+        if let Some(rss) = resident_bytes() {
+            self.rss.set(rss);
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            self.fds.set(i64::try_from(dir.count()).unwrap_or(i64::MAX));
+        }
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// `/health`, `/ready` and `/metrics`.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/health", get(health))
+            .route("/ready", get(ready))
+            .route("/metrics", get(metrics))
+            .with_state(self)
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (Linux; pages of 4 KiB).
+fn resident_bytes() -> Option<i64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+#[derive(Serialize)]
+struct Envelope<T> {
+    success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'static str>,
+    data: T,
+}
+
+async fn health(State(ops): State<Arc<Ops>>) -> Json<Envelope<serde_json::Value>> {
+    Json(Envelope {
+        success: true,
+        message: None,
+        code: None,
+        data: serde_json::json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "role": ops.role,
+        }),
+    })
+}
+
+/// `data` of `/ready`: `ok` or `degraded`, and each dependency's check.
+#[derive(Debug, Serialize)]
+pub struct Readiness {
+    pub status: &'static str,
+    pub checks: BTreeMap<&'static str, Check>,
+}
+
+/// `GET /ready`: 200 with every check, or 503 with the same report.
+pub async fn ready(State(ops): State<Arc<Ops>>) -> Response {
+    let (ok, checks) = ops.ready().await;
+    let data = Readiness {
+        status: if ok { "ok" } else { "degraded" },
+        checks,
+    };
+    if ok {
+        Json(Envelope {
+            success: true,
+            message: None,
+            code: None,
+            data,
+        })
+        .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Envelope {
+                success: false,
+                message: Some("A dependency is unavailable."),
+                code: Some("service_unavailable"),
+                data,
+            }),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(ops): State<Arc<Ops>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        ops.render().await,
+    )
+        .into_response()
+}
+
+/// Serves `ops` on `addr` until `shutdown` (a background task), or does nothing when
+/// no address is configured. Fails when the address cannot be bound.
+pub async fn serve(
+    ops: Arc<Ops>,
+    addr: Option<SocketAddr>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let Some(addr) = addr else {
+        tracing::info!(
+            role = ops.role,
+            "OPS_BIND_ADDR is not set: no /health, /ready or /metrics for this process"
+        );
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("OPS_BIND_ADDR: cannot listen on {addr}: {e}"))?;
+    tracing::info!(%addr, role = ops.role, "ops endpoints listening");
+    let app = ops.router();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "ops endpoints stopped");
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! What the worker pools tell Prometheus, and the probes of a worker process.
+
+use std::{sync::Arc, time::Instant};
+
+use apalis::prelude::{AbortError, BoxDynError};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
+use wp_shared::{
+    jobs::{Queue, queue_depth},
+    ops::{self, Ops},
+};
+
+use crate::Ctx;
+
+/// Job counters and durations by queue.
+#[derive(Clone)]
+pub struct JobMetrics {
+    started: IntCounterVec,
+    finished: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl Default for JobMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JobMetrics {
+    pub fn new() -> Self {
+        // Constant names and labels: creating them cannot fail.
+        Self {
+            started: IntCounterVec::new(
+                Opts::new("jobs_started_total", "Job attempts started, by queue"),
+                &["queue"],
+            )
+            .expect("valid metric"),
+            finished: IntCounterVec::new(
+                Opts::new(
+                    "jobs_finished_total",
+                    "Job attempts finished, by queue and outcome: succeeded, retried \
+                     (failed, will run again) or dead (given up, parked in the dead set)",
+                ),
+                &["queue", "outcome"],
+            )
+            .expect("valid metric"),
+            duration: HistogramVec::new(
+                HistogramOpts::new("job_duration_seconds", "Job attempt duration, by queue")
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                        300.0,
+                    ]),
+                &["queue"],
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    pub fn started(&self, queue: Queue) {
+        self.started.with_label_values(&[queue.name()]).inc();
+    }
+
+    /// Counts an attempt's outcome (after the give-up rule was applied).
+    pub fn finished(&self, queue: Queue, since: Instant, result: &Result<(), BoxDynError>) {
+        let outcome = match result {
+            Ok(()) => "succeeded",
+            Err(e) if e.is::<AbortError>() => "dead",
+            Err(_) => "retried",
+        };
+        self.finished
+            .with_label_values(&[queue.name(), outcome])
+            .inc();
+        self.duration
+            .with_label_values(&[queue.name()])
+            .observe(since.elapsed().as_secs_f64());
+    }
+}
+
+/// The probes and metrics of a worker process running `queues`: ready while
+/// PostgreSQL answers and the pools hold their queue connection.
+pub fn ops(ctx: &Arc<Ctx>, queues: &[Queue]) -> Ops {
+    let status = ctx.status.clone();
+    let ops = Ops::new("worker")
+        .check("postgres", ops::postgres(ctx.db.clone()))
+        .check("redis", ops::redis(ctx.enqueuer.connection()))
+        .check(
+            "queue_connection",
+            ops::flag("the job queue connection", move || status.connected()),
+        );
+    let m = &ctx.metrics;
+    ops.register(m.started.clone());
+    ops.register(m.finished.clone());
+    ops.register(m.duration.clone());
+    let depth = ops.register(
+        IntGaugeVec::new(
+            Opts::new(
+                "job_queue_depth",
+                "Jobs per queue and state; `workers` counts consumers with a recent heartbeat",
+            ),
+            &["queue", "state"],
+        )
+        .expect("valid metric"),
+    );
+    let connected = ops.register(
+        IntGaugeVec::new(
+            Opts::new(
+                "worker_queue_connection",
+                "1 while this process's pools hold their queue connection; `generations` \
+                 counts the times they were (re)started on a fresh one",
+            ),
+            &["state"],
+        )
+        .expect("valid metric"),
+    );
+    let ctx = ctx.clone();
+    let queues = queues.to_vec();
+    ops.on_scrape(Box::new(move || {
+        let ctx = ctx.clone();
+        let queues = queues.clone();
+        let depth = depth.clone();
+        let connected = connected.clone();
+        Box::pin(async move {
+            connected
+                .with_label_values(&["up"])
+                .set(i64::from(ctx.status.connected()));
+            connected
+                .with_label_values(&["generations"])
+                .set(i64::try_from(ctx.status.generations()).unwrap_or(i64::MAX));
+            let mut conn = ctx.enqueuer.connection();
+            for q in queues {
+                let Ok(Ok(d)) = tokio::time::timeout(
+                    ops::CHECK_TIMEOUT,
+                    queue_depth(&mut conn, &ctx.config, q),
+                )
+                .await
+                else {
+                    // Redis is down: the gauges keep their last values and
+                    // `worker_queue_connection` says why.
+                    return;
+                };
+                for (state, v) in [
+                    ("active", d.active),
+                    ("scheduled", d.scheduled),
+                    ("inflight", d.inflight),
+                    ("dead", d.dead),
+                    ("workers", d.workers),
+                    ("registered", d.registered),
+                ] {
+                    depth
+                        .with_label_values(&[q.name(), state])
+                        .set(i64::try_from(v).unwrap_or(i64::MAX));
+                }
+            }
+        })
+    }))
+}
