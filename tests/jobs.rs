@@ -249,8 +249,69 @@ async fn a_killed_workers_job_is_delivered_again() {
         (email_status(&env, id).await.0 == "sent").then_some(())
     })
     .await;
+    // The worker that took it over knows it was a re-delivery (and logged it).
+    assert_eq!(workers.metrics.redeliveries(Queue::Email), 1);
     workers.shutdown().await;
     assert_eq!(smtp.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn a_worker_stopped_with_a_stuck_job_names_the_job_it_abandons() {
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let blackhole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_port = blackhole.local_addr().unwrap().port();
+    let _hole = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = blackhole.accept().await {
+            held.push(sock);
+        }
+    });
+    let (_, outbox_id) = commit_email(&env, &email("gil@example.com", "Stuck")).await;
+    outbox::relay_ids(&env.db, &env.enqueuer, &[outbox_id])
+        .await
+        .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
+        .args(["worker", "--queues", "email=1"])
+        .envs(env.env_vars())
+        .env("SMTP_URL", format!("smtp://127.0.0.1:{hole_port}"))
+        .env("WORKER_SHUTDOWN_GRACE_SECS", "1")
+        .env("RUST_LOG", "warn")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(20), "the job in flight", || async {
+        (env.depth(Queue::Email).await.inflight == 1).then_some(())
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the grace period is honoured")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let mut logs = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stdout.take().unwrap(), &mut logs)
+        .await
+        .unwrap();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("jobs still running when the workers stopped"))
+        .unwrap_or_else(|| panic!("no line names the abandoned job:\n{logs}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let ids = v["jobs"].as_str().unwrap();
+    assert!(ids.starts_with("email:") && !ids.contains(' '), "{line}");
+    assert_eq!(v["count"], 1, "{line}");
 }
 
 #[tokio::test]
@@ -305,6 +366,8 @@ async fn a_transient_failure_is_retried_then_given_up() {
         || async { (env.depth(Queue::Email).await.dead == 1).then_some(()) },
     )
     .await;
+    // A retry is not a re-delivery.
+    assert_eq!(workers.metrics.redeliveries(Queue::Email), 0);
     workers.shutdown().await;
     assert_eq!(email_status(&env, id).await, ("failed".into(), 2));
 }

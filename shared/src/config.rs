@@ -80,6 +80,10 @@ pub struct Config {
     pub email_from: String,
     pub worker_heartbeat: Duration,
     pub worker_missed_heartbeats: usize,
+    /// How long running jobs may finish when a worker is asked to stop
+    /// (`WORKER_SHUTDOWN_GRACE_SECS`); what is still running then is abandoned (and
+    /// logged), to be delivered again.
+    pub worker_shutdown_grace: Duration,
     /// How long finished job records are kept in Redis before the vacuum removes them.
     pub job_done_retention: Duration,
     /// How long dead (given up) job records are kept for inspection.
@@ -207,6 +211,7 @@ impl fmt::Debug for Config {
             .field("email_from", &self.email_from)
             .field("worker_heartbeat", &self.worker_heartbeat)
             .field("worker_missed_heartbeats", &self.worker_missed_heartbeats)
+            .field("worker_shutdown_grace", &self.worker_shutdown_grace)
             .field("job_done_retention", &self.job_done_retention)
             .field("job_dead_retention", &self.job_dead_retention)
             .field("job_max_attempts", &self.job_max_attempts)
@@ -474,6 +479,7 @@ impl Config {
             email_from: r.string("EMAIL_FROM", "Watch Party <no-reply@watchparty.local>"),
             worker_heartbeat: Duration::from_secs(r.positive("WORKER_HEARTBEAT_SECS", 5)?),
             worker_missed_heartbeats: r.positive("WORKER_MISSED_HEARTBEATS", 3)?,
+            worker_shutdown_grace: Duration::from_secs(r.parse("WORKER_SHUTDOWN_GRACE_SECS", 30)?),
             job_done_retention: Duration::from_secs(
                 3600 * r.positive::<u64>("JOB_DONE_RETENTION_HOURS", 24)?,
             ),

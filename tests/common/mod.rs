@@ -157,6 +157,7 @@ impl TestEnv {
     pub async fn spawn_workers_with(&self, config: Config, pools: &[(Queue, usize)]) -> Workers {
         let ctx = Arc::new(wp_workers::Ctx::new(config).await.expect("worker ctx"));
         let status = ctx.status.clone();
+        let metrics = ctx.metrics.clone();
         let pools = pools
             .iter()
             .map(|(queue, concurrency)| wp_workers::Pool {
@@ -175,6 +176,7 @@ impl TestEnv {
             stop: Some(tx),
             handle: Some(handle),
             status,
+            metrics,
         }
     }
 
@@ -291,6 +293,8 @@ pub struct Workers {
     handle: Option<JoinHandle<anyhow::Result<()>>>,
     /// The pools' queue connection, as their probes see it.
     pub status: Arc<wp_workers::Status>,
+    /// The pools' job counters.
+    pub metrics: wp_workers::metrics::JobMetrics,
 }
 
 impl Workers {

@@ -22,7 +22,7 @@ use std::{
 };
 
 use apalis::prelude::{
-    Attempt, BackendFactory, Data, IntervalStrategy, Monitor, ParallelizeExt, PollWith,
+    Attempt, BackendFactory, Data, IntervalStrategy, Monitor, ParallelizeExt, PollWith, TaskId,
     WorkerBuilder, WorkerBuilderExt,
 };
 use apalis_redis::factory::RedisStorageFactory;
@@ -52,6 +52,8 @@ pub struct Ctx {
     /// The queue connection, for the probes.
     pub status: Arc<Status>,
     pub metrics: metrics::JobMetrics,
+    /// The jobs running in this process now.
+    pub running: Running,
 }
 
 impl Ctx {
@@ -69,6 +71,7 @@ impl Ctx {
             mailer,
             status: Arc::default(),
             metrics: metrics::JobMetrics::new(),
+            running: Running::default(),
         })
     }
 }
@@ -98,10 +101,12 @@ macro_rules! handled_queues {
                         .data(c.clone())
                         .concurrency(pool.concurrency)
                         .parallelize(tokio::spawn)
-                        .build(|job: $job, ctx: Data<Arc<Ctx>>, attempt: Attempt| async move {
+                        .build(|job: $job, ctx: Data<Arc<Ctx>>, attempt: Attempt, id: TaskId| async move {
                             let started = Instant::now();
                             let c: Arc<Ctx> = (*ctx).clone();
                             c.metrics.started(Queue::$queue);
+                            let _running = c.running.start(Queue::$queue, &id);
+                            count_delivery(&c, Queue::$queue, &id, &attempt).await;
                             let result = $handler(job, ctx, attempt.clone()).await;
                             let result = retry::park_when_spent(
                                 &c.config,
@@ -210,6 +215,95 @@ pub fn default_pools() -> Vec<Pool> {
     ]
 }
 
+/// The jobs running in this process, by id: what a stop abandons is logged by id.
+#[derive(Debug, Default)]
+pub struct Running(std::sync::Mutex<std::collections::HashMap<String, (Queue, Instant)>>);
+
+/// Removes its job from [`Running`] when the attempt ends (or is dropped).
+pub struct RunningGuard<'a> {
+    running: &'a Running,
+    id: String,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.running.lock().remove(&self.id);
+    }
+}
+
+impl Running {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (Queue, Instant)>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn start(&self, queue: Queue, id: &TaskId) -> RunningGuard<'_> {
+        let id = id.to_string();
+        self.lock().insert(id.clone(), (queue, Instant::now()));
+        RunningGuard { running: self, id }
+    }
+
+    /// The running jobs: (queue, id, running for).
+    pub fn snapshot(&self) -> Vec<(Queue, String, Duration)> {
+        let mut jobs: Vec<_> = self
+            .lock()
+            .iter()
+            .map(|(id, (q, since))| (*q, id.clone(), since.elapsed()))
+            .collect();
+        jobs.sort();
+        jobs
+    }
+
+    /// Logs the jobs still running when the pools stopped: their results cannot be
+    /// recorded, and each comes back to a live worker once this one's heartbeat lapses.
+    fn log_abandoned(&self, why: &str) {
+        let jobs = self.snapshot();
+        if jobs.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = jobs.iter().map(|(q, id, _)| format!("{q}:{id}")).collect();
+        tracing::warn!(
+            count = jobs.len(),
+            jobs = %ids.join(" "),
+            why,
+            "jobs still running when the workers stopped; each will be delivered again"
+        );
+    }
+}
+
+/// Counts this start in the job's record. A job that started more often than its
+/// attempts were recorded was delivered again: an earlier run never reported (its
+/// worker was killed, stopped or lost Redis). Logged with the id, and counted.
+async fn count_delivery(ctx: &Ctx, queue: Queue, id: &TaskId, attempt: &Attempt) {
+    let key = format!("{}:{id}", queue_config(&ctx.config, queue).job_meta_hash());
+    let mut conn = ctx.enqueuer.connection();
+    let starts = redis::cmd("HINCRBY")
+        .arg(&key)
+        .arg("wp_starts")
+        .arg(1)
+        .query_async::<i64>(&mut conn)
+        .await;
+    match starts {
+        Ok(n) if n > i64::try_from(attempt.current()).unwrap_or(i64::MAX) => {
+            ctx.metrics.redelivered(queue);
+            tracing::warn!(
+                queue = %queue,
+                job_id = %id,
+                attempt = attempt.current(),
+                starts = n,
+                "job delivered again: an earlier run never reported"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::debug!(queue = %queue, job_id = %id, error = %e, "cannot count the start")
+        }
+    }
+}
+
 /// A worker name unique to this process and start: a restart never collides with the
 /// registration its previous life left in Redis.
 fn worker_name(queue: Queue) -> String {
@@ -268,8 +362,6 @@ const RECONNECT_BASE: Duration = Duration::from_millis(250);
 const RECONNECT_CAP: Duration = Duration::from_secs(15);
 /// A generation that ran this long resets the backoff: the next drop is a new outage.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
-/// How long running jobs may finish on SIGTERM.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How long running jobs may finish when the queue connection dropped (their
 /// acknowledgements cannot reach Redis anyway; the jobs come back to whichever
 /// worker holds the queue once this one's heartbeat lapses).
@@ -329,12 +421,13 @@ async fn run_generation(
     let (failed_tx, failed_rx) = watch::channel(None::<String>);
     let grace = Arc::new(AtomicBool::new(false));
     let reconnecting = grace.clone();
+    let shutdown_grace = ctx.config.worker_shutdown_grace;
     let mut monitor = Monitor::new()
         .with_terminator(async move {
             let secs = if reconnecting.load(Ordering::Relaxed) {
                 RECONNECT_GRACE
             } else {
-                SHUTDOWN_GRACE
+                shutdown_grace
             };
             tokio::time::sleep(secs).await;
         })
@@ -367,15 +460,20 @@ async fn run_generation(
         })
         .await?;
     if *stop.borrow() {
+        ctx.running
+            .log_abandoned("shutdown: the grace period ended");
         return Ok(Ended::Shutdown);
     }
+    ctx.running
+        .log_abandoned("the queue connection dropped; the pools restart");
     let why = failed_rx.borrow().clone();
     Ok(Ended::Failed(why.unwrap_or_else(|| {
         "the workers stopped without an error".to_owned()
     })))
 }
 
-/// Runs the pools until `shutdown` resolves, then lets running jobs finish (up to 30 s).
+/// Runs the pools until `shutdown` resolves, then lets running jobs finish (up to
+/// `WORKER_SHUTDOWN_GRACE_SECS`, 30 s by default).
 ///
 /// The pools share one Redis connection. When it drops, every pool stops, and the
 /// pools come back on a new connection after a capped, jittered backoff, under new

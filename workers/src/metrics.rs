@@ -16,6 +16,7 @@ use crate::Ctx;
 pub struct JobMetrics {
     started: IntCounterVec,
     finished: IntCounterVec,
+    redelivered: IntCounterVec,
     duration: HistogramVec,
 }
 
@@ -43,6 +44,15 @@ impl JobMetrics {
                 &["queue", "outcome"],
             )
             .expect("valid metric"),
+            redelivered: IntCounterVec::new(
+                Opts::new(
+                    "jobs_redelivered_total",
+                    "Jobs started again because an earlier run never reported \
+                     (its worker was killed, stopped or lost Redis), by queue",
+                ),
+                &["queue"],
+            )
+            .expect("valid metric"),
             duration: HistogramVec::new(
                 HistogramOpts::new("job_duration_seconds", "Job attempt duration, by queue")
                     .buckets(vec![
@@ -57,6 +67,15 @@ impl JobMetrics {
 
     pub fn started(&self, queue: Queue) {
         self.started.with_label_values(&[queue.name()]).inc();
+    }
+
+    pub fn redelivered(&self, queue: Queue) {
+        self.redelivered.with_label_values(&[queue.name()]).inc();
+    }
+
+    /// Re-deliveries seen by this process on `queue`.
+    pub fn redeliveries(&self, queue: Queue) -> u64 {
+        self.redelivered.with_label_values(&[queue.name()]).get()
     }
 
     /// Counts an attempt's outcome (after the give-up rule was applied).
@@ -89,6 +108,7 @@ pub fn ops(ctx: &Arc<Ctx>, queues: &[Queue]) -> Ops {
     let m = &ctx.metrics;
     ops.register(m.started.clone());
     ops.register(m.finished.clone());
+    ops.register(m.redelivered.clone());
     ops.register(m.duration.clone());
     let depth = ops.register(
         IntGaugeVec::new(
