@@ -1359,3 +1359,50 @@ async fn a_slow_handler_does_not_hold_up_frames_going_out() {
         "waiting on the database"
     );
 }
+
+#[tokio::test]
+async fn a_standalone_node_answers_probes_and_names_its_refusals() {
+    let env = TestEnv::new().await;
+    let ctx = wp_realtime::Ctx::new(env.config.clone()).await.unwrap();
+    let rt = wp_realtime::Realtime::start(ctx, Default::default())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(wp_realtime::serve(rt, listener, async move {
+        let _ = rx.await;
+    }));
+    let http = reqwest::Client::new();
+
+    let res = http.get(format!("{base}/ready")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let b: Value = res.json().await.unwrap();
+    assert_eq!(b["data"]["checks"]["pubsub"]["ok"], true, "{b}");
+
+    // No API in front: the node gives the refusal its own request id...
+    let party = uuid::Uuid::now_v7();
+    let res = http
+        .get(format!("{base}/ws/party/{party}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let header = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let b: Value = res.json().await.unwrap();
+    assert!(!header.is_empty());
+    assert_eq!(b["request_id"], header.as_str());
+    // ...or keeps the client's.
+    let res = http
+        .get(format!("{base}/ws/party/{party}/?token=garbage"))
+        .header("x-request-id", "client-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "client-42");
+    let b: Value = res.json().await.unwrap();
+    assert_eq!(b["request_id"], "client-42");
+    assert_eq!(b["code"], "invalid_token");
+    let _ = tx.send(());
+    server.await.unwrap().unwrap();
+}

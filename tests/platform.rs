@@ -177,7 +177,10 @@ fn sample(body: &str, series: &str) -> Option<f64> {
 
 /// GETs `path` on `port`: the status and the body.
 async fn probe(port: u16, path: &str) -> Option<(u16, String)> {
-    let res = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+    let res = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
         .await
         .ok()?;
     let status = res.status().as_u16();
@@ -294,4 +297,68 @@ async fn every_role_is_probed_on_its_ops_address_and_ready_follows_redis() {
     for c in &mut children {
         c.start_kill().unwrap();
     }
+}
+
+#[tokio::test]
+async fn the_api_writes_an_access_line_per_request() {
+    use common::{eventually, smtp::free_port};
+    use std::time::Duration;
+
+    let env = TestEnv::new().await;
+    let port = free_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
+        .arg("api")
+        .envs(env.env_vars())
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("JWT_SECRET", "a shared test secret of enough length")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn,access=info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Read the logs as they come: a full pipe would stall the process.
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = tokio::spawn(async move {
+        let mut logs = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut logs).await;
+        logs
+    });
+    eventually(Duration::from_secs(30), "the API up", || async {
+        probe(port, "/health").await.filter(|(s, _)| *s == 200)
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let res = http
+        .get(format!(
+            "http://127.0.0.1:{port}/api/v1/videos/{}/",
+            uuid::Uuid::now_v7()
+        ))
+        .header("x-request-id", "trace-me-1")
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    // Stop it so its output ends.
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let logs = reader.await.unwrap();
+    let line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["target"] == "access" && v["request_id"] == "trace-me-1")
+        .unwrap_or_else(|| panic!("no access line for the request:\n{logs}"));
+    assert_eq!(line["route"], "/api/v1/videos/{id}/", "{line}");
+    assert_eq!(line["method"], "GET", "{line}");
+    assert_eq!(line["status"], status, "{line}");
+    assert_eq!(line["client"], "127.0.0.1", "{line}");
+    assert!(line["latency_ms"].is_number(), "{line}");
+    assert!(!logs.contains('\u{1b}'), "no colour codes in piped output");
 }

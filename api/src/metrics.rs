@@ -1,10 +1,10 @@
 //! Prometheus metrics: request counts and latency by route, queue depths, outbox
 //! backlog. One registry per process (`GET /metrics`).
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use axum::{
-    extract::{MatchedPath, Request, State},
+    extract::{ConnectInfo, MatchedPath, Request, State},
     middleware::Next,
     response::Response,
 };
@@ -130,7 +130,9 @@ impl Metrics {
 }
 
 /// Middleware: counts and times each request under its route template (never the raw
-/// path, so ids do not explode the label set), and logs one line per request.
+/// path, so ids do not explode the label set), and writes the access log: one line
+/// per request at INFO on the `access` target (`RUST_LOG=info,access=off` silences
+/// it), WARN for 5xx, with the request id.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = std::time::Instant::now();
     let method = req.method().as_str().to_owned();
@@ -139,15 +141,21 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
     let res = next.run(req).await;
     let elapsed = start.elapsed();
     let status = res.status().as_u16();
     state.metrics.observe(&method, &route, status, elapsed);
-    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    let latency_ms = (elapsed.as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+    let request_id = crate::request_id::current();
     if status >= 500 {
-        tracing::warn!(route = %route, status, latency_ms, "request failed");
+        tracing::warn!(target: "access", %method, %route, status, latency_ms, %client, %request_id, "request failed");
     } else {
-        tracing::debug!(route = %route, status, latency_ms, "request");
+        tracing::info!(target: "access", %method, %route, status, latency_ms, %client, %request_id, "request");
     }
     res
 }

@@ -21,20 +21,13 @@ pub fn current() -> String {
     CURRENT.try_with(Clone::clone).unwrap_or_default()
 }
 
-fn acceptable(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 128
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-}
-
 /// Middleware: assigns the id, runs the request inside its span, sets the header.
 pub async fn layer(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(&HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| acceptable(v))
+        .filter(|v| wp_shared::net::acceptable_request_id(v))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     if let Ok(v) = HeaderValue::from_str(&id) {

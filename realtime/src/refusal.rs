@@ -65,7 +65,8 @@ impl Refusal {
     }
 
     /// The body, with the request id the API's middleware gave the request (when one
-    /// process serves both) or the one the client sent.
+    /// process serves both), the one the client sent, or a new one; the refusal is
+    /// logged under that id (target `access`), and the id is echoed in `X-Request-Id`.
     pub fn into_response_for(self, headers: &HeaderMap) -> Response {
         #[derive(Serialize)]
         struct Body {
@@ -79,8 +80,16 @@ impl Refusal {
         let request_id = headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+            .filter(|v| wp_shared::net::acceptable_request_id(v))
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        tracing::info!(
+            target: "access",
+            request_id = %request_id,
+            status = self.status.as_u16(),
+            code = self.code,
+            "socket refused"
+        );
+        let id_header = axum::http::HeaderValue::from_str(&request_id).ok();
         let body = Body {
             success: false,
             message: self.message,
@@ -88,7 +97,11 @@ impl Refusal {
             errors: self.errors,
             request_id,
         };
-        (self.status, Json(body)).into_response()
+        let mut res = (self.status, Json(body)).into_response();
+        if let Some(v) = id_header {
+            res.headers_mut().insert("x-request-id", v);
+        }
+        res
     }
 }
 

@@ -14,3 +14,12 @@ pub fn nodelay(listener: TcpListener) -> axum::serve::TapIo<TcpListener, fn(&mut
     }
     listener.tap_io(set as fn(&mut TcpStream))
 }
+
+/// Whether a client's `X-Request-Id` is sane enough to keep (and log): 1–128 characters
+/// of letters, digits and `-_.:`.
+pub fn acceptable_request_id(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
