@@ -56,7 +56,9 @@ impl fmt::Debug for EmailTransport {
 #[derive(Clone)]
 pub struct Config {
     pub database_url: String,
-    pub database_max_connections: u32,
+    /// `DATABASE_MAX_CONNECTIONS`; unset, each role takes its own default
+    /// (`db::default_pool_size`).
+    pub database_max_connections: Option<u32>,
     pub redis_url: String,
     /// Prefix of every Redis key this deployment (or test) uses.
     pub redis_prefix: String,
@@ -448,7 +450,10 @@ impl Config {
                 "postgres://postgres@127.0.0.1:5432/watch_party",
                 &["postgres", "postgresql"],
             )?,
-            database_max_connections: r.positive("DATABASE_MAX_CONNECTIONS", 20)?,
+            database_max_connections: match r.raw("DATABASE_MAX_CONNECTIONS") {
+                None => None,
+                Some(_) => Some(r.positive("DATABASE_MAX_CONNECTIONS", 1)?),
+            },
             redis_url: r.url("REDIS_URL", "redis://127.0.0.1:6379", &["redis", "rediss"])?,
             redis_prefix,
             clickhouse_url: r.url(
@@ -565,6 +570,8 @@ mod tests {
         let c = load(&[]).expect("defaults");
         assert_eq!(c.redis_prefix, "wp");
         assert_eq!(c.bind_addr.port(), 8000);
+        assert_eq!(c.ops_bind_addr, None);
+        assert_eq!(c.database_max_connections, None, "each role's own default");
         assert_eq!(c.email, EmailTransport::File(PathBuf::from("var/mail")));
     }
 
@@ -572,6 +579,10 @@ mod tests {
     fn a_bad_value_names_its_variable() {
         let err = load(&[("DATABASE_MAX_CONNECTIONS", "many")]).unwrap_err();
         assert_eq!(err.var, "DATABASE_MAX_CONNECTIONS");
+        let err = load(&[("DATABASE_MAX_CONNECTIONS", "0")]).unwrap_err();
+        assert_eq!(err.var, "DATABASE_MAX_CONNECTIONS");
+        let err = load(&[("OPS_BIND_ADDR", "localhost")]).unwrap_err();
+        assert_eq!(err.var, "OPS_BIND_ADDR");
         let err = load(&[("REDIS_URL", "http://x")]).unwrap_err();
         assert_eq!(err.var, "REDIS_URL");
         let err = load(&[("BIND_ADDR", "nowhere")]).unwrap_err();

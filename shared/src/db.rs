@@ -14,29 +14,55 @@ use crate::config::Config;
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 
 /// Opens the pool. Connections are made lazily, so a down database does not stop the
-/// process from starting (`/ready` reports it instead). Each connection names the
+/// process from starting (`/ready` reports it instead), and one idle for a minute is
+/// closed, so a burst does not keep its connections. Each connection names the
 /// process in `pg_stat_activity.application_name`: `watch-party ROLE HOST PID`.
 pub fn pool(config: &Config) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = config.database_url.parse()?;
+    let role = role();
+    let size = config
+        .database_max_connections
+        .unwrap_or_else(|| default_pool_size(&role));
     Ok(PgPoolOptions::new()
-        .max_connections(config.database_max_connections)
+        .max_connections(size)
+        .min_connections(0)
+        .idle_timeout(Duration::from_secs(60))
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options.application_name(&application_name())))
+        .connect_lazy_with(options.application_name(&application_name(&role))))
 }
 
-/// `watch-party ROLE HOST PID` (the role is the command the binary was started with;
-/// role and host cut to 20 characters to stay within PostgreSQL's 63 bytes).
-fn application_name() -> String {
-    let role = std::env::args()
+/// Connections per process when `DATABASE_MAX_CONNECTIONS` is unset, by role: the API
+/// serves requests in parallel; a realtime node's database work is joins, chat and
+/// renewals; a worker's is bounded by its pools' concurrency but mostly short; the
+/// scheduler opens none. The documented layout (2 api, 2 realtime, 2 worker) asks for
+/// 2 × 16 + 2 × 8 + 2 × 10 = 68 of PostgreSQL's default 100.
+pub fn default_pool_size(role: &str) -> u32 {
+    match role {
+        "api" | "all" => 16,
+        "realtime" => 8,
+        "worker" => 10,
+        "scheduler" | "migrate" | "set-role" => 2,
+        _ => 10,
+    }
+}
+
+/// The command the binary was started with (`api`, `worker`, ...), or `embedded`.
+fn role() -> String {
+    std::env::args()
         .nth(1)
         .filter(|a| !a.starts_with('-'))
-        .unwrap_or_else(|| "embedded".to_owned());
+        .unwrap_or_else(|| "embedded".to_owned())
+}
+
+/// `watch-party ROLE HOST PID` (role and host cut to 20 characters to stay within
+/// PostgreSQL's 63 bytes).
+fn application_name(role: &str) -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".to_owned());
     let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
     // 12 + 20 + 1 + 20 + 1 + at most 7 digits of a pid: under 63.
     format!(
         "watch-party {} {} {}",
-        cut(&role, 20),
+        cut(role, 20),
         cut(&host, 20),
         std::process::id()
     )
