@@ -45,8 +45,12 @@ pub enum AppError {
     #[error("too many requests")]
     RateLimited { retry_after: Duration },
     /// 503: a dependency (database, redis, ...) is down or saturated.
-    #[error("{0} unavailable")]
-    Unavailable(&'static str),
+    #[error("{what} unavailable")]
+    Unavailable {
+        what: &'static str,
+        /// The underlying error, for the log line (never sent to the client).
+        cause: String,
+    },
     /// 503 with `Retry-After`: this server is at its bound for `what` (password checks,
     /// say) and sheds the request rather than queue it without end.
     #[error("busy with {what}")]
@@ -114,7 +118,7 @@ impl AppError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Status { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -133,7 +137,7 @@ impl AppError {
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::RateLimited { .. } => "rate_limited",
-            Self::Unavailable(_) => "service_unavailable",
+            Self::Unavailable { .. } => "service_unavailable",
             Self::Busy { .. } => "server_busy",
             Self::Internal(_) => "internal_error",
         }
@@ -148,7 +152,7 @@ impl AppError {
                 "Too many requests. Try again in {} seconds.",
                 retry_after.as_secs().max(1)
             ),
-            Self::Unavailable(what) => {
+            Self::Unavailable { what, .. } => {
                 format!("A required service ({what}) is unavailable. Try again shortly.")
             }
             Self::Busy { what, retry_after } => format!(
@@ -196,7 +200,10 @@ impl IntoResponse for AppError {
         let status = self.status();
         match &self {
             Self::Internal(e) => tracing::error!(error = ?e, "internal error"),
-            Self::Unavailable(what) => tracing::warn!(dependency = what, "dependency unavailable"),
+            // One line per refused request, with the cause.
+            Self::Unavailable { what, cause } => {
+                tracing::warn!(dependency = what, error = %cause, "dependency unavailable")
+            }
             Self::Busy { what, .. } => tracing::warn!(what, "at capacity; request shed"),
             _ => {}
         }
@@ -226,10 +233,10 @@ impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::RowNotFound => Self::not_found(),
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::warn!(error = %e, "database unavailable");
-                Self::Unavailable("database")
-            }
+            e if wp_shared::db::is_unavailable(&e) => Self::Unavailable {
+                what: "database",
+                cause: e.to_string(),
+            },
             other => Self::Internal(other.into()),
         }
     }
@@ -238,8 +245,10 @@ impl From<sqlx::Error> for AppError {
 impl From<redis::RedisError> for AppError {
     fn from(e: redis::RedisError) -> Self {
         if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() {
-            tracing::warn!(error = %e, "redis unavailable");
-            Self::Unavailable("redis")
+            Self::Unavailable {
+                what: "redis",
+                cause: e.to_string(),
+            }
         } else {
             Self::Internal(e.into())
         }

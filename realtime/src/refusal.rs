@@ -46,11 +46,7 @@ impl Refusal {
     }
 
     fn unavailable(e: &sqlx::Error) -> Option<Self> {
-        matches!(
-            e,
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-        )
-        .then(|| {
+        wp_shared::db::is_unavailable(e).then(|| {
             tracing::warn!(error = %e, "database unavailable");
             Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -23,12 +23,18 @@ pub fn pool(config: &Config) -> Result<PgPool, sqlx::Error> {
     let size = config
         .database_max_connections
         .unwrap_or_else(|| default_pool_size(&role));
+    // A client that vanished mid-transaction (a partition, a killed process, a
+    // blackholed connection) would otherwise keep its row locks until TCP gave up on
+    // it, hours later: the server ends such a session after two idle minutes.
+    let options = options
+        .application_name(&application_name(&role))
+        .options([("idle_in_transaction_session_timeout", "120s")]);
     Ok(PgPoolOptions::new()
         .max_connections(size)
         .min_connections(0)
         .idle_timeout(Duration::from_secs(60))
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options.application_name(&application_name(&role))))
+        .connect_lazy_with(options))
 }
 
 /// Connections per process when `DATABASE_MAX_CONNECTIONS` is unset, by role: the API
@@ -65,6 +71,21 @@ fn application_name(role: &str) -> String {
         cut(role, 20),
         cut(&host, 20),
         std::process::id()
+    )
+}
+
+/// Whether `e` says the database cannot be reached (down, restarting, unreachable,
+/// pool exhausted) rather than that a query was wrong: such errors are answered 503,
+/// not 500. A server that closes a new connection mid-handshake shows up as a
+/// protocol or TLS error.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::Tls(_)
     )
 }
 

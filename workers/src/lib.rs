@@ -107,7 +107,28 @@ macro_rules! handled_queues {
                             c.metrics.started(Queue::$queue);
                             let _running = c.running.start(Queue::$queue, &id);
                             count_delivery(&c, Queue::$queue, &id, &attempt).await;
-                            let result = $handler(job, ctx, attempt.clone()).await;
+                            let limit = attempt_timeout(Queue::$queue);
+                            let result = match tokio::time::timeout(
+                                limit,
+                                $handler(job, ctx, attempt.clone()),
+                            )
+                            .await
+                            {
+                                Ok(r) => r,
+                                Err(_) => {
+                                    tracing::warn!(
+                                        queue = %Queue::$queue,
+                                        job_id = %id,
+                                        limit_s = limit.as_secs(),
+                                        "job attempt timed out; cancelled, will retry"
+                                    );
+                                    Err(format!(
+                                        "attempt timed out after {} s",
+                                        limit.as_secs()
+                                    )
+                                    .into())
+                                }
+                            };
                             let result = retry::park_when_spent(
                                 &c.config,
                                 &attempt,
@@ -304,6 +325,18 @@ async fn count_delivery(ctx: &Ctx, queue: Queue, id: &TaskId, attempt: &Attempt)
     }
 }
 
+/// How long one attempt may run before it is cancelled (its transaction rolled back)
+/// and retried: a handler stuck on a dependency that stopped answering must not hold
+/// its row locks and its slot forever. Media preparation and exports read and write
+/// whole files; the rest are short.
+pub fn attempt_timeout(queue: Queue) -> Duration {
+    match queue {
+        Queue::Media => Duration::from_secs(3600),
+        Queue::Export => Duration::from_secs(1800),
+        _ => Duration::from_secs(300),
+    }
+}
+
 /// A worker name unique to this process and start: a restart never collides with the
 /// registration its previous life left in Redis.
 fn worker_name(queue: Queue) -> String {
@@ -359,9 +392,9 @@ async fn promote_loop(ctx: Arc<Ctx>, queue: Queue, mut stop: watch::Receiver<boo
 const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(30);
 /// The first reconnect waits about this long; each failure doubles it up to the cap.
 const RECONNECT_BASE: Duration = Duration::from_millis(250);
-const RECONNECT_CAP: Duration = Duration::from_secs(15);
+const RECONNECT_CAP: Duration = Duration::from_secs(5);
 /// A generation that ran this long resets the backoff: the next drop is a new outage.
-const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 /// How long running jobs may finish when the queue connection dropped (their
 /// acknowledgements cannot reach Redis anyway; the jobs come back to whichever
 /// worker holds the queue once this one's heartbeat lapses).

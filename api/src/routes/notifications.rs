@@ -676,9 +676,9 @@ pub async fn stats(
         .bind(u64::from(days) * 86_400)
         .fetch_all::<DeliveryStat>()
         .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "notification stats query failed");
-            AppError::Unavailable("clickhouse")
+        .map_err(|e| AppError::Unavailable {
+            what: "clickhouse",
+            cause: e.to_string(),
         })?;
     Ok(ApiResponse::ok(rows))
 }
