@@ -601,3 +601,47 @@ async fn a_worker_process_cut_off_from_redis_stops_on_sigterm() {
         "{logs}"
     );
 }
+
+#[tokio::test]
+async fn a_database_outage_delays_jobs_without_spending_their_attempts() {
+    common::init_logs();
+    // Two attempts only: a job that failed twice on its own would be dead.
+    let env = TestEnv::with_vars(&[("JOB_MAX_ATTEMPTS", "2")]).await;
+    let smtp = SmtpServer::start().await;
+    let pg = Proxy::start("127.0.0.1:5432").await;
+    let mut vars = env.vars.clone();
+    vars.insert("SMTP_URL".into(), smtp.url());
+    let db_name = env
+        .config
+        .database_url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    vars.insert(
+        "DATABASE_URL".into(),
+        format!("postgres://postgres@127.0.0.1:{}/{db_name}", pg.port()),
+    );
+    let config = wp_shared::Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    let workers = env.spawn_workers_with(config, &[(Queue::Email, 1)]).await;
+
+    // PostgreSQL is unreachable for the worker when the job arrives...
+    pg.down();
+    let (id, outbox_id) = commit_email(&env, &email("hal@example.com", "Patience")).await;
+    outbox::relay_ids(&env.db, &env.enqueuer, &[outbox_id])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let d = env.depth(Queue::Email).await;
+    assert_eq!(d.dead, 0, "an outage does not kill the job: {d:?}");
+    assert!(smtp.messages().is_empty());
+    // ...and the job goes through once it is back.
+    pg.up();
+    eventually(Duration::from_secs(30), "the email sent", || async {
+        (email_status(&env, id).await.0 == "sent").then_some(())
+    })
+    .await;
+    assert_eq!(smtp.messages().len(), 1);
+    assert_eq!(env.depth(Queue::Email).await.dead, 0);
+    workers.shutdown().await;
+}

@@ -249,6 +249,11 @@ async fn every_role_is_probed_on_its_ops_address_and_ready_follows_redis() {
         .then_some(done)
     })
     .await;
+    let (_, m) = probe(worker, "/metrics").await.unwrap();
+    assert!(
+        sample(&m, r#"job_queue_oldest_waiting_seconds{queue="system"}"#).is_some(),
+        "{m}"
+    );
     let (_, m) = probe(realtime, "/metrics").await.unwrap();
     assert!(m.contains(r#"realtime_node{value="pubsub_up"} 1"#), "{m}");
 

@@ -9,10 +9,9 @@ use axum::{
     response::Response,
 };
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
-use wp_shared::jobs::{Queue, queue_depth};
+use wp_shared::{jobs::Queue, ops::QueueGauges};
 
 use crate::state::AppState;
 
@@ -20,7 +19,7 @@ pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
     latency: HistogramVec,
-    queue_depth: IntGaugeVec,
+    queues: QueueGauges,
     outbox_pending: IntGauge,
 }
 
@@ -53,11 +52,8 @@ impl Metrics {
             &["method", "route"],
         )
         .expect("valid metric");
-        let queue_depth = IntGaugeVec::new(
-            Opts::new("job_queue_depth", "Jobs per queue and state"),
-            &["queue", "state"],
-        )
-        .expect("valid metric");
+        let queues = QueueGauges::new();
+        queues.register(&registry);
         let outbox_pending = IntGauge::new(
             "outbox_pending",
             "Outbox rows committed but not yet relayed to their queue",
@@ -66,7 +62,6 @@ impl Metrics {
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
-            Box::new(queue_depth.clone()),
             Box::new(outbox_pending.clone()),
         ] {
             registry.register(c).expect("metric registered once");
@@ -75,7 +70,7 @@ impl Metrics {
             registry,
             requests,
             latency,
-            queue_depth,
+            queues,
             outbox_pending,
         }
     }
@@ -94,27 +89,12 @@ impl Metrics {
     /// scrape.
     pub async fn render(&self, state: &AppState) -> String {
         let mut conn = state.redis.clone();
-        for q in Queue::ALL {
-            match queue_depth(&mut conn, &state.config, q).await {
-                Ok(d) => {
-                    for (s, v) in [
-                        ("active", d.active),
-                        ("scheduled", d.scheduled),
-                        ("inflight", d.inflight),
-                        ("dead", d.dead),
-                        ("workers", d.workers),
-                        ("registered", d.registered),
-                    ] {
-                        self.queue_depth
-                            .with_label_values(&[q.name(), s])
-                            .set(i64::try_from(v).unwrap_or(i64::MAX));
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(queue = q.name(), error = %e, "cannot read queue depth");
-                    break;
-                }
-            }
+        if let Err(e) = self
+            .queues
+            .refresh(&mut conn, &state.config, &Queue::ALL)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot read queue depths");
         }
         match wp_shared::outbox::pending_count(&state.db).await {
             Ok(n) => self.outbox_pending.set(n),

@@ -293,12 +293,14 @@ def main():
             t.join()
         print(f"load: {acked[0]} acknowledged resets; answers by status: {dict(sorted(counts.items()))}")
 
-        deadline = time.time() + 90
+        deadline = time.time() + (240 if args.long else 90)
         sent = -1
         while time.time() < deadline:
             sent = int(psql(f"wp_{run}", "SELECT count(*) FROM emails "
                                          "WHERE kind = 'reset_password' AND status = 'sent'"))
-            if sent >= acked[0]:
+            committed = int(psql(f"wp_{run}", "SELECT count(*) FROM emails "
+                                              "WHERE kind = 'reset_password'"))
+            if sent >= committed:
                 break
             time.sleep(0.5)
         total = int(psql(f"wp_{run}", "SELECT count(*) FROM emails WHERE kind = 'reset_password'"))
@@ -313,9 +315,11 @@ def main():
         print(f"emails: {total} committed, {sent} sent, {len(files)} files with "
               f"{len(ids)} distinct Message-IDs (including {len(users)} verification emails); "
               f"{len(files) - len(ids)} sent twice (cut between the send and its record)")
-        if sent != acked[0] or total != acked[0]:
-            failures.append(f"{acked[0]} resets acknowledged but {total} emails committed "
-                            f"and {sent} sent")
+        # A request cut off after its commit is committed without being acknowledged:
+        # more committed than acknowledged is fine, fewer is a loss.
+        if sent != total or total < acked[0]:
+            failures.append(f"{acked[0]} resets acknowledged, {total} emails committed, "
+                            f"{sent} sent")
             print("unsent emails (id, status, attempts, last_error):")
             print(psql(f"wp_{run}", "SELECT id, status, attempts, left(last_error, 80) "
                                     "FROM emails WHERE status <> 'sent'"))
@@ -373,7 +377,8 @@ def main():
         for f in failures:
             print(f"  - {f}")
         sys.exit(1)
-    print("ok: every role came back by itself, every acknowledged request had its effect once")
+    print("ok: every role came back by itself; every acknowledged request was delivered "
+          "(a cut between a send and its record may send it twice, with the same Message-ID)")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -402,7 +402,7 @@ pub async fn promote_due(
 
 /// Depth of one queue, read with plain Redis commands (apalis' own metrics calls are
 /// broken in 1.0, see docs/design-notes.md).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct QueueDepth {
     /// Waiting to run now.
     pub active: u64,
@@ -418,6 +418,23 @@ pub struct QueueDepth {
     /// Worker registrations, live or not yet reaped (a stopped worker stays
     /// registered until another one's heartbeat finds it lapsed).
     pub registered: u64,
+    /// How long the job at the head of the active list has existed (seconds since it
+    /// was first pushed: a retry counts from its first push), or none when nothing
+    /// waits.
+    pub oldest_waiting_secs: Option<f64>,
+}
+
+/// The creation time (Unix milliseconds) in a job id: apalis ids are ULIDs, whose
+/// first ten Crockford base-32 characters are a 48-bit millisecond timestamp.
+pub fn ulid_millis(id: &str) -> Option<u64> {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    if id.len() != 26 {
+        return None;
+    }
+    id.bytes().take(10).try_fold(0u64, |acc, c| {
+        let digit = ALPHABET.iter().position(|a| *a == c.to_ascii_uppercase())?;
+        Some(acc * 32 + digit as u64)
+    })
 }
 
 /// Reads the depth of `queue`.
@@ -435,14 +452,34 @@ pub async fn queue_depth(
         .unwrap_or_default()
         .as_secs()
         .saturating_sub(window);
-    let (active, scheduled, dead, workers, live): (u64, u64, u64, Vec<String>, u64) = redis::pipe()
+    #[allow(clippy::type_complexity, reason = "one pipeline's replies, in order")]
+    let (active, scheduled, dead, workers, live, head): (
+        u64,
+        u64,
+        u64,
+        Vec<String>,
+        u64,
+        Option<String>,
+    ) = redis::pipe()
         .llen(qc.active_jobs_list())
         .zcard(qc.scheduled_jobs_set())
         .scard(qc.dead_jobs_set())
         .zrange(qc.workers_set(), 0, -1)
         .zcount(qc.workers_set(), since, "+inf")
+        .lindex(qc.active_jobs_list(), 0)
         .query_async(conn)
         .await?;
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX);
+    let oldest_waiting_secs = head
+        .as_deref()
+        .and_then(ulid_millis)
+        .map(|at| now_ms.saturating_sub(at) as f64 / 1000.0);
     let mut inflight = 0;
     if !workers.is_empty() {
         let mut pipe = redis::pipe();
@@ -459,6 +496,7 @@ pub async fn queue_depth(
         dead,
         workers: live,
         registered: workers.len() as u64,
+        oldest_waiting_secs,
     })
 }
 
@@ -595,6 +633,25 @@ pub async fn replay_dead(enq: &Enqueuer, queue: Queue, id: &str) -> Result<(), R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ulid_tells_when_it_was_made() {
+        // 01ARYZ6S41 is 1469918176385 ms (the ULID specification's example).
+        assert_eq!(
+            ulid_millis("01ARYZ6S41TSV4RRFFQ69G5FAV"),
+            Some(1_469_918_176_385)
+        );
+        assert_eq!(
+            ulid_millis("01aryz6s41tsv4rrffq69g5fav"),
+            Some(1_469_918_176_385)
+        );
+        assert_eq!(ulid_millis("not-a-ulid"), None);
+        assert_eq!(
+            ulid_millis("01ARYZ6S41TSV4RRFFQ69G5FA!"),
+            Some(1_469_918_176_385)
+        );
+        assert_eq!(ulid_millis("0UARZ3NDEKTSV4RRFFQ69G5FAV"), None);
+    }
 
     #[test]
     fn queue_names_round_trip() {

@@ -175,6 +175,11 @@ impl Ops {
         self
     }
 
+    /// The registry, for collectors registered in bulk.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Registers a metric (its name must be unique in the process) and returns it.
     pub fn register<C: Collector + Clone + 'static>(&self, c: C) -> C {
         self.registry
@@ -321,4 +326,84 @@ pub async fn serve(
         }
     });
     Ok(())
+}
+
+/// The queue gauges, read from Redis at scrape time (API and worker processes):
+/// `job_queue_depth{queue, state}` and `job_queue_oldest_waiting_seconds{queue}`.
+#[derive(Clone)]
+pub struct QueueGauges {
+    depth: IntGaugeVec,
+    oldest: prometheus::GaugeVec,
+}
+
+impl Default for QueueGauges {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl QueueGauges {
+    pub fn new() -> Self {
+        Self {
+            depth: IntGaugeVec::new(
+                Opts::new(
+                    "job_queue_depth",
+                    "Jobs per queue and state (active, scheduled, inflight, dead); `workers` \
+                     counts consumers with a recent heartbeat, `registered` every registration",
+                ),
+                &["queue", "state"],
+            )
+            .expect("valid metric"),
+            oldest: prometheus::GaugeVec::new(
+                Opts::new(
+                    "job_queue_oldest_waiting_seconds",
+                    "Age of the job at the head of each queue's active list (0 when none waits)",
+                ),
+                &["queue"],
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    /// Registers both gauges in `registry`.
+    pub fn register(&self, registry: &Registry) {
+        for c in [
+            Box::new(self.depth.clone()) as Box<dyn Collector>,
+            Box::new(self.oldest.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+    }
+
+    /// Reads `queues` from Redis (each under [`CHECK_TIMEOUT`]). On an error the gauges
+    /// keep their last values, and the error is returned for the caller to log.
+    pub async fn refresh(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        config: &crate::Config,
+        queues: &[crate::jobs::Queue],
+    ) -> Result<(), String> {
+        for q in queues {
+            let d = tokio::time::timeout(CHECK_TIMEOUT, crate::jobs::queue_depth(conn, config, *q))
+                .await
+                .map_err(|_| "Redis did not answer".to_owned())?
+                .map_err(|e| e.to_string())?;
+            for (state, v) in [
+                ("active", d.active),
+                ("scheduled", d.scheduled),
+                ("inflight", d.inflight),
+                ("dead", d.dead),
+                ("workers", d.workers),
+                ("registered", d.registered),
+            ] {
+                self.depth
+                    .with_label_values(&[q.name(), state])
+                    .set(i64::try_from(v).unwrap_or(i64::MAX));
+            }
+            self.oldest
+                .with_label_values(&[q.name()])
+                .set(d.oldest_waiting_secs.unwrap_or(0.0));
+        }
+        Ok(())
+    }
 }

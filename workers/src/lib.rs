@@ -136,6 +136,11 @@ macro_rules! handled_queues {
                                 result,
                             );
                             c.metrics.finished(Queue::$queue, started, &result);
+                            if let Err(e) = &result
+                                && retry::is_outage(e)
+                            {
+                                tokio::time::sleep(retry::outage_pause(&attempt)).await;
+                            }
                             result
                         })
                 }),)+

@@ -5,8 +5,8 @@ use std::{sync::Arc, time::Instant};
 use apalis::prelude::{AbortError, BoxDynError};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 use wp_shared::{
-    jobs::{Queue, queue_depth},
-    ops::{self, Ops},
+    jobs::Queue,
+    ops::{self, Ops, QueueGauges},
 };
 
 use crate::Ctx;
@@ -110,16 +110,8 @@ pub fn ops(ctx: &Arc<Ctx>, queues: &[Queue]) -> Ops {
     ops.register(m.finished.clone());
     ops.register(m.redelivered.clone());
     ops.register(m.duration.clone());
-    let depth = ops.register(
-        IntGaugeVec::new(
-            Opts::new(
-                "job_queue_depth",
-                "Jobs per queue and state; `workers` counts consumers with a recent heartbeat",
-            ),
-            &["queue", "state"],
-        )
-        .expect("valid metric"),
-    );
+    let queue_gauges = QueueGauges::new();
+    queue_gauges.register(ops.registry());
     let connected = ops.register(
         IntGaugeVec::new(
             Opts::new(
@@ -136,7 +128,7 @@ pub fn ops(ctx: &Arc<Ctx>, queues: &[Queue]) -> Ops {
     ops.on_scrape(Box::new(move || {
         let ctx = ctx.clone();
         let queues = queues.clone();
-        let depth = depth.clone();
+        let queue_gauges = queue_gauges.clone();
         let connected = connected.clone();
         Box::pin(async move {
             connected
@@ -146,30 +138,9 @@ pub fn ops(ctx: &Arc<Ctx>, queues: &[Queue]) -> Ops {
                 .with_label_values(&["generations"])
                 .set(i64::try_from(ctx.status.generations()).unwrap_or(i64::MAX));
             let mut conn = ctx.enqueuer.connection();
-            for q in queues {
-                let Ok(Ok(d)) = tokio::time::timeout(
-                    ops::CHECK_TIMEOUT,
-                    queue_depth(&mut conn, &ctx.config, q),
-                )
-                .await
-                else {
-                    // Redis is down: the gauges keep their last values and
-                    // `worker_queue_connection` says why.
-                    return;
-                };
-                for (state, v) in [
-                    ("active", d.active),
-                    ("scheduled", d.scheduled),
-                    ("inflight", d.inflight),
-                    ("dead", d.dead),
-                    ("workers", d.workers),
-                    ("registered", d.registered),
-                ] {
-                    depth
-                        .with_label_values(&[q.name(), state])
-                        .set(i64::try_from(v).unwrap_or(i64::MAX));
-                }
-            }
+            // Redis down: the gauges keep their last values and
+            // `worker_queue_connection` says why.
+            let _ = queue_gauges.refresh(&mut conn, &ctx.config, &queues).await;
         })
     }))
 }

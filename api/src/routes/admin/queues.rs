@@ -30,6 +30,8 @@ pub struct QueueInfo {
     pub workers: u64,
     /// Worker registrations, including stopped workers not yet reaped.
     pub registered: u64,
+    /// Seconds the job at the head of the queue has existed; null when none waits.
+    pub oldest_waiting_secs: Option<f64>,
 }
 
 /// `data` of the queue overview.
@@ -61,6 +63,7 @@ pub async fn queues(
             dead: d.dead,
             workers: d.workers,
             registered: d.registered,
+            oldest_waiting_secs: d.oldest_waiting_secs,
         });
     }
     Ok(ApiResponse::ok(QueuesOverview {
