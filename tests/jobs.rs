@@ -348,17 +348,14 @@ async fn a_permanent_failure_goes_to_the_dead_set_at_once() {
 async fn a_transient_failure_is_retried_then_given_up() {
     common::init_logs();
     let env = TestEnv::with_vars(&[("JOB_MAX_ATTEMPTS", "2")]).await;
-    // Nothing listens there: connection refused, a transient error.
-    let port = common::smtp::free_port();
+    // A server that answers every command with 451: a transient refusal.
+    let busy = common::smtp::BusySmtp::start().await;
     let (id, outbox_id) = commit_email(&env, &email("frank@example.com", "Retry me")).await;
     outbox::relay_ids(&env.db, &env.enqueuer, &[outbox_id])
         .await
         .unwrap();
     let workers = env
-        .spawn_workers_with(
-            with_smtp(&env, &format!("smtp://127.0.0.1:{port}")),
-            &[(Queue::Email, 1)],
-        )
+        .spawn_workers_with(with_smtp(&env, &busy.url()), &[(Queue::Email, 1)])
         .await;
     eventually(
         Duration::from_secs(20),
@@ -643,5 +640,34 @@ async fn a_database_outage_delays_jobs_without_spending_their_attempts() {
     .await;
     assert_eq!(smtp.messages().len(), 1);
     assert_eq!(env.depth(Queue::Email).await.dead, 0);
+    workers.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_smtp_server_that_is_down_delays_emails_without_spending_their_attempts() {
+    common::init_logs();
+    let env = TestEnv::with_vars(&[("JOB_MAX_ATTEMPTS", "2")]).await;
+    // Nothing listens there yet: connection refused, an outage.
+    let port = common::smtp::free_port();
+    let (id, outbox_id) = commit_email(&env, &email("ivy@example.com", "Later")).await;
+    outbox::relay_ids(&env.db, &env.enqueuer, &[outbox_id])
+        .await
+        .unwrap();
+    let workers = env
+        .spawn_workers_with(
+            with_smtp(&env, &format!("smtp://127.0.0.1:{port}")),
+            &[(Queue::Email, 1)],
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(env.depth(Queue::Email).await.dead, 0);
+    assert_eq!(email_status(&env, id).await.0, "queued");
+    // The server comes up on its port: the email goes.
+    let smtp = SmtpServer::start_on(port).await;
+    eventually(Duration::from_secs(40), "the email sent", || async {
+        (email_status(&env, id).await.0 == "sent").then_some(())
+    })
+    .await;
+    assert_eq!(smtp.messages().len(), 1);
     workers.shutdown().await;
 }

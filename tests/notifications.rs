@@ -737,14 +737,13 @@ async fn digests_fold_emails_into_one_after_eight_local_time_and_translations_ar
 
 #[tokio::test]
 async fn a_dead_email_job_is_listed_for_admins_and_replayed_once_smtp_is_back() {
-    // SMTP is down (nothing listens on the port yet): the notification email is tried
-    // twice, then given up.
-    let port = common::smtp::free_port();
-    let env = common::TestEnv::with_vars(&[
-        ("SMTP_URL", &format!("smtp://127.0.0.1:{port}")),
-        ("JOB_MAX_ATTEMPTS", "2"),
-    ])
-    .await;
+    // The SMTP server refuses mail for now (451): the notification email is tried
+    // twice, then given up. (A server that cannot be reached at all is an outage,
+    // which does not spend attempts: see tests/jobs.rs.)
+    let busy = common::smtp::BusySmtp::start().await;
+    let port = busy.port;
+    let env =
+        common::TestEnv::with_vars(&[("SMTP_URL", &busy.url()), ("JOB_MAX_ATTEMPTS", "2")]).await;
     let app = env.spawn_api().await;
     let _workers = env
         .spawn_workers(&[(Queue::Notify, 1), (Queue::Email, 1)])
@@ -820,6 +819,7 @@ async fn a_dead_email_job_is_listed_for_admins_and_replayed_once_smtp_is_back() 
     assert_eq!(s, StatusCode::FORBIDDEN);
 
     // SMTP is back: the replay sends it, once.
+    drop(busy);
     let smtp = common::smtp::SmtpServer::start_on(port).await;
     let (s, b) = app
         .post_json(

@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Fault rehearsal: every role as its own process, Redis and PostgreSQL behind TCP
-proxies that this script cuts while load runs; then checks that every role is ready
-again by itself, that every acknowledged request had its effect exactly once, that no
-process flooded its log, and that each stops cleanly on SIGTERM.
+"""Fault rehearsal: every role as its own process, with Redis, PostgreSQL and a real
+SMTP server (aiosmtpd) behind TCP proxies that this script cuts or stalls while load
+runs; then checks that every role is ready again by itself, that every acknowledged
+request had its effect (at least once: a cut between a send and its record sends it
+again, with the same Message-ID), that no process flooded its log, and that each stops
+cleanly on SIGTERM.
 
 The load: password-reset requests for a few accounts. Each 200 commits an email and
 its outbox row (PostgreSQL), relays it to the email queue (Redis), and a worker sends
-it (here, to files). So every acknowledged request must end as exactly one sent email.
+it over SMTP. So every acknowledged request must end as a delivered email.
 
-    deploy/dev/faults.sh            # short form (CI): cuts of 1-5 s
-    deploy/dev/faults.sh --long     # adds 30 s cuts of each, and both at once
+    deploy/dev/faults.sh            # short form (CI): cuts and stalls of 1-5 s
+    deploy/dev/faults.sh --long     # adds 30 s outages of each, and two at once
 
 Needs PostgreSQL, Redis and ClickHouse running (deploy/dev/services.sh --test).
 Standard library only.
@@ -137,6 +139,15 @@ class Proxy:
         self.flowing.set()
 
 
+def aiosmtpd_python():
+    # Debian's interpreter carries python3-aiosmtpd; a pyenv `python3` may not.
+    for candidate in ("/usr/bin/python3", sys.executable, "python3"):
+        ok = subprocess.run([candidate, "-c", "import aiosmtpd"], capture_output=True)
+        if ok.returncode == 0:
+            return candidate
+    sys.exit("no python3 with aiosmtpd (deploy/dev/services.sh --test installs it)")
+
+
 def http(method, url, body=None, timeout=5):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
@@ -168,17 +179,32 @@ def main():
 
     run = f"faults{os.getpid()}"
     work = tempfile.mkdtemp(prefix="wp-faults-")
-    mail_dir = os.path.join(work, "mail")
+    # A real SMTP server (aiosmtpd, writing a Maildir), behind its proxy too.
+    mail_dir = os.path.join(work, "maildir")
+    for sub in ("tmp", "new", "cur"):
+        os.makedirs(os.path.join(mail_dir, sub))
+    smtp_port = free_port()
+    smtp = subprocess.Popen([aiosmtpd_python(), "-m", "aiosmtpd", "-n", "-l",
+                             f"127.0.0.1:{smtp_port}", "-c", "aiosmtpd.handlers.Mailbox",
+                             mail_dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", smtp_port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
     redis_proxy = Proxy("redis", REDIS)
     pg_proxy = Proxy("postgres", PG)
+    smtp_proxy = Proxy("smtp", f"127.0.0.1:{smtp_port}")
     pg_host, pg_port = PG.rsplit(":", 1)
     # (what, proxies, seconds, how): `cut` resets every connection and refuses new
     # ones; `stall` holds every byte (a partition that heals).
     scenarios = [("redis", [redis_proxy], 1, "cut"), ("postgres", [pg_proxy], 1, "cut"),
                  ("redis", [redis_proxy], 5, "cut"), ("postgres", [pg_proxy], 3, "stall"),
-                 ("redis", [redis_proxy], 3, "stall")]
+                 ("redis", [redis_proxy], 3, "stall"), ("smtp", [smtp_proxy], 5, "cut")]
     if args.long:
         scenarios += [("redis", [redis_proxy], 30, "cut"), ("postgres", [pg_proxy], 30, "cut"),
+                      ("smtp", [smtp_proxy], 30, "cut"),
                       ("redis+postgres", [redis_proxy, pg_proxy], 10, "cut"),
                       ("postgres", [pg_proxy], 30, "stall")]
     env = dict(os.environ)
@@ -188,7 +214,7 @@ def main():
         "REDIS_PREFIX": run,
         "CLICKHOUSE_URL": CLICKHOUSE,
         "CLICKHOUSE_DATABASE": f"wp_{run}",
-        "EMAIL_FILE_DIR": mail_dir,
+        "SMTP_URL": f"smtp://127.0.0.1:{smtp_proxy.port}",
         "STORAGE_DIR": os.path.join(work, "storage"),
         "JWT_SECRET": "faults-rehearsal-secret-0123456789abcdef",
         "RATE_LIMIT_MULTIPLIER": "100000",
@@ -304,10 +330,11 @@ def main():
                 break
             time.sleep(0.5)
         total = int(psql(f"wp_{run}", "SELECT count(*) FROM emails WHERE kind = 'reset_password'"))
-        files = os.listdir(mail_dir) if os.path.isdir(mail_dir) else []
+        files = [os.path.join(mail_dir, sub, name) for sub in ("new", "cur")
+                 for name in os.listdir(os.path.join(mail_dir, sub))]
         ids = set()
         for name in files:
-            with open(os.path.join(mail_dir, name), errors="replace") as f:
+            with open(name, errors="replace") as f:
                 for row in f:
                     if row.lower().startswith("message-id:"):
                         ids.add(row.split(":", 1)[1].strip())
@@ -360,6 +387,7 @@ def main():
         for name, (_, warn) in lines.items():
             if warn > 100 * len(scenarios) + 2 * refused:
                 failures.append(f"{name} wrote {warn} warnings: an outage must not flood the log")
+        smtp.terminate()
         if not args.keep:
             psql("postgres", f"DROP DATABASE IF EXISTS wp_{run} WITH (FORCE)")
             http("POST", f"{CLICKHOUSE}/?query=DROP%20DATABASE%20IF%20EXISTS%20wp_{run}")

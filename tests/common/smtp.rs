@@ -101,3 +101,46 @@ impl Drop for SmtpServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// An SMTP server that refuses every command with `451` (a transient refusal: the
+/// server is up but will not take mail now). Stops when dropped, freeing its port.
+pub struct BusySmtp {
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BusySmtp {
+    pub async fn start() -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                conns.spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    let _ = w.write_all(b"220 busy.example ESMTP\r\n").await;
+                    let mut lines = BufReader::new(r).lines();
+                    while let Ok(Some(_)) = lines.next_line().await {
+                        if w.write_all(b"451 4.3.2 try again later\r\n").await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for BusySmtp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

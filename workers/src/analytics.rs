@@ -107,5 +107,5 @@ pub async fn record(
     ctx.analytics
         .write(to_row(&job))
         .await
-        .map_err(|e| std::io::Error::other(e).into())
+        .map_err(|e| crate::retry::Unreachable("clickhouse", e).into())
 }

@@ -91,7 +91,9 @@ pub async fn send_email(
         }
         Err(e) => {
             let last = crate::retry::last_attempt(&ctx.config, &attempt);
-            let permanent = matches!(e, SendError::Permanent(_)) || last;
+            // An unreachable server is an outage: it never spends the last attempt.
+            let outage = matches!(e, SendError::Unreachable(_));
+            let permanent = matches!(e, SendError::Permanent(_)) || (last && !outage);
             let status = if permanent { "failed" } else { "queued" };
             sqlx::query!(
                 "UPDATE emails SET status = $2, attempts = attempts + 1, last_error = $3

@@ -11,9 +11,13 @@ use wp_shared::config::{Config, EmailTransport};
 /// Whether a failed send may succeed later.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// Network trouble, 4xx replies: try again later.
+    /// 4xx replies and other refusals that may pass: try again later.
     #[error("transient: {0}")]
     Transient(String),
+    /// The server could not be reached or dropped the connection (refused, reset,
+    /// timed out): an outage, not a fault of this email (`retry::is_outage`).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
     /// 5xx replies, an invalid address: retrying cannot help.
     #[error("permanent: {0}")]
     Permanent(String),
@@ -57,8 +61,11 @@ impl Mailer {
 fn classify_smtp(e: SmtpError) -> SendError {
     if e.is_permanent() {
         SendError::Permanent(e.to_string())
-    } else {
+    } else if e.is_transient() || e.is_response() || e.is_client() || e.is_tls() {
         SendError::Transient(e.to_string())
+    } else {
+        // Connection refused or reset, a timeout, the transport shut down.
+        SendError::Unreachable(e.to_string())
     }
 }
 

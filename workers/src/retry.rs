@@ -3,7 +3,8 @@
 //! queue's dead set, to be listed and replayed by admins once the cause is fixed.
 //! (apalis-redis on its own retries 25 times whatever the configuration says.)
 //!
-//! An attempt that failed because PostgreSQL or Redis could not be reached says
+//! An attempt that failed because PostgreSQL, Redis, the SMTP server or ClickHouse
+//! could not be reached says
 //! nothing about the job: it does not count toward `JOB_MAX_ATTEMPTS`, and the worker
 //! waits before handing it back ([`outage_pause`]), so an outage of up to about 20
 //! minutes delays jobs instead of killing them. (The backend's own backoff is only
@@ -34,11 +35,19 @@ pub fn park_when_spent(
     }
 }
 
-/// Whether `e` is a dependency outage (PostgreSQL or Redis unreachable, a pool
-/// exhausted) rather than a fault of the job.
+/// A dependency other than PostgreSQL and Redis could not be reached (ClickHouse, say).
+#[derive(Debug, thiserror::Error)]
+#[error("{0} unreachable: {1}")]
+pub struct Unreachable(pub &'static str, pub String);
+
+/// Whether `e` is a dependency outage (PostgreSQL, Redis, the SMTP server or another
+/// dependency unreachable, a pool exhausted) rather than a fault of the job.
 pub fn is_outage(e: &BoxDynError) -> bool {
-    e.downcast_ref::<sqlx::Error>()
-        .is_some_and(wp_shared::db::is_unavailable)
+    e.is::<Unreachable>()
+        || e.downcast_ref::<crate::mailer::SendError>()
+            .is_some_and(|s| matches!(s, crate::mailer::SendError::Unreachable(_)))
+        || e.downcast_ref::<sqlx::Error>()
+            .is_some_and(wp_shared::db::is_unavailable)
         || e.downcast_ref::<redis::RedisError>().is_some_and(|r| {
             r.is_io_error()
                 || r.is_timeout()
@@ -71,6 +80,16 @@ mod tests {
         )))));
         assert!(!is_outage(&boxed(sqlx::Error::RowNotFound)));
         assert!(!is_outage(&boxed(std::io::Error::other("smtp said no"))));
+        assert!(is_outage(&boxed(crate::mailer::SendError::Unreachable(
+            "connection refused".into()
+        ))));
+        assert!(!is_outage(&boxed(crate::mailer::SendError::Transient(
+            "451 try later".into()
+        ))));
+        assert!(is_outage(&boxed(Unreachable(
+            "clickhouse",
+            "refused".into()
+        ))));
         let dropped =
             redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert!(is_outage(&boxed(dropped)));
