@@ -97,7 +97,12 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lea
     match wp_core::notify::unread(&rt.ctx.db, me.id).await {
         Ok(unread) => {
             let first = Frame::server("notifications_state", json!({ "unread_count": unread }));
-            if socket.send(Message::Text(encode(&first))).await.is_ok() {
+            let sent = tokio::time::timeout(
+                crate::conn::WRITE_DEADLINE,
+                socket.send(Message::Text(encode(&first))),
+            )
+            .await;
+            if matches!(sent, Ok(Ok(()))) {
                 let mut handler = Client {
                     frames: Bucket::new(FRAMES_PER_SEC, FRAMES_BURST),
                 };

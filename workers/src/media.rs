@@ -7,7 +7,7 @@
 //! Idempotent: only a `processing` video is worked on; every output is written beside
 //! and renamed into place, so a re-run after a crash redoes the same steps.
 
-use std::{path::Path, sync::Arc};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use apalis::prelude::{AbortError, Attempt, BoxDynError, Data};
 use sha2::{Digest, Sha256};
@@ -23,20 +23,62 @@ struct Probe {
     has_video: bool,
 }
 
+/// What ffmpeg and ffprobe may open for an uploaded file: local files only (no
+/// network, no pipes), and only the containers uploads are accepted as
+/// (`sniff_video`): a file that talks a demuxer into fetching URLs or reading other
+/// files (an HLS or concat playlist dressed as a video) is refused before it is read.
+const INPUT_GUARD: [&str; 4] = [
+    "-protocol_whitelist",
+    "file",
+    "-format_whitelist",
+    "mov,matroska,avi,mpegts",
+];
+
+/// How long one probe or thumbnail may take, and one stream-copy pass (a remux of a
+/// large file reads and writes it whole).
+const QUICK_STEP: Duration = Duration::from_secs(60);
+const COPY_STEP: Duration = Duration::from_secs(30 * 60);
+
+/// A media tool's command: killed if the job is cancelled (its attempt timed out, the
+/// worker stopped) rather than left running.
+fn tool(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// Runs `cmd` for at most `limit`, collecting its output.
+async fn output(cmd: &mut Command, limit: Duration) -> Result<std::process::Output, String> {
+    match tokio::time::timeout(limit, cmd.output()).await {
+        Ok(res) => res.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("took longer than {} s; stopped", limit.as_secs())),
+    }
+}
+
 async fn probe(ffprobe: &str, path: &Path) -> Result<Probe, String> {
-    let out = Command::new(ffprobe)
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-        ])
-        .arg(path)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run ffprobe ({ffprobe}): {e}"))?;
+    let out = tokio::time::timeout(
+        QUICK_STEP,
+        tool(ffprobe)
+            .args(INPUT_GUARD)
+            .args([
+                "-v",
+                "error",
+                "-print_format",
+                "json",
+                "-show_format",
+                "-show_streams",
+            ])
+            .arg(path)
+            .output(),
+    )
+    .await
+    .map_err(|_| {
+        format!(
+            "not a readable video: ffprobe took longer than {} s",
+            QUICK_STEP.as_secs()
+        )
+    })?
+    .map_err(|e| format!("cannot run ffprobe ({ffprobe}): {e}"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(format!(
@@ -76,8 +118,8 @@ async fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), n_total))
 }
 
-async fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd.output().await.map_err(|e| e.to_string())?;
+async fn run(cmd: &mut Command, limit: Duration) -> Result<(), String> {
+    let out = output(cmd, limit).await?;
     if out.status.success() {
         Ok(())
     } else {
@@ -137,11 +179,16 @@ async fn prepare_file(
     // Index at the front for MP4 and QuickTime (a stream copy: fast, lossless).
     if p.format_name.contains("mp4") || p.format_name.contains("mov") {
         let out = work.join(format!("faststart.{ext}"));
-        if let Err(e) = run(Command::new(&ctx.config.ffmpeg)
-            .args(["-y", "-v", "error", "-i"])
-            .arg(&path)
-            .args(["-map", "0", "-c", "copy", "-movflags", "+faststart"])
-            .arg(&out))
+        if let Err(e) = run(
+            tool(&ctx.config.ffmpeg)
+                .args(["-y", "-v", "error"])
+                .args(INPUT_GUARD)
+                .arg("-i")
+                .arg(&path)
+                .args(["-map", "0", "-c", "copy", "-movflags", "+faststart"])
+                .arg(&out),
+            COPY_STEP,
+        )
         .await
         {
             return Ok(Err(format!("cannot prepare the file for streaming: {e}")));
@@ -163,11 +210,16 @@ async fn prepare_file(
     let at = p.duration.map(|d| (d / 2.0).min(1.0)).unwrap_or(0.0);
     let thumb = work.join("thumb.jpg");
     let thumb_key = format!("thumbnails/{}.jpg", job.video_id);
-    let thumb_ok = run(Command::new(&ctx.config.ffmpeg)
-        .args(["-y", "-v", "error", "-ss", &format!("{at:.3}"), "-i"])
-        .arg(&path)
-        .args(["-frames:v", "1", "-vf", "scale=320:-2"])
-        .arg(&thumb))
+    let thumb_ok = run(
+        tool(&ctx.config.ffmpeg)
+            .args(["-y", "-v", "error", "-ss", &format!("{at:.3}")])
+            .args(INPUT_GUARD)
+            .arg("-i")
+            .arg(&path)
+            .args(["-frames:v", "1", "-vf", "scale=320:-2"])
+            .arg(&thumb),
+        QUICK_STEP,
+    )
     .await
     .is_ok()
         && ctx.storage.upload_from(&thumb, &thumb_key).await.is_ok();

@@ -243,16 +243,25 @@ pub(crate) async fn close_with<S>(socket: &mut S, reason: &str, message: &str)
 where
     S: Sink<Message> + Unpin,
 {
-    let _ = socket
-        .feed(Message::Text(encode(&err(reason, message))))
-        .await;
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code: close_code(reason),
-            reason: reason.into(),
-        })))
-        .await;
+    // A client that stopped reading must not keep this task (and its socket) forever.
+    let _ = tokio::time::timeout(WRITE_DEADLINE, async {
+        let _ = socket
+            .feed(Message::Text(encode(&err(reason, message))))
+            .await;
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code: close_code(reason),
+                reason: reason.into(),
+            })))
+            .await;
+    })
+    .await;
 }
+
+/// How long one write to a socket may take. A client whose TCP window stays shut that
+/// long (it stopped reading, or its network died without a reset) is dropped; without
+/// a deadline its task would wait on the write forever and never see the kill.
+pub(crate) const WRITE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A new socket's queue: its id on this node, the hub's handle on it, the receiving end
 /// (the pump's), and its kill switch.
@@ -287,8 +296,19 @@ pub(crate) trait Handler: Send {
 }
 
 /// Writes what is queued for a socket: the first frame, then what else is queued (up
-/// to 64), in one flush. False when the socket is gone.
+/// to 64), in one flush, within [`WRITE_DEADLINE`]. False when the socket is gone or
+/// too slow.
 async fn write_queued(
+    socket: &mut WebSocket,
+    first: axum::extract::ws::Utf8Bytes,
+    rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
+) -> bool {
+    tokio::time::timeout(WRITE_DEADLINE, write_batch(socket, first, rx))
+        .await
+        .unwrap_or(false)
+}
+
+async fn write_batch(
     socket: &mut WebSocket,
     first: axum::extract::ws::Utf8Bytes,
     rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
@@ -318,9 +338,12 @@ async fn close_killed(
     message: fn(&str) -> &'static str,
 ) {
     if kill.reason() != "slow_consumer" {
-        while let Ok(text) = rx.try_recv() {
-            let _ = socket.feed(Message::Text(text)).await;
-        }
+        let _ = tokio::time::timeout(WRITE_DEADLINE, async {
+            while let Ok(text) = rx.try_recv() {
+                let _ = socket.feed(Message::Text(text)).await;
+            }
+        })
+        .await;
     }
     let reason = kill.reason().to_owned();
     let text = closing_message(&reason).unwrap_or_else(|| message(&reason));
@@ -404,7 +427,10 @@ pub(crate) async fn pump(
             Message::Ping(_) | Message::Pong(_) => Vec::new(),
         };
         for reply in replies {
-            if socket.send(Message::Text(encode(&reply))).await.is_err() {
+            let sent =
+                tokio::time::timeout(WRITE_DEADLINE, socket.send(Message::Text(encode(&reply))))
+                    .await;
+            if !matches!(sent, Ok(Ok(()))) {
                 return;
             }
         }

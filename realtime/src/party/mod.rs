@@ -174,7 +174,12 @@ async fn run(
             // as long as the socket.
             let text = encode(&snapshot);
             drop(snapshot);
-            if socket.send(Message::Text(text)).await.is_ok() {
+            let sent = tokio::time::timeout(
+                crate::conn::WRITE_DEADLINE,
+                socket.send(Message::Text(text)),
+            )
+            .await;
+            if matches!(sent, Ok(Ok(()))) {
                 Box::pin(c.serve(&mut socket, &mut rx, &kill, &mut lease)).await;
             }
         }
