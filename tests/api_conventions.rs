@@ -161,9 +161,34 @@ async fn metrics_show_requests_by_route_and_queue_depths() {
         "{text}"
     );
     assert!(text.contains("outbox_pending 0"), "{text}");
+    assert!(text.contains("outbox_oldest_pending_seconds 0"), "{text}");
     for q in Queue::ALL {
         assert!(text.contains(&format!(r#"queue="{q}""#)), "{q} missing");
     }
+    // A row committed and not relayed: its age is the relay's lag.
+    let mut tx = env.db.begin().await.unwrap();
+    wp_shared::email::queue(
+        &mut tx,
+        &wp_shared::email::NewEmail {
+            to: "lag@example.com".into(),
+            subject: "Lag".into(),
+            body_text: "lag".into(),
+            body_html: None,
+            kind: "test".into(),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let lag: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("outbox_oldest_pending_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the lag gauge");
+    assert!((1.0..60.0).contains(&lag), "{lag}");
+    assert!(text.contains("outbox_pending 1"), "{text}");
 }
 
 #[tokio::test]

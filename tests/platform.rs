@@ -256,6 +256,11 @@ async fn every_role_is_probed_on_its_ops_address_and_ready_follows_redis() {
     );
     let (_, m) = probe(realtime, "/metrics").await.unwrap();
     assert!(m.contains(r#"realtime_node{value="pubsub_up"} 1"#), "{m}");
+    assert!(
+        m.contains(r#"realtime_node{value="frames_received"} 0"#),
+        "{m}"
+    );
+    assert!(m.contains("realtime_pubsub_lag_seconds_count"), "{m}");
 
     // Redis goes away: every role says it is not ready (and stays alive)...
     proxy.down();

@@ -21,6 +21,7 @@ pub struct Metrics {
     latency: HistogramVec,
     queues: QueueGauges,
     outbox_pending: IntGauge,
+    outbox_oldest: prometheus::Gauge,
 }
 
 impl Default for Metrics {
@@ -52,6 +53,11 @@ impl Metrics {
             &["method", "route"],
         )
         .expect("valid metric");
+        let outbox_oldest = prometheus::Gauge::new(
+            "outbox_oldest_pending_seconds",
+            "How long the oldest outbox row has waited to be relayed (the relay's lag)",
+        )
+        .expect("valid metric");
         let queues = QueueGauges::new();
         queues.register(&registry);
         let outbox_pending = IntGauge::new(
@@ -63,6 +69,7 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(outbox_pending.clone()),
+            Box::new(outbox_oldest.clone()),
         ] {
             registry.register(c).expect("metric registered once");
         }
@@ -72,6 +79,7 @@ impl Metrics {
             latency,
             queues,
             outbox_pending,
+            outbox_oldest,
         }
     }
 
@@ -96,8 +104,11 @@ impl Metrics {
         {
             tracing::warn!(error = %e, "cannot read queue depths");
         }
-        match wp_shared::outbox::pending_count(&state.db).await {
-            Ok(n) => self.outbox_pending.set(n),
+        match wp_shared::outbox::backlog(&state.db).await {
+            Ok((n, oldest)) => {
+                self.outbox_pending.set(n);
+                self.outbox_oldest.set(oldest);
+            }
             Err(e) => tracing::warn!(error = %e, "cannot read outbox backlog"),
         }
         let mut buf = Vec::new();

@@ -223,8 +223,17 @@ fn deliver(rt: &Realtime, channel_start: &str, msg: &redis::Msg) {
     };
     let payload = msg.get_payload_bytes();
     // This node's own messages were delivered here when sent: skipped unparsed.
-    if serde_json::from_slice::<BusOrigin<'_>>(payload).is_ok_and(|h| h.origin == rt.node) {
-        return;
+    if let Ok(head) = serde_json::from_slice::<BusOrigin<'_>>(payload) {
+        if head.origin == rt.node {
+            return;
+        }
+        if let Some(sent) = head.sent_at {
+            let lag_ms = chrono::Utc::now().timestamp_millis() - sent;
+            rt.hub
+                .stats
+                .pubsub_lag
+                .observe(lag_ms.max(0) as f64 / 1000.0);
+        }
     }
     let Ok(bus) = serde_json::from_slice::<BusMsg>(payload) else {
         tracing::warn!(%party, "malformed bus message dropped");

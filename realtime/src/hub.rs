@@ -113,15 +113,43 @@ pub struct Room {
     stats: Arc<Stats>,
 }
 
-/// Counters of a node (read by `GET /ws/stats` and the load tool).
-#[derive(Debug, Default)]
+/// Counters of a node (read by `GET /ws/stats`, the load tool and `/metrics`).
+#[derive(Debug)]
 pub struct Stats {
     pub delivered: AtomicU64,
+    /// Text frames received from clients.
+    pub received: AtomicU64,
+    /// From publication by another node (or the API) to delivery here
+    /// (`realtime_pubsub_lag_seconds`).
+    pub pubsub_lag: prometheus::Histogram,
     pub slow_disconnects: AtomicU64,
     /// Whether the node's pub/sub connection is up (readiness).
     pub pubsub_up: std::sync::atomic::AtomicBool,
     /// Times the pub/sub connection was opened again after a drop.
     pub pubsub_reconnects: AtomicU64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            delivered: AtomicU64::default(),
+            received: AtomicU64::default(),
+            pubsub_lag: prometheus::Histogram::with_opts(
+                prometheus::HistogramOpts::new(
+                    "realtime_pubsub_lag_seconds",
+                    "Time from a bus message's publication (another node, or the API) to its \
+                     delivery on this node",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ]),
+            )
+            .expect("valid metric"),
+            slow_disconnects: AtomicU64::default(),
+            pubsub_up: std::sync::atomic::AtomicBool::default(),
+            pubsub_reconnects: AtomicU64::default(),
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

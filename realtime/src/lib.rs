@@ -166,7 +166,7 @@ impl Realtime {
     /// Hands `msg` to the node's publishing task (in order with what the node
     /// published before).
     async fn publish(&self, party: Uuid, msg: BusMsg) {
-        let payload = match serde_json::to_string(&msg) {
+        let payload = match wp_core::party::events::encode_bus(&msg) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, %party, "a bus message could not be serialised");
@@ -275,12 +275,13 @@ pub fn ops(rt: &Arc<Realtime>) -> wp_shared::ops::Ops {
                 "realtime_node",
                 "This node now and since it started: sockets (party), user_sockets \
                  (notifications), rooms, frames_delivered, slow_consumer_closes, \
-                 pubsub_up (1/0), pubsub_reconnects",
+                 pubsub_up (1/0), pubsub_reconnects, frames_received",
             ),
             &["value"],
         )
         .expect("valid metric"),
     );
+    probes.register(rt.hub.stats.pubsub_lag.clone());
     let node = Arc::downgrade(rt);
     probes.on_scrape(Box::new(move || {
         if let Some(rt) = node.upgrade() {
@@ -301,6 +302,7 @@ pub fn ops(rt: &Arc<Realtime>) -> wp_shared::ops::Ops {
                     "pubsub_reconnects",
                     total(stats.pubsub_reconnects.load(Relaxed)),
                 ),
+                ("frames_received", total(stats.received.load(Relaxed))),
             ] {
                 gauges.with_label_values(&[name]).set(v);
             }

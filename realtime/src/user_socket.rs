@@ -113,6 +113,7 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lea
                     kill_message,
                     &mut lease,
                     &mut handler,
+                    &rt.hub.stats,
                 )
                 .await;
             }

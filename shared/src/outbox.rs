@@ -116,6 +116,17 @@ pub async fn pending_count(pool: &PgPool) -> sqlx::Result<i64> {
     Ok(n)
 }
 
+/// The outbox backlog: how many rows wait to be relayed, and how long the oldest has
+/// waited (seconds; 0 when none does): the relay's lag.
+pub async fn backlog(pool: &PgPool) -> sqlx::Result<(i64, f64)> {
+    sqlx::query_as::<_, (i64, f64)>(
+        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at))::float8, 0)
+         FROM outbox",
+    )
+    .fetch_one(pool)
+    .await
+}
+
 struct Row {
     id: i64,
     queue: String,

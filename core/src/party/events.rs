@@ -203,12 +203,24 @@ impl BusMsg {
     }
 }
 
-/// Just the origin of a bus message: a node reads this first and skips its own
-/// messages without parsing the rest.
+/// Just the origin of a bus message and when it was sent: a node reads this first,
+/// skips its own messages without parsing the rest, and measures the bus's lag.
 #[derive(Debug, Deserialize)]
 pub struct BusOrigin<'a> {
     #[serde(borrow)]
     pub origin: std::borrow::Cow<'a, str>,
+    /// Unix milliseconds at publication ([`encode_bus`]).
+    #[serde(default)]
+    pub sent_at: Option<i64>,
+}
+
+/// The payload of `msg` on the bus: its JSON with `sent_at` (Unix milliseconds, now)
+/// in front, so receivers can tell how long it travelled.
+pub fn encode_bus(msg: &BusMsg) -> Result<String, serde_json::Error> {
+    let json = serde_json::to_string(msg)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    // `json` is an object: `{...}`; its fields follow ours.
+    Ok(format!("{{\"sent_at\":{now},{}", &json[1..]))
 }
 
 /// Publishes `msg` on the party's channel.
@@ -218,7 +230,7 @@ pub async fn publish(
     msg: &BusMsg,
 ) -> redis::RedisResult<()> {
     use redis::AsyncCommands;
-    let payload = serde_json::to_string(msg).unwrap_or_default();
+    let payload = encode_bus(msg).unwrap_or_default();
     redis.publish::<_, _, ()>(keys.channel(), payload).await
 }
 
@@ -276,8 +288,14 @@ mod tests {
                 message: "bye".into(),
             },
         );
-        let text = serde_json::to_string(&msg).unwrap();
+        let text = encode_bus(&msg).unwrap();
         let head: BusOrigin<'_> = serde_json::from_str(&text).unwrap();
         assert_eq!(head.origin, "node-1");
+        let sent = head.sent_at.expect("stamped");
+        assert!((chrono::Utc::now().timestamp_millis() - sent).abs() < 5_000);
+        // The rest reads as it did.
+        let back: BusMsg = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.origin, "node-1");
+        assert!(back.event.is_some());
     }
 }

@@ -367,6 +367,7 @@ pub(crate) async fn pump(
     message: fn(&str) -> &'static str,
     lease: &mut Lease,
     handler: &mut impl Handler,
+    stats: &crate::hub::Stats,
 ) {
     // When nothing at all (a frame, a ping) arrives for `idle_timeout`, or the lease runs
     // out, the node's ticker kills the socket (`Hub::sweep`).
@@ -395,6 +396,9 @@ pub(crate) async fn pump(
         kill.seen(received);
         let replies = match msg {
             Message::Text(text) => {
+                stats
+                    .received
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if Lease::is_auth(text.as_str()) {
                     // Boxed: renewing queries the database, and that future must not
                     // make every socket's task larger.

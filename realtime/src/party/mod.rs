@@ -334,7 +334,8 @@ impl Conn {
         kill: &Kill,
         lease: &mut Lease,
     ) {
-        pump(socket, rx, kill, kill_message, lease, self).await;
+        let stats = self.rt.hub.stats.clone();
+        pump(socket, rx, kill, kill_message, lease, self, &stats).await;
     }
 
     /// Handles one client frame; returns the frames for this socket alone.

@@ -229,12 +229,12 @@ pub async fn reset_request(
     ratelimit::hit(&state, &ratelimit::RESET_PER_IP, &ip.0.to_string()).await?;
     let answer = ApiResponse::ok(empty())
         .message("If an account uses that address, a reset link is on its way.");
-    // Past the per-address limit, answer the same and send nothing more.
-    if ratelimit::hit(&state, &ratelimit::RESET_PER_ACCOUNT, &email)
-        .await
-        .is_err()
-    {
-        return Ok(answer);
+    // Past the per-address limit, answer the same and send nothing more. Any other
+    // error (Redis down) is an error: a 200 must mean the email is on its way.
+    match ratelimit::hit(&state, &ratelimit::RESET_PER_ACCOUNT, &email).await {
+        Ok(()) => {}
+        Err(AppError::RateLimited { .. }) => return Ok(answer),
+        Err(e) => return Err(e),
     }
     let user = sqlx::query!(
         "SELECT id, username, email FROM users WHERE lower(email) = $1 AND status = 'active'",
