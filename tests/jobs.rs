@@ -8,7 +8,11 @@ mod common;
 use std::{process::Stdio, time::Duration};
 
 use apalis::prelude::{TaskBuilder, TaskSink};
-use common::{TestEnv, eventually, proxy::Proxy, smtp::SmtpServer};
+use common::{
+    TestEnv, eventually,
+    proxy::Proxy,
+    smtp::{FakeSmtp, SmtpServer},
+};
 use uuid::Uuid;
 use wp_shared::{
     email::{NewEmail, queue},
@@ -198,14 +202,7 @@ async fn a_killed_workers_job_is_delivered_again() {
     let env = TestEnv::new().await;
     let smtp = SmtpServer::start().await;
     // An SMTP "server" that accepts connections and never speaks: the send hangs.
-    let blackhole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hole_port = blackhole.local_addr().unwrap().port();
-    let _hole = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = blackhole.accept().await {
-            held.push(sock);
-        }
-    });
+    let hole = FakeSmtp::blackhole().await;
 
     let (id, outbox_id) = commit_email(&env, &email("erin@example.com", "Survives a crash")).await;
     outbox::relay_ids(&env.db, &env.enqueuer, &[outbox_id])
@@ -216,7 +213,7 @@ async fn a_killed_workers_job_is_delivered_again() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
         .args(["worker", "--queues", "email=1"])
         .envs(env.env_vars())
-        .env("SMTP_URL", format!("smtp://127.0.0.1:{hole_port}"))
+        .env("SMTP_URL", hole.url())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -259,51 +256,26 @@ async fn a_killed_workers_job_is_delivered_again() {
 async fn a_worker_stopped_with_a_stuck_job_names_the_job_it_abandons() {
     common::init_logs();
     let env = TestEnv::new().await;
-    let blackhole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hole_port = blackhole.local_addr().unwrap().port();
-    let _hole = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((sock, _)) = blackhole.accept().await {
-            held.push(sock);
-        }
-    });
+    let hole = FakeSmtp::blackhole().await;
     let (_, outbox_id) = commit_email(&env, &email("gil@example.com", "Stuck")).await;
     outbox::relay_ids(&env.db, &env.enqueuer, &[outbox_id])
         .await
         .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
-        .args(["worker", "--queues", "email=1"])
-        .envs(env.env_vars())
-        .env("SMTP_URL", format!("smtp://127.0.0.1:{hole_port}"))
-        .env("WORKER_SHUTDOWN_GRACE_SECS", "1")
-        .env("RUST_LOG", "warn")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = common::worker_process(
+        &env,
+        "email=1",
+        &[
+            ("SMTP_URL", hole.url()),
+            ("WORKER_SHUTDOWN_GRACE_SECS", "1".into()),
+        ],
+    );
     eventually(Duration::from_secs(20), "the job in flight", || async {
         (env.depth(Queue::Email).await.inflight == 1).then_some(())
     })
     .await;
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("the grace period is honoured")
-        .unwrap();
+    // The grace period is honoured: out within 10 s, cleanly.
+    let (exit, logs) = common::stop_with_sigterm(child, Duration::from_secs(10)).await;
     assert!(exit.success(), "{exit:?}");
-    let mut logs = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut child.stdout.take().unwrap(), &mut logs)
-        .await
-        .unwrap();
     let line = logs
         .lines()
         .find(|l| l.contains("jobs still running when the workers stopped"))
@@ -349,7 +321,7 @@ async fn a_transient_failure_is_retried_then_given_up() {
     common::init_logs();
     let env = TestEnv::with_vars(&[("JOB_MAX_ATTEMPTS", "2")]).await;
     // A server that answers every command with 451: a transient refusal.
-    let busy = common::smtp::BusySmtp::start().await;
+    let busy = common::smtp::FakeSmtp::busy().await;
     let (id, outbox_id) = commit_email(&env, &email("frank@example.com", "Retry me")).await;
     outbox::relay_ids(&env.db, &env.enqueuer, &[outbox_id])
         .await
@@ -555,17 +527,11 @@ async fn a_worker_process_cut_off_from_redis_stops_on_sigterm() {
     common::init_logs();
     let env = TestEnv::new().await;
     let proxy = Proxy::to_redis(&env.config).await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
-        .args(["worker", "--queues", "email=1,system=1"])
-        .envs(env.env_vars())
-        .env("REDIS_URL", proxy.redis_url())
-        .env("RUST_LOG", "warn")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = common::worker_process(
+        &env,
+        "email=1,system=1",
+        &[("REDIS_URL", proxy.redis_url())],
+    );
     eventually(Duration::from_secs(20), "the worker connected", || async {
         (proxy.accepted() >= 2).then_some(())
     })
@@ -574,21 +540,8 @@ async fn a_worker_process_cut_off_from_redis_stops_on_sigterm() {
     proxy.down();
     // Ten seconds of outage: reconnect attempts back off instead of spinning.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let pid = child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("the worker exits within 10 s of SIGTERM")
-        .unwrap();
+    let (exit, logs) = common::stop_with_sigterm(child, Duration::from_secs(10)).await;
     assert!(exit.success(), "{exit:?}");
-    let mut logs = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut child.stdout.take().unwrap(), &mut logs)
-        .await
-        .unwrap();
     let lines = logs.lines().count();
     // The drop is logged once, then at most once per 30 s per dependency (the queue
     // connection, job promotion per queue, the enqueuer's connection manager).

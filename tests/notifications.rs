@@ -740,7 +740,7 @@ async fn a_dead_email_job_is_listed_for_admins_and_replayed_once_smtp_is_back() 
     // The SMTP server refuses mail for now (451): the notification email is tried
     // twice, then given up. (A server that cannot be reached at all is an outage,
     // which does not spend attempts: see tests/jobs.rs.)
-    let busy = common::smtp::BusySmtp::start().await;
+    let busy = common::smtp::FakeSmtp::busy().await;
     let port = busy.port;
     let env =
         common::TestEnv::with_vars(&[("SMTP_URL", &busy.url()), ("JOB_MAX_ATTEMPTS", "2")]).await;

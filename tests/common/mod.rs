@@ -328,6 +328,49 @@ impl Drop for Workers {
     }
 }
 
+/// A real `watch-party worker` process for `queues`, configured as `env` plus
+/// `extra`, writing JSON logs (at WARN) to a piped stdout.
+pub fn worker_process(
+    env: &TestEnv,
+    queues: &str,
+    extra: &[(&str, String)],
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
+        .args(["worker", "--queues", queues])
+        .envs(env.env_vars())
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "warn")
+        .env("LOG_FORMAT", "json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start a worker process")
+}
+
+/// Sends SIGTERM to `child`, waits (at most `within`) for it to exit, and returns its
+/// exit status and everything it logged.
+pub async fn stop_with_sigterm(
+    mut child: tokio::process::Child,
+    within: Duration,
+) -> (std::process::ExitStatus, String) {
+    let pid = child.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let exit = tokio::time::timeout(within, child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("no exit within {within:?} of SIGTERM"))
+        .expect("wait");
+    let mut logs = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut out, &mut logs).await;
+    }
+    (exit, logs)
+}
+
 /// Logs of the code under test, shown for failing tests (`RUST_LOG` filters).
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()

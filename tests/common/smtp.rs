@@ -102,16 +102,44 @@ impl Drop for SmtpServer {
     }
 }
 
-/// An SMTP server that refuses every command with `451` (a transient refusal: the
-/// server is up but will not take mail now). Stops when dropped, freeing its port.
-pub struct BusySmtp {
+/// A stand-in SMTP server on a free port, for the failures a real one cannot be made
+/// to show on demand. Stops when dropped, freeing its port.
+pub struct FakeSmtp {
     pub port: u16,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl BusySmtp {
-    pub async fn start() -> Self {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+impl FakeSmtp {
+    /// Refuses every command with `451` (up, but not taking mail now: transient).
+    pub async fn busy() -> Self {
+        Self::serve(|sock| async move {
+            use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+            let (r, mut w) = sock.into_split();
+            let _ = w.write_all(b"220 busy.example ESMTP\r\n").await;
+            let mut lines = BufReader::new(r).lines();
+            while let Ok(Some(_)) = lines.next_line().await {
+                if w.write_all(b"451 4.3.2 try again later\r\n").await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await
+    }
+
+    /// Accepts connections and never speaks: a send hangs.
+    pub async fn blackhole() -> Self {
+        Self::serve(|sock| async move {
+            let _held = sock;
+            std::future::pending::<()>().await;
+        })
+        .await
+    }
+
+    async fn serve<F, Fut>(conn: F) -> Self
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -119,16 +147,7 @@ impl BusySmtp {
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             while let Ok((sock, _)) = listener.accept().await {
-                conns.spawn(async move {
-                    let (r, mut w) = sock.into_split();
-                    let _ = w.write_all(b"220 busy.example ESMTP\r\n").await;
-                    let mut lines = BufReader::new(r).lines();
-                    while let Ok(Some(_)) = lines.next_line().await {
-                        if w.write_all(b"451 4.3.2 try again later\r\n").await.is_err() {
-                            break;
-                        }
-                    }
-                });
+                conns.spawn(conn(sock));
             }
         });
         Self { port, task }
@@ -139,7 +158,7 @@ impl BusySmtp {
     }
 }
 
-impl Drop for BusySmtp {
+impl Drop for FakeSmtp {
     fn drop(&mut self) {
         self.task.abort();
     }
