@@ -19,6 +19,10 @@ use crate::Ctx;
 
 pub const MAX_BATCH: usize = 1000;
 pub const MAX_WAIT: Duration = Duration::from_millis(500);
+/// How long one INSERT may take. A ClickHouse that stopped answering (without closing
+/// the connection) fails the batch, whose jobs come back later, instead of holding
+/// the one writer, and every analytics job behind it, forever.
+pub const INSERT_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Pending = (Event, oneshot::Sender<Result<(), String>>);
 
@@ -31,6 +35,11 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the writer task for `client`.
     pub fn start(client: clickhouse::Client) -> Self {
+        Self::start_with(client, INSERT_TIMEOUT)
+    }
+
+    /// Starts the writer task for `client`, each INSERT bounded by `timeout`.
+    pub fn start_with(client: clickhouse::Client, timeout: Duration) -> Self {
         let (tx, mut rx) = mpsc::channel::<Pending>(MAX_BATCH * 4);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -43,9 +52,11 @@ impl Batcher {
                     }
                 }
                 let (events, waiters): (Vec<Event>, Vec<_>) = batch.into_iter().unzip();
-                let res = insert_events(&client, &events)
-                    .await
-                    .map_err(|e| e.to_string());
+                let res = match tokio::time::timeout(timeout, insert_events(&client, &events)).await
+                {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer within {} s", timeout.as_secs_f64())),
+                };
                 match &res {
                     Ok(()) => tracing::debug!(events = events.len(), "analytics batch written"),
                     Err(e) => {
@@ -108,4 +119,44 @@ pub async fn record(
         .write(to_row(&job))
         .await
         .map_err(|e| crate::retry::Unreachable("clickhouse", e).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_clickhouse_that_never_answers_fails_the_batch_in_time() {
+        // Accepts connections and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        let client = clickhouse::Client::default().with_url(format!("http://{addr}"));
+        let batcher = Batcher::start_with(client, Duration::from_millis(300));
+        let event = Event {
+            occurred_at: chrono::Utc::now(),
+            event_type: "test".into(),
+            event_id: uuid::Uuid::nil(),
+            user_id: uuid::Uuid::nil(),
+            party_id: uuid::Uuid::nil(),
+            video_id: uuid::Uuid::nil(),
+            properties: "{}".into(),
+        };
+        let started = std::time::Instant::now();
+        let res = tokio::time::timeout(Duration::from_secs(10), batcher.write(event.clone()))
+            .await
+            .expect("the write ends");
+        assert!(res.unwrap_err().contains("no answer"));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // The writer is free for the next batch (which fails the same way, in time).
+        let res = tokio::time::timeout(Duration::from_secs(10), batcher.write(event))
+            .await
+            .expect("the next write ends");
+        assert!(res.is_err());
+    }
 }
