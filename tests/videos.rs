@@ -1071,3 +1071,79 @@ async fn the_s3_backend_stores_prepares_and_serves_videos() {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert!(s3.keys().await.is_empty());
 }
+
+/// Sends a multipart upload by hand over TCP: the headers, then the body in `pieces`
+/// with `gap` between them, stopping after `send_pieces` of them. Returns the status
+/// code and body of the answer.
+async fn trickle_upload(
+    app: &TestApp,
+    token: &str,
+    file: &[u8],
+    pieces: usize,
+    send_pieces: usize,
+    gap: Duration,
+) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let boundary = "wp-trickle-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nTrickled\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.mp4\"\r\n\
+         Content-Type: video/mp4\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let addr = app.base.trim_start_matches("http://");
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/videos/ HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    sock.write_all(head.as_bytes()).await.unwrap();
+    let size = body.len().div_ceil(pieces);
+    for piece in body.chunks(size).take(send_pieces) {
+        sock.write_all(piece).await.unwrap();
+        tokio::time::sleep(gap).await;
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), sock.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let status = text[9..12].parse().unwrap();
+    let json = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    // The body may be chunked: take the JSON object inside.
+    let json = json
+        .find('{')
+        .and_then(|a| json.rfind('}').map(|b| &json[a..=b]))
+        .unwrap_or("null");
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn an_upload_may_outlast_the_request_timeout_but_not_fall_silent() {
+    let env = TestEnv::with_vars(&[("REQUEST_TIMEOUT_SECS", "1"), ("UPLOAD_IDLE_SECS", "2")]).await;
+    let app = env.spawn_api().await;
+    let u = env.create_user("trickler").await;
+    let file = make_mp4(1);
+    // Steady but slow: 2.4 s in all, never 2 s without a byte.
+    let (s, b) = trickle_upload(&app, &u.token, &file, 4, 4, Duration::from_millis(600)).await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["data"]["title"], "Trickled");
+    // Half the file, then silence: cut off, and nothing of it is kept.
+    let (s, b) = trickle_upload(&app, &u.token, &file, 4, 2, Duration::from_millis(10)).await;
+    assert_eq!(s, 408, "{b}");
+    assert_eq!(b["code"], "upload_stalled");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM videos")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "only the finished upload");
+    assert_eq!(storage_files(&env).len(), 1, "{:?}", storage_files(&env));
+}

@@ -5,7 +5,7 @@ use axum::{
     extract::Request,
     http::{StatusCode, Uri, header},
     middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
 };
 
 use crate::error::error_response;
@@ -34,6 +34,28 @@ pub fn add_trailing_slash(mut req: Request<Body>) -> Request<Body> {
         }
     }
     req
+}
+
+/// Cancels a request that runs longer than `REQUEST_TIMEOUT_SECS` (503 `timeout`),
+/// except a video upload: a large file over a normal connection takes longer, so the
+/// upload handler bounds the silence between its pieces instead (`UPLOAD_IDLE_SECS`).
+pub async fn request_timeout(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let upload = req.method() == axum::http::Method::POST
+        && req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .is_some_and(|p| p.as_str().ends_with("/videos/"));
+    if upload {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }
 
 /// Any error response that is not already JSON (a 413 from the body limit, a timeout,

@@ -77,6 +77,10 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// An upload that sends nothing for this long is abandoned (`UPLOAD_IDLE_SECS`);
+    /// uploads are not bound by `request_timeout`, which a large file over a normal
+    /// connection would outlast.
+    pub upload_idle_timeout: Duration,
     pub log_format: LogFormat,
     pub email: EmailTransport,
     pub email_from: String,
@@ -208,6 +212,7 @@ impl fmt::Debug for Config {
             .field("cors_origins", &self.cors_origins)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("request_timeout", &self.request_timeout)
+            .field("upload_idle_timeout", &self.upload_idle_timeout)
             .field("log_format", &self.log_format)
             .field("email", &self.email)
             .field("email_from", &self.email_from)
@@ -479,6 +484,7 @@ impl Config {
                 .collect(),
             max_body_bytes: r.positive("MAX_BODY_BYTES", 1024 * 1024)?,
             request_timeout: Duration::from_secs(r.positive("REQUEST_TIMEOUT_SECS", 30)?),
+            upload_idle_timeout: Duration::from_secs(r.positive("UPLOAD_IDLE_SECS", 30)?),
             log_format: r.parse("LOG_FORMAT", LogFormat::Text)?,
             email,
             email_from: r.string("EMAIL_FROM", "Watch Party <no-reply@watchparty.local>"),

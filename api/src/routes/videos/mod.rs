@@ -132,6 +132,21 @@ fn not_video() -> AppError {
 /// Streams the `file` field to storage: the first bytes decide the type (and so the
 /// key) before anything is stored; the size limit and the SHA-256 apply as it flows.
 /// On any error nothing is left in storage.
+/// Awaits the next piece of an upload for at most `UPLOAD_IDLE_SECS`: a client that
+/// stops sending is cut off (408 `upload_stalled`) and what it sent is removed.
+async fn idle_bound<T>(state: &AppState, next: impl Future<Output = T>) -> AppResult<T> {
+    tokio::time::timeout(state.config.upload_idle_timeout, next)
+        .await
+        .map_err(|_| AppError::Status {
+            status: axum::http::StatusCode::REQUEST_TIMEOUT,
+            code: "upload_stalled",
+            message: format!(
+                "Nothing arrived for {} seconds; the upload was abandoned.",
+                state.config.upload_idle_timeout.as_secs()
+            ),
+        })
+}
+
 async fn receive_file(
     state: &AppState,
     id: Uuid,
@@ -145,9 +160,8 @@ async fn receive_file(
     let internal = |e: std::io::Error| AppError::Internal(e.into());
     let result: AppResult<()> = async {
         loop {
-            let chunk = field
-                .chunk()
-                .await
+            let chunk = idle_bound(state, field.chunk())
+                .await?
                 .map_err(crate::extract::multipart_error)?;
             if let Some(c) = &chunk {
                 size += c.len() as u64;
@@ -337,9 +351,8 @@ pub async fn upload(
     let mut fields = VideoFields::default();
     let mut file: Option<Received> = None;
     let result: AppResult<()> = async {
-        while let Some(field) = form
-            .next_field()
-            .await
+        while let Some(field) = idle_bound(&state, form.next_field())
+            .await?
             .map_err(crate::extract::multipart_error)?
         {
             let name = field.name().unwrap_or_default().to_owned();
