@@ -339,6 +339,7 @@ pub fn safe_filename(raw: &str) -> String {
     responses(
         (status = 201, body = inline(Envelope<Video>)),
         (status = 400, description = "A field is invalid, or `file` is not a video", body = crate::error::ErrorBody),
+        (status = 408, description = "`upload_stalled`: nothing arrived for `UPLOAD_IDLE_SECS`; nothing was kept", body = crate::error::ErrorBody),
         (status = 413, body = crate::error::ErrorBody),
     ))]
 #[tracing::instrument(skip_all)]
