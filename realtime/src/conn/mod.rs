@@ -243,8 +243,19 @@ pub(crate) async fn close_with<S>(socket: &mut S, reason: &str, message: &str)
 where
     S: Sink<Message> + Unpin,
 {
+    close_with_by(WRITE_DEADLINE, socket, reason, message).await;
+}
+
+async fn close_with_by<S>(
+    deadline: std::time::Duration,
+    socket: &mut S,
+    reason: &str,
+    message: &str,
+) where
+    S: Sink<Message> + Unpin,
+{
     // A client that stopped reading must not keep this task (and its socket) forever.
-    let _ = tokio::time::timeout(WRITE_DEADLINE, async {
+    let _ = tokio::time::timeout(deadline, async {
         let _ = socket
             .feed(Message::Text(encode(&err(reason, message))))
             .await;
@@ -298,18 +309,27 @@ pub(crate) trait Handler: Send {
 /// Writes what is queued for a socket: the first frame, then what else is queued (up
 /// to 64), in one flush, within [`WRITE_DEADLINE`]. False when the socket is gone or
 /// too slow.
-async fn write_queued(
-    socket: &mut WebSocket,
+async fn write_queued<S: Sink<Message> + Unpin>(
+    socket: &mut S,
     first: axum::extract::ws::Utf8Bytes,
     rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
 ) -> bool {
-    tokio::time::timeout(WRITE_DEADLINE, write_batch(socket, first, rx))
+    write_queued_by(WRITE_DEADLINE, socket, first, rx).await
+}
+
+async fn write_queued_by<S: Sink<Message> + Unpin>(
+    deadline: std::time::Duration,
+    socket: &mut S,
+    first: axum::extract::ws::Utf8Bytes,
+    rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
+) -> bool {
+    tokio::time::timeout(deadline, write_batch(socket, first, rx))
         .await
         .unwrap_or(false)
 }
 
-async fn write_batch(
-    socket: &mut WebSocket,
+async fn write_batch<S: Sink<Message> + Unpin>(
+    socket: &mut S,
     first: axum::extract::ws::Utf8Bytes,
     rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
 ) -> bool {
@@ -447,4 +467,46 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> Frame {
         "internal_error",
         "Something went wrong; nothing was changed. Try again.",
     )
+}
+
+#[cfg(test)]
+mod write_deadline_tests {
+    use std::{
+        pin::Pin,
+        task::{Context, Poll},
+    };
+
+    use super::*;
+
+    /// A socket whose peer stopped reading: it never takes another byte.
+    struct Stuck;
+
+    impl Sink<Message> for Stuck {
+        type Error = std::io::Error;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Pending
+        }
+        fn start_send(self: Pin<&mut Self>, _: Message) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Pending
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_takes_nothing_is_given_up_after_the_deadline() {
+        let deadline = std::time::Duration::from_millis(100);
+        let (_tx, mut rx) = mpsc::channel(4);
+        let started = std::time::Instant::now();
+        assert!(!write_queued_by(deadline, &mut Stuck, "frame".into(), &mut rx).await);
+        assert!(started.elapsed() >= deadline);
+        let started = std::time::Instant::now();
+        close_with_by(deadline, &mut Stuck, "slow_consumer", "Too slow.").await;
+        assert!(started.elapsed() >= deadline);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
 }
