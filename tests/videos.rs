@@ -1146,4 +1146,38 @@ async fn an_upload_may_outlast_the_request_timeout_but_not_fall_silent() {
         .unwrap();
     assert_eq!(n, 1, "only the finished upload");
     assert_eq!(storage_files(&env).len(), 1, "{:?}", storage_files(&env));
+
+    // A client that goes away mid-upload leaves no part behind either.
+    {
+        use tokio::io::AsyncWriteExt;
+        let addr = app.base.trim_start_matches("http://");
+        let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let boundary = "gone";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nGone\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"g.mp4\"\r\n\
+             Content-Type: video/mp4\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(&file[..file.len() / 2]);
+        let head = format!(
+            "POST /api/videos/ HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: multipart/form-data; boundary={boundary}\r\n\
+             Content-Length: {}\r\n\r\n",
+            u.token,
+            body.len() + file.len()
+        );
+        sock.write_all(head.as_bytes()).await.unwrap();
+        sock.write_all(&body).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eventually(Duration::from_secs(10), "no part left", || async {
+        (storage_files(&env).len() == 1).then_some(())
+    })
+    .await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM videos")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
 }

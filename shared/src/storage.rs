@@ -103,21 +103,20 @@ impl Storage {
                     tokio::fs::create_dir_all(dir).await?;
                 }
                 let tmp = path.with_extension(format!("{}.part", uuid::Uuid::new_v4().simple()));
-                Ok(Writer::Local {
+                Ok(Writer(Some(Inner::Local {
                     file: tokio::fs::File::create(&tmp).await?,
                     tmp,
                     path,
-                })
+                })))
             }
             Storage::S3 { store } => {
                 let upload = store
                     .put_multipart(&ObjectPath::from(key))
                     .await
                     .map_err(io)?;
-                Ok(Writer::S3(WriteMultipart::new_with_chunk_size(
-                    upload,
-                    8 * 1024 * 1024,
-                )))
+                Ok(Writer(Some(Inner::S3(
+                    WriteMultipart::new_with_chunk_size(upload, 8 * 1024 * 1024),
+                ))))
             }
         }
     }
@@ -220,8 +219,12 @@ impl Storage {
     }
 }
 
-/// An object being written.
-pub enum Writer {
+/// An object being written. Dropped before `finish` (an error, a cancelled request, a
+/// client gone), it throws the partial object away: nothing half-written is left
+/// behind on any path.
+pub struct Writer(Option<Inner>);
+
+enum Inner {
     Local {
         file: tokio::fs::File,
         tmp: PathBuf,
@@ -232,50 +235,116 @@ pub enum Writer {
 
 impl Writer {
     pub async fn write(&mut self, chunk: Bytes) -> std::io::Result<()> {
-        match self {
-            Writer::Local { file, .. } => file.write_all(&chunk).await,
-            Writer::S3(w) => {
+        match self.0.as_mut() {
+            Some(Inner::Local { file, .. }) => file.write_all(&chunk).await,
+            Some(Inner::S3(w)) => {
                 w.wait_for_capacity(4).await.map_err(io)?;
                 w.put(chunk);
                 Ok(())
             }
+            None => Err(std::io::Error::other("the writer was already closed")),
         }
     }
 
     /// Makes the object visible under its key.
-    pub async fn finish(self) -> std::io::Result<()> {
-        match self {
-            Writer::Local {
+    pub async fn finish(mut self) -> std::io::Result<()> {
+        match self.0.take() {
+            Some(Inner::Local {
                 mut file,
                 tmp,
                 path,
-            } => {
-                file.flush().await?;
-                file.sync_all().await?;
-                drop(file);
-                tokio::fs::rename(&tmp, &path).await
+            }) => {
+                let done = async {
+                    file.flush().await?;
+                    file.sync_all().await?;
+                    drop(file);
+                    tokio::fs::rename(&tmp, &path).await
+                }
+                .await;
+                if done.is_err() {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                }
+                done
             }
-            Writer::S3(w) => w.finish().await.map(|_| ()).map_err(io),
+            Some(Inner::S3(w)) => w.finish().await.map(|_| ()).map_err(io),
+            None => Err(std::io::Error::other("the writer was already closed")),
         }
     }
 
     /// Throws the partial object away.
-    pub async fn abort(self) {
-        match self {
-            Writer::Local { file, tmp, .. } => {
+    pub async fn abort(mut self) {
+        match self.0.take() {
+            Some(Inner::Local { file, tmp, .. }) => {
                 drop(file);
                 let _ = tokio::fs::remove_file(tmp).await;
             }
-            Writer::S3(w) => {
+            Some(Inner::S3(w)) => {
                 let _ = w.abort().await;
             }
+            None => {}
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        match self.0.take() {
+            Some(Inner::Local { file, tmp, .. }) => {
+                drop(file);
+                let _ = std::fs::remove_file(tmp);
+            }
+            Some(Inner::S3(w)) => {
+                // Aborting is a request to the store: done in the background.
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        let _ = w.abort().await;
+                    });
+                }
+            }
+            None => {}
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::checked;
+    use super::{Storage, checked};
+
+    fn files(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_writer_dropped_unfinished_leaves_nothing() {
+        let root = std::env::temp_dir().join(format!("wp-storage-{}", uuid::Uuid::new_v4()));
+        let storage = Storage::Local { root: root.clone() };
+        let mut w = storage.writer("videos/a.mp4").await.unwrap();
+        w.write(bytes::Bytes::from_static(b"half a video"))
+            .await
+            .unwrap();
+        assert_eq!(files(&root.join("videos")).len(), 1, "the part is there");
+        // A cancelled upload: the future holding the writer is dropped.
+        drop(w);
+        assert!(
+            files(&root.join("videos")).is_empty(),
+            "{:?}",
+            files(&root.join("videos"))
+        );
+        // A finished one stays.
+        let mut w = storage.writer("videos/b.mp4").await.unwrap();
+        w.write(bytes::Bytes::from_static(b"a video"))
+            .await
+            .unwrap();
+        w.finish().await.unwrap();
+        assert_eq!(files(&root.join("videos")), vec!["b.mp4".to_owned()]);
+        let _ = std::fs::remove_dir_all(root);
+    }
 
     #[test]
     fn keys_cannot_escape() {
