@@ -46,6 +46,11 @@ pub fn schedules(config: &Config) -> anyhow::Result<Vec<Schedule>> {
             job: SystemJob::SendDigests,
         },
         Schedule {
+            name: "sweep-parts",
+            cron: parse("0 17 * * * *")?,
+            job: SystemJob::SweepParts,
+        },
+        Schedule {
             name: "purge-accounts",
             cron: parse("0 7 * * * *")?,
             job: SystemJob::PurgeAccounts,

@@ -241,6 +241,8 @@ pub enum SystemJob {
     PurgeAccounts,
     /// Send the notification digests that are due.
     SendDigests,
+    /// Remove partial files that a process killed mid-write left in local storage.
+    SweepParts,
     /// Does nothing; used to measure the queue itself (`cargo bench`, load tool).
     Noop { seq: u64 },
 }

@@ -121,6 +121,48 @@ impl Storage {
         }
     }
 
+    /// Removes the partial files (`*.part`) older than `age` under the local root:
+    /// what a process killed mid-write left (a writer dropped in a live process cleans
+    /// up after itself). Returns how many. On S3 an incomplete multipart upload holds no
+    /// object; the bucket's lifecycle rule (`AbortIncompleteMultipartUpload`, see
+    /// docs/operations.md) frees its parts.
+    pub async fn sweep_parts(&self, age: std::time::Duration) -> std::io::Result<usize> {
+        let Storage::Local { root } = self else {
+            return Ok(0);
+        };
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || {
+            fn walk(dir: &std::path::Path, age: std::time::Duration) -> std::io::Result<usize> {
+                let mut removed = 0;
+                let entries = match std::fs::read_dir(dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+                    Err(e) => return Err(e),
+                };
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let Ok(meta) = entry.metadata() else { continue };
+                    if meta.is_dir() {
+                        removed += walk(&path, age)?;
+                    } else if path.extension().is_some_and(|e| e == "part")
+                        && meta
+                            .modified()
+                            .ok()
+                            .and_then(|m| m.elapsed().ok())
+                            .is_some_and(|a| a >= age)
+                        && std::fs::remove_file(&path).is_ok()
+                    {
+                        removed += 1;
+                    }
+                }
+                Ok(removed)
+            }
+            walk(&root, age)
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+
     /// Writes a whole (small) object.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> std::io::Result<()> {
         let mut w = self.writer(key).await?;
@@ -343,6 +385,28 @@ mod tests {
             .unwrap();
         w.finish().await.unwrap();
         assert_eq!(files(&root.join("videos")), vec!["b.mp4".to_owned()]);
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_removes_only_old_parts() {
+        let root = std::env::temp_dir().join(format!("wp-storage-{}", uuid::Uuid::new_v4()));
+        let videos = root.join("videos");
+        std::fs::create_dir_all(&videos).unwrap();
+        let day = std::time::Duration::from_secs(24 * 3600);
+        for (name, age) in [
+            ("old.mp4.abc.part", 2 * day),
+            ("young.mp4.def.part", std::time::Duration::ZERO),
+            ("old.mp4", 2 * day),
+        ] {
+            let f = std::fs::File::create(videos.join(name)).unwrap();
+            f.set_modified(std::time::SystemTime::now() - age).unwrap();
+        }
+        let storage = Storage::Local { root: root.clone() };
+        assert_eq!(storage.sweep_parts(day).await.unwrap(), 1);
+        let mut left = files(&videos);
+        left.sort();
+        assert_eq!(left, ["old.mp4", "young.mp4.def.part"]);
         let _ = std::fs::remove_dir_all(root);
     }
 

@@ -1,5 +1,5 @@
 //! The `system` queue: outbox relay sweep, job-record vacuum, account purge, email
-//! digests, no-op (benchmarks).
+//! digests, stale partial files, no-op (benchmarks).
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,6 +12,10 @@ use wp_shared::{
 };
 
 use crate::Ctx;
+
+/// A partial file this old was left by a process killed mid-write (an upload or a
+/// media step in progress is hours younger).
+pub const PART_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 pub async fn handle_system(
     job: SystemJob,
@@ -40,6 +44,12 @@ pub async fn handle_system(
             let n = crate::digest::send_due(&ctx).await?;
             if n > 0 {
                 tracing::info!(digests = n, "notification digests sent");
+            }
+        }
+        SystemJob::SweepParts => {
+            let n = ctx.storage.sweep_parts(PART_MAX_AGE).await?;
+            if n > 0 {
+                tracing::info!(removed = n, "stale partial files removed");
             }
         }
         SystemJob::Noop { .. } => {}
