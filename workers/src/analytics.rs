@@ -71,15 +71,19 @@ impl Batcher {
         Self { tx }
     }
 
-    /// Queues events without waiting for them to be written (best-effort statistics:
-    /// a batch that fails is logged and dropped).
-    pub async fn submit(&self, events: Vec<Event>) {
-        for e in events {
+    /// Offers events without waiting for them to be written (best-effort statistics:
+    /// a batch that fails is logged and dropped). When the writer's queue is full (a
+    /// slow or stuck ClickHouse) the surplus is dropped at once rather than held in
+    /// waiting tasks; returns how many were dropped.
+    pub fn offer(&self, events: Vec<Event>) -> usize {
+        let total = events.len();
+        for (i, e) in events.into_iter().enumerate() {
             let (tx, _) = oneshot::channel();
-            if self.tx.send((e, tx)).await.is_err() {
-                return;
+            if self.tx.try_send((e, tx)).is_err() {
+                return total - i;
             }
         }
+        0
     }
 
     /// Queues one event and waits until it is written.
@@ -154,9 +158,41 @@ mod tests {
         assert!(res.unwrap_err().contains("no answer"));
         assert!(started.elapsed() < Duration::from_secs(5));
         // The writer is free for the next batch (which fails the same way, in time).
-        let res = tokio::time::timeout(Duration::from_secs(10), batcher.write(event))
+        let res = tokio::time::timeout(Duration::from_secs(10), batcher.write(event.clone()))
             .await
             .expect("the next write ends");
         assert!(res.is_err());
+    }
+
+    #[tokio::test]
+    async fn statistics_offered_to_a_stuck_writer_are_dropped_not_held() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        let client = clickhouse::Client::default().with_url(format!("http://{addr}"));
+        let batcher = Batcher::start_with(client, Duration::from_secs(3600));
+        let event = Event {
+            occurred_at: chrono::Utc::now(),
+            event_type: "test".into(),
+            event_id: uuid::Uuid::nil(),
+            user_id: uuid::Uuid::nil(),
+            party_id: uuid::Uuid::nil(),
+            video_id: uuid::Uuid::nil(),
+            properties: "{}".into(),
+        };
+        // Far more than the writer's queue holds while its INSERT hangs: the call
+        // returns at once and says how many it could not take.
+        let offered = MAX_BATCH * 10;
+        let dropped = batcher.offer(vec![event; offered]);
+        assert!(dropped > 0 && dropped < offered, "{dropped}");
+        assert!(
+            dropped >= offered - MAX_BATCH * 5,
+            "at most the queue and one batch are held: {dropped}"
+        );
     }
 }

@@ -531,8 +531,13 @@ pub fn record(ctx: &Arc<Ctx>, deliveries: Vec<Delivery>) {
             ))
         })
         .collect();
-    let ctx = ctx.clone();
-    tokio::spawn(async move { ctx.analytics.submit(rows).await });
+    let dropped = ctx.analytics.offer(rows);
+    if dropped > 0 {
+        tracing::debug!(
+            dropped,
+            "delivery statistics dropped: the analytics writer is behind"
+        );
+    }
 }
 
 /// Plans a broadcast: cuts its audience (by user id) into pages of `NOTIFY_PAGE_SIZE`
