@@ -212,14 +212,10 @@ async fn run_realtime(config: Config, shutdown: watch::Receiver<bool>) -> anyhow
         .await
         .with_context(|| format!("BIND_ADDR: cannot listen on {addr}"))?;
     let rt = wp_realtime::Realtime::start(ctx, Default::default()).await?;
-    ops::serve(
-        Arc::new(wp_realtime::ops(&rt)),
-        ops_addr,
-        wait(shutdown.clone()),
-    )
-    .await?;
+    let probes = Arc::new(wp_realtime::ops(&rt));
+    ops::serve(probes.clone(), ops_addr, wait(shutdown.clone())).await?;
     tracing::info!(%addr, node = %rt.node, "realtime node listening");
-    wp_realtime::serve(rt, listener, wait(shutdown)).await?;
+    wp_realtime::serve(rt, probes, listener, wait(shutdown)).await?;
     Ok(())
 }
 

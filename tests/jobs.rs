@@ -50,10 +50,17 @@ async fn outbox_rows(env: &TestEnv) -> i64 {
     outbox::pending_count(&env.db).await.unwrap()
 }
 
-fn with_smtp(env: &TestEnv, smtp_url: &str) -> wp_shared::Config {
+/// `env`'s configuration with some variables replaced.
+fn config_with(env: &TestEnv, changes: &[(&str, String)]) -> wp_shared::Config {
     let mut vars = env.vars.clone();
-    vars.insert("SMTP_URL".into(), smtp_url.to_owned());
+    for (k, v) in changes {
+        vars.insert((*k).to_owned(), v.clone());
+    }
     wp_shared::Config::from_lookup(|k| vars.get(k).cloned()).unwrap()
+}
+
+fn with_smtp(env: &TestEnv, smtp_url: &str) -> wp_shared::Config {
+    config_with(env, &[("SMTP_URL", smtp_url.to_owned())])
 }
 
 #[tokio::test]
@@ -423,10 +430,13 @@ async fn a_backlog_larger_than_lua_can_unpack_is_worked_off() {
 /// `env`'s configuration for a worker whose Redis traffic (the queue connection and
 /// every other) goes through `proxy`.
 fn via_proxy(env: &TestEnv, smtp_url: &str, proxy: &Proxy) -> wp_shared::Config {
-    let mut vars = env.vars.clone();
-    vars.insert("SMTP_URL".into(), smtp_url.to_owned());
-    vars.insert("REDIS_URL".into(), proxy.redis_url());
-    wp_shared::Config::from_lookup(|k| vars.get(k).cloned()).unwrap()
+    config_with(
+        env,
+        &[
+            ("SMTP_URL", smtp_url.to_owned()),
+            ("REDIS_URL", proxy.redis_url()),
+        ],
+    )
 }
 
 /// Commits and relays `n` emails whose subjects start with `tag`.
@@ -559,20 +569,17 @@ async fn a_database_outage_delays_jobs_without_spending_their_attempts() {
     let env = TestEnv::with_vars(&[("JOB_MAX_ATTEMPTS", "2")]).await;
     let smtp = SmtpServer::start().await;
     let pg = Proxy::start("127.0.0.1:5432").await;
-    let mut vars = env.vars.clone();
-    vars.insert("SMTP_URL".into(), smtp.url());
-    let db_name = env
-        .config
-        .database_url
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    vars.insert(
-        "DATABASE_URL".into(),
-        format!("postgres://postgres@127.0.0.1:{}/{db_name}", pg.port()),
+    let db_name = env.config.database_url.rsplit('/').next().unwrap();
+    let config = config_with(
+        &env,
+        &[
+            ("SMTP_URL", smtp.url()),
+            (
+                "DATABASE_URL",
+                format!("postgres://postgres@127.0.0.1:{}/{db_name}", pg.port()),
+            ),
+        ],
     );
-    let config = wp_shared::Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
     let workers = env.spawn_workers_with(config, &[(Queue::Email, 1)]).await;
 
     // PostgreSQL is unreachable for the worker when the job arrives...

@@ -1370,7 +1370,8 @@ async fn a_standalone_node_answers_probes_and_names_its_refusals() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(wp_realtime::serve(rt, listener, async move {
+    let probes = std::sync::Arc::new(wp_realtime::ops(&rt));
+    let server = tokio::spawn(wp_realtime::serve(rt, probes, listener, async move {
         let _ = rx.await;
     }));
     let http = reqwest::Client::new();

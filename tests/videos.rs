@@ -1072,6 +1072,28 @@ async fn the_s3_backend_stores_prepares_and_serves_videos() {
     assert!(s3.keys().await.is_empty());
 }
 
+/// A video upload as raw HTTP: the request head (with `Connection: close`) and the
+/// multipart body holding `title` and `file`.
+fn upload_request(app: &TestApp, token: &str, title: &str, file: &[u8]) -> (String, Vec<u8>) {
+    let boundary = "wp-raw-upload-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n{title}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.mp4\"\r\n\
+         Content-Type: video/mp4\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let addr = app.base.trim_start_matches("http://");
+    let head = format!(
+        "POST /api/videos/ HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    (head, body)
+}
+
 /// Sends a multipart upload by hand over TCP: the headers, then the body in `pieces`
 /// with `gap` between them, stopping after `send_pieces` of them. Returns the status
 /// code and body of the answer.
@@ -1084,23 +1106,10 @@ async fn trickle_upload(
     gap: Duration,
 ) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let boundary = "wp-trickle-boundary";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nTrickled\r\n\
-         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"t.mp4\"\r\n\
-         Content-Type: video/mp4\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(file);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let addr = app.base.trim_start_matches("http://");
-    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST /api/videos/ HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: multipart/form-data; boundary={boundary}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
+    let (head, body) = upload_request(app, token, "Trickled", file);
+    let mut sock = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
     sock.write_all(head.as_bytes()).await.unwrap();
     let size = body.len().div_ceil(pieces);
     for piece in body.chunks(size).take(send_pieces) {
@@ -1150,25 +1159,12 @@ async fn an_upload_may_outlast_the_request_timeout_but_not_fall_silent() {
     // A client that goes away mid-upload leaves no part behind either.
     {
         use tokio::io::AsyncWriteExt;
-        let addr = app.base.trim_start_matches("http://");
-        let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let boundary = "gone";
-        let mut body = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nGone\r\n\
-             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"g.mp4\"\r\n\
-             Content-Type: video/mp4\r\n\r\n"
-        )
-        .into_bytes();
-        body.extend_from_slice(&file[..file.len() / 2]);
-        let head = format!(
-            "POST /api/videos/ HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: multipart/form-data; boundary={boundary}\r\n\
-             Content-Length: {}\r\n\r\n",
-            u.token,
-            body.len() + file.len()
-        );
+        let (head, body) = upload_request(&app, &u.token, "Gone", &file);
+        let mut sock = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
         sock.write_all(head.as_bytes()).await.unwrap();
-        sock.write_all(&body).await.unwrap();
+        sock.write_all(&body[..body.len() / 2]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     eventually(Duration::from_secs(10), "no part left", || async {

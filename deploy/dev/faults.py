@@ -391,8 +391,6 @@ def main():
         if not args.keep:
             psql("postgres", f"DROP DATABASE IF EXISTS wp_{run} WITH (FORCE)")
             http("POST", f"{CLICKHOUSE}/?query=DROP%20DATABASE%20IF%20EXISTS%20wp_{run}")
-            subprocess.run(["redis-cli", "-h", REDIS.split(":")[0], "-p", REDIS.split(":")[1],
-                            "--scan", "--pattern", f"{run}*"], capture_output=True)
             keys = subprocess.run(["redis-cli", "-h", REDIS.split(":")[0], "-p",
                                    REDIS.split(":")[1], "--scan", "--pattern", f"{run}*"],
                                   capture_output=True, text=True).stdout.split()

@@ -311,31 +311,17 @@ pub fn ops(rt: &Arc<Realtime>) -> wp_shared::ops::Ops {
     }))
 }
 
-/// `GET /health`: the process answers (liveness), in the API's envelope.
-async fn health() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({
-        "success": true,
-        "data": { "status": "ok", "version": env!("CARGO_PKG_VERSION") },
-    }))
-}
-
 /// Serves a realtime node on `listener` (the sockets and `/health`) until `shutdown`,
 /// then closes every socket with `server_restart`.
 pub async fn serve(
     rt: Arc<Realtime>,
+    probes: Arc<wp_shared::ops::Ops>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Load balancers probe the socket port: `/ready` here too (metrics stay on the
-    // ops address).
-    let probes = Arc::new(ops(&rt));
-    let ready = Router::new()
-        .route("/ready", get(wp_shared::ops::ready))
-        .with_state(probes);
-    let app = Router::new()
-        .route("/health", get(health))
-        .merge(ready)
-        .merge(router(rt.clone()));
+    // Load balancers probe the socket port: `/health` and `/ready` here too, from the
+    // node's one set of probes (metrics stay on the ops address).
+    let app = probes.probe_router().merge(router(rt.clone()));
     axum::serve(
         wp_shared::net::nodelay(listener),
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -213,10 +213,18 @@ impl Ops {
 
     /// `/health`, `/ready` and `/metrics`.
     pub fn router(self: Arc<Self>) -> Router {
+        self.clone().probe_router().merge(
+            Router::new()
+                .route("/metrics", get(metrics))
+                .with_state(self),
+        )
+    }
+
+    /// `/health` and `/ready` only: for a public port, where metrics do not belong.
+    pub fn probe_router(self: Arc<Self>) -> Router {
         Router::new()
             .route("/health", get(health))
             .route("/ready", get(ready))
-            .route("/metrics", get(metrics))
             .with_state(self)
     }
 }
@@ -259,7 +267,7 @@ pub struct Readiness {
 }
 
 /// `GET /ready`: 200 with every check, or 503 with the same report.
-pub async fn ready(State(ops): State<Arc<Ops>>) -> Response {
+async fn ready(State(ops): State<Arc<Ops>>) -> Response {
     let (ok, checks) = ops.ready().await;
     let data = Readiness {
         status: if ok { "ok" } else { "degraded" },

@@ -129,9 +129,8 @@ pub async fn record(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_clickhouse_that_never_answers_fails_the_batch_in_time() {
-        // Accepts connections and never answers.
+    /// A "ClickHouse" that accepts connections and never answers.
+    async fn stuck_clickhouse() -> clickhouse::Client {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -140,9 +139,11 @@ mod tests {
                 held.push(sock);
             }
         });
-        let client = clickhouse::Client::default().with_url(format!("http://{addr}"));
-        let batcher = Batcher::start_with(client, Duration::from_millis(300));
-        let event = Event {
+        clickhouse::Client::default().with_url(format!("http://{addr}"))
+    }
+
+    fn event() -> Event {
+        Event {
             occurred_at: chrono::Utc::now(),
             event_type: "test".into(),
             event_id: uuid::Uuid::nil(),
@@ -150,7 +151,14 @@ mod tests {
             party_id: uuid::Uuid::nil(),
             video_id: uuid::Uuid::nil(),
             properties: "{}".into(),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_clickhouse_that_never_answers_fails_the_batch_in_time() {
+        let client = stuck_clickhouse().await;
+        let batcher = Batcher::start_with(client, Duration::from_millis(300));
+        let event = event();
         let started = std::time::Instant::now();
         let res = tokio::time::timeout(Duration::from_secs(10), batcher.write(event.clone()))
             .await
@@ -166,25 +174,9 @@ mod tests {
 
     #[tokio::test]
     async fn statistics_offered_to_a_stuck_writer_are_dropped_not_held() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((sock, _)) = listener.accept().await {
-                held.push(sock);
-            }
-        });
-        let client = clickhouse::Client::default().with_url(format!("http://{addr}"));
+        let client = stuck_clickhouse().await;
         let batcher = Batcher::start_with(client, Duration::from_secs(3600));
-        let event = Event {
-            occurred_at: chrono::Utc::now(),
-            event_type: "test".into(),
-            event_id: uuid::Uuid::nil(),
-            user_id: uuid::Uuid::nil(),
-            party_id: uuid::Uuid::nil(),
-            video_id: uuid::Uuid::nil(),
-            properties: "{}".into(),
-        };
+        let event = event();
         // Far more than the writer's queue holds while its INSERT hangs: the call
         // returns at once and says how many it could not take.
         let offered = MAX_BATCH * 10;
