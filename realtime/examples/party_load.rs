@@ -29,9 +29,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::collections::BTreeMap;
+
 use futures::{SinkExt, StreamExt};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 struct Args {
@@ -43,6 +46,14 @@ struct Args {
     kind: String,
     rate: f64,
     seconds: u64,
+    /// Handshakes in flight at once while connecting (a join storm at 50).
+    handshakes: usize,
+    /// Frames per second this process reads at the most, over all its sockets (0: as
+    /// fast as they come): slow readers, as phones on slow links are.
+    read_rate: f64,
+    /// Senders start as soon as their socket is up, while the others still join, and
+    /// latencies are measured from then on.
+    during_joins: bool,
 }
 
 fn args() -> Args {
@@ -55,6 +66,9 @@ fn args() -> Args {
         kind: "control".into(),
         rate: 5.0,
         seconds: 10,
+        handshakes: 50,
+        read_rate: 0.0,
+        during_joins: false,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     for pair in v.chunks(2) {
@@ -68,6 +82,9 @@ fn args() -> Args {
             "--kind" => a.kind = val,
             "--rate" => a.rate = val.parse().expect("--rate"),
             "--seconds" => a.seconds = val.parse().expect("--seconds"),
+            "--handshakes" => a.handshakes = val.parse().expect("--handshakes"),
+            "--read-rate" => a.read_rate = val.parse().expect("--read-rate"),
+            "--during-joins" => a.during_joins = val == "true",
             other => panic!("unknown argument {other}"),
         }
     }
@@ -153,22 +170,46 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let received = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
-    let stop = Arc::new(tokio::sync::Notify::new());
+    let ready = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
+    let closes = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
+    let stop = CancellationToken::new();
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reads = Reads::start(a.read_rate);
+    let marker: &'static str = match a.kind.as_str() {
+        "control" => "\"video_state\"",
+        "chat" => "\"chat_message\"",
+        _ => "\"typing\"",
+    };
 
-    // Connect everyone, 256 at a time.
+    // Connect everyone: each socket its own task, `--handshakes` in flight at once (the
+    // host of each party first), every socket reading from the moment it is up.
     let t = Instant::now();
-    let sem = Arc::new(tokio::sync::Semaphore::new(256));
-    let mut senders = Vec::new();
-    let mut idle = Vec::new();
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(a.handshakes));
+    let (sinks_tx, mut sinks_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut readers = Vec::new();
-    for (party, members) in &parties {
-        for (i, (user, session)) in members.iter().enumerate() {
-            let (token, _) = wp_core::account::tokens::issue_access(&config, *user, *session)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let url = format!("{}/ws/party/{party}/?token={token}", a.url);
-            let permit = sem.clone().acquire_owned().await?;
+    let order = (0..a.members).flat_map(|i| (0..parties.len()).map(move |p| (p, i)));
+    for (p, i) in order {
+        let (party, members) = &parties[p];
+        let (user, session) = members[i];
+        let (token, _) = wp_core::account::tokens::issue_access(&config, user, session)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let url = format!("{}/ws/party/{party}/?token={token}", a.url);
+        let permit = handshakes.clone().acquire_owned().await?;
+        let (errors, ready, sinks_tx, reads) = (
+            errors.clone(),
+            ready.clone(),
+            sinks_tx.clone(),
+            reads.clone(),
+        );
+        let (received, latencies, measuring, stop, closes) = (
+            received.clone(),
+            latencies.clone(),
+            measuring.clone(),
+            stop.clone(),
+            closes.clone(),
+        );
+        readers.push(tokio::spawn(async move {
             let ws = loop {
                 match tokio_tungstenite::connect_async_with_config(&url, None, true).await {
                     Ok((ws, _)) => break ws,
@@ -181,63 +222,87 @@ async fn main() -> anyhow::Result<()> {
             };
             drop(permit);
             let (sink, mut stream) = ws.split();
-            // Wait for the snapshot so the socket is fully registered.
-            while let Some(Ok(m)) = stream.next().await {
-                if let Message::Text(t) = m
-                    && t.contains("\"party_state\"")
-                {
-                    break;
-                }
-            }
-            let (received, latencies, measuring, stop) = (
-                received.clone(),
-                latencies.clone(),
-                measuring.clone(),
-                stop.clone(),
-            );
-            let marker = match a.kind.as_str() {
-                "control" => "\"video_state\"",
-                "chat" => "\"chat_message\"",
-                _ => "\"typing\"",
-            };
-            readers.push(tokio::spawn(async move {
-                let mut mine = Vec::new();
-                loop {
-                    tokio::select! {
-                        () = stop.notified() => break,
-                        m = stream.next() => {
-                            let t = match m {
-                                Some(Ok(Message::Text(t))) => t,
-                                Some(Ok(_)) => continue, // pongs
-                                _ => break,
-                            };
-                            if !measuring.load(Ordering::Relaxed) || !t.contains(marker) {
-                                continue;
-                            }
-                            received.fetch_add(1, Ordering::Relaxed);
-                            // The send time (µs since the tool started) rides in the frame.
-                            let now = start.elapsed().as_micros() as u64;
-                            let sent = t.split("\"position\":").nth(1)
-                                .or_else(|| t.split("lt:").nth(1))
-                                .and_then(|s| s.split(|c: char| !(c.is_ascii_digit() || c == '.')).next())
-                                .and_then(|s| s.parse::<f64>().ok());
-                            if let Some(sent) = sent {
-                                let sent_us = if marker == "\"video_state\"" { (sent * 1e6) as u64 } else { sent as u64 };
-                                mine.push(now.saturating_sub(sent_us));
-                            }
-                        }
+            let _ = sinks_tx.send((p, i, sink));
+            drop(sinks_tx); // the collection below ends when every socket is up
+
+            let mut mine = Vec::new();
+            let mut snapshot = false;
+            let end = loop {
+                reads.take().await;
+                let m = tokio::select! {
+                    () = stop.cancelled() => break None,
+                    m = stream.next() => m,
+                };
+                let t = match m {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(c))) => {
+                        break Some(c.map_or("close without a code".to_owned(), |c| {
+                            format!("{} {}", u16::from(c.code), c.reason)
+                        }));
                     }
+                    Some(Ok(_)) => continue, // pongs
+                    Some(Err(e)) => break Some(format!("error: {e}")),
+                    None => break Some("ended without a close".to_owned()),
+                };
+                if !snapshot && t.contains("\"party_state\"") {
+                    snapshot = true;
+                    ready.fetch_add(1, Ordering::Relaxed);
                 }
-                latencies.lock().await.extend(mine);
-            }));
-            if i < a.senders {
-                senders.push(sink);
-            } else {
-                idle.push(sink);
+                if !measuring.load(Ordering::Relaxed) || !t.contains(marker) {
+                    continue;
+                }
+                received.fetch_add(1, Ordering::Relaxed);
+                // The send time (µs since the tool started) rides in the frame.
+                let now = start.elapsed().as_micros() as u64;
+                let sent = t
+                    .split("\"position\":")
+                    .nth(1)
+                    .or_else(|| t.split("lt:").nth(1))
+                    .and_then(|s| s.split(|c: char| !(c.is_ascii_digit() || c == '.')).next())
+                    .and_then(|s| s.parse::<f64>().ok());
+                if let Some(sent) = sent {
+                    let sent_us = if marker == "\"video_state\"" {
+                        (sent * 1e6) as u64
+                    } else {
+                        sent as u64
+                    };
+                    mine.push((sent_us, now.saturating_sub(sent_us)));
+                }
+            };
+            latencies.lock().await.extend(mine);
+            if let Some(why) = end {
+                *closes.lock().await.entry(why).or_default() += 1;
             }
+        }));
+    }
+    drop(sinks_tx);
+    let mut senders = Vec::new();
+    let mut idle = Vec::new();
+    let mut sending = Vec::new();
+    let send = Send {
+        kind: a.kind.clone(),
+        interval: Duration::from_secs_f64(1.0 / a.rate),
+        start,
+    };
+    if a.during_joins {
+        measuring.store(true, Ordering::Relaxed);
+    }
+    while let Some((_, i, sink)) = sinks_rx.recv().await {
+        if i >= a.senders {
+            idle.push(sink);
+        } else if a.during_joins {
+            sending.push(send.spawn(sink, sending.len(), start_deadline(a.seconds)));
+        } else {
+            senders.push(sink);
         }
     }
+    // Every socket is up; wait for their snapshots (slow readers take a while).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ready.load(Ordering::Relaxed) < total as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let connect_secs = t.elapsed().as_secs_f64();
+    let joined_us = start.elapsed().as_micros() as u64;
     // Quiet sockets ping every 30 s, as clients do, so the node keeps them.
     let pinger = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
@@ -250,7 +315,11 @@ async fn main() -> anyhow::Result<()> {
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after = a.server_pid.and_then(rss_kib);
-    println!("connected {total} sockets in {connect_secs:.1} s");
+    println!(
+        "connected {total} sockets in {connect_secs:.1} s ({} handshakes at a time); {} snapshots",
+        a.handshakes,
+        ready.load(Ordering::Relaxed)
+    );
     if let (Some(b), Some(af)) = (rss_before, rss_after) {
         println!(
             "server RSS {:.1} MiB -> {:.1} MiB: {:.1} KiB per socket",
@@ -263,16 +332,78 @@ async fn main() -> anyhow::Result<()> {
     // Send.
     measuring.store(true, Ordering::Relaxed);
     let t = Instant::now();
-    let deadline = t + Duration::from_secs(a.seconds);
-    let interval = Duration::from_secs_f64(1.0 / a.rate);
-    let kind = a.kind.clone();
-    let mut tasks = Vec::new();
-    for (i, mut sink) in senders.into_iter().enumerate() {
-        let kind = kind.clone();
-        // Senders start at spread-out phases, as independent people would, instead of
-        // all sending on the same tick.
+    let deadline = start_deadline(a.seconds);
+    for (i, sink) in senders.into_iter().enumerate() {
+        sending.push(send.spawn(sink, i, deadline));
+    }
+    let mut sinks = Vec::new();
+    for task in sending {
+        sinks.push(task.await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let secs = if a.during_joins {
+        start.elapsed().as_secs_f64()
+    } else {
+        t.elapsed().as_secs_f64()
+    };
+    let n = received.load(Ordering::Relaxed);
+    stop.cancel();
+    for r in readers {
+        let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
+    }
+    let closes = closes.lock().await.clone();
+    let lost: u64 = closes.values().sum();
+    println!("sockets closed by the server or lost before the end: {lost} {closes:?}");
+    let all = latencies.lock().await.clone();
+    println!(
+        "delivered {n} frames in {secs:.1} s: {:.0} frames/s",
+        n as f64 / secs
+    );
+    let report = |what: &str, mut l: Vec<u64>| {
+        if l.is_empty() {
+            return;
+        }
+        l.sort_unstable();
+        println!(
+            "fan-out latency (send -> receipt){what} over {} deliveries: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            l.len(),
+            pct(&l, 0.5),
+            pct(&l, 0.99),
+            pct(&l, 1.0)
+        );
+    };
+    report("", all.iter().map(|(_, l)| *l).collect());
+    if a.during_joins {
+        let (during, after): (Vec<_>, Vec<_>) = all.iter().partition(|(sent, _)| *sent < joined_us);
+        report(" while joining", during.iter().map(|(_, l)| *l).collect());
+        report(" once all joined", after.iter().map(|(_, l)| *l).collect());
+    }
+    println!("connect errors: {}", errors.load(Ordering::Relaxed));
+    drop(sinks);
+    pinger.abort();
+    Ok(())
+}
+
+/// When the senders stop: `seconds` from now.
+fn start_deadline(seconds: u64) -> Instant {
+    Instant::now() + Duration::from_secs(seconds)
+}
+
+/// How the senders send.
+struct Send {
+    kind: String,
+    interval: Duration,
+    start: Instant,
+}
+
+impl Send {
+    /// Sends from `sink` at the rate until `deadline`; the `i`-th sender starts at its
+    /// own phase, as independent people would, instead of all on the same tick.
+    fn spawn(&self, mut sink: Sink, i: usize, deadline: Instant) -> tokio::task::JoinHandle<Sink> {
+        let (kind, interval, start) = (self.kind.clone(), self.interval, self.start);
         let phase = interval.mul_f64((i as f64 * 0.618_033_988_75).fract());
-        tasks.push(tokio::spawn(async move {
+        tokio::spawn(async move {
             tokio::time::sleep(phase).await;
             let mut tick = tokio::time::interval(interval);
             let mut n = 0u64;
@@ -285,44 +416,54 @@ async fn main() -> anyhow::Result<()> {
                         "data": {"action": "seek", "position": us as f64 / 1e6}}),
                     "chat" => serde_json::json!({"type": "chat_message", "timestamp": 0,
                         "data": {"content": format!("lt:{us} message {n}")}}),
-                    _ => serde_json::json!({"type": "typing", "timestamp": 0, "data": {"is_typing": n.is_multiple_of(2)}}),
+                    _ => {
+                        serde_json::json!({"type": "typing", "timestamp": 0, "data": {"is_typing": n.is_multiple_of(2)}})
+                    }
                 };
                 if sink.send(Message::text(frame.to_string())).await.is_err() {
                     break;
                 }
             }
             sink
-        }));
+        })
     }
-    let mut sinks = Vec::new();
-    for task in tasks {
-        sinks.push(task.await?);
+}
+
+type Sink = futures::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+
+/// The process's read budget (`--read-rate`): a semaphore refilled every 10 ms, so
+/// slow readers wait their turn in order instead of spinning.
+#[derive(Clone)]
+struct Reads(Option<Arc<tokio::sync::Semaphore>>);
+
+impl Reads {
+    fn start(per_sec: f64) -> Self {
+        if per_sec <= 0.0 {
+            return Self(None);
+        }
+        let sem = Arc::new(tokio::sync::Semaphore::new(0));
+        let refill = sem.clone();
+        let per_tick = (per_sec / 100.0).max(1.0) as usize;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            loop {
+                tick.tick().await;
+                // At most one tick's worth banked: no burst after a quiet spell.
+                let room = per_tick.saturating_sub(refill.available_permits());
+                refill.add_permits(room);
+            }
+        });
+        Self(Some(sem))
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let secs = t.elapsed().as_secs_f64();
-    let n = received.load(Ordering::Relaxed);
-    stop.notify_waiters();
-    for r in readers {
-        let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
+
+    async fn take(&self) {
+        if let Some(sem) = &self.0
+            && let Ok(p) = sem.acquire().await
+        {
+            p.forget();
+        }
     }
-    let mut l = latencies.lock().await.clone();
-    l.sort_unstable();
-    println!(
-        "delivered {n} frames in {secs:.1} s: {:.0} frames/s",
-        n as f64 / secs
-    );
-    if !l.is_empty() {
-        println!(
-            "fan-out latency (send -> receipt) over {} deliveries: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            l.len(),
-            pct(&l, 0.5),
-            pct(&l, 0.99),
-            pct(&l, 1.0)
-        );
-    }
-    println!("connect errors: {}", errors.load(Ordering::Relaxed));
-    drop(sinks);
-    pinger.abort();
-    Ok(())
 }

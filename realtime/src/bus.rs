@@ -244,10 +244,9 @@ fn deliver(rt: &Realtime, channel_start: &str, msg: &redis::Msg) {
     };
     if let Some(event) = &bus.event {
         room.observe(event);
-        let frame = event.frame();
         match bus.to_user {
-            Some(user) => room.send_to_user(user, &frame),
-            None => room.broadcast(&frame, None),
+            Some(user) => room.send_to_user(user, &event.frame()),
+            None => room.fan_out(event, None, rt.settings.presence_every),
         }
     }
     if let Some(reason) = &bus.disconnect {

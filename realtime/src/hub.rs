@@ -23,7 +23,10 @@ use wp_core::party::live::Playback;
 use wp_core::party::{PartyRole, PartySettings, events::PartyEvent};
 use wp_shared::frame::Frame;
 
-use crate::bus::{Channel, Command};
+use crate::{
+    bus::{Channel, Command},
+    presence,
+};
 
 /// Tells a socket task to close, with the reason sent in its last frame; and what the
 /// node's ticker needs to close it when its lease ends or its client falls silent (no
@@ -110,6 +113,8 @@ pub struct Room {
     subscribed: watch::Receiver<bool>,
     conns: RwLock<HashMap<u64, ConnHandle>>,
     cache: Mutex<Cache>,
+    /// Presence changes waiting for the end of the interval.
+    presence: Mutex<presence::Batch>,
     stats: Arc<Stats>,
 }
 
@@ -163,6 +168,7 @@ impl Room {
             subscribed,
             conns: RwLock::new(HashMap::new()),
             cache: Mutex::new(Cache::default()),
+            presence: Mutex::new(presence::Batch::default()),
             stats,
         }
     }
@@ -206,6 +212,45 @@ impl Room {
     pub fn broadcast(&self, frame: &Frame, except: Option<u64>) {
         let text = encode(frame);
         self.deliver(&text, |id, _| Some(id) != except);
+    }
+
+    /// Sends an event to every socket here but `except`; presence changes are
+    /// coalesced to at most one frame per `presence_every` ([`presence`]).
+    pub fn fan_out(
+        self: &Arc<Self>,
+        event: &PartyEvent,
+        except: Option<u64>,
+        presence_every: Duration,
+    ) {
+        let PartyEvent::Relay(frame) = event else {
+            return self.broadcast(&event.frame(), except);
+        };
+        let Some(user) = presence::user_of(frame) else {
+            return self.broadcast(frame, except);
+        };
+        let now = tokio::time::Instant::now();
+        let offer = lock(&self.presence).offer(now, presence_every, user, frame.clone(), except);
+        match offer {
+            presence::Offer::Now(frame, except) => self.broadcast(&frame, except),
+            presence::Offer::FlushAt(at) => {
+                let room = Arc::downgrade(self);
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    if let Some(room) = room.upgrade() {
+                        room.flush_presence();
+                    }
+                });
+            }
+            presence::Offer::Queued => {}
+        }
+    }
+
+    /// Sends the presence changes that waited for the end of their interval.
+    fn flush_presence(&self) {
+        let taken = lock(&self.presence).take(tokio::time::Instant::now());
+        if let Some((frame, except)) = taken {
+            self.broadcast(&frame, except);
+        }
     }
 
     /// Sends `frame` to every socket of `user` here.

@@ -14,6 +14,7 @@ pub mod conn;
 pub mod ctx;
 pub mod hub;
 pub mod party;
+pub mod presence;
 mod publisher;
 pub mod refusal;
 pub mod user_socket;
@@ -49,6 +50,9 @@ pub struct Settings {
     pub recent_chat: i64,
     /// A socket that sends nothing (not even a ping) for this long is closed.
     pub idle_timeout: Duration,
+    /// Presence changes (`user_joined` / `user_left`) reach a room at most once per
+    /// this interval ([`presence`]).
+    pub presence_every: Duration,
 }
 
 impl Default for Settings {
@@ -58,6 +62,7 @@ impl Default for Settings {
             heartbeat: Duration::from_secs(5),
             recent_chat: 50,
             idle_timeout: Duration::from_secs(120),
+            presence_every: Duration::from_millis(250),
         }
     }
 }
@@ -131,7 +136,7 @@ impl Realtime {
         let event = event.into();
         if let Some(room) = self.hub.room(party) {
             room.observe(&event);
-            room.broadcast(&event.frame(), except);
+            room.fan_out(&event, except, self.settings.presence_every);
         }
         self.publish(
             party,
