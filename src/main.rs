@@ -187,6 +187,9 @@ async fn run_api(
             config: state.config.clone(),
             db: state.db.clone(),
             redis: state.redis.clone(),
+            live: wp_shared::redis_conn::connect(&state.config)
+                .await
+                .context("cannot connect to Redis at REDIS_URL")?,
             enqueuer: state.enqueuer.clone(),
         };
         let rt = wp_realtime::Realtime::start(ctx, Default::default()).await?;

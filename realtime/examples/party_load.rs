@@ -171,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
     let received = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let ready = Arc::new(AtomicU64::new(0));
-    let latencies = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
+    let latencies = Arc::new(Mutex::new(Vec::<(u64, u64, bool)>::new()));
     let closes = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
     let stop = CancellationToken::new();
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -226,7 +226,9 @@ async fn main() -> anyhow::Result<()> {
             drop(sinks_tx); // the collection below ends when every socket is up
 
             let mut mine = Vec::new();
-            let mut snapshot = false;
+            // When this socket had its snapshot: controls sent before then reach it
+            // queued behind the join (counted apart from those to members already in).
+            let mut snapshot_at = None;
             let end = loop {
                 reads.take().await;
                 let m = tokio::select! {
@@ -244,8 +246,8 @@ async fn main() -> anyhow::Result<()> {
                     Some(Err(e)) => break Some(format!("error: {e}")),
                     None => break Some("ended without a close".to_owned()),
                 };
-                if !snapshot && t.contains("\"party_state\"") {
-                    snapshot = true;
+                if snapshot_at.is_none() && t.contains("\"party_state\"") {
+                    snapshot_at = Some(start.elapsed().as_micros() as u64);
                     ready.fetch_add(1, Ordering::Relaxed);
                 }
                 if !measuring.load(Ordering::Relaxed) || !t.contains(marker) {
@@ -266,7 +268,8 @@ async fn main() -> anyhow::Result<()> {
                     } else {
                         sent as u64
                     };
-                    mine.push((sent_us, now.saturating_sub(sent_us)));
+                    let in_already = snapshot_at.is_some_and(|at| sent_us >= at);
+                    mine.push((sent_us, now.saturating_sub(sent_us), in_already));
                 }
             };
             latencies.lock().await.extend(mine);
@@ -373,11 +376,22 @@ async fn main() -> anyhow::Result<()> {
             pct(&l, 1.0)
         );
     };
-    report("", all.iter().map(|(_, l)| *l).collect());
+    report("", all.iter().map(|(_, l, _)| *l).collect());
     if a.during_joins {
-        let (during, after): (Vec<_>, Vec<_>) = all.iter().partition(|(sent, _)| *sent < joined_us);
-        report(" while joining", during.iter().map(|(_, l)| *l).collect());
-        report(" once all joined", after.iter().map(|(_, l)| *l).collect());
+        let (during, after): (Vec<&(u64, u64, bool)>, Vec<_>) =
+            all.iter().partition(|(sent, _, _)| *sent < joined_us);
+        report(
+            " while joining, to members already in",
+            during.iter().filter(|d| d.2).map(|(_, l, _)| *l).collect(),
+        );
+        report(
+            " while joining, to members still joining",
+            during.iter().filter(|d| !d.2).map(|(_, l, _)| *l).collect(),
+        );
+        report(
+            " once all joined",
+            after.iter().map(|(_, l, _)| *l).collect(),
+        );
     }
     println!("connect errors: {}", errors.load(Ordering::Relaxed));
     drop(sinks);

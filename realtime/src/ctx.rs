@@ -10,6 +10,11 @@ pub struct Ctx {
     pub config: Config,
     pub db: PgPool,
     pub redis: ConnectionManager,
+    /// A second Redis connection for the playback hot path (the compare-and-set of a
+    /// control and the node's publishing task). One multiplexed connection answers in
+    /// order: during a join storm, the joins' presence reads (a 1,000-entry hash each)
+    /// queued ahead of every control and held it up for a second or more.
+    pub live: ConnectionManager,
     pub enqueuer: Enqueuer,
 }
 
@@ -18,10 +23,14 @@ impl Ctx {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let (db, redis) = wp_shared::connect(&config).await?;
         let enqueuer = Enqueuer::new(redis.clone(), config.clone());
+        let live = wp_shared::redis_conn::connect(&config)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to Redis at REDIS_URL: {e}"))?;
         Ok(Self {
             config,
             db,
             redis,
+            live,
             enqueuer,
         })
     }

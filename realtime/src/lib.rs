@@ -92,7 +92,7 @@ impl Realtime {
             &Uuid::new_v4().simple().to_string()[..8]
         );
         let (tx, rx) = mpsc::unbounded_channel();
-        let outgoing = publisher::spawn(ctx.redis.clone());
+        let outgoing = publisher::spawn(ctx.live.clone());
         let rt = Arc::new(Self {
             ctx,
             hub: Hub::default(),

@@ -321,6 +321,51 @@ pub async fn member_list(
         .collect())
 }
 
+/// The first `limit` members of a party for a socket's snapshot (host, co-hosts, then
+/// who is in `online`, then by joining) and how many members there are in all. Sorted
+/// and cut in PostgreSQL: a join into a 1,000-member party reads `limit` rows, not 1,000
+/// (a join storm would otherwise cost O(N²)). `online` is the caller's presence read.
+pub async fn first_members(
+    db: &PgPool,
+    party: Uuid,
+    online: &std::collections::HashSet<Uuid>,
+    limit: usize,
+) -> PartyResult<(Vec<Participant>, usize)> {
+    let online_ids: Vec<Uuid> = online.iter().copied().collect();
+    let rows: Vec<(Uuid, String, String, PartyRole, DateTime<Utc>, i64)> = sqlx::query_as(
+        "SELECT m.user_id, u.username, u.display_name, m.role, m.joined_at, count(*) OVER ()
+           FROM party_members m JOIN users u ON u.id = m.user_id
+          WHERE m.party_id = $1
+          ORDER BY CASE m.role WHEN 'host' THEN 0 WHEN 'cohost' THEN 1 ELSE 2 END,
+                   m.user_id = ANY($2) DESC, m.joined_at
+          LIMIT $3",
+    )
+    .bind(party)
+    .bind(&online_ids)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(db)
+    .await?;
+    let total = rows
+        .first()
+        .map_or(0, |r| usize::try_from(r.5).unwrap_or(0));
+    let members = rows
+        .into_iter()
+        .map(
+            |(id, username, display_name, role, joined_at, _)| Participant {
+                online: online.contains(&id),
+                user: UserSummary {
+                    id,
+                    username,
+                    display_name,
+                },
+                role,
+                joined_at,
+            },
+        )
+        .collect();
+    Ok((members, total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

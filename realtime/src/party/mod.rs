@@ -246,18 +246,12 @@ impl Conn {
         };
         // Compact (no join dates) and capped: host and co-hosts, then who is online.
         // A big room's full list is `GET /api/parties/{id}/participants/`.
-        let mut members = parties::member_list(
-            &rt.ctx.db,
-            &mut rt.ctx.redis.clone(),
-            &rt.ctx.config.redis_prefix,
-            self.party,
-        )
-        .await?;
-        let participants_count = members.len();
-        members.sort_by_key(|p| (std::cmp::Reverse(p.role), !p.online));
+        let mut online = online;
+        online.insert(self.me.id);
+        let (members, participants_count) =
+            parties::first_members(&rt.ctx.db, self.party, &online, SNAPSHOT_PARTICIPANTS).await?;
         let participants: Vec<Value> = members
             .into_iter()
-            .take(SNAPSHOT_PARTICIPANTS)
             .map(|p| json!({ "user": p.user, "role": p.role, "online": p.online }))
             .collect();
         // Voice entries of members with no socket left (their node died before it could

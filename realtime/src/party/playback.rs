@@ -228,7 +228,7 @@ pub async fn change_playback(
     f: impl Fn(&Playback, i64, bool) -> Option<Playback>,
 ) -> anyhow::Result<Option<(Playback, i64)>> {
     let keys = Keys::new(&rt.ctx.config.redis_prefix, party);
-    let mut redis = rt.ctx.redis.clone();
+    let mut redis = rt.ctx.live.clone();
     for _ in 0..8 {
         // One round trip for the state and the buffering count.
         let (raw, buffering): (Option<String>, u64) = redis::pipe()
