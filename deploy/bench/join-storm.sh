@@ -36,15 +36,15 @@ for r in $(seq 1 "$ROUNDS"); do
   run "$A" "r$r-A"
   run "$B" "r$r-B"
 done
-printf '%-5s %-3s %6s %9s %9s %9s %11s\n' round ver lost 'joins s' 'ctl p50' 'ctl p99' 'KiB/socket'
+printf '%-5s %-3s %6s %8s %21s %21s %11s\n' round ver lost 'joins s' 'ctl p50/p99 (joining)' 'ctl p50/p99 (after)' 'KiB/socket'
 for r in $(seq 1 "$ROUNDS"); do
   for v in A B; do
     f=$LOGS/r$r-$v.log
     lost=$(sed -n 's/^sockets closed by the server or lost before the end: \([0-9]*\).*/\1/p' "$f")
     secs=$(sed -n 's/^connected [0-9]* sockets in \([0-9.]*\) s.*/\1/p' "$f")
-    p50=$(sed -n 's/.* p50 \([0-9.]*\) ms.*/\1/p' "$f")
-    p99=$(sed -n 's/.* p99 \([0-9.]*\) ms.*/\1/p' "$f")
+    during=$(sed -n 's/.*while joining, to members already in .* p50 \([0-9.]*\) ms, p99 \([0-9.]*\) ms.*/\1 \/ \2/p' "$f")
+    after=$(sed -n 's/.*once all joined .* p50 \([0-9.]*\) ms, p99 \([0-9.]*\) ms.*/\1 \/ \2/p' "$f")
     kib=$(sed -n 's/.*: \([0-9.]*\) KiB per socket/\1/p' "$f")
-    printf '%-5s %-3s %6s %9s %9s %9s %11s\n' "$r" "$v" "${lost:-?}" "${secs:-?}" "${p50:-?}" "${p99:-?}" "${kib:-?}"
+    printf '%-5s %-3s %6s %8s %21s %21s %11s\n' "$r" "$v" "${lost:-?}" "${secs:-?}" "${during:-?}" "${after:-—}" "${kib:-?}"
   done
 done

@@ -100,6 +100,25 @@ impl Ws {
         (ws, snapshot)
     }
 
+    /// Connects to a party over a TCP socket whose receive buffer is `bytes` (a phone on
+    /// a slow link: the server can push little before it must wait for the reader).
+    /// Reads nothing, not even the snapshot.
+    pub async fn connect_small_window(app: &TestApp, party: &str, token: &str, bytes: u32) -> Ws {
+        let addr: std::net::SocketAddr = app
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("node address");
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        sock.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+        let tcp = sock.connect(addr).await.expect("TCP connects");
+        let url = format!("ws://{addr}/ws/party/{party}/?token={token}");
+        let (stream, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("socket connects");
+        Ws { stream }
+    }
+
     /// Connects to any socket path (with its query); no first frame is read.
     pub async fn open(app: &TestApp, path_and_query: &str) -> Ws {
         let url = format!("{}{path_and_query}", app.base.replace("http://", "ws://"));
