@@ -10,6 +10,10 @@
 # logs, with the CPU steal seen meanwhile, under $LOGS (default /tmp/wp-abab).
 set -euo pipefail
 A=$1 B=$2 ROUNDS=${3:-3} SECS=${4:-10}
+# Sockets connect one at a time by default: a build from before presence coalescing
+# loses most of its sockets to a 50-at-a-time connect (deploy/bench/join-storm.sh), and
+# a fan-out to the survivors is not comparable. HANDSHAKES=50 for the join-storm pace.
+HANDSHAKES=${HANDSHAKES:-1}
 PORT=${BENCH_PORT:-8198}
 DB=watch_party_bench_party
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB DATABASE_MAX_CONNECTIONS=20
@@ -31,7 +35,7 @@ run() {
   local node=$!
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
   echo "START $tag $(date +%T)" >>"$LOGS/cpu.log"
-  "$dir/party_load" --url "ws://127.0.0.1:$PORT" --server-pid "$node" "$@" --seconds "$SECS" \
+  "$dir/party_load" --url "ws://127.0.0.1:$PORT" --server-pid "$node" "$@" --seconds "$SECS" --handshakes "$HANDSHAKES" \
     >"$LOGS/$tag.log" 2>&1 || true
   echo "END $tag $(date +%T)" >>"$LOGS/cpu.log"
   kill $node; wait $node 2>/dev/null || true

@@ -54,6 +54,10 @@ struct Args {
     /// Senders start as soon as their socket is up, while the others still join, and
     /// latencies are measured from then on.
     during_joins: bool,
+    /// Only set up: write the parties' socket URLs (with tokens, the host's first) as
+    /// JSON to this file and exit, for a client that is not ours
+    /// (`deploy/bench/node/fanout.mjs`).
+    setup_only: Option<String>,
 }
 
 fn args() -> Args {
@@ -69,6 +73,7 @@ fn args() -> Args {
         handshakes: 50,
         read_rate: 0.0,
         during_joins: false,
+        setup_only: None,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     for pair in v.chunks(2) {
@@ -85,6 +90,7 @@ fn args() -> Args {
             "--handshakes" => a.handshakes = val.parse().expect("--handshakes"),
             "--read-rate" => a.read_rate = val.parse().expect("--read-rate"),
             "--during-joins" => a.during_joins = val == "true",
+            "--setup-only" => a.setup_only = Some(val),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -165,6 +171,21 @@ async fn main() -> anyhow::Result<()> {
         parties.push((id, chunk.to_vec()));
     }
     println!("setup done in {:.1} s", t.elapsed().as_secs_f64());
+    if let Some(file) = &a.setup_only {
+        let mut out = Vec::new();
+        for (party, members) in &parties {
+            let mut urls = Vec::new();
+            for (user, session) in members {
+                let (token, _) = wp_core::account::tokens::issue_access(&config, *user, *session)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                urls.push(format!("{}/ws/party/{party}/?token={token}", a.url));
+            }
+            out.push(serde_json::json!({ "party": party, "urls": urls }));
+        }
+        std::fs::write(file, serde_json::to_string(&out)?)?;
+        println!("wrote {} parties to {file}", out.len());
+        return Ok(());
+    }
 
     let rss_before = a.server_pid.and_then(rss_kib);
     let start = Instant::now();
