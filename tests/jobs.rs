@@ -179,6 +179,97 @@ async fn a_relay_repeated_after_a_crash_enqueues_the_job_once() {
     );
 }
 
+/// Redis restarted without persistence loses what it queued; the outbox keeps a pushed
+/// job's row until a worker finishes the job, and the sweep pushes it again when it
+/// finds Redis emptied. The email is sent once, and its row goes once it is.
+#[tokio::test]
+async fn a_job_that_redis_lost_is_pushed_again_from_the_outbox() {
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let smtp = SmtpServer::start().await;
+    let (id, outbox_id) = commit_email(&env, &email("erin@example.com", "Survives")).await;
+    let relayed_at = || async {
+        sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+            "SELECT relayed_at FROM outbox WHERE id = $1",
+        )
+        .bind(outbox_id)
+        .fetch_optional(&env.db)
+        .await
+        .unwrap()
+    };
+    assert!(
+        outbox::redis_was_reset(&env.enqueuer).await.unwrap(),
+        "the first look sets the marker"
+    );
+    assert_eq!(
+        outbox::relay_pending(&env.db, &env.enqueuer, 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!outbox::redis_was_reset(&env.enqueuer).await.unwrap());
+    assert!(
+        matches!(relayed_at().await, Some(Some(_))),
+        "pushed, and kept until done"
+    );
+    assert_eq!(outbox_rows(&env).await, 0, "nothing waits to be relayed");
+    let d = env.depth(Queue::Email).await;
+    assert_eq!(d.active + d.scheduled, 1, "{d:?}");
+
+    // Redis loses everything (this test's keys: its prefix).
+    let mut conn = env.enqueuer.connection();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", env.config.redis_prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    redis::cmd("DEL")
+        .arg(&keys)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let d = env.depth(Queue::Email).await;
+    assert_eq!(d.active + d.scheduled, 0, "the job is gone from Redis");
+
+    assert!(
+        outbox::redis_was_reset(&env.enqueuer).await.unwrap(),
+        "the sweep notices the marker gone"
+    );
+    for _ in 0..2 {
+        // Pushed again; a second push while Redis holds it changes nothing.
+        assert_eq!(
+            outbox::redeliver(&env.db, &env.enqueuer, Duration::ZERO, 100)
+                .await
+                .unwrap(),
+            1
+        );
+    }
+    let d = env.depth(Queue::Email).await;
+    assert_eq!(d.active + d.scheduled, 1, "one job: {d:?}");
+    // Not due yet by age: a recent push is left alone.
+    assert_eq!(
+        outbox::redeliver(&env.db, &env.enqueuer, Duration::from_secs(600), 100)
+            .await
+            .unwrap(),
+        0
+    );
+
+    let workers = env
+        .spawn_workers_with(with_smtp(&env, &smtp.url()), &[(Queue::Email, 1)])
+        .await;
+    eventually(
+        Duration::from_secs(15),
+        "the email sent and its row gone",
+        || async {
+            (email_status(&env, id).await.0 == "sent" && relayed_at().await.is_none()).then_some(())
+        },
+    )
+    .await;
+    workers.shutdown().await;
+    assert_eq!(smtp.messages().len(), 1, "sent once");
+}
+
 #[tokio::test]
 async fn a_duplicated_job_sends_one_email() {
     common::init_logs();

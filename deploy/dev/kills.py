@@ -3,19 +3,20 @@
 nodes, a worker pool, the scheduler) with their own Redis and ClickHouse, a real SMTP
 server (aiosmtpd) and PostgreSQL; under load (comments and replies, views, party sockets
 with the host seeking), each role is killed with SIGKILL in turn and started again, as a
-supervisor would, then ClickHouse is restarted (and with --redis, Redis, empty: it keeps
-nothing on disk here).
+supervisor would, then ClickHouse is restarted, then Redis, empty (it keeps nothing on
+disk here: the outbox in PostgreSQL pushes again what Redis lost).
 Checks, at the end:
   - every acknowledged comment is stored; every reply to someone else notified its
     parent's author exactly once (in-app) and the notification emails all went out,
     each once (distinct Message-IDs);
-  - every acknowledged view reached ClickHouse;
+  - every acknowledged view reached ClickHouse; every outbox row was cleared (its job
+    finished);
   - every party socket is connected again and at the host's last position, and how long
     each took to reconnect and to get the party's state (aim: within 30 s);
   - how long each role took to be ready again.
 
     deploy/dev/kills.sh              # the rehearsal; figures in docs/operations.md
-    deploy/dev/kills.sh --redis      # also restart Redis empty
+    deploy/dev/kills.sh --no-redis   # without the restart of Redis
 
 Needs PostgreSQL running, redis-server, clickhouse-server and ffmpeg installed
 (deploy/dev/services.sh --test). Standard library only.
@@ -298,8 +299,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", required=True, help="the watch-party binary")
     ap.add_argument("--keep", action="store_true", help="keep logs and data")
-    ap.add_argument("--redis", action="store_true",
-                    help="also restart Redis empty (jobs queued in it are lost: see the docs)")
+    ap.add_argument("--no-redis", action="store_true",
+                    help="leave out the restart of Redis (empty)")
     args = ap.parse_args()
 
     run = f"kills{os.getpid()}"
@@ -448,7 +449,7 @@ def main():
 
         print(f"{'fault':<34}{'ready again (s)':<18}{'sockets back (s): count, max':<30}")
         faults = ["api", "realtime-1", "worker", "scheduler", "realtime-2", "clickhouse"]
-        if args.redis:
+        if not args.no_redis:
             faults.append("redis")
         for what in faults:
             time.sleep(4)
@@ -548,6 +549,18 @@ def main():
         print(f"views: {acked['views']} acknowledged, {views} in ClickHouse")
         if views < acked["views"]:
             failures.append(f"{acked['views']} views acknowledged, {views} in ClickHouse")
+        # Every job pushed from the outbox finished and cleared its row (a row left
+        # would be a job Redis lost and nobody pushed again).
+        deadline = time.time() + 60
+        left = -1
+        while time.time() < deadline:
+            left = int(psql(db, "SELECT count(*) FROM outbox"))
+            if left == 0:
+                break
+            time.sleep(1)
+        print(f"outbox rows left: {left}")
+        if left:
+            failures.append(f"{left} outbox rows left: jobs not finished")
         recon = sorted(d for m in members for (_, d) in m.reconnects)
         if recon:
             print(f"socket reconnections: {len(recon)}, median {recon[len(recon) // 2]:.1f} s, "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kill rehearsal (see deploy/dev/kills.py): every role as its own process under load
 # (comments, views, party sockets), each killed with SIGKILL in turn and restarted, then
-# ClickHouse and Redis restarted; checks that nothing acknowledged is lost, nothing is
+# ClickHouse and Redis (empty) restarted; checks that nothing acknowledged is lost, nothing is
 # notified twice, and every socket is back and in step within 30 s.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

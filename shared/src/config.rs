@@ -98,6 +98,9 @@ pub struct Config {
     pub job_max_attempts: usize,
     /// How often the scheduler sweeps the outbox (seconds, 1..=59).
     pub outbox_sweep_secs: u32,
+    /// A job pushed from the outbox and not finished after this long is pushed again
+    /// (a no-op while Redis still holds it; `OUTBOX_REDELIVER_SECS`, default 600).
+    pub outbox_redeliver_after: Duration,
     /// Key that signs access tokens (HS256) and its id (`kid`).
     pub jwt_key: JwtKey,
     /// True when `JWT_SECRET` is unset and `jwt_key` was made up by this process.
@@ -223,6 +226,7 @@ impl fmt::Debug for Config {
             .field("job_dead_retention", &self.job_dead_retention)
             .field("job_max_attempts", &self.job_max_attempts)
             .field("outbox_sweep_secs", &self.outbox_sweep_secs)
+            .field("outbox_redeliver_after", &self.outbox_redeliver_after)
             .field("jwt_key", &self.jwt_key)
             .field("jwt_previous_keys", &self.jwt_previous_keys)
             .field("access_token_ttl", &self.access_token_ttl)
@@ -373,6 +377,8 @@ impl Config {
                 reason: "must be between 1 and 59".to_owned(),
             });
         }
+        let outbox_redeliver_after =
+            Duration::from_secs(r.positive("OUTBOX_REDELIVER_SECS", 600u64)?);
         let public_url = r.url("PUBLIC_URL", "http://127.0.0.1:8000", &["http", "https"])?;
         let jwt_key = match r.raw("JWT_SECRET") {
             Some(secret) => {
@@ -499,6 +505,7 @@ impl Config {
             ),
             job_max_attempts: r.positive("JOB_MAX_ATTEMPTS", 8)?,
             outbox_sweep_secs,
+            outbox_redeliver_after,
             jwt_key_ephemeral: r.raw("JWT_SECRET").is_none(),
             jwt_key,
             jwt_previous_keys,

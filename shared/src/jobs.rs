@@ -207,6 +207,12 @@ pub struct AnalyticsEvent {
 }
 
 impl AnalyticsEvent {
+    /// The outbox key of an event recorded durably (`outbox::record_keyed`): its row
+    /// stays until the event is in ClickHouse (the analytics writer clears it).
+    pub fn outbox_key(event_id: Uuid) -> String {
+        format!("analytics:{event_id}")
+    }
+
     pub fn new(
         event_type: &str,
         user: Option<Uuid>,

@@ -5,6 +5,13 @@
 //! if the process dies first, the scheduler's periodic sweep ([`relay_pending`]) pushes
 //! the row instead. Either way the job is pushed at least once, and the dedupe key
 //! (the row id when the job has none) makes the queue accept it once.
+//!
+//! A row whose job has a dedupe key stays after its push (`relayed_at`) until a worker
+//! finishes the job, or gives it up, and deletes it ([`done`]): Redis may lose what it
+//! queued (restarted without persistence, a failover), and PostgreSQL keeps the job
+//! until then. The sweep pushes such rows again ([`redeliver`]) at once when it finds
+//! Redis emptied ([`redis_was_reset`]), and otherwise when a job has not finished long
+//! after its push; a push of a job that is still queued is a no-op (its dedupe key).
 
 use sqlx::{PgConnection, PgPool};
 
@@ -31,6 +38,93 @@ pub async fn record<J: Job>(conn: &mut PgConnection, job: &J) -> sqlx::Result<i6
     .fetch_one(conn)
     .await?;
     Ok(id)
+}
+
+/// Records `job` with its own dedupe `key` (for jobs whose type has none, such as an
+/// analytics event recorded durably: the row then stays until the job is done).
+pub async fn record_keyed<J: Job>(
+    conn: &mut PgConnection,
+    job: &J,
+    key: &str,
+) -> sqlx::Result<i64> {
+    let payload = serde_json::to_value(job).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query_scalar::<_, i64>(
+        "INSERT INTO outbox (queue, payload, dedupe_key) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(J::QUEUE.name())
+    .bind(payload)
+    .bind(key)
+    .fetch_one(conn)
+    .await
+}
+
+/// Marks the jobs with these dedupe keys finished (done or given up): their rows go.
+pub async fn done(pool: &PgPool, keys: &[String]) -> sqlx::Result<u64> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let r = sqlx::query("DELETE FROM outbox WHERE dedupe_key = ANY($1) AND relayed_at IS NOT NULL")
+        .bind(keys)
+        .execute(pool)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// Whether Redis lost what it held since the last call: a marker key set once is
+/// missing (also true on the very first call, when there is nothing to push again).
+pub async fn redis_was_reset(enq: &Enqueuer) -> redis::RedisResult<bool> {
+    let mut conn = enq.connection();
+    let set: Option<String> = redis::cmd("SET")
+        .arg(format!("{}:outbox:redis-epoch", enq.config().redis_prefix))
+        .arg(chrono::Utc::now().timestamp())
+        .arg("NX")
+        .query_async(&mut conn)
+        .await?;
+    Ok(set.is_some())
+}
+
+/// Pushes again the rows pushed before `older_than` ago whose jobs have not finished,
+/// in batches of `batch`. Returns how many were pushed.
+pub async fn redeliver(
+    pool: &PgPool,
+    enq: &Enqueuer,
+    older_than: std::time::Duration,
+    batch: i64,
+) -> Result<usize, RelayError> {
+    let secs = older_than.as_secs_f64();
+    let mut total = 0;
+    let mut after = 0i64;
+    loop {
+        let mut tx = pool.begin().await?;
+        let rows: Vec<Row> = sqlx::query_as::<_, (i64, String, serde_json::Value, Option<String>)>(
+            "SELECT id, queue, payload, dedupe_key FROM outbox
+             WHERE relayed_at IS NOT NULL AND relayed_at <= now() - make_interval(secs => $1)
+               AND id > $2
+             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(secs)
+        .bind(after)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(id, queue, payload, dedupe_key)| Row {
+            id,
+            queue,
+            payload,
+            dedupe_key,
+        })
+        .collect();
+        let fetched = rows.len();
+        if let Some(last) = rows.last() {
+            after = last.id;
+        }
+        total += push_and_mark(&mut tx, enq, rows).await?;
+        tx.commit().await?;
+        if (fetched as i64) < batch {
+            return Ok(total);
+        }
+    }
 }
 
 /// Records many jobs of one kind in the caller's transaction with one INSERT (a
@@ -67,12 +161,12 @@ pub async fn relay_ids(pool: &PgPool, enq: &Enqueuer, ids: &[i64]) -> Result<usi
     let rows = sqlx::query_as!(
         Row,
         "SELECT id, queue, payload, dedupe_key FROM outbox
-         WHERE id = ANY($1) ORDER BY id FOR UPDATE SKIP LOCKED",
+         WHERE id = ANY($1) AND relayed_at IS NULL ORDER BY id FOR UPDATE SKIP LOCKED",
         ids
     )
     .fetch_all(&mut *tx)
     .await?;
-    let n = push_and_delete(&mut tx, enq, rows).await?;
+    let n = push_and_mark(&mut tx, enq, rows).await?;
     tx.commit().await?;
     Ok(n)
 }
@@ -94,13 +188,13 @@ pub async fn relay_pending(pool: &PgPool, enq: &Enqueuer, batch: i64) -> Result<
         let rows = sqlx::query_as!(
             Row,
             "SELECT id, queue, payload, dedupe_key FROM outbox
-             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+             WHERE relayed_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
             batch
         )
         .fetch_all(&mut *tx)
         .await?;
         let fetched = rows.len();
-        total += push_and_delete(&mut tx, enq, rows).await?;
+        total += push_and_mark(&mut tx, enq, rows).await?;
         tx.commit().await?;
         if (fetched as i64) < batch {
             return Ok(total);
@@ -110,7 +204,7 @@ pub async fn relay_pending(pool: &PgPool, enq: &Enqueuer, batch: i64) -> Result<
 
 /// Rows not yet relayed (for `/metrics`).
 pub async fn pending_count(pool: &PgPool) -> sqlx::Result<i64> {
-    let n = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox"#)
+    let n = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox WHERE relayed_at IS NULL"#)
         .fetch_one(pool)
         .await?;
     Ok(n)
@@ -121,7 +215,7 @@ pub async fn pending_count(pool: &PgPool) -> sqlx::Result<i64> {
 pub async fn backlog(pool: &PgPool) -> sqlx::Result<(i64, f64)> {
     sqlx::query_as::<_, (i64, f64)>(
         "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at))::float8, 0)
-         FROM outbox",
+         FROM outbox WHERE relayed_at IS NULL",
     )
     .fetch_one(pool)
     .await
@@ -134,7 +228,9 @@ struct Row {
     dedupe_key: Option<String>,
 }
 
-async fn push_and_delete(
+/// Pushes `rows`; then deletes those without a dedupe key (nothing could tell when
+/// their job is done) and marks the others pushed (`relayed_at`), to stay until done.
+async fn push_and_mark(
     tx: &mut PgConnection,
     enq: &Enqueuer,
     rows: Vec<Row>,
@@ -143,6 +239,11 @@ async fn push_and_delete(
         return Ok(0);
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let keyed: std::collections::HashSet<i64> = rows
+        .iter()
+        .filter(|r| r.dedupe_key.is_some())
+        .map(|r| r.id)
+        .collect();
     // Group by queue, keeping order within a queue.
     let mut by_queue: Vec<(Queue, Vec<RawJob>)> = Vec::new();
     let mut unknown = Vec::new();
@@ -169,8 +270,15 @@ async fn push_and_delete(
         pushed += items.len();
         enq.push_json(queue, items).await?;
     }
-    let relayed: Vec<i64> = ids.into_iter().filter(|id| !unknown.contains(id)).collect();
-    sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", &relayed)
+    let (keyed, unkeyed): (Vec<i64>, Vec<i64>) = ids
+        .into_iter()
+        .filter(|id| !unknown.contains(id))
+        .partition(|id| keyed.contains(id));
+    sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", &unkeyed)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE outbox SET relayed_at = now() WHERE id = ANY($1)")
+        .bind(&keyed)
         .execute(&mut *tx)
         .await?;
     Ok(pushed)

@@ -33,13 +33,18 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the writer task for `client`.
-    pub fn start(client: clickhouse::Client) -> Self {
-        Self::start_with(client, INSERT_TIMEOUT)
+    /// Starts the writer task for `client`. With `db`, each written batch also clears
+    /// the outbox rows of its events (those recorded durably: `AnalyticsEvent::outbox_key`).
+    pub fn start(client: clickhouse::Client, db: Option<sqlx::PgPool>) -> Self {
+        Self::start_with(client, INSERT_TIMEOUT, db)
     }
 
     /// Starts the writer task for `client`, each INSERT bounded by `timeout`.
-    pub fn start_with(client: clickhouse::Client, timeout: Duration) -> Self {
+    pub fn start_with(
+        client: clickhouse::Client,
+        timeout: Duration,
+        db: Option<sqlx::PgPool>,
+    ) -> Self {
         let (tx, mut rx) = mpsc::channel::<Pending>(MAX_BATCH * 4);
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -57,6 +62,15 @@ impl Batcher {
                     Ok(r) => r.map_err(|e| e.to_string()),
                     Err(_) => Err(format!("no answer within {} s", timeout.as_secs_f64())),
                 };
+                if let (Ok(()), Some(db)) = (&res, &db) {
+                    let keys: Vec<String> = events
+                        .iter()
+                        .map(|e| AnalyticsEvent::outbox_key(e.event_id))
+                        .collect();
+                    if let Err(e) = wp_shared::outbox::done(db, &keys).await {
+                        tracing::debug!(error = %e, "cannot clear the batch's outbox rows; they will be pushed again");
+                    }
+                }
                 match &res {
                     Ok(()) => tracing::debug!(events = events.len(), "analytics batch written"),
                     Err(e) => {
@@ -157,7 +171,7 @@ mod tests {
     #[tokio::test]
     async fn a_clickhouse_that_never_answers_fails_the_batch_in_time() {
         let client = stuck_clickhouse().await;
-        let batcher = Batcher::start_with(client, Duration::from_millis(300));
+        let batcher = Batcher::start_with(client, Duration::from_millis(300), None);
         let event = event();
         let started = std::time::Instant::now();
         let res = tokio::time::timeout(Duration::from_secs(10), batcher.write(event.clone()))
@@ -175,7 +189,7 @@ mod tests {
     #[tokio::test]
     async fn statistics_offered_to_a_stuck_writer_are_dropped_not_held() {
         let client = stuck_clickhouse().await;
-        let batcher = Batcher::start_with(client, Duration::from_secs(3600));
+        let batcher = Batcher::start_with(client, Duration::from_secs(3600), None);
         let event = event();
         // Far more than the writer's queue holds while its INSERT hangs: the call
         // returns at once and says how many it could not take.

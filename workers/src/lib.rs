@@ -60,7 +60,8 @@ impl Ctx {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let (db, redis) = wp_shared::connect(&config).await?;
         let mailer = Mailer::from_config(&config)?;
-        let analytics = analytics::Batcher::start(wp_shared::clickhouse::client(&config));
+        let analytics =
+            analytics::Batcher::start(wp_shared::clickhouse::client(&config), Some(db.clone()));
         Ok(Self {
             push: push::Providers::from_config(&config)?,
             storage: wp_shared::storage::Storage::from_config(&config)?,
@@ -104,6 +105,7 @@ macro_rules! handled_queues {
                         .build(|job: $job, ctx: Data<Arc<Ctx>>, attempt: Attempt, id: TaskId| async move {
                             let started = Instant::now();
                             let c: Arc<Ctx> = (*ctx).clone();
+                            let key = wp_shared::jobs::Job::dedupe_key(&job);
                             c.metrics.started(Queue::$queue);
                             let _running = c.running.start(Queue::$queue, &id);
                             count_delivery(&c, Queue::$queue, &id, &attempt).await;
@@ -136,6 +138,7 @@ macro_rules! handled_queues {
                                 result,
                             );
                             c.metrics.finished(Queue::$queue, started, &result);
+                            finished_outbox_row(&c, key, &result).await;
                             if let Err(e) = &result
                                 && retry::is_outage(e)
                             {
@@ -297,6 +300,25 @@ impl Running {
             why,
             "jobs still running when the workers stopped; each will be delivered again"
         );
+    }
+}
+
+/// A job that finished (done, or given up) no longer needs its outbox row, kept until
+/// now in case Redis lost the job (`wp_shared::outbox`). Best effort: a row left behind
+/// is pushed again later, and its job's handler finds the work done.
+async fn finished_outbox_row(
+    ctx: &Ctx,
+    key: Option<String>,
+    result: &Result<(), apalis::prelude::BoxDynError>,
+) {
+    let finished = match result {
+        Ok(()) => true,
+        Err(e) => e.is::<apalis::prelude::AbortError>(),
+    };
+    if let (true, Some(key)) = (finished, key)
+        && let Err(e) = wp_shared::outbox::done(&ctx.db, &[key]).await
+    {
+        tracing::debug!(error = %e, "cannot mark the outbox row done; it will be pushed again");
     }
 }
 

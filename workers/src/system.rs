@@ -28,6 +28,22 @@ pub async fn handle_system(
             if n > 0 {
                 tracing::info!(relayed = n, "outbox sweep relayed rows");
             }
+            // Jobs pushed but not finished: all of them at once if Redis was emptied
+            // (restarted without persistence), else those pushed long ago.
+            let reset = outbox::redis_was_reset(&ctx.enqueuer).await?;
+            let older_than = if reset {
+                std::time::Duration::ZERO
+            } else {
+                ctx.config.outbox_redeliver_after
+            };
+            let n = outbox::redeliver(&ctx.db, &ctx.enqueuer, older_than, 500).await?;
+            if n > 0 {
+                tracing::warn!(
+                    pushed = n,
+                    redis_reset = reset,
+                    "outbox sweep pushed unfinished jobs again"
+                );
+            }
         }
         SystemJob::VacuumJobs => {
             let mut conn = ctx.enqueuer.connection();

@@ -563,7 +563,13 @@ pub async fn view(
         serde_json::json!({ "position": body.position.unwrap_or(0.0) }),
     );
     ev.party_id = body.party_id;
-    crate::analytics::record(&state, ev).await;
+    // Recorded durably (the outbox, in PostgreSQL) before it is acknowledged: a view
+    // counts for the owner's analytics, and Redis may lose what it queues.
+    let key = wp_shared::jobs::AnalyticsEvent::outbox_key(ev.event_id);
+    let mut tx = state.db.begin().await?;
+    let row = wp_shared::outbox::record_keyed(&mut tx, &ev, &key).await?;
+    tx.commit().await?;
+    wp_shared::outbox::relay(&state.db, &state.enqueuer, &[row]).await;
     Ok(ApiResponse::accepted(Recorded { recorded: true }))
 }
 
