@@ -270,6 +270,43 @@ async fn a_job_that_redis_lost_is_pushed_again_from_the_outbox() {
     assert_eq!(smtp.messages().len(), 1, "sent once");
 }
 
+/// An SMTP server that takes the connection and never speaks fails the send after
+/// `SMTP_TIMEOUT_SECS` (1 s here, 30 by default) instead of holding the job and its slot;
+/// the email stays queued for another try.
+#[tokio::test]
+async fn a_silent_smtp_server_fails_the_send_after_the_configured_timeout() {
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let hole = FakeSmtp::blackhole().await;
+    let (id, outbox_id) = commit_email(&env, &email("hal@example.com", "Silence")).await;
+    outbox::relay_ids(&env.db, &env.enqueuer, &[outbox_id])
+        .await
+        .unwrap();
+    let config = config_with(
+        &env,
+        &[
+            ("SMTP_URL", hole.url()),
+            ("SMTP_TIMEOUT_SECS", "1".to_owned()),
+        ],
+    );
+    let workers = env.spawn_workers_with(config, &[(Queue::Email, 1)]).await;
+    let error = eventually(Duration::from_secs(15), "the send to fail", || async {
+        sqlx::query_scalar::<_, Option<String>>("SELECT last_error FROM emails WHERE id = $1")
+            .bind(id)
+            .fetch_one(&env.db)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert!(error.contains("timed out"), "{error}");
+    assert_eq!(
+        email_status(&env, id).await.0,
+        "queued",
+        "kept for another try"
+    );
+    workers.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_duplicated_job_sends_one_email() {
     common::init_logs();

@@ -1135,6 +1135,46 @@ async fn trickle_upload(
     (status, serde_json::from_str(json).unwrap_or(Value::Null))
 }
 
+/// Each user's videos may take `USER_STORAGE_QUOTA_BYTES` in all: an upload past it is
+/// refused as it streams (413 `quota_exceeded`), nothing of it is kept, other users are
+/// not affected, and deleting a video frees its room.
+#[tokio::test]
+async fn a_users_uploads_stop_at_their_storage_quota() {
+    let file = make_mp4(1);
+    let quota = file.len() * 3 / 2;
+    let env = TestEnv::with_vars(&[("USER_STORAGE_QUOTA_BYTES", &quota.to_string())]).await;
+    let app = env.spawn_api().await;
+    let u = env.create_user("hoarder").await;
+    let (s, first) = upload(&app, &u, file.clone(), &[("title", "One")]).await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    let (s, b) = upload(&app, &u, file.clone(), &[("title", "Two")]).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    assert_eq!(b["code"], "quota_exceeded", "{b}");
+    assert!(b["message"].as_str().unwrap().starts_with("file:"), "{b}");
+    assert_eq!(storage_files(&env).len(), 1, "{:?}", storage_files(&env));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM videos")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "nothing of the refused upload kept");
+    // Someone else's quota is their own.
+    let other = env.create_user("other").await;
+    let (s, b) = upload(&app, &other, file.clone(), &[("title", "Mine")]).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // Deleting the first video makes room again.
+    let id = first["data"]["id"].as_str().unwrap();
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/videos/{id}/")))
+        .bearer_auth(&u.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (s, b) = upload(&app, &u, file, &[("title", "Two again")]).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+}
+
 #[tokio::test]
 async fn an_upload_may_outlast_the_request_timeout_but_not_fall_silent() {
     let env = TestEnv::with_vars(&[("REQUEST_TIMEOUT_SECS", "1"), ("UPLOAD_IDLE_SECS", "2")]).await;

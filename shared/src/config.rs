@@ -81,6 +81,14 @@ pub struct Config {
     /// uploads are not bound by `request_timeout`, which a large file over a normal
     /// connection would outlast.
     pub upload_idle_timeout: Duration,
+    /// Outbound calls give up after these (`SMTP_TIMEOUT_SECS` 30: each SMTP command;
+    /// `PUSH_TIMEOUT_SECS` 10: an FCM or APNs request; `STORAGE_TIMEOUT_SECS` 60: an
+    /// object-storage request, one part of a multipart upload; `CLICKHOUSE_TIMEOUT_SECS`
+    /// 30: an INSERT batch or a query).
+    pub smtp_timeout: Duration,
+    pub push_timeout: Duration,
+    pub storage_timeout: Duration,
+    pub clickhouse_timeout: Duration,
     pub log_format: LogFormat,
     pub email: EmailTransport,
     pub email_from: String,
@@ -122,6 +130,9 @@ pub struct Config {
     pub password_hash_wait: Duration,
     /// Largest video upload.
     pub video_max_bytes: u64,
+    /// What one user's videos may take in all (`USER_STORAGE_QUOTA_BYTES`, default
+    /// 10 GiB): an upload past it is refused (413 `quota_exceeded`) and nothing is kept.
+    pub user_storage_quota: u64,
     /// ffmpeg and ffprobe binaries used by the media worker.
     pub ffmpeg: String,
     pub ffprobe: String,
@@ -216,6 +227,10 @@ impl fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("request_timeout", &self.request_timeout)
             .field("upload_idle_timeout", &self.upload_idle_timeout)
+            .field("smtp_timeout", &self.smtp_timeout)
+            .field("push_timeout", &self.push_timeout)
+            .field("storage_timeout", &self.storage_timeout)
+            .field("clickhouse_timeout", &self.clickhouse_timeout)
             .field("log_format", &self.log_format)
             .field("email", &self.email)
             .field("email_from", &self.email_from)
@@ -238,6 +253,7 @@ impl fmt::Debug for Config {
             .field("password_hash_concurrency", &self.password_hash_concurrency)
             .field("password_hash_wait", &self.password_hash_wait)
             .field("video_max_bytes", &self.video_max_bytes)
+            .field("user_storage_quota", &self.user_storage_quota)
             .field("ffmpeg", &self.ffmpeg)
             .field("ffprobe", &self.ffprobe)
             .field("notify_page_size", &self.notify_page_size)
@@ -491,6 +507,10 @@ impl Config {
             max_body_bytes: r.positive("MAX_BODY_BYTES", 1024 * 1024)?,
             request_timeout: Duration::from_secs(r.positive("REQUEST_TIMEOUT_SECS", 30)?),
             upload_idle_timeout: Duration::from_secs(r.positive("UPLOAD_IDLE_SECS", 30)?),
+            smtp_timeout: Duration::from_secs(r.positive("SMTP_TIMEOUT_SECS", 30)?),
+            push_timeout: Duration::from_secs(r.positive("PUSH_TIMEOUT_SECS", 10)?),
+            storage_timeout: Duration::from_secs(r.positive("STORAGE_TIMEOUT_SECS", 60)?),
+            clickhouse_timeout: Duration::from_secs(r.positive("CLICKHOUSE_TIMEOUT_SECS", 30)?),
             log_format: r.parse("LOG_FORMAT", LogFormat::Text)?,
             email,
             email_from: r.string("EMAIL_FROM", "Watch Party <no-reply@watchparty.local>"),
@@ -525,6 +545,7 @@ impl Config {
             )?,
             password_hash_wait: Duration::from_millis(r.positive("PASSWORD_HASH_WAIT_MS", 2000)?),
             video_max_bytes: r.positive("VIDEO_MAX_BYTES", 2 * 1024 * 1024 * 1024)?,
+            user_storage_quota: r.positive("USER_STORAGE_QUOTA_BYTES", 10 * 1024 * 1024 * 1024)?,
             ffmpeg: r.string("FFMPEG_PATH", "ffmpeg"),
             ffprobe: r.string("FFPROBE_PATH", "ffprobe"),
             notify_page_size: r.positive("NOTIFY_PAGE_SIZE", 1000)?,

@@ -71,7 +71,16 @@ impl Storage {
                     .with_bucket_name(&s3.bucket)
                     .with_region(&s3.region)
                     .with_access_key_id(&s3.access_key_id)
-                    .with_secret_access_key(&s3.secret_access_key);
+                    .with_secret_access_key(&s3.secret_access_key)
+                    .with_client_options(
+                        object_store::ClientOptions::new()
+                            .with_timeout(config.storage_timeout)
+                            .with_connect_timeout(
+                                config
+                                    .storage_timeout
+                                    .min(std::time::Duration::from_secs(10)),
+                            ),
+                    );
                 if let Some(endpoint) = &s3.endpoint {
                     b = b
                         .with_endpoint(endpoint)

@@ -19,10 +19,6 @@ use crate::Ctx;
 
 pub const MAX_BATCH: usize = 1000;
 pub const MAX_WAIT: Duration = Duration::from_millis(500);
-/// How long one INSERT may take. A ClickHouse that stopped answering (without closing
-/// the connection) fails the batch, whose jobs come back later, instead of holding
-/// the one writer, and every analytics job behind it, forever.
-pub const INSERT_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Pending = (Event, oneshot::Sender<Result<(), String>>);
 
@@ -33,13 +29,12 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the writer task for `client`. With `db`, each written batch also clears
-    /// the outbox rows of its events (those recorded durably: `AnalyticsEvent::outbox_key`).
-    pub fn start(client: clickhouse::Client, db: Option<sqlx::PgPool>) -> Self {
-        Self::start_with(client, INSERT_TIMEOUT, db)
-    }
-
-    /// Starts the writer task for `client`, each INSERT bounded by `timeout`.
+    /// Starts the writer task for `client`, each INSERT bounded by `timeout`
+    /// (`CLICKHOUSE_TIMEOUT_SECS`): a ClickHouse that stopped answering (without closing
+    /// the connection) fails the batch, whose jobs come back later, instead of holding
+    /// the one writer, and every analytics job behind it, forever. With `db`, each
+    /// written batch also clears the outbox rows of its events (those recorded durably:
+    /// `AnalyticsEvent::outbox_key`).
     pub fn start_with(
         client: clickhouse::Client,
         timeout: Duration,

@@ -60,8 +60,11 @@ impl Ctx {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let (db, redis) = wp_shared::connect(&config).await?;
         let mailer = Mailer::from_config(&config)?;
-        let analytics =
-            analytics::Batcher::start(wp_shared::clickhouse::client(&config), Some(db.clone()));
+        let analytics = analytics::Batcher::start_with(
+            wp_shared::clickhouse::client(&config),
+            config.clickhouse_timeout,
+            Some(db.clone()),
+        );
         Ok(Self {
             push: push::Providers::from_config(&config)?,
             storage: wp_shared::storage::Storage::from_config(&config)?,

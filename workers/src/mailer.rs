@@ -25,7 +25,8 @@ pub enum SendError {
 
 #[derive(Clone)]
 pub enum Mailer {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// The transport, and how long one send may take (`SMTP_TIMEOUT_SECS`).
+    Smtp(AsyncSmtpTransport<Tokio1Executor>, std::time::Duration),
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -35,7 +36,11 @@ impl Mailer {
             EmailTransport::Smtp(url) => Mailer::Smtp(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                     .map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?
+                    // The connect; lettre's async transport bounds nothing else
+                    // (lettre#1027), so `send` bounds the whole conversation.
+                    .timeout(Some(config.smtp_timeout))
                     .build(),
+                config.smtp_timeout,
             ),
             EmailTransport::File(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -48,7 +53,15 @@ impl Mailer {
 
     pub async fn send(&self, msg: Message) -> Result<(), SendError> {
         match self {
-            Mailer::Smtp(t) => t.send(msg).await.map(|_| ()).map_err(classify_smtp),
+            // A server that took the connection and went silent (no greeting, no
+            // answer to DATA) fails the send as unreachable instead of holding the job.
+            Mailer::Smtp(t, limit) => match tokio::time::timeout(*limit, t.send(msg)).await {
+                Ok(r) => r.map(|_| ()).map_err(classify_smtp),
+                Err(_) => Err(SendError::Unreachable(format!(
+                    "the SMTP server did not answer: timed out after {} s",
+                    limit.as_secs()
+                ))),
+            },
             Mailer::File(t) => t
                 .send(msg)
                 .await

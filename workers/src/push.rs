@@ -308,13 +308,13 @@ impl Providers {
             .apns
             .as_ref()
             .is_some_and(|a| a.base_url.starts_with("http://"));
-        let mut h2 = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        let mut h2 = reqwest::Client::builder().timeout(config.push_timeout);
         if plain_h2 {
             h2 = h2.http2_prior_knowledge();
         }
         Ok(Self {
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
+                .timeout(config.push_timeout)
                 .build()?,
             http2: h2.build()?,
             fcm: config.fcm.as_ref().map(Fcm::new).transpose()?,

@@ -658,7 +658,7 @@ pub async fn stats(
     if !(1..=90).contains(&days) {
         return Err(AppError::field("days", "Between 1 and 90."));
     }
-    let rows = state
+    let query = state
         .clickhouse
         .query(
             "SELECT toString(toDate(occurred_at)) AS day,
@@ -674,8 +674,16 @@ pub async fn stats(
              ORDER BY day DESC, kind, channel, outcome",
         )
         .bind(u64::from(days) * 86_400)
-        .fetch_all::<DeliveryStat>()
+        .fetch_all::<DeliveryStat>();
+    let rows = tokio::time::timeout(state.config.clickhouse_timeout, query)
         .await
+        .map_err(|_| AppError::Unavailable {
+            what: "clickhouse",
+            cause: format!(
+                "no answer within {} s",
+                state.config.clickhouse_timeout.as_secs()
+            ),
+        })?
         .map_err(|e| AppError::Unavailable {
             what: "clickhouse",
             cause: e.to_string(),

@@ -147,9 +147,35 @@ async fn idle_bound<T>(state: &AppState, next: impl Future<Output = T>) -> AppRe
         })
 }
 
+/// Bytes `user` may still store (`USER_STORAGE_QUOTA_BYTES` minus their videos).
+async fn quota_left(state: &AppState, user: Uuid) -> AppResult<u64> {
+    let used: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(size_bytes), 0)::bigint FROM videos WHERE owner_id = $1",
+    )
+    .bind(user)
+    .fetch_one(&state.db)
+    .await?;
+    Ok(state
+        .config
+        .user_storage_quota
+        .saturating_sub(u64::try_from(used).unwrap_or(0)))
+}
+
+fn quota_exceeded(quota: u64) -> AppError {
+    AppError::Status {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "quota_exceeded",
+        message: format!(
+            "file: your videos may take {} MB in all; delete some to upload this one.",
+            quota / (1024 * 1024)
+        ),
+    }
+}
+
 async fn receive_file(
     state: &AppState,
     id: Uuid,
+    quota_left: u64,
     mut field: axum::extract::multipart::Field<'_>,
 ) -> AppResult<Received> {
     let filename = safe_filename(field.file_name().unwrap_or("video"));
@@ -167,6 +193,9 @@ async fn receive_file(
                 size += c.len() as u64;
                 if size > state.config.video_max_bytes {
                     return Err(AppError::PayloadTooLarge);
+                }
+                if size > quota_left {
+                    return Err(quota_exceeded(state.config.user_storage_quota));
                 }
                 hasher.update(c);
             }
@@ -340,7 +369,7 @@ pub fn safe_filename(raw: &str) -> String {
         (status = 201, body = inline(Envelope<Video>)),
         (status = 400, description = "A field is invalid, or `file` is not a video", body = crate::error::ErrorBody),
         (status = 408, description = "`upload_stalled`: nothing arrived for `UPLOAD_IDLE_SECS`; nothing was kept", body = crate::error::ErrorBody),
-        (status = 413, body = crate::error::ErrorBody),
+        (status = 413, description = "Past `VIDEO_MAX_BYTES`, or `quota_exceeded`: past the uploader's `USER_STORAGE_QUOTA_BYTES`; nothing was kept", body = crate::error::ErrorBody),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn upload(
@@ -361,7 +390,8 @@ pub async fn upload(
                 if file.is_some() {
                     return Err(AppError::field("file", "Send one file."));
                 }
-                file = Some(receive_file(&state, id, field).await?);
+                let left = quota_left(&state, me.id).await?;
+                file = Some(receive_file(&state, id, left, field).await?);
             } else {
                 let text = field
                     .text()
