@@ -39,10 +39,43 @@ const INPUT_GUARD: [&str; 4] = [
 const QUICK_STEP: Duration = Duration::from_secs(60);
 const COPY_STEP: Duration = Duration::from_secs(30 * 60);
 
-/// A media tool's command: killed if the job is cancelled (its attempt timed out, the
-/// worker stopped) rather than left running.
-fn tool(program: &str) -> Command {
-    let mut cmd = Command::new(program);
+/// What one media tool run may use: address space, open files; CPU seconds are the
+/// step's time limit. A file crafted to make a decoder allocate without end, or spin,
+/// is stopped by the kernel (SIGKILL / SIGXCPU) and fails its job alone.
+const MEDIA_MEMORY_BYTES: u64 = 2 << 30;
+const MEDIA_OPEN_FILES: u32 = 256;
+
+/// `prlimit` (util-linux), which sets the limits and then runs the tool in its place;
+/// without it the tools run unlimited (logged once).
+fn prlimit() -> Option<&'static str> {
+    static FOUND: std::sync::OnceLock<Option<&'static str>> = std::sync::OnceLock::new();
+    *FOUND.get_or_init(|| {
+        let found = ["/usr/bin/prlimit", "/bin/prlimit"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        if found.is_none() {
+            tracing::warn!("prlimit not found: ffmpeg and ffprobe run without resource limits");
+        }
+        found
+    })
+}
+
+/// A media tool's command, under resource limits (`cpu`: CPU seconds), and killed if
+/// the job is cancelled (its attempt timed out, the worker stopped) rather than left
+/// running.
+fn tool(program: &str, cpu: Duration) -> Command {
+    let mut cmd = match prlimit() {
+        Some(prlimit) => {
+            let mut c = Command::new(prlimit);
+            c.arg(format!("--as={MEDIA_MEMORY_BYTES}"))
+                .arg(format!("--cpu={}", cpu.as_secs().max(1)))
+                .arg(format!("--nofile={MEDIA_OPEN_FILES}"))
+                .arg("--")
+                .arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
     cmd.kill_on_drop(true);
     cmd
 }
@@ -58,7 +91,7 @@ async fn output(cmd: &mut Command, limit: Duration) -> Result<std::process::Outp
 async fn probe(ffprobe: &str, path: &Path) -> Result<Probe, String> {
     let out = tokio::time::timeout(
         QUICK_STEP,
-        tool(ffprobe)
+        tool(ffprobe, QUICK_STEP)
             .args(INPUT_GUARD)
             .args([
                 "-v",
@@ -180,7 +213,7 @@ async fn prepare_file(
     if p.format_name.contains("mp4") || p.format_name.contains("mov") {
         let out = work.join(format!("faststart.{ext}"));
         if let Err(e) = run(
-            tool(&ctx.config.ffmpeg)
+            tool(&ctx.config.ffmpeg, COPY_STEP)
                 .args(["-y", "-v", "error"])
                 .args(INPUT_GUARD)
                 .arg("-i")
@@ -211,7 +244,7 @@ async fn prepare_file(
     let thumb = work.join("thumb.jpg");
     let thumb_key = format!("thumbnails/{}.jpg", job.video_id);
     let thumb_ok = run(
-        tool(&ctx.config.ffmpeg)
+        tool(&ctx.config.ffmpeg, QUICK_STEP)
             .args(["-y", "-v", "error", "-ss", &format!("{at:.3}")])
             .args(INPUT_GUARD)
             .arg("-i")
@@ -271,4 +304,51 @@ pub async fn prepare(
     .await?;
     tracing::info!(video = %job.video_id, duration = ?p.duration, size, "video ready");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The limits reach the tool itself: a shell run as a "media tool" reports them.
+    #[tokio::test]
+    async fn media_tools_run_under_resource_limits() {
+        assert!(
+            prlimit().is_some(),
+            "prlimit (util-linux) is installed here"
+        );
+        let out = output(
+            tool("sh", Duration::from_secs(7)).args(["-c", "ulimit -v; ulimit -t; ulimit -n"]),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                (MEDIA_MEMORY_BYTES / 1024).to_string().as_str(),
+                "7",
+                MEDIA_OPEN_FILES.to_string().as_str()
+            ],
+            "{text}"
+        );
+        // And the allocation limit bites: asking for more memory than allowed fails.
+        let out = output(
+            tool("python3", Duration::from_secs(10)).args(["-c", "b = bytearray(3 * 1024 ** 3)"]),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+        assert!(
+            !out.status.success(),
+            "a 3 GiB allocation under a 2 GiB limit"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("MemoryError"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
