@@ -510,6 +510,95 @@ async fn a_slow_reader_stays_through_a_join_storm() {
     }
 }
 
+/// Redis restarted empty (or a failover to a replica that was behind) resets the node's
+/// connections and forgets who is online. When the node's pub/sub connection is back it
+/// writes its sockets' presence again: the online list is right without anyone
+/// reconnecting, and the sockets go on working.
+#[tokio::test]
+async fn presence_is_written_again_when_redis_comes_back_without_it() {
+    let env = TestEnv::new().await;
+    let proxy = common::proxy::Proxy::to_redis(&env.config).await;
+    // The env's own configuration (same token key), Redis through the proxy.
+    let mut config = env.config.clone();
+    config.redis_url = proxy.redis_url();
+    let app = env
+        .spawn_node_on(
+            config,
+            wp_realtime::Settings {
+                heartbeat: Duration::from_secs(1),
+                ..Default::default()
+            },
+        )
+        .await;
+    let host = env.create_user("host").await;
+    let member = env.create_user("member").await;
+    let party = create_party(
+        &app,
+        &host,
+        json!({"title": "Room", "external_url": "https://example.com/v.mp4"}),
+    )
+    .await;
+    let pid = id(&party);
+    join(&app, &member, &pid).await;
+    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
+    let online = || async {
+        let (s, b) = app
+            .call(
+                Method::GET,
+                &format!("/api/parties/{pid}/participants/"),
+                Some(&host.token),
+                None,
+            )
+            .await;
+        if s != StatusCode::OK {
+            return None;
+        }
+        let n = b["data"]
+            .as_array()?
+            .iter()
+            .filter(|p| p["online"] == true)
+            .count();
+        Some(n)
+    };
+    eventually(Duration::from_secs(5), "both online", || async {
+        (online().await == Some(2)).then_some(())
+    })
+    .await;
+
+    // Redis goes away and comes back without the party's presence or the node's
+    // liveness key.
+    proxy.down();
+    let mut redis = env.redis.clone();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", env.config.redis_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let lost: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.ends_with(":presence") || k.contains(":node:"))
+        .collect();
+    assert!(lost.len() >= 2, "{keys:?}");
+    redis::cmd("DEL")
+        .arg(&lost)
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.up();
+    eventually(Duration::from_secs(15), "both online again", || async {
+        (online().await == Some(2)).then_some(())
+    })
+    .await;
+    h.send("video_control", json!({"action": "seek", "position": 7.0}))
+        .await;
+    let s = m
+        .expect_where("video_state", |f| f["data"]["position"] == 7.0)
+        .await;
+    assert_eq!(s["data"]["action"], "seek");
+}
+
 #[tokio::test]
 async fn two_members_see_control_chat_typing_and_reactions() {
     let env = TestEnv::new().await;

@@ -118,6 +118,7 @@ async fn run(
                 }
             }
             if !rooms.is_empty() {
+                tokio::spawn(republish_presence(node.clone(), rooms.clone()));
                 tokio::spawn(refresh(node.clone(), rooms));
             }
         }
@@ -179,6 +180,47 @@ async fn run(
             }
         }
     }
+}
+
+/// Writes the presence of this node's party sockets again, and its liveness key: after
+/// a reconnect Redis may have lost them (restarted without persistence, a failover to a
+/// replica that was behind), and the online lists would miss members who never left.
+/// Writing an entry that is still there changes nothing. The shared connection may
+/// still be reconnecting when the pub/sub one is back: tried a few times.
+async fn republish_presence(
+    rt: std::sync::Arc<Realtime>,
+    rooms: Vec<std::sync::Arc<crate::hub::Room>>,
+) {
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1..=6 {
+        match write_presence(&rt, &rooms).await {
+            Ok(()) => return,
+            Err(e) if attempt == 6 => {
+                tracing::warn!(error = %e, "presence not written again after a reconnect");
+            }
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn write_presence(
+    rt: &Realtime,
+    rooms: &[std::sync::Arc<crate::hub::Room>],
+) -> anyhow::Result<()> {
+    rt.keep_alive().await?;
+    let mut redis = rt.ctx.redis.clone();
+    for room in rooms {
+        let entries = room.presence_entries();
+        if entries.is_empty() {
+            continue;
+        }
+        let key = Keys::new(&rt.ctx.config.redis_prefix, room.id).presence();
+        redis::AsyncCommands::hset_multiple::<_, _, _, ()>(&mut redis, &key, &entries).await?;
+    }
+    Ok(())
 }
 
 /// Checks the session of each of `user`'s sockets on this node again and closes those

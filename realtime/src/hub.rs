@@ -87,6 +87,9 @@ pub struct ConnHandle {
     pub session: Uuid,
     pub tx: mpsc::Sender<Utf8Bytes>,
     pub kill: Arc<Kill>,
+    /// A party socket's presence entry in Redis (field, value), once written: written
+    /// again when the node's Redis connection comes back (Redis may have lost it).
+    pub presence: Arc<OnceLock<(String, String)>>,
 }
 
 #[derive(Default)]
@@ -298,6 +301,21 @@ impl Room {
     pub fn set_playback(&self, playback: &Playback) {
         let mut cache = lock(&self.cache);
         cache.keep_playback(playback);
+    }
+
+    /// Notes the presence entry socket `conn` wrote (see [`ConnHandle::presence`]).
+    pub fn note_presence(&self, conn: u64, field: String, value: String) {
+        if let Some(c) = self.conns().get(&conn) {
+            let _ = c.presence.set((field, value));
+        }
+    }
+
+    /// The presence entries of this room's sockets on this node.
+    pub fn presence_entries(&self) -> Vec<(String, String)> {
+        self.conns()
+            .values()
+            .filter_map(|c| c.presence.get().cloned())
+            .collect()
     }
 
     /// The users with a socket here.
@@ -564,6 +582,7 @@ mod tests {
                 session: Uuid::nil(),
                 tx: slow_tx,
                 kill: slow_kill.clone(),
+                presence: Arc::default(),
             },
             &subs,
         );
@@ -579,6 +598,7 @@ mod tests {
                 session: Uuid::nil(),
                 tx: fast_tx,
                 kill: Arc::default(),
+                presence: Arc::default(),
             },
             &subs,
         );

@@ -22,12 +22,18 @@ impl TestEnv {
     }
 
     pub async fn spawn_node_with(&self, settings: wp_realtime::Settings) -> TestApp {
-        let state = wp_api::AppState::from(
-            wp_api::App::new(self.config.clone())
-                .await
-                .expect("app state"),
-        );
-        let ctx = wp_realtime::Ctx::new(self.config.clone())
+        self.spawn_node_on(self.config.clone(), settings).await
+    }
+
+    /// A node with its own configuration (say, Redis through a proxy).
+    pub async fn spawn_node_on(
+        &self,
+        config: wp_shared::Config,
+        settings: wp_realtime::Settings,
+    ) -> TestApp {
+        let state =
+            wp_api::AppState::from(wp_api::App::new(config.clone()).await.expect("app state"));
+        let ctx = wp_realtime::Ctx::new(config)
             .await
             .expect("realtime context");
         let rt = wp_realtime::Realtime::start(ctx, settings)

@@ -294,6 +294,7 @@ impl SocketQueue {
                 session: me.session_id,
                 tx,
                 kill: kill.clone(),
+                presence: std::sync::Arc::default(),
             },
             rx,
             kill,

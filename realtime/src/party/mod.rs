@@ -220,13 +220,12 @@ impl Conn {
             node: rt.node.clone(),
             connected_at: now_ms(),
         };
+        let entry = serde_json::to_string(&entry)?;
         redis
-            .hset::<_, _, _, ()>(
-                self.keys.presence(),
-                &self.presence_field,
-                serde_json::to_string(&entry)?,
-            )
+            .hset::<_, _, _, ()>(self.keys.presence(), &self.presence_field, &entry)
             .await?;
+        self.room
+            .note_presence(self.conn, self.presence_field.clone(), entry);
         let playback = self.current_playback().await?;
         self.room.seed(&playback, &settings, self.me.id, role);
         let chat = match resume {

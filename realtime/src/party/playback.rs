@@ -227,6 +227,34 @@ pub async fn change_playback(
     party: Uuid,
     f: impl Fn(&Playback, i64, bool) -> Option<Playback>,
 ) -> anyhow::Result<Option<(Playback, i64)>> {
+    // A Redis connection cut (a restart, a failover) fails the first command on it
+    // while it reconnects: the change is tried again rather than lost. Applying a
+    // control twice is harmless (the second finds the state it would make).
+    let mut retries = 0;
+    loop {
+        match change_once(rt, party, &f).await {
+            Err(e) if retries < 3 && connection_lost(&e) => {
+                retries += 1;
+                tokio::time::sleep(Duration::from_millis(100 * retries)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn connection_lost(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<redis::RedisError>().is_some_and(|r| {
+            r.is_io_error() || r.is_connection_dropped() || r.is_connection_refusal()
+        })
+    })
+}
+
+async fn change_once(
+    rt: &Realtime,
+    party: Uuid,
+    f: &impl Fn(&Playback, i64, bool) -> Option<Playback>,
+) -> anyhow::Result<Option<(Playback, i64)>> {
     let keys = Keys::new(&rt.ctx.config.redis_prefix, party);
     let mut redis = rt.ctx.live.clone();
     for _ in 0..8 {
