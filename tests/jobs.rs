@@ -366,17 +366,16 @@ async fn a_killed_workers_job_is_delivered_again() {
 
     // Another worker picks the job up once the dead one misses its heartbeats
     // (1 s × 2 here; 5 s × 3 by default).
-    let started = std::time::Instant::now();
+    // (The wait is the bound: 2 s of missed heartbeats, well inside 20 s.)
     let workers = env
         .spawn_workers_with(with_smtp(&env, &smtp.url()), &[(Queue::Email, 1)])
         .await;
     eventually(
-        Duration::from_secs(30),
+        Duration::from_secs(20),
         "the re-delivered email",
         || async { (smtp.messages().len() == 1).then_some(()) },
     )
     .await;
-    assert!(started.elapsed() < Duration::from_secs(30));
     eventually(Duration::from_secs(5), "the row marked sent", || async {
         (email_status(&env, id).await.0 == "sent").then_some(())
     })

@@ -62,14 +62,35 @@ async fn ready_video(env: &TestEnv, app: &TestApp, u: &TestUser, fields: &[(&str
     v
 }
 
+/// The files under `STORAGE_DIR/videos`: none when nothing was ever stored (no storage
+/// directory yet). Anything stored elsewhere under `STORAGE_DIR` fails here: a changed
+/// layout must not read as "nothing left".
 fn storage_files(env: &TestEnv) -> Vec<String> {
-    std::fs::read_dir(env.config.storage_dir.join("videos"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+    let root = &env.config.storage_dir;
+    if !root.exists() {
+        return Vec::new();
+    }
+    match std::fs::read_dir(root.join("videos")) {
+        Ok(d) => d
+            .map(|e| {
+                e.expect("a directory entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Nothing stored yet: then nothing else may be there either.
+            let other: Vec<_> = std::fs::read_dir(root)
+                .expect("STORAGE_DIR readable")
+                .map(|e| e.expect("a directory entry").file_name())
+                .filter(|n| n != "thumbnails")
+                .collect();
+            assert!(other.is_empty(), "unexpected storage layout: {other:?}");
+            Vec::new()
+        }
+        Err(e) => panic!("cannot read the videos directory: {e}"),
+    }
 }
 
 #[tokio::test]

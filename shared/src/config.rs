@@ -644,8 +644,21 @@ mod tests {
                 "JWT_PREVIOUS_KEYS",
                 "old:previous-secret-that-is-long-enough-0123",
             ),
+            ("STORAGE_BACKEND", "s3"),
+            ("S3_BUCKET", "videos"),
+            ("S3_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+            ("S3_SECRET_ACCESS_KEY", "s3-very-secret"),
         ])
         .expect("valid");
+        // The secrets are in the configuration, so their absence below means something.
+        assert_eq!(
+            c.jwt_key.secret,
+            b"jwt-secret-that-is-long-enough-0123456789"
+        );
+        assert!(
+            matches!(&c.storage, StorageBackend::S3(s3) if s3.secret_access_key == "s3-very-secret")
+        );
+        assert_eq!(c.clickhouse_password, "chpass");
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(!shown.contains("s3cret"), "{shown}");

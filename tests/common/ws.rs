@@ -208,10 +208,22 @@ impl Ws {
             if left.is_zero() {
                 return;
             }
-            match self.next_within(left).await {
-                Some(f) if f["type"] == kind => panic!("unexpected `{kind}` frame: {f}"),
-                Some(_) => {}
-                None => return,
+            // Silence until the deadline passes; a closed socket does not: it would
+            // see no frame of any kind.
+            match tokio::time::timeout(left, self.stream.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let f: Value = serde_json::from_str(t.as_str()).expect("JSON");
+                    if f["type"] == kind {
+                        panic!("unexpected `{kind}` frame: {f}");
+                    }
+                }
+                Ok(Some(Ok(Message::Close(c)))) => {
+                    panic!("the socket closed ({c:?}) while waiting to see no `{kind}`")
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => panic!("socket error while waiting to see no `{kind}`: {e}"),
+                Ok(None) => panic!("the socket ended while waiting to see no `{kind}`"),
             }
         }
     }
