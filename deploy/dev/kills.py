@@ -3,8 +3,9 @@
 nodes, a worker pool, the scheduler) with their own Redis and ClickHouse, a real SMTP
 server (aiosmtpd) and PostgreSQL; under load (comments and replies, views, party sockets
 with the host seeking), each role is killed with SIGKILL in turn and started again, as a
-supervisor would, then ClickHouse is restarted, then Redis, empty (it keeps nothing on
-disk here: the outbox in PostgreSQL pushes again what Redis lost).
+supervisor would, then ClickHouse is restarted, then stopped for 8 s (SIGSTOP: it hangs
+mid-batch), then Redis is restarted empty (it keeps nothing on disk here: the outbox in
+PostgreSQL pushes again what Redis lost).
 Checks, at the end:
   - every acknowledged comment is stored; every reply to someone else notified its
     parent's author exactly once (in-app) and the notification emails all went out,
@@ -335,6 +336,8 @@ def main():
         "WORKER_MISSED_HEARTBEATS": "3",
         "WORKER_SHUTDOWN_GRACE_SECS": "5",
         "OUTBOX_SWEEP_SECS": "1",
+        # A hung ClickHouse fails its batches after 3 s (then they are retried).
+        "CLICKHOUSE_TIMEOUT_SECS": "3",
     })
     subprocess.run([args.bin, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
 
@@ -448,7 +451,8 @@ def main():
             t.start()
 
         print(f"{'fault':<34}{'ready again (s)':<18}{'sockets back (s): count, max':<30}")
-        faults = ["api", "realtime-1", "worker", "scheduler", "realtime-2", "clickhouse"]
+        faults = ["api", "realtime-1", "worker", "scheduler", "realtime-2", "clickhouse",
+                  "clickhouse-hang"]
         if not args.no_redis:
             faults.append("redis")
         for what in faults:
@@ -460,6 +464,13 @@ def main():
                 time.sleep(1)  # a supervisor's restart delay
                 start(what)
                 back = ready_in(what, t0)
+            elif what == "clickhouse-hang":
+                # Stopped mid-batch (SIGSTOP): connections stay open and nothing answers,
+                # past CLICKHOUSE_TIMEOUT_SECS; then it goes on (SIGCONT).
+                clickhouse.proc.send_signal(signal.SIGSTOP)
+                time.sleep(8)
+                clickhouse.proc.send_signal(signal.SIGCONT)
+                back = max((ready_in(n, t0) or 999) for n in roles)
             else:
                 service = clickhouse if what == "clickhouse" else redis
                 service.kill()
@@ -469,7 +480,12 @@ def main():
                 back = max((ready_in(n, t0) or 999) for n in roles)
             time.sleep(3)
             socks = [d for m in members for (at, d) in m.reconnects if at >= t0]
-            label = f"SIGKILL {what}" if what in procs else f"restart {what} ({'empty' if what == 'redis' else 'data kept'})"
+            if what in procs:
+                label = f"SIGKILL {what}"
+            elif what == "clickhouse-hang":
+                label = "clickhouse stopped 8 s (SIGSTOP)"
+            else:
+                label = f"restart {what} ({'empty' if what == 'redis' else 'data kept'})"
             print(f"{label:<34}{str(back):<18}{len(socks)}, {max(socks, default=0):.1f}")
             if back is None or back > 60:
                 failures.append(f"{what}: not ready again within 60 s")
@@ -501,8 +517,15 @@ def main():
               f"answers by status: {dict(sorted(answers.items()))}")
 
         db = f"wp_{run}"
-        ids = ",".join(f"'{c[0]}'" for c in acked["comments"])
-        stored = int(psql(db, f"SELECT count(*) FROM video_comments WHERE id IN ({ids})"))
+        # Thousands of ids: through a file, not the command line.
+        ids_file = os.path.join(work, "acked-comments.sql")
+        with open(ids_file, "w") as f:
+            ids = ",".join(f"'{c[0]}'" for c in acked["comments"])
+            f.write(f"SELECT count(*) FROM video_comments WHERE id IN ({ids});\n")
+        host, port = PG.rsplit(":", 1)
+        stored = int(subprocess.run(
+            ["psql", "-h", host, "-p", port, "-U", "postgres", "-d", db, "-At", "-f", ids_file],
+            capture_output=True, text=True, check=True).stdout.strip())
         if stored != len(acked["comments"]):
             failures.append(f"{len(acked['comments'])} comments acknowledged, {stored} stored")
         replies_sql = ("SELECT count(*) FROM video_comments c JOIN video_comments p "
@@ -541,8 +564,10 @@ def main():
         deadline = time.time() + 90
         views = -1
         while time.time() < deadline:
-            views = clickhouse_count(clickhouse.port, f"SELECT count() FROM wp_{run}.events "
-                                     "WHERE event_type = 'video.view_start'")
+            # Distinct events: a batch that timed out may still have been written when
+            # ClickHouse went on, and its retry folds into it (ReplacingMergeTree).
+            views = clickhouse_count(clickhouse.port, "SELECT uniqExact(event_id) FROM "
+                                     f"wp_{run}.events WHERE event_type = 'video.view_start'")
             if views >= acked["views"]:
                 break
             time.sleep(1)
