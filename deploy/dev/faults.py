@@ -148,6 +148,65 @@ def aiosmtpd_python():
     sys.exit("no python3 with aiosmtpd (deploy/dev/services.sh --test installs it)")
 
 
+def start_smtp(work):
+    """A real SMTP server (aiosmtpd) writing a Maildir under `work`: (process, port,
+    Maildir), answering once this returns."""
+    mail_dir = os.path.join(work, "maildir")
+    for sub in ("tmp", "new", "cur"):
+        os.makedirs(os.path.join(mail_dir, sub))
+    port = free_port()
+    proc = subprocess.Popen([aiosmtpd_python(), "-m", "aiosmtpd", "-n", "-l",
+                             f"127.0.0.1:{port}", "-c", "aiosmtpd.handlers.Mailbox",
+                             mail_dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, port, mail_dir
+
+
+def message_ids(mail_dir):
+    """The Message-ID of every message the SMTP server stored, one per message."""
+    files = [os.path.join(mail_dir, sub, name) for sub in ("new", "cur")
+             for name in os.listdir(os.path.join(mail_dir, sub))]
+    ids = []
+    for name in files:
+        with open(name, errors="replace") as f:
+            for row in f:
+                if row.lower().startswith("message-id:"):
+                    ids.append(row.split(":", 1)[1].strip())
+                    break
+    return ids
+
+
+def stop_all(procs):
+    """SIGTERM to every process, then each one's exit code (killed after 45 s)."""
+    for p in procs.values():
+        p.send_signal(signal.SIGTERM)
+    exits = {}
+    for name, p in procs.items():
+        try:
+            exits[name] = p.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            exits[name] = "killed after 45 s"
+    return exits
+
+
+def verdict(failures, work, ok, keep):
+    """Prints the failures and exits 1, or prints `ok` (and removes `work`)."""
+    if failures:
+        print(f"FAILED (logs in {work}):")
+        for f in failures:
+            print(f"  - {f}")
+        sys.exit(1)
+    print(ok)
+    if not keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def http(method, url, body=None, timeout=5):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
@@ -180,19 +239,7 @@ def main():
     run = f"faults{os.getpid()}"
     work = tempfile.mkdtemp(prefix="wp-faults-")
     # A real SMTP server (aiosmtpd, writing a Maildir), behind its proxy too.
-    mail_dir = os.path.join(work, "maildir")
-    for sub in ("tmp", "new", "cur"):
-        os.makedirs(os.path.join(mail_dir, sub))
-    smtp_port = free_port()
-    smtp = subprocess.Popen([aiosmtpd_python(), "-m", "aiosmtpd", "-n", "-l",
-                             f"127.0.0.1:{smtp_port}", "-c", "aiosmtpd.handlers.Mailbox",
-                             mail_dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", smtp_port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    smtp, smtp_port, mail_dir = start_smtp(work)
     redis_proxy = Proxy("redis", REDIS)
     pg_proxy = Proxy("postgres", PG)
     smtp_proxy = Proxy("smtp", f"127.0.0.1:{smtp_port}")
@@ -330,18 +377,11 @@ def main():
                 break
             time.sleep(0.5)
         total = int(psql(f"wp_{run}", "SELECT count(*) FROM emails WHERE kind = 'reset_password'"))
-        files = [os.path.join(mail_dir, sub, name) for sub in ("new", "cur")
-                 for name in os.listdir(os.path.join(mail_dir, sub))]
-        ids = set()
-        for name in files:
-            with open(name, errors="replace") as f:
-                for row in f:
-                    if row.lower().startswith("message-id:"):
-                        ids.add(row.split(":", 1)[1].strip())
-                        break
-        print(f"emails: {total} committed, {sent} sent, {len(files)} files with "
+        delivered = message_ids(mail_dir)
+        ids = set(delivered)
+        print(f"emails: {total} committed, {sent} sent, {len(delivered)} files with "
               f"{len(ids)} distinct Message-IDs (including {len(users)} verification emails); "
-              f"{len(files) - len(ids)} sent twice (cut between the send and its record)")
+              f"{len(delivered) - len(ids)} sent twice (cut between the send and its record)")
         # A request cut off after its commit is committed without being acknowledged:
         # more committed than acknowledged is fine, fewer is a loss.
         if sent != total or total < acked[0]:
@@ -360,15 +400,8 @@ def main():
         if acked[0] < 50:
             failures.append(f"only {acked[0]} requests acknowledged: the load did not run")
     finally:
-        exits = {}
-        for name, (p, log) in procs.items():
-            p.send_signal(signal.SIGTERM)
-        for name, (p, log) in procs.items():
-            try:
-                exits[name] = p.wait(timeout=45)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                exits[name] = "killed after 45 s"
+        exits = stop_all({name: p for name, (p, _) in procs.items()})
+        for _, log in procs.values():
             log.close()
         lines = {}
         for name in procs:
@@ -398,15 +431,9 @@ def main():
                 subprocess.run(["redis-cli", "-h", REDIS.split(":")[0], "-p",
                                 REDIS.split(":")[1], "DEL", *keys[i:i + 500]],
                                capture_output=True)
-    if failures:
-        print(f"FAILED (logs in {work}):")
-        for f in failures:
-            print(f"  - {f}")
-        sys.exit(1)
-    print("ok: every role came back by itself; every acknowledged request was delivered "
-          "(a cut between a send and its record may send it twice, with the same Message-ID)")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
+    verdict(failures, work, "ok: every role came back by itself; every acknowledged request "
+            "was delivered (a cut between a send and its record may send it twice, with the "
+            "same Message-ID)", args.keep)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import base64
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import struct
@@ -40,7 +39,8 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from faults import aiosmtpd_python, free_port, http, psql  # noqa: E402
+from faults import (  # noqa: E402
+    free_port, http, message_ids, psql, start_smtp, stop_all, verdict)
 
 PG = os.environ.get("FAULTS_PG", "127.0.0.1:5432")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -311,13 +311,7 @@ def main():
     clickhouse = clickhouse_service(work, services_log)
     redis.start()
     clickhouse.start()
-    mail_dir = os.path.join(work, "maildir")
-    for sub in ("tmp", "new", "cur"):
-        os.makedirs(os.path.join(mail_dir, sub))
-    smtp_port = free_port()
-    smtp = subprocess.Popen([aiosmtpd_python(), "-m", "aiosmtpd", "-n", "-l",
-                             f"127.0.0.1:{smtp_port}", "-c", "aiosmtpd.handlers.Mailbox",
-                             mail_dir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    smtp, smtp_port, mail_dir = start_smtp(work)
     pg_host, pg_port = PG.rsplit(":", 1)
     env = dict(os.environ)
     env.update({
@@ -539,18 +533,10 @@ def main():
                 break
             time.sleep(1)
         emails = int(psql(db, "SELECT count(*) FROM emails WHERE kind LIKE 'notification:%'"))
-        files = [os.path.join(mail_dir, sub, n) for sub in ("new", "cur")
-                 for n in os.listdir(os.path.join(mail_dir, sub))]
-        message_ids = []
-        for name in files:
-            with open(name, errors="replace") as f:
-                for row in f:
-                    if row.lower().startswith("message-id:"):
-                        message_ids.append(row.split(":", 1)[1].strip())
-                        break
+        delivered = message_ids(mail_dir)
         print(f"replies to others: {replies}; reply notifications: {notified}; notification "
-              f"emails: {emails} recorded, {pending} not sent; SMTP: {len(files)} messages, "
-              f"{len(set(message_ids))} distinct Message-IDs")
+              f"emails: {emails} recorded, {pending} not sent; SMTP: {len(delivered)} messages, "
+              f"{len(set(delivered))} distinct Message-IDs")
         if notified != replies:
             failures.append(f"{replies} replies to others, {notified} reply notifications")
         if pending:
@@ -558,8 +544,8 @@ def main():
         # A worker killed after the SMTP server took a message and before the send was
         # recorded sends it again on re-delivery, with the same Message-ID (receivers
         # fold such copies); no email may go out twice under two identities.
-        if len(set(message_ids)) != emails + len(names):
-            failures.append(f"{len(set(message_ids))} distinct emails delivered for "
+        if len(set(delivered)) != emails + len(names):
+            failures.append(f"{len(set(delivered))} distinct emails delivered for "
                             f"{emails} notification and {len(names)} verification emails")
         deadline = time.time() + 90
         views = -1
@@ -595,15 +581,7 @@ def main():
             m.stop = True
             if m.ws:
                 m.ws.close()
-        for name, p in procs.items():
-            p.send_signal(signal.SIGTERM)
-        exits = {}
-        for name, p in procs.items():
-            try:
-                exits[name] = p.wait(timeout=45)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                exits[name] = "killed after 45 s"
+        exits = stop_all(procs)
         print(f"exit codes on SIGTERM: {exits}")
         for name, code in exits.items():
             if code != 0:
@@ -613,15 +591,8 @@ def main():
         clickhouse.kill()
         if not args.keep:
             psql("postgres", f"DROP DATABASE IF EXISTS wp_{run} WITH (FORCE)")
-    if failures:
-        print(f"FAILED (logs in {work}):")
-        for f in failures:
-            print(f"  - {f}")
-        sys.exit(1)
-    print("ok: every role came back; nothing acknowledged was lost; no notification twice; "
-          "every socket back and in step")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
+    verdict(failures, work, "ok: every role came back; nothing acknowledged was lost; no "
+            "notification twice; every socket back and in step", args.keep)
 
 
 if __name__ == "__main__":
