@@ -8,26 +8,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
-PORT=${BENCH_PORT:-8198}
-DB=watch_party_bench_party
-export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB DATABASE_MAX_CONNECTIONS=20
-export REDIS_PREFIX=benchparty BIND_ADDR=127.0.0.1:$PORT PUBLIC_URL=http://127.0.0.1:$PORT
-export CLICKHOUSE_DATABASE=watch_party_bench JWT_SECRET=bench-secret-bench-secret-bench-secret RUST_LOG=warn
-ulimit -n "$(ulimit -Hn)"  # 10,000 sockets need 10,000+ descriptors on each side
+. deploy/bench/party-env.sh
 SQLX_OFFLINE=true cargo build --release --bin watch-party --quiet
 SQLX_OFFLINE=true cargo build --release -p watch-party-realtime --example party_load --quiet
-BIN=target/release/watch-party
-LOAD=target/release/examples/party_load
-psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-$BIN migrate >/dev/null
-redis-cli --scan --pattern 'benchparty:*' | xargs -r redis-cli del >/dev/null
+BIN=${CARGO_TARGET_DIR:-target}/release/watch-party
+LOAD=${CARGO_TARGET_DIR:-target}/release/examples/party_load
+fresh_db "$BIN"
 
 run() {
-  $BIN realtime >/tmp/wp-bench-realtime.log 2>&1 &
-  NODE=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
+  start_node "$BIN" /tmp/wp-bench-realtime.log
   $LOAD --url "ws://127.0.0.1:$PORT" --server-pid "$NODE" "$@" --seconds "$SECS" || true
-  kill $NODE; wait $NODE 2>/dev/null || true
+  stop_node
 }
 
 echo "== 1. 10,000 sockets in 100 parties of 100 (one chat sender per party, 1/s)"
