@@ -191,15 +191,13 @@ async fn run_api(
     tracing::info!(%addr, sockets, "API listening");
     if sockets {
         // One process: the sockets share the API's pools.
-        let ctx = wp_realtime::Ctx {
-            config: state.config.clone(),
-            db: state.db.clone(),
-            redis: state.redis.clone(),
-            live: wp_shared::redis_conn::connect(&state.config)
-                .await
-                .context("cannot connect to Redis at REDIS_URL")?,
-            enqueuer: state.enqueuer.clone(),
-        };
+        let ctx = wp_realtime::Ctx::with(
+            state.config.clone(),
+            state.db.clone(),
+            state.redis.clone(),
+            state.enqueuer.clone(),
+        )
+        .await?;
         let rt = wp_realtime::Realtime::start(ctx, Default::default()).await?;
         let extra = wp_realtime::router(rt.clone());
         wp_api::serve_with(state, extra, listener, async move {

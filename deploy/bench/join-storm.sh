@@ -9,27 +9,18 @@
 #   the joins) and server memory per socket; logs under $LOGS (default /tmp/wp-storm).
 set -euo pipefail
 A=$1 B=$2 ROUNDS=${3:-3} SECS=${4:-20}
-PORT=${BENCH_PORT:-8198}
-DB=watch_party_bench_party
-export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB DATABASE_MAX_CONNECTIONS=20
-export REDIS_PREFIX=benchparty BIND_ADDR=127.0.0.1:$PORT PUBLIC_URL=http://127.0.0.1:$PORT
-export CLICKHOUSE_DATABASE=watch_party_bench JWT_SECRET=bench-secret-bench-secret-bench-secret RUST_LOG=warn
-ulimit -n "$(ulimit -Hn)"
+. "$(dirname "$0")/party-env.sh"
 LOGS=${LOGS:-/tmp/wp-storm}
 mkdir -p "$LOGS"
-psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-"$B/watch-party" migrate >/dev/null
+fresh_db "$B/watch-party"
 
 run() {
   local dir=$1 tag=$2
-  redis-cli --scan --pattern 'benchparty:*' | xargs -r redis-cli del >/dev/null
-  "$dir/watch-party" realtime >"$LOGS/$tag-node.log" 2>&1 &
-  local node=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
-  "$dir/party_load" --url "ws://127.0.0.1:$PORT" --server-pid "$node" --parties 1 --members 1000 \
+  start_node "$dir/watch-party" "$LOGS/$tag-node.log"
+  "$dir/party_load" --url "ws://127.0.0.1:$PORT" --server-pid "$NODE" --parties 1 --members 1000 \
     --senders 1 --kind control --rate 5 --handshakes 50 --read-rate 20000 --during-joins true \
     --seconds "$SECS" >"$LOGS/$tag.log" 2>&1 || true
-  kill $node; wait $node 2>/dev/null || true
+  stop_node
 }
 
 for r in $(seq 1 "$ROUNDS"); do

@@ -10,27 +10,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DIR=$1 ROUNDS=${2:-3} SECS=${3:-10}
-PORT=${BENCH_PORT:-8198} RELAY_PORT=${RELAY_PORT:-8199}
-DB=watch_party_bench_party
-export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB DATABASE_MAX_CONNECTIONS=20
-export REDIS_PREFIX=benchparty BIND_ADDR=127.0.0.1:$PORT PUBLIC_URL=http://127.0.0.1:$PORT
-export CLICKHOUSE_DATABASE=watch_party_bench JWT_SECRET=bench-secret-bench-secret-bench-secret RUST_LOG=warn
-ulimit -n "$(ulimit -Hn)"
+. deploy/bench/party-env.sh
+RELAY_PORT=${RELAY_PORT:-8199}
 LOGS=${LOGS:-/tmp/wp-node-fanout}
 mkdir -p "$LOGS"
 (cd deploy/bench/node && npm install --no-package-lock --no-audit --no-fund --silent)
-psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-"$DIR/watch-party" migrate >/dev/null
+fresh_db "$DIR/watch-party"
 
 server() {
   local tag=$1
-  redis-cli --scan --pattern 'benchparty:*' | xargs -r redis-cli del >/dev/null
-  "$DIR/watch-party" realtime >"$LOGS/$tag-node.log" 2>&1 &
-  local node=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
+  start_node "$DIR/watch-party" "$LOGS/$tag-node.log"
   "$DIR/party_load" --url "ws://127.0.0.1:$PORT" --parties 1 --members 1000 --setup-only "$LOGS/setup.json" >/dev/null
   node deploy/bench/node/fanout.mjs --setup "$LOGS/setup.json" --seconds "$SECS" >"$LOGS/$tag.log" 2>&1 || true
-  kill $node; wait $node 2>/dev/null || true
+  stop_node
 }
 
 relay() {

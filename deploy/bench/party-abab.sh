@@ -14,31 +14,22 @@ A=$1 B=$2 ROUNDS=${3:-3} SECS=${4:-10}
 # loses most of its sockets to a 50-at-a-time connect (deploy/bench/join-storm.sh), and
 # a fan-out to the survivors is not comparable. HANDSHAKES=50 for the join-storm pace.
 HANDSHAKES=${HANDSHAKES:-1}
-PORT=${BENCH_PORT:-8198}
-DB=watch_party_bench_party
-export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB DATABASE_MAX_CONNECTIONS=20
-export REDIS_PREFIX=benchparty BIND_ADDR=127.0.0.1:$PORT PUBLIC_URL=http://127.0.0.1:$PORT
-export CLICKHOUSE_DATABASE=watch_party_bench JWT_SECRET=bench-secret-bench-secret-bench-secret RUST_LOG=warn
-ulimit -n "$(ulimit -Hn)"
+. "$(dirname "$0")/party-env.sh"
 LOGS=${LOGS:-/tmp/wp-abab}
 mkdir -p "$LOGS"
 top -b -d 2 | awk '/^%Cpu/{print; fflush()} /^START|^END/{print; fflush()}' >"$LOGS/cpu.log" 2>&1 &
 MON=$!
 trap 'kill $MON 2>/dev/null || true' EXIT
-psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
-"$B/watch-party" migrate >/dev/null
+fresh_db "$B/watch-party"
 
 run() {
   local dir=$1 tag=$2; shift 2
-  redis-cli --scan --pattern 'benchparty:*' | xargs -r redis-cli del >/dev/null
-  "$dir/watch-party" realtime >"$LOGS/$tag-node.log" 2>&1 &
-  local node=$!
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
+  start_node "$dir/watch-party" "$LOGS/$tag-node.log"
   echo "START $tag $(date +%T)" >>"$LOGS/cpu.log"
-  "$dir/party_load" --url "ws://127.0.0.1:$PORT" --server-pid "$node" "$@" --seconds "$SECS" --handshakes "$HANDSHAKES" \
+  "$dir/party_load" --url "ws://127.0.0.1:$PORT" --server-pid "$NODE" "$@" --seconds "$SECS" --handshakes "$HANDSHAKES" \
     >"$LOGS/$tag.log" 2>&1 || true
   echo "END $tag $(date +%T)" >>"$LOGS/cpu.log"
-  kill $node; wait $node 2>/dev/null || true
+  stop_node
 }
 
 for r in $(seq 1 "$ROUNDS"); do

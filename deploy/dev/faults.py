@@ -148,6 +148,27 @@ def aiosmtpd_python():
     sys.exit("no python3 with aiosmtpd (deploy/dev/services.sh --test installs it)")
 
 
+def role_env(run, work, secret):
+    """The environment every role of a rehearsal shares: its own Redis prefix, ClickHouse
+    database and storage, JSON logs, short heartbeats and sweeps (the caller adds where
+    PostgreSQL, Redis, ClickHouse and SMTP are)."""
+    env = dict(os.environ)
+    env.update({
+        "REDIS_PREFIX": run,
+        "CLICKHOUSE_DATABASE": f"wp_{run}",
+        "STORAGE_DIR": os.path.join(work, "storage"),
+        "JWT_SECRET": f"{secret}-0123456789abcdef",
+        "RATE_LIMIT_MULTIPLIER": "100000",
+        "LOG_FORMAT": "json",
+        "RUST_LOG": "info,access=warn,sqlx=warn,apalis=warn",
+        "WORKER_HEARTBEAT_SECS": "1",
+        "WORKER_MISSED_HEARTBEATS": "3",
+        "WORKER_SHUTDOWN_GRACE_SECS": "5",
+        "OUTBOX_SWEEP_SECS": "1",
+    })
+    return env
+
+
 def start_smtp(work):
     """A real SMTP server (aiosmtpd) writing a Maildir under `work`: (process, port,
     Maildir), answering once this returns."""
@@ -254,23 +275,12 @@ def main():
                       ("smtp", [smtp_proxy], 30, "cut"),
                       ("redis+postgres", [redis_proxy, pg_proxy], 10, "cut"),
                       ("postgres", [pg_proxy], 30, "stall")]
-    env = dict(os.environ)
+    env = role_env(run, work, "faults-rehearsal-secret")
     env.update({
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:{pg_proxy.port}/wp_{run}",
         "REDIS_URL": f"redis://127.0.0.1:{redis_proxy.port}",
-        "REDIS_PREFIX": run,
         "CLICKHOUSE_URL": CLICKHOUSE,
-        "CLICKHOUSE_DATABASE": f"wp_{run}",
         "SMTP_URL": f"smtp://127.0.0.1:{smtp_proxy.port}",
-        "STORAGE_DIR": os.path.join(work, "storage"),
-        "JWT_SECRET": "faults-rehearsal-secret-0123456789abcdef",
-        "RATE_LIMIT_MULTIPLIER": "100000",
-        "LOG_FORMAT": "json",
-        "RUST_LOG": "info,access=warn,sqlx=warn,apalis=warn",
-        "WORKER_HEARTBEAT_SECS": "1",
-        "WORKER_MISSED_HEARTBEATS": "3",
-        "WORKER_SHUTDOWN_GRACE_SECS": "5",
-        "OUTBOX_SWEEP_SECS": "1",
     })
     direct = dict(env, DATABASE_URL=f"postgres://postgres@{pg_host}:{pg_port}/wp_{run}",
                   REDIS_URL=f"redis://{REDIS}")

@@ -40,7 +40,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from faults import (  # noqa: E402
-    free_port, http, message_ids, psql, start_smtp, stop_all, verdict)
+    free_port, http, message_ids, psql, role_env, start_smtp, stop_all, verdict)
 
 PG = os.environ.get("FAULTS_PG", "127.0.0.1:5432")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -313,23 +313,12 @@ def main():
     clickhouse.start()
     smtp, smtp_port, mail_dir = start_smtp(work)
     pg_host, pg_port = PG.rsplit(":", 1)
-    env = dict(os.environ)
+    env = role_env(run, work, "kills-rehearsal-secret")
     env.update({
         "DATABASE_URL": f"postgres://postgres@{pg_host}:{pg_port}/wp_{run}",
         "REDIS_URL": f"redis://127.0.0.1:{redis.port}",
-        "REDIS_PREFIX": run,
         "CLICKHOUSE_URL": f"http://127.0.0.1:{clickhouse.port}",
-        "CLICKHOUSE_DATABASE": f"wp_{run}",
         "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-        "STORAGE_DIR": os.path.join(work, "storage"),
-        "JWT_SECRET": "kills-rehearsal-secret-0123456789abcdef",
-        "RATE_LIMIT_MULTIPLIER": "100000",
-        "LOG_FORMAT": "json",
-        "RUST_LOG": "info,access=warn,sqlx=warn,apalis=warn",
-        "WORKER_HEARTBEAT_SECS": "1",
-        "WORKER_MISSED_HEARTBEATS": "3",
-        "WORKER_SHUTDOWN_GRACE_SECS": "5",
-        "OUTBOX_SWEEP_SECS": "1",
         # A hung ClickHouse fails its batches after 3 s (then they are retried).
         "CLICKHOUSE_TIMEOUT_SECS": "3",
     })

@@ -191,17 +191,15 @@ async fn republish_presence(
     rt: std::sync::Arc<Realtime>,
     rooms: Vec<std::sync::Arc<crate::hub::Room>>,
 ) {
-    let mut delay = Duration::from_millis(200);
-    for attempt in 1..=6 {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
         match write_presence(&rt, &rooms).await {
             Ok(()) => return,
-            Err(e) if attempt == 6 => {
+            Err(e) if backoff.attempts() >= 5 => {
                 tracing::warn!(error = %e, "presence not written again after a reconnect");
+                return;
             }
-            Err(_) => {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
+            Err(_) => tokio::time::sleep(backoff.next_delay()).await,
         }
     }
 }

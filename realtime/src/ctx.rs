@@ -23,6 +23,17 @@ impl Ctx {
     pub async fn new(config: Config) -> anyhow::Result<Self> {
         let (db, redis) = wp_shared::connect(&config).await?;
         let enqueuer = Enqueuer::new(redis.clone(), config.clone());
+        Self::with(config, db, redis, enqueuer).await
+    }
+
+    /// A context on pools the process already has (the all-in-one process shares the
+    /// API's); opens only the second Redis connection (`live`).
+    pub async fn with(
+        config: Config,
+        db: PgPool,
+        redis: ConnectionManager,
+        enqueuer: Enqueuer,
+    ) -> anyhow::Result<Self> {
         let live = wp_shared::redis_conn::connect(&config)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to Redis at REDIS_URL: {e}"))?;

@@ -96,7 +96,7 @@ pub async fn redeliver(
     let mut after = 0i64;
     loop {
         let mut tx = pool.begin().await?;
-        let rows: Vec<Row> = sqlx::query_as::<_, (i64, String, serde_json::Value, Option<String>)>(
+        let rows = sqlx::query_as::<_, Row>(
             "SELECT id, queue, payload, dedupe_key FROM outbox
              WHERE relayed_at IS NOT NULL AND relayed_at <= now() - make_interval(secs => $1)
                AND id > $2
@@ -106,15 +106,7 @@ pub async fn redeliver(
         .bind(after)
         .bind(batch)
         .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|(id, queue, payload, dedupe_key)| Row {
-            id,
-            queue,
-            payload,
-            dedupe_key,
-        })
-        .collect();
+        .await?;
         let fetched = rows.len();
         if let Some(last) = rows.last() {
             after = last.id;
@@ -221,6 +213,7 @@ pub async fn backlog(pool: &PgPool) -> sqlx::Result<(i64, f64)> {
     .await
 }
 
+#[derive(sqlx::FromRow)]
 struct Row {
     id: i64,
     queue: String,

@@ -7,6 +7,12 @@ use redis::aio::ConnectionManagerConfig;
 
 use crate::config::Config;
 
+/// Whether `e` means the connection was lost (cut, refused, an I/O failure) rather
+/// than a command failing: what comes back once the connection is made again.
+pub fn is_connection_lost(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
 /// A multiplexed, auto-reconnecting connection.
 pub async fn connect(config: &Config) -> redis::RedisResult<ConnectionManager> {
     let client = redis::Client::open(config.redis_url.as_str())?;

@@ -48,12 +48,8 @@ pub fn is_outage(e: &BoxDynError) -> bool {
             .is_some_and(|s| matches!(s, crate::mailer::SendError::Unreachable(_)))
         || e.downcast_ref::<sqlx::Error>()
             .is_some_and(wp_shared::db::is_unavailable)
-        || e.downcast_ref::<redis::RedisError>().is_some_and(|r| {
-            r.is_io_error()
-                || r.is_timeout()
-                || r.is_connection_dropped()
-                || r.is_connection_refusal()
-        })
+        || e.downcast_ref::<redis::RedisError>()
+            .is_some_and(|r| wp_shared::redis_conn::is_connection_lost(r) || r.is_timeout())
 }
 
 /// How long a worker holds a job that failed on an outage before handing it back:

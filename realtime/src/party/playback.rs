@@ -244,9 +244,8 @@ pub async fn change_playback(
 
 fn connection_lost(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<redis::RedisError>().is_some_and(|r| {
-            r.is_io_error() || r.is_connection_dropped() || r.is_connection_refusal()
-        })
+        c.downcast_ref::<redis::RedisError>()
+            .is_some_and(wp_shared::redis_conn::is_connection_lost)
     })
 }
 
