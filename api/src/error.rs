@@ -301,6 +301,26 @@ impl From<wp_core::party::PartyError> for AppError {
     }
 }
 
+impl From<wp_core::party::polls::PollError> for AppError {
+    fn from(e: wp_core::party::polls::PollError) -> Self {
+        use wp_core::party::polls::PollError as E;
+        match e {
+            E::NotFound => Self::not_found(),
+            E::Party(e) => e.into(),
+            E::Closed => Self::Conflict {
+                code: "poll_closed",
+                message: e.to_string(),
+            },
+            E::TooMany => Self::Conflict {
+                code: "too_many_polls",
+                message: e.to_string(),
+            },
+            E::Invalid { field, message } => Self::field(field, message),
+            E::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<wp_core::comment::CommentError> for AppError {
     fn from(e: wp_core::comment::CommentError) -> Self {
         use wp_core::comment::CommentError as E;

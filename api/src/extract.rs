@@ -23,25 +23,61 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|m| {
-                let m = m.trim().to_ascii_lowercase();
-                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
-            })
-            .unwrap_or(false);
-        if !is_json {
+        // Refused before the body is read.
+        if !is_json(&req) {
             return Err(AppError::UnsupportedMediaType(
                 "Expected `Content-Type: application/json`.".to_owned(),
             ));
         }
+        JsonBody::from_request(req, state).await?.parse().map(Json)
+    }
+}
+
+/// Whether the request says its body is JSON (`application/json`, `application/*+json`).
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+/// A JSON body read (within the body limit) but not parsed yet: the handler checks
+/// the caller's permission first and then calls [`JsonBody::parse`], so a caller who may
+/// not act learns nothing of the body's schema (403 before 400). Errors as [`Json`].
+#[derive(Debug)]
+pub struct JsonBody {
+    is_json: bool,
+    bytes: Bytes,
+}
+
+impl JsonBody {
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, AppError> {
+        if !self.is_json {
+            return Err(AppError::UnsupportedMediaType(
+                "Expected `Content-Type: application/json`.".to_owned(),
+            ));
+        }
+        parse_json(&self.bytes)
+    }
+}
+
+impl<S> FromRequest<S> for JsonBody
+where
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = is_json(&req);
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(bytes_rejection)?;
-        parse_json(&bytes).map(Json)
+        Ok(Self { is_json, bytes })
     }
 }
 

@@ -59,6 +59,7 @@ error bodies are `{success: false, message, code, errors?, request_id}`. Authent
         (name = "comments", description = "Threaded comments on videos"),
         (name = "notifications", description = "In-app notifications, their preferences, and push devices"),
         (name = "parties", description = "Watch parties: rooms, members, chat history, voice and screen-share state (live on the party socket, docs/realtime.md)"),
+        (name = "polls", description = "Party polls: create, vote, close; live on the party socket (`poll_created`, `poll_updated`, `poll_closed`, `poll_vote`)"),
     )
 )]
 struct ApiDoc;

@@ -286,7 +286,7 @@ fn deliver(rt: &Realtime, channel_start: &str, msg: &redis::Msg) {
         room.observe(event);
         match bus.to_user {
             Some(user) => room.send_to_user(user, &event.frame()),
-            None => room.fan_out(event, None, rt.settings.presence_every),
+            None => room.fan_out(event, None, &rt.settings),
         }
     }
     if let Some(reason) = &bus.disconnect {

@@ -24,8 +24,9 @@ use wp_core::party::{PartyRole, PartySettings, events::PartyEvent};
 use wp_shared::frame::Frame;
 
 use crate::{
+    Settings,
     bus::{Channel, Command},
-    presence,
+    polls, presence,
 };
 
 /// Tells a socket task to close, with the reason sent in its last frame; and what the
@@ -118,6 +119,8 @@ pub struct Room {
     cache: Mutex<Cache>,
     /// Presence changes waiting for the end of the interval.
     presence: Mutex<presence::Batch>,
+    /// Poll counts waiting for the end of the interval.
+    polls: Mutex<polls::Throttle>,
     stats: Arc<Stats>,
 }
 
@@ -172,6 +175,7 @@ impl Room {
             conns: RwLock::new(HashMap::new()),
             cache: Mutex::new(Cache::default()),
             presence: Mutex::new(presence::Batch::default()),
+            polls: Mutex::new(polls::Throttle::default()),
             stats,
         }
     }
@@ -218,34 +222,52 @@ impl Room {
     }
 
     /// Sends an event to every socket here but `except`; presence changes are
-    /// coalesced to at most one frame per `presence_every` ([`presence`]).
-    pub fn fan_out(
-        self: &Arc<Self>,
-        event: &PartyEvent,
-        except: Option<u64>,
-        presence_every: Duration,
-    ) {
-        let PartyEvent::Relay(frame) = event else {
-            return self.broadcast(&event.frame(), except);
+    /// coalesced to at most one frame per `settings.presence_every` ([`presence`]),
+    /// poll counts to one per poll per `settings.poll_every` ([`polls`]).
+    pub fn fan_out(self: &Arc<Self>, event: &PartyEvent, except: Option<u64>, settings: &Settings) {
+        let now = tokio::time::Instant::now();
+        let frame = match event {
+            PartyEvent::Relay(frame) => frame,
+            PartyEvent::PollUpdated(counts) => {
+                let offer = lock(&self.polls).offer(now, settings.poll_every, counts);
+                match offer {
+                    polls::Offer::Now(frame) => self.broadcast(&frame, except),
+                    polls::Offer::FlushAt(at) => self.flush_at(at, Self::flush_polls),
+                    polls::Offer::Queued | polls::Offer::Stale => {}
+                }
+                return;
+            }
+            PartyEvent::PollClosed(poll) => {
+                lock(&self.polls).finish(poll.id);
+                return self.broadcast(&event.frame(), except);
+            }
+            PartyEvent::PollDeleted { poll_id, .. } => {
+                lock(&self.polls).finish(*poll_id);
+                return self.broadcast(&event.frame(), except);
+            }
+            _ => return self.broadcast(&event.frame(), except),
         };
         let Some(user) = presence::user_of(frame) else {
             return self.broadcast(frame, except);
         };
-        let now = tokio::time::Instant::now();
-        let offer = lock(&self.presence).offer(now, presence_every, user, frame.clone(), except);
+        let offer =
+            lock(&self.presence).offer(now, settings.presence_every, user, frame.clone(), except);
         match offer {
             presence::Offer::Now(frame, except) => self.broadcast(&frame, except),
-            presence::Offer::FlushAt(at) => {
-                let room = Arc::downgrade(self);
-                tokio::spawn(async move {
-                    tokio::time::sleep_until(at).await;
-                    if let Some(room) = room.upgrade() {
-                        room.flush_presence();
-                    }
-                });
-            }
+            presence::Offer::FlushAt(at) => self.flush_at(at, Self::flush_presence),
             presence::Offer::Queued => {}
         }
+    }
+
+    /// Runs `flush` on this room at `at` (unless the room is gone by then).
+    fn flush_at(self: &Arc<Self>, at: tokio::time::Instant, flush: fn(&Self)) {
+        let room = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            if let Some(room) = room.upgrade() {
+                flush(&room);
+            }
+        });
     }
 
     /// Sends the presence changes that waited for the end of their interval.
@@ -253,6 +275,14 @@ impl Room {
         let taken = lock(&self.presence).take(tokio::time::Instant::now());
         if let Some((frame, except)) = taken {
             self.broadcast(&frame, except);
+        }
+    }
+
+    /// Sends the poll counts that waited for the end of their interval.
+    fn flush_polls(&self) {
+        let frames = lock(&self.polls).take(tokio::time::Instant::now());
+        for frame in frames {
+            self.broadcast(&frame, None);
         }
     }
 

@@ -14,6 +14,7 @@ pub mod conn;
 pub mod ctx;
 pub mod hub;
 pub mod party;
+pub mod polls;
 pub mod presence;
 mod publisher;
 pub mod refusal;
@@ -53,6 +54,9 @@ pub struct Settings {
     /// Presence changes (`user_joined` / `user_left`) reach a room at most once per
     /// this interval ([`presence`]).
     pub presence_every: Duration,
+    /// A poll's counts (`poll_updated`) reach a room at most once per this interval
+    /// ([`polls`]).
+    pub poll_every: Duration,
 }
 
 impl Default for Settings {
@@ -63,6 +67,7 @@ impl Default for Settings {
             recent_chat: 50,
             idle_timeout: Duration::from_secs(120),
             presence_every: Duration::from_millis(250),
+            poll_every: Duration::from_millis(500),
         }
     }
 }
@@ -136,7 +141,7 @@ impl Realtime {
         let event = event.into();
         if let Some(room) = self.hub.room(party) {
             room.observe(&event);
-            room.fan_out(&event, except, self.settings.presence_every);
+            room.fan_out(&event, except, &self.settings);
         }
         self.publish(
             party,

@@ -45,11 +45,53 @@ pub enum Offer {
     Queued,
 }
 
+/// When something coalesced goes out: at once after a quiet interval, else at the end
+/// of the interval, in one flush for everything that came within it. Shared by the
+/// presence batch and the poll counts ([`crate::polls`]).
+#[derive(Default)]
+pub struct Gate {
+    last_sent: Option<Instant>,
+    scheduled: bool,
+}
+
+/// What [`Gate::pass`] says.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Send now (the gate was quiet).
+    Now,
+    /// Hold it; the first held in its interval: flush at this instant.
+    FlushAt(Instant),
+    /// Hold it behind a flush already scheduled.
+    Queued,
+}
+
+impl Gate {
+    pub fn pass(&mut self, now: Instant, every: Duration) -> Pass {
+        let quiet = self.last_sent.is_none_or(|t| now >= t + every);
+        if !self.scheduled && quiet {
+            self.last_sent = Some(now);
+            return Pass::Now;
+        }
+        if self.scheduled {
+            return Pass::Queued;
+        }
+        self.scheduled = true;
+        Pass::FlushAt(self.last_sent.map_or(now, |t| t + every))
+    }
+
+    /// The scheduled flush ran at `now`; `sent`: it had something to send.
+    pub fn flushed(&mut self, now: Instant, sent: bool) {
+        self.scheduled = false;
+        if sent {
+            self.last_sent = Some(now);
+        }
+    }
+}
+
 /// One room's presence changes waiting for the end of the interval.
 #[derive(Default)]
 pub struct Batch {
-    last_sent: Option<Instant>,
-    scheduled: bool,
+    gate: Gate,
     pending: Vec<Entry>,
 }
 
@@ -62,9 +104,8 @@ impl Batch {
         frame: Frame,
         except: Option<u64>,
     ) -> Offer {
-        let quiet = self.last_sent.is_none_or(|t| now >= t + every);
-        if !self.scheduled && quiet {
-            self.last_sent = Some(now);
+        let pass = self.gate.pass(now, every);
+        if pass == Pass::Now {
             return Offer::Now(frame, except);
         }
         let entry = Entry {
@@ -76,21 +117,18 @@ impl Batch {
             Some(e) => *e = entry,
             None => self.pending.push(entry),
         }
-        if self.scheduled {
-            return Offer::Queued;
+        match pass {
+            Pass::FlushAt(at) => Offer::FlushAt(at),
+            _ => Offer::Queued,
         }
-        self.scheduled = true;
-        let at = self.last_sent.map_or(now, |t| t + every);
-        Offer::FlushAt(at)
     }
 
     /// Ends the interval: what to send for the changes that waited (`None` if nothing).
     pub fn take(&mut self, now: Instant) -> Option<(Frame, Option<u64>)> {
-        self.scheduled = false;
+        self.gate.flushed(now, !self.pending.is_empty());
         if self.pending.is_empty() {
             return None;
         }
-        self.last_sent = Some(now);
         let mut pending = std::mem::take(&mut self.pending);
         if pending.len() == 1 {
             let e = pending.remove(0);

@@ -36,6 +36,11 @@ pub fn schedules(config: &Config) -> anyhow::Result<Vec<Schedule>> {
             job: SystemJob::RelayOutbox,
         },
         Schedule {
+            name: "close-polls",
+            cron: parse("*/2 * * * * *")?,
+            job: SystemJob::ClosePolls,
+        },
+        Schedule {
             name: "vacuum-jobs",
             cron: parse("0 */15 * * * *")?,
             job: SystemJob::VacuumJobs,

@@ -249,6 +249,8 @@ pub enum SystemJob {
     SendDigests,
     /// Remove partial files that a process killed mid-write left in local storage.
     SweepParts,
+    /// Close the party polls whose time is up and tell their parties' sockets.
+    ClosePolls,
     /// Does nothing; used to measure the queue itself (`cargo bench`, load tool).
     Noop { seq: u64 },
 }

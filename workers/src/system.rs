@@ -68,9 +68,37 @@ pub async fn handle_system(
                 tracing::info!(removed = n, "stale partial files removed");
             }
         }
+        SystemJob::ClosePolls => {
+            let n = close_polls(&ctx, chrono::Utc::now()).await?;
+            if n > 0 {
+                tracing::info!(polls = n, "polls closed at the end of their time");
+            }
+        }
         SystemJob::Noop { .. } => {}
     }
     Ok(())
+}
+
+/// Closes the polls due at `now` (`wp_core::party::polls::close_due`: each once, however
+/// many workers run this) and sends each party's sockets `poll_closed` with the final
+/// counts. A publish that fails is logged: the poll is closed all the same, and sockets
+/// that missed the frame read it as closed on their next snapshot or REST read.
+pub async fn close_polls(ctx: &Ctx, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<usize> {
+    use wp_core::party::{
+        events::{BusMsg, PartyEvent, publish},
+        live::Keys,
+        polls,
+    };
+    let closed = polls::close_due(&ctx.db, now).await?;
+    let mut conn = ctx.enqueuer.connection();
+    for poll in &closed {
+        let keys = Keys::new(&ctx.config.redis_prefix, poll.party_id);
+        let msg = BusMsg::to_all("workers", PartyEvent::PollClosed(poll.clone()));
+        if let Err(e) = publish(&mut conn, &keys, &msg).await {
+            tracing::warn!(error = %e, poll = %poll.id, "poll_closed could not be published");
+        }
+    }
+    Ok(closed.len())
 }
 
 /// Removes finished job records (data, metadata, the id in the done set) older than

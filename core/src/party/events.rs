@@ -13,6 +13,7 @@ use super::{
     PartyRole, PartySettings, PartyVisibility,
     chat::ChatMessage,
     live::{self, Playback},
+    polls::{Poll, PollCounts},
 };
 
 /// A user as frames name them (`data.user`).
@@ -99,6 +100,17 @@ pub enum PartyEvent {
         id: Uuid,
         by: UserRef,
     },
+    /// A poll was created (`poll_created`).
+    PollCreated(Poll),
+    /// A poll's counts at a version (`poll_updated`); nodes send the highest version
+    /// they have, at most once per `poll_every` per room.
+    PollUpdated(PollCounts),
+    /// A poll closed, with its final results (`poll_closed`).
+    PollClosed(Poll),
+    PollDeleted {
+        poll_id: Uuid,
+        by: UserRef,
+    },
     /// A frame the nodes pass on as it is and keep no state from (typing, reactions,
     /// buffering, presence, voice, signaling, screen share).
     Relay(Frame),
@@ -158,6 +170,12 @@ impl PartyEvent {
             Self::ChatMessageUpdated(m) => ("chat_message_updated", to_value(m)),
             Self::ChatMessageDeleted { id, by } => {
                 ("chat_message_deleted", json!({ "id": id, "user": by }))
+            }
+            Self::PollCreated(p) => ("poll_created", to_value(p)),
+            Self::PollUpdated(c) => ("poll_updated", to_value(c)),
+            Self::PollClosed(p) => ("poll_closed", to_value(p)),
+            Self::PollDeleted { poll_id, by } => {
+                ("poll_deleted", json!({ "poll_id": poll_id, "user": by }))
             }
             Self::Relay(frame) => return frame.clone(),
         };

@@ -7,6 +7,7 @@ pub mod chat;
 pub mod events;
 pub mod live;
 pub mod members;
+pub mod polls;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -7,6 +7,7 @@
 mod chat_frames;
 mod media;
 mod playback;
+mod poll_frames;
 
 use media::stop_share;
 pub use playback::{change_playback, end_wait};
@@ -34,6 +35,7 @@ use wp_core::{
     party::{
         self as parties, Membership, chat,
         live::{self as live, Keys, Playback, PresenceEntry, VoiceAction},
+        polls,
     },
 };
 use wp_shared::frame::Frame;
@@ -266,6 +268,7 @@ impl Conn {
         let screen = live::screen_share(&mut redis, &self.keys).await?;
         let reactions = live::reaction_counts(&mut redis, &self.keys).await?;
         let buffering: HashMap<String, i64> = redis.hgetall(self.keys.buffering()).await?;
+        let polls = polls::open_polls(&rt.ctx.db, self.party, self.me.id).await?;
         let now = now_ms();
         let snapshot = Frame::server(
             "party_state",
@@ -281,6 +284,7 @@ impl Conn {
                 "screen_share": screen,
                 "reactions": reactions,
                 "buffering": buffering.keys().collect::<Vec<_>>(),
+                "polls": polls,
                 "server_time": now,
             }),
         );
@@ -367,6 +371,7 @@ impl Conn {
             "offer" | "answer" | "ice_candidate" => self.signal(&frame).await,
             "screen_share_start" => self.screen_start().await,
             "screen_share_stop" => self.screen_stop(role).await,
+            "poll_vote" => self.poll_vote(&frame.data).await,
             other => Err(err(
                 "unknown_type",
                 format!(

@@ -12,6 +12,7 @@ mod crud;
 pub mod interactive;
 mod invites;
 mod members;
+pub mod polls;
 
 pub use chat::*;
 pub use crud::*;
@@ -195,4 +196,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(edit_message, delete_message))
         .routes(routes!(interactive::screen_shares))
         .routes(routes!(interactive::voice_chat, interactive::voice_update))
+        .routes(routes!(polls::list_polls, polls::create_poll))
+        .routes(routes!(polls::poll_detail, polls::delete_poll))
+        .routes(routes!(polls::respond, polls::retract))
+        .routes(routes!(polls::close_poll))
+        .routes(routes!(polls::poll_votes))
 }
