@@ -198,7 +198,8 @@ async fn run_api(
             state.enqueuer.clone(),
         )
         .await?;
-        let rt = wp_realtime::Realtime::start(ctx, Default::default()).await?;
+        let settings = wp_realtime::Settings::from_config(&state.config);
+        let rt = wp_realtime::Realtime::start(ctx, settings).await?;
         let extra = wp_realtime::router(rt.clone());
         wp_api::serve_with(state, extra, listener, async move {
             shutdown.await;
@@ -216,11 +217,12 @@ async fn run_api(
 async fn run_realtime(config: Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let addr = config.bind_addr;
     let ops_addr = config.ops_bind_addr;
+    let settings = wp_realtime::Settings::from_config(&config);
     let ctx = wp_realtime::Ctx::new(config).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("BIND_ADDR: cannot listen on {addr}"))?;
-    let rt = wp_realtime::Realtime::start(ctx, Default::default()).await?;
+    let rt = wp_realtime::Realtime::start(ctx, settings).await?;
     let probes = Arc::new(wp_realtime::ops(&rt));
     ops::serve(probes.clone(), ops_addr, wait(shutdown.clone())).await?;
     tracing::info!(%addr, node = %rt.node, "realtime node listening");

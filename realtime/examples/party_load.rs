@@ -14,7 +14,10 @@
 //!   --senders 1 --kind control --rate 5 --seconds 10
 //! ```
 //! `--kind`: `control` (the host seeks; fan-out latency of control frames), `chat`
-//! (stored messages; latency), `typing` (no storage; throughput).
+//! (stored messages; latency), `typing` (no storage; throughput), `poll` (each party has
+//! a poll; every sender votes once, at its own moment within `--seconds` when `--rate` is
+//! 1/`--seconds`: how long after the last vote each member sees the final counts, and
+//! how many `poll_updated` frames a member gets per second).
 
 #![expect(
     clippy::print_stdout,
@@ -170,6 +173,31 @@ async fn main() -> anyhow::Result<()> {
         .await?;
         parties.push((id, chunk.to_vec()));
     }
+    // A poll in each party (`--kind poll`): four options.
+    let mut polls = Vec::new();
+    if a.kind == "poll" {
+        for (party, members) in &parties {
+            let poll = Uuid::now_v7();
+            sqlx::query(
+                "INSERT INTO party_polls (id, party_id, creator_id, question) VALUES ($1, $2, $3, 'Load?')",
+            )
+            .bind(poll)
+            .bind(party)
+            .bind(members[0].0)
+            .execute(&db)
+            .await?;
+            let options: Vec<Uuid> = (0..4).map(|_| Uuid::now_v7()).collect();
+            sqlx::query(
+                "INSERT INTO party_poll_options (id, poll_id, position, text)
+                 SELECT o, $1, (n - 1)::smallint, 'option ' || n FROM unnest($2::uuid[]) WITH ORDINALITY AS t (o, n)",
+            )
+            .bind(poll)
+            .bind(&options)
+            .execute(&db)
+            .await?;
+            polls.push((poll, options));
+        }
+    }
     println!("setup done in {:.1} s", t.elapsed().as_secs_f64());
     if let Some(file) = &a.setup_only {
         let mut out = Vec::new();
@@ -200,8 +228,16 @@ async fn main() -> anyhow::Result<()> {
     let marker: &'static str = match a.kind.as_str() {
         "control" => "\"video_state\"",
         "chat" => "\"chat_message\"",
+        "poll" => "\"poll_updated\"",
         _ => "\"typing\"",
     };
+    // `--kind poll`: the voters a party's final counts show, the moment each party's
+    // last vote was sent (µs since start), and per socket: when it saw the final counts
+    // and the most `poll_updated` frames it got within one second.
+    let final_voters = a.senders.min(a.members) as u64;
+    let last_vote: Arc<Vec<AtomicU64>> =
+        Arc::new((0..parties.len()).map(|_| AtomicU64::new(0)).collect());
+    let finals = Arc::new(Mutex::new(Vec::<(usize, Option<u64>, u64)>::new()));
 
     // Connect everyone: each socket its own task, `--handshakes` in flight at once (the
     // host of each party first), every socket reading from the moment it is up.
@@ -230,6 +266,7 @@ async fn main() -> anyhow::Result<()> {
             stop.clone(),
             closes.clone(),
         );
+        let finals = finals.clone();
         readers.push(tokio::spawn(async move {
             let ws = loop {
                 match tokio_tungstenite::connect_async_with_config(&url, None, true).await {
@@ -247,6 +284,9 @@ async fn main() -> anyhow::Result<()> {
             drop(sinks_tx); // the collection below ends when every socket is up
 
             let mut mine = Vec::new();
+            // `--kind poll`: when the final counts came, and frames per second.
+            let mut final_at = None;
+            let mut per_sec = BTreeMap::<u64, u64>::new();
             // When this socket had its snapshot: controls sent before then reach it
             // queued behind the join (counted apart from those to members already in).
             let mut snapshot_at = None;
@@ -277,6 +317,16 @@ async fn main() -> anyhow::Result<()> {
                 received.fetch_add(1, Ordering::Relaxed);
                 // The send time (µs since the tool started) rides in the frame.
                 let now = start.elapsed().as_micros() as u64;
+                if marker == "\"poll_updated\"" {
+                    *per_sec.entry(now / 1_000_000).or_default() += 1;
+                    let voters = serde_json::from_str::<serde_json::Value>(&t)
+                        .ok()
+                        .and_then(|f| f["data"]["voters_count"].as_u64());
+                    if final_at.is_none() && voters == Some(final_voters) {
+                        final_at = Some(now);
+                    }
+                    continue;
+                }
                 let sent = t
                     .split("\"position\":")
                     .nth(1)
@@ -294,6 +344,10 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             latencies.lock().await.extend(mine);
+            if marker == "\"poll_updated\"" {
+                let busiest = per_sec.values().copied().max().unwrap_or(0);
+                finals.lock().await.push((p, final_at, busiest));
+            }
             if let Some(why) = end {
                 *closes.lock().await.entry(why).or_default() += 1;
             }
@@ -307,17 +361,19 @@ async fn main() -> anyhow::Result<()> {
         kind: a.kind.clone(),
         interval: Duration::from_secs_f64(1.0 / a.rate),
         start,
+        polls: Arc::new(polls),
+        last_vote: last_vote.clone(),
     };
     if a.during_joins {
         measuring.store(true, Ordering::Relaxed);
     }
-    while let Some((_, i, sink)) = sinks_rx.recv().await {
+    while let Some((p, i, sink)) = sinks_rx.recv().await {
         if i >= a.senders {
             idle.push(sink);
         } else if a.during_joins {
-            sending.push(send.spawn(sink, sending.len(), start_deadline(a.seconds)));
+            sending.push(send.spawn(sink, p, sending.len(), start_deadline(a.seconds)));
         } else {
-            senders.push(sink);
+            senders.push((p, sink));
         }
     }
     // Every socket is up; wait for their snapshots (slow readers take a while).
@@ -357,14 +413,16 @@ async fn main() -> anyhow::Result<()> {
     measuring.store(true, Ordering::Relaxed);
     let t = Instant::now();
     let deadline = start_deadline(a.seconds);
-    for (i, sink) in senders.into_iter().enumerate() {
-        sending.push(send.spawn(sink, i, deadline));
+    for (i, (p, sink)) in senders.into_iter().enumerate() {
+        sending.push(send.spawn(sink, p, i, deadline));
     }
     let mut sinks = Vec::new();
     for task in sending {
         sinks.push(task.await?);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Polls: the last counts may wait up to one throttle interval.
+    let settle = if a.kind == "poll" { 2000 } else { 500 };
+    tokio::time::sleep(Duration::from_millis(settle)).await;
     measuring.store(false, Ordering::Relaxed);
     let secs = if a.during_joins {
         start.elapsed().as_secs_f64()
@@ -414,6 +472,35 @@ async fn main() -> anyhow::Result<()> {
             after.iter().map(|(_, l, _)| *l).collect(),
         );
     }
+    if a.kind == "poll" {
+        let finals = finals.lock().await.clone();
+        let missing = finals.iter().filter(|f| f.1.is_none()).count();
+        let mut after: Vec<u64> = finals
+            .iter()
+            .filter_map(|(p, at, _)| {
+                Some(
+                    at.as_ref()?
+                        .saturating_sub(last_vote[*p].load(Ordering::Relaxed)),
+                )
+            })
+            .collect();
+        after.sort_unstable();
+        let mut busiest: Vec<u64> = finals.iter().map(|f| f.2).collect();
+        busiest.sort_unstable();
+        println!(
+            "final counts ({final_voters} voters) seen by {} of {} sockets ({missing} never saw them); after the party's last vote was sent: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            after.len(),
+            finals.len(),
+            pct(&after, 0.5),
+            pct(&after, 0.99),
+            pct(&after, 1.0)
+        );
+        println!(
+            "poll_updated frames per member in its busiest second: median {}, max {}",
+            busiest.get(busiest.len() / 2).copied().unwrap_or(0),
+            busiest.last().copied().unwrap_or(0)
+        );
+    }
     println!("connect errors: {}", errors.load(Ordering::Relaxed));
     drop(sinks);
     pinger.abort();
@@ -430,13 +517,24 @@ struct Send {
     kind: String,
     interval: Duration,
     start: Instant,
+    /// Per party (`--kind poll`): its poll and the poll's options.
+    polls: Arc<Vec<(Uuid, Vec<Uuid>)>>,
+    /// Per party: when its last vote was sent (µs since start).
+    last_vote: Arc<Vec<AtomicU64>>,
 }
 
 impl Send {
     /// Sends from `sink` at the rate until `deadline`; the `i`-th sender starts at its
     /// own phase, as independent people would, instead of all on the same tick.
-    fn spawn(&self, mut sink: Sink, i: usize, deadline: Instant) -> tokio::task::JoinHandle<Sink> {
+    fn spawn(
+        &self,
+        mut sink: Sink,
+        p: usize,
+        i: usize,
+        deadline: Instant,
+    ) -> tokio::task::JoinHandle<Sink> {
         let (kind, interval, start) = (self.kind.clone(), self.interval, self.start);
+        let (polls, last_vote) = (self.polls.clone(), self.last_vote.clone());
         let phase = interval.mul_f64((i as f64 * 0.618_033_988_75).fract());
         tokio::spawn(async move {
             tokio::time::sleep(phase).await;
@@ -451,6 +549,12 @@ impl Send {
                         "data": {"action": "seek", "position": us as f64 / 1e6}}),
                     "chat" => serde_json::json!({"type": "chat_message", "timestamp": 0,
                         "data": {"content": format!("lt:{us} message {n}")}}),
+                    "poll" => {
+                        let (poll, options) = &polls[p];
+                        last_vote[p].fetch_max(us, Ordering::Relaxed);
+                        serde_json::json!({"type": "poll_vote", "timestamp": 0,
+                            "data": {"poll_id": poll, "option_id": options[(i + n as usize) % options.len()]}})
+                    }
                     _ => {
                         serde_json::json!({"type": "typing", "timestamp": 0, "data": {"is_typing": n.is_multiple_of(2)}})
                     }

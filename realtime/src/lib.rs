@@ -59,6 +59,18 @@ pub struct Settings {
     pub poll_every: Duration,
 }
 
+impl Settings {
+    /// The defaults, with the intervals ops may tune (`PRESENCE_EVERY_MS`,
+    /// `POLL_UPDATE_EVERY_MS`).
+    pub fn from_config(config: &wp_shared::Config) -> Self {
+        Self {
+            presence_every: config.presence_every,
+            poll_every: config.poll_update_every,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {

@@ -109,6 +109,12 @@ pub struct Config {
     /// A job pushed from the outbox and not finished after this long is pushed again
     /// (a no-op while Redis still holds it; `OUTBOX_REDELIVER_SECS`, default 600).
     pub outbox_redeliver_after: Duration,
+    /// A realtime room sends presence changes at most this often (`PRESENCE_EVERY_MS`,
+    /// default 250; 0: every change at once).
+    pub presence_every: Duration,
+    /// A realtime room sends a poll's counts at most this often (`POLL_UPDATE_EVERY_MS`,
+    /// default 500; 0: after every vote).
+    pub poll_update_every: Duration,
     /// Key that signs access tokens (HS256) and its id (`kid`).
     pub jwt_key: JwtKey,
     /// True when `JWT_SECRET` is unset and `jwt_key` was made up by this process.
@@ -242,6 +248,8 @@ impl fmt::Debug for Config {
             .field("job_max_attempts", &self.job_max_attempts)
             .field("outbox_sweep_secs", &self.outbox_sweep_secs)
             .field("outbox_redeliver_after", &self.outbox_redeliver_after)
+            .field("presence_every", &self.presence_every)
+            .field("poll_update_every", &self.poll_update_every)
             .field("jwt_key", &self.jwt_key)
             .field("jwt_previous_keys", &self.jwt_previous_keys)
             .field("access_token_ttl", &self.access_token_ttl)
@@ -395,6 +403,8 @@ impl Config {
         }
         let outbox_redeliver_after =
             Duration::from_secs(r.positive("OUTBOX_REDELIVER_SECS", 600u64)?);
+        let presence_every = Duration::from_millis(r.parse("PRESENCE_EVERY_MS", 250u64)?);
+        let poll_update_every = Duration::from_millis(r.parse("POLL_UPDATE_EVERY_MS", 500u64)?);
         let public_url = r.url("PUBLIC_URL", "http://127.0.0.1:8000", &["http", "https"])?;
         let jwt_key = match r.raw("JWT_SECRET") {
             Some(secret) => {
@@ -526,6 +536,8 @@ impl Config {
             job_max_attempts: r.positive("JOB_MAX_ATTEMPTS", 8)?,
             outbox_sweep_secs,
             outbox_redeliver_after,
+            presence_every,
+            poll_update_every,
             jwt_key_ephemeral: r.raw("JWT_SECRET").is_none(),
             jwt_key,
             jwt_previous_keys,
