@@ -321,6 +321,23 @@ impl From<wp_core::party::polls::PollError> for AppError {
     }
 }
 
+impl From<wp_core::group::GroupError> for AppError {
+    fn from(e: wp_core::group::GroupError) -> Self {
+        use wp_core::group::GroupError as E;
+        match e {
+            E::NotFound => Self::not_found(),
+            E::PermissionDenied(m) => Self::forbidden("permission_denied", m),
+            E::Banned => Self::forbidden("banned", e.to_string()),
+            E::Invalid { field, message } => Self::field(field, message),
+            E::Conflict { code, message } => Self::Conflict {
+                code,
+                message: message.to_owned(),
+            },
+            E::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<wp_core::comment::CommentError> for AppError {
     fn from(e: wp_core::comment::CommentError) -> Self {
         use wp_core::comment::CommentError as E;

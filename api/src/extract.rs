@@ -64,6 +64,14 @@ impl JsonBody {
         }
         parse_json(&self.bytes)
     }
+
+    /// [`JsonBody::parse`], or the default when the body is empty (an optional body).
+    pub fn parse_or_default<T: DeserializeOwned + Default>(&self) -> Result<T, AppError> {
+        if self.bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        self.parse()
+    }
 }
 
 impl<S> FromRequest<S> for JsonBody

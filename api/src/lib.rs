@@ -33,7 +33,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use crate::state::{App, AppState};
 use crate::{
     error::AppError,
-    routes::{accounts, admin, notifications, parties, social, system, videos},
+    routes::{accounts, admin, groups, notifications, parties, social, system, videos},
 };
 
 #[derive(OpenApi)]
@@ -59,6 +59,7 @@ error bodies are `{success: false, message, code, errors?, request_id}`. Authent
         (name = "comments", description = "Threaded comments on videos"),
         (name = "notifications", description = "In-app notifications, their preferences, and push devices"),
         (name = "parties", description = "Watch parties: rooms, members, chat history, voice and screen-share state (live on the party socket, docs/realtime.md)"),
+        (name = "groups", description = "Social groups: public and private groups, membership, join requests, invitations, roles and bans"),
         (name = "polls", description = "Party polls: create, vote, close; live on the party socket (`poll_created`, `poll_updated`, `poll_closed`, `poll_vote`)"),
     )
 )]
@@ -88,6 +89,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(accounts::router())
         .merge(social::router())
+        .merge(groups::router())
         .merge(admin::router())
         .merge(videos::router())
         .merge(parties::router())

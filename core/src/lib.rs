@@ -10,6 +10,7 @@
 pub mod account;
 pub mod comment;
 pub mod events;
+pub mod group;
 pub mod notify;
 pub mod party;
 pub mod social;

@@ -98,6 +98,33 @@ pub const KINDS: &[Kind] = &[
         emailed_by_flow: false,
     },
     Kind {
+        name: "group.invite",
+        description: "Someone invited you to a group",
+        in_app: true,
+        email: true,
+        push: true,
+        required: false,
+        emailed_by_flow: false,
+    },
+    Kind {
+        name: "group.join_request",
+        description: "Someone asked to join a group you run",
+        in_app: true,
+        email: false,
+        push: true,
+        required: false,
+        emailed_by_flow: false,
+    },
+    Kind {
+        name: "group.request_approved",
+        description: "Your request to join a group was approved",
+        in_app: true,
+        email: true,
+        push: true,
+        required: false,
+        emailed_by_flow: false,
+    },
+    Kind {
         name: "admin.broadcast",
         description: "Announcements from the Watch Party team",
         in_app: true,
@@ -187,6 +214,39 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         (
             "party.announcement.subject",
             "{{ actor }} in \"{{ payload.title }}\"",
+        ),
+        ("group.invite.title", "Group invitation"),
+        (
+            "group.invite.body",
+            "{{ actor }} invited you to join \"{{ payload.name }}\".",
+        ),
+        ("group.invite.link", "/groups/{{ payload.group_id }}"),
+        ("group.invite.subject", "{{ actor }} invited you to a group"),
+        ("group.join_request.title", "New join request"),
+        (
+            "group.join_request.body",
+            "{{ actor }} asked to join \"{{ payload.name }}\".",
+        ),
+        (
+            "group.join_request.link",
+            "/groups/{{ payload.group_id }}/requests",
+        ),
+        (
+            "group.join_request.subject",
+            "{{ actor }} asked to join \"{{ payload.name }}\"",
+        ),
+        ("group.request_approved.title", "Welcome to the group"),
+        (
+            "group.request_approved.body",
+            "{{ actor }} approved your request to join \"{{ payload.name }}\".",
+        ),
+        (
+            "group.request_approved.link",
+            "/groups/{{ payload.group_id }}",
+        ),
+        (
+            "group.request_approved.subject",
+            "You are now a member of \"{{ payload.name }}\"",
         ),
         ("admin.broadcast.title", "{{ payload.title }}"),
         ("admin.broadcast.body", "{{ payload.body }}"),
@@ -282,6 +342,33 @@ const SPANISH: &[(&str, &str)] = &[
     (
         "es:party.invite.subject",
         "{{ actor }} te ha invitado a una watch party",
+    ),
+    ("es:group.invite.title", "Invitación a un grupo"),
+    (
+        "es:group.invite.body",
+        "{{ actor }} te ha invitado a unirte a \"{{ payload.name }}\".",
+    ),
+    (
+        "es:group.invite.subject",
+        "{{ actor }} te ha invitado a un grupo",
+    ),
+    ("es:group.join_request.title", "Nueva solicitud para unirse"),
+    (
+        "es:group.join_request.body",
+        "{{ actor }} ha pedido unirse a \"{{ payload.name }}\".",
+    ),
+    (
+        "es:group.join_request.subject",
+        "{{ actor }} ha pedido unirse a \"{{ payload.name }}\"",
+    ),
+    ("es:group.request_approved.title", "Bienvenido al grupo"),
+    (
+        "es:group.request_approved.body",
+        "{{ actor }} ha aprobado tu solicitud para unirte a \"{{ payload.name }}\".",
+    ),
+    (
+        "es:group.request_approved.subject",
+        "Ya eres miembro de \"{{ payload.name }}\"",
     ),
     (
         "es:party.announcement.subject",
@@ -590,7 +677,7 @@ mod tests {
                 &serde_json::json!({"video_id": "v1", "comment_id": "c1",
                                     "title": "News", "body": "<b>eve</b> says hi", "link": "/news",
                                     "what": "<b>eve</b> changed your password", "message": "hi",
-                                    "party_id": "p1", "code": "ABC"}),
+                                    "party_id": "p1", "code": "ABC", "group_id": "g1", "name": "Film club"}),
                 "https://app.example/",
             )
             .unwrap();

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod groups;
 pub mod notifications;
 pub mod parties;
 pub mod social;

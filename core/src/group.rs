@@ -1,0 +1,1064 @@
+//! Social groups (seed item 8): the model, the one rule for who sees a group, and
+//! membership — join (public), request and approval (private), invitations, leave with
+//! hand-over, roles, removal and bans.
+//!
+//! **Who sees a group** ([`VISIBLE`]): anyone, when it is public; otherwise its members,
+//! the users it invited, and staff. Everyone else gets 404 for it and never finds it in a
+//! list. **Who may do what**: admins edit and delete the group and change roles; admins
+//! and moderators invite, decide join requests, remove and ban (a moderator only plain
+//! members); any member leaves. The last admin to leave hands the group to the longest-
+//! standing moderator, else member; the last member to leave ends the group.
+//!
+//! Every change takes the group's row lock first, so `member_count` (kept with the rows
+//! in the same transaction) is exact under concurrency, and role checks see the roles as
+//! they are.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{account::Actor, social::UserSummary};
+
+pub const NAME_MAX: usize = 100;
+pub const DESCRIPTION_MAX: usize = 2000;
+pub const CATEGORY_MAX: usize = 50;
+pub const MESSAGE_MAX: usize = 500;
+
+crate::text_enum! {
+    /// A member's role in a group, lowest first.
+    pub enum GroupRole as "group role" {
+        Member = "member",
+        Moderator = "moderator",
+        Admin = "admin",
+    }
+}
+
+/// A group as one caller sees it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Group {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    /// The group's first admin.
+    pub admin: UserSummary,
+    pub is_private: bool,
+    pub category: String,
+    pub member_count: i32,
+    /// The caller's role, if a member.
+    pub my_role: Option<GroupRole>,
+    /// The caller has a pending invitation (join to accept).
+    pub invited: bool,
+    /// The caller has asked to join and waits for a decision.
+    pub requested: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct GroupRow {
+    id: Uuid,
+    name: String,
+    description: String,
+    admin_id: Uuid,
+    admin_username: String,
+    admin_display_name: String,
+    is_private: bool,
+    category: String,
+    member_count: i32,
+    my_role: Option<GroupRole>,
+    invited: bool,
+    requested: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<GroupRow> for Group {
+    fn from(r: GroupRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            admin: UserSummary {
+                id: r.admin_id,
+                username: r.admin_username,
+                display_name: r.admin_display_name,
+            },
+            is_private: r.is_private,
+            category: r.category,
+            member_count: r.member_count,
+            my_role: r.my_role,
+            invited: r.invited,
+            requested: r.requested,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// `$1`: the caller, `$2`: whether the caller is staff.
+const SELECT: &str = "SELECT g.id, g.name, g.description, g.admin_id, u.username AS admin_username,
+        u.display_name AS admin_display_name, g.is_private, g.category, g.member_count,
+        m.role AS my_role,
+        EXISTS (SELECT 1 FROM group_invitations i WHERE i.group_id = g.id AND i.user_id = $1) AS invited,
+        EXISTS (SELECT 1 FROM group_join_requests r WHERE r.group_id = g.id AND r.user_id = $1) AS requested,
+        g.created_at, g.updated_at
+   FROM social_groups g
+   JOIN users u ON u.id = g.admin_id
+   LEFT JOIN group_members m ON m.group_id = g.id AND m.user_id = $1";
+
+/// The rule: who may see a group (with [`SELECT`]'s joins and parameters).
+const VISIBLE: &str = "(NOT g.is_private OR m.user_id IS NOT NULL OR $2
+        OR EXISTS (SELECT 1 FROM group_invitations i WHERE i.group_id = g.id AND i.user_id = $1))";
+
+/// Why a group action is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    /// No such group, or one the caller may not see (or no such user for the action).
+    #[error("Not found.")]
+    NotFound,
+    #[error("{0}")]
+    PermissionDenied(&'static str),
+    #[error("You are banned from this group.")]
+    Banned,
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The action cannot be done in the group's state; `code` says why.
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: &'static str,
+    },
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+pub type GroupResult<T> = Result<T, GroupError>;
+
+fn invalid(field: &'static str, message: impl Into<String>) -> GroupError {
+    GroupError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// A trimmed text of at most `max` characters (`min` 1: not empty).
+fn text(field: &'static str, value: &str, min: usize, max: usize) -> GroupResult<String> {
+    let v = value.trim();
+    let n = v.chars().count();
+    if n < min || n > max {
+        return Err(invalid(
+            field,
+            format!("{min} to {max} characters (after trimming)."),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+/// A new group.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroup {
+    /// 1 to 100 characters.
+    pub name: String,
+    /// At most 2000 characters.
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub is_private: bool,
+    /// At most 50 characters.
+    #[serde(default)]
+    pub category: String,
+}
+
+impl NewGroup {
+    pub fn checked(self) -> GroupResult<Self> {
+        Ok(Self {
+            name: text("name", &self.name, 1, NAME_MAX)?,
+            description: text("description", &self.description, 0, DESCRIPTION_MAX)?,
+            is_private: self.is_private,
+            category: text("category", &self.category, 0, CATEGORY_MAX)?,
+        })
+    }
+}
+
+/// Changes to a group (absent fields stay).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub is_private: Option<bool>,
+    pub category: Option<String>,
+}
+
+impl GroupPatch {
+    pub fn checked(self) -> GroupResult<Self> {
+        Ok(Self {
+            name: self
+                .name
+                .map(|v| text("name", &v, 1, NAME_MAX))
+                .transpose()?,
+            description: self
+                .description
+                .map(|v| text("description", &v, 0, DESCRIPTION_MAX))
+                .transpose()?,
+            is_private: self.is_private,
+            category: self
+                .category
+                .map(|v| text("category", &v, 0, CATEGORY_MAX))
+                .transpose()?,
+        })
+    }
+}
+
+/// A group `me` may see, with `me`'s role; `NotFound` otherwise.
+pub async fn visible(conn: &mut PgConnection, me: &Actor, id: Uuid) -> GroupResult<Group> {
+    sqlx::query_as::<_, GroupRow>(&format!("{SELECT} WHERE g.id = $3 AND {VISIBLE}"))
+        .bind(me.id)
+        .bind(me.is_staff())
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(Group::from)
+        .ok_or(GroupError::NotFound)
+}
+
+/// [`visible`] under the group's row lock (taken first).
+async fn locked(conn: &mut PgConnection, me: &Actor, id: Uuid) -> GroupResult<Group> {
+    sqlx::query("SELECT 1 FROM social_groups WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(GroupError::NotFound)?;
+    visible(conn, me, id).await
+}
+
+/// `PermissionDenied` unless `me` is at least `min` in `g` (staff always pass).
+pub fn require(g: &Group, me: &Actor, min: GroupRole) -> GroupResult<()> {
+    if me.is_staff() || g.my_role.is_some_and(|r| r >= min) {
+        return Ok(());
+    }
+    Err(GroupError::PermissionDenied(match min {
+        GroupRole::Admin => "Only the group's admins may do this.",
+        GroupRole::Moderator => "Only the group's admins and moderators may do this.",
+        GroupRole::Member => "Join the group first.",
+    }))
+}
+
+/// Checks, before a request body is read, that `me` is at least `min` in group `id`.
+pub async fn may(db: &PgPool, me: &Actor, id: Uuid, min: GroupRole) -> GroupResult<()> {
+    let mut conn = db.acquire().await?;
+    let g = visible(&mut conn, me, id).await?;
+    require(&g, me, min)
+}
+
+/// Creates a group with `me` as its admin.
+pub async fn create(db: &PgPool, me: &Actor, new: &NewGroup) -> GroupResult<Group> {
+    let mut tx = db.begin().await?;
+    let id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO social_groups (id, name, description, admin_id, is_private, category)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(&new.name)
+    .bind(&new.description)
+    .bind(me.id)
+    .bind(new.is_private)
+    .bind(&new.category)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO group_members (group_id, user_id, role) VALUES ($1, $2, 'admin')")
+        .bind(id)
+        .bind(me.id)
+        .execute(&mut *tx)
+        .await?;
+    let g = visible(&mut tx, me, id).await?;
+    tx.commit().await?;
+    Ok(g)
+}
+
+/// Filters of the group list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Words of the name or description.
+    pub search: Option<String>,
+    pub category: Option<String>,
+    /// Only the caller's groups.
+    pub mine: bool,
+}
+
+/// A page of the groups `me` may see, largest first, then newest; and how many in all.
+pub async fn list(
+    conn: &mut PgConnection,
+    me: &Actor,
+    f: &ListFilter,
+    limit: i64,
+    offset: i64,
+) -> GroupResult<(Vec<Group>, i64)> {
+    let search = f
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            format!(
+                "%{}%",
+                s.replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        });
+    let cond = format!(
+        "{VISIBLE} AND ($3::text IS NULL OR g.name ILIKE $3 OR g.description ILIKE $3)
+           AND ($4::text IS NULL OR g.category = $4)
+           AND (NOT $5 OR m.user_id IS NOT NULL)"
+    );
+    let count: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM social_groups g
+           LEFT JOIN group_members m ON m.group_id = g.id AND m.user_id = $1
+          WHERE {cond}"
+    ))
+    .bind(me.id)
+    .bind(me.is_staff())
+    .bind(&search)
+    .bind(&f.category)
+    .bind(f.mine)
+    .fetch_one(&mut *conn)
+    .await?;
+    let rows: Vec<GroupRow> = sqlx::query_as(&format!(
+        "{SELECT} WHERE {cond} ORDER BY g.member_count DESC, g.created_at DESC, g.id LIMIT $6 OFFSET $7"
+    ))
+    .bind(me.id)
+    .bind(me.is_staff())
+    .bind(&search)
+    .bind(&f.category)
+    .bind(f.mine)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((rows.into_iter().map(Group::from).collect(), count))
+}
+
+/// Edits a group (admins, staff).
+pub async fn update(db: &PgPool, me: &Actor, id: Uuid, p: &GroupPatch) -> GroupResult<Group> {
+    let mut tx = db.begin().await?;
+    let g = locked(&mut tx, me, id).await?;
+    require(&g, me, GroupRole::Admin)?;
+    sqlx::query(
+        "UPDATE social_groups SET name = COALESCE($2, name), description = COALESCE($3, description),
+                is_private = COALESCE($4, is_private), category = COALESCE($5, category),
+                updated_at = now()
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&p.name)
+    .bind(&p.description)
+    .bind(p.is_private)
+    .bind(&p.category)
+    .execute(&mut *tx)
+    .await?;
+    let g = visible(&mut tx, me, id).await?;
+    tx.commit().await?;
+    Ok(g)
+}
+
+/// Deletes a group (admins, staff).
+pub async fn delete(db: &PgPool, me: &Actor, id: Uuid) -> GroupResult<()> {
+    let mut tx = db.begin().await?;
+    let g = locked(&mut tx, me, id).await?;
+    require(&g, me, GroupRole::Admin)?;
+    sqlx::query("DELETE FROM social_groups WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Adds `user` as a member (no-op if already one); keeps `member_count`. The caller
+/// holds the group's lock.
+async fn add_member(conn: &mut PgConnection, group: Uuid, user: Uuid) -> sqlx::Result<bool> {
+    let added = sqlx::query(
+        "INSERT INTO group_members (group_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(group)
+    .bind(user)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    sqlx::query("DELETE FROM group_invitations WHERE group_id = $1 AND user_id = $2")
+        .bind(group)
+        .bind(user)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM group_join_requests WHERE group_id = $1 AND user_id = $2")
+        .bind(group)
+        .bind(user)
+        .execute(&mut *conn)
+        .await?;
+    if added {
+        sqlx::query("UPDATE social_groups SET member_count = member_count + 1 WHERE id = $1")
+            .bind(group)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(added)
+}
+
+/// Removes `user`'s membership (their role, if they were a member); keeps
+/// `member_count`, hands the group over when its last admin goes, and deletes the group
+/// when nobody is left. The caller holds the group's lock.
+async fn drop_member(conn: &mut PgConnection, group: Uuid, user: Uuid) -> sqlx::Result<Departed> {
+    let role: Option<GroupRole> = sqlx::query_scalar(
+        "DELETE FROM group_members WHERE group_id = $1 AND user_id = $2 RETURNING role",
+    )
+    .bind(group)
+    .bind(user)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if role.is_none() {
+        return Ok(Departed::NotAMember);
+    }
+    let left: i32 = sqlx::query_scalar(
+        "UPDATE social_groups SET member_count = member_count - 1 WHERE id = $1 RETURNING member_count",
+    )
+    .bind(group)
+    .fetch_one(&mut *conn)
+    .await?;
+    if left == 0 {
+        sqlx::query("DELETE FROM social_groups WHERE id = $1")
+            .bind(group)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(Departed::GroupEnded);
+    }
+    // An admin must remain: the longest-standing moderator, else member, becomes one.
+    sqlx::query(
+        "UPDATE group_members SET role = 'admin'
+          WHERE group_id = $1 AND NOT EXISTS (
+                SELECT 1 FROM group_members WHERE group_id = $1 AND role = 'admin')
+            AND user_id = (SELECT user_id FROM group_members WHERE group_id = $1
+                            ORDER BY CASE role WHEN 'moderator' THEN 0 ELSE 1 END, joined_at, user_id
+                            LIMIT 1)",
+    )
+    .bind(group)
+    .execute(&mut *conn)
+    .await?;
+    fix_first_admin(conn, group).await?;
+    Ok(Departed::Left)
+}
+
+/// Points `admin_id` at an admin (the longest-standing) when it no longer is one.
+async fn fix_first_admin(conn: &mut PgConnection, group: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE social_groups g SET admin_id = (
+                SELECT user_id FROM group_members WHERE group_id = g.id AND role = 'admin'
+                 ORDER BY joined_at, user_id LIMIT 1)
+          WHERE g.id = $1 AND NOT EXISTS (
+                SELECT 1 FROM group_members WHERE group_id = g.id AND user_id = g.admin_id AND role = 'admin')",
+    )
+    .bind(group)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// What [`drop_member`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departed {
+    Left,
+    /// The last member left: the group is gone.
+    GroupEnded,
+    NotAMember,
+}
+
+async fn banned(conn: &mut PgConnection, group: Uuid, user: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM group_bans WHERE group_id = $1 AND user_id = $2)",
+    )
+    .bind(group)
+    .bind(user)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// What a join did.
+#[derive(Debug)]
+pub enum Joined {
+    /// A member now (a public group, or an invitation), or already one.
+    Member(Group),
+    /// A private group: the request waits for an admin or moderator; the outbox rows of
+    /// their notifications (relay after commit).
+    Requested(Vec<i64>),
+}
+
+/// Joins a public group (or a private one `me` was invited to); asks to join a private
+/// one otherwise (`message` goes with the request). A private group is joined by its id,
+/// which its members share (a link): the id is unguessable, so answering the request
+/// (instead of 404) tells nobody else that the group exists.
+pub async fn join(db: &PgPool, me: &Actor, id: Uuid, message: &str) -> GroupResult<Joined> {
+    let message = text("message", message, 0, MESSAGE_MAX)?;
+    let mut tx = db.begin().await?;
+    let (is_private, name): (bool, String) =
+        sqlx::query_as("SELECT is_private, name FROM social_groups WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(GroupError::NotFound)?;
+    let seen = visible(&mut tx, me, id).await.ok();
+    if let Some(g) = seen.as_ref().filter(|g| g.my_role.is_some()) {
+        let g = g.clone();
+        tx.commit().await?;
+        return Ok(Joined::Member(g));
+    }
+    if banned(&mut tx, id, me.id).await? {
+        return Err(GroupError::Banned);
+    }
+    if !is_private || seen.is_some_and(|g| g.invited) {
+        add_member(&mut tx, id, me.id).await?;
+        let g = visible(&mut tx, me, id).await?;
+        tx.commit().await?;
+        return Ok(Joined::Member(g));
+    }
+    let fresh = sqlx::query(
+        "INSERT INTO group_join_requests (group_id, user_id, message) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(me.id)
+    .bind(&message)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    let mut rows = Vec::new();
+    if fresh {
+        // The admins and moderators hear of it (each once: a repeated request is no new
+        // request).
+        let deciders: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT user_id FROM group_members WHERE group_id = $1 AND role IN ('admin', 'moderator')",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for d in deciders {
+            rows.push(
+                crate::events::emit(
+                    &mut tx,
+                    "group.join_request",
+                    Some(me.id),
+                    Some(d),
+                    serde_json::json!({ "group_id": id, "name": name }),
+                )
+                .await?,
+            );
+        }
+    }
+    tx.commit().await?;
+    Ok(Joined::Requested(rows))
+}
+
+/// Leaves a group (any member). The last admin hands it over; the last member ends it.
+pub async fn leave(db: &PgPool, me: &Actor, id: Uuid) -> GroupResult<Departed> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SELECT 1 FROM social_groups WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(GroupError::NotFound)?;
+    let member = match role_of(&mut tx, id, me.id).await {
+        Ok(_) => true,
+        Err(GroupError::NotFound) => false,
+        Err(e) => return Err(e),
+    };
+    if !member {
+        // Withdraws a pending request, if any.
+        let withdrawn =
+            sqlx::query("DELETE FROM group_join_requests WHERE group_id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(me.id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        if withdrawn == 0 {
+            return Err(GroupError::Conflict {
+                code: "not_a_member",
+                message: "You are not a member of this group.",
+            });
+        }
+        return Ok(Departed::NotAMember);
+    }
+    let d = drop_member(&mut tx, id, me.id).await?;
+    tx.commit().await?;
+    Ok(d)
+}
+
+/// A member of a group.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GroupMember {
+    pub user: UserSummary,
+    pub role: GroupRole,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// A page of a group's members (admins, moderators, then by joining) and the total.
+/// Anyone who sees the group sees its members.
+pub async fn members(
+    conn: &mut PgConnection,
+    me: &Actor,
+    id: Uuid,
+    limit: i64,
+    offset: i64,
+) -> GroupResult<(Vec<GroupMember>, i64)> {
+    let g = visible(conn, me, id).await?;
+    let rows: Vec<(Uuid, String, String, GroupRole, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT u.id, u.username, u.display_name, m.role, m.joined_at
+           FROM group_members m JOIN users u ON u.id = m.user_id
+          WHERE m.group_id = $1
+          ORDER BY CASE m.role WHEN 'admin' THEN 0 WHEN 'moderator' THEN 1 ELSE 2 END, m.joined_at, u.id
+          LIMIT $2 OFFSET $3",
+    )
+    .bind(id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((
+        rows.into_iter()
+            .map(
+                |(id, username, display_name, role, joined_at)| GroupMember {
+                    user: UserSummary {
+                        id,
+                        username,
+                        display_name,
+                    },
+                    role,
+                    joined_at,
+                },
+            )
+            .collect(),
+        i64::from(g.member_count),
+    ))
+}
+
+/// A pending request to join.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct JoinRequest {
+    pub user: UserSummary,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A page of a group's pending join requests, oldest first (admins and moderators).
+pub async fn requests(
+    conn: &mut PgConnection,
+    me: &Actor,
+    id: Uuid,
+    limit: i64,
+    offset: i64,
+) -> GroupResult<(Vec<JoinRequest>, i64)> {
+    let g = visible(conn, me, id).await?;
+    require(&g, me, GroupRole::Moderator)?;
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM group_join_requests WHERE group_id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let rows: Vec<(Uuid, String, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT u.id, u.username, u.display_name, r.message, r.created_at
+           FROM group_join_requests r JOIN users u ON u.id = r.user_id
+          WHERE r.group_id = $1 ORDER BY r.created_at, u.id LIMIT $2 OFFSET $3",
+    )
+    .bind(id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((
+        rows.into_iter()
+            .map(
+                |(id, username, display_name, message, created_at)| JoinRequest {
+                    user: UserSummary {
+                        id,
+                        username,
+                        display_name,
+                    },
+                    message,
+                    created_at,
+                },
+            )
+            .collect(),
+        count,
+    ))
+}
+
+/// Approves (the user becomes a member and is told) or rejects a pending request
+/// (admins and moderators). Returns the outbox row to relay, if any.
+pub async fn decide(
+    db: &PgPool,
+    me: &Actor,
+    id: Uuid,
+    user: Uuid,
+    approve: bool,
+) -> GroupResult<Option<i64>> {
+    let mut tx = db.begin().await?;
+    let g = locked(&mut tx, me, id).await?;
+    require(&g, me, GroupRole::Moderator)?;
+    let pending =
+        sqlx::query("DELETE FROM group_join_requests WHERE group_id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+    if !pending {
+        return Err(GroupError::NotFound);
+    }
+    let mut row = None;
+    if approve {
+        add_member(&mut tx, id, user).await?;
+        row = Some(
+            crate::events::emit(
+                &mut tx,
+                "group.request_approved",
+                Some(me.id),
+                Some(user),
+                serde_json::json!({ "group_id": id, "name": g.name }),
+            )
+            .await?,
+        );
+    }
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Invites `user` (admins and moderators): they may then see the group and join it.
+/// Not for a user who blocked either side, a member or a banned user. Returns the
+/// outbox row of the invitation's notification (None: already invited).
+pub async fn invite(db: &PgPool, me: &Actor, id: Uuid, user: Uuid) -> GroupResult<Option<i64>> {
+    let mut tx = db.begin().await?;
+    let g = locked(&mut tx, me, id).await?;
+    require(&g, me, GroupRole::Moderator)?;
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1 AND status = 'active') AND NOT blocked_between($1, $2)",
+    )
+    .bind(user)
+    .bind(me.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !exists {
+        return Err(invalid("user_id", "No such user."));
+    }
+    let member: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM group_members WHERE group_id = $1 AND user_id = $2)",
+    )
+    .bind(id)
+    .bind(user)
+    .fetch_one(&mut *tx)
+    .await?;
+    if member {
+        return Err(GroupError::Conflict {
+            code: "already_a_member",
+            message: "This user is already a member.",
+        });
+    }
+    if banned(&mut tx, id, user).await? {
+        return Err(GroupError::Conflict {
+            code: "banned",
+            message: "This user is banned from the group; unban them first.",
+        });
+    }
+    let fresh = sqlx::query(
+        "INSERT INTO group_invitations (group_id, user_id, invited_by) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(me.id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    let row = if fresh {
+        Some(
+            crate::events::emit(
+                &mut tx,
+                "group.invite",
+                Some(me.id),
+                Some(user),
+                serde_json::json!({ "group_id": id, "name": g.name }),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// Declines `me`'s invitation to a group (it then disappears for `me` if private).
+pub async fn decline(db: &PgPool, me: &Actor, id: Uuid) -> GroupResult<()> {
+    let mut tx = db.begin().await?;
+    locked(&mut tx, me, id).await?;
+    let n = sqlx::query("DELETE FROM group_invitations WHERE group_id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(me.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    if n == 0 {
+        return Err(GroupError::NotFound);
+    }
+    Ok(())
+}
+
+/// The target's role, or `NotFound` when they are not a member.
+async fn role_of(conn: &mut PgConnection, group: Uuid, user: Uuid) -> GroupResult<GroupRole> {
+    sqlx::query_scalar("SELECT role FROM group_members WHERE group_id = $1 AND user_id = $2")
+        .bind(group)
+        .bind(user)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(GroupError::NotFound)
+}
+
+/// Checks that `me` may remove or ban `target` (of `role`): admins anyone but
+/// themselves, moderators plain members.
+fn may_remove(g: &Group, me: &Actor, target: Uuid, role: GroupRole) -> GroupResult<()> {
+    if target == me.id {
+        return Err(GroupError::Conflict {
+            code: "use_leave",
+            message: "To leave the group, use leave.",
+        });
+    }
+    require(g, me, GroupRole::Moderator)?;
+    let mine = if me.is_staff() {
+        GroupRole::Admin
+    } else {
+        g.my_role.unwrap_or(GroupRole::Member)
+    };
+    if mine == GroupRole::Moderator && role != GroupRole::Member {
+        return Err(GroupError::PermissionDenied(
+            "Moderators may remove plain members only.",
+        ));
+    }
+    Ok(())
+}
+
+/// Sets a member's role (admins, staff). The group keeps at least one admin.
+pub async fn set_role(
+    db: &PgPool,
+    me: &Actor,
+    id: Uuid,
+    user: Uuid,
+    role: GroupRole,
+) -> GroupResult<GroupMember> {
+    let mut tx = db.begin().await?;
+    let g = locked(&mut tx, me, id).await?;
+    require(&g, me, GroupRole::Admin)?;
+    let current = role_of(&mut tx, id, user).await?;
+    if current == GroupRole::Admin && role != GroupRole::Admin {
+        let admins: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM group_members WHERE group_id = $1 AND role = 'admin'",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if admins <= 1 {
+            return Err(GroupError::Conflict {
+                code: "last_admin",
+                message: "A group keeps at least one admin; make someone else admin first.",
+            });
+        }
+    }
+    let m: (Uuid, String, String, GroupRole, DateTime<Utc>) = sqlx::query_as(
+        "WITH u AS (UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2
+                    RETURNING user_id, role, joined_at)
+         SELECT u.user_id, us.username, us.display_name, u.role, u.joined_at
+           FROM u JOIN users us ON us.id = u.user_id",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(role)
+    .fetch_one(&mut *tx)
+    .await?;
+    fix_first_admin(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(GroupMember {
+        user: UserSummary {
+            id: m.0,
+            username: m.1,
+            display_name: m.2,
+        },
+        role: m.3,
+        joined_at: m.4,
+    })
+}
+
+/// Removes a member (see [`may_remove`]).
+pub async fn remove(db: &PgPool, me: &Actor, id: Uuid, user: Uuid) -> GroupResult<()> {
+    let mut tx = db.begin().await?;
+    let g = locked(&mut tx, me, id).await?;
+    let role = role_of(&mut tx, id, user).await?;
+    may_remove(&g, me, user, role)?;
+    drop_member(&mut tx, id, user).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Bans a user (a member, or anyone not yet in): their membership, request and
+/// invitation go, and they cannot join again until unbanned.
+pub async fn ban(db: &PgPool, me: &Actor, id: Uuid, user: Uuid, reason: &str) -> GroupResult<()> {
+    let reason = text("reason", reason, 0, MESSAGE_MAX)?;
+    let mut tx = db.begin().await?;
+    let g = locked(&mut tx, me, id).await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
+        .bind(user)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !exists {
+        return Err(invalid("user_id", "No such user."));
+    }
+    let role = match role_of(&mut tx, id, user).await {
+        Ok(r) => Some(r),
+        Err(GroupError::NotFound) => None,
+        Err(e) => return Err(e),
+    };
+    may_remove(&g, me, user, role.unwrap_or(GroupRole::Member))?;
+    if role.is_some() {
+        drop_member(&mut tx, id, user).await?;
+    }
+    for table in ["group_invitations", "group_join_requests"] {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE group_id = $1 AND user_id = $2"
+        ))
+        .bind(id)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO group_bans (group_id, user_id, banned_by, reason) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (group_id, user_id) DO UPDATE SET reason = EXCLUDED.reason",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(me.id)
+    .bind(&reason)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Lifts a ban (admins and moderators).
+pub async fn unban(db: &PgPool, me: &Actor, id: Uuid, user: Uuid) -> GroupResult<()> {
+    let mut tx = db.begin().await?;
+    let g = locked(&mut tx, me, id).await?;
+    require(&g, me, GroupRole::Moderator)?;
+    let n = sqlx::query("DELETE FROM group_bans WHERE group_id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    if n == 0 {
+        return Err(GroupError::NotFound);
+    }
+    Ok(())
+}
+
+/// A ban.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GroupBan {
+    pub user: UserSummary,
+    pub reason: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A group's bans, newest first (admins and moderators).
+pub async fn bans(conn: &mut PgConnection, me: &Actor, id: Uuid) -> GroupResult<Vec<GroupBan>> {
+    let g = visible(conn, me, id).await?;
+    require(&g, me, GroupRole::Moderator)?;
+    let rows: Vec<(Uuid, String, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT u.id, u.username, u.display_name, b.reason, b.created_at
+           FROM group_bans b JOIN users u ON u.id = b.user_id
+          WHERE b.group_id = $1 ORDER BY b.created_at DESC, u.id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, username, display_name, reason, created_at)| GroupBan {
+                user: UserSummary {
+                    id,
+                    username,
+                    display_name,
+                },
+                reason,
+                created_at,
+            },
+        )
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_groups_are_trimmed_and_checked() {
+        let g = NewGroup {
+            name: "  Film club ".into(),
+            description: String::new(),
+            is_private: false,
+            category: " movies ".into(),
+        }
+        .checked()
+        .unwrap();
+        assert_eq!(
+            (g.name.as_str(), g.category.as_str()),
+            ("Film club", "movies")
+        );
+        for (name, category, field) in [(" ", "", "name"), ("x", &*"c".repeat(51), "category")] {
+            let e = NewGroup {
+                name: name.into(),
+                description: String::new(),
+                is_private: false,
+                category: category.into(),
+            }
+            .checked()
+            .unwrap_err();
+            assert!(matches!(e, GroupError::Invalid { field: f, .. } if f == field));
+        }
+        let e = GroupPatch {
+            name: Some("n".repeat(101)),
+            ..Default::default()
+        }
+        .checked()
+        .unwrap_err();
+        assert!(matches!(e, GroupError::Invalid { field: "name", .. }));
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(GroupRole::Admin > GroupRole::Moderator);
+        assert!(GroupRole::Moderator > GroupRole::Member);
+        assert!("owner".parse::<GroupRole>().is_err());
+    }
+}
