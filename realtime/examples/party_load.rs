@@ -538,6 +538,15 @@ impl Send {
         let phase = interval.mul_f64((i as f64 * 0.618_033_988_75).fract());
         tokio::spawn(async move {
             tokio::time::sleep(phase).await;
+            if kind == "poll" {
+                // One vote each, at its own moment, whatever the deadline.
+                let (poll, options) = &polls[p];
+                last_vote[p].fetch_max(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+                let frame = serde_json::json!({"type": "poll_vote", "timestamp": 0,
+                    "data": {"poll_id": poll, "option_id": options[i % options.len()]}});
+                let _ = sink.send(Message::text(frame.to_string())).await;
+                return sink;
+            }
             let mut tick = tokio::time::interval(interval);
             let mut n = 0u64;
             while Instant::now() < deadline {
@@ -549,12 +558,6 @@ impl Send {
                         "data": {"action": "seek", "position": us as f64 / 1e6}}),
                     "chat" => serde_json::json!({"type": "chat_message", "timestamp": 0,
                         "data": {"content": format!("lt:{us} message {n}")}}),
-                    "poll" => {
-                        let (poll, options) = &polls[p];
-                        last_vote[p].fetch_max(us, Ordering::Relaxed);
-                        serde_json::json!({"type": "poll_vote", "timestamp": 0,
-                            "data": {"poll_id": poll, "option_id": options[(i + n as usize) % options.len()]}})
-                    }
                     _ => {
                         serde_json::json!({"type": "typing", "timestamp": 0, "data": {"is_typing": n.is_multiple_of(2)}})
                     }

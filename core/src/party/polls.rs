@@ -480,33 +480,29 @@ pub async fn vote(
     in_party: Option<Uuid>,
     choice: &[Uuid],
 ) -> PollResult<Voted> {
-    let mut tx = db.begin().await?;
-    let head: Option<(Uuid, bool, bool, bool)> = sqlx::query_as(&format!(
-        "SELECT p.party_id, p.multiple_choice, p.hide_results, {IS_OPEN}
-           FROM party_polls p WHERE p.id = $1 FOR NO KEY UPDATE"
-    ))
+    // What does not change once the poll exists (its party, kind and options) and who
+    // may vote are read before the poll's lock: the lock is held only for the vote.
+    let head: Option<(Uuid, bool, bool, Vec<Uuid>)> = sqlx::query_as(
+        "SELECT p.party_id, p.multiple_choice, p.hide_results,
+                ARRAY(SELECT o.id FROM party_poll_options o WHERE o.poll_id = p.id ORDER BY o.position)
+           FROM party_polls p WHERE p.id = $1",
+    )
     .bind(poll)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(db)
     .await?;
-    let Some((party, multiple, hidden, open)) = head else {
+    let Some((party, multiple, hidden, options)) = head else {
         return Err(PollError::NotFound);
     };
     if in_party.is_some_and(|p| p != party) {
         return Err(PollError::NotFound);
     }
-    super::visible(&mut tx, me, party)
-        .await
-        .map_err(not_found_as_poll)?
-        .member_role()?;
-    if !open {
-        return Err(PollError::Closed);
+    {
+        let mut conn = db.acquire().await?;
+        super::visible(&mut conn, me, party)
+            .await
+            .map_err(not_found_as_poll)?
+            .member_role()?;
     }
-    let options: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM party_poll_options WHERE poll_id = $1 ORDER BY position",
-    )
-    .bind(poll)
-    .fetch_all(&mut *tx)
-    .await?;
     let mut chosen: Vec<Uuid> = Vec::with_capacity(choice.len());
     for c in choice {
         if !options.contains(c) {
@@ -524,12 +520,28 @@ pub async fn vote(
     }
     // In the poll's order.
     chosen.sort_by_key(|c| options.iter().position(|o| o == c));
-    let before: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT option_id FROM party_poll_votes WHERE poll_id = $1 AND user_id = $2",
+
+    let mut tx = db.begin().await?;
+    let open: Option<bool> = sqlx::query_scalar(&format!(
+        "SELECT {IS_OPEN} FROM party_polls p WHERE p.id = $1 FOR NO KEY UPDATE"
+    ))
+    .bind(poll)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match open {
+        None => return Err(PollError::NotFound),
+        Some(false) => return Err(PollError::Closed),
+        Some(true) => {}
+    }
+    // Read after the lock is held (a statement of its own, so its snapshot sees every
+    // vote committed before): the voter's options and the counters, in the poll's order.
+    let (before, mut counts): (Vec<Uuid>, Vec<i32>) = sqlx::query_as(
+        "SELECT ARRAY(SELECT option_id FROM party_poll_votes WHERE poll_id = $1 AND user_id = $2),
+                ARRAY(SELECT votes_count FROM party_poll_options WHERE poll_id = $1 ORDER BY position)",
     )
     .bind(poll)
     .bind(me.id)
-    .fetch_all(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
     let removed: Vec<Uuid> = before
         .iter()
@@ -542,13 +554,17 @@ pub async fn vote(
         .copied()
         .collect();
     if removed.is_empty() && added.is_empty() {
-        tx.commit().await?;
+        tx.rollback().await?;
         return Ok(Voted {
             party,
             my_votes: chosen,
             update: None,
             outbox_row: None,
         });
+    }
+    // The counters as this vote leaves them.
+    for (i, o) in options.iter().enumerate() {
+        counts[i] += i32::from(added.contains(o)) - i32::from(removed.contains(o));
     }
     let voters_delta = i32::from(!chosen.is_empty()) - i32::from(!before.is_empty());
     // One statement: the vote rows, the option counters and the poll's version.
@@ -575,13 +591,6 @@ pub async fn vote(
     .bind(voters_delta)
     .fetch_one(&mut *tx)
     .await?;
-    // The counters as this vote left them (read after the statement, under the lock).
-    let counts: Vec<(Uuid, i32)> = sqlx::query_as(
-        "SELECT id, votes_count FROM party_poll_options WHERE poll_id = $1 ORDER BY position",
-    )
-    .bind(poll)
-    .fetch_all(&mut *tx)
-    .await?;
     let mut event = AnalyticsEvent::new(
         "poll.vote",
         Some(me.id),
@@ -602,9 +611,13 @@ pub async fn vote(
             poll_id: poll,
             version,
             options: (!hidden).then(|| {
-                counts
-                    .into_iter()
-                    .map(|(id, votes_count)| OptionCount { id, votes_count })
+                options
+                    .iter()
+                    .zip(counts)
+                    .map(|(id, votes_count)| OptionCount {
+                        id: *id,
+                        votes_count,
+                    })
                     .collect()
             }),
             voters_count: voters,
