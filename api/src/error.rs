@@ -321,6 +321,22 @@ impl From<wp_core::party::polls::PollError> for AppError {
     }
 }
 
+impl From<wp_core::event::EventError> for AppError {
+    fn from(e: wp_core::event::EventError) -> Self {
+        use wp_core::event::EventError as E;
+        match e {
+            E::NotFound => Self::not_found(),
+            E::PermissionDenied(m) => Self::forbidden("permission_denied", m),
+            E::Invalid { field, message } => Self::field(field, message),
+            E::Conflict { code, message } => Self::Conflict {
+                code,
+                message: message.to_owned(),
+            },
+            E::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<wp_core::group::GroupError> for AppError {
     fn from(e: wp_core::group::GroupError) -> Self {
         use wp_core::group::GroupError as E;

@@ -33,7 +33,7 @@ use utoipa_swagger_ui::SwaggerUi;
 pub use crate::state::{App, AppState};
 use crate::{
     error::AppError,
-    routes::{accounts, admin, groups, notifications, parties, social, system, videos},
+    routes::{accounts, admin, events, groups, notifications, parties, social, system, videos},
 };
 
 #[derive(OpenApi)]
@@ -59,6 +59,7 @@ error bodies are `{success: false, message, code, errors?, request_id}`. Authent
         (name = "comments", description = "Threaded comments on videos"),
         (name = "notifications", description = "In-app notifications, their preferences, and push devices"),
         (name = "parties", description = "Watch parties: rooms, members, chat history, voice and screen-share state (live on the party socket, docs/realtime.md)"),
+        (name = "events", description = "Scheduled events: RSVPs with places, a waitlist and approval, invitations, calendar files; the scheduler moves them live and ended"),
         (name = "groups", description = "Social groups: public and private groups, membership, join requests, invitations, roles and bans"),
         (name = "polls", description = "Party polls: create, vote, close; live on the party socket (`poll_created`, `poll_updated`, `poll_closed`, `poll_vote`)"),
     )
@@ -90,6 +91,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(accounts::router())
         .merge(social::router())
         .merge(groups::router())
+        .merge(events::router())
         .merge(admin::router())
         .merge(videos::router())
         .merge(parties::router())

@@ -41,6 +41,11 @@ pub fn schedules(config: &Config) -> anyhow::Result<Vec<Schedule>> {
             job: SystemJob::ClosePolls,
         },
         Schedule {
+            name: "advance-events",
+            cron: parse("*/10 * * * * *")?,
+            job: SystemJob::AdvanceEvents,
+        },
+        Schedule {
             name: "vacuum-jobs",
             cron: parse("0 */15 * * * *")?,
             job: SystemJob::VacuumJobs,

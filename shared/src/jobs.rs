@@ -251,6 +251,8 @@ pub enum SystemJob {
     SweepParts,
     /// Close the party polls whose time is up and tell their parties' sockets.
     ClosePolls,
+    /// Move events whose time has come (scheduled to live, live to ended).
+    AdvanceEvents,
     /// Does nothing; used to measure the queue itself (`cargo bench`, load tool).
     Noop { seq: u64 },
 }

@@ -136,7 +136,9 @@ async fn fan_out_once(job: &NotifyEvent, ctx: &Arc<Ctx>) -> Result<(), BoxDynErr
             None => plan_broadcast(ctx, job.event_id).await,
             Some(page) => broadcast_page(ctx, job.event_id, &ev, page).await,
         },
-        ("party.announcement", _) => party_members(ctx, job.event_id, &ev).await,
+        (kind, None) if let Some(audience) = Audience::of(kind) => {
+            audience_pages(ctx, job.event_id, &ev, audience).await
+        }
         (_, Some(recipient)) => {
             let mut tx = ctx.db.begin().await?;
             let batch = deliver_batch(&mut tx, ctx, job.event_id, &ev, &[recipient], ALL).await?;
@@ -154,33 +156,73 @@ async fn fan_out_once(job: &NotifyEvent, ctx: &Arc<Ctx>) -> Result<(), BoxDynErr
     }
 }
 
-/// The members of the event's party (but the actor), in pages of `NOTIFY_PAGE_SIZE`,
-/// each page in its own transaction. A repeated job redoes nothing (the rows and
-/// claims are unique).
-async fn party_members(ctx: &Arc<Ctx>, event: Uuid, ev: &Loaded) -> Result<(), BoxDynError> {
-    let Some(party) = ev.payload["party_id"]
+/// Who hears an event that names no recipient: the members of a party (an
+/// announcement) or the users who answered an event (it moved, was cancelled, starts),
+/// but never the actor, nor anyone the actor blocked or who blocked the actor.
+#[derive(Debug, Clone, Copy)]
+enum Audience {
+    PartyMembers,
+    EventAttendees,
+}
+
+impl Audience {
+    fn of(kind: &str) -> Option<Self> {
+        match kind {
+            "party.announcement" => Some(Self::PartyMembers),
+            "event.updated" | "event.cancelled" | "event.starting" => Some(Self::EventAttendees),
+            _ => None,
+        }
+    }
+
+    /// The payload field with the id, and the page query (`$1` the id, `$2` the last
+    /// user of the previous page, `$3` the actor, `$4` the page size).
+    fn query(self) -> (&'static str, &'static str) {
+        match self {
+            Self::PartyMembers => (
+                "party_id",
+                "SELECT user_id FROM party_members
+                  WHERE party_id = $1 AND ($2::uuid IS NULL OR user_id > $2)
+                    AND user_id IS DISTINCT FROM $3 AND NOT blocked_between(user_id, $3)
+                  ORDER BY user_id LIMIT $4",
+            ),
+            Self::EventAttendees => (
+                "event_id",
+                "SELECT user_id FROM event_attendees
+                  WHERE event_id = $1 AND status IN ('going', 'maybe', 'waitlisted', 'pending')
+                    AND ($2::uuid IS NULL OR user_id > $2)
+                    AND user_id IS DISTINCT FROM $3 AND NOT blocked_between(user_id, $3)
+                  ORDER BY user_id LIMIT $4",
+            ),
+        }
+    }
+}
+
+/// The audience of an event, in pages of `NOTIFY_PAGE_SIZE`, each page in its own
+/// transaction. A repeated job redoes nothing (the rows and claims are unique).
+async fn audience_pages(
+    ctx: &Arc<Ctx>,
+    event: Uuid,
+    ev: &Loaded,
+    audience: Audience,
+) -> Result<(), BoxDynError> {
+    let (field, query) = audience.query();
+    let Some(id) = ev.payload[field]
         .as_str()
         .and_then(|p| p.parse::<Uuid>().ok())
     else {
-        tracing::warn!(%event, "party event without a party id");
+        tracing::warn!(%event, field, "audience event without its id");
         return Ok(());
     };
     let page = i64::from(ctx.config.notify_page_size);
     let mut after: Option<Uuid> = None;
     loop {
-        let users = sqlx::query_scalar!(
-            "SELECT user_id FROM party_members
-             WHERE party_id = $1 AND ($2::uuid IS NULL OR user_id > $2)
-               AND user_id IS DISTINCT FROM $3
-               AND NOT blocked_between(user_id, $3)
-             ORDER BY user_id LIMIT $4",
-            party,
-            after,
-            ev.actor_id,
-            page
-        )
-        .fetch_all(&ctx.db)
-        .await?;
+        let users: Vec<Uuid> = sqlx::query_scalar(query)
+            .bind(id)
+            .bind(after)
+            .bind(ev.actor_id)
+            .bind(page)
+            .fetch_all(&ctx.db)
+            .await?;
         let Some(last) = users.last().copied() else {
             return Ok(());
         };

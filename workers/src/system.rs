@@ -74,9 +74,30 @@ pub async fn handle_system(
                 tracing::info!(polls = n, "polls closed at the end of their time");
             }
         }
+        SystemJob::AdvanceEvents => {
+            let a = advance_events(&ctx, chrono::Utc::now()).await?;
+            if !a.live.is_empty() || !a.ended.is_empty() {
+                tracing::info!(
+                    live = a.live.len(),
+                    ended = a.ended.len(),
+                    "events moved on"
+                );
+            }
+        }
         SystemJob::Noop { .. } => {}
     }
     Ok(())
+}
+
+/// Moves the events whose time has come at `now` (`wp_core::event::advance`: each move
+/// once) and relays the notifications it recorded (attendees hear that it starts).
+pub async fn advance_events(
+    ctx: &Ctx,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<wp_core::event::Advanced> {
+    let a = wp_core::event::advance(&ctx.db, now).await?;
+    outbox::relay(&ctx.db, &ctx.enqueuer, &a.outbox).await;
+    Ok(a)
 }
 
 /// Closes the polls due at `now` (`wp_core::party::polls::close_due`: each once, however

@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod events;
 pub mod groups;
 pub mod notifications;
 pub mod parties;
