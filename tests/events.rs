@@ -139,12 +139,7 @@ async fn events_with_visibility_places_waitlist_approval_invitations_and_lists()
     }
 
     // Places: two, then the waitlist in order; a place freed goes to the first in line.
-    let id = create_event(
-        &app,
-        org,
-        json!({"max_attendees": 2, "location": "Online"}),
-    )
-    .await;
+    let id = create_event(&app, org, json!({"max_attendees": 2, "location": "Online"})).await;
     let (s, b) = call(&app, ann, Method::GET, &format!("/api/events/{id}/"), None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["data"]["organizer"]["username"], "org");
