@@ -8,7 +8,7 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use common::{TestApp, TestEnv, TestUser, eventually};
+use common::{TestApp, TestEnv, TestUser, eventually, ws::Ws};
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -619,5 +619,189 @@ async fn events_go_live_and_end_on_time_once() {
     );
     let (_, b) = call(&app, &ann, Method::GET, "/api/events/upcoming/", None).await;
     assert_eq!(b["data"]["count"], 0);
+    workers.shutdown().await;
+}
+
+/// An event with a video opens its party when it goes live: the organizer hosts, the
+/// people going are members (and whoever goes later joins it), the starting notice links
+/// the party; when the event ends, the party ends and its sockets close.
+#[tokio::test]
+async fn an_event_with_a_video_opens_its_party_and_closes_it_at_the_end() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_node().await;
+    let workers = env.spawn_workers(&[(Queue::Notify, 2)]).await;
+    let org = env.create_user("org").await;
+    let ann = env.create_user("ann").await;
+    let bob = env.create_user("bob").await;
+    let id = create_event(
+        &app,
+        &org,
+        json!({"video_url": "https://example.com/film.mp4"}),
+    )
+    .await;
+    join(&app, &ann, &id).await;
+    let (_, b) = call(&app, &ann, Method::GET, &format!("/api/events/{id}/"), None).await;
+    let start: DateTime<Utc> = b["data"]["start_time"].as_str().unwrap().parse().unwrap();
+    let end: DateTime<Utc> = b["data"]["end_time"].as_str().unwrap().parse().unwrap();
+    let ctx = Arc::new(wp_workers::Ctx::new(env.config.clone()).await.unwrap());
+
+    let a = wp_workers::system::advance_events(&ctx, start)
+        .await
+        .unwrap();
+    assert_eq!(a.opened_parties.len(), 1);
+    let party = a.opened_parties[0].to_string();
+    let (_, b) = call(&app, &ann, Method::GET, &format!("/api/events/{id}/"), None).await;
+    assert_eq!(b["data"]["party_id"], party.as_str());
+    let (s, b) = call(
+        &app,
+        &ann,
+        Method::GET,
+        &format!("/api/parties/{party}/participants/"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let roles: Vec<(&str, &str)> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["user"]["username"].as_str().unwrap(),
+                p["role"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(roles, vec![("org", "host"), ("ann", "member")]);
+    let (_, b) = call(
+        &app,
+        &ann,
+        Method::GET,
+        &format!("/api/parties/{party}/"),
+        None,
+    )
+    .await;
+    assert_eq!(b["data"]["video"]["url"], "https://example.com/film.mp4");
+    // Whoever goes now joins the party too.
+    assert_eq!(join(&app, &bob, &id).await, "going");
+    let (s, _) = call(
+        &app,
+        &bob,
+        Method::GET,
+        &format!("/api/parties/{party}/messages/"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "bob is a member");
+    // The starting notice links the party.
+    let link = eventually(Duration::from_secs(10), "the starting notice", || async {
+        let (_, b) = call(
+            &app,
+            &ann,
+            Method::GET,
+            "/api/notifications/?kind=event.starting",
+            None,
+        )
+        .await;
+        b["data"]["results"][0]["link"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert_eq!(link, format!("/parties/{party}"));
+
+    let (mut ws, _) = Ws::connect(&app, &party, &ann.token).await;
+    let a = wp_workers::system::advance_events(&ctx, end).await.unwrap();
+    assert_eq!(a.ended_parties, vec![party.parse::<uuid::Uuid>().unwrap()]);
+    assert_eq!(
+        ws.expect("party_ended").await["data"]["code"],
+        "party_ended"
+    );
+    let (s, _) = call(
+        &app,
+        &ann,
+        Method::GET,
+        &format!("/api/parties/{party}/"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "the party ended with the event");
+    workers.shutdown().await;
+}
+
+/// Reminders 24 h and 15 min before the start, once each (two sweeps at once send one),
+/// skipped when the event was created after the lead had passed, and sent again for a
+/// new time when the event moves.
+#[tokio::test]
+async fn reminders_go_once_before_the_start_and_follow_a_move() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let workers = env.spawn_workers(&[(Queue::Notify, 2)]).await;
+    let org = env.create_user("org").await;
+    let ann = env.create_user("ann").await;
+    let soon = create_event(&app, &org, json!({"title": "Soon"})).await;
+    let later = create_event(
+        &app,
+        &org,
+        json!({"title": "Later", "start_time": at(TimeDelta::hours(30)),
+                                               "end_time": at(TimeDelta::hours(31))}),
+    )
+    .await;
+    join(&app, &ann, &soon).await;
+    join(&app, &ann, &later).await;
+    let start_of = |id: &str| {
+        let (app, ann, id) = (&app, &ann, id.to_owned());
+        async move {
+            let (_, b) = call(app, ann, Method::GET, &format!("/api/events/{id}/"), None).await;
+            b["data"]["start_time"]
+                .as_str()
+                .unwrap()
+                .parse::<DateTime<Utc>>()
+                .unwrap()
+        }
+    };
+    let ctx = Arc::new(wp_workers::Ctx::new(env.config.clone()).await.unwrap());
+    let sweep = |now: DateTime<Utc>| {
+        let ctx = ctx.clone();
+        async move {
+            wp_workers::system::advance_events(&ctx, now)
+                .await
+                .unwrap()
+                .reminders
+        }
+    };
+
+    // "Soon" starts in 2 h: no 24 h reminder (created too late for it), one 15 min.
+    let s1 = start_of(&soon).await;
+    assert!(sweep(s1 - TimeDelta::minutes(16)).await.is_empty());
+    let (x, y) = tokio::join!(
+        sweep(s1 - TimeDelta::minutes(14)),
+        sweep(s1 - TimeDelta::minutes(14))
+    );
+    let mut sent: Vec<(uuid::Uuid, String)> = x.into_iter().chain(y).collect();
+    assert_eq!(
+        sent,
+        vec![(soon.parse().unwrap(), "15m".to_owned())],
+        "once"
+    );
+    assert!(sweep(s1 - TimeDelta::minutes(1)).await.is_empty());
+
+    // "Later" starts in 30 h: its 24 h reminder goes at 24 h before; moved by an hour,
+    // the reminder goes again for the new time.
+    let s2 = start_of(&later).await;
+    sent = sweep(s2 - TimeDelta::hours(24) + TimeDelta::seconds(1)).await;
+    assert_eq!(sent, vec![(later.parse().unwrap(), "24h".to_owned())]);
+    let (s, b) = call(&app, &org, Method::PUT, &format!("/api/events/{later}/"),
+        Some(json!({"start_time": (s2 + TimeDelta::hours(1)).to_rfc3339(), "end_time": (s2 + TimeDelta::hours(2)).to_rfc3339()}))).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(
+        sweep(s2 - TimeDelta::hours(24) + TimeDelta::seconds(2))
+            .await
+            .is_empty(),
+        "not yet for the new time"
+    );
+    sent = sweep(s2 - TimeDelta::hours(23) + TimeDelta::seconds(1)).await;
+    assert_eq!(sent, vec![(later.parse().unwrap(), "24h".to_owned())]);
+
+    // Each reminder reached ann once, in the pipeline (three in all).
+    expect_notified(&app, &ann, "event.reminder", 3).await;
     workers.shutdown().await;
 }

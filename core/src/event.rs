@@ -492,6 +492,13 @@ pub async fn update(
     .execute(&mut *tx)
     .await?;
     let mut outbox = promote(&mut tx, id, &c.title).await?;
+    if c.start_time != e.start_time {
+        // The reminders follow the new time.
+        sqlx::query("DELETE FROM event_reminders WHERE event_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
     if c.start_time != e.start_time || c.end_time != e.end_time {
         outbox.push(
             crate::events::emit(
@@ -557,6 +564,17 @@ async fn promote(conn: &mut PgConnection, id: Uuid, title: &str) -> sqlx::Result
     )
     .bind(id)
     .fetch_all(&mut *conn)
+    .await?;
+    // A live event's party takes them in too.
+    sqlx::query(
+        "INSERT INTO party_members (party_id, user_id)
+         SELECT e.party_id, u FROM events e, unnest($2::uuid[]) u
+          WHERE e.id = $1 AND e.party_id IS NOT NULL
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(&promoted)
+    .execute(&mut *conn)
     .await?;
     let mut rows = Vec::with_capacity(promoted.len());
     for user in promoted {
@@ -663,6 +681,18 @@ pub async fn respond(db: &PgPool, me: &Actor, id: Uuid, want: Attendance) -> Eve
     .await?;
     if current == Some(Attendance::Going) && status != Attendance::Going {
         outbox.extend(promote(&mut tx, id, &e.title).await?);
+    }
+    if status == Attendance::Going
+        && let Some(party) = e.party_id
+    {
+        // A live event's party takes whoever is going.
+        sqlx::query(
+            "INSERT INTO party_members (party_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(party)
+        .bind(me.id)
+        .execute(&mut *tx)
+        .await?;
     }
     let event = visible(&mut tx, me, id).await?;
     tx.commit().await?;
@@ -956,51 +986,188 @@ pub struct Advanced {
     pub live: Vec<Uuid>,
     /// Events that ended (ids).
     pub ended: Vec<Uuid>,
+    /// Parties opened for events that went live with a video.
+    pub opened_parties: Vec<Uuid>,
+    /// Parties of events that ended, ended with them (their sockets must close).
+    pub ended_parties: Vec<Uuid>,
+    /// Reminders sent: (event, `24h` or `15m`).
+    pub reminders: Vec<(Uuid, String)>,
     pub outbox: Vec<i64>,
 }
 
-/// Moves events whose time has come at `now`: `scheduled → live` at `start_time`, `live
-/// → ended` at `end_time` (an event whose whole time passed while no scheduler ran goes
-/// live and ends in the same call). Each move happens once, whichever scheduler or
-/// worker runs this; attendees hear that a live event starts (`event.starting`).
+/// Moves events whose time has come at `now`, each move once whichever scheduler or
+/// worker runs this (the moves are conditional updates in one transaction):
+/// - reminders: 24 h and 15 min before the start, to everyone who answered (but
+///   declined), once per event and lead (`event_reminders`); a lead that had already
+///   passed when the event was created is skipped;
+/// - `scheduled → live` at `start_time`: an event with a video gets a party with the
+///   organizer as host and the people going as members, and everyone who answered hears
+///   that it starts (`event.starting`, linking the party);
+/// - `live → ended` at `end_time`, and its party ends with it.
+///
+/// An event whose whole time passed while no scheduler ran goes live and ends in the
+/// same call, without a party or a `starting` notice.
 pub async fn advance(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<Advanced> {
     let mut tx = db.begin().await?;
-    let live: Vec<(Uuid, String)> = sqlx::query_as(
+    let mut out = Advanced::default();
+    let reminders: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "WITH due AS (
+             SELECT e.id, l.lead FROM events e
+              CROSS JOIN (VALUES ('24h', interval '24 hours'), ('15m', interval '15 minutes')) AS l (lead, span)
+              WHERE e.status = 'scheduled' AND e.start_time > $1
+                AND e.start_time - l.span <= $1 AND e.created_at <= e.start_time - l.span),
+         sent AS (
+             INSERT INTO event_reminders (event_id, lead) SELECT id, lead FROM due
+             ON CONFLICT DO NOTHING RETURNING event_id, lead)
+         SELECT s.event_id, s.lead, e.title, e.start_time FROM sent s JOIN events e ON e.id = s.event_id",
+    )
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (id, lead, title, start) in reminders {
+        out.outbox.push(
+            crate::events::emit(
+                &mut tx,
+                "event.reminder",
+                None,
+                None,
+                serde_json::json!({ "event_id": id, "title": title, "lead": lead, "start_time": start }),
+            )
+            .await?,
+        );
+        out.reminders.push((id, lead));
+    }
+    #[derive(sqlx::FromRow)]
+    struct WentLive {
+        id: Uuid,
+        title: String,
+        organizer_id: Uuid,
+        video_id: Option<Uuid>,
+        video_url: Option<String>,
+        is_public: bool,
+        end_time: DateTime<Utc>,
+    }
+    let live: Vec<WentLive> = sqlx::query_as(
         "UPDATE events SET status = 'live', updated_at = now()
-          WHERE status = 'scheduled' AND start_time <= $1 RETURNING id, title",
+          WHERE status = 'scheduled' AND start_time <= $1
+         RETURNING id, title, organizer_id, video_id, video_url, is_public, end_time",
     )
     .bind(now)
     .fetch_all(&mut *tx)
     .await?;
-    let ended: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE events SET status = 'ended', updated_at = now()
-          WHERE status = 'live' AND end_time <= $1 RETURNING id",
-    )
-    .bind(now)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut outbox = Vec::new();
-    for (id, title) in &live {
-        if ended.contains(id) {
+    for e in &live {
+        out.live.push(e.id);
+        if e.end_time <= now {
             continue;
         }
-        outbox.push(
+        let party = match (e.video_id, &e.video_url) {
+            (None, None) => None,
+            (video_id, video_url) => Some(
+                open_party(
+                    &mut tx,
+                    e.id,
+                    &e.title,
+                    e.organizer_id,
+                    video_id,
+                    video_url.clone(),
+                    e.is_public,
+                    now,
+                )
+                .await?,
+            ),
+        };
+        out.opened_parties.extend(party);
+        out.outbox.push(
             crate::events::emit(
                 &mut tx,
                 "event.starting",
                 None,
                 None,
-                serde_json::json!({ "event_id": id, "title": title }),
+                serde_json::json!({ "event_id": e.id, "title": e.title, "party_id": party }),
             )
             .await?,
         );
     }
+    let ended: Vec<(Uuid, Option<Uuid>)> = sqlx::query_as(
+        "UPDATE events SET status = 'ended', updated_at = now()
+          WHERE status = 'live' AND end_time <= $1 RETURNING id, party_id",
+    )
+    .bind(now)
+    .fetch_all(&mut *tx)
+    .await?;
+    let parties: Vec<Uuid> = ended.iter().filter_map(|e| e.1).collect();
+    out.ended = ended.into_iter().map(|e| e.0).collect();
+    if !parties.is_empty() {
+        out.ended_parties = sqlx::query_scalar(
+            "UPDATE parties SET status = 'ended', updated_at = now()
+              WHERE id = ANY($1) AND status = 'active' RETURNING id",
+        )
+        .bind(&parties)
+        .fetch_all(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
-    Ok(Advanced {
-        live: live.into_iter().map(|l| l.0).collect(),
-        ended,
-        outbox,
-    })
+    Ok(out)
+}
+
+/// Opens the party of an event going live: the organizer hosts, the people going are
+/// members, room for more who answer later. Returns its id.
+#[allow(clippy::too_many_arguments)]
+async fn open_party(
+    conn: &mut PgConnection,
+    event: Uuid,
+    title: &str,
+    organizer: Uuid,
+    video_id: Option<Uuid>,
+    video_url: Option<String>,
+    is_public: bool,
+    now: DateTime<Utc>,
+) -> sqlx::Result<Uuid> {
+    let id = Uuid::now_v7();
+    let playback = crate::party::live::Playback::new(
+        crate::party::live::PartyVideo {
+            id: video_id,
+            url: video_url.clone(),
+        },
+        now.timestamp_millis(),
+    );
+    sqlx::query(
+        "INSERT INTO parties (id, host_id, title, video_id, external_url, visibility, invite_code,
+                              max_members, playback)
+         VALUES ($1, $2, $3, $4, $5, $6, $7,
+                 LEAST(5000, GREATEST(50, 50 + (SELECT count(*) FROM event_attendees
+                                                 WHERE event_id = $8 AND status = 'going')))::int,
+                 $9)",
+    )
+    .bind(id)
+    .bind(organizer)
+    .bind(title)
+    .bind(video_id)
+    .bind(video_url)
+    .bind(if is_public { "public" } else { "private" })
+    .bind(crate::party::new_invite_code())
+    .bind(event)
+    .bind(serde_json::to_value(&playback).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO party_members (party_id, user_id, role)
+         SELECT $1, $2, 'host'
+         UNION ALL
+         SELECT $1, user_id, 'member' FROM event_attendees
+          WHERE event_id = $3 AND status = 'going' AND user_id <> $2",
+    )
+    .bind(id)
+    .bind(organizer)
+    .bind(event)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE events SET party_id = $2 WHERE id = $1")
+        .bind(event)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(id)
 }
 
 /// The event as an iCalendar file (RFC 5545) with one `VEVENT`: times in UTC, text

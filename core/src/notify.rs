@@ -188,6 +188,15 @@ pub const KINDS: &[Kind] = &[
         emailed_by_flow: false,
     },
     Kind {
+        name: "event.reminder",
+        description: "An event you answered starts soon (24 hours and 15 minutes before)",
+        in_app: true,
+        email: true,
+        push: true,
+        required: false,
+        emailed_by_flow: false,
+    },
+    Kind {
         name: "admin.broadcast",
         description: "Announcements from the Watch Party team",
         in_app: true,
@@ -376,7 +385,20 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ),
         ("event.starting.title", "Starting now"),
         ("event.starting.body", "\"{{ payload.title }}\" starts now."),
-        ("event.starting.link", "/events/{{ payload.event_id }}"),
+        (
+            "event.starting.link",
+            "{% if payload.party_id %}/parties/{{ payload.party_id }}{% else %}/events/{{ payload.event_id }}{% endif %}",
+        ),
+        ("event.reminder.title", "Starting soon"),
+        (
+            "event.reminder.body",
+            "\"{{ payload.title }}\" starts in {{ '24 hours' if payload.lead == '24h' else '15 minutes' }}.",
+        ),
+        ("event.reminder.link", "/events/{{ payload.event_id }}"),
+        (
+            "event.reminder.subject",
+            "Reminder: \"{{ payload.title }}\" starts in {{ '24 hours' if payload.lead == '24h' else '15 minutes' }}",
+        ),
         (
             "event.starting.subject",
             "\"{{ payload.title }}\" starts now",
@@ -538,6 +560,15 @@ const SPANISH: &[(&str, &str)] = &[
     (
         "es:event.starting.subject",
         "\"{{ payload.title }}\" empieza ahora",
+    ),
+    ("es:event.reminder.title", "Empieza pronto"),
+    (
+        "es:event.reminder.body",
+        "\"{{ payload.title }}\" empieza en {{ '24 horas' if payload.lead == '24h' else '15 minutos' }}.",
+    ),
+    (
+        "es:event.reminder.subject",
+        "Recordatorio: \"{{ payload.title }}\" empieza en {{ '24 horas' if payload.lead == '24h' else '15 minutos' }}",
     ),
     ("es:group.invite.title", "Invitación a un grupo"),
     (

@@ -169,7 +169,9 @@ impl Audience {
     fn of(kind: &str) -> Option<Self> {
         match kind {
             "party.announcement" => Some(Self::PartyMembers),
-            "event.updated" | "event.cancelled" | "event.starting" => Some(Self::EventAttendees),
+            "event.updated" | "event.cancelled" | "event.starting" | "event.reminder" => {
+                Some(Self::EventAttendees)
+            }
             _ => None,
         }
     }

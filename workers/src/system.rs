@@ -95,8 +95,32 @@ pub async fn advance_events(
     ctx: &Ctx,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<wp_core::event::Advanced> {
+    use wp_core::party::{
+        events::{BusMsg, PartyEvent, publish},
+        live::Keys,
+    };
     let a = wp_core::event::advance(&ctx.db, now).await?;
     outbox::relay(&ctx.db, &ctx.enqueuer, &a.outbox).await;
+    // The parties of ended events end too: their sockets close and their live state goes.
+    let mut conn = ctx.enqueuer.connection();
+    for party in &a.ended_parties {
+        let keys = Keys::new(&ctx.config.redis_prefix, *party);
+        let msg = BusMsg {
+            origin: "workers".into(),
+            to_user: None,
+            event: Some(PartyEvent::PartyEnded {
+                message: "The event is over.".into(),
+            }),
+            disconnect: Some("party_ended".into()),
+        };
+        if let Err(e) = publish(&mut conn, &keys, &msg).await {
+            tracing::warn!(error = %e, %party, "party_ended could not be published");
+        }
+        let _: Result<(), _> = redis::cmd("DEL")
+            .arg(keys.all())
+            .query_async(&mut conn)
+            .await;
+    }
     Ok(a)
 }
 

@@ -18,6 +18,18 @@ use uuid::Uuid;
 use crate::{account::Actor, social::UserSummary};
 
 pub const TITLE_MAX: usize = 200;
+
+const INVITE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+const INVITE_LEN: usize = 8;
+
+/// A new invite code: 8 characters of an alphabet without look-alikes (0/O, 1/I).
+pub fn new_invite_code() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..INVITE_LEN)
+        .map(|_| INVITE_ALPHABET[rng.random_range(0..INVITE_ALPHABET.len())] as char)
+        .collect()
+}
 pub const DESCRIPTION_MAX: usize = 2000;
 
 crate::text_enum! {

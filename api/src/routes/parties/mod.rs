@@ -20,11 +20,11 @@ pub use invites::*;
 pub use members::*;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use serde::Serialize;
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
+use wp_core::party::new_invite_code as invite_code;
 pub use wp_core::party::{
     Membership, Participant, PartyRole, PartyRow, PartySettings, PartyStatus, PartyVisibility,
     chat::ChatMessage,
@@ -41,9 +41,6 @@ use crate::{
     state::AppState,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
-
-const INVITE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-const INVITE_LEN: usize = 8;
 
 /// A watch party.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -75,13 +72,6 @@ pub struct PartyVideoOut {
     pub id: Option<Uuid>,
     pub url: Option<String>,
     pub title: Option<String>,
-}
-
-fn invite_code() -> String {
-    let mut rng = rand::rng();
-    (0..INVITE_LEN)
-        .map(|_| INVITE_ALPHABET[rng.random_range(0..INVITE_ALPHABET.len())] as char)
-        .collect()
 }
 
 /// Tells the party's sockets (every realtime node) about a change. Best effort: the
