@@ -721,3 +721,151 @@ async fn member_count_is_exact_under_concurrent_joins_and_leaves() {
     );
     assert_eq!(member_count(&env, &gid).await, (41, 41));
 }
+
+/// A group's events and parties: its members see them (a private group party is joined
+/// without its code), outsiders do not; only members attach things to a group.
+#[tokio::test]
+async fn group_events_and_parties_are_seen_by_the_groups_members() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let owner = env.create_user("owner").await;
+    let member = env.create_user("member").await;
+    let outsider = env.create_user("outsider").await;
+    let gid = create_group(
+        &app,
+        &owner,
+        json!({"name": "Cinephiles", "is_private": true}),
+    )
+    .await;
+    call(
+        &app,
+        &owner,
+        Method::POST,
+        &format!("/api/social/groups/{gid}/invite/"),
+        Some(json!({"user_id": member.id})),
+    )
+    .await;
+    let (s, _) = call(
+        &app,
+        &member,
+        Method::POST,
+        &format!("/api/social/groups/{gid}/join/"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+
+    let start = (chrono::Utc::now() + chrono::TimeDelta::hours(2)).to_rfc3339();
+    let end = (chrono::Utc::now() + chrono::TimeDelta::hours(3)).to_rfc3339();
+    let event = json!({"title": "Club screening", "start_time": start, "end_time": end,
+                       "is_public": false, "group_id": gid});
+    let (s, b) = app
+        .post_json("/api/events/", Some(&outsider.token), event.clone())
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b["errors"]["group_id"].is_array());
+    let (s, b) = app
+        .post_json("/api/events/", Some(&owner.token), event)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["data"]["group_id"], gid.as_str());
+    let eid = b["data"]["id"].as_str().unwrap().to_owned();
+    let (s, _) = call(
+        &app,
+        &member,
+        Method::GET,
+        &format!("/api/events/{eid}/"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = call(
+        &app,
+        &outsider,
+        Method::GET,
+        &format!("/api/events/{eid}/"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, b) = call(
+        &app,
+        &member,
+        Method::GET,
+        &format!("/api/events/?group={gid}"),
+        None,
+    )
+    .await;
+    assert_eq!(b["data"]["count"], 1);
+    let (_, b) = call(
+        &app,
+        &outsider,
+        Method::GET,
+        &format!("/api/events/?group={gid}"),
+        None,
+    )
+    .await;
+    assert_eq!(b["data"]["count"], 0);
+    let (s, b) = call(
+        &app,
+        &owner,
+        Method::PUT,
+        &format!("/api/events/{eid}/"),
+        Some(json!({"group_id": gid})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+
+    let party = json!({"title": "Club night", "external_url": "https://example.com/v.mp4",
+                       "visibility": "private", "group_id": gid});
+    let (s, _) = app
+        .post_json("/api/parties/", Some(&outsider.token), party.clone())
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, b) = app
+        .post_json("/api/parties/", Some(&owner.token), party)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["data"]["group_id"], gid.as_str());
+    let pid = b["data"]["id"].as_str().unwrap().to_owned();
+    let (s, _) = call(
+        &app,
+        &outsider,
+        Method::GET,
+        &format!("/api/parties/{pid}/"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(
+        &app,
+        &outsider,
+        Method::POST,
+        &format!("/api/parties/{pid}/join/"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = call(
+        &app,
+        &member,
+        Method::POST,
+        &format!("/api/parties/{pid}/join/"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "a member joins the group's private party without its code: {b}"
+    );
+    let (s, b) = call(
+        &app,
+        &owner,
+        Method::PATCH,
+        &format!("/api/parties/{pid}/"),
+        Some(json!({"group_id": gid})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+}

@@ -686,6 +686,17 @@ async fn polls_close_on_time_once() {
         (s, b["code"].clone()),
         (StatusCode::CONFLICT, json!("poll_closed"))
     );
+    // The party's members hear the result, once, through the notification pipeline.
+    let workers = env.spawn_workers(&[(Queue::Notify, 2)]).await;
+    let results = eventually(Duration::from_secs(10), "the poll results", || async {
+        let (_, b) = get(&app, &host, "/api/notifications/?kind=poll.results").await;
+        let items = b["data"]["results"].as_array()?.clone();
+        (!items.is_empty()).then_some(items)
+    })
+    .await;
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["body"], "\"Quick?\": b won (1 of 1).");
+    workers.shutdown().await;
 
     // A poll whose time is up is closed for votes before any sweep runs.
     let quick = create_poll(

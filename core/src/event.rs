@@ -3,7 +3,8 @@
 //! status moves the scheduler makes.
 //!
 //! **Who sees an event** ([`VISIBLE`]): anyone, when it is public; otherwise its
-//! organizer, the users who answered it or were invited, and staff; never someone the
+//! organizer, the users who answered it or were invited, the members of its group (a
+//! group event), and staff; never someone the
 //! organizer blocked or who blocked the organizer (a 404, as for an unknown id).
 //!
 //! **Places.** `going` holds a place; when `max_attendees` places are taken a new
@@ -89,6 +90,8 @@ pub struct Event {
     pub status: EventStatus,
     /// The party opened for the event once it is live (events with a video).
     pub party_id: Option<Uuid>,
+    /// The social group the event belongs to (its members see it).
+    pub group_id: Option<Uuid>,
     /// Users going (holding a place).
     pub attendee_count: i64,
     pub maybe_count: i64,
@@ -121,6 +124,7 @@ struct EventRow {
     is_public: bool,
     status: EventStatus,
     party_id: Option<Uuid>,
+    group_id: Option<Uuid>,
     attendee_count: i64,
     maybe_count: i64,
     waitlist_count: i64,
@@ -155,6 +159,7 @@ impl From<EventRow> for Event {
             is_public: r.is_public,
             status: r.status,
             party_id: r.party_id,
+            group_id: r.group_id,
             attendee_count: r.attendee_count,
             maybe_count: r.maybe_count,
             waitlist_count: r.waitlist_count,
@@ -171,7 +176,7 @@ const SELECT: &str = "SELECT e.id, e.title, e.description, e.organizer_id,
         u.username AS organizer_username, u.display_name AS organizer_display_name,
         e.start_time, e.end_time, e.timezone, e.location, e.video_id, e.video_url,
         v.title AS video_title, e.max_attendees, e.require_approval, e.is_public, e.status,
-        e.party_id,
+        e.party_id, e.group_id,
         (SELECT count(*) FROM event_attendees a WHERE a.event_id = e.id AND a.status = 'going') AS attendee_count,
         (SELECT count(*) FROM event_attendees a WHERE a.event_id = e.id AND a.status = 'maybe') AS maybe_count,
         (SELECT count(*) FROM event_attendees a WHERE a.event_id = e.id AND a.status = 'waitlisted') AS waitlist_count,
@@ -188,7 +193,8 @@ const VISIBLE: &str = "($2 OR e.organizer_id = $1 OR (
         NOT blocked_between(e.organizer_id, $1)
         AND (e.is_public
              OR EXISTS (SELECT 1 FROM event_attendees a WHERE a.event_id = e.id AND a.user_id = $1)
-             OR EXISTS (SELECT 1 FROM event_invitations i WHERE i.event_id = e.id AND i.user_id = $1))))";
+             OR EXISTS (SELECT 1 FROM event_invitations i WHERE i.event_id = e.id AND i.user_id = $1)
+             OR EXISTS (SELECT 1 FROM group_members g WHERE g.group_id = e.group_id AND g.user_id = $1))))";
 
 /// Why an event action is refused.
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +262,9 @@ pub struct EventInput {
     pub max_attendees: Option<i32>,
     pub require_approval: Option<bool>,
     pub is_public: Option<bool>,
+    /// A social group the organizer is a member of: the event is the group's, seen by
+    /// its members (set at creation only).
+    pub group_id: Option<Uuid>,
 }
 
 /// The fields of an event after checking.
@@ -272,6 +281,7 @@ pub struct Checked {
     pub max_attendees: Option<i32>,
     pub require_approval: bool,
     pub is_public: bool,
+    pub group_id: Option<Uuid>,
 }
 
 impl EventInput {
@@ -337,6 +347,9 @@ impl EventInput {
             }
             (None, None) => base.map_or((None, None), |b| (b.video.id, b.video.url.clone())),
         };
+        if base.is_some() && self.group_id.is_some() {
+            return Err(invalid("group_id", "Set when the event is created."));
+        }
         if let Some(m) = self.max_attendees
             && !(1..=MAX_ATTENDEES).contains(&m)
         {
@@ -359,6 +372,7 @@ impl EventInput {
                 .or(base.map(|b| b.require_approval))
                 .unwrap_or(false),
             is_public: self.is_public.or(base.map(|b| b.is_public)).unwrap_or(true),
+            group_id: self.group_id.or(base.and_then(|b| b.group_id)),
         })
     }
 }
@@ -402,6 +416,22 @@ pub async fn may_organize(db: &PgPool, me: &Actor, id: Uuid) -> EventResult<()> 
     organizer_only(&e, me)
 }
 
+/// `me` must be a member of the group an event is for.
+async fn check_group(conn: &mut PgConnection, me: &Actor, c: &Checked) -> EventResult<()> {
+    if let Some(g) = c.group_id {
+        let member = crate::group::visible(conn, me, g)
+            .await
+            .is_ok_and(|g| g.my_role.is_some());
+        if !member {
+            return Err(invalid(
+                "group_id",
+                "No such group, or you are not a member of it.",
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn check_video(conn: &mut PgConnection, me: &Actor, c: &Checked) -> EventResult<()> {
     if let Some(v) = c.video_id
         && !crate::video::playable_by(&mut *conn, me, v).await?
@@ -418,11 +448,13 @@ async fn check_video(conn: &mut PgConnection, me: &Actor, c: &Checked) -> EventR
 pub async fn create(db: &PgPool, me: &Actor, c: &Checked) -> EventResult<Event> {
     let mut tx = db.begin().await?;
     check_video(&mut tx, me, c).await?;
+    check_group(&mut tx, me, c).await?;
     let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO events (id, organizer_id, title, description, start_time, end_time, timezone,
-                             location, video_id, video_url, max_attendees, require_approval, is_public)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                             location, video_id, video_url, max_attendees, require_approval, is_public,
+                             group_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(id)
     .bind(me.id)
@@ -437,6 +469,7 @@ pub async fn create(db: &PgPool, me: &Actor, c: &Checked) -> EventResult<Event> 
     .bind(c.max_attendees)
     .bind(c.require_approval)
     .bind(c.is_public)
+    .bind(c.group_id)
     .execute(&mut *tx)
     .await?;
     let e = visible(&mut tx, me, id).await?;
@@ -916,6 +949,8 @@ pub struct ListFilter {
     /// Only events the caller organizes or answered (not declined).
     pub mine: bool,
     pub status: Option<EventStatus>,
+    /// Only this group's events.
+    pub group: Option<Uuid>,
 }
 
 /// A page of the events `me` may see, and how many in all. Upcoming lists run soonest
@@ -947,7 +982,8 @@ pub async fn list(
            AND (NOT $5 OR e.organizer_id = $1 OR EXISTS (
                 SELECT 1 FROM event_attendees a WHERE a.event_id = e.id AND a.user_id = $1
                    AND a.status <> 'declined'))
-           AND ($6::text IS NULL OR e.status = $6)"
+           AND ($6::text IS NULL OR e.status = $6)
+           AND ($7::uuid IS NULL OR e.group_id = $7)"
     );
     let order = if f.upcoming {
         "e.start_time, e.id"
@@ -961,10 +997,11 @@ pub async fn list(
         .bind(f.upcoming)
         .bind(f.mine)
         .bind(f.status)
+        .bind(f.group)
         .fetch_one(&mut *conn)
         .await?;
     let rows: Vec<EventRow> = sqlx::query_as(&format!(
-        "{SELECT} WHERE {cond} ORDER BY {order} LIMIT $7 OFFSET $8"
+        "{SELECT} WHERE {cond} ORDER BY {order} LIMIT $8 OFFSET $9"
     ))
     .bind(me.id)
     .bind(me.is_staff())
@@ -972,6 +1009,7 @@ pub async fn list(
     .bind(f.upcoming)
     .bind(f.mine)
     .bind(f.status)
+    .bind(f.group)
     .bind(limit)
     .bind(offset)
     .fetch_all(&mut *conn)
@@ -1037,20 +1075,10 @@ pub async fn advance(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<Advanced> 
         );
         out.reminders.push((id, lead));
     }
-    #[derive(sqlx::FromRow)]
-    struct WentLive {
-        id: Uuid,
-        title: String,
-        organizer_id: Uuid,
-        video_id: Option<Uuid>,
-        video_url: Option<String>,
-        is_public: bool,
-        end_time: DateTime<Utc>,
-    }
     let live: Vec<WentLive> = sqlx::query_as(
         "UPDATE events SET status = 'live', updated_at = now()
           WHERE status = 'scheduled' AND start_time <= $1
-         RETURNING id, title, organizer_id, video_id, video_url, is_public, end_time",
+         RETURNING id, title, organizer_id, video_id, video_url, is_public, end_time, group_id",
     )
     .bind(now)
     .fetch_all(&mut *tx)
@@ -1060,21 +1088,10 @@ pub async fn advance(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<Advanced> 
         if e.end_time <= now {
             continue;
         }
-        let party = match (e.video_id, &e.video_url) {
-            (None, None) => None,
-            (video_id, video_url) => Some(
-                open_party(
-                    &mut tx,
-                    e.id,
-                    &e.title,
-                    e.organizer_id,
-                    video_id,
-                    video_url.clone(),
-                    e.is_public,
-                    now,
-                )
-                .await?,
-            ),
+        let party = if e.video_id.is_some() || e.video_url.is_some() {
+            Some(open_party(&mut tx, e, now).await?)
+        } else {
+            None
         };
         out.opened_parties.extend(party);
         out.outbox.push(
@@ -1110,44 +1127,52 @@ pub async fn advance(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<Advanced> 
     Ok(out)
 }
 
-/// Opens the party of an event going live: the organizer hosts, the people going are
-/// members, room for more who answer later. Returns its id.
-#[allow(clippy::too_many_arguments)]
-async fn open_party(
-    conn: &mut PgConnection,
-    event: Uuid,
-    title: &str,
-    organizer: Uuid,
+/// An event that just went live, as [`advance`] reads it.
+#[derive(sqlx::FromRow)]
+struct WentLive {
+    id: Uuid,
+    title: String,
+    organizer_id: Uuid,
     video_id: Option<Uuid>,
     video_url: Option<String>,
     is_public: bool,
+    end_time: DateTime<Utc>,
+    group_id: Option<Uuid>,
+}
+
+/// Opens the party of an event going live: the organizer hosts, the people going are
+/// members, room for more who answer later. Returns its id.
+async fn open_party(
+    conn: &mut PgConnection,
+    e: &WentLive,
     now: DateTime<Utc>,
 ) -> sqlx::Result<Uuid> {
     let id = Uuid::now_v7();
     let playback = crate::party::live::Playback::new(
         crate::party::live::PartyVideo {
-            id: video_id,
-            url: video_url.clone(),
+            id: e.video_id,
+            url: e.video_url.clone(),
         },
         now.timestamp_millis(),
     );
     sqlx::query(
         "INSERT INTO parties (id, host_id, title, video_id, external_url, visibility, invite_code,
-                              max_members, playback)
+                              max_members, playback, group_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7,
                  LEAST(5000, GREATEST(50, 50 + (SELECT count(*) FROM event_attendees
                                                  WHERE event_id = $8 AND status = 'going')))::int,
-                 $9)",
+                 $9, $10)",
     )
     .bind(id)
-    .bind(organizer)
-    .bind(title)
-    .bind(video_id)
-    .bind(video_url)
-    .bind(if is_public { "public" } else { "private" })
+    .bind(e.organizer_id)
+    .bind(&e.title)
+    .bind(e.video_id)
+    .bind(&e.video_url)
+    .bind(if e.is_public { "public" } else { "private" })
     .bind(crate::party::new_invite_code())
-    .bind(event)
+    .bind(e.id)
     .bind(serde_json::to_value(&playback).map_err(|e| sqlx::Error::Encode(Box::new(e)))?)
+    .bind(e.group_id)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
@@ -1158,12 +1183,12 @@ async fn open_party(
           WHERE event_id = $3 AND status = 'going' AND user_id <> $2",
     )
     .bind(id)
-    .bind(organizer)
-    .bind(event)
+    .bind(e.organizer_id)
+    .bind(e.id)
     .execute(&mut *conn)
     .await?;
     sqlx::query("UPDATE events SET party_id = $2 WHERE id = $1")
-        .bind(event)
+        .bind(e.id)
         .bind(id)
         .execute(&mut *conn)
         .await?;
@@ -1275,6 +1300,7 @@ mod tests {
             is_public: true,
             status: EventStatus::Scheduled,
             party_id: None,
+            group_id: None,
             attendee_count: 0,
             maybe_count: 0,
             waitlist_count: 0,

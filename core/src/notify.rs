@@ -197,6 +197,15 @@ pub const KINDS: &[Kind] = &[
         emailed_by_flow: false,
     },
     Kind {
+        name: "poll.results",
+        description: "The results of a poll in a party you joined",
+        in_app: true,
+        email: false,
+        push: true,
+        required: false,
+        emailed_by_flow: false,
+    },
+    Kind {
         name: "admin.broadcast",
         description: "Announcements from the Watch Party team",
         in_app: true,
@@ -403,6 +412,16 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "event.starting.subject",
             "\"{{ payload.title }}\" starts now",
         ),
+        ("poll.results.title", "Poll results"),
+        (
+            "poll.results.body",
+            "{% if payload.voters == 0 %}\"{{ payload.question }}\" closed with no votes.{% elif payload.top|length == 1 %}\"{{ payload.question }}\": {{ payload.top[0] }} won ({{ payload.votes }} of {{ payload.voters }}).{% else %}\"{{ payload.question }}\": a tie between {{ payload.top|join(', ') }}.{% endif %}",
+        ),
+        ("poll.results.link", "/parties/{{ payload.party_id }}"),
+        (
+            "poll.results.subject",
+            "Poll results: {{ payload.question }}",
+        ),
         ("admin.broadcast.title", "{{ payload.title }}"),
         ("admin.broadcast.body", "{{ payload.body }}"),
         ("admin.broadcast.link", "{{ payload.link or '/' }}"),
@@ -569,6 +588,15 @@ const SPANISH: &[(&str, &str)] = &[
     (
         "es:event.reminder.subject",
         "Recordatorio: \"{{ payload.title }}\" empieza en {{ '24 horas' if payload.lead == '24h' else '15 minutos' }}",
+    ),
+    ("es:poll.results.title", "Resultados de la encuesta"),
+    (
+        "es:poll.results.body",
+        "{% if payload.voters == 0 %}\"{{ payload.question }}\" se ha cerrado sin votos.{% elif payload.top|length == 1 %}\"{{ payload.question }}\": ha ganado {{ payload.top[0] }} ({{ payload.votes }} de {{ payload.voters }}).{% else %}\"{{ payload.question }}\": empate entre {{ payload.top|join(', ') }}.{% endif %}",
+    ),
+    (
+        "es:poll.results.subject",
+        "Resultados de la encuesta: {{ payload.question }}",
     ),
     ("es:group.invite.title", "Invitación a un grupo"),
     (
@@ -904,7 +932,8 @@ mod tests {
                 &serde_json::json!({"video_id": "v1", "comment_id": "c1",
                                     "title": "<b>eve</b> night", "body": "<b>eve</b> says hi", "link": "/news",
                                     "what": "<b>eve</b> changed your password", "message": "hi",
-                                    "party_id": "p1", "code": "ABC", "group_id": "g1", "name": "Film club", "event_id": "e1"}),
+                                    "party_id": "p1", "code": "ABC", "group_id": "g1", "name": "Film club", "event_id": "e1",
+                                    "question": "<b>eve</b>?", "top": ["yes"], "votes": 1, "voters": 2}),
                 "https://app.example/",
             )
             .unwrap();

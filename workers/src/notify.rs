@@ -168,7 +168,7 @@ enum Audience {
 impl Audience {
     fn of(kind: &str) -> Option<Self> {
         match kind {
-            "party.announcement" => Some(Self::PartyMembers),
+            "party.announcement" | "poll.results" => Some(Self::PartyMembers),
             "event.updated" | "event.cancelled" | "event.starting" | "event.reminder" => {
                 Some(Self::EventAttendees)
             }

@@ -134,7 +134,8 @@ pub async fn close_polls(ctx: &Ctx, now: chrono::DateTime<chrono::Utc>) -> anyho
         live::Keys,
         polls,
     };
-    let closed = polls::close_due(&ctx.db, now).await?;
+    let (closed, rows) = polls::close_due(&ctx.db, now).await?;
+    outbox::relay(&ctx.db, &ctx.enqueuer, &rows).await;
     let mut conn = ctx.enqueuer.connection();
     for poll in &closed {
         let keys = Keys::new(&ctx.config.redis_prefix, poll.party_id);

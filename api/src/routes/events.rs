@@ -31,6 +31,8 @@ pub struct EventListParams {
     pub status: Option<EventStatus>,
     /// Words of the title, description or location (search).
     pub q: Option<String>,
+    /// Only this social group's events.
+    pub group: Option<Uuid>,
     pub page: Option<u32>,
     pub page_size: Option<u32>,
 }
@@ -48,6 +50,7 @@ async fn page_of(
     }
     .validate()?;
     filter.status = q.status;
+    filter.group = q.group;
     if filter.search.is_none() {
         filter.search = q.q;
     }

@@ -147,6 +147,7 @@ pub struct PartyRow {
     pub my_role: Option<PartyRole>,
     pub status: PartyStatus,
     pub playback: serde_json::Value,
+    pub group_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -202,7 +203,7 @@ pub async fn load(conn: &mut PgConnection, me: &Actor, id: Uuid) -> sqlx::Result
                   p.sync_policy AS "sync_policy: SyncPolicy", p.buffer_wait_ms,
                   (SELECT count(*) FROM party_members m WHERE m.party_id = p.id) AS "member_count!",
                   (SELECT m.role FROM party_members m WHERE m.party_id = p.id AND m.user_id = $2) AS "my_role: PartyRole",
-                  p.status AS "status: PartyStatus", p.playback, p.created_at, p.updated_at
+                  p.status AS "status: PartyStatus", p.playback, p.group_id, p.created_at, p.updated_at
            FROM parties p JOIN users u ON u.id = p.host_id
            LEFT JOIN videos v ON v.id = p.video_id
            WHERE p.id = $1 AND p.status = 'active'

@@ -656,9 +656,42 @@ pub async fn may_manage(db: &PgPool, me: &Actor, poll: Uuid) -> PollResult<()> {
     Ok(())
 }
 
+/// Records the `poll.results` notification of a closed poll for its party's members
+/// (the option or options with the most votes); returns the outbox row.
+async fn announce_results(
+    conn: &mut PgConnection,
+    poll: &Poll,
+    actor: Option<Uuid>,
+) -> sqlx::Result<i64> {
+    let votes = poll
+        .options
+        .iter()
+        .filter_map(|o| o.votes_count)
+        .max()
+        .unwrap_or(0);
+    let top: Vec<&str> = poll
+        .options
+        .iter()
+        .filter(|o| votes > 0 && o.votes_count == Some(votes))
+        .map(|o| o.text.as_str())
+        .collect();
+    crate::events::emit(
+        conn,
+        "poll.results",
+        actor,
+        None,
+        serde_json::json!({
+            "party_id": poll.party_id, "poll_id": poll.id, "question": poll.question,
+            "top": top, "votes": votes, "voters": poll.voters_count,
+        }),
+    )
+    .await
+}
+
 /// Closes an open poll (its creator, the host, staff); the result, for the party's
-/// sockets too (`poll_closed`). `Closed` if it already was.
-pub async fn close(db: &PgPool, me: &Actor, poll: Uuid) -> PollResult<Poll> {
+/// sockets too (`poll_closed`), and the outbox row of the members' `poll.results`
+/// notification. `Closed` if it already was.
+pub async fn close(db: &PgPool, me: &Actor, poll: Uuid) -> PollResult<(Poll, i64)> {
     let mut tx = db.begin().await?;
     manage(&mut tx, me, poll).await?;
     let done = sqlx::query(&format!(
@@ -672,8 +705,9 @@ pub async fn close(db: &PgPool, me: &Actor, poll: Uuid) -> PollResult<Poll> {
         return Err(PollError::Closed);
     }
     let view = view(&mut tx, poll, None).await?;
+    let row = announce_results(&mut tx, &view, Some(me.id)).await?;
     tx.commit().await?;
-    Ok(view)
+    Ok((view, row))
 }
 
 /// Deletes a poll and its votes (its creator, the host, staff). Returns its party.
@@ -690,9 +724,11 @@ pub async fn delete(db: &PgPool, me: &Actor, poll: Uuid) -> PollResult<Uuid> {
 
 /// Closes the polls whose time is up at `now` (`expired`, closed at their `closes_at`)
 /// and the open polls of ended parties (`party_ended`). Each poll is closed once,
-/// whichever scheduler or worker runs this. Returns the closed polls (no viewer).
-pub async fn close_due(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<Vec<Poll>> {
-    let mut conn = db.acquire().await?;
+/// whichever scheduler or worker runs this. Returns the closed polls (no viewer) and
+/// the outbox rows of the `poll.results` notifications (expired polls; a party that
+/// ended has nobody left to tell).
+pub async fn close_due(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<(Vec<Poll>, Vec<i64>)> {
+    let mut tx = db.begin().await?;
     let ids: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE party_polls p
             SET closed_at = CASE WHEN p.closes_at <= $1 THEN p.closes_at ELSE $1 END,
@@ -704,16 +740,25 @@ pub async fn close_due(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<Vec<Poll
          RETURNING p.id",
     )
     .bind(now)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut *tx)
     .await?;
     if ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let rows: Vec<PollRow> = sqlx::query_as(&select("WHERE p.id = ANY($1) ORDER BY p.id"))
         .bind(&ids)
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *tx)
         .await?;
-    assemble(&mut conn, rows, None).await
+    let polls = assemble(&mut tx, rows, None).await?;
+    let mut outbox = Vec::new();
+    for p in polls
+        .iter()
+        .filter(|p| p.closed_reason == Some(CloseReason::Expired))
+    {
+        outbox.push(announce_results(&mut tx, p, None).await?);
+    }
+    tx.commit().await?;
+    Ok((polls, outbox))
 }
 
 /// One voter of a poll that is not anonymous.

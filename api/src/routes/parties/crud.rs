@@ -39,6 +39,9 @@ pub struct PartyFields {
     pub allow_screen_share: Option<bool>,
     pub sync_policy: Option<String>,
     pub buffer_wait_ms: Option<i32>,
+    /// A social group the caller is a member of: the party is the group's, seen (and
+    /// joined without a code) by its members. Set at creation only.
+    pub group_id: Option<Uuid>,
 }
 
 fn check_fields(f: &mut PartyFields, creating: bool) -> AppResult<()> {
@@ -49,6 +52,9 @@ fn check_fields(f: &mut PartyFields, creating: bool) -> AppResult<()> {
             .or_default()
             .push(msg.to_owned());
     };
+    if !creating && f.group_id.is_some() {
+        add("group_id", "Set when the party is created.");
+    }
     if let Some(t) = &mut f.title {
         *t = t.trim().to_owned();
         if t.is_empty() {
@@ -171,6 +177,22 @@ pub async fn create(
     )
     .execute(&mut *tx)
     .await?;
+    if let Some(group) = body.group_id {
+        let member = wp_core::group::visible(&mut tx, &me, group)
+            .await
+            .is_ok_and(|g| g.my_role.is_some());
+        if !member {
+            return Err(AppError::field(
+                "group_id",
+                "No such group, or you are not a member of it.",
+            ));
+        }
+        sqlx::query("UPDATE parties SET group_id = $2 WHERE id = $1")
+            .bind(id)
+            .bind(group)
+            .execute(&mut *tx)
+            .await?;
+    }
     let row = load_row(&mut tx, &me, id)
         .await?
         .ok_or_else(AppError::not_found)?;
@@ -245,7 +267,7 @@ pub async fn list(
                   s.sync_policy AS "sync_policy: SyncPolicy", s.buffer_wait_ms,
                   (SELECT count(*) FROM party_members m WHERE m.party_id = s.id) AS "member_count!",
                   s.my_role AS "my_role: PartyRole", s.status AS "status: PartyStatus",
-                  s.playback, s.created_at, s.updated_at
+                  s.playback, s.group_id, s.created_at, s.updated_at
            FROM scoped s JOIN users u ON u.id = s.host_id
            LEFT JOIN videos vid ON vid.id = s.video_id
            WHERE CASE $2

@@ -63,6 +63,8 @@ pub struct Party {
     /// The playback state as last stored (live in the socket's `video_state`).
     #[schema(value_type = Object)]
     pub playback: serde_json::Value,
+    /// The social group the party belongs to (its members see and join it).
+    pub group_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -147,6 +149,7 @@ fn party_view(row: PartyRow, state: &AppState, staff: bool) -> Party {
         my_role: row.my_role,
         status: row.status,
         playback: row.playback,
+        group_id: row.group_id,
         created_at: row.created_at,
         updated_at: row.updated_at,
     }

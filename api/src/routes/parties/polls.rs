@@ -201,7 +201,8 @@ async fn cast(
 }
 
 /// Closes a poll now (its creator, the host, staff); the party's sockets get
-/// `poll_closed` with the final results. 409 `poll_closed` if it already was.
+/// `poll_closed` with the final results and its members a `poll.results` notification.
+/// 409 `poll_closed` if it already was.
 #[utoipa::path(post, path = "/interactive/polls/{poll_id}/close/", tag = "polls", security(("bearer" = [])),
     params(("poll_id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Poll>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
@@ -211,7 +212,8 @@ pub async fn close_poll(
     me: AuthUser,
     Ids(poll_id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<Poll>> {
-    let closed = polls::close(&state.db, &me, poll_id).await?;
+    let (closed, row) = polls::close(&state.db, &me, poll_id).await?;
+    wp_shared::outbox::relay(&state.db, &state.enqueuer, &[row]).await;
     notify(&state, closed.party_id, bus(PartyEvent::PollClosed(closed))).await;
     let mut conn = state.db.acquire().await?;
     Ok(ApiResponse::ok(polls::get(&mut conn, &me, poll_id).await?))
