@@ -38,10 +38,31 @@ REDIS = os.environ.get("FAULTS_REDIS", "127.0.0.1:6379")
 CLICKHOUSE = os.environ.get("FAULTS_CLICKHOUSE", "http://127.0.0.1:8123")
 
 
+_GIVEN = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range, never handed out twice in a run. A
+    role killed and started again binds its port a second time; a port from the ephemeral
+    range may by then be some outgoing connection's local port (a kill rehearsal once lost
+    its scheduler to "Address already in use" that way), one below it cannot."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(1000):
+        port = random.randrange(10000, max(low, 10001))
+        if port in _GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class Proxy:
