@@ -283,3 +283,132 @@ async fn malformed_path_ids_are_404_in_the_envelope_everywhere() {
         assert!(body["request_id"].as_str().is_some_and(|r| !r.is_empty()));
     }
 }
+
+/// Every page-number list answers `next` links that keep the path the client called
+/// (`/api/` or `/api/v1/`): following `next` from the first page to the last gives every
+/// item once and as many as `count` (issue 13, item 11: the links used to drop `/api/`).
+#[tokio::test]
+async fn next_links_lead_through_every_page_under_both_prefixes() {
+    use reqwest::Method;
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let me = env.create_user("pager").await;
+    let mut others = Vec::new();
+    for i in 0..3 {
+        others.push(env.create_user(&format!("pagee{i}")).await);
+    }
+    let start = (chrono::Utc::now() + chrono::TimeDelta::hours(2)).to_rfc3339();
+    let end = (chrono::Utc::now() + chrono::TimeDelta::hours(3)).to_rfc3339();
+    let mut party = String::new();
+    let mut group = String::new();
+    let mut event = String::new();
+    for i in 0..3 {
+        let (s, b) = app
+            .post_json("/api/parties/", Some(&me.token), serde_json::json!({"title": format!("p{i}"), "external_url": "https://example.com/v.mp4"}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        party = b["data"]["id"].as_str().unwrap().to_owned();
+        let (_, b) = app
+            .post_json(
+                "/api/social/groups/",
+                Some(&me.token),
+                serde_json::json!({"name": format!("g{i}")}),
+            )
+            .await;
+        group = b["data"]["id"].as_str().unwrap().to_owned();
+        let (_, b) = app
+            .post_json(
+                "/api/events/",
+                Some(&me.token),
+                serde_json::json!({"title": format!("e{i}"), "start_time": start, "end_time": end}),
+            )
+            .await;
+        event = b["data"]["id"].as_str().unwrap().to_owned();
+    }
+    for i in 0..3 {
+        let (s, b) = app
+            .post_json(
+                &format!("/api/interactive/parties/{party}/polls/"),
+                Some(&me.token),
+                serde_json::json!({"question": format!("q{i}"), "options": ["a", "b"]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    for o in &others {
+        app.call(
+            Method::POST,
+            &format!("/api/social/follow/{}/", me.id),
+            Some(&o.token),
+            None,
+        )
+        .await;
+        app.call(
+            Method::POST,
+            &format!("/api/social/follow/{}/", o.id),
+            Some(&me.token),
+            None,
+        )
+        .await;
+        app.call(
+            Method::POST,
+            &format!("/api/social/groups/{group}/join/"),
+            Some(&o.token),
+            None,
+        )
+        .await;
+        app.call(
+            Method::POST,
+            &format!("/api/events/{event}/join/"),
+            Some(&o.token),
+            None,
+        )
+        .await;
+    }
+    let lists = [
+        "parties/?scope=mine".to_owned(),
+        "social/groups/?mine=true".to_owned(),
+        "events/my/".to_owned(),
+        format!("interactive/parties/{party}/polls/"),
+        format!("social/groups/{group}/members/"),
+        format!("events/{event}/attendees/"),
+        "social/followers/".to_owned(),
+        "social/following/".to_owned(),
+    ];
+    for prefix in ["/api/", "/api/v1/"] {
+        for list in &lists {
+            let mut path = format!("{prefix}{list}");
+            path.push(if path.contains('?') { '&' } else { '?' });
+            path.push_str("page_size=1");
+            let mut seen = std::collections::HashSet::new();
+            let mut count = None;
+            let mut pages = 0;
+            loop {
+                let (s, b) = app.call(Method::GET, &path, Some(&me.token), None).await;
+                assert_eq!(s, StatusCode::OK, "{path}: {b}");
+                count.get_or_insert(b["data"]["count"].as_i64().unwrap());
+                for item in b["data"]["results"].as_array().unwrap() {
+                    assert!(seen.insert(item.to_string()), "{path}: an item twice");
+                }
+                pages += 1;
+                let Some(next) = b["data"]["next"].as_str() else {
+                    break;
+                };
+                let url = reqwest::Url::parse(next).unwrap();
+                assert!(
+                    url.path().starts_with(prefix),
+                    "{list}: `next` keeps {prefix}: {next}"
+                );
+                path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+                assert!(pages < 20, "{path}: no end");
+            }
+            let count = count.unwrap();
+            assert!(count >= 3, "{prefix}{list}: {count}");
+            assert_eq!(
+                seen.len() as i64,
+                count,
+                "{prefix}{list}: the pages add up to count"
+            );
+        }
+    }
+}

@@ -872,8 +872,9 @@ pub async fn invite(db: &PgPool, me: &Actor, id: Uuid, users: &[Uuid]) -> EventR
 }
 
 /// An attendee as listed.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Attendee {
+    #[sqlx(flatten)]
     pub user: UserSummary,
     pub status: Attendance,
     pub responded_at: DateTime<Utc>,
@@ -906,7 +907,7 @@ pub async fn attendees(
     .bind(organizer)
     .fetch_one(&mut *conn)
     .await?;
-    let rows: Vec<(Uuid, String, String, Attendance, DateTime<Utc>)> = sqlx::query_as(&format!(
+    let rows: Vec<Attendee> = sqlx::query_as(&format!(
         "SELECT u.id, u.username, u.display_name, a.status, a.responded_at
            FROM event_attendees a JOIN users u ON u.id = a.user_id
           WHERE {cond}
@@ -921,22 +922,7 @@ pub async fn attendees(
     .bind(offset)
     .fetch_all(&mut *conn)
     .await?;
-    Ok((
-        rows.into_iter()
-            .map(
-                |(id, username, display_name, status, responded_at)| Attendee {
-                    user: UserSummary {
-                        id,
-                        username,
-                        display_name,
-                    },
-                    status,
-                    responded_at,
-                },
-            )
-            .collect(),
-        count,
-    ))
+    Ok((rows, count))
 }
 
 /// Which events a list holds.

@@ -603,8 +603,9 @@ pub async fn leave(db: &PgPool, me: &Actor, id: Uuid) -> GroupResult<Departed> {
 }
 
 /// A member of a group.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct GroupMember {
+    #[sqlx(flatten)]
     pub user: UserSummary,
     pub role: GroupRole,
     pub joined_at: DateTime<Utc>,
@@ -620,7 +621,7 @@ pub async fn members(
     offset: i64,
 ) -> GroupResult<(Vec<GroupMember>, i64)> {
     let g = visible(conn, me, id).await?;
-    let rows: Vec<(Uuid, String, String, GroupRole, DateTime<Utc>)> = sqlx::query_as(
+    let rows: Vec<GroupMember> = sqlx::query_as(
         "SELECT u.id, u.username, u.display_name, m.role, m.joined_at
            FROM group_members m JOIN users u ON u.id = m.user_id
           WHERE m.group_id = $1
@@ -632,27 +633,13 @@ pub async fn members(
     .bind(offset)
     .fetch_all(&mut *conn)
     .await?;
-    Ok((
-        rows.into_iter()
-            .map(
-                |(id, username, display_name, role, joined_at)| GroupMember {
-                    user: UserSummary {
-                        id,
-                        username,
-                        display_name,
-                    },
-                    role,
-                    joined_at,
-                },
-            )
-            .collect(),
-        i64::from(g.member_count),
-    ))
+    Ok((rows, i64::from(g.member_count)))
 }
 
 /// A pending request to join.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct JoinRequest {
+    #[sqlx(flatten)]
     pub user: UserSummary,
     pub message: String,
     pub created_at: DateTime<Utc>,
@@ -673,7 +660,7 @@ pub async fn requests(
             .bind(id)
             .fetch_one(&mut *conn)
             .await?;
-    let rows: Vec<(Uuid, String, String, String, DateTime<Utc>)> = sqlx::query_as(
+    let rows: Vec<JoinRequest> = sqlx::query_as(
         "SELECT u.id, u.username, u.display_name, r.message, r.created_at
            FROM group_join_requests r JOIN users u ON u.id = r.user_id
           WHERE r.group_id = $1 ORDER BY r.created_at, u.id LIMIT $2 OFFSET $3",
@@ -683,22 +670,7 @@ pub async fn requests(
     .bind(offset)
     .fetch_all(&mut *conn)
     .await?;
-    Ok((
-        rows.into_iter()
-            .map(
-                |(id, username, display_name, message, created_at)| JoinRequest {
-                    user: UserSummary {
-                        id,
-                        username,
-                        display_name,
-                    },
-                    message,
-                    created_at,
-                },
-            )
-            .collect(),
-        count,
-    ))
+    Ok((rows, count))
 }
 
 /// Approves (the user becomes a member and is told) or rejects a pending request
@@ -883,10 +855,10 @@ pub async fn set_role(
             });
         }
     }
-    let m: (Uuid, String, String, GroupRole, DateTime<Utc>) = sqlx::query_as(
+    let m: GroupMember = sqlx::query_as(
         "WITH u AS (UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2
                     RETURNING user_id, role, joined_at)
-         SELECT u.user_id, us.username, us.display_name, u.role, u.joined_at
+         SELECT us.id, us.username, us.display_name, u.role, u.joined_at
            FROM u JOIN users us ON us.id = u.user_id",
     )
     .bind(id)
@@ -896,15 +868,7 @@ pub async fn set_role(
     .await?;
     fix_first_admin(&mut tx, id).await?;
     tx.commit().await?;
-    Ok(GroupMember {
-        user: UserSummary {
-            id: m.0,
-            username: m.1,
-            display_name: m.2,
-        },
-        role: m.3,
-        joined_at: m.4,
-    })
+    Ok(m)
 }
 
 /// Removes a member (see [`may_remove`]).
@@ -982,8 +946,9 @@ pub async fn unban(db: &PgPool, me: &Actor, id: Uuid, user: Uuid) -> GroupResult
 }
 
 /// A ban.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct GroupBan {
+    #[sqlx(flatten)]
     pub user: UserSummary,
     pub reason: String,
     pub created_at: DateTime<Utc>,
@@ -993,28 +958,14 @@ pub struct GroupBan {
 pub async fn bans(conn: &mut PgConnection, me: &Actor, id: Uuid) -> GroupResult<Vec<GroupBan>> {
     let g = visible(conn, me, id).await?;
     require(&g, me, GroupRole::Moderator)?;
-    let rows: Vec<(Uuid, String, String, String, DateTime<Utc>)> = sqlx::query_as(
+    Ok(sqlx::query_as(
         "SELECT u.id, u.username, u.display_name, b.reason, b.created_at
            FROM group_bans b JOIN users u ON u.id = b.user_id
           WHERE b.group_id = $1 ORDER BY b.created_at DESC, u.id",
     )
     .bind(id)
     .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, username, display_name, reason, created_at)| GroupBan {
-                user: UserSummary {
-                    id,
-                    username,
-                    display_name,
-                },
-                reason,
-                created_at,
-            },
-        )
-        .collect())
+    .await?)
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// A user as the social lists, parties and chat show them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Reads from the columns `id`, `username`, `display_name` (`#[sqlx(flatten)]` in a row).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct UserSummary {
     pub id: Uuid,
     pub username: String,

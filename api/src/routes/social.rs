@@ -3,7 +3,7 @@
 
 use crate::extract::Ids;
 use axum::{
-    extract::State,
+    extract::{OriginalUri, State},
     http::{StatusCode, Uri},
 };
 use chrono::{DateTime, Utc};
@@ -231,7 +231,7 @@ pub struct RequestListParams {
 pub async fn list_requests(
     State(state): State<AppState>,
     me: AuthUser,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     Query(q): Query<RequestListParams>,
 ) -> AppResult<ApiResponse<Paginated<FriendRequest>>> {
     let incoming = match q.direction.as_deref().unwrap_or("incoming") {
@@ -462,7 +462,7 @@ async fn relation_list(
 pub async fn friends(
     State(state): State<AppState>,
     me: AuthUser,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     Query(p): Query<PageParams>,
 ) -> AppResult<ApiResponse<Paginated<Relation>>> {
     relation_list(&state, &me, &uri, &p, ListKind::Friends).await
@@ -557,7 +557,7 @@ pub async fn unfollow(
 pub async fn followers(
     State(state): State<AppState>,
     me: AuthUser,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     Query(p): Query<PageParams>,
 ) -> AppResult<ApiResponse<Paginated<Relation>>> {
     relation_list(&state, &me, &uri, &p, ListKind::Followers).await
@@ -570,7 +570,7 @@ pub async fn followers(
 pub async fn following(
     State(state): State<AppState>,
     me: AuthUser,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     Query(p): Query<PageParams>,
 ) -> AppResult<ApiResponse<Paginated<Relation>>> {
     relation_list(&state, &me, &uri, &p, ListKind::Following).await
@@ -656,7 +656,7 @@ pub async fn unblock(
 pub async fn blocks(
     State(state): State<AppState>,
     me: AuthUser,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     Query(p): Query<PageParams>,
 ) -> AppResult<ApiResponse<Paginated<Relation>>> {
     relation_list(&state, &me, &uri, &p, ListKind::Blocks).await

@@ -762,8 +762,9 @@ pub async fn close_due(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<(Vec<Pol
 }
 
 /// One voter of a poll that is not anonymous.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct PollVoter {
+    #[sqlx(flatten)]
     pub user: UserSummary,
     /// The options chosen, in the poll's order.
     pub option_ids: Vec<Uuid>,
@@ -789,24 +790,16 @@ pub async fn voters(
             PartyError::PermissionDenied("The results are hidden until the poll closes.").into(),
         );
     }
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        user_id: Uuid,
-        username: String,
-        display_name: String,
-        option_ids: Vec<Uuid>,
-        voted_at: DateTime<Utc>,
-    }
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT v.user_id, u.username, u.display_name,
+    let rows: Vec<PollVoter> = sqlx::query_as(
+        "SELECT u.id, u.username, u.display_name,
                 array_agg(v.option_id ORDER BY o.position) AS option_ids,
                 min(v.voted_at) AS voted_at
            FROM party_poll_votes v
            JOIN users u ON u.id = v.user_id
            JOIN party_poll_options o ON o.id = v.option_id
           WHERE v.poll_id = $1
-          GROUP BY v.user_id, u.username, u.display_name
-          ORDER BY min(v.voted_at), v.user_id
+          GROUP BY u.id, u.username, u.display_name
+          ORDER BY min(v.voted_at), u.id
           LIMIT $2 OFFSET $3",
     )
     .bind(poll)
@@ -814,20 +807,7 @@ pub async fn voters(
     .bind(offset)
     .fetch_all(&mut *conn)
     .await?;
-    Ok((
-        rows.into_iter()
-            .map(|r| PollVoter {
-                user: UserSummary {
-                    id: r.user_id,
-                    username: r.username,
-                    display_name: r.display_name,
-                },
-                option_ids: r.option_ids,
-                voted_at: r.voted_at,
-            })
-            .collect(),
-        i64::from(p.voters_count),
-    ))
+    Ok((rows, i64::from(p.voters_count)))
 }
 
 /// `poll_deleted` for the party's sockets.

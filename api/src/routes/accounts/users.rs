@@ -1,7 +1,7 @@
 //! Profiles: the caller's own (`/users/me/`), public profiles, user search.
 
 use crate::extract::Ids;
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -242,7 +242,7 @@ pub struct SearchParams {
 pub async fn search(
     State(state): State<AppState>,
     _caller: AuthUser,
-    uri: axum::http::Uri,
+    OriginalUri(uri): OriginalUri,
     Query(q): Query<SearchParams>,
 ) -> AppResult<ApiResponse<Paginated<PublicUser>>> {
     let prefix = q.search.trim().to_lowercase();

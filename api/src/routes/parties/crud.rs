@@ -2,8 +2,8 @@
 
 use crate::extract::Ids;
 use axum::{
-    extract::State,
-    http::{StatusCode, Uri},
+    extract::{OriginalUri, State},
+    http::StatusCode,
 };
 use chrono::Utc;
 use serde::Deserialize;
@@ -219,7 +219,7 @@ pub struct PartyListParams {
 pub async fn list(
     State(state): State<AppState>,
     me: AuthUser,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     Query(q): Query<PartyListParams>,
 ) -> AppResult<ApiResponse<Paginated<Party>>> {
     let page = PageParams {

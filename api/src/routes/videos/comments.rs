@@ -7,7 +7,7 @@ use crate::extract::Ids;
 use std::sync::Arc;
 
 use axum::{
-    extract::State,
+    extract::{OriginalUri, State},
     http::{StatusCode, Uri, header},
     response::{IntoResponse, Response},
 };
@@ -48,7 +48,7 @@ pub async fn list(
     State(state): State<AppState>,
     MaybeAuthUser(me): MaybeAuthUser,
     Ids(id): Ids<Uuid>,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     Query(q): Query<CommentListParams>,
 ) -> AppResult<Response> {
     let page = PageParams {

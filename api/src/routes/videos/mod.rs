@@ -10,8 +10,8 @@ pub mod likes;
 use crate::extract::Ids;
 use axum::extract::DefaultBodyLimit;
 use axum::{
-    extract::{Multipart, State},
-    http::{StatusCode, Uri},
+    extract::{Multipart, OriginalUri, State},
+    http::StatusCode,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -632,7 +632,7 @@ pub struct ListParams {
 pub async fn list(
     State(state): State<AppState>,
     MaybeAuthUser(me): MaybeAuthUser,
-    uri: Uri,
+    OriginalUri(uri): OriginalUri,
     Query(q): Query<ListParams>,
 ) -> AppResult<ApiResponse<Paginated<Video>>> {
     let page = PageParams {
