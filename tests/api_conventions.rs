@@ -412,3 +412,48 @@ async fn next_links_lead_through_every_page_under_both_prefixes() {
         }
     }
 }
+
+/// Every admin route, walked from the OpenAPI document as a normal user with a body that
+/// is not valid for it, answers 403: permission is checked before the body is read, so
+/// the schema is answered to nobody else (issue 13, item 7: the broadcast answered 400).
+#[tokio::test]
+async fn admin_routes_refuse_a_normal_user_before_reading_the_body() {
+    use reqwest::Method;
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let user = env.create_user("plain").await;
+    let doc: Value = app.get("/api/schema/").await.json().await.unwrap();
+    let mut walked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        if !path.contains("/admin/") {
+            continue;
+        }
+        let concrete: String = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('{') {
+                    uuid::Uuid::now_v7().to_string()
+                } else {
+                    seg.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for (verb, method) in [
+            ("get", Method::GET),
+            ("post", Method::POST),
+            ("put", Method::PUT),
+            ("patch", Method::PATCH),
+            ("delete", Method::DELETE),
+        ] {
+            if !ops[verb].is_object() {
+                continue;
+            }
+            let body = (method != Method::GET).then(|| serde_json::json!({"bogus": [1, 2]}));
+            let (s, b) = app.call(method, &concrete, Some(&user.token), body).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{verb} {path}: {b}");
+            walked += 1;
+        }
+    }
+    assert!(walked >= 8, "admin routes walked: {walked}");
+}

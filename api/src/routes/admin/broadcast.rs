@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::{
     auth::{AuthUser, Role},
     error::{AppError, AppResult, FieldErrors},
-    extract::Json,
+    extract::JsonBody,
     response::{ApiResponse, Envelope},
     state::AppState,
 };
@@ -92,9 +92,11 @@ pub struct Broadcast {
 pub async fn send(
     State(state): State<AppState>,
     me: AuthUser,
-    Json(b): Json<NewBroadcast>,
+    body: JsonBody,
 ) -> AppResult<ApiResponse<Broadcast>> {
+    // Permission before the body: the schema is nobody else's business.
     me.require_role(Role::Admin)?;
+    let b: NewBroadcast = body.parse()?;
     let mut errors = FieldErrors::new();
     let mut add = |f: &str, m: &str| errors.entry(f.to_owned()).or_default().push(m.to_owned());
     let title = b.title.trim().to_owned();

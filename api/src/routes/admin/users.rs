@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::{
     auth::{AuthUser, Role},
     error::{AppError, AppResult},
-    extract::Json,
+    extract::JsonBody,
     mail,
     response::{ApiResponse, Envelope},
     state::AppState,
@@ -75,9 +75,10 @@ pub async fn suspend(
     State(state): State<AppState>,
     staff: AuthUser,
     Ids(id): Ids<Uuid>,
-    Json(body): Json<SuspendRequest>,
+    body: JsonBody,
 ) -> AppResult<ApiResponse<AdminUser>> {
     staff.require_role(Role::Moderator)?;
+    let body: SuspendRequest = body.parse()?;
     let reason = body.reason.trim().to_owned();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(AppError::field(
@@ -165,9 +166,10 @@ pub async fn set_role(
     State(state): State<AppState>,
     staff: AuthUser,
     Ids(id): Ids<Uuid>,
-    Json(body): Json<RoleRequest>,
+    body: JsonBody,
 ) -> AppResult<ApiResponse<AdminUser>> {
     staff.require_role(Role::Admin)?;
+    let body: RoleRequest = body.parse()?;
     let t = target(&state, &staff, id).await?;
     sqlx::query!(
         "UPDATE users SET role = $2 WHERE id = $1",
