@@ -227,15 +227,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> EventError {
 }
 
 fn text(field: &'static str, value: &str, min: usize, max: usize) -> EventResult<String> {
-    let v = value.trim();
-    let n = v.chars().count();
-    if n < min || n > max {
-        return Err(invalid(
-            field,
-            format!("{min} to {max} characters (after trimming)."),
-        ));
-    }
-    Ok(v.to_owned())
+    crate::trimmed_text(value, min, max).map_err(|m| invalid(field, m))
 }
 
 /// An event as created or edited (edits: absent fields stay).
@@ -948,19 +940,7 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> EventResult<(Vec<Event>, i64)> {
-    let search = f
-        .search
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            format!(
-                "%{}%",
-                s.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            )
-        });
+    let search = crate::contains_pattern(f.search.as_deref());
     let cond = format!(
         "{VISIBLE}
            AND ($3::text IS NULL OR e.title ILIKE $3 OR e.description ILIKE $3 OR e.location ILIKE $3)

@@ -148,15 +148,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> GroupError {
 
 /// A trimmed text of at most `max` characters (`min` 1: not empty).
 fn text(field: &'static str, value: &str, min: usize, max: usize) -> GroupResult<String> {
-    let v = value.trim();
-    let n = v.chars().count();
-    if n < min || n > max {
-        return Err(invalid(
-            field,
-            format!("{min} to {max} characters (after trimming)."),
-        ));
-    }
-    Ok(v.to_owned())
+    crate::trimmed_text(value, min, max).map_err(|m| invalid(field, m))
 }
 
 /// A new group.
@@ -301,19 +293,7 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> GroupResult<(Vec<Group>, i64)> {
-    let search = f
-        .search
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            format!(
-                "%{}%",
-                s.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            )
-        });
+    let search = crate::contains_pattern(f.search.as_deref());
     let cond = format!(
         "{VISIBLE} AND ($3::text IS NULL OR g.name ILIKE $3 OR g.description ILIKE $3)
            AND ($4::text IS NULL OR g.category = $4)

@@ -17,6 +17,31 @@ pub mod party;
 pub mod social;
 pub mod video;
 
+/// `s` trimmed, if it has `min` to `max` characters; else the message that says so.
+pub fn trimmed_text(s: &str, min: usize, max: usize) -> Result<String, String> {
+    let v = s.trim();
+    let n = v.chars().count();
+    if n < min || n > max {
+        return Err(format!("{min} to {max} characters (after trimming)."));
+    }
+    Ok(v.to_owned())
+}
+
+/// `s` for a LIKE pattern, its wildcards (`%`, `_`) and `\` taken literally.
+pub fn like_literal(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+/// The `%words%` pattern of a search box: trimmed, `None` when empty.
+pub fn contains_pattern(search: Option<&str>) -> Option<String> {
+    search
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("%{}%", like_literal(s)))
+}
+
 /// A database value outside the closed set its enum allows (a migration and the code
 /// disagree): an internal error wherever it surfaces.
 #[derive(Debug, thiserror::Error)]
@@ -86,4 +111,19 @@ macro_rules! text_enum {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn search_patterns_take_wildcards_literally() {
+        assert_eq!(super::like_literal(r"50%_a\b"), r"50\%\_a\\b");
+        assert_eq!(
+            super::contains_pattern(Some("  film ")).as_deref(),
+            Some("%film%")
+        );
+        assert_eq!(super::contains_pattern(Some("  ")), None);
+        assert_eq!(super::trimmed_text(" ab ", 1, 2).as_deref(), Ok("ab"));
+        assert!(super::trimmed_text(" ", 1, 2).is_err());
+    }
 }

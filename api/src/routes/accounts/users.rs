@@ -258,13 +258,7 @@ pub async fn search(
     }
     .validate()?;
     // `_` and `%` are literal in usernames, not wildcards.
-    let pattern = format!(
-        "{}%",
-        prefix
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
+    let pattern = format!("{}%", wp_core::like_literal(&prefix));
     let count = sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM users WHERE lower(username) LIKE $1 AND status = 'active'"#,
         pattern

@@ -234,19 +234,7 @@ pub async fn list(
             "One of all, public, friends, mine.",
         ));
     }
-    let search = q
-        .search
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            format!(
-                "%{}%",
-                s.replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            )
-        });
+    let search = wp_core::contains_pattern(q.search.as_deref());
     let mut conn = state.db.acquire().await?;
     // What the caller may see (`party_visible_to`), narrowed by the scope.
     let rows = sqlx::query_as!(
