@@ -776,19 +776,15 @@ async fn reminders_go_once_before_the_start_and_follow_a_move() {
         sweep(s1 - TimeDelta::minutes(14)),
         sweep(s1 - TimeDelta::minutes(14))
     );
-    let mut sent: Vec<(uuid::Uuid, String)> = x.into_iter().chain(y).collect();
-    assert_eq!(
-        sent,
-        vec![(soon.parse().unwrap(), "15m".to_owned())],
-        "once"
-    );
+    let mut sent: Vec<(uuid::Uuid, i32)> = x.into_iter().chain(y).collect();
+    assert_eq!(sent, vec![(soon.parse().unwrap(), 15)], "once");
     assert!(sweep(s1 - TimeDelta::minutes(1)).await.is_empty());
 
     // "Later" starts in 30 h: its 24 h reminder goes at 24 h before; moved by an hour,
     // the reminder goes again for the new time.
     let s2 = start_of(&later).await;
     sent = sweep(s2 - TimeDelta::hours(24) + TimeDelta::seconds(1)).await;
-    assert_eq!(sent, vec![(later.parse().unwrap(), "24h".to_owned())]);
+    assert_eq!(sent, vec![(later.parse().unwrap(), 1440)]);
     let (s, b) = call(&app, &org, Method::PUT, &format!("/api/events/{later}/"),
         Some(json!({"start_time": (s2 + TimeDelta::hours(1)).to_rfc3339(), "end_time": (s2 + TimeDelta::hours(2)).to_rfc3339()}))).await;
     assert_eq!(s, StatusCode::OK, "{b}");
@@ -799,9 +795,122 @@ async fn reminders_go_once_before_the_start_and_follow_a_move() {
         "not yet for the new time"
     );
     sent = sweep(s2 - TimeDelta::hours(23) + TimeDelta::seconds(1)).await;
-    assert_eq!(sent, vec![(later.parse().unwrap(), "24h".to_owned())]);
+    assert_eq!(sent, vec![(later.parse().unwrap(), 1440)]);
 
     // Each reminder reached ann once, in the pipeline (three in all).
     expect_notified(&app, &ann, "event.reminder", 3).await;
+    workers.shutdown().await;
+}
+
+/// Each user chooses when reminders come (`event_reminders` in the notification
+/// settings): a lead goes once, only to those who chose it, worded in their language;
+/// nobody who chose none hears any.
+#[tokio::test]
+async fn reminders_follow_each_users_chosen_leads() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let workers = env.spawn_workers(&[(Queue::Notify, 2)]).await;
+    let org = env.create_user("org").await;
+    let [ann, bob, cat] = ["ann", "bob", "cat"].map(|n| env.create_user(n));
+    let (ann, bob, cat) = (ann.await, bob.await, cat.await);
+    let put = |u: &TestUser, leads: Value| {
+        let token = u.token.clone();
+        let app = &app;
+        async move {
+            app.call(
+                Method::PUT,
+                "/api/notifications/settings/",
+                Some(&token),
+                Some(json!({ "event_reminders": leads })),
+            )
+            .await
+        }
+    };
+    for bad in [
+        json!([45]),
+        json!([5, 10, 15, 30]),
+        json!([15, 15]),
+        json!("soon"),
+    ] {
+        let (s, b) = put(&bob, bad.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {b}");
+        if bad.is_array() {
+            assert!(b["errors"]["event_reminders"].is_array(), "{b}");
+        }
+    }
+    let (s, b) = put(&bob, json!([2880, 60])).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["event_reminders"], json!([2880, 60]));
+    assert_eq!(put(&cat, json!([])).await.0, StatusCode::OK);
+    let (_, b) = call(
+        &app,
+        &ann,
+        Method::GET,
+        "/api/notifications/settings/",
+        None,
+    )
+    .await;
+    assert_eq!(
+        b["data"]["event_reminders"],
+        json!([1440, 15]),
+        "the default"
+    );
+
+    let id = create_event(
+        &app,
+        &org,
+        json!({"title": "Three days", "start_time": at(TimeDelta::hours(72)),
+                                             "end_time": at(TimeDelta::hours(73))}),
+    )
+    .await;
+    for u in [&ann, &bob, &cat] {
+        join(&app, u, &id).await;
+    }
+    let (_, b) = call(&app, &ann, Method::GET, &format!("/api/events/{id}/"), None).await;
+    let start: DateTime<Utc> = b["data"]["start_time"].as_str().unwrap().parse().unwrap();
+    let ctx = Arc::new(wp_workers::Ctx::new(env.config.clone()).await.unwrap());
+    let event: uuid::Uuid = id.parse().unwrap();
+    let mut sent = Vec::new();
+    for minutes in [2880, 1440, 120, 60, 30, 15, 10, 5, 1] {
+        let now = start - TimeDelta::minutes(minutes) + TimeDelta::seconds(1);
+        let a = wp_workers::system::advance_events(&ctx, now).await.unwrap();
+        sent.extend(a.reminders);
+    }
+    // Leads nobody chose (120, 30, 10, 5) are recorded but not announced.
+    assert_eq!(sent, [2880, 1440, 60, 15].map(|l| (event, l)));
+
+    expect_notified(&app, &ann, "event.reminder", 2).await;
+    expect_notified(&app, &bob, "event.reminder", 2).await;
+    let (_, b) = call(
+        &app,
+        &bob,
+        Method::GET,
+        "/api/notifications/?kind=event.reminder",
+        None,
+    )
+    .await;
+    let mut bodies: Vec<&str> = b["data"]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["body"].as_str().unwrap())
+        .collect();
+    bodies.sort_unstable();
+    assert_eq!(
+        bodies,
+        [
+            "\"Three days\" starts in 1 hour.",
+            "\"Three days\" starts in 2 days."
+        ]
+    );
+    // All four jobs have delivered (each reached ann or bob, cat in the same page).
+    assert_eq!(
+        kinds(&app, &cat)
+            .await
+            .iter()
+            .filter(|k| *k == "event.reminder")
+            .count(),
+        0
+    );
     workers.shutdown().await;
 }

@@ -859,6 +859,33 @@ async fn group_events_and_parties_are_seen_by_the_groups_members() {
         StatusCode::OK,
         "a member joins the group's private party without its code: {b}"
     );
+    // The group's parties: the members' list holds this one, the outsider's none; a
+    // party outside the group is not in it.
+    let (s, _) = app
+        .post_json(
+            "/api/parties/",
+            Some(&owner.token),
+            json!({"title": "Elsewhere", "external_url": "https://example.com/v.mp4"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    for (u, n) in [(&member, 1), (&owner, 1), (&outsider, 0)] {
+        let (s, b) = call(
+            &app,
+            u,
+            Method::GET,
+            &format!("/api/parties/?group={gid}"),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["data"]["count"], n, "{}: {b}", u.username);
+        if n == 1 {
+            assert_eq!(b["data"]["results"][0]["id"], pid.as_str());
+        }
+    }
+    let (s, b) = call(&app, &member, Method::GET, "/api/parties/?group=nope", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     let (s, b) = call(
         &app,
         &owner,

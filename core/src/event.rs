@@ -983,6 +983,37 @@ pub async fn list(
     Ok((rows.into_iter().map(Event::from).collect(), count))
 }
 
+/// The reminder leads a user may choose from (minutes before the start); each user
+/// picks up to [`MAX_REMINDER_LEADS`], 24 h and 15 min by default (the SQL function
+/// `default_event_reminder_minutes`).
+pub const REMINDER_LEADS: &[i32] = &[5, 10, 15, 30, 60, 120, 1440, 2880, 10080];
+pub const MAX_REMINDER_LEADS: usize = 3;
+
+/// Checks a user's choice of reminder leads (distinct, from the menu, few).
+pub fn check_reminder_leads(leads: &[i32]) -> Result<(), &'static str> {
+    if leads.len() > MAX_REMINDER_LEADS {
+        return Err("At most 3 leads.");
+    }
+    if leads.iter().any(|l| !REMINDER_LEADS.contains(l)) {
+        return Err("Each lead is one of 5, 10, 15, 30, 60, 120, 1440, 2880, 10080 (minutes).");
+    }
+    if (1..leads.len()).any(|i| leads[..i].contains(&leads[i])) {
+        return Err("The leads must differ.");
+    }
+    Ok(())
+}
+
+/// A lead as an amount and a unit for the messages (`(2, "day")`, `(90, "minute")`).
+fn lead_in_words(minutes: i32) -> (i32, &'static str) {
+    if minutes % 1440 == 0 {
+        (minutes / 1440, "day")
+    } else if minutes % 60 == 0 {
+        (minutes / 60, "hour")
+    } else {
+        (minutes, "minute")
+    }
+}
+
 /// What [`advance`] moved.
 #[derive(Debug, Default)]
 pub struct Advanced {
@@ -994,16 +1025,17 @@ pub struct Advanced {
     pub opened_parties: Vec<Uuid>,
     /// Parties of events that ended, ended with them (their sockets must close).
     pub ended_parties: Vec<Uuid>,
-    /// Reminders sent: (event, `24h` or `15m`).
-    pub reminders: Vec<(Uuid, String)>,
+    /// Reminders sent: (event, lead in minutes).
+    pub reminders: Vec<(Uuid, i32)>,
     pub outbox: Vec<i64>,
 }
 
 /// Moves events whose time has come at `now`, each move once whichever scheduler or
 /// worker runs this (the moves are conditional updates in one transaction):
-/// - reminders: 24 h and 15 min before the start, to everyone who answered (but
-///   declined), once per event and lead (`event_reminders`); a lead that had already
-///   passed when the event was created is skipped;
+/// - reminders: at each lead of [`REMINDER_LEADS`] before the start, to everyone who
+///   answered (but declined) and chose that lead (24 h and 15 min unless they chose),
+///   once per event and lead (`event_reminders`); a lead that had already passed when
+///   the event was created is skipped;
 /// - `scheduled → live` at `start_time`: an event with a video gets a party with the
 ///   organizer as host and the people going as members, and everyone who answered hears
 ///   that it starts (`event.starting`, linking the party);
@@ -1014,32 +1046,47 @@ pub struct Advanced {
 pub async fn advance(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<Advanced> {
     let mut tx = db.begin().await?;
     let mut out = Advanced::default();
-    let reminders: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
+    // Every lead of the menu that came due is recorded once per event (so it is weighed
+    // once, not on every sweep); it is announced when someone answering wants it.
+    let reminders: Vec<(Uuid, i32, String, DateTime<Utc>)> = sqlx::query_as(
         "WITH due AS (
-             SELECT e.id, l.lead FROM events e
-              CROSS JOIN (VALUES ('24h', interval '24 hours'), ('15m', interval '15 minutes')) AS l (lead, span)
+             SELECT e.id, l.minutes FROM events e
+              CROSS JOIN unnest($2::int[]) AS l (minutes)
               WHERE e.status = 'scheduled' AND e.start_time > $1
-                AND e.start_time - l.span <= $1 AND e.created_at <= e.start_time - l.span),
+                AND e.start_time <= $1 + make_interval(mins => $3)
+                AND e.start_time - make_interval(mins => l.minutes) <= $1
+                AND e.created_at <= e.start_time - make_interval(mins => l.minutes)
+                AND NOT EXISTS (SELECT 1 FROM event_reminders r
+                                 WHERE r.event_id = e.id AND r.lead_minutes = l.minutes)),
          sent AS (
-             INSERT INTO event_reminders (event_id, lead) SELECT id, lead FROM due
-             ON CONFLICT DO NOTHING RETURNING event_id, lead)
-         SELECT s.event_id, s.lead, e.title, e.start_time FROM sent s JOIN events e ON e.id = s.event_id",
+             INSERT INTO event_reminders (event_id, lead_minutes) SELECT id, minutes FROM due
+             ON CONFLICT DO NOTHING RETURNING event_id, lead_minutes)
+         SELECT s.event_id, s.lead_minutes, e.title, e.start_time FROM sent s
+           JOIN events e ON e.id = s.event_id
+          WHERE EXISTS (SELECT 1 FROM event_attendees a
+                          LEFT JOIN notification_settings n ON n.user_id = a.user_id
+                         WHERE a.event_id = s.event_id AND a.status IN ('going', 'maybe', 'waitlisted', 'pending')
+                           AND s.lead_minutes = ANY(COALESCE(n.event_reminder_minutes, default_event_reminder_minutes())))",
     )
     .bind(now)
+    .bind(REMINDER_LEADS)
+    .bind(REMINDER_LEADS.iter().max().copied().unwrap_or(0))
     .fetch_all(&mut *tx)
     .await?;
-    for (id, lead, title, start) in reminders {
+    for (id, minutes, title, start) in reminders {
+        let (amount, unit) = lead_in_words(minutes);
         out.outbox.push(
             crate::events::emit(
                 &mut tx,
                 "event.reminder",
                 None,
                 None,
-                serde_json::json!({ "event_id": id, "title": title, "lead": lead, "start_time": start }),
+                serde_json::json!({ "event_id": id, "title": title, "lead_minutes": minutes,
+                                    "lead_amount": amount, "lead_unit": unit, "start_time": start }),
             )
             .await?,
         );
-        out.reminders.push((id, lead));
+        out.reminders.push((id, minutes));
     }
     let live: Vec<WentLive> = sqlx::query_as(
         "UPDATE events SET status = 'live', updated_at = now()
@@ -1240,6 +1287,21 @@ pub fn ics(e: &Event, frontend_url: &str, sequence: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reminder_leads_come_from_the_menu_distinct_and_few() {
+        assert!(check_reminder_leads(&[]).is_ok());
+        assert!(check_reminder_leads(&[1440, 15]).is_ok());
+        assert!(check_reminder_leads(&[10080, 60, 5]).is_ok());
+        assert!(check_reminder_leads(&[10080, 60, 5, 15]).is_err());
+        assert!(check_reminder_leads(&[45]).is_err());
+        assert!(check_reminder_leads(&[0]).is_err());
+        assert!(check_reminder_leads(&[15, 15]).is_err());
+        assert_eq!(lead_in_words(2880), (2, "day"));
+        assert_eq!(lead_in_words(120), (2, "hour"));
+        assert_eq!(lead_in_words(60), (1, "hour"));
+        assert_eq!(lead_in_words(15), (15, "minute"));
+    }
 
     fn event() -> Event {
         let t = "2027-01-02T20:00:00Z".parse::<DateTime<Utc>>().unwrap();

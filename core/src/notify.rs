@@ -401,12 +401,12 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("event.reminder.title", "Starting soon"),
         (
             "event.reminder.body",
-            "\"{{ payload.title }}\" starts in {{ '24 hours' if payload.lead == '24h' else '15 minutes' }}.",
+            "\"{{ payload.title }}\" starts in {{ payload.lead_amount }} {{ payload.lead_unit }}{{ '' if payload.lead_amount == 1 else 's' }}.",
         ),
         ("event.reminder.link", "/events/{{ payload.event_id }}"),
         (
             "event.reminder.subject",
-            "Reminder: \"{{ payload.title }}\" starts in {{ '24 hours' if payload.lead == '24h' else '15 minutes' }}",
+            "Reminder: \"{{ payload.title }}\" starts in {{ payload.lead_amount }} {{ payload.lead_unit }}{{ '' if payload.lead_amount == 1 else 's' }}",
         ),
         (
             "event.starting.subject",
@@ -583,11 +583,11 @@ const SPANISH: &[(&str, &str)] = &[
     ("es:event.reminder.title", "Empieza pronto"),
     (
         "es:event.reminder.body",
-        "\"{{ payload.title }}\" empieza en {{ '24 horas' if payload.lead == '24h' else '15 minutos' }}.",
+        "\"{{ payload.title }}\" empieza en {{ payload.lead_amount }} {{ {'day': 'día', 'hour': 'hora', 'minute': 'minuto'}[payload.lead_unit] }}{{ '' if payload.lead_amount == 1 else 's' }}.",
     ),
     (
         "es:event.reminder.subject",
-        "Recordatorio: \"{{ payload.title }}\" empieza en {{ '24 horas' if payload.lead == '24h' else '15 minutos' }}",
+        "Recordatorio: \"{{ payload.title }}\" empieza en {{ payload.lead_amount }} {{ {'day': 'día', 'hour': 'hora', 'minute': 'minuto'}[payload.lead_unit] }}{{ '' if payload.lead_amount == 1 else 's' }}",
     ),
     ("es:poll.results.title", "Resultados de la encuesta"),
     (
@@ -933,7 +933,8 @@ mod tests {
                                     "title": "<b>eve</b> night", "body": "<b>eve</b> says hi", "link": "/news",
                                     "what": "<b>eve</b> changed your password", "message": "hi",
                                     "party_id": "p1", "code": "ABC", "group_id": "g1", "name": "Film club", "event_id": "e1",
-                                    "question": "<b>eve</b>?", "top": ["yes"], "votes": 1, "voters": 2}),
+                                    "question": "<b>eve</b>?", "top": ["yes"], "votes": 1, "voters": 2,
+                                    "lead_minutes": 1440, "lead_amount": 1, "lead_unit": "day"}),
                 "https://app.example/",
             )
             .unwrap();
@@ -984,6 +985,22 @@ mod tests {
             let english = name.strip_prefix("es:").unwrap();
             assert!(TEMPLATES.get_template(english).is_ok(), "{name}");
         }
+    }
+
+    #[test]
+    fn a_reminder_names_its_lead_in_the_recipients_language() {
+        let body = |lang: &str, amount: i32, unit: &str| {
+            let p = serde_json::json!({"event_id": "e1", "title": "Night",
+                                       "lead_amount": amount, "lead_unit": unit});
+            render("event.reminder", lang, "", "bob", &p, "https://a")
+                .unwrap()
+                .body
+        };
+        assert_eq!(body("en", 1, "day"), "\"Night\" starts in 1 day.");
+        assert_eq!(body("en", 2, "hour"), "\"Night\" starts in 2 hours.");
+        assert_eq!(body("en", 15, "minute"), "\"Night\" starts in 15 minutes.");
+        assert_eq!(body("es", 1, "hour"), "\"Night\" empieza en 1 hora.");
+        assert_eq!(body("es", 7, "day"), "\"Night\" empieza en 7 días.");
     }
 
     #[test]

@@ -163,21 +163,23 @@ async fn fan_out_once(job: &NotifyEvent, ctx: &Arc<Ctx>) -> Result<(), BoxDynErr
 enum Audience {
     PartyMembers,
     EventAttendees,
+    /// The users who answered an event and chose the reminder's lead.
+    EventReminder,
 }
 
 impl Audience {
     fn of(kind: &str) -> Option<Self> {
         match kind {
             "party.announcement" | "poll.results" => Some(Self::PartyMembers),
-            "event.updated" | "event.cancelled" | "event.starting" | "event.reminder" => {
-                Some(Self::EventAttendees)
-            }
+            "event.updated" | "event.cancelled" | "event.starting" => Some(Self::EventAttendees),
+            "event.reminder" => Some(Self::EventReminder),
             _ => None,
         }
     }
 
     /// The payload field with the id, and the page query (`$1` the id, `$2` the last
-    /// user of the previous page, `$3` the actor, `$4` the page size).
+    /// user of the previous page, `$3` the actor, `$4` the page size; a reminder's `$5`
+    /// its lead, see [`Self::lead`]).
     fn query(self) -> (&'static str, &'static str) {
         match self {
             Self::PartyMembers => (
@@ -195,6 +197,24 @@ impl Audience {
                     AND user_id IS DISTINCT FROM $3 AND NOT blocked_between(user_id, $3)
                   ORDER BY user_id LIMIT $4",
             ),
+            Self::EventReminder => (
+                "event_id",
+                "SELECT a.user_id FROM event_attendees a
+                   LEFT JOIN notification_settings n ON n.user_id = a.user_id
+                  WHERE a.event_id = $1 AND a.status IN ('going', 'maybe', 'waitlisted', 'pending')
+                    AND $5 = ANY(COALESCE(n.event_reminder_minutes, default_event_reminder_minutes()))
+                    AND ($2::uuid IS NULL OR a.user_id > $2)
+                    AND a.user_id IS DISTINCT FROM $3 AND NOT blocked_between(a.user_id, $3)
+                  ORDER BY a.user_id LIMIT $4",
+            ),
+        }
+    }
+
+    /// The payload field bound as `$5`, if the query has one.
+    fn lead(self) -> Option<&'static str> {
+        match self {
+            Self::EventReminder => Some("lead_minutes"),
+            _ => None,
         }
     }
 }
@@ -218,13 +238,19 @@ async fn audience_pages(
     let page = i64::from(ctx.config.notify_page_size);
     let mut after: Option<Uuid> = None;
     loop {
-        let users: Vec<Uuid> = sqlx::query_scalar(query)
+        let mut q = sqlx::query_scalar(query)
             .bind(id)
             .bind(after)
             .bind(ev.actor_id)
-            .bind(page)
-            .fetch_all(&ctx.db)
-            .await?;
+            .bind(page);
+        if let Some(field) = audience.lead() {
+            q = q.bind(
+                ev.payload[field]
+                    .as_i64()
+                    .and_then(|l| i32::try_from(l).ok()),
+            );
+        }
+        let users: Vec<Uuid> = q.fetch_all(&ctx.db).await?;
         let Some(last) = users.last().copied() else {
             return Ok(());
         };

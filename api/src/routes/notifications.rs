@@ -526,6 +526,10 @@ pub struct NotificationSettings {
     pub email_digest: EmailDigest,
     /// The account's timezone the hours are read in (`PATCH /api/users/me/`).
     pub timezone: String,
+    /// When event reminders come: minutes before the start, up to 3 of 5, 10, 15, 30,
+    /// 60, 120, 1440, 2880, 10080; `[]` for none. Default `[1440, 15]`.
+    #[schema(example = json!([1440, 15]))]
+    pub event_reminders: Vec<i32>,
 }
 
 /// The whole settings (a field left out takes its default: no quiet hours, no digest).
@@ -535,15 +539,26 @@ pub struct SettingsUpdate {
     pub quiet_hours: Option<QuietHours>,
     #[serde(default)]
     pub email_digest: EmailDigest,
+    /// Left out: the default, `[1440, 15]`.
+    pub event_reminders: Option<Vec<i32>>,
 }
 
 async fn settings_of(state: &AppState, user: Uuid) -> AppResult<NotificationSettings> {
-    let r = sqlx::query!(
-        r#"SELECT u.timezone, s.quiet_start_minute AS "start?", s.quiet_end_minute AS "end?",
-                  COALESCE(s.email_digest, 'off') AS "digest!"
-           FROM users u LEFT JOIN notification_settings s ON s.user_id = u.id WHERE u.id = $1"#,
-        user
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        timezone: String,
+        start: Option<i16>,
+        end: Option<i16>,
+        digest: String,
+        leads: Vec<i32>,
+    }
+    let r: Row = sqlx::query_as(
+        "SELECT u.timezone, s.quiet_start_minute AS start, s.quiet_end_minute AS end,
+                COALESCE(s.email_digest, 'off') AS digest,
+                COALESCE(s.event_reminder_minutes, default_event_reminder_minutes()) AS leads
+           FROM users u LEFT JOIN notification_settings s ON s.user_id = u.id WHERE u.id = $1",
     )
+    .bind(user)
     .fetch_one(&state.db)
     .await?;
     use wp_core::notify::format_hhmm;
@@ -558,6 +573,7 @@ async fn settings_of(state: &AppState, user: Uuid) -> AppResult<NotificationSett
             _ => EmailDigest::Off,
         },
         timezone: r.timezone,
+        event_reminders: r.leads,
     })
 }
 
@@ -598,21 +614,28 @@ pub async fn set_settings(
         }
         None => (None, None),
     };
+    if let Some(leads) = &b.event_reminders {
+        wp_core::event::check_reminder_leads(leads)
+            .map_err(|m| AppError::field("event_reminders", m))?;
+    }
     // A digest turned on counts from now (what is pending then goes in the first one).
-    sqlx::query!(
-        "INSERT INTO notification_settings (user_id, quiet_start_minute, quiet_end_minute, email_digest, last_digest_at)
-         VALUES ($1, $2, $3, $4, now())
+    sqlx::query(
+        "INSERT INTO notification_settings (user_id, quiet_start_minute, quiet_end_minute, email_digest,
+                                            event_reminder_minutes, last_digest_at)
+         VALUES ($1, $2, $3, $4, $5, now())
          ON CONFLICT (user_id) DO UPDATE
          SET quiet_start_minute = EXCLUDED.quiet_start_minute,
              quiet_end_minute = EXCLUDED.quiet_end_minute, email_digest = EXCLUDED.email_digest,
+             event_reminder_minutes = EXCLUDED.event_reminder_minutes,
              last_digest_at = CASE WHEN notification_settings.email_digest = 'off' THEN now()
                                    ELSE notification_settings.last_digest_at END,
              updated_at = now()",
-        me.id,
-        start,
-        end,
-        b.email_digest.as_str()
     )
+    .bind(me.id)
+    .bind(start)
+    .bind(end)
+    .bind(b.email_digest.as_str())
+    .bind(&b.event_reminders)
     .execute(&state.db)
     .await?;
     Ok(ApiResponse::ok(settings_of(&state, me.id).await?))

@@ -208,6 +208,8 @@ pub struct PartyListParams {
     pub scope: Option<String>,
     /// Words in the title.
     pub search: Option<String>,
+    /// Only the parties of this social group (those the caller may see).
+    pub group: Option<Uuid>,
     pub page: Option<u32>,
     pub page_size: Option<u32>,
 }
@@ -246,6 +248,7 @@ pub async fn list(
                WHERE p.status = 'active'
                  AND ($3::text IS NULL OR p.title ILIKE $3)
                  AND party_visible_to(p.id, p.host_id, p.visibility, $1, FALSE)
+                 AND ($6::uuid IS NULL OR p.group_id = $6)
            )
            SELECT s.id, s.title, s.description, s.host_id, u.username AS host_username,
                   u.display_name AS host_display_name, s.video_id, vid.title AS "video_title?",
@@ -270,7 +273,8 @@ pub async fn list(
         scope,
         search,
         page.limit(),
-        page.offset()
+        page.offset(),
+        q.group
     )
     .fetch_all(&mut *conn)
     .await?;
@@ -279,6 +283,7 @@ pub async fn list(
            WHERE p.status = 'active'
              AND ($3::text IS NULL OR p.title ILIKE $3)
              AND party_visible_to(p.id, p.host_id, p.visibility, $1, FALSE)
+             AND ($4::uuid IS NULL OR p.group_id = $4)
              AND CASE $2
                    WHEN 'public' THEN p.visibility = 'public'
                    WHEN 'friends' THEN p.visibility IN ('public', 'friends') AND are_friends(p.host_id, $1)
@@ -287,7 +292,8 @@ pub async fn list(
                  END"#,
         me.id,
         scope,
-        search
+        search,
+        q.group
     )
     .fetch_one(&mut *conn)
     .await?;
