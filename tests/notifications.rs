@@ -399,12 +399,12 @@ async fn devices_register_refresh_move_and_unregister() {
         .app
         .post_json("/api/mobile/push-token/", Some(&ann.token), body)
         .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(s, StatusCode::CREATED, "a new device: {b}");
     let (s, _) = m
         .app
         .post_json("/api/mobile/push-token/", Some(&ann.token), json!({"device_id": "phone-1", "platform": "ios", "push_token": "tok-b", "app_version": "1.1"}))
         .await;
-    assert_eq!(s, StatusCode::OK);
+    assert_eq!(s, StatusCode::OK, "a refresh");
     let (_, b) = m
         .app
         .call(Method::GET, "/api/mobile/devices/", Some(&ann.token), None)

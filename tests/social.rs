@@ -351,7 +351,9 @@ async fn a_block_cuts_every_tie_and_keeps_the_blocked_user_out() {
             .await;
         assert_eq!(b["data"]["count"], 0, "{list}: {b}");
     }
-    // Jon can no longer ask, follow, or see Ida's profile; Ida sees her block list.
+    // Jon can no longer ask, follow, or see Ida's profile: to him her account answers
+    // as if it did not exist. Ida, who blocked, is told to unblock first. Ida sees her
+    // block list.
     let (s, b) = app
         .post_json(
             "/api/social/friend-requests/",
@@ -361,7 +363,7 @@ async fn a_block_cuts_every_tie_and_keeps_the_blocked_user_out() {
         .await;
     assert_eq!(
         (s, b["code"].as_str()),
-        (StatusCode::FORBIDDEN, Some("blocked"))
+        (StatusCode::NOT_FOUND, Some("not_found"))
     );
     let (s, _) = app
         .post_json(
@@ -370,7 +372,21 @@ async fn a_block_cuts_every_tie_and_keeps_the_blocked_user_out() {
             json!({}),
         )
         .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    for (path, body) in [
+        (
+            "/api/social/friend-requests/".to_owned(),
+            json!({"user_id": jon.id}),
+        ),
+        (format!("/api/social/follow/{}/", jon.id), json!({})),
+    ] {
+        let (s, b) = app.post_json(&path, Some(&ida.token), body).await;
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("blocked")),
+            "{path}: {b}"
+        );
+    }
     let (s, _) = app
         .call(
             Method::GET,

@@ -157,6 +157,25 @@ async fn an_upload_is_prepared_for_streaming_and_downloaded_with_ranges() {
         h[header::CONTENT_LENGTH].to_str().unwrap(),
         body.len().to_string()
     );
+    // A browser accepts gzip: the file is still sent as it is, with its length, ranges
+    // and validator (never re-encoded on the fly).
+    let res = app
+        .client
+        .get(app.url(&dl))
+        .bearer_auth(&owner.token)
+        .header(header::ACCEPT_ENCODING, "gzip, deflate, br")
+        .send()
+        .await
+        .unwrap();
+    let g = res.headers().clone();
+    assert!(!g.contains_key(header::CONTENT_ENCODING), "{g:?}");
+    assert_eq!(g[header::ETAG].to_str().unwrap(), etag);
+    assert_eq!(g[header::ACCEPT_RANGES], "bytes");
+    assert_eq!(
+        g[header::CONTENT_LENGTH].to_str().unwrap(),
+        body.len().to_string()
+    );
+    assert_eq!(res.bytes().await.unwrap().len(), body.len());
     let boxes = mp4_boxes(&body);
     let moov = boxes.iter().position(|b| b == "moov").unwrap();
     let mdat = boxes.iter().position(|b| b == "mdat").unwrap();
@@ -471,6 +490,12 @@ async fn visibility_decides_who_sees_lists_comments_and_downloads() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
+    // The expiry as the token has it: whole seconds, RFC 3339.
+    let exp = b["data"]["expires_at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(exp).is_ok() && !exp.contains('.'),
+        "{exp}"
+    );
     let url = b["data"]["url"].as_str().unwrap().to_owned();
     let token = url.split("token=").nth(1).unwrap().to_owned();
     let res = app
@@ -828,6 +853,39 @@ async fn comments_thread_edit_delete_like_and_notify() {
         )
         .await;
     assert_eq!(b["data"]["results"][0]["is_liked"], true, "alice did");
+    // The convention's vocabulary says the same as the words.
+    for (ordering, words) in [
+        ("-likes_count", "top"),
+        ("created_at", "oldest"),
+        ("-created_at", "newest"),
+    ] {
+        let ids = |b: &Value| -> Vec<Value> {
+            b["data"]["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].clone())
+                .collect()
+        };
+        let (s, a) = app
+            .call(
+                Method::GET,
+                &format!("{base}?ordering={ordering}"),
+                Some(&bob.token),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{a}");
+        let (_, w) = app
+            .call(
+                Method::GET,
+                &format!("{base}?ordering={words}"),
+                Some(&bob.token),
+                None,
+            )
+            .await;
+        assert_eq!(ids(&a), ids(&w), "{ordering}");
+    }
     let (s, _) = app
         .call(
             Method::GET,

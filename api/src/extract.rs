@@ -150,6 +150,36 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
+/// A multipart form (`multipart/form-data` with a boundary). Errors in the envelope:
+/// 415 naming the expected type when the request is not one, 400 `invalid_multipart`
+/// when its boundary is missing (axum's own rejection is a plain-text body).
+pub struct MultipartForm(pub axum::extract::Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for MultipartForm {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"));
+        if !is_form {
+            return Err(AppError::UnsupportedMediaType(
+                "Expected `Content-Type: multipart/form-data`.".to_owned(),
+            ));
+        }
+        axum::extract::Multipart::from_request(req, state)
+            .await
+            .map(MultipartForm)
+            .map_err(|e| AppError::BadRequest {
+                code: "invalid_multipart",
+                message: e.body_text(),
+            })
+    }
+}
+
 /// A multipart read error: 413 past the body limit, else 400 `invalid_multipart`.
 pub fn multipart_error(e: axum::extract::multipart::MultipartError) -> AppError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {

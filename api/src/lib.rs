@@ -160,7 +160,11 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             middleware::request_timeout,
         ))
-        .layer(CompressionLayer::new().gzip(true))
+        .layer(
+            CompressionLayer::new()
+                .gzip(true)
+                .compress_when(middleware::compressible),
+        )
         .layer(cors)
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(middleware::json_errors))

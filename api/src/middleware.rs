@@ -58,6 +58,56 @@ pub async fn request_timeout(
     }
 }
 
+/// Whether a response is worth compressing on the fly: JSON and text of some size, and
+/// nothing else. Media, files and images are already compressed, a range must stay the
+/// bytes it names, and a download keeps its length and `ETag` (`no-transform`).
+pub fn compressible(
+    _: StatusCode,
+    _: axum::http::Version,
+    h: &axum::http::HeaderMap,
+    _: &axum::http::Extensions,
+) -> bool {
+    let kind = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let textual = kind == "application/json"
+        || kind.ends_with("+json")
+        || kind == "application/javascript"
+        || kind == "application/xml"
+        || kind == "application/yaml"
+        || (kind.starts_with("text/") && kind != "text/event-stream");
+    let small = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n < 256);
+    let no_transform = h
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("no-transform"));
+    textual
+        && !small
+        && !no_transform
+        && !h.contains_key(header::CONTENT_RANGE)
+        && !h.contains_key(header::CONTENT_ENCODING)
+}
+
+/// Response headers that describe a body, dropped when the body is replaced.
+const DESCRIBE_THE_BODY: [header::HeaderName; 9] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_ENCODING,
+    header::CONTENT_RANGE,
+    header::CONTENT_DISPOSITION,
+    header::TRANSFER_ENCODING,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::ACCEPT_RANGES,
+];
+
 /// Any error response that is not already JSON (a 413 from the body limit, a timeout,
 /// a panic caught, a 405) is given the standard error body, keeping its status and
 /// headers such as `Allow` and `Retry-After`.
@@ -97,8 +147,11 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     }
     let (parts, _) = res.into_parts();
     let mut new = error_response(status, code, message.to_owned());
+    // Headers about the old body (its type, length, encoding, range, validators) would
+    // misdescribe the new one: a browser told `Content-Encoding: gzip` fails to read a
+    // plain JSON body.
     for (name, value) in parts.headers.iter() {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+        if !DESCRIBE_THE_BODY.contains(name) {
             new.headers_mut().insert(name.clone(), value.clone());
         }
     }

@@ -27,6 +27,19 @@ crate::text_enum! {
     }
 }
 
+impl CommentOrder {
+    /// The `ordering` parameter, in the convention's vocabulary (`-created_at`,
+    /// `created_at`, `-likes_count`) or as the words (`newest`, `oldest`, `top`).
+    pub fn from_param(s: &str) -> Option<Self> {
+        match s {
+            "-created_at" => Some(Self::Newest),
+            "created_at" => Some(Self::Oldest),
+            "-likes_count" => Some(Self::Top),
+            words => words.parse().ok(),
+        }
+    }
+}
+
 /// A comment. A deleted comment that has replies stays, with `is_deleted` true and no
 /// content or author.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -70,13 +70,16 @@ impl Handler for Client {
         match Frame::parse(text) {
             Err(e) => vec![e],
             Ok(f) if f.kind == "ping" => vec![Frame::server("pong", json!({}))],
-            Ok(f) => vec![err(
-                "unknown_type",
-                format!(
-                    "`{}` is not a frame of this socket (it takes `ping`).",
-                    f.kind
-                ),
-            )],
+            Ok(f) => vec![
+                err(
+                    "unknown_type",
+                    format!(
+                        "`{}` is not a frame of this socket (it takes `ping`).",
+                        f.kind.chars().take(64).collect::<String>()
+                    ),
+                )
+                .in_reply_to(&f.kind),
+            ],
         }
     }
 }

@@ -53,12 +53,48 @@ impl Frame {
         if !value.is_object() {
             return Err(Self::error("invalid_frame", "A frame is a JSON object."));
         }
-        let frame: Frame = serde_json::from_value(value)
-            .map_err(|e| Self::error("invalid_frame", &format!("Invalid frame: {e}")))?;
+        // A client may leave `timestamp` out: it then reads as the time of arrival.
+        #[derive(Deserialize)]
+        struct Incoming {
+            #[serde(rename = "type")]
+            kind: String,
+            timestamp: Option<i64>,
+            #[serde(default)]
+            data: Value,
+        }
+        let kind = value.get("type").and_then(Value::as_str).map(str::to_owned);
+        let frame: Incoming = serde_json::from_value(value).map_err(|e| {
+            let refused = Self::error("invalid_frame", &format!("Invalid frame: {e}"));
+            match &kind {
+                Some(k) => refused.in_reply_to(k),
+                None => refused,
+            }
+        })?;
         if frame.kind.is_empty() {
             return Err(Self::error("invalid_frame", "`type` may not be empty."));
         }
-        Ok(frame)
+        Ok(Self {
+            kind: frame.kind,
+            timestamp: frame
+                .timestamp
+                .unwrap_or_else(|| chrono::Utc::now().timestamp_millis()),
+            data: frame.data,
+        })
+    }
+
+    /// An `error` frame naming the type of the client frame it refuses
+    /// (`data.in_reply_to`, at most 64 characters); any other frame as it is.
+    pub fn in_reply_to(mut self, kind: &str) -> Self {
+        if self.kind == "error"
+            && let Some(data) = self.data.as_object_mut()
+            && !data.contains_key("in_reply_to")
+        {
+            data.insert(
+                "in_reply_to".to_owned(),
+                Value::String(kind.chars().take(64).collect()),
+            );
+        }
+        self
     }
 }
 
@@ -78,12 +114,31 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_without_a_timestamp_reads_as_arriving_now() {
+        let before = chrono::Utc::now().timestamp_millis();
+        let f = Frame::parse(r#"{"type":"ping"}"#).unwrap();
+        assert_eq!(f.kind, "ping");
+        assert!(f.timestamp >= before, "{}", f.timestamp);
+    }
+
+    #[test]
+    fn a_refusal_names_the_frame_it_refuses() {
+        let e = Frame::parse(r#"{"type":"chat_message","timestamp":"soon"}"#).unwrap_err();
+        assert_eq!(e.data["in_reply_to"], "chat_message");
+        let e = Frame::error("x", "y").in_reply_to(&"t".repeat(100));
+        assert_eq!(e.data["in_reply_to"].as_str().unwrap().len(), 64);
+        let pong = Frame::server("pong", serde_json::json!({})).in_reply_to("ping");
+        assert!(pong.data.get("in_reply_to").is_none());
+    }
+
+    #[test]
     fn bad_frames_get_error_frames() {
         for (text, code) in [
             ("not json", "invalid_json"),
             ("[1,2]", "invalid_frame"),
             (r#"{"timestamp":1}"#, "invalid_frame"),
             (r#"{"type":"x","timestamp":"soon"}"#, "invalid_frame"),
+            (r#"{"type":"x","data":1,"timestamp":[]}"#, "invalid_frame"),
             (r#"{"type":"","timestamp":1}"#, "invalid_frame"),
         ] {
             let err = Frame::parse(text).unwrap_err();

@@ -377,7 +377,7 @@ pub async fn set_preferences(
 // ---- devices ----------------------------------------------------------------------
 
 /// A device registered for push.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Device {
     pub device_id: String,
     /// `ios`, `android` or `web`.
@@ -399,10 +399,12 @@ pub struct PushToken {
     pub app_version: String,
 }
 
-/// Registers a device or refreshes its token. A `device_id` registered by another
-/// account moves to the caller (the app was signed in again on that device).
+/// Registers a device (201) or refreshes its token (200). A `device_id` registered by
+/// another account moves to the caller (the app was signed in again on that device).
 #[utoipa::path(post, path = "/mobile/push-token/", tag = "notifications", security(("bearer" = [])), request_body = PushToken,
-    responses((status = 200, body = inline(Envelope<Device>)), (status = 400, body = crate::error::ErrorBody)))]
+    responses((status = 201, description = "A new device", body = inline(Envelope<Device>)),
+              (status = 200, description = "A known device, refreshed", body = inline(Envelope<Device>)),
+              (status = 400, body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn push_token(
     State(state): State<AppState>,
@@ -425,24 +427,33 @@ pub async fn push_token(
     if !errors.is_empty() {
         return Err(AppError::Validation(errors));
     }
-    let d = sqlx::query_as!(
-        Device,
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        device: Device,
+        inserted: bool,
+    }
+    let r: Row = sqlx::query_as(
         "INSERT INTO devices (id, user_id, device_id, platform, push_token, app_version)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (device_id) DO UPDATE
          SET user_id = EXCLUDED.user_id, platform = EXCLUDED.platform, push_token = EXCLUDED.push_token,
              app_version = EXCLUDED.app_version, updated_at = now()
-         RETURNING device_id, platform, app_version, created_at, updated_at",
-        Uuid::now_v7(),
-        me.id,
-        b.device_id.trim(),
-        b.platform,
-        b.push_token.trim(),
-        b.app_version
+         RETURNING device_id, platform, app_version, created_at, updated_at, xmax = 0 AS inserted",
     )
+    .bind(Uuid::now_v7())
+    .bind(me.id)
+    .bind(b.device_id.trim())
+    .bind(&b.platform)
+    .bind(b.push_token.trim())
+    .bind(&b.app_version)
     .fetch_one(&state.db)
     .await?;
-    Ok(ApiResponse::ok(d))
+    Ok(if r.inserted {
+        ApiResponse::created(r.device)
+    } else {
+        ApiResponse::ok(r.device)
+    })
 }
 
 /// The caller's devices.

@@ -64,6 +64,29 @@ async fn target(
     Ok(row)
 }
 
+/// [`target`] for an action towards the user: someone who blocked the caller answers
+/// as if the account did not exist (404, as their profile does); someone the caller
+/// blocked is a 403 `blocked` (unblock first).
+async fn reachable(
+    conn: &mut PgConnection,
+    me: &AuthUser,
+    id: Uuid,
+    field: &str,
+    what: &str,
+) -> AppResult<UserSummary> {
+    let other = target(conn, me, id, field).await?;
+    if wp_core::social::has_blocked(conn, other.id, me.id).await? {
+        return Err(AppError::not_found());
+    }
+    if wp_core::social::has_blocked(conn, me.id, other.id).await? {
+        return Err(AppError::forbidden(
+            "blocked",
+            format!("You blocked this user; unblock them to {what}."),
+        ));
+    }
+    Ok(other)
+}
+
 fn pair(a: Uuid, b: Uuid) -> (Uuid, Uuid) {
     if a < b { (a, b) } else { (b, a) }
 }
@@ -120,8 +143,8 @@ pub struct NewFriendRequest {
     responses(
         (status = 201, body = inline(Envelope<FriendRequest>)),
         (status = 400, description = "To yourself", body = crate::error::ErrorBody),
-        (status = 403, description = "`blocked`: one of you blocked the other", body = crate::error::ErrorBody),
-        (status = 404, body = crate::error::ErrorBody),
+        (status = 403, description = "`blocked`: you blocked this user", body = crate::error::ErrorBody),
+        (status = 404, description = "No such user, or they blocked you", body = crate::error::ErrorBody),
         (status = 409, description = "`already_friends` or `request_pending`", body = crate::error::ErrorBody),
     ))]
 #[tracing::instrument(skip_all)]
@@ -131,13 +154,14 @@ pub async fn send_request(
     Json(body): Json<NewFriendRequest>,
 ) -> AppResult<ApiResponse<FriendRequest>> {
     let mut tx = state.db.begin().await?;
-    let other = target(&mut tx, &me, body.user_id, "user_id").await?;
-    if wp_core::social::blocked_between(&mut tx, me.id, other.id).await? {
-        return Err(AppError::forbidden(
-            "blocked",
-            "You cannot send a friend request to this user.",
-        ));
-    }
+    let other = reachable(
+        &mut tx,
+        &me,
+        body.user_id,
+        "user_id",
+        "send a friend request",
+    )
+    .await?;
     if are_friends(&mut tx, me.id, other.id).await? {
         return Err(AppError::Conflict {
             code: "already_friends",
@@ -493,7 +517,7 @@ pub async fn unfriend(
 /// Follows a user.
 #[utoipa::path(post, path = "/social/follow/{user_id}/", tag = "social", security(("bearer" = [])),
     params(("user_id" = Uuid, Path)),
-    responses((status = 201, body = inline(Envelope<Relation>)), (status = 403, description = "`blocked`", body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, description = "`already_following`", body = crate::error::ErrorBody)))]
+    responses((status = 201, body = inline(Envelope<Relation>)), (status = 403, description = "`blocked`: you blocked this user", body = crate::error::ErrorBody), (status = 404, description = "No such user, or they blocked you", body = crate::error::ErrorBody), (status = 409, description = "`already_following`", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn follow(
     State(state): State<AppState>,
@@ -501,13 +525,7 @@ pub async fn follow(
     Ids(id): Ids<Uuid>,
 ) -> AppResult<ApiResponse<Relation>> {
     let mut tx = state.db.begin().await?;
-    let other = target(&mut tx, &me, id, "user_id").await?;
-    if wp_core::social::blocked_between(&mut tx, me.id, other.id).await? {
-        return Err(AppError::forbidden(
-            "blocked",
-            "You cannot follow this user.",
-        ));
-    }
+    let other = reachable(&mut tx, &me, id, "user_id", "follow them").await?;
     let since = sqlx::query_scalar!(
         "INSERT INTO follows (follower, followee) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING created_at",
         me.id,

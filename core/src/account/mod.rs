@@ -112,7 +112,7 @@ pub async fn authenticate_token(
 pub async fn authenticate(db: &PgPool, user: Uuid, session: Uuid) -> Result<Actor, AuthError> {
     let row = sqlx::query!(
         r#"SELECT u.username, u.role, u.status, u.suspended_until,
-                  s.revoked_at, s.expires_at
+                  s.revoked_at, s.expires_at, s.last_used_at
            FROM sessions s JOIN users u ON u.id = s.user_id
            WHERE s.id = $1 AND u.id = $2"#,
         session,
@@ -125,12 +125,35 @@ pub async fn authenticate(db: &PgPool, user: Uuid, session: Uuid) -> Result<Acto
         return Err(AuthError::SessionRevoked);
     }
     account_may_act(&row.status, row.suspended_until)?;
+    if Utc::now() - row.last_used_at > USE_RECORDED_EVERY {
+        record_use(db.clone(), session);
+    }
     Ok(Actor {
         id: user,
         session_id: session,
         username: row.username,
         role: row.role.parse().map_err(anyhow::Error::from)?,
     })
+}
+
+/// How stale a session's `last_used_at` may get before a request records its use.
+const USE_RECORDED_EVERY: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
+/// Records that a session was used, off the request's path (a spawned, conditional
+/// update: several requests at once write it once; a failure only loses the stamp).
+fn record_use(db: PgPool, session: Uuid) {
+    tokio::spawn(async move {
+        let r = sqlx::query(
+            "UPDATE sessions SET last_used_at = now()
+              WHERE id = $1 AND last_used_at < now() - interval '1 minute'",
+        )
+        .bind(session)
+        .execute(&db)
+        .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, %session, "could not record the session's use");
+        }
+    });
 }
 
 /// `Suspended` while a suspension runs; `Deleted` for a deleted account.

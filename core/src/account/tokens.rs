@@ -124,10 +124,9 @@ pub fn issue_scoped(
         typ: typ.to_owned(),
         obj,
     };
-    Ok((
-        sign(config, &claims)?,
-        now + chrono::Duration::seconds(secs),
-    ))
+    // The expiry as the token has it: whole seconds.
+    let expires = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
+    Ok((sign(config, &claims)?, expires))
 }
 
 /// Verifies a scoped token for `typ` on `obj`.

@@ -127,6 +127,10 @@ impl Lease {
     /// Handles an `auth` frame (`{"type":"auth","data":{"token":"..."}}`): a fresh access
     /// token of the same session moves the expiry (`auth_ok` with `expires_at`).
     async fn renew(&mut self, text: &str) -> Frame {
+        self.renew_unnamed(text).await.in_reply_to("auth")
+    }
+
+    async fn renew_unnamed(&mut self, text: &str) -> Frame {
         let frame = match Frame::parse(text) {
             Ok(f) => f,
             Err(e) => return e,

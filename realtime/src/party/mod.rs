@@ -346,7 +346,9 @@ impl Conn {
             Err(e) => return vec![e],
         };
         let Some(role) = self.room.role(self.me.id) else {
-            return vec![err("not_a_member", "You are no longer in this party.")];
+            return vec![
+                err("not_a_member", "You are no longer in this party.").in_reply_to(&frame.kind),
+            ];
         };
         let result = match frame.kind.as_str() {
             "sync_request" => Ok(self.sync(&frame, received)),
@@ -380,7 +382,11 @@ impl Conn {
                 ),
             )),
         };
-        result.unwrap_or_else(|e| vec![e])
+        result
+            .unwrap_or_else(|e| vec![e])
+            .into_iter()
+            .map(|f| f.in_reply_to(&frame.kind))
+            .collect()
     }
 
     /// Cleans up after the socket: presence, and when it was the user's last socket in

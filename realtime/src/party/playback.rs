@@ -22,12 +22,19 @@ use super::*;
 use crate::{Realtime, conn::*};
 
 impl Conn {
+    /// Answers `sync_request`, echoing `client_time` exactly as it came (an integer stays
+    /// an integer); without one, the frame's `timestamp`.
     pub(super) fn sync(&self, frame: &Frame, received: i64) -> Vec<Frame> {
-        let client_time = frame
-            .data
-            .get("client_time")
-            .and_then(Value::as_f64)
-            .unwrap_or(frame.timestamp as f64);
+        let client_time = match frame.data.get("client_time") {
+            None | Some(Value::Null) => Value::from(frame.timestamp),
+            Some(n @ Value::Number(_)) => n.clone(),
+            Some(_) => {
+                return vec![err(
+                    "invalid_data",
+                    "data.client_time: a number (Unix ms, the client's clock).",
+                )];
+            }
+        };
         vec![Frame::server(
             "sync_response",
             json!({ "client_time": client_time, "server_receive": received, "server_send": now_ms() }),

@@ -3,7 +3,7 @@
 use crate::extract::Ids;
 use axum::{
     body::Body,
-    extract::{Multipart, State},
+    extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -255,7 +255,7 @@ pub fn sniff_image(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
 pub async fn upload_avatar(
     State(state): State<AppState>,
     user: AuthUser,
-    mut form: Multipart,
+    crate::extract::MultipartForm(mut form): crate::extract::MultipartForm,
 ) -> AppResult<ApiResponse<Me>> {
     let mut image: Option<Vec<u8>> = None;
     while let Some(mut field) = form

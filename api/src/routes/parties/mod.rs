@@ -60,9 +60,9 @@ pub struct Party {
     /// The caller's role, if a member.
     pub my_role: Option<PartyRole>,
     pub status: PartyStatus,
-    /// The playback state as last stored (live in the socket's `video_state`).
-    #[schema(value_type = Object)]
-    pub playback: serde_json::Value,
+    /// The playback state as last stored (live in the socket's `video_state`); null only
+    /// if the stored state could not be read.
+    pub playback: Option<PlaybackView>,
     /// The social group the party belongs to (its members see and join it).
     pub group_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
@@ -148,10 +148,48 @@ fn party_view(row: PartyRow, state: &AppState, staff: bool) -> Party {
         member_count: row.member_count,
         my_role: row.my_role,
         status: row.status,
-        playback: row.playback,
+        playback: PlaybackView::of(row.playback),
         group_id: row.group_id,
         created_at: row.created_at,
         updated_at: row.updated_at,
+    }
+}
+
+/// The playback state over REST: times in RFC 3339 like every REST time (the socket's
+/// frames carry the same state with Unix milliseconds).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PlaybackView {
+    /// `playing`, `paused` or `waiting` (for a buffering member).
+    #[schema(value_type = String, example = "paused")]
+    pub status: live::Status,
+    /// Seconds into the video at `updated_at`; while playing, add the time since
+    /// multiplied by `rate`.
+    pub position: f64,
+    pub rate: f64,
+    /// What plays: `{"id": library video or null, "url": external URL or null}`.
+    #[schema(value_type = Object)]
+    pub video: live::PartyVideo,
+    /// When the state took effect (server time).
+    pub updated_at: DateTime<Utc>,
+    /// Bumped on every change.
+    pub seq: u64,
+    /// While `waiting`: when the wait began.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<DateTime<Utc>>,
+}
+
+impl PlaybackView {
+    fn of(stored: serde_json::Value) -> Option<Self> {
+        let p: live::Playback = serde_json::from_value(stored).ok()?;
+        Some(Self {
+            status: p.status,
+            position: p.position,
+            rate: p.rate,
+            video: p.video,
+            updated_at: DateTime::from_timestamp_millis(p.updated_at)?,
+            seq: p.seq,
+            waiting_since: p.waiting_since.and_then(DateTime::from_timestamp_millis),
+        })
     }
 }
 

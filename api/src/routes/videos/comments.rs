@@ -33,7 +33,8 @@ use crate::{
 pub struct CommentListParams {
     /// List the replies of this top-level comment instead (oldest first).
     pub parent: Option<Uuid>,
-    /// `newest` (default), `oldest` or `top` (most liked).
+    /// `-created_at` (default), `created_at` or `-likes_count` (most liked first); the
+    /// words `newest`, `oldest`, `top` say the same.
     pub ordering: Option<String>,
     pub page: Option<u32>,
     pub page_size: Option<u32>,
@@ -59,9 +60,12 @@ pub async fn list(
     let ordering = match (q.ordering.as_deref(), q.parent) {
         (None, None) => CommentOrder::Newest,
         (None, Some(_)) => CommentOrder::Oldest,
-        (Some(o), _) => o
-            .parse()
-            .map_err(|_| AppError::field("ordering", "One of newest, oldest, top."))?,
+        (Some(o), _) => CommentOrder::from_param(o).ok_or_else(|| {
+            AppError::field(
+                "ordering",
+                "One of -created_at, created_at, -likes_count (or newest, oldest, top).",
+            )
+        })?,
     };
     let mut conn = state.db.acquire().await?;
     let v = visible_video(&mut conn, me.as_ref(), id).await?;

@@ -10,7 +10,7 @@ pub mod likes;
 use crate::extract::Ids;
 use axum::extract::DefaultBodyLimit;
 use axum::{
-    extract::{Multipart, OriginalUri, State},
+    extract::{OriginalUri, State},
     http::StatusCode,
 };
 use chrono::{DateTime, Utc};
@@ -375,7 +375,7 @@ pub fn safe_filename(raw: &str) -> String {
 pub async fn upload(
     State(state): State<AppState>,
     me: AuthUser,
-    mut form: Multipart,
+    crate::extract::MultipartForm(mut form): crate::extract::MultipartForm,
 ) -> AppResult<ApiResponse<Video>> {
     let id = Uuid::now_v7();
     let mut fields = VideoFields::default();
