@@ -222,15 +222,72 @@ async fn avatars_are_checked_by_their_bytes_and_size() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(b["errors"]["avatar"].is_array(), "{b}");
+    assert!(b["errors"]["file"].is_array(), "{b}");
     // Too big.
     let (s, b) = put_avatar(&app, &tok(&d), png(3 * 1024 * 1024), "big.png", "image/png").await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
     // A real PNG header under a misleading name and type is stored as a PNG.
     let (s, b) = put_avatar(&app, &tok(&d), png(5000), "photo.txt", "text/plain").await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let url = b["data"]["avatar_url"].as_str().unwrap();
-    assert!(url.ends_with(&format!("/api/users/{id}/avatar/")));
+    let url = b["data"]["avatar_url"].as_str().unwrap().to_owned();
+    let path = url
+        .split_once("/api/")
+        .map(|(_, p)| format!("/api/{p}"))
+        .unwrap();
+    assert!(
+        path.starts_with(&format!("/api/users/{id}/avatar/?v=")),
+        "{url}"
+    );
+    // The URL works in an <img>: no header, cacheable for good, with a validator.
+    let res = app.client.get(app.url(&path)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(res.bytes().await.unwrap().len(), 5000);
+    let res = app
+        .client
+        .get(app.url(&path))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    // Without the version a stranger gets nothing (ids cannot be walked).
+    let (s, _) = app
+        .call(Method::GET, &format!("/api/users/{id}/avatar/"), None, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // The same picture in every user summary (here: the friend request's).
+    let (s, b) = app
+        .post_json(
+            "/api/social/friend-requests/",
+            Some(&tok(&d)),
+            json!({"user_id": other["user"]["id"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["data"]["from_user"]["avatar_url"], url.as_str());
+    assert!(b["data"]["to_user"]["avatar_url"].is_null());
+    // The field may be named `file`, as a video upload's is; the new picture is a new
+    // URL, and the old one is gone.
+    let part = multipart::Part::bytes(png(6000)).file_name("new.png");
+    let res = app
+        .client
+        .put(app.url("/api/users/me/avatar/"))
+        .bearer_auth(tok(&d))
+        .multipart(multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let b: Value = res.json().await.unwrap();
+    let new_url = b["data"]["avatar_url"].as_str().unwrap();
+    assert_ne!(new_url, url);
+    let (s, _) = app.call(Method::GET, &path, None, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "the old version");
 
     let res = app
         .client
@@ -241,7 +298,7 @@ async fn avatars_are_checked_by_their_bytes_and_size() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "image/png");
-    assert_eq!(res.bytes().await.unwrap().len(), 5000);
+    assert_eq!(res.bytes().await.unwrap().len(), 6000);
 
     // Blocked users do not get it.
     app.post_json(
@@ -259,6 +316,18 @@ async fn avatars_are_checked_by_their_bytes_and_size() {
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    let new_path = new_url
+        .split_once("/api/")
+        .map(|(_, p)| format!("/api/{p}"))
+        .unwrap();
+    let (s, _) = app
+        .call(Method::GET, &new_path, Some(&tok(&other)), None)
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "not even with the version, when they say who they are"
+    );
 
     let res = app
         .client

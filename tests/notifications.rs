@@ -248,7 +248,7 @@ async fn the_list_pages_filters_and_bulk_actions_touch_only_ones_own() {
                     None,
                 )
                 .await;
-            b["data"]["unread"].as_i64().unwrap()
+            b["data"]["unread_count"].as_i64().unwrap()
         }
     };
     assert_eq!(unread(ann.token.clone()).await, 25);

@@ -823,12 +823,15 @@ async fn comments_thread_edit_delete_like_and_notify() {
             json!({}),
         )
         .await;
+    // The answer has the video like's shape: flat, `like_count`.
     assert_eq!(
         (
-            b["data"]["is_liked"].as_bool(),
-            b["data"]["likes_count"].as_i64()
+            b["success"].as_bool(),
+            b["is_liked"].as_bool(),
+            b["like_count"].as_i64()
         ),
-        (Some(true), Some(1))
+        (Some(true), Some(true), Some(1)),
+        "{b}"
     );
     let (_, b) = app
         .call(
@@ -1295,4 +1298,67 @@ async fn an_upload_may_outlast_the_request_timeout_but_not_fall_silent() {
         .await
         .unwrap();
     assert_eq!(n, 1);
+}
+
+/// A thumbnail URL works where a browser puts it, in `<img src>` (no header): plain for
+/// a public video, signed for the viewer for a private one; cacheable with an `ETag`.
+/// The signed link is the viewer's: altered it is refused, and another user's header
+/// does not open a private video's thumbnail.
+#[tokio::test]
+async fn thumbnail_urls_load_without_a_header() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let owner = env.create_user("thumb_owner").await;
+    let stranger = env.create_user("thumb_stranger").await;
+    let path_of = |url: &str| {
+        url.split_once("/api/")
+            .map(|(_, p)| format!("/api/{p}"))
+            .unwrap()
+    };
+    for (visibility, signed) in [("public", false), ("private", true)] {
+        let v = ready_video(
+            &env,
+            &app,
+            &owner,
+            &[("title", visibility), ("visibility", visibility)],
+        )
+        .await;
+        let url = v["thumbnail_url"].as_str().unwrap_or_else(|| panic!("{v}"));
+        assert_eq!(url.contains("?token="), signed, "{url}");
+        let path = path_of(url);
+        let res = app.client.get(app.url(&path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{visibility}");
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "image/jpeg");
+        let etag = res.headers()[header::ETAG].to_str().unwrap().to_owned();
+        let res = app
+            .client
+            .get(app.url(&path))
+            .header(header::IF_NONE_MATCH, &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+        // The same URL on the next answer (a browser's cache keeps working).
+        let id = v["id"].as_str().unwrap();
+        let (_, again) = app
+            .call(
+                Method::GET,
+                &format!("/api/videos/{id}/"),
+                Some(&owner.token),
+                None,
+            )
+            .await;
+        assert_eq!(again["data"]["thumbnail_url"], url);
+        if signed {
+            let bare = format!("/api/videos/{id}/thumbnail/");
+            let (s, _) = app.call(Method::GET, &bare, None, None).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "no link, no header");
+            let (s, _) = app
+                .call(Method::GET, &bare, Some(&stranger.token), None)
+                .await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "another user");
+            let (s, b) = app.call(Method::GET, &format!("{path}x"), None, None).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "altered: {b}");
+        }
+    }
 }

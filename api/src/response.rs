@@ -278,6 +278,33 @@ pub fn parse_ordering<'a>(
         })
 }
 
+/// A 304 for a conditional GET whose `If-None-Match` names `etag` (or `*`), with the
+/// validator and caching headers the full answer would carry; `None` to send it.
+pub fn not_modified(
+    headers: &axum::http::HeaderMap,
+    etag: &str,
+    cache_control: &str,
+) -> Option<axum::response::Response> {
+    use axum::{
+        http::{StatusCode, header},
+        response::IntoResponse,
+    };
+    let named = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    named.then(|| {
+        (
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, etag.to_owned()),
+                (header::CACHE_CONTROL, cache_control.to_owned()),
+            ],
+        )
+            .into_response()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,6 +146,7 @@ struct Row {
     user_id: Uuid,
     username: String,
     display_name: String,
+    avatar_path: Option<String>,
     parent_id: Option<Uuid>,
     content: String,
     is_edited: bool,
@@ -162,11 +163,12 @@ impl Row {
         Comment {
             id: self.id,
             video_id: self.video_id,
-            user: (!self.is_deleted).then_some(UserSummary {
-                id: self.user_id,
-                username: self.username,
-                display_name: self.display_name,
-            }),
+            user: (!self.is_deleted).then_some(UserSummary::new(
+                self.user_id,
+                self.username,
+                self.display_name,
+                self.avatar_path.as_deref(),
+            )),
             content: if self.is_deleted {
                 String::new()
             } else {
@@ -189,7 +191,7 @@ impl Row {
 async fn load(conn: &mut PgConnection, video: Uuid, id: Uuid, me: Uuid) -> CommentResult<Row> {
     sqlx::query_as!(
         Row,
-        r#"SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
+        r#"SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, u.avatar_path, c.parent_id, c.content,
                   c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
                   EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $3) AS "is_liked!",
                   c.created_at, c.updated_at
@@ -436,7 +438,7 @@ pub async fn replies(
     .await?;
     let rows = sqlx::query_as!(
         Row,
-        r#"SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id, c.content,
+        r#"SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, u.avatar_path, c.parent_id, c.content,
                   c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
                   EXISTS(SELECT 1 FROM comment_likes l WHERE l.comment_id = c.id AND l.user_id = $3) AS "is_liked!",
                   c.created_at, c.updated_at
@@ -487,7 +489,7 @@ pub async fn top_level(
                          ORDER BY r.created_at, r.id LIMIT $5
                      ) r
                  )
-                 SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, c.parent_id,
+                 SELECT c.id, c.video_id, c.user_id, u.username, u.display_name, u.avatar_path, c.parent_id,
                         c.content, c.is_edited, c.is_deleted, c.likes_count, c.reply_count,
                         EXISTS(SELECT 1 FROM comment_likes l
                                WHERE l.comment_id = c.id AND l.user_id = $2) AS \"is_liked!\",

@@ -112,6 +112,7 @@ struct EventRow {
     organizer_id: Uuid,
     organizer_username: String,
     organizer_display_name: String,
+    organizer_avatar_path: Option<String>,
     start_time: DateTime<Utc>,
     end_time: DateTime<Utc>,
     timezone: String,
@@ -140,11 +141,12 @@ impl From<EventRow> for Event {
             id: r.id,
             title: r.title,
             description: r.description,
-            organizer: UserSummary {
-                id: r.organizer_id,
-                username: r.organizer_username,
-                display_name: r.organizer_display_name,
-            },
+            organizer: UserSummary::new(
+                r.organizer_id,
+                r.organizer_username,
+                r.organizer_display_name,
+                r.organizer_avatar_path.as_deref(),
+            ),
             start_time: r.start_time,
             end_time: r.end_time,
             timezone: r.timezone,
@@ -173,7 +175,7 @@ impl From<EventRow> for Event {
 
 /// `$1`: the caller, `$2`: whether the caller is staff.
 const SELECT: &str = "SELECT e.id, e.title, e.description, e.organizer_id,
-        u.username AS organizer_username, u.display_name AS organizer_display_name,
+        u.username AS organizer_username, u.display_name AS organizer_display_name, u.avatar_path AS organizer_avatar_path,
         e.start_time, e.end_time, e.timezone, e.location, e.video_id, e.video_url,
         v.title AS video_title, e.max_attendees, e.require_approval, e.is_public, e.status,
         e.party_id, e.group_id,
@@ -900,7 +902,7 @@ pub async fn attendees(
     .fetch_one(&mut *conn)
     .await?;
     let rows: Vec<Attendee> = sqlx::query_as(&format!(
-        "SELECT u.id, u.username, u.display_name, a.status, a.responded_at
+        "SELECT u.id, u.username, u.display_name, u.avatar_path, a.status, a.responded_at
            FROM event_attendees a JOIN users u ON u.id = a.user_id
           WHERE {cond}
           ORDER BY CASE a.status WHEN 'going' THEN 0 WHEN 'maybe' THEN 1 WHEN 'waitlisted' THEN 2
@@ -1309,11 +1311,7 @@ mod tests {
             id: Uuid::nil(),
             title: "Movie night; the sequel, part 2".into(),
             description: "Bring snacks\nand friends ".repeat(10),
-            organizer: UserSummary {
-                id: Uuid::nil(),
-                username: "ann".into(),
-                display_name: "Ann: the host".into(),
-            },
+            organizer: UserSummary::new(Uuid::nil(), "ann".into(), "Ann: the host".into(), None),
             start_time: t,
             end_time: t + chrono::TimeDelta::hours(2),
             timezone: "Europe/Madrid".into(),

@@ -64,6 +64,7 @@ struct GroupRow {
     admin_id: Uuid,
     admin_username: String,
     admin_display_name: String,
+    admin_avatar_path: Option<String>,
     is_private: bool,
     category: String,
     member_count: i32,
@@ -80,11 +81,12 @@ impl From<GroupRow> for Group {
             id: r.id,
             name: r.name,
             description: r.description,
-            admin: UserSummary {
-                id: r.admin_id,
-                username: r.admin_username,
-                display_name: r.admin_display_name,
-            },
+            admin: UserSummary::new(
+                r.admin_id,
+                r.admin_username,
+                r.admin_display_name,
+                r.admin_avatar_path.as_deref(),
+            ),
             is_private: r.is_private,
             category: r.category,
             member_count: r.member_count,
@@ -99,7 +101,7 @@ impl From<GroupRow> for Group {
 
 /// `$1`: the caller, `$2`: whether the caller is staff.
 const SELECT: &str = "SELECT g.id, g.name, g.description, g.admin_id, u.username AS admin_username,
-        u.display_name AS admin_display_name, g.is_private, g.category, g.member_count,
+        u.display_name AS admin_display_name, u.avatar_path AS admin_avatar_path, g.is_private, g.category, g.member_count,
         m.role AS my_role,
         EXISTS (SELECT 1 FROM group_invitations i WHERE i.group_id = g.id AND i.user_id = $1) AS invited,
         EXISTS (SELECT 1 FROM group_join_requests r WHERE r.group_id = g.id AND r.user_id = $1) AS requested,
@@ -602,7 +604,7 @@ pub async fn members(
 ) -> GroupResult<(Vec<GroupMember>, i64)> {
     let g = visible(conn, me, id).await?;
     let rows: Vec<GroupMember> = sqlx::query_as(
-        "SELECT u.id, u.username, u.display_name, m.role, m.joined_at
+        "SELECT u.id, u.username, u.display_name, u.avatar_path, m.role, m.joined_at
            FROM group_members m JOIN users u ON u.id = m.user_id
           WHERE m.group_id = $1
           ORDER BY CASE m.role WHEN 'admin' THEN 0 WHEN 'moderator' THEN 1 ELSE 2 END, m.joined_at, u.id
@@ -641,7 +643,7 @@ pub async fn requests(
             .fetch_one(&mut *conn)
             .await?;
     let rows: Vec<JoinRequest> = sqlx::query_as(
-        "SELECT u.id, u.username, u.display_name, r.message, r.created_at
+        "SELECT u.id, u.username, u.display_name, u.avatar_path, r.message, r.created_at
            FROM group_join_requests r JOIN users u ON u.id = r.user_id
           WHERE r.group_id = $1 ORDER BY r.created_at, u.id LIMIT $2 OFFSET $3",
     )
@@ -838,7 +840,7 @@ pub async fn set_role(
     let m: GroupMember = sqlx::query_as(
         "WITH u AS (UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2
                     RETURNING user_id, role, joined_at)
-         SELECT us.id, us.username, us.display_name, u.role, u.joined_at
+         SELECT us.id, us.username, us.display_name, us.avatar_path, u.role, u.joined_at
            FROM u JOIN users us ON us.id = u.user_id",
     )
     .bind(id)
@@ -939,7 +941,7 @@ pub async fn bans(conn: &mut PgConnection, me: &Actor, id: Uuid) -> GroupResult<
     let g = visible(conn, me, id).await?;
     require(&g, me, GroupRole::Moderator)?;
     Ok(sqlx::query_as(
-        "SELECT u.id, u.username, u.display_name, b.reason, b.created_at
+        "SELECT u.id, u.username, u.display_name, u.avatar_path, b.reason, b.created_at
            FROM group_bans b JOIN users u ON u.id = b.user_id
           WHERE b.group_id = $1 ORDER BY b.created_at DESC, u.id",
     )

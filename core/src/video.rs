@@ -49,6 +49,7 @@ pub struct VideoRow {
     pub owner_id: Uuid,
     pub owner_username: String,
     pub owner_display_name: String,
+    pub owner_avatar_path: Option<String>,
     pub title: String,
     pub description: String,
     pub tags: Vec<String>,
@@ -84,7 +85,7 @@ pub async fn visible(
     let staff = viewer.is_some_and(Actor::is_staff);
     sqlx::query_as!(
         VideoRow,
-        r#"SELECT v.id, v.owner_id, u.username AS owner_username, u.display_name AS owner_display_name,
+        r#"SELECT v.id, v.owner_id, u.username AS owner_username, u.display_name AS owner_display_name, u.avatar_path AS owner_avatar_path,
                   v.title, v.description, v.tags, v.category, v.visibility AS "visibility: VideoVisibility",
                   v.allow_download, v.status AS "status: VideoStatus", v.failure_reason, v.storage_key,
                   v.original_filename, v.container,
@@ -151,7 +152,7 @@ pub async fn list(
     .await?;
     let rows = sqlx::query_as!(
         VideoRow,
-        r#"SELECT v.id, v.owner_id, u.username AS owner_username, u.display_name AS owner_display_name,
+        r#"SELECT v.id, v.owner_id, u.username AS owner_username, u.display_name AS owner_display_name, u.avatar_path AS owner_avatar_path,
                   v.title, v.description, v.tags, v.category, v.visibility AS "visibility: VideoVisibility",
                   v.allow_download, v.status AS "status: VideoStatus", v.failure_reason, v.storage_key,
                   v.original_filename, v.container,

@@ -406,6 +406,8 @@ impl Config {
         let presence_every = Duration::from_millis(r.parse("PRESENCE_EVERY_MS", 250u64)?);
         let poll_update_every = Duration::from_millis(r.parse("POLL_UPDATE_EVERY_MS", 500u64)?);
         let public_url = r.url("PUBLIC_URL", "http://127.0.0.1:8000", &["http", "https"])?;
+        // Links built far from the configuration (avatars in user summaries) use it.
+        crate::links::set_public_url(&public_url);
         let jwt_key = match r.raw("JWT_SECRET") {
             Some(secret) => {
                 if secret.len() < 32 {

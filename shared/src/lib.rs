@@ -8,6 +8,7 @@ pub mod db;
 pub mod email;
 pub mod frame;
 pub mod jobs;
+pub mod links;
 pub mod net;
 pub mod ops;
 pub mod outbox;

@@ -119,7 +119,8 @@ pub async fn list(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UnreadCount {
-    pub unread: i64,
+    /// The same name as in the notification socket's `notifications_state`.
+    pub unread_count: i64,
 }
 
 /// How many of the caller's notifications are unread.
@@ -131,7 +132,7 @@ pub async fn unread_count(
     me: AuthUser,
 ) -> AppResult<ApiResponse<UnreadCount>> {
     Ok(ApiResponse::ok(UnreadCount {
-        unread: unread(&state.db, me.id).await?,
+        unread_count: unread(&state.db, me.id).await?,
     }))
 }
 

@@ -53,11 +53,10 @@ async fn target(
     if id == me.id {
         return Err(AppError::field(field, "You cannot do this to yourself."));
     }
-    let row = sqlx::query_as!(
-        UserSummary,
-        "SELECT id, username, display_name FROM users WHERE id = $1 AND status = 'active'",
-        id
+    let row: UserSummary = sqlx::query_as(
+        "SELECT id, username, display_name, avatar_path FROM users WHERE id = $1 AND status = 'active'",
     )
+    .bind(id)
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(AppError::not_found)?;
@@ -105,8 +104,8 @@ async fn are_friends(conn: &mut PgConnection, a: Uuid, b: Uuid) -> AppResult<boo
 async fn load_request(conn: &mut PgConnection, id: Uuid) -> AppResult<FriendRequest> {
     let r = sqlx::query!(
         r#"SELECT r.id, r.status, r.created_at,
-                  f.id AS f_id, f.username AS f_username, f.display_name AS f_display,
-                  t.id AS t_id, t.username AS t_username, t.display_name AS t_display
+                  f.id AS f_id, f.username AS f_username, f.display_name AS f_display, f.avatar_path AS f_avatar,
+                  t.id AS t_id, t.username AS t_username, t.display_name AS t_display, t.avatar_path AS t_avatar
            FROM friend_requests r
            JOIN users f ON f.id = r.from_user
            JOIN users t ON t.id = r.to_user
@@ -118,16 +117,8 @@ async fn load_request(conn: &mut PgConnection, id: Uuid) -> AppResult<FriendRequ
     .ok_or_else(AppError::not_found)?;
     Ok(FriendRequest {
         id: r.id,
-        from_user: UserSummary {
-            id: r.f_id,
-            username: r.f_username,
-            display_name: r.f_display,
-        },
-        to_user: UserSummary {
-            id: r.t_id,
-            username: r.t_username,
-            display_name: r.t_display,
-        },
+        from_user: UserSummary::new(r.f_id, r.f_username, r.f_display, r.f_avatar.as_deref()),
+        to_user: UserSummary::new(r.t_id, r.t_username, r.t_display, r.t_avatar.as_deref()),
         status: r.status,
         created_at: r.created_at,
     })
@@ -450,7 +441,7 @@ async fn relation_list(
                UNION ALL SELECT followee, created_at FROM follows WHERE $2 = 'following' AND follower = $1
                UNION ALL SELECT blocked, created_at FROM blocks WHERE $2 = 'blocks' AND blocker = $1
            )
-           SELECT u.id, u.username, u.display_name, r.created_at AS "since!"
+           SELECT u.id, u.username, u.display_name, u.avatar_path, r.created_at AS "since!"
            FROM r JOIN users u ON u.id = r.other
            ORDER BY r.created_at DESC, u.id LIMIT $3 OFFSET $4"#,
         me.id,
@@ -463,11 +454,7 @@ async fn relation_list(
     let results = rows
         .into_iter()
         .map(|r| Relation {
-            user: UserSummary {
-                id: r.id,
-                username: r.username,
-                display_name: r.display_name,
-            },
+            user: UserSummary::new(r.id, r.username, r.display_name, r.avatar_path.as_deref()),
             since: r.since,
         })
         .collect();

@@ -129,6 +129,32 @@ pub fn issue_scoped(
     Ok((sign(config, &claims)?, expires))
 }
 
+/// A scoped token that is the same for every call within one `window` (seconds): issued
+/// at the window's start, valid for two windows (so at least one from now). A link built
+/// from it stays the same URL for a while, so a browser's cache keeps what it loaded.
+pub fn issue_scoped_stable(
+    config: &Config,
+    user: Uuid,
+    session: Uuid,
+    typ: &str,
+    obj: Uuid,
+    window: i64,
+) -> Result<String, AuthError> {
+    let window = window.max(1);
+    let start = chrono::Utc::now().timestamp() / window * window;
+    sign(
+        config,
+        &ScopedClaims {
+            sub: user,
+            sid: session,
+            iat: start,
+            exp: start + 2 * window,
+            typ: typ.to_owned(),
+            obj,
+        },
+    )
+}
+
 /// Verifies a scoped token for `typ` on `obj`.
 pub fn verify_scoped(
     config: &Config,

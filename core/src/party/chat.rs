@@ -37,6 +37,7 @@ pub struct MessageRow {
     pub user_id: Uuid,
     pub username: String,
     pub display_name: String,
+    pub avatar_path: Option<String>,
     pub content: String,
     pub reply_to: Option<Uuid>,
     pub client_id: Option<String>,
@@ -51,11 +52,12 @@ impl From<MessageRow> for ChatMessage {
         Self {
             id: r.id,
             party_id: r.party_id,
-            user: UserSummary {
-                id: r.user_id,
-                username: r.username,
-                display_name: r.display_name,
-            },
+            user: UserSummary::new(
+                r.user_id,
+                r.username,
+                r.display_name,
+                r.avatar_path.as_deref(),
+            ),
             content: if r.is_deleted {
                 String::new()
             } else {
@@ -130,7 +132,7 @@ pub async fn insert(
                WHERE party_id = $2 AND user_id = $3 AND client_id = $6 AND NOT EXISTS (SELECT 1 FROM ins)
            )
            SELECT m.id AS "id!", m.party_id AS "party_id!", m.user_id AS "user_id!", u.username,
-                  u.display_name, m.content AS "content!", m.reply_to, m.client_id,
+                  u.display_name, u.avatar_path, m.content AS "content!", m.reply_to, m.client_id,
                   m.is_edited AS "is_edited!", m.is_deleted AS "is_deleted!",
                   m.created_at AS "created_at!", m.updated_at AS "updated_at!"
            FROM msg m JOIN users u ON u.id = m.user_id"#,
@@ -150,7 +152,7 @@ pub async fn insert(
 pub async fn recent(db: &PgPool, party: Uuid, limit: i64) -> sqlx::Result<Vec<ChatMessage>> {
     let mut rows = sqlx::query_as!(
         MessageRow,
-        r#"SELECT m.id, m.party_id, m.user_id, u.username, u.display_name, m.content, m.reply_to,
+        r#"SELECT m.id, m.party_id, m.user_id, u.username, u.display_name, u.avatar_path, m.content, m.reply_to,
                   m.client_id, m.is_edited, m.is_deleted, m.created_at, m.updated_at
            FROM party_messages m JOIN users u ON u.id = m.user_id
            WHERE m.party_id = $1
@@ -185,7 +187,7 @@ pub async fn since(
     };
     let rows = sqlx::query_as!(
         MessageRow,
-        r#"SELECT m.id, m.party_id, m.user_id, u.username, u.display_name, m.content, m.reply_to,
+        r#"SELECT m.id, m.party_id, m.user_id, u.username, u.display_name, u.avatar_path, m.content, m.reply_to,
                   m.client_id, m.is_edited, m.is_deleted, m.created_at, m.updated_at
            FROM party_messages m JOIN users u ON u.id = m.user_id
            WHERE m.party_id = $1 AND (m.created_at, m.id) > ($2, $3)
@@ -210,7 +212,7 @@ pub async fn history(
 ) -> sqlx::Result<Vec<ChatMessage>> {
     let rows = sqlx::query_as!(
         MessageRow,
-        r#"SELECT m.id, m.party_id, m.user_id, u.username, u.display_name, m.content, m.reply_to,
+        r#"SELECT m.id, m.party_id, m.user_id, u.username, u.display_name, u.avatar_path, m.content, m.reply_to,
                   m.client_id, m.is_edited, m.is_deleted, m.created_at, m.updated_at
            FROM party_messages m JOIN users u ON u.id = m.user_id
            WHERE m.party_id = $1
@@ -234,7 +236,7 @@ pub async fn find(
 ) -> sqlx::Result<Option<MessageRow>> {
     Ok(sqlx::query_as!(
         MessageRow,
-        r#"SELECT m.id, m.party_id, m.user_id, u.username, u.display_name, m.content, m.reply_to,
+        r#"SELECT m.id, m.party_id, m.user_id, u.username, u.display_name, u.avatar_path, m.content, m.reply_to,
                   m.client_id, m.is_edited, m.is_deleted, m.created_at, m.updated_at
            FROM party_messages m JOIN users u ON u.id = m.user_id
            WHERE m.id = $1 AND m.party_id = $2"#,

@@ -131,6 +131,7 @@ pub struct PartyRow {
     pub host_id: Uuid,
     pub host_username: String,
     pub host_display_name: String,
+    pub host_avatar_path: Option<String>,
     pub video_id: Option<Uuid>,
     pub video_title: Option<String>,
     pub external_url: Option<String>,
@@ -166,11 +167,12 @@ impl PartyRow {
     }
 
     pub fn host(&self) -> UserSummary {
-        UserSummary {
-            id: self.host_id,
-            username: self.host_username.clone(),
-            display_name: self.host_display_name.clone(),
-        }
+        UserSummary::new(
+            self.host_id,
+            self.host_username.clone(),
+            self.host_display_name.clone(),
+            self.host_avatar_path.as_deref(),
+        )
     }
 
     /// The caller's role: `NotAMember` if none.
@@ -196,7 +198,7 @@ pub async fn load(conn: &mut PgConnection, me: &Actor, id: Uuid) -> sqlx::Result
     sqlx::query_as!(
         PartyRow,
         r#"SELECT p.id, p.title, p.description, p.host_id, u.username AS host_username,
-                  u.display_name AS host_display_name, p.video_id, v.title AS "video_title?",
+                  u.display_name AS host_display_name, u.avatar_path AS host_avatar_path, p.video_id, v.title AS "video_title?",
                   p.external_url, p.visibility AS "visibility: PartyVisibility", p.invite_code,
                   p.control_mode AS "control_mode: ControlMode", p.chat_enabled,
                   p.slow_mode_seconds, p.max_members, p.allow_screen_share,
@@ -310,7 +312,7 @@ pub async fn member_list(
     party: Uuid,
 ) -> PartyResult<Vec<Participant>> {
     let rows = sqlx::query!(
-        r#"SELECT m.user_id, u.username, u.display_name, m.role AS "role: PartyRole", m.joined_at
+        r#"SELECT m.user_id, u.username, u.display_name, u.avatar_path, m.role AS "role: PartyRole", m.joined_at
            FROM party_members m JOIN users u ON u.id = m.user_id
            WHERE m.party_id = $1
            ORDER BY CASE m.role WHEN 'host' THEN 0 WHEN 'cohost' THEN 1 ELSE 2 END, m.joined_at"#,
@@ -324,11 +326,12 @@ pub async fn member_list(
         .into_iter()
         .map(|r| Participant {
             online: online.contains(&r.user_id),
-            user: UserSummary {
-                id: r.user_id,
-                username: r.username,
-                display_name: r.display_name,
-            },
+            user: UserSummary::new(
+                r.user_id,
+                r.username,
+                r.display_name,
+                r.avatar_path.as_deref(),
+            ),
             role: r.role,
             joined_at: r.joined_at,
         })
@@ -346,8 +349,17 @@ pub async fn first_members(
     limit: usize,
 ) -> PartyResult<(Vec<Participant>, usize)> {
     let online_ids: Vec<Uuid> = online.iter().copied().collect();
-    let rows: Vec<(Uuid, String, String, PartyRole, DateTime<Utc>, i64)> = sqlx::query_as(
-        "SELECT m.user_id, u.username, u.display_name, m.role, m.joined_at, count(*) OVER ()
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        user: UserSummary,
+        role: PartyRole,
+        joined_at: DateTime<Utc>,
+        total: i64,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT u.id, u.username, u.display_name, u.avatar_path, m.role, m.joined_at,
+                count(*) OVER () AS total
            FROM party_members m JOIN users u ON u.id = m.user_id
           WHERE m.party_id = $1
           ORDER BY CASE m.role WHEN 'host' THEN 0 WHEN 'cohost' THEN 1 ELSE 2 END,
@@ -361,21 +373,15 @@ pub async fn first_members(
     .await?;
     let total = rows
         .first()
-        .map_or(0, |r| usize::try_from(r.5).unwrap_or(0));
+        .map_or(0, |r| usize::try_from(r.total).unwrap_or(0));
     let members = rows
         .into_iter()
-        .map(
-            |(id, username, display_name, role, joined_at, _)| Participant {
-                online: online.contains(&id),
-                user: UserSummary {
-                    id,
-                    username,
-                    display_name,
-                },
-                role,
-                joined_at,
-            },
-        )
+        .map(|r| Participant {
+            online: online.contains(&r.user.id),
+            user: r.user,
+            role: r.role,
+            joined_at: r.joined_at,
+        })
         .collect();
     Ok((members, total))
 }

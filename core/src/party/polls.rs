@@ -198,6 +198,7 @@ struct PollRow {
     creator_id: Uuid,
     username: String,
     display_name: String,
+    avatar_path: Option<String>,
     question: String,
     multiple_choice: bool,
     anonymous: bool,
@@ -217,7 +218,7 @@ const IS_OPEN: &str = "(p.closed_at IS NULL AND (p.closes_at IS NULL OR p.closes
 
 fn select(rest: &str) -> String {
     format!(
-        "SELECT p.id, p.party_id, p.creator_id, u.username, u.display_name, p.question,
+        "SELECT p.id, p.party_id, p.creator_id, u.username, u.display_name, u.avatar_path, p.question,
                 p.multiple_choice, p.anonymous, p.hide_results, p.duration_seconds, p.closes_at,
                 p.closed_at, p.closed_reason, p.voters_count, p.version, p.created_at,
                 {IS_OPEN} AS is_active
@@ -276,11 +277,12 @@ async fn assemble(
                 my_votes: mine.remove(&r.id).unwrap_or_default(),
                 id: r.id,
                 party_id: r.party_id,
-                creator: UserSummary {
-                    id: r.creator_id,
-                    username: r.username,
-                    display_name: r.display_name,
-                },
+                creator: UserSummary::new(
+                    r.creator_id,
+                    r.username,
+                    r.display_name,
+                    r.avatar_path.as_deref(),
+                ),
                 question: r.question,
                 multiple_choice: r.multiple_choice,
                 anonymous: r.anonymous,
@@ -791,14 +793,14 @@ pub async fn voters(
         );
     }
     let rows: Vec<PollVoter> = sqlx::query_as(
-        "SELECT u.id, u.username, u.display_name,
+        "SELECT u.id, u.username, u.display_name, u.avatar_path,
                 array_agg(v.option_id ORDER BY o.position) AS option_ids,
                 min(v.voted_at) AS voted_at
            FROM party_poll_votes v
            JOIN users u ON u.id = v.user_id
            JOIN party_poll_options o ON o.id = v.option_id
           WHERE v.poll_id = $1
-          GROUP BY u.id, u.username, u.display_name
+          GROUP BY u.id, u.username, u.display_name, u.avatar_path
           ORDER BY min(v.voted_at), u.id
           LIMIT $2 OFFSET $3",
     )

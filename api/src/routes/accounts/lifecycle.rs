@@ -242,14 +242,25 @@ pub fn sniff_image(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
     }
 }
 
-/// Sets the caller's avatar from a multipart field `avatar` (PNG, JPEG, GIF or WebP,
-/// at most 2 MiB; the type is read from the bytes).
+/// The avatar upload's form.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the multipart form for the OpenAPI document.
+pub struct AvatarForm {
+    /// The image (PNG, JPEG, GIF or WebP, at most 2 MiB; the type is read from the
+    /// bytes). `avatar` is accepted as the field's name too.
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
+/// Sets the caller's avatar from the multipart field `file` (or `avatar`): PNG, JPEG,
+/// GIF or WebP, at most 2 MiB; the type is read from the bytes.
 #[utoipa::path(put, path = "/users/me/avatar/", tag = "users", security(("bearer" = [])),
-    request_body(content_type = "multipart/form-data", description = "Field `avatar`: the image"),
+    request_body(content_type = "multipart/form-data", content = AvatarForm),
     responses(
         (status = 200, body = inline(Envelope<Me>)),
-        (status = 400, description = "`avatar` missing or not an image", body = crate::error::ErrorBody),
+        (status = 400, description = "`file` missing or not an image", body = crate::error::ErrorBody),
         (status = 413, body = crate::error::ErrorBody),
+        (status = 415, description = "Not `multipart/form-data`", body = crate::error::ErrorBody),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn upload_avatar(
@@ -263,7 +274,8 @@ pub async fn upload_avatar(
         .await
         .map_err(crate::extract::multipart_error)?
     {
-        if field.name() != Some("avatar") {
+        // `file`, as a video upload names it; `avatar` too.
+        if !matches!(field.name(), Some("file" | "avatar")) {
             continue;
         }
         let mut buf = Vec::new();
@@ -280,9 +292,9 @@ pub async fn upload_avatar(
         image = Some(buf);
         break;
     }
-    let image = image.ok_or_else(|| AppError::field("avatar", "No file was submitted."))?;
+    let image = image.ok_or_else(|| AppError::field("file", "No file was submitted."))?;
     let (_, ext) = sniff_image(&image)
-        .ok_or_else(|| AppError::field("avatar", "Upload a PNG, JPEG, GIF or WebP image."))?;
+        .ok_or_else(|| AppError::field("file", "Upload a PNG, JPEG, GIF or WebP image."))?;
     // A fresh random name each time: caches never serve a stale picture.
     let rel = format!(
         "avatars/{}-{}.{ext}",
@@ -325,19 +337,34 @@ pub async fn delete_avatar(State(state): State<AppState>, user: AuthUser) -> App
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A user's avatar image. Public (as profile pictures are), except to users the owner
-/// blocked.
-#[utoipa::path(get, path = "/users/{id}/avatar/", tag = "users", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
-    responses((status = 200, description = "The image", content_type = "image/*"), (status = 404, body = crate::error::ErrorBody)))]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AvatarParams {
+    /// The picture's version, as `avatar_url` names it.
+    pub v: Option<String>,
+}
+
+/// A user's avatar image, loadable by `<img src>`: with the version `avatar_url` names
+/// (`?v=`) no header is needed and the answer may be cached for good (a new picture is
+/// a new URL); without it, a signed-in caller gets the current picture. Never to users
+/// the owner blocked (when they say who they are). `ETag` and `If-None-Match` (304).
+#[utoipa::path(get, path = "/users/{id}/avatar/", tag = "users",
+    params(("id" = Uuid, Path), AvatarParams),
+    responses((status = 200, description = "The image", content_type = "image/*"),
+              (status = 304, description = "Not modified (If-None-Match)"),
+              (status = 404, body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn avatar(
     State(state): State<AppState>,
-    caller: AuthUser,
+    crate::auth::MaybeAuthUser(caller): crate::auth::MaybeAuthUser,
     Ids(id): Ids<Uuid>,
+    axum::extract::Query(q): axum::extract::Query<AvatarParams>,
+    headers: axum::http::HeaderMap,
 ) -> AppResult<Response> {
     let mut conn = state.db.acquire().await?;
-    if wp_core::social::has_blocked(&mut conn, id, caller.id).await? {
+    if let Some(c) = &caller
+        && wp_core::social::has_blocked(&mut conn, id, c.id).await?
+    {
         return Err(AppError::not_found());
     }
     let path = sqlx::query_scalar!(
@@ -349,6 +376,21 @@ pub async fn avatar(
     .flatten()
     .ok_or_else(AppError::not_found)?;
     drop(conn);
+    let version = wp_core::social::avatar_version(&path);
+    let named = q.v.as_deref() == Some(version.as_str());
+    // Without the version, only a signed-in caller: a stranger cannot walk user ids.
+    if !named && caller.is_none() {
+        return Err(AppError::not_found());
+    }
+    let etag = format!("\"{version}\"");
+    let cache = if named {
+        "public, max-age=31536000, immutable"
+    } else {
+        "private, no-cache"
+    };
+    if let Some(res) = crate::response::not_modified(&headers, &etag, cache) {
+        return Ok(res);
+    }
     let bytes = state
         .storage
         .read(&path)
@@ -357,9 +399,10 @@ pub async fn avatar(
     let (mime, _) = sniff_image(&bytes).ok_or_else(AppError::not_found)?;
     Ok((
         [
-            (header::CONTENT_TYPE, mime),
-            (header::CACHE_CONTROL, "private, max-age=300"),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_TYPE, mime.to_owned()),
+            (header::CACHE_CONTROL, cache.to_owned()),
+            (header::ETAG, etag),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
         ],
         bytes,
     )

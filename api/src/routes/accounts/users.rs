@@ -59,9 +59,15 @@ pub(crate) struct UserRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// The avatar's URL, as every user summary gives it ([`wp_core::social::avatar_link`]).
 fn avatar_url(state: &AppState, id: Uuid, path: &Option<String>) -> Option<String> {
-    path.as_ref()
-        .map(|_| format!("{}/api/users/{id}/avatar/", state.config.public_url))
+    path.as_ref().map(|p| {
+        format!(
+            "{}{}",
+            state.config.public_url,
+            wp_core::social::avatar_link(id, p)
+        )
+    })
 }
 
 impl UserRow {

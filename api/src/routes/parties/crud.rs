@@ -251,7 +251,7 @@ pub async fn list(
                  AND ($6::uuid IS NULL OR p.group_id = $6)
            )
            SELECT s.id, s.title, s.description, s.host_id, u.username AS host_username,
-                  u.display_name AS host_display_name, s.video_id, vid.title AS "video_title?",
+                  u.display_name AS host_display_name, u.avatar_path AS host_avatar_path, s.video_id, vid.title AS "video_title?",
                   s.external_url, s.visibility AS "visibility: PartyVisibility", s.invite_code,
                   s.control_mode AS "control_mode: ControlMode", s.chat_enabled,
                   s.slow_mode_seconds, s.max_members, s.allow_screen_share,

@@ -225,7 +225,7 @@ pub async fn set_member_role(
     let row = locked_party(&mut tx, &me, id).await?;
     row.require_role(&me, PartyRole::Host)?;
     let target = sqlx::query!(
-        r#"SELECT m.role, u.username, u.display_name, m.joined_at FROM party_members m
+        r#"SELECT m.role, u.username, u.display_name, u.avatar_path, m.joined_at FROM party_members m
            JOIN users u ON u.id = m.user_id WHERE m.party_id = $1 AND m.user_id = $2"#,
         row.id,
         user_id
@@ -282,11 +282,12 @@ pub async fn set_member_role(
     let online = live::online_users(&mut redis, &state.config.redis_prefix, &keys).await?;
     Ok(ApiResponse::ok(Participant {
         online: online.contains(&user_id),
-        user: UserSummary {
-            id: user_id,
-            username: target.username,
-            display_name: target.display_name,
-        },
+        user: UserSummary::new(
+            user_id,
+            target.username,
+            target.display_name,
+            target.avatar_path.as_deref(),
+        ),
         role: body.role,
         joined_at: target.joined_at,
     }))
@@ -389,7 +390,7 @@ pub async fn ban(
     let mut tx = state.db.begin().await?;
     let row = locked_party(&mut tx, &me, id).await?;
     let user = sqlx::query!(
-        "SELECT username, display_name FROM users WHERE id = $1 AND status <> 'deleted'",
+        "SELECT username, display_name, avatar_path FROM users WHERE id = $1 AND status <> 'deleted'",
         body.user_id
     )
     .fetch_optional(&mut *tx)
@@ -438,11 +439,12 @@ pub async fn ban(
         .await;
     }
     Ok(ApiResponse::created(Ban {
-        user: UserSummary {
-            id: body.user_id,
-            username: user.username,
-            display_name: user.display_name,
-        },
+        user: UserSummary::new(
+            body.user_id,
+            user.username,
+            user.display_name,
+            user.avatar_path.as_deref(),
+        ),
         reason: body.reason,
         created_at,
     }))
@@ -461,7 +463,7 @@ pub async fn bans(
     let row = visible_party(&mut conn, &me, id).await?;
     row.require_role(&me, PartyRole::Cohost)?;
     let rows = sqlx::query!(
-        r#"SELECT b.user_id, u.username, u.display_name, b.reason, b.created_at
+        r#"SELECT b.user_id, u.username, u.display_name, u.avatar_path, b.reason, b.created_at
            FROM party_bans b JOIN users u ON u.id = b.user_id
            WHERE b.party_id = $1 ORDER BY b.created_at DESC"#,
         row.id
@@ -471,11 +473,12 @@ pub async fn bans(
     Ok(ApiResponse::ok(
         rows.into_iter()
             .map(|r| Ban {
-                user: UserSummary {
-                    id: r.user_id,
-                    username: r.username,
-                    display_name: r.display_name,
-                },
+                user: UserSummary::new(
+                    r.user_id,
+                    r.username,
+                    r.display_name,
+                    r.avatar_path.as_deref(),
+                ),
                 reason: r.reason,
                 created_at: r.created_at,
             })

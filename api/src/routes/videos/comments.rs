@@ -205,30 +205,34 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `data` of a comment like.
+/// The answer to a comment like, as a video like answers (`POST /videos/{id}/like/`):
+/// the keys at the top level.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CommentLike {
+    pub success: bool,
+    /// Whether the caller now likes the comment.
     pub is_liked: bool,
-    pub likes_count: i32,
+    pub like_count: i32,
 }
 
 /// Likes a comment, or withdraws the like (toggle).
 #[utoipa::path(post, path = "/videos/{id}/comments/{comment_id}/like/", tag = "comments", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("comment_id" = Uuid, Path)),
-    responses((status = 200, body = inline(Envelope<CommentLike>)), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = CommentLike), (status = 404, body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn like(
     State(state): State<AppState>,
     me: AuthUser,
     Ids((id, comment_id)): Ids<(Uuid, Uuid)>,
-) -> AppResult<ApiResponse<CommentLike>> {
+) -> AppResult<axum::Json<CommentLike>> {
     let mut tx = state.db.begin().await?;
     let v = visible_video(&mut tx, Some(&me), id).await?;
     let (liked, likes_count) = comment::toggle_like(&mut tx, &v, me.id, comment_id).await?;
     tx.commit().await?;
     page_cache::invalidate(&state, v.id).await;
-    Ok(ApiResponse::ok(CommentLike {
+    Ok(axum::Json(CommentLike {
+        success: true,
         is_liked: liked,
-        likes_count,
+        like_count: likes_count,
     }))
 }

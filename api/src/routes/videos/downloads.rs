@@ -306,20 +306,48 @@ pub async fn download(
     Ok((status, res_headers, body).into_response())
 }
 
-/// The video's thumbnail (JPEG), for whoever may see the video.
+/// The video's thumbnail (JPEG), for whoever may see the video: with the
+/// `thumbnail_url` a video answer gives, an `<img>` loads it without a header (a
+/// private or friends-only video's URL is signed for the viewer and works for an hour
+/// or two). `ETag` and `If-None-Match` (304).
 #[utoipa::path(get, path = "/videos/{id}/thumbnail/", tag = "videos",
-    params(("id" = uuid::Uuid, Path)),
-    responses((status = 200, content_type = "image/jpeg", description = "The thumbnail"), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = uuid::Uuid, Path), DownloadParams),
+    responses((status = 200, content_type = "image/jpeg", description = "The thumbnail"),
+              (status = 304, description = "Not modified (If-None-Match)"),
+              (status = 401, description = "`invalid_token`: a signed link that expired or was altered", body = crate::error::ErrorBody),
+              (status = 404, body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn thumbnail(
     State(state): State<AppState>,
     crate::auth::MaybeAuthUser(me): crate::auth::MaybeAuthUser,
     Ids(id): Ids<Uuid>,
+    Query(p): Query<DownloadParams>,
+    headers: axum::http::HeaderMap,
 ) -> AppResult<Response> {
+    let me = match (me, p.token) {
+        (Some(me), _) => Some(me),
+        (None, Some(t)) => {
+            let claims = tokens::verify_scoped(&state.config, &t, "thumbnail", id)?;
+            Some(authenticate(&state, claims.sub, claims.sid).await?)
+        }
+        (None, None) => None,
+    };
     let mut conn = state.db.acquire().await?;
     let v = visible_video(&mut conn, me.as_ref(), id).await?;
     drop(conn);
     let key = v.thumbnail_key.ok_or_else(AppError::not_found)?;
+    let etag = format!("\"{}\"", wp_core::social::avatar_version(&key));
+    let cache = if matches!(
+        v.visibility,
+        wp_core::video::VideoVisibility::Public | wp_core::video::VideoVisibility::Unlisted
+    ) {
+        "public, max-age=300"
+    } else {
+        "private, max-age=300"
+    };
+    if let Some(res) = crate::response::not_modified(&headers, &etag, cache) {
+        return Ok(res);
+    }
     let bytes = state
         .storage
         .read(&key)
@@ -327,8 +355,9 @@ pub async fn thumbnail(
         .map_err(|_| AppError::not_found())?;
     Ok((
         [
-            (header::CONTENT_TYPE, "image/jpeg"),
-            (header::CACHE_CONTROL, "private, max-age=300"),
+            (header::CONTENT_TYPE, "image/jpeg".to_owned()),
+            (header::CACHE_CONTROL, cache.to_owned()),
+            (header::ETAG, etag),
         ],
         bytes,
     )

@@ -62,19 +62,43 @@ pub struct Video {
     pub updated_at: DateTime<Utc>,
 }
 
+/// How long a signed thumbnail link stays the same URL (it works for up to twice that).
+const THUMBNAIL_LINK_SECS: i64 = 3600;
+
 impl Video {
-    fn new(v: VideoRow, state: &AppState) -> Self {
+    /// The video as `viewer` sees it. The thumbnail's URL works in an `<img>`: plain for a
+    /// public or unlisted video, signed for the viewer otherwise (as downloads are).
+    fn new(v: VideoRow, state: &AppState, viewer: Option<&AuthUser>) -> Self {
+        let open = matches!(
+            v.visibility,
+            VideoVisibility::Public | VideoVisibility::Unlisted
+        );
+        let thumbnail_url = v.thumbnail_key.as_ref().and_then(|_| {
+            let base = format!("{}/api/videos/{}/thumbnail/", state.config.public_url, v.id);
+            if open {
+                return Some(base);
+            }
+            let me = viewer?;
+            let token = crate::auth::tokens::issue_scoped_stable(
+                &state.config,
+                me.id,
+                me.session_id,
+                "thumbnail",
+                v.id,
+                THUMBNAIL_LINK_SECS,
+            )
+            .ok()?;
+            Some(format!("{base}?token={token}"))
+        });
         Self {
-            thumbnail_url: v
-                .thumbnail_key
-                .as_ref()
-                .map(|_| format!("{}/api/videos/{}/thumbnail/", state.config.public_url, v.id)),
+            thumbnail_url,
             id: v.id,
-            owner: UserSummary {
-                id: v.owner_id,
-                username: v.owner_username,
-                display_name: v.owner_display_name,
-            },
+            owner: UserSummary::new(
+                v.owner_id,
+                v.owner_username,
+                v.owner_display_name,
+                v.owner_avatar_path.as_deref(),
+            ),
             title: v.title,
             description: v.description,
             tags: v.tags,
@@ -358,14 +382,34 @@ pub fn safe_filename(raw: &str) -> String {
     }
 }
 
+/// The video upload's form (text fields, then the file).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the multipart form for the OpenAPI document.
+pub struct VideoUploadForm {
+    /// 1–200 characters.
+    pub title: String,
+    pub description: Option<String>,
+    /// Comma-separated (`cats, funny`).
+    pub tags: Option<String>,
+    pub category: Option<String>,
+    /// `public` (default), `unlisted`, `friends` or `private`.
+    pub visibility: Option<String>,
+    /// `true` or `false` (default).
+    pub allow_download: Option<bool>,
+    /// The video file (its type is read from its bytes; at most `VIDEO_MAX_BYTES`).
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
 /// Uploads a video (multipart): text fields `title` (required), `description`,
 /// `tags` (comma-separated), `category`, `visibility`, `allow_download`, and the file in
 /// `file`. The file is streamed to storage (never held in memory), its type read from
 /// its bytes, its size limited (VIDEO_MAX_BYTES) and its SHA-256 taken. The video is
 /// `processing` until the media worker has prepared it.
 #[utoipa::path(post, path = "/videos/", tag = "videos", security(("bearer" = [])),
-    request_body(content_type = "multipart/form-data", description = "Fields and `file`"),
+    request_body(content_type = "multipart/form-data", content = VideoUploadForm),
     responses(
+        (status = 415, description = "Not `multipart/form-data`", body = crate::error::ErrorBody),
         (status = 201, body = inline(Envelope<Video>)),
         (status = 400, description = "A field is invalid, or `file` is not a video", body = crate::error::ErrorBody),
         (status = 408, description = "`upload_stalled`: nothing arrived for `UPLOAD_IDLE_SECS`; nothing was kept", body = crate::error::ErrorBody),
@@ -475,7 +519,7 @@ pub async fn upload(
     let row = visible_video(&mut tx, Some(&me), id).await?;
     tx.commit().await?;
     state.relay(&[outbox]).await;
-    Ok(ApiResponse::created(Video::new(row, &state)))
+    Ok(ApiResponse::created(Video::new(row, &state, Some(&me))))
 }
 
 /// A video the caller may see.
@@ -489,7 +533,7 @@ pub async fn detail(
 ) -> AppResult<ApiResponse<Video>> {
     let mut conn = state.db.acquire().await?;
     let row = visible_video(&mut conn, me.as_ref(), id).await?;
-    Ok(ApiResponse::ok(Video::new(row, &state)))
+    Ok(ApiResponse::ok(Video::new(row, &state, me.as_ref())))
 }
 
 /// Changes a video's metadata (owner or staff).
@@ -524,7 +568,7 @@ pub async fn update(
     .await?;
     let row = visible_video(&mut tx, Some(&me), v.id).await?;
     tx.commit().await?;
-    Ok(ApiResponse::ok(Video::new(row, &state)))
+    Ok(ApiResponse::ok(Video::new(row, &state, Some(&me))))
 }
 
 /// Deletes a video and its file (owner or staff).
@@ -673,7 +717,10 @@ pub async fn list(
     };
     let (count, rows) =
         wp_core::video::list(&state.db, me_id, &filter, page.limit(), page.offset()).await?;
-    let results = rows.into_iter().map(|r| Video::new(r, &state)).collect();
+    let results = rows
+        .into_iter()
+        .map(|r| Video::new(r, &state, me.as_ref()))
+        .collect();
     Ok(ApiResponse::ok(Paginated::new(
         results,
         count,
