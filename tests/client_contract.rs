@@ -326,3 +326,393 @@ async fn sessions_show_their_last_use() {
         .await;
     assert_eq!(rest_time(&b["data"][0]["last_used_at"]), t);
 }
+
+/// What the walk below learned: what it called and what failed.
+#[derive(Default)]
+struct Walk {
+    calls: usize,
+    links: std::collections::BTreeSet<String>,
+    seen: std::collections::BTreeSet<String>,
+    followed: usize,
+    failures: Vec<String>,
+}
+
+/// Keys under which an object is a user summary, which has one shape everywhere.
+const SUMMARY_KEYS: [&str; 10] = [
+    "user",
+    "owner",
+    "host",
+    "organizer",
+    "creator",
+    "admin",
+    "from_user",
+    "to_user",
+    "author",
+    "actor",
+];
+
+impl Walk {
+    /// Follows the links not followed yet: images and signed links without a header
+    /// (as `<img>` and a download manager use them), the rest with the caller's token.
+    async fn follow(&mut self, app: &common::TestApp, token: &str) {
+        let new: Vec<String> = self.links.difference(&self.seen).cloned().collect();
+        for link in new {
+            self.seen.insert(link.clone());
+            let (key, path) = link.split_once(' ').unwrap();
+            let bare =
+                key.ends_with("avatar_url") || key == "thumbnail_url" || path.contains("token=");
+            let mut req = browser(app.client.get(app.url(path)));
+            if !bare {
+                req = req.bearer_auth(token);
+            }
+            let s = req.send().await.unwrap().status();
+            self.followed += 1;
+            if !s.is_success() {
+                self.failures.push(format!("link `{key}` {path}: {s}"));
+            }
+        }
+    }
+
+    /// Checks times, user summaries and collects links, through the whole value.
+    fn inspect(&mut self, at: &str, key: &str, v: &Value, public_url: &str) {
+        match v {
+            Value::Object(o) => {
+                if SUMMARY_KEYS.contains(&key) && o.contains_key("username") {
+                    let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
+                    keys.sort_unstable();
+                    if keys != ["avatar_url", "display_name", "id", "username"] {
+                        self.failures
+                            .push(format!("{at}: `{key}` is not the user summary: {keys:?}"));
+                    }
+                }
+                for (k, x) in o {
+                    self.inspect(at, k, x, public_url);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| self.inspect(at, key, x, public_url)),
+            Value::String(s) => {
+                if (key.ends_with("_at") || key.ends_with("_time") || key == "closes_at")
+                    && std::panic::catch_unwind(|| rest_time(v)).is_err()
+                {
+                    self.failures
+                        .push(format!("{at}: `{key}` = {s} is not an RFC 3339 UTC time"));
+                }
+                if let Some(rest) = s.strip_prefix(public_url) {
+                    self.links.insert(format!("{key} {rest}"));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every route of the OpenAPI document, called as a browser calls it (`Accept-Encoding:
+/// gzip, br`, `Origin`), by a user who owns a party, a video, a comment, an event, a
+/// group and a poll: no answer is a 5xx, every status is one the document lists for the
+/// route (or one every route may give: 401 where a token is needed, 404 where the path
+/// names an object, 400/413/415 where a body or query is read, 429, 503), every body
+/// decodes and has the envelope, every time has the one format, every user summary the
+/// one shape; and every link the answers hold (pages, avatars, thumbnails, signed
+/// downloads) works for the caller, images without a header.
+#[tokio::test]
+async fn every_route_and_every_link_works_for_a_browser() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let owner = env.create_user("walker").await;
+    let friend = env.create_user("friend").await;
+    env.befriend(&owner, &friend).await;
+    let public_url = env.config.public_url.clone();
+
+    // The caller's things: an avatar, a ready video with a comment, a party with a poll
+    // and a chat message, an event, a group.
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.resize(2000, 7);
+    let res = app
+        .client
+        .put(app.url("/api/users/me/avatar/"))
+        .bearer_auth(&owner.token)
+        .multipart(reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(png).file_name("me.png"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = app
+        .client
+        .post(app.url("/api/videos/"))
+        .bearer_auth(&owner.token)
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text("title", "Walked")
+                .text("visibility", "friends")
+                .text("allow_download", "true")
+                .part(
+                    "file",
+                    reqwest::multipart::Part::bytes(common::make_mp4(1)).file_name("w.mp4"),
+                ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let video = res.json::<Value>().await.unwrap()["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let workers = env
+        .spawn_workers(&[(wp_shared::jobs::Queue::Media, 1)])
+        .await;
+    eventually(Duration::from_secs(30), "video ready", || async {
+        let (_, b) = app
+            .call(
+                Method::GET,
+                &format!("/api/videos/{video}/"),
+                Some(&owner.token),
+                None,
+            )
+            .await;
+        (b["data"]["status"] == "ready").then_some(())
+    })
+    .await;
+    workers.shutdown().await;
+    let post = |path: String, body: Value| {
+        let (app, token) = (&app, owner.token.clone());
+        async move {
+            let (s, b) = app.post_json(&path, Some(&token), body).await;
+            assert!(s.is_success(), "{path}: {b}");
+            b["data"]["id"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_default()
+        }
+    };
+    let comment = post(
+        format!("/api/videos/{video}/comments/"),
+        json!({"content": "hi"}),
+    )
+    .await;
+    post(
+        format!("/api/videos/{video}/comments/"),
+        json!({"content": "again"}),
+    )
+    .await;
+    post(
+        "/api/parties/".into(),
+        json!({"title": "Second", "external_url": "https://example.com/v.mp4"}),
+    )
+    .await;
+    let party = post(
+        "/api/parties/".into(),
+        json!({"title": "Walk", "video_id": video}),
+    )
+    .await;
+    let poll = post(
+        format!("/api/interactive/parties/{party}/polls/"),
+        json!({"question": "Which?", "options": ["a", "b"]}),
+    )
+    .await;
+    let start = (chrono::Utc::now() + chrono::TimeDelta::days(2)).to_rfc3339();
+    let end = (chrono::Utc::now() + chrono::TimeDelta::days(2) + chrono::TimeDelta::hours(1))
+        .to_rfc3339();
+    let event = post(
+        "/api/events/".into(),
+        json!({"title": "Walk night", "start_time": start, "end_time": end}),
+    )
+    .await;
+    let group = post("/api/social/groups/".into(), json!({"name": "Walkers"})).await;
+    let (s, _) = app
+        .post_json(
+            &format!("/api/parties/{party}/invite/"),
+            Some(&owner.token),
+            json!({"user_ids": [friend.id]}),
+        )
+        .await;
+    assert!(s.is_success());
+
+    let ids: std::collections::HashMap<&str, String> = [
+        ("videos", video.clone()),
+        ("comments", comment),
+        ("parties", party.clone()),
+        ("polls", poll),
+        ("events", event),
+        ("groups", group),
+        ("users", friend.id.to_string()),
+        ("members", friend.id.to_string()),
+        ("follow", friend.id.to_string()),
+        ("friends", friend.id.to_string()),
+        ("bans", friend.id.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let doc: Value = app.get("/api/schema/").await.json().await.unwrap();
+    let mut walk = Walk::default();
+    // Reads first, then writes (with an empty object: mostly refused), deletions last.
+    for verb in ["get", "post", "put", "patch", "delete"] {
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            let Some(op) = ops.get(verb).filter(|o| o.is_object()) else {
+                continue;
+            };
+            // Ending the caller's session or account would end the walk.
+            if path.contains("/logout") || (verb == "delete" && path.ends_with("/users/me/")) {
+                continue;
+            }
+            let mut prev = "";
+            let concrete: Vec<String> = path
+                .split('/')
+                .map(|seg| {
+                    let out = if seg.starts_with('{') {
+                        ids.get(prev)
+                            .cloned()
+                            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+                    } else {
+                        seg.to_owned()
+                    };
+                    prev = seg;
+                    out
+                })
+                .collect();
+            let mut concrete = concrete.join("/");
+            // Lists one item a page, so their answers hold `next` links to follow.
+            let paged = op["parameters"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|x| x["name"] == "page_size"));
+            if verb == "get" && paged {
+                concrete.push_str("?page_size=1");
+            }
+            let method = Method::from_bytes(verb.to_uppercase().as_bytes()).unwrap();
+            let mut req =
+                browser(app.client.request(method, app.url(&concrete))).bearer_auth(&owner.token);
+            if verb != "get" && verb != "delete" {
+                req = req.json(&json!({}));
+            }
+            let res = req.send().await.unwrap();
+            walk.calls += 1;
+            let at = format!("{} {path}", verb.to_uppercase());
+            let status = res.status().as_u16();
+            let documented: Vec<u16> = op["responses"]
+                .as_object()
+                .map(|r| r.keys().filter_map(|k| k.parse().ok()).collect())
+                .unwrap_or_default();
+            let reads_input = op.get("requestBody").is_some()
+                || op["parameters"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|x| x["in"] == "query"));
+            let general = match status {
+                401 => op.get("security").is_some(),
+                404 => path.contains('{'),
+                400 => reads_input,
+                413 | 415 => op.get("requestBody").is_some(),
+                429 | 503 => true,
+                _ => false,
+            };
+            if status >= 500 {
+                walk.failures.push(format!("{at}: {status}"));
+                continue;
+            }
+            if !documented.contains(&status) && !general {
+                walk.failures
+                    .push(format!("{at}: {status} is not documented ({documented:?})"));
+            }
+            let json = res
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.to_str().unwrap_or("").starts_with("application/json"));
+            if !json {
+                continue;
+            }
+            let (_, _, body) = decoded(res).await;
+            if status >= 400 {
+                let ok = body["success"] == false
+                    && body["code"].is_string()
+                    && body["request_id"].as_str().is_some_and(|r| !r.is_empty());
+                if !ok {
+                    walk.failures
+                        .push(format!("{at}: not the error envelope: {body}"));
+                }
+            } else if body.get("success") != Some(&json!(true)) && !path.ends_with("/schema/") {
+                walk.failures
+                    .push(format!("{at}: not the success envelope"));
+            }
+            walk.inspect(&at, "", &body, &public_url);
+            // The links now, while what they name exists (the walk deletes things).
+            walk.follow(&app, &owner.token).await;
+        }
+    }
+    assert!(
+        walk.failures.is_empty(),
+        "{} failures:\n{}",
+        walk.failures.len(),
+        walk.failures.join("\n")
+    );
+    assert!(walk.calls > 130, "routes called: {}", walk.calls);
+    assert!(
+        walk.followed >= 5,
+        "links followed: {} ({:?})",
+        walk.followed,
+        walk.links
+    );
+}
+
+/// The table of every route and its status codes (docs/api-routes.md), from the OpenAPI
+/// document; `every_route_and_every_link_works_for_a_browser` holds the server to it.
+fn route_table(doc: &Value) -> String {
+    let mut rows = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for verb in ["get", "post", "put", "patch", "delete"] {
+            let Some(op) = ops.get(verb).filter(|o| o.is_object()) else {
+                continue;
+            };
+            let mut codes: Vec<&str> = op["responses"]
+                .as_object()
+                .map(|r| r.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            codes.sort_unstable();
+            let auth = if op.get("security").is_some() {
+                "yes"
+            } else {
+                "no"
+            };
+            rows.push(format!(
+                "| `{}` | `{path}` | {auth} | {} |",
+                verb.to_uppercase(),
+                codes.join(", ")
+            ));
+        }
+    }
+    rows.sort_by(|a, b| {
+        let key = |r: &str| r.split('|').nth(2).unwrap_or("").to_owned();
+        key(a).cmp(&key(b)).then(a.cmp(b))
+    });
+    format!(
+        "# Routes and their status codes\n\n\
+         Generated from the OpenAPI document (`/api/schema/`) by\n\
+         `tests/client_contract.rs` (`UPDATE_DOCS=1 deploy/dev/test.sh -E 'test(route_table)'`\n\
+         rewrites it; the test fails while it differs). Every route may also answer the\n\
+         codes every route shares (docs/api-conventions.md, \"Errors and status codes\"):\n\
+         401 where a token is needed, 404 where the path names an object, 400 where a body\n\
+         or query is read, 413 and 415 where a body is read, 429 and 503 anywhere. Each\n\
+         route is also served under `/api/v1/`.\n\n\
+         | Method | Path | Token | Status codes |\n|---|---|---|---|\n{}\n",
+        rows.join("\n")
+    )
+}
+
+#[tokio::test]
+async fn the_route_table_in_the_docs_matches_the_openapi_document() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let doc: Value = app.get("/api/schema/").await.json().await.unwrap();
+    let table = route_table(&doc);
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api-routes.md");
+    if std::env::var("UPDATE_DOCS").is_ok() {
+        std::fs::write(&file, &table).unwrap();
+    }
+    let written = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        written == table,
+        "docs/api-routes.md differs from the OpenAPI document: run \
+         UPDATE_DOCS=1 deploy/dev/test.sh -E 'test(route_table)'"
+    );
+}

@@ -241,7 +241,8 @@ pub struct DisableRequest {
 
 /// Turns 2FA off, proven by the password or a code. The owner is told by email.
 #[utoipa::path(post, path = "/auth/2fa/disable/", tag = "two-factor", security(("bearer" = [])), request_body = DisableRequest,
-    responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 400, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 400, body = crate::error::ErrorBody),
+              (status = 409, description = "`two_factor_disabled`: it is not on", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn disable(
     State(state): State<AppState>,
