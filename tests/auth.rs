@@ -592,6 +592,124 @@ async fn email_change_needs_the_new_address_to_confirm() {
     assert_eq!(b["data"]["email_verified"], true);
 }
 
+/// Account recovery (issue 13, item 4): a pending email change does not survive a new
+/// password; a confirmed change tells the old address, with a link that undoes it,
+/// signs every session out and leaves the owner to reset the password.
+#[tokio::test]
+async fn an_email_change_can_be_undone_from_the_old_address() {
+    let m = MailEnv::new().await;
+    let d = m.app.register("owen").await;
+    let t = access(&d);
+    let ask = |to: &'static str, token: String| {
+        let app = &m.app;
+        async move {
+            let (s, b) = app
+                .post_json(
+                    "/api/auth/email/change/",
+                    Some(&token),
+                    json!({"new_email": to, "password": STRONG_PASSWORD}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+        }
+    };
+    // Asked for, then the password changes: the link no longer works.
+    ask("thief@example.com", t.clone()).await;
+    let stale = link_token(
+        &m.email("thief@example.com", "Confirm your new email address")
+            .await,
+    );
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/password/change/",
+            Some(&t),
+            json!({"current_password": STRONG_PASSWORD, "new_password": "Tundra-lamp-9041"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/email/change/confirm/",
+            None,
+            json!({"token": stale}),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "cancelled by the new password: {b}"
+    );
+
+    // Confirmed: the old address is told, with a way back that works once.
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "owen", "password": "Tundra-lamp-9041"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let t = b["data"]["access_token"].as_str().unwrap().to_owned();
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/email/change/",
+            Some(&t),
+            json!({"new_email": "owen.new@example.com", "password": "Tundra-lamp-9041"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let confirm = link_token(
+        &m.email("owen.new@example.com", "Confirm your new email address")
+            .await,
+    );
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/email/change/confirm/",
+            None,
+            json!({"token": confirm}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let notice = m
+        .email(
+            "owen@example.com",
+            "Your Watch Party email address was changed",
+        )
+        .await;
+    assert!(notice.contains("owen.new@example.com"), "{notice}");
+    assert!(notice.contains("/revert-email-change?token="), "{notice}");
+    let revert = link_token(&notice);
+    let (s, b) = m
+        .app
+        .post_json("/api/auth/email/revert/", None, json!({"token": revert}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = m
+        .app
+        .post_json("/api/auth/email/revert/", None, json!({"token": revert}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "once: {b}");
+    let (s, _) = m
+        .app
+        .call(Method::GET, "/api/users/me/", Some(&t), None)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "every session is signed out");
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"email": "owen@example.com", "password": "Tundra-lamp-9041"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "the old address signs in again: {b}");
+}
+
 fn code_for(secret: &str) -> String {
     let bytes = totp_rs::Secret::Encoded(secret.to_owned())
         .to_bytes()
@@ -757,6 +875,69 @@ async fn repeated_failures_lock_the_account_and_tell_the_owner() {
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     assert_eq!(b["code"], "account_locked");
     let alert = m.email("noah@example.com", "Security alert").await;
+    assert!(alert.contains("failed attempts"), "{alert}");
+}
+
+/// A stolen access token cannot be used to guess the password: the checks of password
+/// change, email change and account deletion count towards the same lockout as
+/// sign-ins (issue 13, item 2), and a locked account refuses them too.
+#[tokio::test]
+async fn password_checks_of_a_signed_in_user_lock_like_sign_ins() {
+    let m = MailEnv::new().await;
+    let r = m.app.register("rita").await;
+    let token = r["access_token"].as_str().unwrap().to_owned();
+    let wrong = "a wrong guess 123";
+    let mut tries: Vec<(Method, &str, Value, &str)> = Vec::new();
+    for _ in 0..8 {
+        tries.push((
+            Method::POST,
+            "/api/auth/password/change/",
+            json!({"current_password": wrong, "new_password": "Another-strong-pass-42"}),
+            "current_password",
+        ));
+    }
+    tries.push((
+        Method::POST,
+        "/api/auth/email/change/",
+        json!({"new_email": "rita2@example.com", "password": wrong}),
+        "password",
+    ));
+    tries.push((
+        Method::DELETE,
+        "/api/users/me/",
+        json!({"password": wrong}),
+        "password",
+    ));
+    for (method, path, body, field) in tries {
+        let (s, b) = m.app.call(method, path, Some(&token), Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {b}");
+        assert!(b["errors"][field].is_array(), "{path}: {b}");
+    }
+    // Ten wrong passwords: locked, for the right password too, here and at sign-in.
+    let (s, b) = m
+        .app
+        .call(Method::POST, "/api/auth/password/change/", Some(&token),
+              Some(json!({"current_password": STRONG_PASSWORD, "new_password": "Another-strong-pass-42"})))
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("account_locked")),
+        "{b}"
+    );
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "rita", "password": STRONG_PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("account_locked")),
+        "{b}"
+    );
+    let alert = m.email("rita@example.com", "Security alert").await;
     assert!(alert.contains("failed attempts"), "{alert}");
 }
 

@@ -1611,3 +1611,90 @@ async fn a_standalone_node_answers_probes_and_names_its_refusals() {
     let _ = tx.send(());
     server.await.unwrap().unwrap();
 }
+
+/// Invite codes are 65 bits, typed in any case with dashes or spaces, and guessed only
+/// slowly: every attempt with a code counts per user (10 in 10 minutes, a code that
+/// works clears it) and per address (200), then 429 with `Retry-After` (issue 13, item 3).
+#[tokio::test]
+async fn invite_codes_are_long_typeable_and_guessed_only_slowly() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let host = env.create_user("host").await;
+    let guest = env.create_user("guest").await;
+    let guesser = env.create_user("guesser").await;
+    let party = create_party(
+        &app,
+        &host,
+        json!({"title": "Secret", "external_url": "https://example.com/v.mp4", "visibility": "private"}),
+    )
+    .await;
+    let code = party["invite_code"].as_str().unwrap().to_owned();
+    assert_eq!(code.len(), 13, "{code}");
+    assert!(
+        code.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    );
+    // As a person types it: lower case, in groups.
+    let typed = format!("{}-{} {}", &code[..4], &code[4..8], &code[8..]).to_lowercase();
+    for _ in 0..9 {
+        let (s, _) = app
+            .post_json(
+                "/api/parties/join-by-code/",
+                Some(&guest.token),
+                json!({"code": "WRONGWRONGWR1"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+    }
+    let (s, b) = app
+        .post_json(
+            "/api/parties/join-by-code/",
+            Some(&guest.token),
+            json!({"code": typed}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "the 10th attempt, the right code: {b}");
+    // A code that worked cleared the count: the guest may mistype again.
+    let (s, _) = app
+        .post_json(
+            "/api/parties/join-by-code/",
+            Some(&guest.token),
+            json!({"code": "WRONGWRONGWR1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    for i in 0..10 {
+        let (s, b) = app
+            .post_json(
+                "/api/parties/join-by-code/",
+                Some(&guesser.token),
+                json!({"code": format!("GUESS{i:08}")}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{i}: {b}");
+    }
+    let res = app
+        .client
+        .post(app.url("/api/parties/join-by-code/"))
+        .bearer_auth(&guesser.token)
+        .json(&json!({"code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right code, now"
+    );
+    assert!(res.headers().contains_key("retry-after"));
+    // Guessing through a party's own join route counts the same.
+    let (s, _) = app
+        .post_json(
+            &format!("/api/parties/{}/join/", id(&party)),
+            Some(&guesser.token),
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+}

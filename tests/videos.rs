@@ -289,6 +289,34 @@ async fn uploads_that_lie_or_are_too_big_are_refused_and_leave_nothing() {
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(b["errors"]["visibility"].is_array(), "{b}");
+    // Text fields are bounded one by one and together (issue 13, item 1): a 256 KiB
+    // description is refused at 16 KiB (a 4 GB one would be too, having cost 16 KiB),
+    // and so is a form of many fields.
+    let huge = "d".repeat(256 * 1024);
+    let (s, b) = upload(
+        &app,
+        &u,
+        make_mp4(1),
+        &[("title", "x"), ("description", &huge)],
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("field_too_large")),
+        "{b}"
+    );
+    assert!(
+        b["message"].as_str().unwrap().contains("`description`"),
+        "{b}"
+    );
+    let tag = "t".repeat(15 * 1024);
+    let many: Vec<(&str, &str)> = std::iter::repeat_n(("tags", tag.as_str()), 5).collect();
+    let (s, b) = upload(&app, &u, make_mp4(1), &many).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("field_too_large")),
+        "{b}"
+    );
     assert!(storage_files(&env).is_empty(), "{:?}", storage_files(&env));
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM videos")
         .fetch_one(&env.db)
@@ -1001,7 +1029,7 @@ async fn downloads_and_view_starts_reach_clickhouse_in_batches() {
     let (s, _) = app
         .post_json(&view, Some(&viewer.token), json!({"position": 12.5}))
         .await;
-    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(s, StatusCode::OK);
     let (s, b) = app
         .post_json(&view, Some(&viewer.token), json!({"position": -1}))
         .await;
@@ -1361,4 +1389,125 @@ async fn thumbnail_urls_load_without_a_header() {
             assert_eq!(s, StatusCode::UNAUTHORIZED, "altered: {b}");
         }
     }
+}
+
+/// Concurrent toggles of one user's comment like (issue 13, item 6): whatever order they
+/// land in, the count equals the like rows and never goes negative.
+#[tokio::test]
+async fn comment_like_counts_stay_exact_under_concurrent_toggles() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let owner = env.create_user("c_owner").await;
+    let fan = env.create_user("c_fan").await;
+    let (_, b) = upload(&app, &owner, make_mp4(1), &[("title", "Talk")]).await;
+    let id = b["data"]["id"].as_str().unwrap().to_owned();
+    sqlx::query("UPDATE videos SET status = 'ready' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let (s, b) = app
+        .post_json(
+            &format!("/api/videos/{id}/comments/"),
+            Some(&owner.token),
+            json!({"content": "first"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let cid = b["data"]["id"].as_str().unwrap().to_owned();
+    let like = format!("/api/videos/{id}/comments/{cid}/like/");
+    for round in 0..3 {
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (client, url, t) = (app.client.clone(), app.url(&like), fan.token.clone());
+                tokio::spawn(async move {
+                    client
+                        .post(url)
+                        .bearer_auth(t)
+                        .json(&json!({}))
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), StatusCode::OK);
+        }
+        let (count, rows): (i32, i64) = sqlx::query_as(
+            "SELECT c.likes_count, (SELECT count(*) FROM comment_likes l WHERE l.comment_id = c.id)
+               FROM video_comments c WHERE c.id = $1::uuid",
+        )
+        .bind(&cid)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+        assert_eq!(i64::from(count), rows, "round {round}");
+        assert!(count >= 0);
+    }
+}
+
+/// The comment-page cache is keyed by what selects a page, not the raw URL (issue 13,
+/// item 1): junk parameters neither add pages nor reach the page's links; its hits,
+/// misses, evictions and bytes are in `/metrics`.
+#[tokio::test]
+async fn junk_parameters_do_not_fill_the_comment_page_cache() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let owner = env.create_user("cache_owner").await;
+    let (_, b) = upload(&app, &owner, make_mp4(1), &[("title", "Cached")]).await;
+    let id = b["data"]["id"].as_str().unwrap().to_owned();
+    sqlx::query("UPDATE videos SET status = 'ready' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&env.db)
+        .await
+        .unwrap();
+    for text in ["one", "two"] {
+        let (s, _) = app
+            .post_json(
+                &format!("/api/videos/{id}/comments/"),
+                Some(&owner.token),
+                json!({"content": text}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let metric = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    let before = app.get("/metrics").await.text().await.unwrap();
+    for i in 0..50 {
+        let (s, b) = app
+            .call(
+                Method::GET,
+                &format!(
+                    "/api/videos/{id}/comments/?page_size=1&junk{i}={}",
+                    "x".repeat(500)
+                ),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let next = b["data"]["next"].as_str().unwrap();
+        assert!(!next.contains("junk"), "{next}");
+        assert!(
+            next.contains("page_size=1") && next.contains("page=2"),
+            "{next}"
+        );
+    }
+    let after = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        metric(&after, "comment_page_cache_entries"),
+        1.0,
+        "one page, whatever the junk"
+    );
+    let hits = metric(&after, "comment_page_cache_hits_total")
+        - metric(&before, "comment_page_cache_hits_total");
+    assert_eq!(hits, 49.0);
+    assert!(metric(&after, "comment_page_cache_bytes") > 0.0);
+    assert!(after.contains("comment_page_cache_evictions_total"));
 }

@@ -38,6 +38,14 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             include_str!("../templates/email/change_email.txt"),
         ),
         (
+            "email_changed.html",
+            include_str!("../templates/email/email_changed.html"),
+        ),
+        (
+            "email_changed.txt",
+            include_str!("../templates/email/email_changed.txt"),
+        ),
+        (
             "security_alert.html",
             include_str!("../templates/email/security_alert.html"),
         ),
@@ -93,6 +101,7 @@ mod tests {
             "verify_email",
             "reset_password",
             "change_email",
+            "email_changed",
             "security_alert",
         ] {
             let e = render(

@@ -22,6 +22,71 @@ pub struct Metrics {
     queues: QueueGauges,
     outbox_pending: IntGauge,
     outbox_oldest: prometheus::Gauge,
+    comment_cache: CommentCacheMetrics,
+}
+
+/// The comment-page cache's figures (`crate::page_cache`), read at scrape time.
+struct CommentCacheMetrics {
+    hits: prometheus::IntCounter,
+    misses: prometheus::IntCounter,
+    evictions: prometheus::IntCounter,
+    bytes: IntGauge,
+    entries: IntGauge,
+}
+
+impl CommentCacheMetrics {
+    fn new(registry: &Registry) -> Self {
+        let counter = |name: &str, help: &str| {
+            let c = prometheus::IntCounter::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("metric registered once");
+            c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("metric registered once");
+            g
+        };
+        Self {
+            hits: counter(
+                "comment_page_cache_hits_total",
+                "Comment pages served from the cache",
+            ),
+            misses: counter(
+                "comment_page_cache_misses_total",
+                "Comment pages rendered from the database",
+            ),
+            evictions: counter(
+                "comment_page_cache_evictions_total",
+                "Comment pages pushed out of the cache for room",
+            ),
+            bytes: gauge(
+                "comment_page_cache_bytes",
+                "Bytes of comment pages (and keys) held in the cache",
+            ),
+            entries: gauge(
+                "comment_page_cache_entries",
+                "Comment pages held in the cache",
+            ),
+        }
+    }
+
+    fn set(&self, s: crate::page_cache::CacheStats) {
+        // The counters only move forward, to the cache's own totals.
+        for (c, total) in [
+            (&self.hits, s.hits),
+            (&self.misses, s.misses),
+            (&self.evictions, s.evictions),
+        ] {
+            c.inc_by(total.saturating_sub(c.get()));
+        }
+        self.bytes.set(i64::try_from(s.bytes).unwrap_or(i64::MAX));
+        self.entries
+            .set(i64::try_from(s.entries).unwrap_or(i64::MAX));
+    }
 }
 
 impl Default for Metrics {
@@ -73,6 +138,7 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric registered once");
         }
+        let comment_cache = CommentCacheMetrics::new(&registry);
         Self {
             registry,
             requests,
@@ -80,6 +146,7 @@ impl Metrics {
             queues,
             outbox_pending,
             outbox_oldest,
+            comment_cache,
         }
     }
 
@@ -111,6 +178,7 @@ impl Metrics {
             }
             Err(e) => tracing::warn!(error = %e, "cannot read outbox backlog"),
         }
+        self.comment_cache.set(state.comment_pages.stats());
         let mut buf = Vec::new();
         let encoder = TextEncoder::new();
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {

@@ -10,13 +10,14 @@
 //! database was, so a write that lands meanwhile makes the next request render again.
 //! Author names embedded in a page can lag a rename by at most [`MAX_AGE`].
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering::Relaxed},
 };
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use moka::{notification::RemovalCause, sync::Cache};
 use redis::AsyncCommands;
 use uuid::Uuid;
 
@@ -24,8 +25,9 @@ use crate::state::AppState;
 
 /// Longest a page is served without being rendered again.
 pub const MAX_AGE: Duration = Duration::from_secs(30);
-/// Pages kept per process; past it the cache starts over.
-const MAX_ENTRIES: usize = 2048;
+/// Bytes of rendered pages kept per process (keys and pages weighed by their size);
+/// past it the least used go first.
+pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
 const FALSE: &[u8] = br#""is_liked":false"#;
 
 /// A rendered page.
@@ -60,6 +62,11 @@ impl Page {
         })
     }
 
+    /// What the page weighs in the cache: its bytes and slots.
+    fn weight(&self) -> usize {
+        self.body.len() + self.slots.len() * std::mem::size_of::<(Uuid, usize)>() + 64
+    }
+
     /// The ids of the comments on the page.
     pub fn ids(&self) -> impl Iterator<Item = Uuid> + '_ {
         self.slots.iter().map(|(id, _)| *id)
@@ -84,30 +91,86 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The cache of one process.
-#[derive(Default)]
+/// The cache of one process: bounded by bytes ([`MAX_BYTES`]), entries live at most
+/// [`MAX_AGE`].
 pub struct PageCache {
-    pages: Mutex<HashMap<String, Arc<Page>>>,
+    pages: Cache<String, Arc<Page>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: Arc<AtomicU64>,
+}
+
+/// What the cache did, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Pages pushed out for room (not those that aged out or were replaced).
+    pub evictions: u64,
+    pub bytes: u64,
+    pub entries: u64,
+}
+
+impl Default for PageCache {
+    fn default() -> Self {
+        Self::new(MAX_BYTES)
+    }
 }
 
 impl PageCache {
+    pub fn new(max_bytes: u64) -> Self {
+        let evictions = Arc::new(AtomicU64::new(0));
+        let counted = evictions.clone();
+        let pages = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, page: &Arc<Page>| {
+                u32::try_from(key.len() + page.weight()).unwrap_or(u32::MAX)
+            })
+            .time_to_live(MAX_AGE)
+            .eviction_listener(move |_, _, cause| {
+                if cause == RemovalCause::Size {
+                    counted.fetch_add(1, Relaxed);
+                }
+            })
+            .build();
+        Self {
+            pages,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evictions,
+        }
+    }
+
     /// The page under `key` if it was rendered at `version` and is young enough.
     pub fn get(&self, key: &str, version: i64) -> Option<Arc<Page>> {
-        let pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
-        pages
+        let page = self
+            .pages
             .get(key)
-            .filter(|p| p.version == version && p.at.elapsed() < MAX_AGE)
-            .cloned()
+            .filter(|p| p.version == version && p.at.elapsed() < MAX_AGE);
+        let counter = if page.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Relaxed);
+        page
     }
 
     pub fn put(&self, key: String, page: Page) -> Arc<Page> {
         let page = Arc::new(page);
-        let mut pages = self.pages.lock().unwrap_or_else(|e| e.into_inner());
-        if pages.len() >= MAX_ENTRIES {
-            pages.clear();
-        }
-        pages.insert(key, page.clone());
+        self.pages.insert(key, page.clone());
         page
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.pages.run_pending_tasks();
+        CacheStats {
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            evictions: self.evictions.load(Relaxed),
+            bytes: self.pages.weighted_size(),
+            entries: self.pages.entry_count(),
+        }
     }
 }
 
@@ -151,6 +214,23 @@ mod tests {
         assert_eq!(all["results"][0]["is_liked"], true);
         // Ids that do not match the document are refused.
         assert!(Page::new(3, serde_json::to_vec(&body).unwrap(), &[a]).is_none());
+    }
+
+    #[test]
+    fn the_cache_is_bounded_by_bytes_and_counts_what_it_does() {
+        let cache = PageCache::new(64 * 1024);
+        for i in 0..100 {
+            let id = Uuid::now_v7();
+            let mut body =
+                serde_json::to_vec(&serde_json::json!({"id": id, "is_liked": false})).unwrap();
+            body.resize(body.len() + 4000, b' ');
+            cache.put(format!("k{i}"), Page::new(1, body, &[id]).unwrap());
+        }
+        let s = cache.stats();
+        assert!(s.bytes <= 64 * 1024, "{s:?}");
+        assert!(s.entries < 100 && s.evictions > 0, "{s:?}");
+        assert!(cache.get("nothing", 1).is_none());
+        assert_eq!(cache.stats().misses, 1);
     }
 
     #[test]

@@ -25,6 +25,25 @@ pub const LOGIN_PER_ACCOUNT: Limit = Limit {
     limit: 20,
     window: Duration::from_secs(300),
 };
+/// Password checks by a signed-in user (password or email change, deletion): as many
+/// as a sign-in gets; a right password clears the count.
+pub const PASSWORD_CHECK_PER_USER: Limit = Limit {
+    name: "pw-check-user",
+    limit: 20,
+    window: Duration::from_secs(300),
+};
+/// Attempts to join a party with an invite code, per user (a code that works clears
+/// it) and per address.
+pub const INVITE_CODE_PER_USER: Limit = Limit {
+    name: "invite-code-user",
+    limit: 10,
+    window: Duration::from_secs(600),
+};
+pub const INVITE_CODE_PER_IP: Limit = Limit {
+    name: "invite-code-ip",
+    limit: 200,
+    window: Duration::from_secs(600),
+};
 pub const REGISTER_PER_IP: Limit = Limit {
     name: "register-ip",
     limit: 10,

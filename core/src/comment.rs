@@ -400,14 +400,17 @@ pub async fn toggle_like(
     let (liked, delta) = if inserted == 1 {
         (true, 1)
     } else {
-        sqlx::query!(
+        // Counted by the row it removed: of two unlikes at once, one finds it gone and
+        // moves the count by nothing (the count never drifts or goes negative).
+        let removed = sqlx::query!(
             "DELETE FROM comment_likes WHERE comment_id = $1 AND user_id = $2",
             c.id,
             me
         )
         .execute(&mut *tx)
-        .await?;
-        (false, -1)
+        .await?
+        .rows_affected();
+        (false, -i32::from(removed == 1))
     };
     let likes_count = sqlx::query_scalar!(
         "UPDATE video_comments SET likes_count = likes_count + $2 WHERE id = $1 RETURNING likes_count",

@@ -57,7 +57,7 @@ pub async fn join(
     if already {
         return Ok(false);
     }
-    let code_ok = code.is_some_and(|c| c.trim().eq_ignore_ascii_case(&p.invite_code));
+    let code_ok = code.is_some_and(|c| super::normalize_invite_code(c) == p.invite_code);
     if !(code_ok || p.visible) {
         // A party the caller cannot see does not exist for them.
         return Err(if code.is_some() {

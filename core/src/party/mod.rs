@@ -20,9 +20,22 @@ use crate::{account::Actor, social::UserSummary};
 pub const TITLE_MAX: usize = 200;
 
 const INVITE_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-const INVITE_LEN: usize = 8;
+/// 13 characters of 32: 65 bits, too many to guess even without the rate limits.
+const INVITE_LEN: usize = 13;
 
-/// A new invite code: 8 characters of an alphabet without look-alikes (0/O, 1/I).
+/// An invite code as typed (any case, with spaces or dashes between groups) in the form
+/// it is stored: upper case, letters and digits only.
+pub fn normalize_invite_code(typed: &str) -> String {
+    typed
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect::<String>()
+        .to_uppercase()
+}
+
+/// A new invite code: 13 characters (65 bits) of an alphabet without look-alikes (0/O,
+/// 1/I), typeable; clients may show it in groups (`ABCD-EFGH-JKLMN`), which joining
+/// accepts.
 pub fn new_invite_code() -> String {
     use rand::Rng;
     let mut rng = rand::rng();

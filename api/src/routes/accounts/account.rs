@@ -296,8 +296,20 @@ pub async fn reset_confirm(
     Ok(ApiResponse::ok(empty()).message("Password changed. Sign in with the new password."))
 }
 
+/// Cancels the user's pending email changes (their confirmation links stop working).
+async fn cancel_email_changes(conn: &mut PgConnection, user: Uuid) -> AppResult<()> {
+    sqlx::query(
+        "UPDATE email_tokens SET used_at = now()
+          WHERE user_id = $1 AND purpose = 'change_email' AND used_at IS NULL",
+    )
+    .bind(user)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Stores a new password hash, unlocks the account, signs out every session but
-/// `keep`, and queues the security notice.
+/// `keep`, cancels pending email changes, and queues the security notice.
 async fn set_password(
     conn: &mut PgConnection,
     user: Uuid,
@@ -321,6 +333,8 @@ async fn set_password(
     )
     .execute(&mut *conn)
     .await?;
+    // An email change asked for with the old password does not survive the new one.
+    cancel_email_changes(conn, user).await?;
     send_security_alert(
         conn,
         user,
@@ -346,8 +360,12 @@ pub(crate) struct Confirmed {
 /// The error for a wrong password in a `password` field.
 pub(crate) const WRONG_PASSWORD: (&str, &str) = ("password", "The password is wrong.");
 
-/// Checks a signed-in user's password again before a sensitive change; a wrong one is
-/// a field error (`wrong`: the field and its message).
+/// Checks a signed-in user's password again before a sensitive change (password or
+/// email change, account deletion); a wrong one is a field error (`wrong`: the field and
+/// its message). The same guards as signing in, so a stolen access token cannot be used
+/// to guess the password: at most `PASSWORD_CHECK_PER_USER` checks a window (429 with
+/// `Retry-After`), and each wrong password counts towards the account's lockout (403
+/// `account_locked`, with the notice by email), as a failed sign-in does.
 pub(crate) async fn confirm_password(
     state: &AppState,
     user: Uuid,
@@ -355,14 +373,28 @@ pub(crate) async fn confirm_password(
     wrong: (&str, &str),
 ) -> AppResult<Confirmed> {
     let u = sqlx::query!(
-        "SELECT username, email, password_hash FROM users WHERE id = $1",
+        "SELECT username, email, password_hash, locked_until FROM users WHERE id = $1",
         user
     )
     .fetch_one(&state.db)
     .await?;
+    if let Some(until) = u.locked_until
+        && until > chrono::Utc::now()
+    {
+        return Err(crate::routes::accounts::auth::locked(until));
+    }
+    let subject = user.to_string();
+    ratelimit::hit(state, &ratelimit::PASSWORD_CHECK_PER_USER, &subject).await?;
     if !password::verify(given, Some(u.password_hash)).await? {
+        // Usernames are unique and never hold an `@`: this finds this account alone.
+        crate::routes::accounts::auth::record_failure(state, &u.username.to_lowercase()).await?;
         return Err(AppError::field(wrong.0, wrong.1));
     }
+    ratelimit::clear(state, &ratelimit::PASSWORD_CHECK_PER_USER, &subject).await?;
+    sqlx::query("UPDATE users SET failed_logins = 0 WHERE id = $1 AND failed_logins > 0")
+        .bind(user)
+        .execute(&state.db)
+        .await?;
     Ok(Confirmed {
         username: u.username,
         email: u.email,
@@ -495,6 +527,11 @@ pub async fn change_email_confirm(
 ) -> AppResult<ApiResponse<Me>> {
     let mut tx = state.db.begin().await?;
     let (user, email) = use_token(&mut tx, &body.token, "change_email").await?;
+    let old: (String, String) =
+        sqlx::query_as("SELECT username, email FROM users WHERE id = $1 FOR UPDATE")
+            .bind(user)
+            .fetch_one(&mut *tx)
+            .await?;
     sqlx::query!(
         "UPDATE users SET email = $2, email_verified_at = now() WHERE id = $1",
         user,
@@ -506,6 +543,82 @@ pub async fn change_email_confirm(
         (c == "users_email_key")
             .then(|| AppError::conflict_field("email", "A user with that email already exists."))
     })?;
+    // The old address hears of it, with a way back (in case it was not the owner).
+    let (username, old_email) = old;
+    let token = new_token(
+        &mut tx,
+        user,
+        "revert_email",
+        &old_email,
+        chrono::Duration::hours(REVERT_HOURS),
+    )
+    .await?;
+    let link = format!(
+        "{}/revert-email-change?token={token}",
+        state.config.frontend_url
+    );
+    let ids = vec![
+        mail::send(
+            &mut tx,
+            "email_changed",
+            &old_email,
+            "Your Watch Party email address was changed",
+            context! { username, email, link, hours => REVERT_HOURS },
+        )
+        .await?,
+    ];
     tx.commit().await?;
+    state.relay(&ids).await;
     Ok(ApiResponse::ok(load_me(&state, user).await?).message("Email address changed."))
+}
+
+/// How long the old address may undo an email change.
+const REVERT_HOURS: i64 = 24 * 7;
+
+/// Undoes an email change with the link sent to the old address: the old address comes
+/// back (verified), every session is signed out and pending email changes are
+/// cancelled, so whoever made the change is out; the owner then resets the password.
+#[utoipa::path(post, path = "/auth/email/revert/", tag = "account", request_body = TokenRequest,
+    responses((status = 200, body = inline(Envelope<serde_json::Value>)),
+              (status = 400, description = "`token` invalid, used or expired", body = crate::error::ErrorBody),
+              (status = 409, description = "The old address belongs to another account now", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn revert_email(
+    State(state): State<AppState>,
+    Json(body): Json<TokenRequest>,
+) -> AppResult<ApiResponse<Empty>> {
+    let mut tx = state.db.begin().await?;
+    let (user, email) = use_token(&mut tx, &body.token, "revert_email").await?;
+    let username: String = sqlx::query_scalar(
+        "UPDATE users SET email = $2, email_verified_at = now() WHERE id = $1 RETURNING username",
+    )
+    .bind(user)
+    .bind(&email)
+    .fetch_one(&mut *tx)
+    .await
+    .on_constraint(|c| {
+        (c == "users_email_key")
+            .then(|| AppError::conflict_field("email", "A user with that email already exists."))
+    })?;
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = 'email_reverted'
+          WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user)
+    .execute(&mut *tx)
+    .await?;
+    cancel_email_changes(&mut tx, user).await?;
+    let ids = send_security_alert(
+        &mut tx,
+        user,
+        &username,
+        &email,
+        "The email change of your Watch Party account was undone and every session was signed out. Reset your password now.",
+    )
+    .await?;
+    tx.commit().await?;
+    state.sessions_changed(user).await;
+    state.relay(&ids).await;
+    Ok(ApiResponse::ok(empty())
+        .message("Your address is back and every session is signed out. Reset your password now."))
 }

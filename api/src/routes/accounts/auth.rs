@@ -268,13 +268,7 @@ pub async fn login(
         && let Some(until) = u.locked_until
         && until > Utc::now()
     {
-        return Err(AppError::forbidden(
-            "account_locked",
-            format!(
-                "Too many failed sign-in attempts. Try again after {} or reset your password.",
-                until.to_rfc3339()
-            ),
-        ));
+        return Err(locked(until));
     }
     let ok = password::verify(
         body.password,
@@ -316,7 +310,20 @@ pub async fn login(
 
 /// Counts a failed password for the account `ident` names (if any) and locks it after
 /// `LOCKOUT_AFTER` in a row, telling the owner by email.
-async fn record_failure(state: &AppState, ident: &str) -> AppResult<()> {
+/// The answer while an account is locked after failed password checks.
+pub(crate) fn locked(until: chrono::DateTime<Utc>) -> AppError {
+    AppError::forbidden(
+        "account_locked",
+        format!(
+            "Too many failed password attempts. Try again after {} or reset your password.",
+            until.to_rfc3339()
+        ),
+    )
+}
+
+/// Counts a wrong password against the account `ident` (email or username, lower
+/// case) names; the `LOCKOUT_AFTER`th locks it for `LOCKOUT_MINUTES` and mails a notice.
+pub(crate) async fn record_failure(state: &AppState, ident: &str) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
     let row = sqlx::query!(
         "UPDATE users SET

@@ -43,7 +43,7 @@ pub struct Invited {
 /// the same party within the hour is not invited again; a user who blocked the inviter
 /// or the host (or was blocked by them) is `unknown_user`.
 #[utoipa::path(post, path = "/parties/{id}/invite/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = InviteBody,
-    responses((status = 202, body = inline(Envelope<Invited>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = inline(Envelope<Invited>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn invite(
     State(state): State<AppState>,
@@ -111,7 +111,7 @@ pub async fn invite(
     }
     tx.commit().await?;
     state.relay(&outbox).await;
-    Ok(ApiResponse::accepted(Invited { invited, skipped }))
+    Ok(ApiResponse::ok(Invited { invited, skipped }))
 }
 
 /// A message to the party's members.
@@ -135,7 +135,7 @@ pub struct Announced {
 /// member but the sender and those who blocked (or were blocked by) the sender,
 /// delivered in the background.
 #[utoipa::path(post, path = "/parties/{id}/announce/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = AnnounceBody,
-    responses((status = 202, body = inline(Envelope<Announced>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = inline(Envelope<Announced>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn announce(
     State(state): State<AppState>,
@@ -186,7 +186,7 @@ pub async fn announce(
     .await?;
     tx.commit().await?;
     state.relay(&[ob]).await;
-    Ok(ApiResponse::accepted(Announced {
+    Ok(ApiResponse::ok(Announced {
         id: event,
         audience,
     }))

@@ -13,6 +13,7 @@ use wp_core::party::members::{self, Removal};
 
 use super::*;
 use crate::{
+    auth::ClientIp,
     extract::Json,
     response::{ApiResponse, Envelope},
 };
@@ -27,6 +28,7 @@ pub struct JoinBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinByCode {
+    /// The code as shown or typed: any case; spaces and dashes between groups are ignored.
     pub code: String,
 }
 
@@ -61,11 +63,13 @@ async fn join_party(
 /// private ones with the invite code. Joining again changes nothing.
 #[utoipa::path(post, path = "/parties/{id}/join/", tag = "parties", security(("bearer" = [])), request_body(content = JoinBody, description = "Optional"),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = inline(Envelope<Party>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = inline(Envelope<Party>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+              (status = 429, description = "Too many codes tried (per user and per address)", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn join(
     State(state): State<AppState>,
     me: AuthUser,
+    ip: ClientIp,
     Ids(id): Ids<Uuid>,
     body: axum::body::Bytes,
 ) -> AppResult<ApiResponse<Party>> {
@@ -75,6 +79,9 @@ pub async fn join(
     } else {
         crate::extract::parse_json::<JoinBody>(&body)?.code
     };
+    if code.is_some() {
+        guess_limits(&state, &me, ip).await?;
+    }
     Ok(ApiResponse::ok(
         join_party(&state, &me, id, code.as_deref()).await?,
     ))
@@ -82,14 +89,17 @@ pub async fn join(
 
 /// Joins the party an invite code belongs to.
 #[utoipa::path(post, path = "/parties/join-by-code/", tag = "parties", security(("bearer" = [])), request_body = JoinByCode,
-    responses((status = 200, body = inline(Envelope<Party>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = inline(Envelope<Party>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
+              (status = 429, description = "Too many codes tried (per user and per address)", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn join_by_code(
     State(state): State<AppState>,
     me: AuthUser,
+    ip: ClientIp,
     Json(body): Json<JoinByCode>,
 ) -> AppResult<ApiResponse<Party>> {
-    let code = body.code.trim().to_uppercase();
+    guess_limits(&state, &me, ip).await?;
+    let code = wp_core::party::normalize_invite_code(&body.code);
     let id = sqlx::query_scalar!(
         "SELECT id FROM parties WHERE invite_code = $1 AND status = 'active'",
         code
@@ -97,9 +107,22 @@ pub async fn join_by_code(
     .fetch_optional(&state.db)
     .await?
     .ok_or_else(|| AppError::field("code", "This invite code is not valid."))?;
-    Ok(ApiResponse::ok(
-        join_party(&state, &me, id, Some(&code)).await?,
-    ))
+    let party = join_party(&state, &me, id, Some(&code)).await?;
+    crate::ratelimit::clear(
+        &state,
+        &crate::ratelimit::INVITE_CODE_PER_USER,
+        &me.id.to_string(),
+    )
+    .await?;
+    Ok(ApiResponse::ok(party))
+}
+
+/// Invite codes are guessed only slowly: every attempt with a code counts per user and
+/// per address (429 with `Retry-After`); a code that works clears the user's count.
+async fn guess_limits(state: &AppState, me: &AuthUser, ip: ClientIp) -> AppResult<()> {
+    use crate::ratelimit::{INVITE_CODE_PER_IP, INVITE_CODE_PER_USER, hit};
+    hit(state, &INVITE_CODE_PER_USER, &me.id.to_string()).await?;
+    hit(state, &INVITE_CODE_PER_IP, &ip.0.to_string()).await
 }
 
 /// Tells the sockets that `user` left (and who hosts now), closing that user's sockets

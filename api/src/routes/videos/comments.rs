@@ -72,6 +72,9 @@ pub async fn list(
     // The version is read before the page: a write that lands meanwhile bumps it past
     // what the page is stored under (crate::page_cache).
     let version = page_cache::version(&state, v.id).await?;
+    // The page is keyed, and its links written, by what selects it (the path and the
+    // parameters read, in one order): junk parameters cannot fill the cache.
+    let uri = canonical(&uri, &q);
     let key = format!("{}|{uri}", v.id);
     let cached = match state.comment_pages.get(&key, version) {
         Some(p) => p,
@@ -94,6 +97,31 @@ pub async fn list(
         cached.render(&liked),
     )
         .into_response())
+}
+
+/// The request as the page depends on it: its path and the list's parameters, in a fixed
+/// order (the path keeps `/api/` or `/api/v1/`, which the page's links repeat).
+fn canonical(uri: &Uri, q: &CommentListParams) -> Uri {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(p) = q.parent {
+        query.append_pair("parent", &p.to_string());
+    }
+    if let Some(o) = &q.ordering {
+        query.append_pair("ordering", o);
+    }
+    if let Some(n) = q.page_size {
+        query.append_pair("page_size", &n.to_string());
+    }
+    if let Some(n) = q.page {
+        query.append_pair("page", &n.to_string());
+    }
+    let query = query.finish();
+    let text = if query.is_empty() {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{query}", uri.path())
+    };
+    text.parse().unwrap_or_else(|_| uri.clone())
 }
 
 /// Renders a page from the database for nobody in particular (every `is_liked` false)

@@ -171,6 +171,39 @@ async fn idle_bound<T>(state: &AppState, next: impl Future<Output = T>) -> AppRe
         })
 }
 
+/// Longest text field of the upload form, and all of its text fields together (bytes).
+const FIELD_MAX_BYTES: usize = 16 * 1024;
+const FORM_TEXT_MAX_BYTES: usize = 64 * 1024;
+
+/// Reads a text field of the upload form in pieces, refusing it once it passes
+/// [`FIELD_MAX_BYTES`] or the form's text passes what is `left` of
+/// [`FORM_TEXT_MAX_BYTES`] (413 naming the field): a 4 GB `description` costs 16 KiB.
+async fn bounded_text(
+    state: &AppState,
+    mut field: axum::extract::multipart::Field<'_>,
+    left: &mut usize,
+) -> AppResult<String> {
+    let name = field.name().unwrap_or_default().to_owned();
+    let mut buf = Vec::new();
+    while let Some(chunk) = idle_bound(state, field.chunk())
+        .await?
+        .map_err(crate::extract::multipart_error)?
+    {
+        if buf.len() + chunk.len() > FIELD_MAX_BYTES || chunk.len() > *left {
+            return Err(AppError::Status {
+                status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                code: "field_too_large",
+                message: format!(
+                    "`{name}` is too long: a text field holds at most {FIELD_MAX_BYTES} bytes, the form's text {FORM_TEXT_MAX_BYTES}."
+                ),
+            });
+        }
+        *left -= chunk.len();
+        buf.extend_from_slice(&chunk);
+    }
+    String::from_utf8(buf).map_err(|_| AppError::field(&name, "Must be UTF-8 text."))
+}
+
 /// Bytes `user` may still store (`USER_STORAGE_QUOTA_BYTES` minus their videos).
 async fn quota_left(state: &AppState, user: Uuid) -> AppResult<u64> {
     let used: i64 = sqlx::query_scalar(
@@ -413,7 +446,7 @@ pub struct VideoUploadForm {
         (status = 201, body = inline(Envelope<Video>)),
         (status = 400, description = "A field is invalid, or `file` is not a video", body = crate::error::ErrorBody),
         (status = 408, description = "`upload_stalled`: nothing arrived for `UPLOAD_IDLE_SECS`; nothing was kept", body = crate::error::ErrorBody),
-        (status = 413, description = "Past `VIDEO_MAX_BYTES`, or `quota_exceeded`: past the uploader's `USER_STORAGE_QUOTA_BYTES`; nothing was kept", body = crate::error::ErrorBody),
+        (status = 413, description = "Past `VIDEO_MAX_BYTES`, `quota_exceeded`: past the uploader's `USER_STORAGE_QUOTA_BYTES`, or `field_too_large`: a text field past 16 KiB (64 KiB for all); nothing was kept", body = crate::error::ErrorBody),
     ))]
 #[tracing::instrument(skip_all)]
 pub async fn upload(
@@ -424,6 +457,7 @@ pub async fn upload(
     let id = Uuid::now_v7();
     let mut fields = VideoFields::default();
     let mut file: Option<Received> = None;
+    let mut text_left = FORM_TEXT_MAX_BYTES;
     let result: AppResult<()> = async {
         while let Some(field) = idle_bound(&state, form.next_field())
             .await?
@@ -437,10 +471,9 @@ pub async fn upload(
                 let left = quota_left(&state, me.id).await?;
                 file = Some(receive_file(&state, id, left, field).await?);
             } else {
-                let text = field
-                    .text()
-                    .await
-                    .map_err(crate::extract::multipart_error)?;
+                // Text fields are read within their limits, never whole: the body limit
+                // is lifted for this route (the file streams to storage).
+                let text = bounded_text(&state, field, &mut text_left).await?;
                 match name.as_str() {
                     "title" => fields.title = Some(text),
                     "description" => fields.description = Some(text),
@@ -613,7 +646,7 @@ pub struct Recorded {
 /// ClickHouse by the analytics worker).
 #[utoipa::path(post, path = "/videos/{id}/view/", tag = "videos", security(("bearer" = [])), request_body = ViewStart,
     params(("id" = Uuid, Path)),
-    responses((status = 202, body = inline(Envelope<Recorded>)), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = inline(Envelope<Recorded>)), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn view(
     State(state): State<AppState>,
@@ -644,7 +677,7 @@ pub async fn view(
     let row = wp_shared::outbox::record_keyed(&mut tx, &ev, &key).await?;
     tx.commit().await?;
     wp_shared::outbox::relay(&state.db, &state.enqueuer, &[row]).await;
-    Ok(ApiResponse::accepted(Recorded { recorded: true }))
+    Ok(ApiResponse::ok(Recorded { recorded: true }))
 }
 
 /// Filters and ordering of the video list.
