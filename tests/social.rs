@@ -441,3 +441,142 @@ async fn a_block_cuts_every_tie_and_keeps_the_blocked_user_out() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
 }
+
+/// Notification spam (issue 13, item 5): asking, cancelling and asking again within a
+/// day tells the other once; friend requests and comments have per-user limits (429
+/// with `Retry-After`); and a block silences what the blocked user's acts would tell
+/// the blocker (a reply, a mention), while someone else's still arrive.
+#[tokio::test]
+async fn repeated_requests_limits_and_blocks_keep_notifications_quiet() {
+    let env = TestEnv::with_vars(&[("COMMENTS_PER_MINUTE", "3")]).await;
+    let app = env.spawn_api().await;
+    let workers = env.spawn_workers(&[(Queue::Notify, 2)]).await;
+    let ann = env.create_user("ann").await;
+    let ben = env.create_user("ben").await;
+    let cal = env.create_user("cal").await;
+    for _ in 0..3 {
+        let (s, b) = app
+            .post_json(
+                "/api/social/friend-requests/",
+                Some(&ann.token),
+                json!({"user_id": ben.id}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let id = b["data"]["id"].as_str().unwrap().to_owned();
+        let (s, _) = app
+            .post_json(
+                &format!("/api/social/friend-requests/{id}/cancel/"),
+                Some(&ann.token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    assert_eq!(
+        events(&env, "friend_request.received").await,
+        1,
+        "told once"
+    );
+
+    // A video of cal's with a comment of ann's; ann blocks ben.
+    let video = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO videos (id, owner_id, title, storage_key, original_filename, container,
+                             content_type, size_bytes, sha256, status)
+         VALUES ($1, $2, 'Talk', 'videos/x', 'x.mp4', 'mp4', 'video/mp4', 1, '', 'ready')",
+    )
+    .bind(video)
+    .bind(cal.id)
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let comments = format!("/api/videos/{video}/comments/");
+    let (s, b) = app
+        .post_json(&comments, Some(&ann.token), json!({"content": "first"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let top = b["data"]["id"].as_str().unwrap().to_owned();
+    let (s, _) = app
+        .post_json(
+            "/api/social/blocks/",
+            Some(&ann.token),
+            json!({"user_id": ben.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    // Each writes a reply to ann and a comment that mentions her.
+    for u in [&ben, &cal] {
+        let (s, b) = app
+            .post_json(
+                &comments,
+                Some(&u.token),
+                json!({"content": "a reply", "parent": top}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let (s, b) = app
+            .post_json(&comments, Some(&u.token), json!({"content": "hey @ann"}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let kinds = || async {
+        let (_, b) = app
+            .call(
+                Method::GET,
+                "/api/notifications/?page_size=100",
+                Some(&ann.token),
+                None,
+            )
+            .await;
+        b["data"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["kind"].as_str().unwrap().to_owned(),
+                    n["actor_id"].as_str().map(str::to_owned),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    common::eventually(
+        std::time::Duration::from_secs(10),
+        "cal's reply and mention",
+        || async {
+            let k = kinds().await;
+            (k.iter()
+                .filter(|(_, a)| *a == Some(cal.id.to_string()))
+                .count()
+                == 2)
+                .then_some(())
+        },
+    )
+    .await;
+    env.wait_idle(Queue::Notify, std::time::Duration::from_secs(10))
+        .await;
+    let from_ben: Vec<_> = kinds()
+        .await
+        .into_iter()
+        .filter(|(_, a)| *a == Some(ben.id.to_string()))
+        .collect();
+    assert!(from_ben.is_empty(), "ben is blocked: {from_ben:?}");
+
+    // Cal has posted 2 comments; 1 more is allowed this minute, then 429.
+    let (s, _) = app
+        .post_json(&comments, Some(&cal.token), json!({"content": "more"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let res = app
+        .client
+        .post(app.url(&comments))
+        .bearer_auth(&cal.token)
+        .json(&json!({"content": "too many"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    workers.shutdown().await;
+}

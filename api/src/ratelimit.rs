@@ -44,6 +44,21 @@ pub const INVITE_CODE_PER_IP: Limit = Limit {
     limit: 200,
     window: Duration::from_secs(600),
 };
+/// Writes one user may make (429 with `Retry-After` past them): enough for any person,
+/// too few for a spammer.
+pub const FRIEND_REQUEST_PER_USER: Limit = Limit {
+    name: "friend-request-user",
+    limit: 30,
+    window: Duration::from_secs(3600),
+};
+/// Comments per user and minute, `COMMENTS_PER_MINUTE` of them.
+pub fn comments_per_user(config: &wp_shared::Config) -> Limit {
+    Limit {
+        name: "comment-user",
+        limit: config.comments_per_minute,
+        window: Duration::from_secs(60),
+    }
+}
 pub const REGISTER_PER_IP: Limit = Limit {
     name: "register-ip",
     limit: 10,

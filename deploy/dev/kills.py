@@ -321,6 +321,8 @@ def main():
         "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
         # A hung ClickHouse fails its batches after 3 s (then they are retried).
         "CLICKHOUSE_TIMEOUT_SECS": "3",
+        # The load posts comments far faster than a person may.
+        "COMMENTS_PER_MINUTE": "100000",
     })
     subprocess.run([args.bin, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
 
@@ -411,7 +413,7 @@ def main():
                                  {"position": 0})
                 with lock:
                     answers[status] = answers.get(status, 0) + 1
-                    if status == 202:
+                    if status == 200:
                         acked["views"] += 1
                 time.sleep(0.1)
 

@@ -115,6 +115,9 @@ pub struct Config {
     /// A realtime room sends a poll's counts at most this often (`POLL_UPDATE_EVERY_MS`,
     /// default 500; 0: after every vote).
     pub poll_update_every: Duration,
+    /// Comments one user may post a minute (`COMMENTS_PER_MINUTE`, default 30; past it
+    /// 429 with `Retry-After`).
+    pub comments_per_minute: u32,
     /// Key that signs access tokens (HS256) and its id (`kid`).
     pub jwt_key: JwtKey,
     /// True when `JWT_SECRET` is unset and `jwt_key` was made up by this process.
@@ -250,6 +253,7 @@ impl fmt::Debug for Config {
             .field("outbox_redeliver_after", &self.outbox_redeliver_after)
             .field("presence_every", &self.presence_every)
             .field("poll_update_every", &self.poll_update_every)
+            .field("comments_per_minute", &self.comments_per_minute)
             .field("jwt_key", &self.jwt_key)
             .field("jwt_previous_keys", &self.jwt_previous_keys)
             .field("access_token_ttl", &self.access_token_ttl)
@@ -540,6 +544,7 @@ impl Config {
             outbox_redeliver_after,
             presence_every,
             poll_update_every,
+            comments_per_minute: r.positive("COMMENTS_PER_MINUTE", 30)?,
             jwt_key_ephemeral: r.raw("JWT_SECRET").is_none(),
             jwt_key,
             jwt_previous_keys,

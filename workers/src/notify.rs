@@ -139,7 +139,17 @@ async fn fan_out_once(job: &NotifyEvent, ctx: &Arc<Ctx>) -> Result<(), BoxDynErr
         (kind, None) if let Some(audience) = Audience::of(kind) => {
             audience_pages(ctx, job.event_id, &ev, audience).await
         }
-        (_, Some(recipient)) => {
+        (kind, Some(recipient)) => {
+            // A block either way silences what the actor's acts would tell the other
+            // (replies, mentions, requests, follows, invitations); what cannot be turned
+            // off (security notices) still goes.
+            if let Some(actor) = ev.actor_id
+                && !ev.kind.required
+                && blocked(ctx, actor, recipient).await?
+            {
+                tracing::info!(kind, event = %job.event_id, "not delivered: a block between actor and recipient");
+                return Ok(());
+            }
             let mut tx = ctx.db.begin().await?;
             let batch = deliver_batch(&mut tx, ctx, job.event_id, &ev, &[recipient], ALL).await?;
             tx.commit().await?;
@@ -154,6 +164,15 @@ async fn fan_out_once(job: &NotifyEvent, ctx: &Arc<Ctx>) -> Result<(), BoxDynErr
             Ok(())
         }
     }
+}
+
+/// Whether either of the two blocked the other (the SQL rule every path uses).
+async fn blocked(ctx: &Ctx, a: Uuid, b: Uuid) -> Result<bool, BoxDynError> {
+    Ok(sqlx::query_scalar("SELECT blocked_between($1, $2)")
+        .bind(a)
+        .bind(b)
+        .fetch_one(&ctx.db)
+        .await?)
 }
 
 /// Who hears an event that names no recipient: the members of a party (an

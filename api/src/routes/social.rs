@@ -18,6 +18,7 @@ use crate::{
     auth::AuthUser,
     error::{AppError, AppResult},
     extract::{Json, Query},
+    ratelimit,
     response::{ApiResponse, Envelope, PageParams, Paginated, request_url},
     state::AppState,
 };
@@ -153,6 +154,12 @@ pub async fn send_request(
         "send a friend request",
     )
     .await?;
+    ratelimit::hit(
+        &state,
+        &ratelimit::FRIEND_REQUEST_PER_USER,
+        &me.id.to_string(),
+    )
+    .await?;
     if are_friends(&mut tx, me.id, other.id).await? {
         return Err(AppError::Conflict {
             code: "already_friends",
@@ -189,17 +196,33 @@ pub async fn send_request(
             message: "A friend request is already pending.".into(),
         })
     })?;
-    let ev = wp_core::events::emit(
-        &mut tx,
-        "friend_request.received",
-        Some(me.id),
-        Some(other.id),
-        serde_json::json!({ "request_id": id }),
+    // Asked again within a day (request, cancel, request…): the request stands, but
+    // they are told once.
+    let told_lately: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM domain_events
+                         WHERE recipient_id = $2 AND kind = 'friend_request.received'
+                           AND actor_id = $1 AND created_at > now() - interval '1 day')",
     )
+    .bind(me.id)
+    .bind(other.id)
+    .fetch_one(&mut *tx)
     .await?;
+    let mut outbox = Vec::new();
+    if !told_lately {
+        outbox.push(
+            wp_core::events::emit(
+                &mut tx,
+                "friend_request.received",
+                Some(me.id),
+                Some(other.id),
+                serde_json::json!({ "request_id": id }),
+            )
+            .await?,
+        );
+    }
     let req = load_request(&mut tx, id).await?;
     tx.commit().await?;
-    state.relay(&[ev]).await;
+    state.relay(&outbox).await;
     Ok(ApiResponse::created(req))
 }
 

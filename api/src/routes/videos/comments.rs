@@ -171,7 +171,8 @@ pub struct NewComment {
 /// notify their targets (domain events through the outbox).
 #[utoipa::path(post, path = "/videos/{id}/comments/", tag = "comments", security(("bearer" = [])), request_body = NewComment,
     params(("id" = Uuid, Path)),
-    responses((status = 201, body = inline(Envelope<Comment>)), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = inline(Envelope<Comment>)), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+              (status = 429, description = "More than `COMMENTS_PER_MINUTE` comments this minute", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<AppState>,
@@ -182,6 +183,12 @@ pub async fn create(
     let content = CommentText::parse(&body.content)?;
     let mut tx = state.db.begin().await?;
     let v = visible_video(&mut tx, Some(&me), id).await?;
+    crate::ratelimit::hit(
+        &state,
+        &crate::ratelimit::comments_per_user(&state.config),
+        &me.id.to_string(),
+    )
+    .await?;
     let created = comment::create(&mut tx, &v, me.id, &content, body.parent).await?;
     tx.commit().await?;
     page_cache::invalidate(&state, v.id).await;
