@@ -1039,3 +1039,81 @@ async fn two_factor_guesses_are_rate_limited() {
     assert_eq!(&statuses[..5], &[StatusCode::BAD_REQUEST; 5]);
     assert_eq!(statuses[5], StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// Behind the documented load balancer (issue 13, item 8): with `TRUSTED_PROXIES` the
+/// client's address comes from `X-Forwarded-For`, so one client's failures do not lock
+/// out the rest of the site; successful sign-ins do not count; a client that writes
+/// the header itself, from a peer that is not trusted, is not believed.
+#[tokio::test]
+async fn per_address_limits_see_the_client_behind_a_trusted_proxy() {
+    let env = TestEnv::with_vars(&[("TRUSTED_PROXIES", "127.0.0.0/8")]).await;
+    let app = env.spawn_api().await;
+    app.register("pia").await;
+    let login = |from: &'static str, username: String, password: &'static str| {
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/api/auth/login/"))
+                .header("x-forwarded-for", format!("{from}, 127.0.0.1"))
+                .json(&json!({"username": username, "password": password}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // 35 good sign-ins from one address: none counts.
+    for _ in 0..35 {
+        assert_eq!(
+            login("198.51.100.7", "pia".into(), STRONG_PASSWORD).await,
+            StatusCode::OK
+        );
+    }
+    // 30 failures (different accounts, so the per-account limit stays out of it) from
+    // one client, then that client is refused...
+    for i in 0..30 {
+        assert_eq!(
+            login("203.0.113.5", format!("nobody{i}"), "wrong-guess-123").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        login("203.0.113.5", "pia".into(), STRONG_PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // ...and only that client.
+    assert_eq!(
+        login("198.51.100.7", "pia".into(), STRONG_PASSWORD).await,
+        StatusCode::OK
+    );
+}
+
+/// Without `TRUSTED_PROXIES` a forwarded address is not believed: all of one peer's
+/// failures count together, whatever the header says.
+#[tokio::test]
+async fn a_client_cannot_choose_its_own_address() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    for i in 0..30 {
+        let s = app
+            .client
+            .post(app.url("/api/auth/login/"))
+            .header("x-forwarded-for", format!("192.0.2.{i}"))
+            .json(&json!({"username": format!("ghost{i}"), "password": "wrong-guess-123"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let s = app
+        .client
+        .post(app.url("/api/auth/login/"))
+        .header("x-forwarded-for", "192.0.2.200")
+        .json(&json!({"username": "ghost", "password": "wrong-guess-123"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+}

@@ -716,3 +716,79 @@ async fn the_route_table_in_the_docs_matches_the_openapi_document() {
          UPDATE_DOCS=1 deploy/dev/test.sh -E 'test(route_table)'"
     );
 }
+
+/// One-time socket tickets (issue 13, item 9): the token stays out of the URL; a ticket
+/// opens one socket, once, under the caller's session.
+#[tokio::test]
+async fn a_ticket_opens_one_socket_once() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_node().await;
+    let host = env.create_user("host").await;
+    let (_, b) = app
+        .post_json(
+            "/api/parties/",
+            Some(&host.token),
+            json!({"title": "Tickets", "external_url": "https://example.com/v.mp4"}),
+        )
+        .await;
+    let pid = b["data"]["id"].as_str().unwrap().to_owned();
+    let ticket = || async {
+        let (s, b) = app
+            .post_json("/api/auth/ws-ticket/", Some(&host.token), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        assert_eq!(b["data"]["expires_in"], 30);
+        b["data"]["ticket"].as_str().unwrap().to_owned()
+    };
+    let (s, _) = app.post_json("/api/auth/ws-ticket/", None, json!({})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let t = ticket().await;
+    let (_, snapshot) = Ws::connect_query(&app, &pid, &format!("ticket={t}")).await;
+    assert_eq!(snapshot["data"]["you"]["role"], "host");
+    let (s, b) = common::ws::refused(&app, &format!("/ws/party/{pid}/?ticket={t}")).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (401, Some("invalid_ticket")),
+        "used once: {b}"
+    );
+
+    let t = ticket().await;
+    let mut n = Ws::open(&app, &format!("/ws/notifications/?ticket={t}")).await;
+    n.expect("notifications_state").await;
+    let (s, _) = common::ws::refused(&app, "/ws/notifications/?ticket=made-up").await;
+    assert_eq!(s, 401);
+}
+
+/// Security headers on every answer (issue 13, item 10): errors, JSON, images and the
+/// docs UI; HSTS when the public URL is HTTPS.
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let env = TestEnv::with_vars(&[("PUBLIC_URL", "https://watch.example")]).await;
+    let app = env.spawn_api().await;
+    for path in [
+        "/api/schema/",
+        "/api/nothing-here/",
+        "/health",
+        "/api/docs/",
+    ] {
+        let res = app.get(path).await;
+        let h = res.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert!(
+            h["strict-transport-security"]
+                .to_str()
+                .unwrap()
+                .starts_with("max-age="),
+            "{path}"
+        );
+        let csp = h["content-security-policy"].to_str().unwrap();
+        if path.starts_with("/api/docs") {
+            assert!(csp.contains("script-src 'self'"), "{csp}");
+        } else {
+            assert!(csp.starts_with("default-src 'none'"), "{path}: {csp}");
+        }
+    }
+}

@@ -168,6 +168,10 @@ pub fn app(state: AppState) -> Router {
         .layer(cors)
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::security_headers,
+        ))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }

@@ -15,6 +15,8 @@ pub struct Limit {
     pub window: Duration,
 }
 
+/// Failed sign-ins per address (successes do not count: behind one NAT a whole office
+/// signs in).
 pub const LOGIN_PER_IP: Limit = Limit {
     name: "login-ip",
     limit: 30,
@@ -116,6 +118,30 @@ pub async fn hit(state: &AppState, limit: &Limit, subject: &str) -> Result<(), A
     if n > limit
         .limit
         .saturating_mul(state.config.rate_limit_multiplier)
+    {
+        let secs = u64::try_from(ttl_ms.max(1000))
+            .unwrap_or(1000)
+            .div_ceil(1000);
+        return Err(AppError::RateLimited {
+            retry_after: Duration::from_secs(secs),
+        });
+    }
+    Ok(())
+}
+
+/// Fails with 429 when `subject` is already past the limit, without counting this
+/// request (for limits that count failures only: the caller [`hit`]s when it fails).
+pub async fn peek(state: &AppState, limit: &Limit, subject: &str) -> Result<(), AppError> {
+    let mut conn = state.redis.clone();
+    let (n, ttl_ms): (Option<u32>, i64) = redis::pipe()
+        .get(key(state, limit, subject))
+        .pttl(key(state, limit, subject))
+        .query_async(&mut conn)
+        .await?;
+    if n.unwrap_or(0)
+        >= limit
+            .limit
+            .saturating_mul(state.config.rate_limit_multiplier)
     {
         let secs = u64::try_from(ttl_ms.max(1000))
             .unwrap_or(1000)

@@ -41,7 +41,7 @@ pub async fn upgrade(
 ) -> Response {
     let authorized = async {
         let q: WsQuery = parse_query(query.as_deref())?;
-        caller(&rt, q.token.as_deref(), &headers).await
+        caller(&rt, &q, &headers).await
     };
     match authorized.await {
         Err(e) => e.into_response_for(&headers),

@@ -133,6 +133,10 @@ pub struct Config {
     pub deletion_grace: Duration,
     /// Multiplies every authentication rate limit (load tests set it high).
     pub rate_limit_multiplier: u32,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` header names the client
+    /// (`TRUSTED_PROXIES`: addresses or CIDRs, comma-separated; empty: none, the TCP
+    /// peer is the client).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Password hashes (argon2id, 19 MiB each) run at once; default: the cores.
     pub password_hash_concurrency: usize,
     /// How long a request waits to start a password hash before 503 `server_busy`.
@@ -262,6 +266,7 @@ impl fmt::Debug for Config {
             .field("storage", &self.storage)
             .field("deletion_grace", &self.deletion_grace)
             .field("rate_limit_multiplier", &self.rate_limit_multiplier)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("password_hash_concurrency", &self.password_hash_concurrency)
             .field("password_hash_wait", &self.password_hash_wait)
             .field("video_max_bytes", &self.video_max_bytes)
@@ -354,6 +359,19 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         }
         Ok(v)
     }
+}
+
+/// `10.0.0.0/8, 192.168.1.7, fd00::/8` → networks (a bare address is a network of one).
+fn parse_networks(text: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("`{t}` is not an address or a CIDR"))
+        })
+        .collect()
 }
 
 impl Config {
@@ -558,6 +576,12 @@ impl Config {
                 86_400 * r.parse::<u64>("ACCOUNT_DELETION_GRACE_DAYS", 14)?,
             ),
             rate_limit_multiplier: r.positive("RATE_LIMIT_MULTIPLIER", 1)?,
+            trusted_proxies: parse_networks(&r.string("TRUSTED_PROXIES", "")).map_err(
+                |reason| ConfigError {
+                    var: "TRUSTED_PROXIES".to_owned(),
+                    reason,
+                },
+            )?,
             password_hash_concurrency: r.positive(
                 "PASSWORD_HASH_CONCURRENCY",
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),

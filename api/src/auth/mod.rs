@@ -110,20 +110,152 @@ impl FromRequestParts<AppState> for MaybeAuthUser {
     }
 }
 
-/// The client's IP address (the TCP peer; behind a proxy, ops set the proxy to pass
-/// the peer through, e.g. with the PROXY protocol).
+/// The client's IP address: the TCP peer, or, when the peer is one of
+/// `TRUSTED_PROXIES`, the address the proxies put in `X-Forwarded-For` (or `Forwarded`):
+/// the nearest one that is not itself a trusted proxy. A header from anyone else is
+/// ignored (a client cannot choose its own address).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl ClientIp {
+    /// The key a per-address limit counts under: the address, or for IPv6 its /64 (one
+    /// subscriber's whole prefix, which they can rotate through at will).
+    pub fn bucket(&self) -> String {
+        match self.0 {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => match a.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = a.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+        }
+    }
+
+    /// The client behind `peer` as the request's forwarding headers say, trusting only
+    /// the hops in `trusted`.
+    pub fn resolve(
+        peer: IpAddr,
+        headers: &axum::http::HeaderMap,
+        trusted: &[ipnet::IpNet],
+    ) -> IpAddr {
+        let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+        if !is_trusted(&peer) {
+            return peer;
+        }
+        // The hops, nearest last: `X-Forwarded-For: client, proxy1, proxy2`.
+        let mut hops: Vec<IpAddr> = Vec::new();
+        for v in headers.get_all("x-forwarded-for") {
+            let Ok(v) = v.to_str() else { continue };
+            hops.extend(v.split(',').filter_map(|h| h.trim().parse::<IpAddr>().ok()));
+        }
+        if hops.is_empty() {
+            for v in headers.get_all(axum::http::header::FORWARDED) {
+                let Ok(v) = v.to_str() else { continue };
+                hops.extend(v.split(',').filter_map(forwarded_for));
+            }
+        }
+        hops.into_iter()
+            .rev()
+            .find(|h| !is_trusted(h))
+            .unwrap_or(peer)
+    }
+}
+
+/// The `for=` address of one `Forwarded` element (RFC 7239: `for=192.0.2.60`,
+/// `for="[2001:db8::1]:4711"`).
+fn forwarded_for(element: &str) -> Option<IpAddr> {
+    let value = element
+        .split(';')
+        .find_map(|p| {
+            p.trim()
+                .strip_prefix("for=")
+                .or_else(|| p.trim().strip_prefix("For="))
+        })?
+        .trim_matches('"');
+    if let Some(rest) = value.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    value
+        .parse()
+        .ok()
+        .or_else(|| value.rsplit_once(':').and_then(|(a, _)| a.parse().ok()))
+}
+
+impl FromRequestParts<AppState> for ClientIp {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
-        let ip = parts
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        Ok(Self(ip))
+        Ok(Self(Self::resolve(
+            peer,
+            &parts.headers,
+            &state.config.trusted_proxies,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod client_ip_tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let lb: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "10.1.2.3".parse().unwrap();
+        let xff = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.0.0.2")]);
+        // The nearest untrusted hop, not whatever the client wrote first.
+        assert_eq!(
+            ClientIp::resolve(peer, &xff, &lb),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        // From an untrusted peer the header is ignored.
+        let outsider: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(ClientIp::resolve(outsider, &xff, &lb), outsider);
+        // No proxies configured: the peer, always.
+        assert_eq!(ClientIp::resolve(peer, &xff, &[]), peer);
+        let fwd = headers(&[(
+            "forwarded",
+            "for=\"[2001:db8::1]:4711\";proto=https, for=10.0.0.9",
+        )]);
+        assert_eq!(
+            ClientIp::resolve(peer, &fwd, &lb),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        // Nothing usable: the peer.
+        assert_eq!(
+            ClientIp::resolve(peer, &headers(&[("x-forwarded-for", "junk")]), &lb),
+            peer
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64() {
+        let a = ClientIp("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = ClientIp("2001:db8:1:2:bbbb::2".parse().unwrap());
+        let c = ClientIp("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a.bucket(), b.bucket());
+        assert_ne!(a.bucket(), c.bucket());
+        assert_eq!(ClientIp("192.0.2.1".parse().unwrap()).bucket(), "192.0.2.1");
+        assert_eq!(
+            ClientIp("::ffff:192.0.2.1".parse().unwrap()).bucket(),
+            "192.0.2.1"
+        );
     }
 }

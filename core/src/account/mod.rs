@@ -2,6 +2,7 @@
 //! that a session is live and its account may act (used by every HTTP request and
 //! every socket before the upgrade).
 
+pub mod tickets;
 pub mod tokens;
 
 use chrono::{DateTime, Utc};

@@ -35,8 +35,11 @@ const MAX_MESSAGE_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct WsQuery {
-    /// Access token (browsers cannot set headers on a WebSocket).
+    /// Access token (browsers cannot set headers on a WebSocket). Kept for
+    /// compatibility; a `ticket` keeps the token out of URLs.
     pub token: Option<String>,
+    /// A one-time ticket from `POST /api/auth/ws-ticket/`.
+    pub ticket: Option<String>,
     /// The last chat message the client saw: the snapshot then carries what came after.
     pub last_message_id: Option<Uuid>,
 }
@@ -72,25 +75,32 @@ where
     }
 }
 
-/// The caller of a socket (the access token from `?token=` or the header) and the
-/// socket's lease: the session it runs under, until the token expires.
+/// The caller of a socket (a one-time `?ticket=`, or the access token from `?token=` or
+/// the header) and the socket's lease: the session it runs under, until the token
+/// expires (a ticket: an access token's lifetime from now).
 pub(crate) async fn caller(
     rt: &Arc<Realtime>,
-    token: Option<&str>,
+    q: &WsQuery,
     headers: &HeaderMap,
 ) -> Result<(Actor, Lease), Refusal> {
-    let header_token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let token = token.or(header_token).ok_or_else(|| {
-        Refusal::new(
-            StatusCode::UNAUTHORIZED,
-            "not_authenticated",
-            "Pass the access token as ?token=.",
-        )
-    })?;
-    let (me, expires_at) = authenticate_lease(rt, token).await?;
+    let (token, ticket) = (q.token.as_deref(), q.ticket.as_deref());
+    let (me, expires_at) = match (ticket, token) {
+        (Some(ticket), _) => redeem_ticket(rt, ticket).await?,
+        (None, token) => {
+            let header_token = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            let token = token.or(header_token).ok_or_else(|| {
+                Refusal::new(
+                    StatusCode::UNAUTHORIZED,
+                    "not_authenticated",
+                    "Pass a ticket (POST /api/auth/ws-ticket/) as ?ticket=, or the access token as ?token=.",
+                )
+            })?;
+            authenticate_lease(rt, token).await?
+        }
+    };
     let lease = Lease {
         rt: rt.clone(),
         user: me.id,
@@ -99,6 +109,32 @@ pub(crate) async fn caller(
         renewals: Bucket::new(1.0, 3.0),
     };
     Ok((me, lease))
+}
+
+/// A ticket's user and session, if the ticket is good and the session live; the socket
+/// then runs for an access token's lifetime from now.
+async fn redeem_ticket(rt: &Realtime, ticket: &str) -> Result<(Actor, i64), Refusal> {
+    let mut redis = rt.ctx.redis.clone();
+    let found = wp_core::account::tickets::redeem(&mut redis, &rt.ctx.config.redis_prefix, ticket)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "socket ticket not read");
+            Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "A required service (Redis) is unavailable. Try again shortly.",
+            )
+        })?;
+    let (user, session) = found.ok_or_else(|| {
+        Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_ticket",
+            "The ticket is unknown, used or expired: ask for a new one.",
+        )
+    })?;
+    let me = wp_core::account::authenticate(&rt.ctx.db, user, session).await?;
+    let ttl = i64::try_from(rt.ctx.config.access_token_ttl.as_millis()).unwrap_or(i64::MAX);
+    Ok((me, now_ms().saturating_add(ttl)))
 }
 
 async fn authenticate_lease(rt: &Realtime, token: &str) -> Result<(Actor, i64), AuthError> {

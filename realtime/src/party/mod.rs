@@ -71,7 +71,7 @@ pub async fn upgrade(
 ) -> Response {
     let authorized = async {
         let q: WsQuery = parse_query(query.as_deref())?;
-        let (me, lease, m) = authorize(&rt, &party, q.token.as_deref(), &headers).await?;
+        let (me, lease, m) = authorize(&rt, &party, &q, &headers).await?;
         Ok::<_, Refusal>((q, me, lease, m))
     };
     match authorized.await {
@@ -85,10 +85,10 @@ pub async fn upgrade(
 async fn authorize(
     rt: &Arc<Realtime>,
     party: &str,
-    token: Option<&str>,
+    q: &WsQuery,
     headers: &HeaderMap,
 ) -> Result<(Actor, Lease, Membership), Refusal> {
-    let (me, lease) = caller(rt, token, headers).await?;
+    let (me, lease) = caller(rt, q, headers).await?;
     let party: Uuid = party.parse().map_err(|_| Refusal::not_found())?;
     let m = parties::membership(&rt.ctx.db, &me, party).await?;
     Ok((me, lease, m))

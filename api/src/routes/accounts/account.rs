@@ -226,7 +226,7 @@ pub async fn reset_request(
     if email.is_empty() {
         return Err(AppError::field("email", "This field may not be blank."));
     }
-    ratelimit::hit(&state, &ratelimit::RESET_PER_IP, &ip.0.to_string()).await?;
+    ratelimit::hit(&state, &ratelimit::RESET_PER_IP, &ip.bucket()).await?;
     let answer = ApiResponse::ok(empty())
         .message("If an account uses that address, a reset link is on its way.");
     // Past the per-address limit, answer the same and send nothing more. Any other

@@ -146,7 +146,7 @@ pub async fn register(
     headers: HeaderMap,
     Json(body): Json<RegisterRequest>,
 ) -> AppResult<ApiResponse<AuthTokens>> {
-    ratelimit::hit(&state, &ratelimit::REGISTER_PER_IP, &ip.0.to_string()).await?;
+    ratelimit::hit(&state, &ratelimit::REGISTER_PER_IP, &ip.bucket()).await?;
     let username = body.username.trim().to_owned();
     let mut errors = FieldErrors::new();
     if let Some(e) = check_username(&username) {
@@ -254,7 +254,7 @@ pub async fn login(
         (_, Some(u)) if !u.trim().is_empty() => u.trim().to_lowercase(),
         _ => return Err(AppError::field("email", "Give `email` or `username`.")),
     };
-    ratelimit::hit(&state, &ratelimit::LOGIN_PER_IP, &ip.0.to_string()).await?;
+    ratelimit::peek(&state, &ratelimit::LOGIN_PER_IP, &ip.bucket()).await?;
     ratelimit::hit(&state, &ratelimit::LOGIN_PER_ACCOUNT, &ident).await?;
     let user = sqlx::query!(
         "SELECT id, username, email, password_hash, status, suspended_until, locked_until,
@@ -277,6 +277,11 @@ pub async fn login(
     .await?;
     let Some(user) = user.filter(|_| ok) else {
         record_failure(&state, &ident).await?;
+        // Counted here, judged on the next attempt (`peek` above): this one fails anyway.
+        match ratelimit::hit(&state, &ratelimit::LOGIN_PER_IP, &ip.bucket()).await {
+            Ok(()) | Err(AppError::RateLimited { .. }) => {}
+            Err(e) => return Err(e),
+        }
         return Err(invalid_credentials());
     };
     if user.status == "deleted" {
@@ -566,4 +571,37 @@ pub async fn revoke_session(
         state.sessions_changed(user.id).await;
     }
     crate::response::deleted(n)
+}
+
+/// A one-time socket ticket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WsTicket {
+    /// Open a socket with `?ticket=` (instead of `?token=`): once, within `expires_in`.
+    pub ticket: String,
+    /// Seconds.
+    pub expires_in: u64,
+}
+
+/// A ticket to open a party or notification socket without putting the access token
+/// in the URL (where proxies log it): single use, 30 seconds. The socket then runs
+/// under the same session, for an access token's lifetime (renewed by `auth` frames).
+#[utoipa::path(post, path = "/auth/ws-ticket/", tag = "auth", security(("bearer" = [])),
+    responses((status = 201, body = inline(Envelope<WsTicket>))))]
+#[tracing::instrument(skip_all)]
+pub async fn ws_ticket(
+    State(state): State<AppState>,
+    me: AuthUser,
+) -> AppResult<ApiResponse<WsTicket>> {
+    let mut redis = state.redis.clone();
+    let ticket = wp_core::account::tickets::issue(
+        &mut redis,
+        &state.config.redis_prefix,
+        me.id,
+        me.session_id,
+    )
+    .await?;
+    Ok(ApiResponse::created(WsTicket {
+        ticket,
+        expires_in: wp_core::account::tickets::TICKET_TTL_SECS,
+    }))
 }

@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::logout_all))
+        .routes(routes!(auth::ws_ticket))
         .routes(routes!(auth::sessions))
         .routes(routes!(auth::revoke_session))
         .routes(routes!(account::verify_email))

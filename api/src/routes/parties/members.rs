@@ -122,7 +122,7 @@ pub async fn join_by_code(
 async fn guess_limits(state: &AppState, me: &AuthUser, ip: ClientIp) -> AppResult<()> {
     use crate::ratelimit::{INVITE_CODE_PER_IP, INVITE_CODE_PER_USER, hit};
     hit(state, &INVITE_CODE_PER_USER, &me.id.to_string()).await?;
-    hit(state, &INVITE_CODE_PER_IP, &ip.0.to_string()).await
+    hit(state, &INVITE_CODE_PER_IP, &ip.bucket()).await
 }
 
 /// Tells the sockets that `user` left (and who hosts now), closing that user's sockets
