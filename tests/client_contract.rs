@@ -60,6 +60,19 @@ fn rest_time(v: &Value) -> chrono::DateTime<chrono::Utc> {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
+/// A party of `host`'s with `visibility` on an external URL: its answer's `data`.
+async fn party_of(app: &common::TestApp, host: &common::TestUser, visibility: &str) -> Value {
+    let (s, b) = app
+        .post_json(
+            "/api/parties/",
+            Some(&host.token),
+            json!({"title": "Contract", "external_url": "https://example.com/v.mp4", "visibility": visibility}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    b["data"].clone()
+}
+
 /// Uploads that are not multipart, or multipart without a boundary, answer the error
 /// envelope a browser can read (no `Content-Encoding` for a body that is not encoded):
 /// 415 naming the type expected, 400 `invalid_multipart`. Large JSON is still gzipped,
@@ -136,17 +149,10 @@ async fn rest_times_have_one_format() {
     let env = TestEnv::new().await;
     let app = env.spawn_node().await;
     let host = env.create_user("host").await;
-    let (s, b) = app
-        .post_json(
-            "/api/parties/",
-            Some(&host.token),
-            json!({"title": "Times", "external_url": "https://example.com/v.mp4"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{b}");
-    let id = b["data"]["id"].as_str().unwrap().to_owned();
+    let created = party_of(&app, &host, "public").await;
+    let id = created["id"].as_str().unwrap().to_owned();
     for body in [
-        b["data"].clone(),
+        created.clone(),
         app.call(
             Method::GET,
             &format!("/api/parties/{id}/"),
@@ -179,14 +185,10 @@ async fn socket_refusals_carry_the_clients_request_id() {
     let app = env.spawn_node().await;
     let host = env.create_user("host").await;
     let outsider = env.create_user("outsider").await;
-    let (_, b) = app
-        .post_json(
-            "/api/parties/",
-            Some(&host.token),
-            json!({"title": "Closed", "external_url": "https://example.com/v.mp4", "visibility": "private"}),
-        )
-        .await;
-    let pid = b["data"]["id"].as_str().unwrap().to_owned();
+    let pid = party_of(&app, &host, "private").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let ws_base = app.base.replace("http://", "ws://");
     for (i, (path, status)) in [
         (format!("/ws/party/{pid}/"), 401),
@@ -235,14 +237,10 @@ async fn frames_are_forgiving_and_refusals_name_the_frame() {
     let env = TestEnv::new().await;
     let app = env.spawn_node().await;
     let host = env.create_user("host").await;
-    let (_, b) = app
-        .post_json(
-            "/api/parties/",
-            Some(&host.token),
-            json!({"title": "Frames", "external_url": "https://example.com/v.mp4"}),
-        )
-        .await;
-    let pid = b["data"]["id"].as_str().unwrap().to_owned();
+    let pid = party_of(&app, &host, "public").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (mut ws, _) = Ws::connect(&app, &pid, &host.token).await;
     ws.send_raw(r#"{"type":"ping"}"#).await;
     ws.expect("pong").await;
@@ -724,14 +722,10 @@ async fn a_ticket_opens_one_socket_once() {
     let env = TestEnv::new().await;
     let app = env.spawn_node().await;
     let host = env.create_user("host").await;
-    let (_, b) = app
-        .post_json(
-            "/api/parties/",
-            Some(&host.token),
-            json!({"title": "Tickets", "external_url": "https://example.com/v.mp4"}),
-        )
-        .await;
-    let pid = b["data"]["id"].as_str().unwrap().to_owned();
+    let pid = party_of(&app, &host, "public").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let ticket = || async {
         let (s, b) = app
             .post_json("/api/auth/ws-ticket/", Some(&host.token), json!({}))

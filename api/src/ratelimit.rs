@@ -115,6 +115,11 @@ pub async fn hit(state: &AppState, limit: &Limit, subject: &str) -> Result<(), A
         .arg(window_ms)
         .invoke_async(&mut conn)
         .await?;
+    over(state, limit, n, ttl_ms)
+}
+
+/// 429 with the rest of the window once `n` hits pass what `limit` allows.
+fn over(state: &AppState, limit: &Limit, n: u32, ttl_ms: i64) -> Result<(), AppError> {
     if n > limit
         .limit
         .saturating_mul(state.config.rate_limit_multiplier)
@@ -138,19 +143,8 @@ pub async fn peek(state: &AppState, limit: &Limit, subject: &str) -> Result<(), 
         .pttl(key(state, limit, subject))
         .query_async(&mut conn)
         .await?;
-    if n.unwrap_or(0)
-        >= limit
-            .limit
-            .saturating_mul(state.config.rate_limit_multiplier)
-    {
-        let secs = u64::try_from(ttl_ms.max(1000))
-            .unwrap_or(1000)
-            .div_ceil(1000);
-        return Err(AppError::RateLimited {
-            retry_after: Duration::from_secs(secs),
-        });
-    }
-    Ok(())
+    // Would one more hit pass it?
+    over(state, limit, n.unwrap_or(0).saturating_add(1), ttl_ms)
 }
 
 /// Forgets the hits of `subject` (a successful login clears its failures).
