@@ -113,6 +113,15 @@ macro_rules! text_enum {
     };
 }
 
+/// A short version of a stored file, from its storage key: every upload (an avatar, a
+/// thumbnail) is stored under a new key, so a new file is a new version (a URL's `?v=`,
+/// an `ETag`).
+pub fn stored_version(key: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(key.as_bytes());
+    d[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -50,19 +50,12 @@ impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for UserSummary {
 }
 
 /// The avatar's link (under the public URL): `/api/users/{id}/avatar/?v=` and the
-/// picture's version, [`avatar_version`].
+/// picture's version, [`crate::stored_version`].
 pub fn avatar_link(user: Uuid, avatar_path: &str) -> String {
     format!(
         "/api/users/{user}/avatar/?v={}",
-        avatar_version(avatar_path)
+        crate::stored_version(avatar_path)
     )
-}
-
-/// A short version of the stored picture (each upload is stored under a new name).
-pub fn avatar_version(avatar_path: &str) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(avatar_path.as_bytes());
-    d[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether either of the two blocked the other (`blocked_between` in SQL, the rule every

@@ -145,7 +145,8 @@ async fn fan_out_once(job: &NotifyEvent, ctx: &Arc<Ctx>) -> Result<(), BoxDynErr
             // off (security notices) still goes.
             if let Some(actor) = ev.actor_id
                 && !ev.kind.required
-                && blocked(ctx, actor, recipient).await?
+                && wp_core::social::blocked_between(&mut *ctx.db.acquire().await?, actor, recipient)
+                    .await?
             {
                 tracing::info!(kind, event = %job.event_id, "not delivered: a block between actor and recipient");
                 return Ok(());
@@ -164,15 +165,6 @@ async fn fan_out_once(job: &NotifyEvent, ctx: &Arc<Ctx>) -> Result<(), BoxDynErr
             Ok(())
         }
     }
-}
-
-/// Whether either of the two blocked the other (the SQL rule every path uses).
-async fn blocked(ctx: &Ctx, a: Uuid, b: Uuid) -> Result<bool, BoxDynError> {
-    Ok(sqlx::query_scalar("SELECT blocked_between($1, $2)")
-        .bind(a)
-        .bind(b)
-        .fetch_one(&ctx.db)
-        .await?)
 }
 
 /// Who hears an event that names no recipient: the members of a party (an

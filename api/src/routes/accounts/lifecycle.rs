@@ -376,7 +376,7 @@ pub async fn avatar(
     .flatten()
     .ok_or_else(AppError::not_found)?;
     drop(conn);
-    let version = wp_core::social::avatar_version(&path);
+    let version = wp_core::stored_version(&path);
     let named = q.v.as_deref() == Some(version.as_str());
     // Without the version, only a signed-in caller: a stranger cannot walk user ids.
     if !named && caller.is_none() {

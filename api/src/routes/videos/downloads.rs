@@ -181,6 +181,9 @@ fn disposition(name: &str) -> String {
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
+/// How a download may be cached: by the caller alone, never transformed.
+const CACHE: &str = "private, no-transform";
+
 /// Streams the video file (see the module documentation).
 #[utoipa::path(get, path = "/videos/{id}/download/", tag = "videos", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path), DownloadParams),
@@ -214,12 +217,8 @@ pub async fn download(
     let last_modified = last_modified
         .format("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|h| h.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
-    {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    if let Some(res) = crate::response::not_modified(&headers, &etag, CACHE) {
+        return Ok(res);
     }
     // A Range only applies while the file is the one the client has (If-Range).
     let if_range_ok = headers
@@ -253,11 +252,7 @@ pub async fn download(
     put(&mut res_headers, header::ETAG, etag);
     put(&mut res_headers, header::LAST_MODIFIED, last_modified);
     put(&mut res_headers, header::ACCEPT_RANGES, "bytes".to_owned());
-    put(
-        &mut res_headers,
-        header::CACHE_CONTROL,
-        "private, no-transform".to_owned(),
-    );
+    put(&mut res_headers, header::CACHE_CONTROL, CACHE.to_owned());
     let (status, start, count) = match range {
         RangeSpec::Full => (StatusCode::OK, 0, len),
         RangeSpec::Part(a, b) => {
@@ -336,7 +331,7 @@ pub async fn thumbnail(
     let v = visible_video(&mut conn, me.as_ref(), id).await?;
     drop(conn);
     let key = v.thumbnail_key.ok_or_else(AppError::not_found)?;
-    let etag = format!("\"{}\"", wp_core::social::avatar_version(&key));
+    let etag = format!("\"{}\"", wp_core::stored_version(&key));
     let cache = if matches!(
         v.visibility,
         wp_core::video::VideoVisibility::Public | wp_core::video::VideoVisibility::Unlisted
