@@ -184,7 +184,9 @@ async fn run_api(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = config.bind_addr;
+    let ops_addr = config.ops_bind_addr;
     let state = wp_api::AppState::from(wp_api::App::new(config).await?);
+    let ops_routes = wp_api::routes::system::ops_router(state.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("BIND_ADDR: cannot listen on {addr}"))?;
@@ -200,14 +202,28 @@ async fn run_api(
         .await?;
         let settings = wp_realtime::Settings::from_config(&state.config);
         let rt = wp_realtime::Realtime::start(ctx, settings).await?;
+        let (stop_ops, ops_stopped) = watch::channel(false);
+        if let Some(ops_addr) = ops_addr {
+            let routes = ops_routes.merge(wp_realtime::stats_router(rt.clone()));
+            ops::serve_router("api", routes, ops_addr, wait(ops_stopped)).await?;
+        }
         let extra = wp_realtime::router(rt.clone());
         wp_api::serve_with(state, extra, listener, async move {
             shutdown.await;
+            let _ = stop_ops.send(true);
             rt.shutdown();
         })
         .await?;
     } else {
-        wp_api::serve(state, listener, shutdown).await?;
+        let (stop_ops, ops_stopped) = watch::channel(false);
+        if let Some(ops_addr) = ops_addr {
+            ops::serve_router("api", ops_routes, ops_addr, wait(ops_stopped)).await?;
+        }
+        wp_api::serve(state, listener, async move {
+            shutdown.await;
+            let _ = stop_ops.send(true);
+        })
+        .await?;
     }
     Ok(())
 }

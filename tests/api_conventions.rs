@@ -6,7 +6,7 @@ mod common;
 
 use common::TestEnv;
 use reqwest::{StatusCode, header};
-use serde_json::Value;
+use serde_json::{Value, json};
 use wp_shared::jobs::{Queue, SystemJob};
 
 #[tokio::test]
@@ -103,15 +103,59 @@ async fn swagger_ui_is_served_from_the_binary() {
 }
 
 #[tokio::test]
-async fn ready_reports_every_dependency() {
+async fn ready_reports_every_dependency_to_ops_only() {
     let env = TestEnv::new().await;
     let app = env.spawn_api().await;
-    let res = app.get("/ready").await;
+    let res = app.ops_get("/ready").await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     for dep in ["postgres", "redis", "clickhouse"] {
         assert_eq!(body["data"]["checks"][dep]["ok"], true, "{body}");
     }
+    // Anyone else learns the status, not the dependencies, their latency or errors.
+    for token in [None, Some("test-ops-token-0123456789abcdeX")] {
+        let mut req = app.client.get(app.url("/ready"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["data"], json!({"status": "ok"}), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_need_the_ops_token_on_the_public_port() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let wrong = "test-ops-token-0123456789abcdeX";
+    for (auth, status) in [
+        (None, StatusCode::NOT_FOUND),
+        (Some(wrong), StatusCode::NOT_FOUND),
+        (Some(&wrong[..10]), StatusCode::NOT_FOUND),
+        (Some(common::OPS_TOKEN), StatusCode::OK),
+    ] {
+        let mut req = app.client.get(app.url("/metrics"));
+        if let Some(t) = auth {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), status, "{auth:?}");
+        if status == StatusCode::NOT_FOUND {
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["code"], "not_found", "{body}");
+        }
+    }
+    // Without OPS_TOKEN the public port never serves them.
+    let env = TestEnv::with_vars(&[("OPS_TOKEN", "")]).await;
+    let app = env.spawn_api().await;
+    assert_eq!(
+        app.ops_get("/metrics").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let body: Value = app.ops_get("/ready").await.json().await.unwrap();
+    assert_eq!(body["data"], json!({"status": "ok"}), "{body}");
 }
 
 #[tokio::test]
@@ -124,7 +168,12 @@ async fn ready_is_503_and_names_the_dependency_that_is_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(wp_api::serve(state, listener, std::future::pending()));
-    let res = reqwest::get(format!("http://{addr}/ready")).await.unwrap();
+    let res = reqwest::Client::new()
+        .get(format!("http://{addr}/ready"))
+        .bearer_auth(common::OPS_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["success"], false);
@@ -144,7 +193,7 @@ async fn metrics_show_requests_by_route_and_queue_depths() {
         .push_many((0..3).map(|seq| SystemJob::Noop { seq }).collect())
         .await
         .unwrap();
-    let text = app.get("/metrics").await.text().await.unwrap();
+    let text = app.ops_get("/metrics").await.text().await.unwrap();
     assert!(
         text.contains(r#"http_requests_total{method="GET",route="/health",status="200"} 1"#),
         "{text}"
@@ -181,7 +230,7 @@ async fn metrics_show_requests_by_route_and_queue_depths() {
     .unwrap();
     tx.commit().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let text = app.get("/metrics").await.text().await.unwrap();
+    let text = app.ops_get("/metrics").await.text().await.unwrap();
     let lag: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("outbox_oldest_pending_seconds "))

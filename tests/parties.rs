@@ -1580,10 +1580,36 @@ async fn a_standalone_node_answers_probes_and_names_its_refusals() {
     }));
     let http = reqwest::Client::new();
 
-    let res = http.get(format!("{base}/ready")).send().await.unwrap();
+    let res = http
+        .get(format!("{base}/ready"))
+        .bearer_auth(common::OPS_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let b: Value = res.json().await.unwrap();
     assert_eq!(b["data"]["checks"]["pubsub"]["ok"], true, "{b}");
+    // The public port keeps the node's checks and counters to ops.
+    let b: Value = http
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(b["data"], json!({"status": "ok"}), "{b}");
+    let res = http.get(format!("{base}/ws/stats/")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    let res = http
+        .get(format!("{base}/ws/stats/"))
+        .bearer_auth(common::OPS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let b: Value = res.json().await.unwrap();
+    assert_eq!(b["sockets"], 0, "{b}");
 
     // No API in front: the node gives the refusal its own request id...
     let party = uuid::Uuid::now_v7();

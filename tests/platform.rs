@@ -310,6 +310,53 @@ async fn every_role_is_probed_on_its_ops_address_and_ready_follows_redis() {
 }
 
 #[tokio::test]
+async fn the_api_serves_its_details_on_the_ops_address_only() {
+    use common::{eventually, smtp::free_port};
+    use std::time::Duration;
+
+    let env = TestEnv::new().await;
+    for (command, public_stats) in [("api", false), ("all", true)] {
+        let (port, ops) = (free_port(), free_port());
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
+            .arg(command)
+            .envs(env.env_vars())
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("OPS_BIND_ADDR", format!("127.0.0.1:{ops}"))
+            .env("JWT_SECRET", "a shared test secret of enough length")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let (_, body) = eventually(Duration::from_secs(30), "ready", || async {
+            probe(ops, "/ready").await.filter(|(s, _)| *s == 200)
+        })
+        .await;
+        assert!(
+            body.contains(r#""postgres":{"ok":true"#),
+            "{command}: {body}"
+        );
+        let (s, m) = probe(ops, "/metrics").await.unwrap();
+        assert_eq!(s, 200);
+        assert!(m.contains("job_queue_depth"), "{m}");
+        // The public port: a bare status, no metrics, no socket counters.
+        let (s, body) = probe(port, "/ready").await.unwrap();
+        assert_eq!(s, 200);
+        assert!(!body.contains("postgres"), "{body}");
+        assert_eq!(probe(port, "/metrics").await.unwrap().0, 404);
+        assert_eq!(probe(port, "/ws/stats/").await.unwrap().0, 404);
+        let (s, _) = probe(ops, "/ws/stats/").await.unwrap();
+        assert_eq!(
+            s == 200,
+            public_stats,
+            "{command}: /ws/stats/ on the ops address"
+        );
+        child.start_kill().unwrap();
+        let _ = child.wait().await;
+    }
+}
+
+#[tokio::test]
 async fn the_api_writes_an_access_line_per_request() {
     use common::{eventually, smtp::free_port};
     use std::time::Duration;

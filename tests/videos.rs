@@ -1478,7 +1478,7 @@ async fn junk_parameters_do_not_fill_the_comment_page_cache() {
             .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
             .unwrap_or_else(|| panic!("{name} missing"))
     };
-    let before = app.get("/metrics").await.text().await.unwrap();
+    let before = app.ops_get("/metrics").await.text().await.unwrap();
     for i in 0..50 {
         let (s, b) = app
             .call(
@@ -1499,7 +1499,7 @@ async fn junk_parameters_do_not_fill_the_comment_page_cache() {
             "{next}"
         );
     }
-    let after = app.get("/metrics").await.text().await.unwrap();
+    let after = app.ops_get("/metrics").await.text().await.unwrap();
     assert_eq!(
         metric(&after, "comment_page_cache_entries"),
         1.0,

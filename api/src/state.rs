@@ -71,6 +71,12 @@ impl Deref for AppState {
     }
 }
 
+impl wp_shared::ops::OpsToken for AppState {
+    fn ops_token(&self) -> Option<&str> {
+        self.config.ops_token.as_deref()
+    }
+}
+
 impl From<App> for AppState {
     fn from(app: App) -> Self {
         Self(Arc::new(app))

@@ -247,9 +247,15 @@ impl Realtime {
     }
 }
 
+impl wp_shared::ops::OpsToken for Realtime {
+    fn ops_token(&self) -> Option<&str> {
+        self.ctx.config.ops_token.as_deref()
+    }
+}
+
 /// The socket routes `GET /ws/party/{party_id}/`, `GET /ws/notifications/` and
-/// `GET /ws/stats/` (this node's
-/// sockets, rooms and delivered frames, for ops and the load tool).
+/// `GET /ws/stats/` (this node's sockets, rooms and delivered frames, for ops and the
+/// load tool: on this port only with the ops token, see [`stats_router`]).
 pub fn router(rt: Arc<Realtime>) -> Router {
     Router::new()
         .route("/ws/party/{party_id}/", get(party::upgrade))
@@ -260,10 +266,23 @@ pub fn router(rt: Arc<Realtime>) -> Router {
         .with_state(rt)
 }
 
+/// `GET /ws/stats/` alone, for the ops address.
+pub fn stats_router(rt: Arc<Realtime>) -> Router {
+    Router::new().route("/ws/stats/", get(stats)).with_state(rt)
+}
+
+/// A node's counters, to callers on the ops address or with the ops token; to anyone
+/// else the route does not exist (404).
 async fn stats(
     axum::extract::State(rt): axum::extract::State<Arc<Realtime>>,
-) -> axum::Json<serde_json::Value> {
+    wp_shared::ops::Privileged(allowed): wp_shared::ops::Privileged,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     use std::sync::atomic::Ordering::Relaxed;
+    if !allowed {
+        return refusal::Refusal::not_found().into_response_for(&headers);
+    }
     axum::Json(serde_json::json!({
         "node": rt.node,
         "sockets": rt.hub.sockets(),
@@ -272,6 +291,7 @@ async fn stats(
         "delivered_frames": rt.hub.stats.delivered.load(Relaxed),
         "slow_consumer_disconnects": rt.hub.stats.slow_disconnects.load(Relaxed),
     }))
+    .into_response()
 }
 
 /// A node's probes and metrics: ready while PostgreSQL and Redis answer and the
@@ -282,6 +302,7 @@ pub fn ops(rt: &Arc<Realtime>) -> wp_shared::ops::Ops {
     use wp_shared::ops;
     let node = Arc::downgrade(rt);
     let probes = ops::Ops::new("realtime")
+        .token(rt.ctx.config.ops_token.clone())
         .check("postgres", ops::postgres(rt.ctx.db.clone()))
         .check("redis", ops::redis(rt.ctx.redis.clone()))
         .check(

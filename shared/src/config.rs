@@ -70,6 +70,10 @@ pub struct Config {
     /// Where worker, scheduler and realtime processes serve `/health`, `/ready` and
     /// `/metrics` (`OPS_BIND_ADDR`); none when unset.
     pub ops_bind_addr: Option<SocketAddr>,
+    /// Bearer token that opens the ops details on a public port (`OPS_TOKEN`, at least
+    /// 24 characters): `/metrics` and `/ready`'s checks on the API, `/ws/stats/` on a
+    /// realtime node. Unset: those are only served on `OPS_BIND_ADDR`.
+    pub ops_token: Option<String>,
     /// Base URL clients use to reach the API (`next`/`previous` links).
     pub public_url: String,
     /// Base URL of the web app, for links in emails (`/verify-email?token=...`).
@@ -234,6 +238,7 @@ impl fmt::Debug for Config {
             .field("clickhouse_password", &"<redacted>")
             .field("bind_addr", &self.bind_addr)
             .field("ops_bind_addr", &self.ops_bind_addr)
+            .field("ops_token", &self.ops_token.as_ref().map(|_| "<redacted>"))
             .field("public_url", &self.public_url)
             .field("frontend_url", &self.frontend_url)
             .field("cors_origins", &self.cors_origins)
@@ -527,6 +532,15 @@ impl Config {
             clickhouse_password: r.string("CLICKHOUSE_PASSWORD", ""),
             bind_addr: r.parse("BIND_ADDR", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
             ops_bind_addr: r.optional("OPS_BIND_ADDR")?,
+            ops_token: match r.raw("OPS_TOKEN") {
+                Some(t) if t.len() < 24 => {
+                    return Err(ConfigError {
+                        var: "OPS_TOKEN".to_owned(),
+                        reason: "must be at least 24 characters".to_owned(),
+                    });
+                }
+                t => t,
+            },
             public_url: public_url.trim_end_matches('/').to_owned(),
             frontend_url: r
                 .url("FRONTEND_URL", "http://localhost:3000", &["http", "https"])?
@@ -668,6 +682,8 @@ mod tests {
         assert_eq!(err.var, "WORKER_HEARTBEAT_SECS");
         let err = load(&[("LOG_FORMAT", "xml")]).unwrap_err();
         assert_eq!(err.var, "LOG_FORMAT");
+        let err = load(&[("OPS_TOKEN", "short")]).unwrap_err();
+        assert_eq!(err.var, "OPS_TOKEN");
         let err = load(&[("JWT_SECRET", "short")]).unwrap_err();
         assert_eq!(err.var, "JWT_SECRET");
         let err = load(&[("JWT_PREVIOUS_KEYS", "nokey")]).unwrap_err();
@@ -691,6 +707,7 @@ mod tests {
             ("S3_BUCKET", "videos"),
             ("S3_ACCESS_KEY_ID", "AKIAEXAMPLE"),
             ("S3_SECRET_ACCESS_KEY", "s3-very-secret"),
+            ("OPS_TOKEN", "ops-token-that-is-long-enough"),
         ])
         .expect("valid");
         // The secrets are in the configuration, so their absence below means something.
@@ -709,5 +726,6 @@ mod tests {
         assert!(!shown.contains("jwt-secret"), "{shown}");
         assert!(!shown.contains("previous-secret"), "{shown}");
         assert!(!shown.contains("s3-very-secret"), "{shown}");
+        assert!(!shown.contains("ops-token"), "{shown}");
     }
 }

@@ -1,7 +1,9 @@
 //! The ops endpoints of every role: `/health` (the process answers), `/ready` (its own
 //! dependencies answer: an orchestrator stops routing to it, or restarts it) and
-//! `/metrics` (Prometheus text). Worker, scheduler and realtime processes serve them
-//! on `OPS_BIND_ADDR`; the API serves the same checks on its own port.
+//! `/metrics` (Prometheus text). Every role serves them on `OPS_BIND_ADDR`. A public
+//! port (the API's, a realtime node's) answers `/health` and a bare `/ready` to anyone;
+//! the details (each check's latency and error, `/metrics`, `/ws/stats/`) only on the
+//! ops address or to a caller with `Authorization: Bearer <OPS_TOKEN>`.
 
 use std::{
     collections::BTreeMap,
@@ -11,9 +13,9 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
-    extract::State,
-    http::{StatusCode, header},
+    Extension, Json, Router,
+    extract::{FromRequestParts, State},
+    http::{StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -101,6 +103,48 @@ pub fn flag(what: &'static str, up: impl Fn() -> bool + Send + Sync + 'static) -
     })
 }
 
+/// Marks the requests that came in on the ops address (a private network).
+#[derive(Debug, Clone, Copy)]
+pub struct OpsListener;
+
+/// State that knows the ops token (`OPS_TOKEN`), for [`Privileged`].
+pub trait OpsToken {
+    fn ops_token(&self) -> Option<&str>;
+}
+
+/// Whether the caller may see the ops details: the request came in on the ops address,
+/// or it carries `Authorization: Bearer <OPS_TOKEN>` (compared in constant time).
+#[derive(Debug, Clone, Copy)]
+pub struct Privileged(pub bool);
+
+impl<S: OpsToken + Send + Sync> FromRequestParts<S> for Privileged {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(privileged(parts, state.ops_token())))
+    }
+}
+
+fn privileged(parts: &Parts, token: Option<&str>) -> bool {
+    if parts.extensions.get::<OpsListener>().is_some() {
+        return true;
+    }
+    let Some(token) = token else {
+        return false;
+    };
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| same_bytes(given.as_bytes(), token.as_bytes()))
+}
+
+/// Equal, in a time that depends on the lengths only.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A refresher of scrape-time gauges.
 pub type ScrapeFn = Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
@@ -112,6 +156,19 @@ pub struct Ops {
     on_scrape: Vec<ScrapeFn>,
     rss: IntGauge,
     fds: IntGauge,
+    token: Option<String>,
+}
+
+impl OpsToken for Ops {
+    fn ops_token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+}
+
+impl<T: OpsToken> OpsToken for Arc<T> {
+    fn ops_token(&self) -> Option<&str> {
+        T::ops_token(self)
+    }
 }
 
 impl Ops {
@@ -153,12 +210,21 @@ impl Ops {
             on_scrape: Vec::new(),
             rss,
             fds,
+            token: None,
         };
         ops.register(build);
         ops.register(started);
         ops.register(ops.rss.clone());
         ops.register(ops.fds.clone());
         ops
+    }
+
+    /// Lets callers of a public port with this bearer token see the details of
+    /// `/ready` (`OPS_TOKEN`).
+    #[must_use]
+    pub fn token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
     }
 
     /// Adds a readiness check.
@@ -211,7 +277,7 @@ impl Ops {
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    /// `/health`, `/ready` and `/metrics`.
+    /// `/health`, `/ready` and `/metrics`, for the ops address ([`serve_router`]).
     pub fn router(self: Arc<Self>) -> Router {
         self.clone().probe_router().merge(
             Router::new()
@@ -220,7 +286,8 @@ impl Ops {
         )
     }
 
-    /// `/health` and `/ready` only: for a public port, where metrics do not belong.
+    /// `/health` and `/ready` only: for a public port, where metrics do not belong
+    /// (`/ready` there is bare unless [`Privileged`]).
     pub fn probe_router(self: Arc<Self>) -> Router {
         Router::new()
             .route("/health", get(health))
@@ -259,19 +326,21 @@ async fn health(State(ops): State<Arc<Ops>>) -> Json<Envelope<serde_json::Value>
     })
 }
 
-/// `data` of `/ready`: `ok` or `degraded`, and each dependency's check.
+/// `data` of `/ready`: `ok` or `degraded`, and (to a [`Privileged`] caller) each
+/// dependency's check.
 #[derive(Debug, Serialize)]
 pub struct Readiness {
     pub status: &'static str,
-    pub checks: BTreeMap<&'static str, Check>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<BTreeMap<&'static str, Check>>,
 }
 
 /// `GET /ready`: 200 with every check, or 503 with the same report.
-async fn ready(State(ops): State<Arc<Ops>>) -> Response {
+async fn ready(State(ops): State<Arc<Ops>>, Privileged(details): Privileged) -> Response {
     let (ok, checks) = ops.ready().await;
     let data = Readiness {
         status: if ok { "ok" } else { "degraded" },
-        checks,
+        checks: details.then_some(checks),
     };
     if ok {
         Json(Envelope {
@@ -320,11 +389,23 @@ pub async fn serve(
         );
         return Ok(());
     };
+    let role = ops.role;
+    serve_router(role, ops.router(), addr, shutdown).await
+}
+
+/// Serves `app` (a role's ops routes) on the ops address `addr` until `shutdown`, each
+/// request marked as [`OpsListener`].
+pub async fn serve_router(
+    role: &'static str,
+    app: Router,
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("OPS_BIND_ADDR: cannot listen on {addr}: {e}"))?;
-    tracing::info!(%addr, role = ops.role, "ops endpoints listening");
-    let app = ops.router();
+    tracing::info!(%addr, role, "ops endpoints listening");
+    let app = app.layer(Extension(OpsListener));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)

@@ -39,6 +39,9 @@ pub struct TestEnv {
     pub enqueuer: Enqueuer,
 }
 
+/// The ops token of every test environment (`OPS_TOKEN`).
+pub const OPS_TOKEN: &str = "test-ops-token-0123456789abcdef";
+
 impl TestEnv {
     /// A fresh, migrated environment.
     pub async fn new() -> Self {
@@ -75,6 +78,7 @@ impl TestEnv {
             ("WORKER_MISSED_HEARTBEATS", "2".into()),
             ("OUTBOX_SWEEP_SECS", "1".into()),
             ("BIND_ADDR", "127.0.0.1:0".into()),
+            ("OPS_TOKEN", OPS_TOKEN.into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -282,6 +286,16 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `GET path` with the ops token, as Prometheus or an operator calls it.
+    pub async fn ops_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(OPS_TOKEN)
             .send()
             .await
             .expect("request")

@@ -9,9 +9,14 @@ use axum::{
 };
 use serde::Serialize;
 use utoipa::ToSchema;
-use wp_shared::ops::{self, Check, timed};
+use wp_shared::ops::{self, Check, Privileged, timed};
 
-use crate::{error::ErrorBody, request_id, response::ApiResponse, state::AppState};
+use crate::{
+    error::{AppError, ErrorBody},
+    request_id,
+    response::ApiResponse,
+    state::AppState,
+};
 
 /// `data` of `/health`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -37,19 +42,22 @@ pub async fn health() -> ApiResponse<Health> {
 pub struct Readiness {
     /// `ok` or `degraded`.
     pub status: &'static str,
-    /// `postgres`, `redis`, `clickhouse`.
-    pub checks: BTreeMap<&'static str, Check>,
+    /// `postgres`, `redis`, `clickhouse`: only on the ops address or with the ops token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<BTreeMap<&'static str, Check>>,
 }
 
 /// Readiness: PostgreSQL, Redis and ClickHouse each reachable. 200 when all are,
-/// 503 (with the same report) when any is not.
+/// 503 when any is not. The report of each check (latency, error) is given on the ops
+/// address (`OPS_BIND_ADDR`) or with `Authorization: Bearer <OPS_TOKEN>`; anyone else
+/// gets the status alone.
 #[utoipa::path(get, path = "/ready", tag = "system",
     responses(
         (status = 200, description = "Every dependency reachable", body = inline(crate::response::Envelope<Readiness>)),
         (status = 503, description = "A dependency is down; `data` holds the report", body = ErrorBody),
     ))]
 #[tracing::instrument(skip_all)]
-pub async fn ready(State(state): State<AppState>) -> Response {
+pub async fn ready(State(state): State<AppState>, Privileged(details): Privileged) -> Response {
     let pg = timed(ops::postgres(state.db.clone())());
     let redis = timed(ops::redis(state.redis.clone())());
     let ch = timed(wp_shared::clickhouse::ping(&state.clickhouse));
@@ -61,7 +69,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let all_ok = checks.values().all(|c| c.ok);
     let report = Readiness {
         status: if all_ok { "ok" } else { "degraded" },
-        checks,
+        checks: details.then_some(checks),
     };
     if all_ok {
         ApiResponse::ok(report).into_response()
@@ -90,17 +98,39 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 
 /// Prometheus metrics (text format 0.0.4): `http_requests_total`,
 /// `http_request_duration_seconds`, `job_queue_depth{queue,state}`, `outbox_pending`.
+/// Served on the ops address (`OPS_BIND_ADDR`), and on this port only with
+/// `Authorization: Bearer <OPS_TOKEN>`: to anyone else it does not exist (404).
 #[utoipa::path(get, path = "/metrics", tag = "system",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 404, description = "No ops token, or a wrong one", body = ErrorBody),
+    ))]
 #[tracing::instrument(skip_all)]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(
+    State(state): State<AppState>,
+    Privileged(allowed): Privileged,
+) -> Result<Response, AppError> {
+    if !allowed {
+        return Err(AppError::not_found());
+    }
     let body = state.metrics.render(&state).await;
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         body,
     )
-        .into_response()
+        .into_response())
+}
+
+/// The API's ops address (`OPS_BIND_ADDR`): `/health`, `/ready` with every check and
+/// `/metrics`, for a private network (served by `wp_shared::ops::serve_router`).
+pub fn ops_router(state: AppState) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state)
 }
