@@ -91,6 +91,60 @@ async fn an_export_is_queued_built_by_the_worker_and_only_its_owner_gets_it() {
 }
 
 #[tokio::test]
+async fn an_export_given_up_is_failed_and_does_not_block_the_next() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let ann = app.register("ann_failing_export").await;
+    let t = tok(&ann);
+    let (s, b) = app
+        .post_json("/api/users/me/export/", Some(&t), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let first = b["data"]["id"].as_str().unwrap().to_owned();
+    // The worker cannot write the file: the job is given up, the export says so.
+    let mut config = env.config.clone();
+    config.storage_dir = "/proc/self/no-such-dir".into();
+    let workers = env.spawn_workers_with(config, &[(Queue::Export, 1)]).await;
+    let path = format!("/api/users/me/exports/{first}/");
+    eventually(Duration::from_secs(15), "the export failed", || async {
+        let (_, b) = app.call(Method::GET, &path, Some(&t), None).await;
+        (b["data"]["status"] == "failed").then_some(())
+    })
+    .await;
+    workers.shutdown().await;
+    let (s, b) = app
+        .post_json("/api/users/me/export/", Some(&t), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let second = b["data"]["id"].as_str().unwrap().to_owned();
+    // A job lost on the way (no worker ever ran it) stands in the way for an hour only.
+    let (s, b) = app
+        .post_json("/api/users/me/export/", Some(&t), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    sqlx::query(
+        "UPDATE data_exports SET created_at = now() - interval '61 minutes' WHERE id = $1::uuid",
+    )
+    .bind(&second)
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let (s, b) = app
+        .post_json("/api/users/me/export/", Some(&t), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("/api/users/me/exports/{second}/"),
+            Some(&t),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["status"], "failed", "{b}");
+}
+
+#[tokio::test]
 async fn deletion_waits_out_the_grace_period_and_signing_in_cancels_it() {
     let env = TestEnv::new().await;
     let app = env.spawn_api().await;
@@ -140,6 +194,59 @@ async fn deletion_waits_out_the_grace_period_and_signing_in_cancels_it() {
 
     // Asked again, and the grace period over: the purge anonymises the account.
     let t = tok(&b["data"]);
+    // What the account leaves behind: an avatar, an export file, a device, a video.
+    let (st, _) = put_avatar(&app, &t, png(2048), "me.png", "image/png").await;
+    assert_eq!(st, StatusCode::OK);
+    let user_id: uuid::Uuid = d["user"]["id"].as_str().unwrap().parse().unwrap();
+    let storage = wp_shared::storage::Storage::from_config(&env.config).unwrap();
+    let export_key = format!("exports/{}.json", uuid::Uuid::now_v7());
+    storage.put(&export_key, b"{}".to_vec()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO data_exports (id, user_id, status, file_path) VALUES ($1, $2, 'ready', $3)",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(user_id)
+    .bind(&export_key)
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let (st, _) = app
+        .post_json(
+            "/api/mobile/push-token/",
+            Some(&t),
+            json!({"device_id": "cleo-phone", "platform": "android", "push_token": "fcm-cleo"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let form = multipart::Form::new().text("title", "Mine").part(
+        "file",
+        multipart::Part::bytes(common::make_mp4(1))
+            .file_name("mine.mp4")
+            .mime_str("video/mp4")
+            .unwrap(),
+    );
+    let res = app
+        .client
+        .post(app.url("/api/videos/"))
+        .bearer_auth(&t)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let keys: Vec<String> = sqlx::query_scalar(
+        "SELECT avatar_path FROM users WHERE id = $1
+         UNION ALL SELECT storage_key FROM videos WHERE owner_id = $1",
+    )
+    .bind(user_id)
+    .fetch_all(&env.db)
+    .await
+    .unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let keys: Vec<String> = keys.into_iter().chain([export_key]).collect();
+    for k in &keys {
+        assert!(storage.read(k).await.is_ok(), "{k} stored");
+    }
     app.call(
         Method::DELETE,
         "/api/users/me/",
@@ -171,6 +278,23 @@ async fn deletion_waits_out_the_grace_period_and_signing_in_cancels_it() {
         row.1.starts_with("deleted_") && row.2.ends_with("@deleted.invalid"),
         "{row:?}"
     );
+    // Nothing of it is left: rows and files.
+    for k in &keys {
+        assert!(storage.read(k).await.is_err(), "{k} erased");
+    }
+    for table in ["devices", "data_exports", "videos", "sessions"] {
+        let col = if table == "videos" {
+            "owner_id"
+        } else {
+            "user_id"
+        };
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE {col} = $1"))
+            .bind(user_id)
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{table}");
+    }
     // The name and address are free again.
     app.register("cleo_deletes").await;
 }

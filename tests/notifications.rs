@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    MailEnv, eventually,
+    MailEnv, TestUser, eventually,
     ws::{Ws, refused},
 };
 use reqwest::{Method, StatusCode};
@@ -382,28 +382,48 @@ async fn devices_register_refresh_move_and_unregister() {
     let m = MailEnv::new().await;
     let ann = m.env.create_user("ann").await;
     let eve = m.env.create_user("eve").await;
-    let (s, b) = m
-        .app
-        .post_json(
-            "/api/mobile/push-token/",
-            Some(&ann.token),
-            json!({"device_id": "", "platform": "nokia", "push_token": ""}),
-        )
-        .await;
+    let push = |user: &TestUser, body: Value| {
+        let token = user.token.clone();
+        let app = &m.app;
+        async move {
+            app.post_json("/api/mobile/push-token/", Some(&token), body)
+                .await
+        }
+    };
+    let (s, b) = push(
+        &ann,
+        json!({"device_id": "", "platform": "nokia", "push_token": ""}),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    for f in ["device_id", "platform", "push_token"] {
+    for f in ["device_id", "platform"] {
         assert!(b["errors"][f].is_array(), "{f}: {b}");
     }
-    let body = json!({"device_id": "phone-1", "platform": "ios", "push_token": "tok-a", "app_version": "1.0"});
-    let (s, b) = m
-        .app
-        .post_json("/api/mobile/push-token/", Some(&ann.token), body)
+    // APNs tokens go into a URL path: hexadecimal only; FCM tokens in their alphabet.
+    let tok_a = "a".repeat(64);
+    let tok_b = "b".repeat(64);
+    for (platform, token) in [
+        ("ios", "tok-a".to_owned()),
+        ("ios", format!("{}/../../x", "a".repeat(64))),
+        ("android", "a b".to_owned()),
+        ("web", "x?y".to_owned()),
+    ] {
+        let (s, b) = push(
+            &ann,
+            json!({"device_id": "phone-1", "platform": platform, "push_token": token}),
+        )
         .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{token}");
+        assert!(b["errors"]["push_token"].is_array(), "{b}");
+    }
+    let body = json!({"device_id": "phone-1", "platform": "ios", "push_token": tok_a, "app_version": "1.0"});
+    let (s, b) = push(&ann, body).await;
     assert_eq!(s, StatusCode::CREATED, "a new device: {b}");
-    let (s, _) = m
-        .app
-        .post_json("/api/mobile/push-token/", Some(&ann.token), json!({"device_id": "phone-1", "platform": "ios", "push_token": "tok-b", "app_version": "1.1"}))
-        .await;
+    let (s, _) = push(
+        &ann,
+        json!({"device_id": "phone-1", "platform": "ios", "push_token": tok_b, "app_version": "1.1"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "a refresh");
     let (_, b) = m
         .app
@@ -425,18 +445,40 @@ async fn devices_register_refresh_move_and_unregister() {
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "not eve's device");
-    // Signed in as eve on the same phone: the device moves.
-    m.app.register_device(&eve, "phone-1", "ios", "tok-c").await;
+    // Knowing ann's install id is not enough to take her notifications.
+    let (s, b) = push(
+        &eve,
+        json!({"device_id": "phone-1", "platform": "ios", "push_token": "c".repeat(64)}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["code"], "device_taken");
+    let owner: uuid::Uuid =
+        sqlx::query_scalar("SELECT user_id FROM devices WHERE device_id = 'phone-1'")
+            .fetch_one(&m.env.db)
+            .await
+            .unwrap();
+    assert_eq!(owner, ann.id);
+    // Signed in as eve on the same phone (the install's current token): it moves.
+    m.app.register_device(&eve, "phone-1", "ios", &tok_b).await;
     let (_, b) = m
         .app
         .call(Method::GET, "/api/mobile/devices/", Some(&ann.token), None)
         .await;
     assert_eq!(b["data"], json!([]));
+    // The same token under a new install id is the same phone: one row, not two.
+    m.app.register_device(&eve, "phone-1b", "ios", &tok_b).await;
+    let (_, b) = m
+        .app
+        .call(Method::GET, "/api/mobile/devices/", Some(&eve.token), None)
+        .await;
+    assert_eq!(b["data"].as_array().unwrap().len(), 1, "{b}");
+    assert_eq!(b["data"][0]["device_id"], "phone-1b");
     let (s, _) = m
         .app
         .call(
             Method::DELETE,
-            "/api/mobile/devices/phone-1/",
+            "/api/mobile/devices/phone-1b/",
             Some(&eve.token),
             None,
         )
@@ -447,6 +489,28 @@ async fn devices_register_refresh_move_and_unregister() {
         .call(Method::GET, "/api/mobile/devices/", None, None)
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // An account keeps its 20 most recently refreshed devices.
+    for i in 0..22 {
+        m.app
+            .register_device(&ann, &format!("tab-{i:02}"), "android", &format!("fcm-{i}"))
+            .await;
+    }
+    let (_, b) = m
+        .app
+        .call(Method::GET, "/api/mobile/devices/", Some(&ann.token), None)
+        .await;
+    let ids: Vec<&str> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 20, "{ids:?}");
+    assert!(
+        !ids.contains(&"tab-00") && !ids.contains(&"tab-01"),
+        "{ids:?}"
+    );
+    assert!(ids.contains(&"tab-21"), "{ids:?}");
 }
 
 #[tokio::test]

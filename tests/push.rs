@@ -11,6 +11,10 @@ use reqwest::StatusCode;
 use serde_json::json;
 use wp_shared::jobs::{NotifyEvent, Queue, SendPush};
 
+/// APNs device tokens: 64 hexadecimal digits (the second one is unregistered).
+const APNS_GOOD: &str = "a1b2c3d4e5f60718a1b2c3d4e5f60718a1b2c3d4e5f60718a1b2c3d4e5f60718";
+const APNS_DEAD: &str = "dead0000000000000000000000000000000000000000000000000000000000ff";
+
 #[tokio::test]
 async fn a_friend_request_is_pushed_once_to_each_live_device_and_dead_tokens_are_pruned() {
     let providers = Providers::start().await;
@@ -25,8 +29,8 @@ async fn a_friend_request_is_pushed_once_to_each_live_device_and_dead_tokens_are
         ("pixel", "android", "fcm-good"),
         ("old-pixel", "android", "dead-fcm"),
         ("browser", "web", "busy-web"),
-        ("iphone", "ios", "apns-good"),
-        ("old-iphone", "ios", "dead-apns"),
+        ("iphone", "ios", APNS_GOOD),
+        ("old-iphone", "ios", APNS_DEAD),
     ] {
         app.register_device(&ben, device, platform, token).await;
     }
@@ -40,7 +44,7 @@ async fn a_friend_request_is_pushed_once_to_each_live_device_and_dead_tokens_are
     .await;
     let mut tokens: Vec<&str> = accepted.iter().map(|a| a.token.as_str()).collect();
     tokens.sort_unstable();
-    assert_eq!(tokens, ["apns-good", "busy-web", "fcm-good"]);
+    assert_eq!(tokens, [APNS_GOOD, "busy-web", "fcm-good"]);
     for a in &accepted {
         assert_eq!(a.title, "New friend request", "{a:?}");
         assert_eq!(a.body, "ann wants to be your friend.");

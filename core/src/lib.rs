@@ -9,6 +9,7 @@
 
 pub mod account;
 pub mod comment;
+pub mod device;
 pub mod event;
 pub mod events;
 pub mod group;

@@ -2,8 +2,9 @@
 //! APNs, checking what the providers check: the OAuth2 JWT assertion (RS256, issuer,
 //! audience, scope) and the bearer token it was exchanged for; APNs over HTTP/2 only,
 //! its ES256 provider token (`kid`, `iss`), `apns-topic`, `apns-push-type`,
-//! `apns-priority`, `apns-collapse-id`; the payload shapes. Tokens starting `dead` are
-//! unregistered; tokens starting `busy` are rate limited on their first send.
+//! `apns-priority`, `apns-collapse-id`, device tokens of 64 hexadecimal digits; the
+//! payload shapes. Tokens starting `dead` are unregistered; tokens starting `busy` are
+//! rate limited on their first send.
 
 use std::{
     collections::HashSet,
@@ -308,6 +309,13 @@ async fn apns_send(
     let (Some(title), Some(text)) = (alert["title"].as_str(), alert["body"].as_str()) else {
         return refuse(&s, StatusCode::BAD_REQUEST, format!("apns payload: {body}"));
     };
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"reason": "BadDeviceToken"})),
+        )
+            .into_response();
+    }
     if token.starts_with("dead") {
         return (
             StatusCode::GONE,

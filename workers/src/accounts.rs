@@ -14,12 +14,33 @@ pub const EXPORT_TTL_DAYS: i64 = 7;
 
 /// Writes `exports/{id}.json` under STORAGE_DIR with everything the account holds, then
 /// marks the export ready. Idempotent: a finished export is left alone; a re-run
-/// rewrites the same file.
+/// rewrites the same file. When the job is given up (its last attempt failed, or the
+/// failure cannot be retried), the export is marked `failed`, so the owner can ask for
+/// another one.
 pub async fn export_account(
     job: ExportAccount,
     ctx: Data<Arc<Ctx>>,
-    _attempt: Attempt,
+    attempt: Attempt,
 ) -> Result<(), BoxDynError> {
+    let res = write_export(&job, &ctx).await;
+    if let Err(e) = &res {
+        let given_up = e.is::<AbortError>()
+            || (crate::retry::last_attempt(&ctx.config, &attempt) && !crate::retry::is_outage(e));
+        if given_up {
+            sqlx::query(
+                "UPDATE data_exports SET status = 'failed', error = $2, finished_at = now()
+                 WHERE id = $1 AND status IN ('queued', 'running')",
+            )
+            .bind(job.export_id)
+            .bind(format!("given up: {e}"))
+            .execute(&ctx.db)
+            .await?;
+        }
+    }
+    res
+}
+
+async fn write_export(job: &ExportAccount, ctx: &Ctx) -> Result<(), BoxDynError> {
     let row = sqlx::query!(
         "UPDATE data_exports SET status = 'running' WHERE id = $1 AND status IN ('queued', 'running')
          RETURNING user_id",
@@ -101,14 +122,9 @@ pub async fn export_account(
     // The storage writes beside and moves into place: never half a file.
     let written = ctx.storage.put(&rel, bytes).await;
     if let Err(e) = written {
-        sqlx::query!(
-            "UPDATE data_exports SET status = 'failed', error = $2, finished_at = now() WHERE id = $1",
-            job.export_id,
-            format!("cannot write the file: {e}")
-        )
-        .execute(&ctx.db)
-        .await?;
-        return Err(AbortError::new(e).into());
+        return Err(
+            AbortError::new(std::io::Error::other(format!("cannot write the file: {e}"))).into(),
+        );
     }
     sqlx::query!(
         "UPDATE data_exports SET status = 'ready', file_path = $2, size_bytes = $3, finished_at = now(),
@@ -125,10 +141,14 @@ pub async fn export_account(
     Ok(())
 }
 
-/// Anonymises every account whose deletion was asked for more than
-/// ACCOUNT_DELETION_GRACE_DAYS ago: personal data cleared, sign-in impossible, social
-/// ties, sessions and tokens removed. The row stays (status `deleted`) so content that
-/// others replied to keeps its shape. Also removes expired export files.
+/// Erases every account whose deletion was asked for more than
+/// ACCOUNT_DELETION_GRACE_DAYS ago: personal data cleared, sign-in impossible; social
+/// ties, sessions, tokens, push devices, notifications, exports and the avatar removed
+/// (files too); the videos it uploaded deleted with their files (their comments and
+/// likes go with them, parties that showed them keep going without a video). The row
+/// stays (status `deleted`, username `deleted_…`) so that comments and chat messages
+/// it wrote in others' threads keep their shape, under that name. Also removes expired
+/// export files.
 pub async fn purge(ctx: &Ctx) -> Result<u64, BoxDynError> {
     let grace = i64::try_from(ctx.config.deletion_grace.as_secs()).unwrap_or(i64::MAX);
     let mut tx = ctx.db.begin().await?;
@@ -141,7 +161,20 @@ pub async fn purge(ctx: &Ctx) -> Result<u64, BoxDynError> {
     )
     .fetch_all(&mut *tx)
     .await?;
+    let mut files: Vec<String> = Vec::new();
     if !ids.is_empty() {
+        files = sqlx::query_scalar(
+            "SELECT avatar_path FROM users WHERE id = ANY($1) AND avatar_path IS NOT NULL
+             UNION ALL
+             SELECT file_path FROM data_exports WHERE user_id = ANY($1) AND file_path IS NOT NULL
+             UNION ALL
+             SELECT storage_key FROM videos WHERE owner_id = ANY($1)
+             UNION ALL
+             SELECT thumbnail_key FROM videos WHERE owner_id = ANY($1) AND thumbnail_key IS NOT NULL",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
         sqlx::query!(
             "UPDATE users SET status = 'deleted',
                  username = 'deleted_' || substr(replace(id::text, '-', ''), 1, 12),
@@ -163,11 +196,21 @@ pub async fn purge(ctx: &Ctx) -> Result<u64, BoxDynError> {
             "DELETE FROM blocks WHERE blocker = ANY($1) OR blocked = ANY($1)",
             "DELETE FROM friend_requests WHERE from_user = ANY($1) OR to_user = ANY($1)",
             "DELETE FROM data_exports WHERE user_id = ANY($1)",
+            "DELETE FROM devices WHERE user_id = ANY($1)",
+            "DELETE FROM notifications WHERE user_id = ANY($1)",
+            "DELETE FROM videos WHERE owner_id = ANY($1)",
         ] {
             sqlx::query(stmt).bind(&ids).execute(&mut *tx).await?;
         }
     }
     tx.commit().await?;
+    // The files of what was erased, once the rows are gone (a file left by a failure
+    // here is found by nothing and harms nobody; it is logged).
+    for key in files {
+        if let Err(e) = ctx.storage.delete(&key).await {
+            tracing::warn!(key, error = %e, "could not remove an erased account's file");
+        }
+    }
     // Expired export files.
     let expired =
         sqlx::query!("DELETE FROM data_exports WHERE expires_at < now() RETURNING file_path")

@@ -251,6 +251,11 @@ impl Apns {
     }
 
     pub async fn send(&self, http: &reqwest::Client, token: &str, m: &Message) -> Outcome {
+        // The token goes into the request path: a row older than the check at
+        // registration must not steer the request elsewhere.
+        if wp_core::device::token_problem(wp_core::device::Platform::Ios, token).is_some() {
+            return Outcome::Dead("BadDeviceToken (malformed)".into());
+        }
         let jwt = match self.provider_token() {
             Ok(t) => t,
             Err(e) => return Outcome::Retry(e),

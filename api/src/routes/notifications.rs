@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
-use wp_core::notify::KINDS;
+use wp_core::{
+    device::{NewDevice, Platform, Registered},
+    notify::KINDS,
+};
 
 use crate::{
     auth::AuthUser,
@@ -377,16 +380,7 @@ pub async fn set_preferences(
 
 // ---- devices ----------------------------------------------------------------------
 
-/// A device registered for push.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Device {
-    pub device_id: String,
-    /// `ios`, `android` or `web`.
-    pub platform: String,
-    pub app_version: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
+pub use wp_core::device::Device;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -394,18 +388,22 @@ pub struct PushToken {
     /// The app's stable id for this install (unique).
     pub device_id: String,
     pub platform: String,
-    /// The FCM registration token or APNs device token.
+    /// The FCM registration token (`android`, `web`: letters, digits, `-_:.`) or the
+    /// APNs device token (`ios`: 64 to 200 hexadecimal digits).
     pub push_token: String,
     #[serde(default)]
     pub app_version: String,
 }
 
 /// Registers a device (201) or refreshes its token (200). A `device_id` registered by
-/// another account moves to the caller (the app was signed in again on that device).
+/// another account moves to the caller only with the install's current push token (the
+/// app was signed in again on that phone); otherwise 409 `device_taken` (the app makes
+/// a new install id). An account keeps its 20 most recently refreshed devices.
 #[utoipa::path(post, path = "/mobile/push-token/", tag = "notifications", security(("bearer" = [])), request_body = PushToken,
     responses((status = 201, description = "A new device", body = inline(Envelope<Device>)),
               (status = 200, description = "A known device, refreshed", body = inline(Envelope<Device>)),
-              (status = 400, body = crate::error::ErrorBody)))]
+              (status = 400, body = crate::error::ErrorBody),
+              (status = 409, description = "`device_taken`: the install is another account's", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn push_token(
     State(state): State<AppState>,
@@ -416,45 +414,39 @@ pub async fn push_token(
     if b.device_id.trim().is_empty() || b.device_id.len() > 200 {
         errors.insert("device_id".into(), vec!["1 to 200 characters.".into()]);
     }
-    if !["ios", "android", "web"].contains(&b.platform.as_str()) {
-        errors.insert("platform".into(), vec!["One of ios, android, web.".into()]);
-    }
-    if b.push_token.trim().is_empty() || b.push_token.len() > 4096 {
-        errors.insert("push_token".into(), vec!["1 to 4096 characters.".into()]);
+    let platform = b.platform.parse::<Platform>().ok();
+    match platform {
+        None => {
+            errors.insert("platform".into(), vec!["One of ios, android, web.".into()]);
+        }
+        Some(p) => {
+            if let Some(problem) = wp_core::device::token_problem(p, b.push_token.trim()) {
+                errors.insert("push_token".into(), vec![problem.into()]);
+            }
+        }
     }
     if b.app_version.len() > 50 {
         errors.insert("app_version".into(), vec!["At most 50 characters.".into()]);
     }
-    if !errors.is_empty() {
+    let Some(platform) = platform.filter(|_| errors.is_empty()) else {
         return Err(AppError::Validation(errors));
+    };
+    let new = NewDevice {
+        device_id: b.device_id.trim(),
+        platform,
+        push_token: b.push_token.trim(),
+        app_version: &b.app_version,
+    };
+    match wp_core::device::register(&state.db, me.id, &new).await? {
+        Registered::Created(d) => Ok(ApiResponse::created(d)),
+        Registered::Refreshed(d) => Ok(ApiResponse::ok(d)),
+        Registered::Taken => Err(AppError::Conflict {
+            code: "device_taken",
+            message: "This install is registered to another account; sign out there, or \
+                      register with the install's current push token."
+                .to_owned(),
+        }),
     }
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        #[sqlx(flatten)]
-        device: Device,
-        inserted: bool,
-    }
-    let r: Row = sqlx::query_as(
-        "INSERT INTO devices (id, user_id, device_id, platform, push_token, app_version)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (device_id) DO UPDATE
-         SET user_id = EXCLUDED.user_id, platform = EXCLUDED.platform, push_token = EXCLUDED.push_token,
-             app_version = EXCLUDED.app_version, updated_at = now()
-         RETURNING device_id, platform, app_version, created_at, updated_at, xmax = 0 AS inserted",
-    )
-    .bind(Uuid::now_v7())
-    .bind(me.id)
-    .bind(b.device_id.trim())
-    .bind(&b.platform)
-    .bind(b.push_token.trim())
-    .bind(&b.app_version)
-    .fetch_one(&state.db)
-    .await?;
-    Ok(if r.inserted {
-        ApiResponse::created(r.device)
-    } else {
-        ApiResponse::ok(r.device)
-    })
 }
 
 /// The caller's devices.

@@ -142,7 +142,8 @@ async fn load_export(
 }
 
 /// Asks for a copy of the account's data (JSON). Answers 202 with the export, whose
-/// status can be read until it is `ready`. One export at a time.
+/// status can be read until it is `ready`. One export at a time; one not finished
+/// within an hour (its job lost) is marked `failed` and no longer stands in the way.
 #[utoipa::path(post, path = "/users/me/export/", tag = "users", security(("bearer" = [])),
     responses((status = 202, body = inline(Envelope<DataExport>)), (status = 409, description = "`export_pending`", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
@@ -152,6 +153,15 @@ pub async fn request_export(
 ) -> AppResult<ApiResponse<DataExport>> {
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "UPDATE data_exports
+         SET status = 'failed', error = 'abandoned: not finished within an hour', finished_at = now()
+         WHERE user_id = $1 AND status IN ('queued', 'running')
+           AND created_at < now() - interval '1 hour'",
+    )
+    .bind(user.id)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query!(
         "INSERT INTO data_exports (id, user_id) VALUES ($1, $2)",
         id,
