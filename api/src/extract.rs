@@ -225,10 +225,15 @@ where
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        wp_shared::query::parse(parts.uri.query().unwrap_or_default())
-            .map(Query)
-            .map_err(|e| AppError::field(e.field, e.message))
+        parse_query(parts.uri.query()).map(Query)
     }
+}
+
+/// A query string read as [`Query`] reads it, for a handler that checks permission
+/// before it reads the parameters.
+pub fn parse_query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, AppError> {
+    wp_shared::query::parse(raw.unwrap_or_default())
+        .map_err(|e| AppError::field(e.field, e.message))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod mail;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod page_cache;
 pub mod ratelimit;
 pub mod request_id;
@@ -45,7 +46,7 @@ Paths end with a slash; the same path without it is served too. Success bodies a
 error bodies are `{success: false, message, code, errors?, request_id}`. Authentication is a Bearer JWT in \
 `Authorization`; no cookies are used, so CSRF does not apply.",
     ),
-    components(schemas(error::ErrorBody)),
+    components(schemas(error::ErrorBody, wp_core::comment::Comment)),
     modifiers(&BearerAuth),
     tags(
         (name = "system", description = "Liveness, readiness, metrics"),
@@ -100,12 +101,15 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// Builds the router and the OpenAPI document from one list of routes.
 pub fn router_and_openapi() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(system::health))
         .routes(routes!(system::ready))
         .routes(routes!(system::metrics))
         .nest("/api", api_routes())
-        .split_for_parts()
+        .split_for_parts();
+    openapi::complete_responses(&mut doc);
+    openapi::require_one_of(&mut doc, "LoginRequest", &["email", "username"]);
+    (router, doc)
 }
 
 /// The OpenAPI document (also served at `/api/schema/`).

@@ -94,8 +94,10 @@ pub const DEFAULT_PAGE_SIZE: u32 = 20;
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page number, from 1.
+    #[param(minimum = 1)]
     pub page: Option<u32>,
     /// Items per page (default 20, at most 100).
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
 }
 
@@ -203,6 +205,7 @@ pub struct CursorParams {
     /// Opaque cursor from a previous page's `next` or `previous`.
     pub cursor: Option<String>,
     /// Items per page (default 20, at most 100).
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
 }
 
@@ -217,7 +220,8 @@ impl CursorParams {
                 format!("Must be between 1 and {MAX_PAGE_SIZE}."),
             ));
         }
-        let pos = match &self.cursor {
+        // `?cursor=` (empty) is the first page, as no cursor is.
+        let pos = match self.cursor.as_deref().filter(|c| !c.is_empty()) {
             None => None,
             Some(c) => {
                 Some(decode_cursor(c).ok_or_else(|| AppError::field("cursor", "Invalid cursor."))?)

@@ -27,13 +27,15 @@ use crate::{
 #[into_params(parameter_in = Query)]
 pub struct EventListParams {
     /// `scheduled`, `live`, `ended` or `cancelled`.
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     pub status: Option<EventStatus>,
     /// Words of the title, description or location (search).
     pub q: Option<String>,
     /// Only this social group's events.
     pub group: Option<Uuid>,
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
 }
 
@@ -111,17 +113,36 @@ pub async fn my(
     page_of(&state, &me, &uri, q, f).await
 }
 
+/// `?q=` (required) and the list's filters, for the search.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventSearchParams {
+    /// Words of the title, description or location: 1 to 200 characters besides
+    /// spaces around.
+    #[param(min_length = 1, max_length = 200, pattern = "\\S")]
+    pub q: String,
+    /// `scheduled`, `live`, `ended` or `cancelled`.
+    #[param(inline)]
+    pub status: Option<EventStatus>,
+    /// Only this social group's events.
+    pub group: Option<Uuid>,
+    #[param(minimum = 1)]
+    pub page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
+    pub page_size: Option<u32>,
+}
+
 /// Events whose title, description or location has `q` (400 without it).
-#[utoipa::path(get, path = "/events/search/", tag = "events", security(("bearer" = [])), params(EventListParams),
+#[utoipa::path(get, path = "/events/search/", tag = "events", security(("bearer" = [])), params(EventSearchParams),
     responses((status = 200, body = inline(Envelope<Paginated<Event>>)), (status = 400, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn search(
     State(state): State<AppState>,
     me: AuthUser,
     OriginalUri(uri): OriginalUri,
-    Query(q): Query<EventListParams>,
+    Query(q): Query<EventSearchParams>,
 ) -> AppResult<ApiResponse<Paginated<Event>>> {
-    let words = q.q.as_deref().map(str::trim).unwrap_or_default();
+    let words = q.q.trim();
     if words.is_empty() || words.chars().count() > 200 {
         return Err(crate::error::AppError::field("q", "1 to 200 characters."));
     }
@@ -129,7 +150,14 @@ pub async fn search(
         search: Some(words.to_owned()),
         ..Default::default()
     };
-    page_of(&state, &me, &uri, q, f).await
+    let list = EventListParams {
+        status: q.status,
+        q: None,
+        group: q.group,
+        page: q.page,
+        page_size: q.page_size,
+    };
+    page_of(&state, &me, &uri, list, f).await
 }
 
 /// Creates an event; the caller organizes it. Times are RFC 3339 with an offset;
@@ -276,9 +304,11 @@ pub async fn rsvp(
 #[into_params(parameter_in = Query)]
 pub struct AttendeeParams {
     /// Only this answer (`pending` and `declined`: the organizer only).
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     pub status: Option<Attendance>,
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
 }
 

@@ -32,7 +32,9 @@ pub struct GroupListParams {
     pub category: Option<String>,
     /// Only the caller's groups.
     pub mine: Option<bool>,
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
 }
 

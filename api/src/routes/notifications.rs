@@ -5,7 +5,7 @@
 
 use crate::extract::Ids;
 use axum::{
-    extract::{Path, State},
+    extract::{OriginalUri, Path, State},
     http::StatusCode,
 };
 use chrono::{DateTime, Utc};
@@ -22,7 +22,7 @@ use crate::{
     auth::AuthUser,
     error::{AppError, AppResult},
     extract::{Json, Query},
-    response::{ApiResponse, CursorPage, Envelope, decode_cursor, encode_cursor},
+    response::{ApiResponse, CursorPage, Envelope, encode_cursor},
     state::AppState,
 };
 
@@ -53,6 +53,7 @@ pub struct NotificationListParams {
     pub kind: Option<String>,
     pub cursor: Option<String>,
     /// Items per page (default 20, at most 100).
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
 }
 
@@ -71,16 +72,11 @@ pub async fn list(
     me: AuthUser,
     Query(q): Query<NotificationListParams>,
 ) -> AppResult<ApiResponse<CursorPage<Notification>>> {
-    let size = q.page_size.unwrap_or(20);
-    if !(1..=100).contains(&size) {
-        return Err(AppError::field("page_size", "Must be between 1 and 100."));
+    let (pos, size) = crate::response::CursorParams {
+        cursor: q.cursor.clone(),
+        page_size: q.page_size,
     }
-    let pos: Option<Position> = match &q.cursor {
-        Some(c) => {
-            Some(decode_cursor(c).ok_or_else(|| AppError::field("cursor", "Invalid cursor."))?)
-        }
-        None => None,
-    };
+    .validate::<Position>()?;
     if let Some(k) = &q.kind
         && !KINDS.iter().any(|x| x.name == k)
     {
@@ -651,6 +647,7 @@ pub async fn set_settings(
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// Days back from today (default 7, at most 90).
+    #[param(minimum = 1, maximum = 90)]
     pub days: Option<u32>,
 }
 
@@ -678,9 +675,11 @@ pub struct DeliveryStat {
 pub async fn stats(
     State(state): State<AppState>,
     me: AuthUser,
-    Query(q): Query<StatsParams>,
+    OriginalUri(uri): OriginalUri,
 ) -> AppResult<ApiResponse<Vec<DeliveryStat>>> {
     me.require_role(crate::auth::Role::Admin)?;
+    // Read only once the caller may: a stranger learns nothing of the parameters.
+    let q: StatsParams = crate::extract::parse_query(uri.query())?;
     let days = q.days.unwrap_or(7);
     if !(1..=90).contains(&days) {
         return Err(AppError::field("days", "Between 1 and 90."));

@@ -253,12 +253,23 @@ async fn accept_in(conn: &mut PgConnection, id: Uuid, from: Uuid, to: Uuid) -> A
     Ok(vec![ev])
 }
 
+/// Which friend requests: to me or from me.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RequestListParams {
     /// `incoming` (default) or `outgoing`.
-    pub direction: Option<String>,
+    #[param(inline)]
+    pub direction: Option<Direction>,
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
 }
 
@@ -272,16 +283,7 @@ pub async fn list_requests(
     OriginalUri(uri): OriginalUri,
     Query(q): Query<RequestListParams>,
 ) -> AppResult<ApiResponse<Paginated<FriendRequest>>> {
-    let incoming = match q.direction.as_deref().unwrap_or("incoming") {
-        "incoming" => true,
-        "outgoing" => false,
-        _ => {
-            return Err(AppError::field(
-                "direction",
-                "Either `incoming` or `outgoing`.",
-            ));
-        }
-    };
+    let incoming = q.direction.unwrap_or(Direction::Incoming) == Direction::Incoming;
     let page = PageParams {
         page: q.page,
         page_size: q.page_size,
@@ -527,7 +529,7 @@ pub async fn unfriend(
 /// Follows a user.
 #[utoipa::path(post, path = "/social/follow/{user_id}/", tag = "social", security(("bearer" = [])),
     params(("user_id" = Uuid, Path)),
-    responses((status = 201, body = inline(Envelope<Relation>)), (status = 403, description = "`blocked`: you blocked this user", body = crate::error::ErrorBody), (status = 404, description = "No such user, or they blocked you", body = crate::error::ErrorBody), (status = 409, description = "`already_following`", body = crate::error::ErrorBody)))]
+    responses((status = 201, body = inline(Envelope<Relation>)), (status = 400, description = "`user_id`: yourself", body = crate::error::ErrorBody), (status = 403, description = "`blocked`: you blocked this user", body = crate::error::ErrorBody), (status = 404, description = "No such user, or they blocked you", body = crate::error::ErrorBody), (status = 409, description = "`already_following`", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn follow(
     State(state): State<AppState>,

@@ -359,7 +359,7 @@ pub async fn reaction_counts(
 }
 
 /// A voice-chat change asked for by a member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VoiceAction {
     Join,

@@ -234,9 +234,12 @@ pub async fn profile(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// Username prefix (case-insensitive), at least 1 character.
+    /// Username prefix (case-insensitive), 1 to 30 characters besides spaces around.
+    #[param(min_length = 1, max_length = 30, pattern = "\\S")]
     pub search: String,
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
 }
 

@@ -1,7 +1,7 @@
 //! Job queues for the admin panel: depths (the same figures as `/metrics`), and the
 //! dead jobs of a queue, to inspect and replay.
 
-use axum::extract::{Path, State};
+use axum::extract::{OriginalUri, Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use wp_shared::jobs::{Queue, ReplayError, queue_depth};
@@ -9,7 +9,6 @@ use wp_shared::jobs::{Queue, ReplayError, queue_depth};
 use crate::{
     auth::{AuthUser, Role},
     error::{AppError, AppResult},
-    extract::Query,
     response::{ApiResponse, Envelope},
     state::AppState,
 };
@@ -116,9 +115,10 @@ pub async fn dead(
     State(state): State<AppState>,
     user: AuthUser,
     Path(queue): Path<String>,
-    Query(q): Query<DeadParams>,
+    OriginalUri(uri): OriginalUri,
 ) -> AppResult<ApiResponse<DeadJobs>> {
     user.require_role(Role::Admin)?;
+    let q: DeadParams = crate::extract::parse_query(uri.query())?;
     let queue = queue_of(&queue)?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {

@@ -205,12 +205,15 @@ pub async fn create(
 pub struct PartyListParams {
     /// `all` (default: every party the caller can see), `public`, `friends` (friends'
     /// parties) or `mine` (parties the caller is a member of).
+    #[param(pattern = "^(all|public|friends|mine)$")]
     pub scope: Option<String>,
     /// Words in the title.
     pub search: Option<String>,
     /// Only the parties of this social group (those the caller may see).
     pub group: Option<Uuid>,
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
 }
 

@@ -81,7 +81,6 @@ pub async fn voice_chat(
 #[serde(deny_unknown_fields)]
 pub struct VoiceBody {
     /// `join`, `leave`, `mute` or `unmute`.
-    #[schema(value_type = String)]
     pub action: VoiceAction,
 }
 

@@ -25,9 +25,11 @@ use crate::{
 #[into_params(parameter_in = Query)]
 pub struct PollListParams {
     /// `active`, `closed` or `all` (default).
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     pub status: Option<ListFilter>,
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
 }
 

@@ -35,8 +35,11 @@ pub struct CommentListParams {
     pub parent: Option<Uuid>,
     /// `-created_at` (default), `created_at` or `-likes_count` (most liked first); the
     /// words `newest`, `oldest`, `top` say the same.
+    #[param(pattern = "^(-created_at|created_at|-likes_count|newest|oldest|top)$")]
     pub ordering: Option<String>,
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
 }
 

@@ -689,6 +689,7 @@ pub struct ListParams {
     pub category: Option<String>,
     pub tag: Option<String>,
     /// Only for your own videos (`?owner=` your id, or `?mine=true`).
+    #[param(pattern = "^(public|unlisted|friends|private)$")]
     pub visibility: Option<String>,
     /// Only the caller's videos (any status).
     pub mine: Option<bool>,
@@ -696,8 +697,11 @@ pub struct ListParams {
     pub search: Option<String>,
     /// `created_at`, `title`, `like_count`, `duration_seconds`; `-` for descending
     /// (default `-created_at`).
+    #[param(pattern = "^-?(created_at|title|like_count|duration_seconds)$")]
     pub ordering: Option<String>,
+    #[param(minimum = 1)]
     pub page: Option<u32>,
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
 }
 
