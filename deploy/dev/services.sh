@@ -44,4 +44,10 @@ if [ "${1:-}" = "--test" ]; then
     python3 -m pip install -q "moto[server]"
   fi
   echo "moto: available"
+  # The frame check after the tests (deploy/dev/check-frames.py) reads YAML and JSON Schema.
+  if ! python3 -c 'import yaml, jsonschema' 2>/dev/null; then
+    echo "jsonschema, PyYAML: installing from PyPI"
+    python3 -m pip install -q jsonschema PyYAML
+  fi
+  echo "jsonschema: available"
 fi

@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # Runs every test against real services (PostgreSQL, Redis, ClickHouse, an SMTP server).
 # Starts or installs what is missing first. Extra arguments go to cargo nextest
-# (e.g. `deploy/dev/test.sh --test jobs`).
+# (e.g. `deploy/dev/test.sh --test jobs`). The socket frames the tests receive are
+# then checked against docs/asyncapi.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deploy/dev/services.sh --test
 export SQLX_OFFLINE=true
+# Every frame the test clients receive is recorded, then checked against the AsyncAPI
+# document (deploy/dev/check-frames.py).
+frames=$(mktemp -d)
+trap 'rm -rf "$frames"' EXIT
+export WP_RECORD_FRAMES="$frames"
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
-  cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
+if compgen -G "$frames/frames-*.jsonl" >/dev/null; then
+  python3 deploy/dev/check-frames.py docs/asyncapi.yaml "$frames" || status=1
+fi
+exit "$status"

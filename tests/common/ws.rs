@@ -87,6 +87,31 @@ pub async fn refused(app: &TestApp, path: &str) -> (u16, Value) {
     }
 }
 
+/// A frame the server sent, parsed; with `WP_RECORD_FRAMES=<dir>` (deploy/dev/test.sh
+/// sets it) also appended to `<dir>/frames-<pid>.jsonl`, which
+/// `deploy/dev/check-frames.py` checks against docs/asyncapi.yaml after the run.
+fn received(text: &str) -> Value {
+    use std::io::Write;
+    use std::sync::{Mutex, OnceLock};
+    static FILE: OnceLock<Option<Mutex<std::fs::File>>> = OnceLock::new();
+    let frame: Value = serde_json::from_str(text).expect("a server frame is JSON");
+    let file = FILE.get_or_init(|| {
+        let dir = std::env::var_os("WP_RECORD_FRAMES")?;
+        let path = std::path::Path::new(&dir).join(format!("frames-{}.jsonl", std::process::id()));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+            .map(Mutex::new)
+    });
+    if let Some(f) = file {
+        let mut f = f.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(f, "{}", frame);
+    }
+    frame
+}
+
 impl Ws {
     /// Connects to a party; returns the socket and its `party_state` snapshot.
     pub async fn connect(app: &TestApp, party: &str, token: &str) -> (Ws, Value) {
@@ -161,7 +186,7 @@ impl Ws {
         loop {
             let msg = tokio::time::timeout(d, self.stream.next()).await.ok()??;
             match msg.ok()? {
-                Message::Text(t) => return Some(serde_json::from_str(t.as_str()).expect("JSON")),
+                Message::Text(t) => return Some(received(t.as_str())),
                 Message::Close(_) => return None,
                 _ => {}
             }
@@ -213,7 +238,7 @@ impl Ws {
             match tokio::time::timeout(left, self.stream.next()).await {
                 Err(_) => return,
                 Ok(Some(Ok(Message::Text(t)))) => {
-                    let f: Value = serde_json::from_str(t.as_str()).expect("JSON");
+                    let f = received(t.as_str());
                     if f["type"] == kind {
                         panic!("unexpected `{kind}` frame: {f}");
                     }
@@ -238,7 +263,7 @@ impl Ws {
                 .expect("closed within 5 s");
             match msg {
                 Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(t.as_str()).expect("JSON");
+                    let v = received(t.as_str());
                     if v["type"] == "error" {
                         last_error = v["data"]["code"].as_str().map(str::to_owned);
                     }
