@@ -1284,6 +1284,52 @@ async fn a_silent_client_is_closed_even_while_heartbeats_flow() {
 }
 
 #[tokio::test]
+async fn chat_is_limited_per_user_across_sockets_parties_and_nodes() {
+    let env = TestEnv::with_vars(&[("CHAT_PER_MINUTE", "4")]).await;
+    let (app, host, member, pid) = room(&env, json!({})).await;
+    // A second party of the same host, and a second node.
+    let other = create_party(
+        &app,
+        &host,
+        json!({"title": "Other", "external_url": "https://example.com/o.mp4"}),
+    )
+    .await;
+    let node2 = env.spawn_node().await;
+    let (mut a, _) = Ws::connect(&app, &pid, &host.token).await;
+    let (mut b, _) = Ws::connect(&node2, &pid, &host.token).await;
+    let (mut c, _) = Ws::connect(&app, &id(&other), &host.token).await;
+    let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
+    for (n, text) in ["a1", "b1", "c1", "a2"].into_iter().enumerate() {
+        let ws = match n % 3 {
+            0 => &mut a,
+            1 => &mut b,
+            _ => &mut c,
+        };
+        ws.send("chat_message", json!({"content": text})).await;
+        ws.expect_where("chat_message", |f| f["data"]["content"] == text)
+            .await;
+    }
+    // The fifth in the minute, from any socket, is refused and stored nowhere.
+    b.send("chat_message", json!({"content": "b2"})).await;
+    let e = b.expect("error").await;
+    assert_eq!(e["data"]["code"], "rate_limited", "{e}");
+    let wait = e["data"]["retry_after_ms"].as_i64().unwrap();
+    assert!((1..=60_000).contains(&wait), "{wait}");
+    c.send("chat_message", json!({"content": "c2"})).await;
+    assert_eq!(c.expect_error().await, "rate_limited");
+    // Someone else is not held back by it.
+    m.send("chat_message", json!({"content": "m1"})).await;
+    m.expect_where("chat_message", |f| f["data"]["content"] == "m1")
+        .await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM party_messages WHERE user_id = $1")
+        .bind(host.id)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 4);
+}
+
+#[tokio::test]
 async fn slow_mode_chat_off_and_co_host_control_follow_the_settings() {
     let env = TestEnv::new().await;
     let (app, host, member, pid) = room(

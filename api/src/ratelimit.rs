@@ -87,16 +87,6 @@ pub const EMAIL_SEND_PER_USER: Limit = Limit {
     window: Duration::from_secs(3600),
 };
 
-static HIT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        r"local n = redis.call('INCR', KEYS[1])
-          if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-          local ttl = redis.call('PTTL', KEYS[1])
-          if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
-          return {n, ttl}",
-    )
-});
-
 fn key(state: &AppState, limit: &Limit, subject: &str) -> String {
     format!(
         "{}:rl:{}:{}",
@@ -109,12 +99,9 @@ fn key(state: &AppState, limit: &Limit, subject: &str) -> String {
 /// Counts a hit for `subject` (an IP, an account) and fails with 429 past the limit.
 pub async fn hit(state: &AppState, limit: &Limit, subject: &str) -> Result<(), AppError> {
     let mut conn = state.redis.clone();
-    let window_ms = u64::try_from(limit.window.as_millis()).unwrap_or(u64::MAX);
-    let (n, ttl_ms): (u32, i64) = HIT
-        .key(key(state, limit, subject))
-        .arg(window_ms)
-        .invoke_async(&mut conn)
-        .await?;
+    let (n, ttl_ms) =
+        wp_shared::redis_conn::window_hit(&mut conn, &key(state, limit, subject), limit.window)
+            .await?;
     over(state, limit, n, ttl_ms)
 }
 

@@ -122,6 +122,10 @@ pub struct Config {
     /// Comments one user may post a minute (`COMMENTS_PER_MINUTE`, default 30; past it
     /// 429 with `Retry-After`).
     pub comments_per_minute: u32,
+    /// Chat messages one user may send a minute, over all their sockets and parties
+    /// (`CHAT_PER_MINUTE`, default 30; past it an `error` frame `rate_limited` with
+    /// `retry_after_ms`).
+    pub chat_per_minute: u32,
     /// Key that signs access tokens (HS256) and its id (`kid`).
     pub jwt_key: JwtKey,
     /// True when `JWT_SECRET` is unset and `jwt_key` was made up by this process.
@@ -263,6 +267,7 @@ impl fmt::Debug for Config {
             .field("presence_every", &self.presence_every)
             .field("poll_update_every", &self.poll_update_every)
             .field("comments_per_minute", &self.comments_per_minute)
+            .field("chat_per_minute", &self.chat_per_minute)
             .field("jwt_key", &self.jwt_key)
             .field("jwt_previous_keys", &self.jwt_previous_keys)
             .field("access_token_ttl", &self.access_token_ttl)
@@ -577,6 +582,7 @@ impl Config {
             presence_every,
             poll_update_every,
             comments_per_minute: r.positive("COMMENTS_PER_MINUTE", 30)?,
+            chat_per_minute: r.positive("CHAT_PER_MINUTE", 30)?,
             jwt_key_ephemeral: r.raw("JWT_SECRET").is_none(),
             jwt_key,
             jwt_previous_keys,

@@ -41,3 +41,25 @@ pub async fn try_lock(
         .await?;
     Ok(res.is_some())
 }
+
+static WINDOW_HIT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"local n = redis.call('INCR', KEYS[1])
+          if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+          local ttl = redis.call('PTTL', KEYS[1])
+          if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+          return {n, ttl}",
+    )
+});
+
+/// Counts one hit in the fixed window kept at `key` (opened by the first hit, `window`
+/// long); returns the hits so far in it and the milliseconds until it ends. The rate
+/// limits of the API and of the sockets count with it.
+pub async fn window_hit(
+    conn: &mut ConnectionManager,
+    key: &str,
+    window: std::time::Duration,
+) -> redis::RedisResult<(u32, i64)> {
+    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    WINDOW_HIT.key(key).arg(window_ms).invoke_async(conn).await
+}

@@ -12,6 +12,21 @@ use crate::social::UserSummary;
 
 pub const MESSAGE_MAX: usize = 1000;
 
+/// Counts one message of `user` against `per_minute`, across every socket, party and
+/// node (a Redis counter per user and minute window). `Some(ms)`: over the limit; the
+/// window ends in `ms`.
+pub async fn charge(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    user: Uuid,
+    per_minute: u32,
+) -> redis::RedisResult<Option<i64>> {
+    let key = format!("{prefix}:chat-rate:{user}");
+    let (n, ttl) =
+        wp_shared::redis_conn::window_hit(redis, &key, std::time::Duration::from_secs(60)).await?;
+    Ok((n > per_minute).then_some(ttl.max(0)))
+}
+
 /// A chat message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatMessage {

@@ -58,6 +58,21 @@ impl Conn {
                 ));
             }
         }
+        let config = &self.rt.ctx.config;
+        if let Some(wait) = chat::charge(
+            &mut redis,
+            &config.redis_prefix,
+            self.me.id,
+            config.chat_per_minute,
+        )
+        .await
+        .map_err(|e| internal(&e))?
+        {
+            return Err(Frame::server(
+                "error",
+                json!({ "code": "rate_limited", "message": "Too many chat messages; slow down.", "retry_after_ms": wait }),
+            ));
+        }
         let msg = chat::insert(
             &self.rt.ctx.db,
             self.party,
