@@ -874,8 +874,63 @@ async fn repeated_failures_lock_the_account_and_tell_the_owner() {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     assert_eq!(b["code"], "account_locked");
-    let alert = m.email("noah@example.com", "Security alert").await;
-    assert!(alert.contains("failed attempts"), "{alert}");
+    let notice = m
+        .email(
+            "noah@example.com",
+            "Sign-in to your Watch Party account is paused",
+        )
+        .await;
+    assert!(notice.contains("failed attempts"), "{notice}");
+    assert!(notice.contains("/unlock-account?token="), "{notice}");
+
+    // A name no account has locks the same way: the answer tells no one which exist.
+    for _ in 0..10 {
+        let (s, b) = m
+            .app
+            .post_json(
+                "/api/auth/login/",
+                None,
+                json!({"username": "nobody_here", "password": "bad guess number"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    }
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "nobody_here", "password": STRONG_PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("account_locked")),
+        "{b}"
+    );
+
+    // The owner lifts the pause with the mailed link, once, and signs in at once.
+    let token = link_token(&notice);
+    let (s, b) = m
+        .app
+        .post_json("/api/auth/unlock/", None, json!({"token": token}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = m
+        .app
+        .post_json(
+            "/api/auth/login/",
+            None,
+            json!({"username": "noah", "password": STRONG_PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = m
+        .app
+        .post_json("/api/auth/unlock/", None, json!({"token": token}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "single use: {b}");
+    assert!(b["errors"]["token"].is_array(), "{b}");
 }
 
 /// A stolen access token cannot be used to guess the password: the checks of password
@@ -937,7 +992,12 @@ async fn password_checks_of_a_signed_in_user_lock_like_sign_ins() {
         (StatusCode::FORBIDDEN, Some("account_locked")),
         "{b}"
     );
-    let alert = m.email("rita@example.com", "Security alert").await;
+    let alert = m
+        .email(
+            "rita@example.com",
+            "Sign-in to your Watch Party account is paused",
+        )
+        .await;
     assert!(alert.contains("failed attempts"), "{alert}");
 }
 

@@ -53,6 +53,14 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "security_alert.txt",
             include_str!("../templates/email/security_alert.txt"),
         ),
+        (
+            "account_locked.html",
+            include_str!("../templates/email/account_locked.html"),
+        ),
+        (
+            "account_locked.txt",
+            include_str!("../templates/email/account_locked.txt"),
+        ),
     ] {
         // The templates are part of the binary; a syntax error fails the unit test below.
         env.add_template(name, src).expect("valid email template");
@@ -103,6 +111,7 @@ mod tests {
             "change_email",
             "email_changed",
             "security_alert",
+            "account_locked",
         ] {
             let e = render(
                 kind,
@@ -111,7 +120,8 @@ mod tests {
                 minijinja::context! {
                     username => "<script>x</script>", email => "a@example.com",
                     link => "https://app/x?token=abc", hours => 24, minutes => 60,
-                    what => "Your password was changed.",
+                    what => "Your password was changed.", attempts => 10,
+                    until => "2026-12-02T17:00:00Z",
                 },
             )
             .unwrap();

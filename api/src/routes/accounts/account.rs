@@ -24,6 +24,8 @@ use crate::{
 const VERIFY_HOURS: i64 = 24;
 const RESET_MINUTES: i64 = 60;
 const CHANGE_HOURS: i64 = 24;
+/// How long the link of a lockout notice works.
+const UNLOCK_HOURS: i64 = 24;
 
 type Empty = serde_json::Value;
 
@@ -136,20 +138,68 @@ pub(crate) async fn send_security_alert(
     Ok(vec![id, event])
 }
 
+/// Tells the owner that sign-in is paused, with a link that lifts the pause at once
+/// (`POST /api/auth/unlock/`): the lock stops a guesser, the owner only reads a mail.
 pub(crate) async fn send_lockout_notice(
-    _state: &AppState,
+    state: &AppState,
     conn: &mut PgConnection,
     user: Uuid,
     username: &str,
     email: &str,
     until: Option<DateTime<Utc>>,
 ) -> AppResult<Vec<i64>> {
-    let what = format!(
-        "There were {} failed attempts to sign in to your account in a row, so sign-in is blocked until {}.",
-        crate::routes::accounts::auth::LOCKOUT_AFTER,
-        until.map(|t| t.to_rfc3339()).unwrap_or_default()
-    );
-    send_security_alert(conn, user, username, email, &what).await
+    let token = new_token(
+        conn,
+        user,
+        "unlock_account",
+        email,
+        chrono::Duration::hours(UNLOCK_HOURS),
+    )
+    .await?;
+    let link = format!("{}/unlock-account?token={token}", state.config.frontend_url);
+    let until = until.map(|t| t.to_rfc3339()).unwrap_or_default();
+    let id = mail::send(
+        conn,
+        "account_locked",
+        email,
+        "Sign-in to your Watch Party account is paused",
+        context! { username, link, until, attempts => crate::routes::accounts::auth::LOCKOUT_AFTER },
+    )
+    .await?;
+    let event = wp_core::events::emit(
+        conn,
+        "security.alert",
+        None,
+        Some(user),
+        serde_json::json!({ "what": "account_locked" }),
+    )
+    .await?;
+    Ok(vec![id, event])
+}
+
+/// Lifts a lock after failed password checks with the token from the lockout notice:
+/// the owner proved the mailbox, so waiting out the pause is not needed.
+#[utoipa::path(post, path = "/auth/unlock/", tag = "account", request_body = TokenRequest,
+    responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 400, description = "`token` invalid, used or expired", body = crate::error::ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn unlock(
+    State(state): State<AppState>,
+    Json(body): Json<TokenRequest>,
+) -> AppResult<ApiResponse<Empty>> {
+    let mut tx = state.db.begin().await?;
+    let (user, _) = use_token(&mut tx, &body.token, "unlock_account").await?;
+    let names = sqlx::query_as::<_, (String, String)>(
+        "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1
+         RETURNING lower(username), lower(email)",
+    )
+    .bind(user)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    for ident in [names.0, names.1] {
+        crate::ratelimit::clear(&state, &crate::ratelimit::LOGIN_PER_ACCOUNT, &ident).await?;
+    }
+    Ok(ApiResponse::ok(empty()).message("Sign-in is open again."))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -209,6 +259,10 @@ pub async fn resend_verification(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ResetRequest {
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f.][^@\s\x00-\x1f\x7f-\x9f]*\.[^@\s\x00-\x1f\x7f-\x9f]*[^@\s\x00-\x1f\x7f-\x9f.]$"
+    )]
     pub email: String,
 }
 
@@ -270,6 +324,7 @@ pub async fn reset_request(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ResetConfirm {
     pub token: String,
+    #[schema(min_length = 10, max_length = 128)]
     pub password: String,
 }
 
@@ -348,6 +403,7 @@ async fn set_password(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChangePassword {
     pub current_password: String,
+    #[schema(min_length = 10, max_length = 128)]
     pub new_password: String,
 }
 
@@ -403,7 +459,7 @@ pub(crate) async fn confirm_password(
 
 /// Changes the caller's password. Other sessions are signed out; this one stays.
 #[utoipa::path(post, path = "/auth/password/change/", tag = "account", security(("bearer" = [])), request_body = ChangePassword,
-    responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 400, description = "`current_password` wrong or `new_password` too weak", body = crate::error::ErrorBody)))]
+    responses((status = 200, body = inline(Envelope<serde_json::Value>)), (status = 400, description = "`current_password` wrong or `new_password` too weak", body = crate::error::ErrorBody), (status = 403, description = "`account_locked`: ten wrong passwords in a row", body = crate::error::ErrorBody), (status = 429, description = "Too many password checks", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn change_password(
     State(state): State<AppState>,
@@ -444,6 +500,10 @@ pub async fn change_password(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChangeEmail {
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f.][^@\s\x00-\x1f\x7f-\x9f]*\.[^@\s\x00-\x1f\x7f-\x9f]*[^@\s\x00-\x1f\x7f-\x9f.]$"
+    )]
     pub new_email: String,
     pub password: String,
 }
@@ -451,7 +511,7 @@ pub struct ChangeEmail {
 /// Starts an email change: a confirmation link goes to the new address, a notice to
 /// the old one. Nothing changes until the link is used.
 #[utoipa::path(post, path = "/auth/email/change/", tag = "account", security(("bearer" = [])), request_body = ChangeEmail,
-    responses((status = 202, body = inline(Envelope<serde_json::Value>)), (status = 400, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 202, body = inline(Envelope<serde_json::Value>)), (status = 400, body = crate::error::ErrorBody), (status = 403, description = "`account_locked`: ten wrong passwords in a row", body = crate::error::ErrorBody), (status = 429, description = "Too many password checks", body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn change_email(
     State(state): State<AppState>,

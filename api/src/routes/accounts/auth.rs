@@ -29,9 +29,15 @@ pub const LOCKOUT_MINUTES: i64 = 15;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
     /// 3–30 letters, digits, `_` or `.`; unique whatever the case.
+    #[schema(pattern = r"^[A-Za-z0-9_.]{3,30}$")]
     pub username: String,
+    #[schema(
+        max_length = 254,
+        pattern = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f.][^@\s\x00-\x1f\x7f-\x9f]*\.[^@\s\x00-\x1f\x7f-\x9f]*[^@\s\x00-\x1f\x7f-\x9f.]$"
+    )]
     pub email: String,
     /// At least 10 characters, not like the username or email, not a common password.
+    #[schema(min_length = 10, max_length = 128)]
     pub password: String,
     pub display_name: Option<String>,
 }
@@ -270,6 +276,11 @@ pub async fn login(
     {
         return Err(locked(until));
     }
+    if user.is_none()
+        && let Some(until) = unknown_name_locked(&state, &ident).await?
+    {
+        return Err(locked(until));
+    }
     let ok = password::verify(
         body.password,
         user.as_ref().map(|u| u.password_hash.clone()),
@@ -343,6 +354,10 @@ pub(crate) async fn record_failure(state: &AppState, ident: &str) -> AppResult<(
     )
     .fetch_optional(&mut *tx)
     .await?;
+    if row.is_none() {
+        tx.rollback().await?;
+        return count_unknown_name(state, ident).await;
+    }
     let mut relay = Vec::new();
     if let Some(r) = row
         && r.failed_logins == LOCKOUT_AFTER
@@ -360,6 +375,56 @@ pub(crate) async fn record_failure(state: &AppState, ident: &str) -> AppResult<(
     tx.commit().await?;
     state.relay(&relay).await;
     Ok(())
+}
+
+// A name no account has locks like an account after as many failures, so that
+// `account_locked` does not tell a stranger which names exist. Kept in Redis: failures
+// for a day, the lock for `LOCKOUT_MINUTES`.
+fn unknown_name_keys(state: &AppState, ident: &str) -> (String, String) {
+    let p = &state.config.redis_prefix;
+    (
+        format!("{p}:unknown-name-fails:{ident}"),
+        format!("{p}:unknown-name-lock:{ident}"),
+    )
+}
+
+async fn count_unknown_name(state: &AppState, ident: &str) -> AppResult<()> {
+    let (fails, lock) = unknown_name_keys(state, ident);
+    let mut redis = state.redis.clone();
+    let (n, _) = wp_shared::redis_conn::window_hit(
+        &mut redis,
+        &fails,
+        std::time::Duration::from_secs(86_400),
+    )
+    .await?;
+    if n >= u32::try_from(LOCKOUT_AFTER).unwrap_or(10) {
+        redis::cmd("SET")
+            .arg(&lock)
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(LOCKOUT_MINUTES * 60)
+            .query_async::<()>(&mut redis)
+            .await?;
+        redis::cmd("DEL")
+            .arg(&fails)
+            .query_async::<()>(&mut redis)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn unknown_name_locked(
+    state: &AppState,
+    ident: &str,
+) -> AppResult<Option<chrono::DateTime<Utc>>> {
+    let (_, lock) = unknown_name_keys(state, ident);
+    let mut redis = state.redis.clone();
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(&lock)
+        .query_async(&mut redis)
+        .await?;
+    Ok((ttl_ms > 0).then(|| Utc::now() + chrono::Duration::milliseconds(ttl_ms)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

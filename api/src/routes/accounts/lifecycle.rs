@@ -41,7 +41,7 @@ pub struct DeletionScheduled {
 /// anonymised after ACCOUNT_DELETION_GRACE_DAYS unless the owner signs in again before,
 /// which cancels the deletion. The owner is told by email.
 #[utoipa::path(delete, path = "/users/me/", tag = "users", security(("bearer" = [])), request_body = DeleteAccount,
-    responses((status = 202, body = inline(Envelope<DeletionScheduled>)), (status = 400, description = "`password` wrong", body = crate::error::ErrorBody)))]
+    responses((status = 202, body = inline(Envelope<DeletionScheduled>)), (status = 400, description = "`password` wrong", body = crate::error::ErrorBody), (status = 403, description = "`account_locked`: ten wrong passwords in a row", body = crate::error::ErrorBody), (status = 429, description = "Too many password checks", body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn delete_me(
     State(state): State<AppState>,

@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::sessions))
         .routes(routes!(auth::revoke_session))
         .routes(routes!(account::verify_email))
+        .routes(routes!(account::unlock))
         .routes(routes!(account::resend_verification))
         .routes(routes!(account::reset_request))
         .routes(routes!(account::reset_confirm))
