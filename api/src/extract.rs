@@ -103,10 +103,20 @@ fn bytes_rejection(r: BytesRejection) -> AppError {
     }
 }
 
-/// Parses JSON, naming the field path on type and missing-field errors.
+/// Parses JSON, naming the field path on type and missing-field errors. A number with
+/// no fraction is an integer whatever its spelling (`646.0`, `6.46e2`), as JSON Schema
+/// and JavaScript have it, so clients that print floats (Python's `json`) are understood.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    if let Some(field) = wp_shared::text::nul_in_json(bytes) {
+        return Err(AppError::field(field, wp_shared::text::NUL_MESSAGE));
+    }
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| AppError::BadRequest {
+            code: "invalid_json",
+            message: format!("Malformed JSON: {e}"),
+        })?;
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         use serde_json::error::Category;
@@ -141,6 +151,26 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
             }
         }
     })
+}
+
+fn integral_floats_as_integers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                // Exact: |f| < 2^53, so the float holds the integer exactly.
+                #[allow(clippy::cast_possible_truncation)]
+                let i = f as i64;
+                *v = Value::from(i);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 fn strip_position(msg: &str) -> String {
@@ -370,5 +400,26 @@ mod tests {
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
         let b: Value = serde_json::from_slice(&bytes).unwrap();
         assert!(b["errors"]["page"][0].is_string(), "{b}");
+    }
+
+    #[test]
+    fn integral_floats_read_as_integers_and_nul_is_named() {
+        #[derive(Debug, Deserialize)]
+        struct N {
+            n: i32,
+            x: f64,
+        }
+        let v: N = super::parse_json(br#"{"n": 646.0, "x": 2}"#).unwrap();
+        assert_eq!((v.n, v.x), (646, 2.0));
+        let v: N = super::parse_json(br#"{"n": 6.46e2, "x": 0.5}"#).unwrap();
+        assert_eq!((v.n, v.x), (646, 0.5));
+        match super::parse_json::<N>(br#"{"n": 1.5, "x": 1}"#) {
+            Err(crate::error::AppError::Validation(e)) => assert!(e.contains_key("n"), "{e:?}"),
+            other => panic!("{other:?}"),
+        }
+        match super::parse_json::<N>(br#"{"n": 1, "x": 1, "s": "a\u0000"}"#) {
+            Err(crate::error::AppError::Validation(e)) => assert!(e.contains_key("s"), "{e:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -6,11 +6,10 @@
 //! string is read (a value of the wrong type), 503 everywhere (a dependency is down;
 //! `Retry-After` where the server sheds load).
 
+use serde_json::{Value, json};
 use utoipa::openapi::{
-    AllOfBuilder, ContentBuilder, ObjectBuilder, OpenApi, Ref, RefOr, ResponseBuilder, Schema,
-    Type,
+    ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder,
     path::{Operation, ParameterIn},
-    schema::AnyOfBuilder,
 };
 
 fn error(description: &str) -> RefOr<utoipa::openapi::Response> {
@@ -104,29 +103,150 @@ pub fn complete_responses(doc: &mut OpenApi) {
     }
 }
 
-/// Says of the schema `name` that at least one of `fields` is given, not blank (a rule
-/// serde's optional fields cannot express): the schema becomes
-/// `allOf: [itself, anyOf: [{required: [field], field: non-blank string}, ...]]`.
-pub fn require_one_of(doc: &mut OpenApi, name: &str, fields: &[&str]) {
-    let Some(schemas) = doc.components.as_mut().map(|c| &mut c.schemas) else {
+/// The document as served: with the rules a derive cannot state written into it as JSON
+/// (utoipa's model has no `not` or `const`): ids are UUIDs
+/// (a pattern, which generators honour where `format: uuid` is only a hint); "email or
+/// username" at login, "ids or all" on bulk notification actions; a party is created
+/// with a title, its group at creation only, its video changed on the socket and not by
+/// `PATCH`; notification types are the
+/// closed set of `wp_core::notify::KINDS`.
+pub fn state_rules(doc: &OpenApi) -> Value {
+    let mut v = serde_json::to_value(doc).expect("the OpenAPI document serialises");
+    uuid_patterns(&mut v);
+    let schemas = &mut v["components"]["schemas"];
+    one_of_required(
+        schemas,
+        "LoginRequest",
+        &[
+            (
+                "email",
+                json!({"type": "string", "minLength": 1, "pattern": "\\S"}),
+            ),
+            (
+                "username",
+                json!({"type": "string", "minLength": 1, "pattern": "\\S"}),
+            ),
+        ],
+    );
+    one_of_required(
+        schemas,
+        "Selection",
+        &[
+            (
+                "ids",
+                json!({"type": "array", "minItems": 1, "maxItems": 500}),
+            ),
+            ("all", json!({"const": true})),
+        ],
+    );
+    let kinds: Vec<&str> = wp_core::notify::KINDS.iter().map(|k| k.name).collect();
+    schemas["PreferenceUpdate"]["properties"]["kind"]["enum"] = json!(kinds);
+    if let Some(fields) = schemas.get("PartyFields").cloned() {
+        let mut create = fields.clone();
+        create["required"] = json!(["title"]);
+        create["properties"]["title"]["type"] = json!("string");
+        // A library video or an external URL, not both.
+        create["not"] = json!({"required": ["video_id", "external_url"], "properties": {
+            "video_id": {"type": "string"}, "external_url": {"type": "string"}}});
+        // The group is set at creation; the video is changed on the party socket.
+        let mut update = fields;
+        if let Some(props) = update["properties"].as_object_mut() {
+            for field in ["group_id", "video_id", "external_url"] {
+                props.remove(field);
+            }
+        }
+        schemas["PartyCreate"] = create;
+        schemas["PartyUpdate"] = update;
+        let body = |name: &str| json!({"$ref": format!("#/components/schemas/{name}")});
+        let paths = &mut v["paths"];
+        paths["/api/parties/"]["post"]["requestBody"]["content"]["application/json"]["schema"] =
+            body("PartyCreate");
+        paths["/api/parties/{id}/"]["patch"]["requestBody"]["content"]["application/json"]["schema"] =
+            body("PartyUpdate");
+    }
+    for param in v["paths"]["/api/notifications/"]["get"]["parameters"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if param["name"] == "kind" {
+            param["schema"]["enum"] = json!(kinds);
+        }
+    }
+    v
+}
+
+/// `name` becomes `allOf: [itself, anyOf: [{required: [field], properties: {field:
+/// schema}}, ...]]`: at least one of the fields, each as its schema says.
+fn one_of_required(schemas: &mut Value, name: &str, fields: &[(&str, Value)]) {
+    let Some(original) = schemas.get(name).cloned() else {
         return;
     };
-    let Some(original) = schemas.remove(name) else {
-        return;
-    };
-    let any = fields.iter().fold(AnyOfBuilder::new(), |any, field| {
-        any.item(
-            ObjectBuilder::new()
-                .property(
-                    *field,
-                    ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .min_length(Some(1))
-                        .pattern(Some("\\S")),
-                )
-                .required(*field),
-        )
-    });
-    let all = AllOfBuilder::new().item(original).item(any).build();
-    schemas.insert(name.to_owned(), RefOr::T(Schema::AllOf(all)));
+    let any: Vec<Value> = fields
+        .iter()
+        .map(|(f, schema)| json!({"type": "object", "required": [f], "properties": {*f: schema}}))
+        .collect();
+    schemas[name] = json!({"allOf": [original, {"anyOf": any}]});
+}
+
+/// Adds the UUID pattern to every string schema of `format: uuid`.
+fn uuid_patterns(v: &mut Value) {
+    const UUID: &str =
+        "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+    match v {
+        Value::Object(map) => {
+            if map.get("format").and_then(Value::as_str) == Some("uuid")
+                && !map.contains_key("pattern")
+            {
+                map.insert("pattern".into(), Value::from(UUID));
+            }
+            map.values_mut().for_each(uuid_patterns);
+        }
+        Value::Array(items) => items.iter_mut().for_each(uuid_patterns),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r);
+                }
+                map.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(items) => items.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves_and_the_rules_are_written() {
+        let doc = crate::openapi();
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(!all.is_empty());
+        for r in all {
+            let name = r.trim_start_matches("#/components/schemas/");
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "{r} does not resolve"
+            );
+        }
+        let schemas = &doc["components"]["schemas"];
+        assert!(schemas["LoginRequest"]["allOf"].is_array());
+        assert_eq!(schemas["PartyCreate"]["required"][0], "title");
+        assert!(
+            schemas["PartyUpdate"]["properties"]
+                .get("group_id")
+                .is_none()
+        );
+        assert!(schemas["PreferenceUpdate"]["properties"]["kind"]["enum"].is_array());
+        let login = &doc["paths"]["/api/auth/login/"]["post"]["responses"];
+        assert!(login.get("415").is_some() && login.get("413").is_some());
+    }
 }

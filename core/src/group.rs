@@ -158,14 +158,17 @@ fn text(field: &'static str, value: &str, min: usize, max: usize) -> GroupResult
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
     /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: String,
     /// At most 2000 characters.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub description: String,
     #[serde(default)]
     pub is_private: bool,
     /// At most 50 characters.
     #[serde(default)]
+    #[schema(max_length = 50)]
     pub category: String,
 }
 
@@ -184,9 +187,12 @@ impl NewGroup {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GroupPatch {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     pub name: Option<String>,
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     pub is_private: Option<bool>,
+    #[schema(max_length = 50)]
     pub category: Option<String>,
 }
 

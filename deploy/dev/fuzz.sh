@@ -2,15 +2,17 @@
 # Fuzzes the API from its own OpenAPI document with schemathesis (PyPI), against the real
 # server (`watch-party all`, PostgreSQL, Redis, ClickHouse) with a signed-in user:
 # every generated request must get an answer the document allows: no 5xx, a documented
-# status and content type, a body matching the documented schema. A fixed seed makes the
-# run repeat. FUZZ_CHECKS=all adds `positive_data_acceptance` (no schema-valid request
-# refused), which does not hold yet: see docs/security.md. Routes that end the caller's session
+# status and content type, a body matching the documented schema, and no schema-valid
+# request refused (`positive_data_acceptance`; the few rules no schema can state are
+# listed, each with its reason, in deploy/dev/schemathesis.toml). A fixed seed makes the
+# run repeat. Routes that end the caller's session
 # (logout-all, revoking a session by id) are left out; everything else runs as that one
 # user (the stateful phase follows links from what it creates).
 #
 #   deploy/dev/fuzz.sh                   # the CI run (FUZZ_EXAMPLES=10 per operation)
 #   FUZZ_EXAMPLES=100 deploy/dev/fuzz.sh # longer
 #   deploy/dev/fuzz.sh --include-path-regex '/api/videos/'   # extra schemathesis args
+#   deploy/dev/fuzz.sh --seed 7          # another seed (the last --seed wins)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deploy/dev/services.sh >/dev/null
@@ -61,14 +63,13 @@ token=$(curl -sf -X POST "$base/api/auth/register/" -H 'content-type: applicatio
   -d '{"username":"fuzzer","email":"fuzzer@example.com","password":"correct horse battery staple"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["access_token"])')
 
-checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance
-[ "${FUZZ_CHECKS:-}" = "all" ] && checks="$checks,positive_data_acceptance"
+checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,positive_data_acceptance
 status=0
-"$venv/bin/st" run "$base/api/schema/" \
+"$venv/bin/st" --config-file deploy/dev/schemathesis.toml run "$base/api/schema/" \
   --checks "$checks" \
   --header "Authorization: Bearer $token" \
   --exclude-path-regex '/auth/(logout-all|sessions/\{id\})/' \
-  --seed 20261202 --generation-database none --max-examples "${FUZZ_EXAMPLES:-10}" --workers 2 \
+  --seed 20261202 --generation-database none --max-examples "${FUZZ_EXAMPLES:-10}" --workers 1 \
   --request-timeout 30 --no-color --output-truncate true \
   "$@" || status=$?
 if [ "$status" -ne 0 ] && grep -q "panicked" "$work/server.log"; then

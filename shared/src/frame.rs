@@ -50,6 +50,16 @@ impl Frame {
         }
         let value: Value = serde_json::from_str(text)
             .map_err(|e| Self::error("invalid_json", &format!("Malformed JSON: {e}")))?;
+        if let Some(path) = crate::text::nul_in_json(text.as_bytes()) {
+            let refused = Self::error(
+                "invalid_data",
+                &format!("{path}: {}", crate::text::NUL_MESSAGE),
+            );
+            return Err(match value.get("type").and_then(Value::as_str) {
+                Some(k) => refused.in_reply_to(k),
+                None => refused,
+            });
+        }
         if !value.is_object() {
             return Err(Self::error("invalid_frame", "A frame is a JSON object."));
         }

@@ -16,6 +16,7 @@ pub mod query;
 pub mod redis_conn;
 pub mod storage;
 pub mod telemetry;
+pub mod text;
 
 pub use config::Config;
 

@@ -12,6 +12,14 @@ pub struct BadParam {
 
 /// Parses `raw` (without the `?`) into `T`.
 pub fn parse<T: DeserializeOwned>(raw: &str) -> Result<T, BadParam> {
+    if let Some((k, _)) =
+        form_urlencoded::parse(raw.as_bytes()).find(|(k, v)| k.contains('\0') || v.contains('\0'))
+    {
+        return Err(BadParam {
+            field: k.into_owned(),
+            message: crate::text::NUL_MESSAGE.to_owned(),
+        });
+    }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -43,5 +51,10 @@ mod tests {
         assert_eq!(parse::<Q>("page=3").unwrap().page, 3);
         assert_eq!(parse::<Q>("page=x").unwrap_err().field, "page");
         assert_eq!(parse::<Q>("").unwrap_err().field, "page");
+        let e = parse::<Q>("page=1&q=a%00b").unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            ("q", crate::text::NUL_MESSAGE)
+        );
     }
 }

@@ -373,14 +373,14 @@ pub async fn reject(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct InviteBody {
+pub struct EventInviteBody {
     /// 1 to 50 users.
     pub user_ids: Vec<Uuid>,
 }
 
 /// Invites users (the organizer): they see the event and answer it without approval;
 /// each is told once (`event.invite`); they accept with `join` or `rsvp`.
-#[utoipa::path(post, path = "/events/{id}/invite/", tag = "events", security(("bearer" = [])), request_body = InviteBody,
+#[utoipa::path(post, path = "/events/{id}/invite/", tag = "events", security(("bearer" = [])), request_body = EventInviteBody,
     params(("id" = Uuid, Path)),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
@@ -391,7 +391,7 @@ pub async fn invite(
     body: JsonBody,
 ) -> AppResult<StatusCode> {
     event::may_organize(&state.db, &me, id).await?;
-    let b = body.parse::<InviteBody>()?;
+    let b = body.parse::<EventInviteBody>()?;
     let rows = event::invite(&state.db, &me, id, &b.user_ids).await?;
     wp_shared::outbox::relay(&state.db, &state.enqueuer, &rows).await;
     Ok(StatusCode::NO_CONTENT)

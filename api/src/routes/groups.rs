@@ -132,7 +132,7 @@ pub async fn delete(
 /// An optional note with a request to join a private group.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct JoinBody {
+pub struct GroupJoinBody {
     /// At most 500 characters.
     #[serde(default)]
     pub message: String,
@@ -150,7 +150,7 @@ pub struct JoinOutcome {
 
 /// Joins a public group, or a private one the caller was invited to (200); asks to join
 /// another private group (202, the admins and moderators are notified). 403 `banned`.
-#[utoipa::path(post, path = "/social/groups/{id}/join/", tag = "groups", security(("bearer" = [])), request_body(content = JoinBody, description = "optional"),
+#[utoipa::path(post, path = "/social/groups/{id}/join/", tag = "groups", security(("bearer" = [])), request_body(content = GroupJoinBody, description = "optional"),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<JoinOutcome>)), (status = 202, body = inline(Envelope<JoinOutcome>)), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
@@ -160,7 +160,7 @@ pub async fn join(
     Ids(id): Ids<Uuid>,
     body: JsonBody,
 ) -> AppResult<ApiResponse<JoinOutcome>> {
-    let b = body.parse_or_default::<JoinBody>()?;
+    let b = body.parse_or_default::<GroupJoinBody>()?;
     match group::join(&state.db, &me, id, &b.message).await? {
         Joined::Member(g) => Ok(ApiResponse::ok(JoinOutcome {
             status: "joined".into(),
@@ -215,13 +215,13 @@ pub async fn members(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RoleBody {
+pub struct GroupRoleBody {
     /// `admin`, `moderator` or `member`.
     pub role: GroupRole,
 }
 
 /// Sets a member's role (admins). A group keeps at least one admin (409 `last_admin`).
-#[utoipa::path(put, path = "/social/groups/{id}/members/{user_id}/", tag = "groups", security(("bearer" = [])), request_body = RoleBody,
+#[utoipa::path(put, path = "/social/groups/{id}/members/{user_id}/", tag = "groups", security(("bearer" = [])), request_body = GroupRoleBody,
     params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<GroupMember>)), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
@@ -232,7 +232,7 @@ pub async fn set_role(
     body: JsonBody,
 ) -> AppResult<ApiResponse<GroupMember>> {
     group::may(&state.db, &me, id, GroupRole::Admin).await?;
-    let b = body.parse::<RoleBody>()?;
+    let b = body.parse::<GroupRoleBody>()?;
     Ok(ApiResponse::ok(
         group::set_role(&state.db, &me, id, user, b.role).await?,
     ))

@@ -382,6 +382,7 @@ pub use wp_core::device::Device;
 #[serde(deny_unknown_fields)]
 pub struct PushToken {
     /// The app's stable id for this install (unique).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub device_id: String,
     pub platform: String,
     /// The FCM registration token (`android`, `web`: letters, digits, `-_:.`) or the
@@ -474,6 +475,10 @@ pub async fn delete_device(
     me: AuthUser,
     Path(device_id): Path<String>,
 ) -> AppResult<StatusCode> {
+    if device_id.contains('\0') {
+        // No device has such an id (and PostgreSQL could not even compare it).
+        return Err(AppError::not_found());
+    }
     let n = sqlx::query!(
         "DELETE FROM devices WHERE device_id = $1 AND user_id = $2",
         device_id,
@@ -491,7 +496,9 @@ pub async fn delete_device(
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuietHours {
+    #[schema(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub start: String,
+    #[schema(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
     pub end: String,
 }
 

@@ -64,6 +64,7 @@ pub async fn messages(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditMessage {
+    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
     pub content: String,
 }
 

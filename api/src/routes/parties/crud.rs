@@ -25,19 +25,29 @@ use crate::{
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartyFields {
+    /// Required to create.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub title: Option<String>,
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
     /// A library video the caller can see (ready).
     pub video_id: Option<Uuid>,
     /// An external http(s) URL, instead of a library video.
+    #[schema(max_length = 2000, pattern = "^https?://[^/?#\\s]+")]
     pub external_url: Option<String>,
+    #[schema(pattern = "^(public|friends|private)$")]
     pub visibility: Option<String>,
+    #[schema(pattern = "^(host|cohosts|everyone)$")]
     pub control_mode: Option<String>,
     pub chat_enabled: Option<bool>,
+    #[schema(minimum = 0, maximum = 3600)]
     pub slow_mode_seconds: Option<i32>,
+    #[schema(minimum = 2, maximum = 5000)]
     pub max_members: Option<i32>,
     pub allow_screen_share: Option<bool>,
+    #[schema(pattern = "^(wait|independent)$")]
     pub sync_policy: Option<String>,
+    #[schema(minimum = 0, maximum = 60000)]
     pub buffer_wait_ms: Option<i32>,
     /// A social group the caller is a member of: the party is the group's, seen (and
     /// joined without a code) by its members. Set at creation only.

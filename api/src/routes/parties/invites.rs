@@ -17,8 +17,9 @@ use crate::{
 /// Who to invite.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct InviteBody {
+pub struct PartyInviteBody {
     /// 1 to 50 users.
+    #[schema(min_items = 1, max_items = 50)]
     pub user_ids: Vec<Uuid>,
 }
 
@@ -42,14 +43,14 @@ pub struct Invited {
 /// email, push, by their preferences) with the party's join link. A user invited to
 /// the same party within the hour is not invited again; a user who blocked the inviter
 /// or the host (or was blocked by them) is `unknown_user`.
-#[utoipa::path(post, path = "/parties/{id}/invite/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = InviteBody,
+#[utoipa::path(post, path = "/parties/{id}/invite/", tag = "parties", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = PartyInviteBody,
     responses((status = 200, body = inline(Envelope<Invited>)), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn invite(
     State(state): State<AppState>,
     me: AuthUser,
     Ids(id): Ids<Uuid>,
-    Json(body): Json<InviteBody>,
+    Json(body): Json<PartyInviteBody>,
 ) -> AppResult<ApiResponse<Invited>> {
     let mut wanted = body.user_ids.clone();
     wanted.sort_unstable();
@@ -119,6 +120,7 @@ pub async fn invite(
 #[serde(deny_unknown_fields)]
 pub struct AnnounceBody {
     /// 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500, pattern = r"\S")]
     pub message: String,
 }
 

@@ -20,7 +20,7 @@ use crate::{
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct JoinBody {
+pub struct PartyJoinBody {
     /// The invite code (required for a private party).
     pub code: Option<String>,
 }
@@ -61,7 +61,7 @@ async fn join_party(
 
 /// Joins a party: public parties are open, friends-only ones to the host's friends,
 /// private ones with the invite code. Joining again changes nothing.
-#[utoipa::path(post, path = "/parties/{id}/join/", tag = "parties", security(("bearer" = [])), request_body(content = JoinBody, description = "Optional"),
+#[utoipa::path(post, path = "/parties/{id}/join/", tag = "parties", security(("bearer" = [])), request_body(content = PartyJoinBody, description = "Optional"),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Party>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
               (status = 429, description = "Too many codes tried (per user and per address)", body = crate::error::ErrorBody)))]
@@ -77,7 +77,7 @@ pub async fn join(
     let code = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        crate::extract::parse_json::<JoinBody>(&body)?.code
+        crate::extract::parse_json::<PartyJoinBody>(&body)?.code
     };
     if code.is_some() {
         guess_limits(&state, &me, ip).await?;
@@ -228,13 +228,13 @@ pub async fn participants(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RoleBody {
+pub struct PartyRoleBody {
     /// `cohost`, `member`, or `host` (hands the party over; the old host becomes a co-host).
     pub role: PartyRole,
 }
 
 /// Sets a member's role (the host, or staff).
-#[utoipa::path(put, path = "/parties/{id}/members/{user_id}/", tag = "parties", security(("bearer" = [])), request_body = RoleBody,
+#[utoipa::path(put, path = "/parties/{id}/members/{user_id}/", tag = "parties", security(("bearer" = [])), request_body = PartyRoleBody,
     params(("id" = Uuid, Path), ("user_id" = Uuid, Path)),
     responses((status = 200, body = inline(Envelope<Participant>)), (status = 403, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 #[tracing::instrument(skip_all)]
@@ -242,7 +242,7 @@ pub async fn set_member_role(
     State(state): State<AppState>,
     me: AuthUser,
     Ids((id, user_id)): Ids<(Uuid, Uuid)>,
-    Json(body): Json<RoleBody>,
+    Json(body): Json<PartyRoleBody>,
 ) -> AppResult<ApiResponse<Participant>> {
     let mut tx = state.db.begin().await?;
     let row = locked_party(&mut tx, &me, id).await?;

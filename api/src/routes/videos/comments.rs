@@ -165,6 +165,7 @@ async fn render(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewComment {
     /// 1–2000 characters.
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     pub content: String,
     /// The comment this replies to.
     pub parent: Option<Uuid>,
@@ -201,6 +202,7 @@ pub async fn create(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct EditComment {
+    #[schema(min_length = 1, max_length = 2000, pattern = r"\S")]
     pub content: String,
 }
 

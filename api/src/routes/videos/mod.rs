@@ -201,7 +201,11 @@ async fn bounded_text(
         *left -= chunk.len();
         buf.extend_from_slice(&chunk);
     }
-    String::from_utf8(buf).map_err(|_| AppError::field(&name, "Must be UTF-8 text."))
+    let text = String::from_utf8(buf).map_err(|_| AppError::field(&name, "Must be UTF-8 text."))?;
+    if text.contains('\0') {
+        return Err(AppError::field(&name, wp_shared::text::NUL_MESSAGE));
+    }
+    Ok(text)
 }
 
 /// Bytes `user` may still store (`USER_STORAGE_QUOTA_BYTES` minus their videos).
@@ -631,6 +635,7 @@ pub async fn delete(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct ViewStart {
     /// Where playback started, in seconds.
+    #[schema(minimum = 0.0)]
     pub position: Option<f64>,
     /// The party it is watched in, if any.
     pub party_id: Option<Uuid>,
