@@ -186,13 +186,12 @@ async fn run_api(
     let addr = config.bind_addr;
     let ops_addr = config.ops_bind_addr;
     let state = wp_api::AppState::from(wp_api::App::new(config).await?);
-    let ops_routes = wp_api::routes::system::ops_router(state.clone());
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("BIND_ADDR: cannot listen on {addr}"))?;
     tracing::info!(%addr, sockets, "API listening");
-    if sockets {
-        // One process: the sockets share the API's pools.
+    // With `sockets`, one process: the sockets share the API's pools.
+    let rt = if sockets {
         let ctx = wp_realtime::Ctx::with(
             state.config.clone(),
             state.db.clone(),
@@ -201,30 +200,27 @@ async fn run_api(
         )
         .await?;
         let settings = wp_realtime::Settings::from_config(&state.config);
-        let rt = wp_realtime::Realtime::start(ctx, settings).await?;
-        let (stop_ops, ops_stopped) = watch::channel(false);
-        if let Some(ops_addr) = ops_addr {
-            let routes = ops_routes.merge(wp_realtime::stats_router(rt.clone()));
-            ops::serve_router("api", routes, ops_addr, wait(ops_stopped)).await?;
-        }
-        let extra = wp_realtime::router(rt.clone());
-        wp_api::serve_with(state, extra, listener, async move {
-            shutdown.await;
-            let _ = stop_ops.send(true);
-            rt.shutdown();
-        })
-        .await?;
+        Some(wp_realtime::Realtime::start(ctx, settings).await?)
     } else {
-        let (stop_ops, ops_stopped) = watch::channel(false);
-        if let Some(ops_addr) = ops_addr {
-            ops::serve_router("api", ops_routes, ops_addr, wait(ops_stopped)).await?;
+        None
+    };
+    let (stop_ops, ops_stopped) = watch::channel(false);
+    if let Some(ops_addr) = ops_addr {
+        let mut routes = wp_api::routes::system::ops_router(state.clone());
+        if let Some(rt) = &rt {
+            routes = routes.merge(wp_realtime::stats_router(rt.clone()));
         }
-        wp_api::serve(state, listener, async move {
-            shutdown.await;
-            let _ = stop_ops.send(true);
-        })
-        .await?;
+        ops::serve_router("api", routes, ops_addr, wait(ops_stopped)).await?;
     }
+    let extra = rt.clone().map(wp_realtime::router).unwrap_or_default();
+    wp_api::serve_with(state, extra, listener, async move {
+        shutdown.await;
+        let _ = stop_ops.send(true);
+        if let Some(rt) = rt {
+            rt.shutdown();
+        }
+    })
+    .await?;
     Ok(())
 }
 

@@ -853,25 +853,18 @@ async fn two_factor_setup_login_replay_recovery_and_disable() {
 async fn repeated_failures_lock_the_account_and_tell_the_owner() {
     let m = MailEnv::new().await;
     m.app.register("noah").await;
-    for _ in 0..10 {
-        let (s, _) = m
-            .app
-            .post_json(
-                "/api/auth/login/",
-                None,
-                json!({"username": "noah", "password": "bad guess number"}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::UNAUTHORIZED);
-    }
-    let (s, b) = m
-        .app
-        .post_json(
+    let login = |username: &str, password: &str| {
+        m.app.post_json(
             "/api/auth/login/",
             None,
-            json!({"username": "noah", "password": STRONG_PASSWORD}),
+            json!({"username": username, "password": password}),
         )
-        .await;
+    };
+    for _ in 0..10 {
+        let (s, _) = login("noah", "bad guess number").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let (s, b) = login("noah", STRONG_PASSWORD).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     assert_eq!(b["code"], "account_locked");
     let notice = m
@@ -885,24 +878,10 @@ async fn repeated_failures_lock_the_account_and_tell_the_owner() {
 
     // A name no account has locks the same way: the answer tells no one which exist.
     for _ in 0..10 {
-        let (s, b) = m
-            .app
-            .post_json(
-                "/api/auth/login/",
-                None,
-                json!({"username": "nobody_here", "password": "bad guess number"}),
-            )
-            .await;
+        let (s, b) = login("nobody_here", "bad guess number").await;
         assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
     }
-    let (s, b) = m
-        .app
-        .post_json(
-            "/api/auth/login/",
-            None,
-            json!({"username": "nobody_here", "password": STRONG_PASSWORD}),
-        )
-        .await;
+    let (s, b) = login("nobody_here", STRONG_PASSWORD).await;
     assert_eq!(
         (s, b["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("account_locked")),
@@ -916,14 +895,7 @@ async fn repeated_failures_lock_the_account_and_tell_the_owner() {
         .post_json("/api/auth/unlock/", None, json!({"token": token}))
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    let (s, b) = m
-        .app
-        .post_json(
-            "/api/auth/login/",
-            None,
-            json!({"username": "noah", "password": STRONG_PASSWORD}),
-        )
-        .await;
+    let (s, b) = login("noah", STRONG_PASSWORD).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let (s, b) = m
         .app

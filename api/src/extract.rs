@@ -107,49 +107,41 @@ fn bytes_rejection(r: BytesRejection) -> AppError {
 /// no fraction is an integer whatever its spelling (`646.0`, `6.46e2`), as JSON Schema
 /// and JavaScript have it, so clients that print floats (Python's `json`) are understood.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
-    if let Some(field) = wp_shared::text::nul_in_json(bytes) {
-        return Err(AppError::field(field, wp_shared::text::NUL_MESSAGE));
-    }
     let mut value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| AppError::BadRequest {
             code: "invalid_json",
             message: format!("Malformed JSON: {e}"),
         })?;
+    if let Some(field) = wp_shared::text::nul_in(&value) {
+        return Err(AppError::field(field, wp_shared::text::NUL_MESSAGE));
+    }
     integral_floats_as_integers(&mut value);
+    // The syntax was checked above: what is left are data errors (a wrong type, a
+    // missing or unknown field), named by their path.
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        use serde_json::error::Category;
-        match inner.classify() {
-            Category::Syntax | Category::Eof | Category::Io => AppError::BadRequest {
-                code: "invalid_json",
-                message: format!("Malformed JSON: {inner}"),
-            },
-            Category::Data => {
-                let msg = inner.to_string();
-                // "missing field `x` at line 1 column 2": the path is the parent object.
-                let (field, text) = match msg.strip_prefix("missing field `") {
-                    Some(rest) => {
-                        let name = rest.split('`').next().unwrap_or_default();
-                        let full = if path == "." || path.is_empty() {
-                            name.to_owned()
-                        } else {
-                            format!("{path}.{name}")
-                        };
-                        (full, "This field is required.".to_owned())
-                    }
-                    None => {
-                        let field = if path == "." || path.is_empty() {
-                            "non_field_errors".to_owned()
-                        } else {
-                            path
-                        };
-                        (field, strip_position(&msg))
-                    }
+        let msg = e.into_inner().to_string();
+        // "missing field `x`": the path is the parent object.
+        let (field, text) = match msg.strip_prefix("missing field `") {
+            Some(rest) => {
+                let name = rest.split('`').next().unwrap_or_default();
+                let full = if path == "." || path.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{path}.{name}")
                 };
-                AppError::field(field, text)
+                (full, "This field is required.".to_owned())
             }
-        }
+            None => {
+                let field = if path == "." || path.is_empty() {
+                    "non_field_errors".to_owned()
+                } else {
+                    path
+                };
+                (field, msg)
+            }
+        };
+        AppError::field(field, text)
     })
 }
 
@@ -170,13 +162,6 @@ fn integral_floats_as_integers(v: &mut serde_json::Value) {
         Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
         Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
         _ => {}
-    }
-}
-
-fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_owned(),
-        None => msg.to_owned(),
     }
 }
 

@@ -50,7 +50,7 @@ impl Frame {
         }
         let value: Value = serde_json::from_str(text)
             .map_err(|e| Self::error("invalid_json", &format!("Malformed JSON: {e}")))?;
-        if let Some(path) = crate::text::nul_in_json(text.as_bytes()) {
+        if let Some(path) = crate::text::nul_in(&value) {
             let refused = Self::error(
                 "invalid_data",
                 &format!("{path}: {}", crate::text::NUL_MESSAGE),

@@ -7,16 +7,10 @@ use serde_json::Value;
 /// The message every adapter gives for it.
 pub const NUL_MESSAGE: &str = "Text may not contain the NUL character (\\u0000).";
 
-/// Where a JSON document holds a NUL character, as a path (`description`,
-/// `options[2].text`, `.` for the top level), or `None`. Cheap when there is none: JSON
-/// can only carry it escaped, so the document is parsed only if the escape appears.
-pub fn nul_in_json(bytes: &[u8]) -> Option<String> {
-    let escaped = bytes.windows(6).any(|w| w == b"\\u0000");
-    if !escaped {
-        return None;
-    }
-    let value: Value = serde_json::from_slice(bytes).ok()?;
-    find(&value, String::new())
+/// Where a parsed JSON document holds a NUL character (in a string or a key), as a path
+/// (`description`, `options[2].text`, `.` for the top level), or `None`.
+pub fn nul_in(value: &Value) -> Option<String> {
+    find(value, String::new())
 }
 
 fn find(v: &Value, path: String) -> Option<String> {
@@ -53,16 +47,20 @@ fn find(v: &Value, path: String) -> Option<String> {
 mod tests {
     use super::*;
 
+    fn nul_in_json(text: &str) -> Option<String> {
+        nul_in(&serde_json::from_str(text).unwrap())
+    }
+
     #[test]
     fn the_field_holding_a_nul_is_named() {
-        assert_eq!(nul_in_json(br#"{"a": "fine"}"#), None);
-        assert_eq!(nul_in_json(br#"{"a": "not \\u0000 one"}"#), None);
-        assert_eq!(nul_in_json(br#"{"a": "x\u0000"}"#).as_deref(), Some("a"));
+        assert_eq!(nul_in_json(r#"{"a": "fine"}"#), None);
+        assert_eq!(nul_in_json(r#"{"a": "not \\u0000 one"}"#), None);
+        assert_eq!(nul_in_json(r#"{"a": "x\u0000"}"#).as_deref(), Some("a"));
         assert_eq!(
-            nul_in_json(br#"{"a": {"b": ["ok", "\u0000"]}}"#).as_deref(),
+            nul_in_json(r#"{"a": {"b": ["ok", "\u0000"]}}"#).as_deref(),
             Some("a.b[1]")
         );
-        assert_eq!(nul_in_json(br#""\u0000""#).as_deref(), Some("."));
-        assert_eq!(nul_in_json(br#"{"k\u0000": 1}"#).as_deref(), Some("k\0"));
+        assert_eq!(nul_in_json(r#""\u0000""#).as_deref(), Some("."));
+        assert_eq!(nul_in_json(r#"{"k\u0000": 1}"#).as_deref(), Some("k\0"));
     }
 }

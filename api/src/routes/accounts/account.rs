@@ -33,18 +33,62 @@ fn empty() -> Empty {
     serde_json::json!({})
 }
 
-async fn new_token(
+/// What an emailed link is for: its name in `email_tokens`, the frontend page that
+/// opens it, and how long it works.
+#[derive(Debug, Clone, Copy)]
+enum Link {
+    VerifyEmail,
+    ResetPassword,
+    ChangeEmail,
+    RevertEmail,
+    UnlockAccount,
+}
+
+impl Link {
+    fn purpose(self) -> &'static str {
+        match self {
+            Link::VerifyEmail => "verify_email",
+            Link::ResetPassword => "reset_password",
+            Link::ChangeEmail => "change_email",
+            Link::RevertEmail => "revert_email",
+            Link::UnlockAccount => "unlock_account",
+        }
+    }
+
+    fn page(self) -> &'static str {
+        match self {
+            Link::VerifyEmail => "verify-email",
+            Link::ResetPassword => "reset-password",
+            Link::ChangeEmail => "confirm-email-change",
+            Link::RevertEmail => "revert-email-change",
+            Link::UnlockAccount => "unlock-account",
+        }
+    }
+
+    fn ttl(self) -> chrono::Duration {
+        match self {
+            Link::VerifyEmail => chrono::Duration::hours(VERIFY_HOURS),
+            Link::ResetPassword => chrono::Duration::minutes(RESET_MINUTES),
+            Link::ChangeEmail => chrono::Duration::hours(CHANGE_HOURS),
+            Link::RevertEmail => chrono::Duration::hours(REVERT_HOURS),
+            Link::UnlockAccount => chrono::Duration::hours(UNLOCK_HOURS),
+        }
+    }
+}
+
+/// A new single-use token of `link`'s kind for `user` and `email` (it replaces an unused
+/// one of the same kind), as the frontend URL that carries it.
+async fn new_link(
+    state: &AppState,
     conn: &mut PgConnection,
     user: Uuid,
-    purpose: &str,
+    link: Link,
     email: &str,
-    ttl: chrono::Duration,
 ) -> AppResult<String> {
-    // A new token replaces any unused one of the same purpose.
     sqlx::query!(
         "UPDATE email_tokens SET used_at = now() WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
         user,
-        purpose
+        link.purpose()
     )
     .execute(&mut *conn)
     .await?;
@@ -54,27 +98,27 @@ async fn new_token(
          VALUES ($1, $2, $3, $4, $5)",
         tokens::token_hash(&token),
         user,
-        purpose,
+        link.purpose(),
         email,
-        Utc::now() + ttl
+        Utc::now() + link.ttl()
     )
     .execute(&mut *conn)
     .await?;
-    Ok(token)
+    Ok(format!(
+        "{}/{}?token={token}",
+        state.config.frontend_url,
+        link.page()
+    ))
 }
 
 /// Spends a token: returns its user and address, or 400 naming `token`.
-async fn use_token(
-    conn: &mut PgConnection,
-    token: &str,
-    purpose: &str,
-) -> AppResult<(Uuid, String)> {
+async fn use_token(conn: &mut PgConnection, token: &str, link: Link) -> AppResult<(Uuid, String)> {
     let row = sqlx::query!(
         "UPDATE email_tokens SET used_at = now()
          WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now()
          RETURNING user_id, email",
         tokens::token_hash(token.trim()),
-        purpose
+        link.purpose()
     )
     .fetch_optional(&mut *conn)
     .await?
@@ -89,15 +133,7 @@ pub(crate) async fn send_verification(
     username: &str,
     email: &str,
 ) -> AppResult<Vec<i64>> {
-    let token = new_token(
-        conn,
-        user,
-        "verify_email",
-        email,
-        chrono::Duration::hours(VERIFY_HOURS),
-    )
-    .await?;
-    let link = format!("{}/verify-email?token={token}", state.config.frontend_url);
+    let link = new_link(state, conn, user, Link::VerifyEmail, email).await?;
     let id = mail::send(
         conn,
         "verify_email",
@@ -148,15 +184,7 @@ pub(crate) async fn send_lockout_notice(
     email: &str,
     until: Option<DateTime<Utc>>,
 ) -> AppResult<Vec<i64>> {
-    let token = new_token(
-        conn,
-        user,
-        "unlock_account",
-        email,
-        chrono::Duration::hours(UNLOCK_HOURS),
-    )
-    .await?;
-    let link = format!("{}/unlock-account?token={token}", state.config.frontend_url);
+    let link = new_link(state, conn, user, Link::UnlockAccount, email).await?;
     let until = until.map(|t| t.to_rfc3339()).unwrap_or_default();
     let id = mail::send(
         conn,
@@ -187,7 +215,7 @@ pub async fn unlock(
     Json(body): Json<TokenRequest>,
 ) -> AppResult<ApiResponse<Empty>> {
     let mut tx = state.db.begin().await?;
-    let (user, _) = use_token(&mut tx, &body.token, "unlock_account").await?;
+    let (user, _) = use_token(&mut tx, &body.token, Link::UnlockAccount).await?;
     let names = sqlx::query_as::<_, (String, String)>(
         "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1
          RETURNING lower(username), lower(email)",
@@ -217,7 +245,7 @@ pub async fn verify_email(
     Json(body): Json<TokenRequest>,
 ) -> AppResult<ApiResponse<Me>> {
     let mut tx = state.db.begin().await?;
-    let (user, email) = use_token(&mut tx, &body.token, "verify_email").await?;
+    let (user, email) = use_token(&mut tx, &body.token, Link::VerifyEmail).await?;
     sqlx::query!(
         "UPDATE users SET email_verified_at = now() WHERE id = $1 AND lower(email) = lower($2)",
         user,
@@ -298,15 +326,7 @@ pub async fn reset_request(
     .await?;
     if let Some(u) = user {
         let mut tx = state.db.begin().await?;
-        let token = new_token(
-            &mut tx,
-            u.id,
-            "reset_password",
-            &u.email,
-            chrono::Duration::minutes(RESET_MINUTES),
-        )
-        .await?;
-        let link = format!("{}/reset-password?token={token}", state.config.frontend_url);
+        let link = new_link(&state, &mut tx, u.id, Link::ResetPassword, &u.email).await?;
         let id = mail::send(
             &mut tx,
             "reset_password",
@@ -338,7 +358,7 @@ pub async fn reset_confirm(
     Json(body): Json<ResetConfirm>,
 ) -> AppResult<ApiResponse<Empty>> {
     let mut tx = state.db.begin().await?;
-    let (user, _) = use_token(&mut tx, &body.token, "reset_password").await?;
+    let (user, _) = use_token(&mut tx, &body.token, Link::ResetPassword).await?;
     let u = sqlx::query!("SELECT username, email FROM users WHERE id = $1", user)
         .fetch_one(&mut *tx)
         .await?;
@@ -540,18 +560,7 @@ pub async fn change_email(
     )
     .await?;
     let mut tx = state.db.begin().await?;
-    let token = new_token(
-        &mut tx,
-        user.id,
-        "change_email",
-        &new_email,
-        chrono::Duration::hours(CHANGE_HOURS),
-    )
-    .await?;
-    let link = format!(
-        "{}/confirm-email-change?token={token}",
-        state.config.frontend_url
-    );
+    let link = new_link(&state, &mut tx, user.id, Link::ChangeEmail, &new_email).await?;
     let mut ids = vec![
         mail::send(
             &mut tx,
@@ -586,7 +595,7 @@ pub async fn change_email_confirm(
     Json(body): Json<TokenRequest>,
 ) -> AppResult<ApiResponse<Me>> {
     let mut tx = state.db.begin().await?;
-    let (user, email) = use_token(&mut tx, &body.token, "change_email").await?;
+    let (user, email) = use_token(&mut tx, &body.token, Link::ChangeEmail).await?;
     let old: (String, String) =
         sqlx::query_as("SELECT username, email FROM users WHERE id = $1 FOR UPDATE")
             .bind(user)
@@ -605,18 +614,7 @@ pub async fn change_email_confirm(
     })?;
     // The old address hears of it, with a way back (in case it was not the owner).
     let (username, old_email) = old;
-    let token = new_token(
-        &mut tx,
-        user,
-        "revert_email",
-        &old_email,
-        chrono::Duration::hours(REVERT_HOURS),
-    )
-    .await?;
-    let link = format!(
-        "{}/revert-email-change?token={token}",
-        state.config.frontend_url
-    );
+    let link = new_link(&state, &mut tx, user, Link::RevertEmail, &old_email).await?;
     let ids = vec![
         mail::send(
             &mut tx,
@@ -648,7 +646,7 @@ pub async fn revert_email(
     Json(body): Json<TokenRequest>,
 ) -> AppResult<ApiResponse<Empty>> {
     let mut tx = state.db.begin().await?;
-    let (user, email) = use_token(&mut tx, &body.token, "revert_email").await?;
+    let (user, email) = use_token(&mut tx, &body.token, Link::RevertEmail).await?;
     let username: String = sqlx::query_scalar(
         "UPDATE users SET email = $2, email_verified_at = now() WHERE id = $1 RETURNING username",
     )
