@@ -8,6 +8,7 @@
 //! - `all`        migrate, then every role in one process (a single machine; the
 //!   API and the sockets share BIND_ADDR)
 //! - `set-role`   give an account a role (bootstraps the first admin)
+//! - `search-reindex` rebuild the search index (`--index videos`) without downtime
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -44,7 +45,7 @@ enum Command {
         #[arg(
             long,
             env = "WORKER_QUEUES",
-            default_value = "email=4,notify=8,push=16,export=2,media=1,analytics=500,system=4"
+            default_value = "email=4,notify=8,push=16,export=2,media=1,analytics=500,search=1,system=4"
         )]
         queues: String,
     },
@@ -55,6 +56,13 @@ enum Command {
     /// Migrate, then run the API, the workers of every queue and the scheduler in one
     /// process.
     All,
+    /// Rebuild the search index from the source tables and swap it in (readers keep
+    /// the old one until the new one is complete).
+    SearchReindex {
+        /// Only this index: videos, users, parties, events or groups (default: all).
+        #[arg(long)]
+        index: Option<String>,
+    },
     /// Give an existing account a role (bootstraps the first admin).
     SetRole {
         #[arg(long)]
@@ -98,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate => migrate(&config).await,
         Command::SetRole { username, role } => set_role(&config, &username, &role).await,
+        Command::SearchReindex { index } => search_reindex(&config, index.as_deref()).await,
         Command::All => {
             if config.jwt_key_ephemeral {
                 tracing::warn!(
@@ -174,6 +183,28 @@ async fn set_role(config: &Config, username: &str, role: &str) -> anyhow::Result
         anyhow::bail!("no account named `{username}`");
     }
     tracing::info!(username, role, "role set");
+    Ok(())
+}
+
+async fn search_reindex(config: &Config, index: Option<&str>) -> anyhow::Result<()> {
+    use wp_core::search::{SearchIndex, sync};
+    let indexes: Vec<SearchIndex> = match index {
+        None => SearchIndex::ALL.to_vec(),
+        Some(name) => vec![name.parse().map_err(|_| {
+            anyhow::anyhow!("--index must be one of videos, users, parties, events, groups")
+        })?],
+    };
+    let pool = wp_shared::db::pool(config)?;
+    for index in indexes {
+        let started = std::time::Instant::now();
+        let n = sync::rebuild(&pool, index).await?;
+        tracing::info!(
+            index = %index,
+            documents = n,
+            took_ms = started.elapsed().as_millis() as u64,
+            "search index rebuilt"
+        );
+    }
     Ok(())
 }
 

@@ -67,16 +67,20 @@ async fn two_running_schedulers_enqueue_one_job_per_tick() {
         .await
         .unwrap();
     // Every schedule's tick takes a lock: at a quarter hour the vacuum and digest ticks
-    // fire too, and their jobs are in the same queue.
+    // fire too.
     let all_locks: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}:sched:*", env.config.redis_prefix))
         .query_async(&mut conn)
         .await
         .unwrap();
-    let d = env.depth(Queue::System).await;
+    // The search-sync ticks go to the search queue, the others to the system queue.
+    let (d, s) = (
+        env.depth(Queue::System).await,
+        env.depth(Queue::Search).await,
+    );
     assert!(locks.len() >= 3, "ticks fired: {locks:?}");
     assert_eq!(
-        (d.active + d.scheduled) as usize,
+        (d.active + d.scheduled + s.active + s.scheduled) as usize,
         all_locks.len(),
         "one job per tick, not one per replica: {all_locks:?}"
     );

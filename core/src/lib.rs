@@ -15,6 +15,7 @@ pub mod events;
 pub mod group;
 pub mod notify;
 pub mod party;
+pub mod search;
 pub mod social;
 pub mod video;
 

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use wp_shared::{
     Config,
-    jobs::{EnqueueError, Enqueuer, Job, SystemJob},
+    jobs::{EnqueueError, Enqueuer, Job, Queue, SearchJob, SystemJob},
     redis_conn::try_lock,
 };
 
@@ -21,7 +21,21 @@ use wp_shared::{
 pub struct Schedule {
     pub name: &'static str,
     pub cron: cron::Schedule,
-    pub job: SystemJob,
+    /// The queue the job goes to and its payload.
+    pub queue: Queue,
+    pub job: serde_json::Value,
+}
+
+impl Schedule {
+    fn new<J: Job>(name: &'static str, cron: cron::Schedule, job: J) -> Self {
+        Self {
+            name,
+            cron,
+            queue: J::QUEUE,
+            // The payloads here are enums of plain variants: they always serialise.
+            job: serde_json::to_value(&job).unwrap_or(serde_json::Value::Null),
+        }
+    }
 }
 
 /// The schedules of this release.
@@ -30,41 +44,40 @@ pub fn schedules(config: &Config) -> anyhow::Result<Vec<Schedule>> {
         cron::Schedule::from_str(expr).map_err(|e| anyhow::anyhow!("cron `{expr}`: {e}"))
     };
     Ok(vec![
-        Schedule {
-            name: "outbox-relay",
-            cron: parse(&format!("*/{} * * * * *", config.outbox_sweep_secs))?,
-            job: SystemJob::RelayOutbox,
-        },
-        Schedule {
-            name: "close-polls",
-            cron: parse("*/2 * * * * *")?,
-            job: SystemJob::ClosePolls,
-        },
-        Schedule {
-            name: "advance-events",
-            cron: parse("*/10 * * * * *")?,
-            job: SystemJob::AdvanceEvents,
-        },
-        Schedule {
-            name: "vacuum-jobs",
-            cron: parse("0 */15 * * * *")?,
-            job: SystemJob::VacuumJobs,
-        },
-        Schedule {
-            name: "notification-digests",
-            cron: parse("0 */15 * * * *")?,
-            job: SystemJob::SendDigests,
-        },
-        Schedule {
-            name: "sweep-parts",
-            cron: parse("0 17 * * * *")?,
-            job: SystemJob::SweepParts,
-        },
-        Schedule {
-            name: "purge-accounts",
-            cron: parse("0 7 * * * *")?,
-            job: SystemJob::PurgeAccounts,
-        },
+        Schedule::new(
+            "outbox-relay",
+            parse(&format!("*/{} * * * * *", config.outbox_sweep_secs))?,
+            SystemJob::RelayOutbox,
+        ),
+        Schedule::new(
+            "close-polls",
+            parse("*/2 * * * * *")?,
+            SystemJob::ClosePolls,
+        ),
+        Schedule::new(
+            "advance-events",
+            parse("*/10 * * * * *")?,
+            SystemJob::AdvanceEvents,
+        ),
+        Schedule::new(
+            "vacuum-jobs",
+            parse("0 */15 * * * *")?,
+            SystemJob::VacuumJobs,
+        ),
+        Schedule::new(
+            "notification-digests",
+            parse("0 */15 * * * *")?,
+            SystemJob::SendDigests,
+        ),
+        Schedule::new("sweep-parts", parse("0 17 * * * *")?, SystemJob::SweepParts),
+        // The search worker folds changes as they come (LISTEN); this tick is the net
+        // for a worker that missed a wake-up.
+        Schedule::new("search-sync", parse("*/5 * * * * *")?, SearchJob::Sync),
+        Schedule::new(
+            "purge-accounts",
+            parse("0 7 * * * *")?,
+            SystemJob::PurgeAccounts,
+        ),
     ])
 }
 
@@ -100,16 +113,10 @@ pub async fn fire(
         return Ok(false);
     }
     let dedupe = format!("sched:{}:{}", schedule.name, at.timestamp());
-    let payload = serde_json_value(&schedule.job);
-    enq.push_json(SystemJob::QUEUE, vec![(payload, Some(dedupe))])
+    enq.push_json(schedule.queue, vec![(schedule.job.clone(), Some(dedupe))])
         .await
         .map_err(TickError::Enqueue)?;
     Ok(true)
-}
-
-fn serde_json_value(job: &SystemJob) -> serde_json::Value {
-    // A unit-like enum always serialises.
-    serde_json::to_value(job).unwrap_or(serde_json::Value::Null)
 }
 
 /// `scheduler_ticks_total{schedule, result}`: each tick of each schedule, and whether

@@ -235,6 +235,20 @@ impl Job for AnalyticsEvent {
     const QUEUE: Queue = Queue::Analytics;
 }
 
+/// Search index upkeep (docs/search.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SearchJob {
+    /// Fold the recorded changes of every index into the search backend.
+    Sync,
+    /// Build an index (or all, when None) anew from the source tables and swap it in.
+    Reindex { index: Option<String> },
+}
+
+impl Job for SearchJob {
+    const QUEUE: Queue = Queue::Search;
+}
+
 /// Platform housekeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod notify;
 pub mod push;
 pub mod retry;
+pub mod search;
 pub mod system;
 
 use std::{
@@ -32,8 +33,8 @@ use wp_shared::{
     Config,
     backoff::{Backoff, Outage},
     jobs::{
-        AnalyticsEvent, Enqueuer, ExportAccount, NotifyEvent, PrepareMedia, Queue, SendEmail,
-        SendPush, SystemJob, promote_due, queue_config,
+        AnalyticsEvent, Enqueuer, ExportAccount, NotifyEvent, PrepareMedia, Queue, SearchJob,
+        SendEmail, SendPush, SystemJob, promote_due, queue_config,
     },
 };
 
@@ -150,7 +151,6 @@ macro_rules! handled_queues {
                             result
                         })
                 }),)+
-                other => anyhow::bail!("queue `{other}` has no job handlers in this release"),
             })
         }
     };
@@ -163,6 +163,7 @@ handled_queues! {
     Export: ExportAccount => accounts::export_account,
     Media: PrepareMedia => media::prepare,
     Analytics: AnalyticsEvent => analytics::record,
+    Search: SearchJob => search::handle_search,
     System: SystemJob => system::handle_system,
 }
 
@@ -239,6 +240,10 @@ pub fn default_pools() -> Vec<Pool> {
         Pool {
             queue: Queue::Analytics,
             concurrency: 500,
+        },
+        Pool {
+            queue: Queue::Search,
+            concurrency: 1,
         },
         Pool {
             queue: Queue::System,
@@ -559,7 +564,15 @@ pub async fn run(
         .iter()
         .map(|p| tokio::spawn(promote_loop(ctx.clone(), p.queue, stop.clone())))
         .collect();
+    let listener = pools
+        .iter()
+        .any(|p| p.queue == Queue::Search)
+        .then(|| tokio::spawn(search::listen(ctx.clone(), stop.clone())));
     let res = supervise(&ctx, &pools, stop.clone()).await;
+    if let Some(l) = listener {
+        l.abort();
+        let _ = l.await;
+    }
     ctx.status.connected.store(false, Ordering::Relaxed);
     forward.abort();
     for p in promoters {

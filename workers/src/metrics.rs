@@ -18,6 +18,8 @@ pub struct JobMetrics {
     finished: IntCounterVec,
     redelivered: IntCounterVec,
     duration: HistogramVec,
+    search_docs: IntCounterVec,
+    search_lag: prometheus::Histogram,
 }
 
 impl Default for JobMetrics {
@@ -62,6 +64,42 @@ impl JobMetrics {
                 &["queue"],
             )
             .expect("valid metric"),
+            search_docs: IntCounterVec::new(
+                Opts::new(
+                    "search_folded_total",
+                    "Search change-log work: `changes` read, documents `upserted` and \
+                     `deleted` in the index",
+                ),
+                &["what"],
+            )
+            .expect("valid metric"),
+            search_lag: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "search_fold_lag_seconds",
+                    "From a searchable object's change to its fold into the index \
+                     (the oldest change of each batch)",
+                )
+                .buckets(vec![
+                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+                ]),
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    /// Counts a fold of search changes.
+    pub fn search_folded(&self, f: &wp_core::search::sync::Folded) {
+        self.search_docs
+            .with_label_values(&["changes"])
+            .inc_by(f.changes);
+        self.search_docs
+            .with_label_values(&["upserted"])
+            .inc_by(f.upserted);
+        self.search_docs
+            .with_label_values(&["deleted"])
+            .inc_by(f.deleted);
+        if let Some(lag) = f.lag {
+            self.search_lag.observe(lag.as_secs_f64());
         }
     }
 
@@ -110,6 +148,21 @@ pub fn ops(ctx: &Arc<Ctx>, queues: &[Queue]) -> Ops {
     ops.register(m.finished.clone());
     ops.register(m.redelivered.clone());
     ops.register(m.duration.clone());
+    let search = queues.contains(&Queue::Search).then(|| {
+        ops.register(m.search_docs.clone());
+        ops.register(m.search_lag.clone());
+        ops.register(
+            IntGaugeVec::new(
+                Opts::new(
+                    "search_changes_waiting",
+                    "Changes recorded and not yet folded into the index, by index; \
+                     `age_seconds` of the oldest",
+                ),
+                &["index", "what"],
+            )
+            .expect("valid metric"),
+        )
+    });
     let queue_gauges = QueueGauges::new();
     queue_gauges.register(ops.registry());
     let connected = ops.register(
@@ -130,7 +183,18 @@ pub fn ops(ctx: &Arc<Ctx>, queues: &[Queue]) -> Ops {
         let queues = queues.clone();
         let queue_gauges = queue_gauges.clone();
         let connected = connected.clone();
+        let search = search.clone();
         Box::pin(async move {
+            if let Some(g) = &search
+                && let Ok(rows) = wp_core::search::sync::backlog(&ctx.db).await
+            {
+                g.reset();
+                for (index, n, age) in rows {
+                    g.with_label_values(&[index.as_str(), "changes"]).set(n);
+                    g.with_label_values(&[index.as_str(), "age_seconds"])
+                        .set(age.unwrap_or(0.0) as i64);
+                }
+            }
             connected
                 .with_label_values(&["up"])
                 .set(i64::from(ctx.status.connected()));

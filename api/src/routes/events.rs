@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use wp_core::event::{self, Attendance, Attendee, Event, EventInput, EventStatus, ListFilter};
+use wp_core::search;
 
 use crate::{
     auth::AuthUser,
@@ -132,7 +133,8 @@ pub struct EventSearchParams {
     pub page_size: Option<u32>,
 }
 
-/// Events whose title, description or location has `q` (400 without it).
+/// Events whose title, description or location match `q` (400 without it), best match
+/// first: the search engine of `/api/search/` (docs/search.md) over events.
 #[utoipa::path(get, path = "/events/search/", tag = "events", security(("bearer" = [])), params(EventSearchParams),
     responses((status = 200, body = inline(Envelope<Paginated<Event>>)), (status = 400, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
@@ -142,22 +144,39 @@ pub async fn search(
     OriginalUri(uri): OriginalUri,
     Query(q): Query<EventSearchParams>,
 ) -> AppResult<ApiResponse<Paginated<Event>>> {
-    let words = q.q.trim();
-    if words.is_empty() || words.chars().count() > 200 {
-        return Err(crate::error::AppError::field("q", "1 to 200 characters."));
-    }
-    let f = ListFilter {
-        search: Some(words.to_owned()),
-        ..Default::default()
-    };
-    let list = EventListParams {
-        status: q.status,
-        q: None,
-        group: q.group,
+    let page = PageParams {
         page: q.page,
         page_size: q.page_size,
+    }
+    .validate()?;
+    let words =
+        wp_core::trimmed_text(&q.q, 1, 200).map_err(|m| crate::error::AppError::field("q", m))?;
+    // The search engine ranks (docs/search.md); the event rule decides again what shows.
+    let req = search::SearchRequest {
+        q: words,
+        indexes: [search::SearchIndex::Events].into(),
+        filters: search::Filters {
+            event_status: q.status.map(|s| s.as_str().to_owned()),
+            group: q.group,
+            upcoming_only: false,
+            ..Default::default()
+        },
+        sort: search::SearchSort::Relevance,
+        limit: page.limit(),
+        offset: page.offset(),
+        facets: false,
     };
-    page_of(&state, &me, &uri, list, f).await
+    let viewer = search::Viewer::load(&state.db, me.id, me.is_staff()).await?;
+    let found = search::pg::search(&state.db, &req, &viewer, chrono::Utc::now()).await?;
+    let ids: Vec<Uuid> = found.hits.iter().map(|h| h.id).collect();
+    let mut conn = state.db.acquire().await?;
+    let results = event::visible_many(&mut conn, &me, &ids).await?;
+    Ok(ApiResponse::ok(Paginated::new(
+        results,
+        found.total,
+        page,
+        &request_url(&state, &uri),
+    )))
 }
 
 /// Creates an event; the caller organizes it. Times are RFC 3339 with an offset;

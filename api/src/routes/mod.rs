@@ -8,6 +8,7 @@ pub mod events;
 pub mod groups;
 pub mod notifications;
 pub mod parties;
+pub mod search;
 pub mod social;
 pub mod system;
 pub mod videos;

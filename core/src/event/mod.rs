@@ -388,6 +388,24 @@ pub async fn visible(conn: &mut PgConnection, me: &Actor, id: Uuid) -> EventResu
         .ok_or(EventError::NotFound)
 }
 
+/// The events of `ids` that `me` may see, in the order of `ids` (a search's ranking).
+pub async fn visible_many(
+    conn: &mut PgConnection,
+    me: &Actor,
+    ids: &[Uuid],
+) -> EventResult<Vec<Event>> {
+    let rows: Vec<EventRow> =
+        sqlx::query_as(&format!("{SELECT} WHERE e.id = ANY($3) AND {VISIBLE}"))
+            .bind(me.id)
+            .bind(me.is_staff())
+            .bind(ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut events: Vec<Event> = rows.into_iter().map(Event::from).collect();
+    events.sort_by_key(|e| ids.iter().position(|id| *id == e.id));
+    Ok(events)
+}
+
 /// [`visible`] under the event's row lock (taken first).
 async fn locked(conn: &mut PgConnection, me: &Actor, id: Uuid) -> EventResult<Event> {
     sqlx::query("SELECT 1 FROM events WHERE id = $1 FOR UPDATE")
