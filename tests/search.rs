@@ -709,3 +709,178 @@ async fn bad_parameters_are_named_and_saved_searches_are_the_owners() {
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn trending_and_search_analytics_come_from_clickhouse() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let _workers = env
+        .spawn_workers(&[(Queue::Search, 1), (Queue::Analytics, 50)])
+        .await;
+    let users: Vec<TestUser> =
+        futures::future::join_all(["ann", "ben", "cat", "dot"].map(|n| env.create_user(n))).await;
+    let [ann, ben, cat, dot] = &users[..] else {
+        unreachable!()
+    };
+    video(&env, ann, "Dune", "public", json!({})).await;
+    folded(&env).await;
+    for u in [ann, ben, cat] {
+        titles(&app, Some(u), "q=Dune").await;
+    }
+    titles(&app, None, "q=dune").await; // signed out: a search, not a person
+    for u in [ann, ben] {
+        titles(&app, Some(u), "q=solo").await; // two people: never shown
+    }
+    titles(&app, Some(dot), "q=zzqx").await;
+    titles(&app, Some(dot), "q=dune&page=2").await; // paging is not a new search
+    for position in [1, 1, 3] {
+        let (s, b) = app
+            .post_json(
+                "/api/search/click/",
+                Some(&ann.token),
+                json!({"q": "dune", "type": "videos", "id": Uuid::now_v7(), "position": position}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    }
+    let (s, b) = app
+        .post_json(
+            "/api/search/click/",
+            None,
+            json!({"q": "dune", "type": "films", "id": Uuid::now_v7(), "position": 1}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b["errors"]["type"].is_array(), "{b}");
+
+    let trending = eventually(
+        Duration::from_secs(20),
+        "searches in ClickHouse",
+        || async {
+            let (s, b) = get(&app, None, "/api/search/trending/").await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            (b["data"]["top"].as_array().map(Vec::len) == Some(1)).then_some(b)
+        },
+    )
+    .await;
+    let top = &trending["data"]["top"][0];
+    assert_eq!(top["query"], "dune");
+    assert_eq!(top["searches"], 4, "three people and one signed-out search");
+    assert_eq!(top["users"], 3);
+    assert_eq!(
+        trending["data"]["rising"][0]["query"], "dune",
+        "new today: rising"
+    );
+    assert_eq!(trending["data"]["min_users"], 3);
+
+    let (s, _) = get(&app, Some(ann), "/api/search/analytics/").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let staff = env.create_admin("staff").await;
+    let (s, b) = get(&app, Some(&staff), "/api/search/analytics/?days=0").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["days"].is_array(), "{b}");
+    let b = eventually(Duration::from_secs(20), "clicks in ClickHouse", || async {
+        let (s, b) = get(&app, Some(&staff), "/api/search/analytics/").await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        (b["data"]["click_through"].as_array().map(Vec::len) == Some(2)).then_some(b)
+    })
+    .await;
+    let d = &b["data"];
+    assert_eq!(d["searches"], 7, "{d}");
+    assert_eq!(d["zero_result_searches"], 3, "{d}");
+    assert_eq!(
+        d["zero_results"],
+        json!([{"query": "solo", "searches": 2, "users": 2}, {"query": "zzqx", "searches": 1, "users": 1}])
+    );
+    assert_eq!(d["click_through"][0]["position"], 1);
+    assert_eq!(d["click_through"][0]["clicks"], 2);
+    assert_eq!(d["click_through"][1]["position"], 3);
+    let rate = d["click_through"][0]["rate"].as_f64().unwrap();
+    assert!((rate - 2.0 / 7.0).abs() < 1e-9, "{rate}");
+}
+
+#[tokio::test]
+async fn saved_search_alerts_come_once_a_day_with_the_owners_eyes() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let _workers = env
+        .spawn_workers(&[(Queue::Search, 1), (Queue::Notify, 2)])
+        .await;
+    let alice = env.create_user("alice").await;
+    let bob = env.create_user("bob").await;
+    let (s, b) = app
+        .post_json(
+            "/api/search/saved/",
+            Some(&alice.token),
+            json!({"name": "Comets", "search": {"q": "comet", "type": "videos"}, "alert": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let saved: Uuid = b["data"]["id"].as_str().unwrap().parse().unwrap();
+    // Its filters hold: this one matches none of the new videos.
+    let (s, b) = app
+        .post_json(
+            "/api/search/saved/",
+            Some(&alice.token),
+            json!({"name": "Comet docs", "search": {"q": "comet", "category": "documentary"}, "alert": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    video(&env, &bob, "Old comet", "public", json!({"age_days": 3})).await;
+    video(&env, &bob, "Comet returns", "public", json!({})).await;
+    video(&env, &bob, "Comet in private", "private", json!({})).await;
+    folded(&env).await;
+
+    // Saved just now: not due for a day.
+    let now = chrono::Utc::now();
+    let a = wp_core::search::alerts::run_due(&env.db, now, 100)
+        .await
+        .unwrap();
+    assert_eq!(a.looked, 0);
+    // A day later (the look dates back two days): the one new video she may see.
+    sqlx::query("UPDATE saved_searches SET alerted_until = now() - interval '2 days'")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    env.enqueuer
+        .push(wp_shared::jobs::SearchJob::Alerts)
+        .await
+        .unwrap();
+    let n = eventually(
+        Duration::from_secs(15),
+        "the alert notification",
+        || async {
+            let (_, b) = get(&app, Some(&alice), "/api/notifications/").await;
+            let list = b["data"]["results"].as_array().cloned().unwrap_or_default();
+            list.into_iter().find(|n| n["kind"] == "search.alert")
+        },
+    )
+    .await;
+    assert_eq!(n["title"], "New videos for \"Comets\"", "{n}");
+    assert_eq!(
+        n["body"], "1 new video match \"comet\": Comet returns",
+        "{n}"
+    );
+    // Run again: nothing new is due, nothing is sent twice.
+    let a = wp_core::search::alerts::run_due(&env.db, chrono::Utc::now(), 100)
+        .await
+        .unwrap();
+    assert_eq!(a.looked, 0);
+    let events: Vec<String> = sqlx::query_scalar(
+        "SELECT payload->>'saved_search_id' FROM domain_events WHERE kind = 'search.alert'",
+    )
+    .fetch_all(&env.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        vec![saved.to_string()],
+        "one alert, of the first search"
+    );
+    // A day on (the clock moved 25 hours) with nothing new: looked at, no event.
+    let later = chrono::Utc::now() + chrono::Duration::hours(25);
+    let a = wp_core::search::alerts::run_due(&env.db, later, 100)
+        .await
+        .unwrap();
+    assert_eq!((a.looked, a.alerted.len()), (2, 0));
+}

@@ -73,6 +73,7 @@ pub fn schedules(config: &Config) -> anyhow::Result<Vec<Schedule>> {
         // The search worker folds changes as they come (LISTEN); this tick is the net
         // for a worker that missed a wake-up.
         Schedule::new("search-sync", parse("*/5 * * * * *")?, SearchJob::Sync),
+        Schedule::new("search-alerts", parse("0 */10 * * * *")?, SearchJob::Alerts),
         Schedule::new(
             "purge-accounts",
             parse("0 7 * * * *")?,

@@ -243,6 +243,8 @@ pub enum SearchJob {
     Sync,
     /// Build an index (or all, when None) anew from the source tables and swap it in.
     Reindex { index: Option<String> },
+    /// Run the saved searches with alerts that are due (at most daily each).
+    Alerts,
 }
 
 impl Job for SearchJob {

@@ -32,6 +32,19 @@ pub async fn handle_search(
             let f = sync::fold_all(&ctx.db, BATCH).await?;
             record(&ctx, &f);
         }
+        SearchJob::Alerts => {
+            let a = wp_core::search::alerts::run_due(&ctx.db, chrono::Utc::now(), 500).await?;
+            if !a.outbox.is_empty() {
+                wp_shared::outbox::relay_ids(&ctx.db, &ctx.enqueuer, &a.outbox).await?;
+            }
+            if a.looked > 0 {
+                tracing::info!(
+                    looked = a.looked,
+                    alerted = a.alerted.len(),
+                    "saved-search alerts run"
+                );
+            }
+        }
         SearchJob::Reindex { index } => {
             let indexes: Vec<SearchIndex> = match index {
                 None => SearchIndex::ALL.to_vec(),

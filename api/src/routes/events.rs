@@ -165,6 +165,7 @@ pub async fn search(
         limit: page.limit(),
         offset: page.offset(),
         facets: false,
+        created_after: None,
     };
     let viewer = search::Viewer::load(&state.db, me.id, me.is_staff()).await?;
     let found = search::pg::search(&state.db, &req, &viewer, chrono::Utc::now()).await?;

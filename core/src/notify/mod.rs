@@ -209,6 +209,15 @@ pub const KINDS: &[Kind] = &[
         emailed_by_flow: false,
     },
     Kind {
+        name: "search.alert",
+        description: "New videos match a search you saved (at most daily)",
+        in_app: true,
+        email: true,
+        push: true,
+        required: false,
+        emailed_by_flow: false,
+    },
+    Kind {
         name: "admin.broadcast",
         description: "Announcements from the Watch Party team",
         in_app: true,
@@ -396,7 +405,9 @@ mod tests {
                                     "what": "<b>eve</b> changed your password", "message": "hi",
                                     "party_id": "p1", "code": "ABC", "group_id": "g1", "name": "Film club", "event_id": "e1",
                                     "question": "<b>eve</b>?", "top": ["yes"], "votes": 1, "voters": 2,
-                                    "lead_minutes": 1440, "lead_amount": 1, "lead_unit": "day"}),
+                                    "lead_minutes": 1440, "lead_amount": 1, "lead_unit": "day",
+                                    "query": "<b>eve</b> films", "titles": ["<b>eve</b>"], "count": 2,
+                                    "saved_search_id": "s1"}),
                 "https://app.example/",
             )
             .unwrap();

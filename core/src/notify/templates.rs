@@ -194,6 +194,22 @@ pub(super) static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "event.starting.subject",
             "\"{{ payload.title }}\" starts now",
         ),
+        (
+            "search.alert.title",
+            "New videos for \"{{ payload.name }}\"",
+        ),
+        (
+            "search.alert.body",
+            "{{ payload.count }} new video{{ '' if payload.count == 1 else 's' }} match \"{{ payload.query }}\": {{ payload.titles|join(', ') }}",
+        ),
+        (
+            "search.alert.link",
+            "/search?saved={{ payload.saved_search_id }}",
+        ),
+        (
+            "search.alert.subject",
+            "{{ payload.count }} new video{{ '' if payload.count == 1 else 's' }} for \"{{ payload.name }}\"",
+        ),
         ("poll.results.title", "Poll results"),
         (
             "poll.results.body",
@@ -370,6 +386,18 @@ pub(super) const SPANISH: &[(&str, &str)] = &[
     (
         "es:event.reminder.subject",
         "Recordatorio: \"{{ payload.title }}\" empieza en {{ payload.lead_amount }} {{ {'day': 'día', 'hour': 'hora', 'minute': 'minuto'}[payload.lead_unit] }}{{ '' if payload.lead_amount == 1 else 's' }}",
+    ),
+    (
+        "es:search.alert.title",
+        "Vídeos nuevos para \"{{ payload.name }}\"",
+    ),
+    (
+        "es:search.alert.body",
+        "{{ payload.count }} vídeo{{ '' if payload.count == 1 else 's' }} nuevo{{ '' if payload.count == 1 else 's' }} para \"{{ payload.query }}\": {{ payload.titles|join(', ') }}",
+    ),
+    (
+        "es:search.alert.subject",
+        "{{ payload.count }} vídeo{{ '' if payload.count == 1 else 's' }} nuevo{{ '' if payload.count == 1 else 's' }} para \"{{ payload.name }}\"",
     ),
     ("es:poll.results.title", "Resultados de la encuesta"),
     (

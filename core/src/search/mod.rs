@@ -7,9 +7,13 @@
 //! decided at query time from their [`Viewer`] scope — public things, their own, their
 //! friends', their groups' and events' — never by what entered the index.
 
+pub mod alerts;
 pub mod docs;
+pub mod params;
 pub mod pg;
 pub mod sync;
+
+pub use params::{FieldError, SearchParams};
 
 use std::collections::BTreeSet;
 
@@ -164,6 +168,8 @@ pub struct SearchRequest {
     pub offset: i64,
     /// Count facet values (videos).
     pub facets: bool,
+    /// Only things created after this instant (saved-search alerts: new videos).
+    pub created_after: Option<DateTime<Utc>>,
 }
 
 /// Filters; each narrows the kinds it applies to and leaves the others alone.

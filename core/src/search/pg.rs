@@ -126,6 +126,7 @@ pub async fn search(
               AND (d.index_name <> 'events'
                    OR ($18::text IS NULL AND d.status <> 'cancelled') OR d.status = $18)
               AND ($19::uuid IS NULL OR d.group_id = $19)
+              AND ($25::timestamptz IS NULL OR d.created_at > $25)
               AND (NOT $20 OR d.index_name <> 'events' OR d.ends_at > $10 OR d.owner_id = $4
                    OR d.id = ANY($9) OR d.group_id = ANY($7))),
          page AS (
@@ -218,6 +219,7 @@ pub async fn search(
             .bind(req.limit)
             .bind(req.offset)
             .bind(req.facets && req.indexes.contains(&SearchIndex::Videos))
+            .bind(req.created_after)
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -1,9 +1,10 @@
 //! Search over REST (docs/search.md): `GET /api/search/` across videos, users, parties,
 //! events and groups with filters, facets, highlights and totals; `GET
 //! /api/search/suggest/` for a search box; saved searches. The engine and its rules are
-//! `wp_core::search`; signed-out callers search public things.
+//! `wp_core::search`; signed-out callers search public things. What people search
+//! (trending queries, analytics for staff) is in [`stats`].
 
-use std::collections::BTreeSet;
+pub mod stats;
 
 use axum::{
     extract::{OriginalUri, State},
@@ -13,182 +14,27 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
-use wp_core::search::{
-    self, DurationBucket, Facets, Filters, Hit, SearchIndex, SearchRequest, SearchSort, Suggestion,
-    UploadedWithin, Viewer,
-};
+use wp_core::search::{self, Facets, Hit, SearchParams, SearchRequest, Suggestion, Viewer};
 
 use crate::{
     auth::{AuthUser, MaybeAuthUser},
     error::{AppError, AppResult, ErrorBody},
     extract::{Ids, JsonBody, Query},
-    response::{ApiResponse, Envelope, PageParams, Paginated, request_url},
+    response::{ApiResponse, Envelope, PageParams, PageRequest, Paginated, request_url},
     state::AppState,
 };
 
-/// `GET /api/search/` parameters.
-#[derive(Debug, Default, Clone, Deserialize, Serialize, IntoParams, ToSchema)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct SearchParams {
-    /// The words: 1 to 200 characters besides spaces around. Quoted phrases, `or` and
-    /// `-word` work as in a web search box.
-    #[param(min_length = 1, max_length = 200, pattern = "\\S")]
-    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
-    pub q: String,
-    /// Kinds to search, comma-separated: `videos`, `users`, `parties`, `events`,
-    /// `groups` (default: all).
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    #[param(rename = "type")]
-    pub kinds: Option<String>,
-    /// Videos and groups of this category.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
-    /// Videos with every one of these tags, comma-separated (at most 10).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<String>,
-    /// Videos of this length: `short` (< 4 min), `medium` (4–20 min), `long` (> 20 min).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(inline)]
-    pub duration: Option<DurationBucket>,
-    /// Videos uploaded within the last `day`, `week`, `month` or `year`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(inline)]
-    pub uploaded: Option<UploadedWithin>,
-    /// The caller's own videos of this visibility (`public`, `unlisted`, `friends`,
-    /// `private`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub visibility: Option<String>,
-    /// Things of this user (uploader, host, organizer, group admin).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner: Option<Uuid>,
-    /// Events of this status (`scheduled`, `live`, `ended`, `cancelled`). Without it,
-    /// events that ended are left out unless they are the caller's, and cancelled ones
-    /// always.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    /// Parties and events of this group (and the group itself).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<Uuid>,
-    /// `relevance` (default), `newest`, `oldest`, `popular`, or `soonest` (parties and
-    /// events only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(inline)]
-    pub sort: Option<SearchSort>,
-    /// Count facet values (default true).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub facets: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(minimum = 1)]
-    #[schema(minimum = 1)]
-    pub page: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(minimum = 1, maximum = 100)]
-    #[schema(minimum = 1, maximum = 100)]
-    pub page_size: Option<u32>,
-}
-
-const VIDEO_VISIBILITIES: [&str; 4] = ["public", "unlisted", "friends", "private"];
-const EVENT_STATUSES: [&str; 4] = ["scheduled", "live", "ended", "cancelled"];
-
-impl SearchParams {
-    /// The checked request, or the parameter at fault.
-    pub fn check(&self) -> Result<(SearchRequest, crate::response::PageRequest), AppError> {
-        let page = PageParams {
-            page: self.page,
-            page_size: self.page_size,
-        }
-        .validate()?;
-        let q = wp_core::trimmed_text(&self.q, 1, 200).map_err(|m| AppError::field("q", m))?;
-        let indexes: BTreeSet<SearchIndex> = match self.kinds.as_deref() {
-            None => SearchIndex::ALL.iter().copied().collect(),
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|k| !k.is_empty())
-                .map(|k| {
-                    k.parse().map_err(|_| {
-                        AppError::field(
-                            "type",
-                            format!("`{k}` is not one of videos, users, parties, events, groups."),
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        };
-        if indexes.is_empty() {
-            return Err(AppError::field("type", "Name at least one kind."));
-        }
-        let sort = self.sort.unwrap_or(SearchSort::Relevance);
-        if !search::pg::sort_fits(sort, &indexes) {
-            return Err(AppError::field(
-                "sort",
-                "`soonest` orders parties and events only: add type=parties,events.",
-            ));
-        }
-        let tags: Vec<String> = self
-            .tags
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if tags.len() > 10 || tags.iter().any(|t| t.chars().count() > 50) {
-            return Err(AppError::field(
-                "tags",
-                "At most 10 tags of at most 50 characters.",
-            ));
-        }
-        let short = |field: &'static str, v: &Option<String>| -> Result<Option<String>, AppError> {
-            match v.as_deref().map(str::trim) {
-                None | Some("") => Ok(None),
-                Some(s) if s.chars().count() > 50 => {
-                    Err(AppError::field(field, "At most 50 characters."))
-                }
-                Some(s) => Ok(Some(s.to_owned())),
-            }
-        };
-        let visibility = short("visibility", &self.visibility)?;
-        if let Some(v) = &visibility
-            && !VIDEO_VISIBILITIES.contains(&v.as_str())
-        {
-            return Err(AppError::field(
-                "visibility",
-                "One of public, unlisted, friends, private.",
-            ));
-        }
-        let status = short("status", &self.status)?;
-        if let Some(s) = &status
-            && !EVENT_STATUSES.contains(&s.as_str())
-        {
-            return Err(AppError::field(
-                "status",
-                "One of scheduled, live, ended, cancelled.",
-            ));
-        }
-        let req = SearchRequest {
-            q,
-            indexes,
-            filters: Filters {
-                category: short("category", &self.category)?,
-                tags,
-                duration: self.duration,
-                uploaded: self.uploaded,
-                visibility,
-                owner: self.owner,
-                upcoming_only: status.is_none(),
-                event_status: status,
-                group: self.group,
-            },
-            sort,
-            limit: page.limit(),
-            offset: page.offset(),
-            facets: self.facets.unwrap_or(true),
-        };
-        Ok((req, page))
+/// The checked request and page of `p`, or the parameter at fault.
+pub fn check(p: &SearchParams) -> Result<(SearchRequest, PageRequest), AppError> {
+    let page = PageParams {
+        page: p.page,
+        page_size: p.page_size,
     }
+    .validate()?;
+    let req = p
+        .request(page.limit(), page.offset())
+        .map_err(|e| AppError::field(e.field, e.message))?;
+    Ok((req, page))
 }
 
 /// `data` of a search: a page of hits (the usual pagination fields) with the totals per
@@ -225,13 +71,16 @@ pub async fn search(
     OriginalUri(uri): OriginalUri,
     Query(params): Query<SearchParams>,
 ) -> AppResult<ApiResponse<SearchResults>> {
-    let (req, page) = params.check()?;
+    let (req, page) = check(&params)?;
     let viewer = viewer(&state, me.as_ref()).await?;
     let found = search::pg::search(&state.db, &req, &viewer, chrono::Utc::now()).await?;
-    if let Some(me) = &me
-        && let Err(e) = search::record_query(&state.db, me.id, &req.q).await
-    {
-        tracing::debug!(error = %e, "search query not counted");
+    if page.page == 1 {
+        if let Some(me) = &me
+            && let Err(e) = search::record_query(&state.db, me.id, &req.q).await
+        {
+            tracing::debug!(error = %e, "search query not counted");
+        }
+        stats::record_search(&state, me.as_ref().map(|m| m.id), &req.q, found.total).await;
     }
     let totals = found
         .totals
@@ -362,7 +211,7 @@ pub async fn save(
     let input: SavedSearchInput = body.parse()?;
     let name =
         wp_core::trimmed_text(&input.name, 1, 100).map_err(|m| AppError::field("name", m))?;
-    let (req, _) = input.search.check().map_err(|e| match e {
+    let (req, _) = check(&input.search).map_err(|e| match e {
         // The fields inside `search` are named by their path.
         AppError::Validation(errors) => AppError::Validation(
             errors
@@ -444,4 +293,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(suggest))
         .routes(routes!(saved, save))
         .routes(routes!(unsave))
+        .routes(routes!(stats::click))
+        .routes(routes!(stats::trending))
+        .routes(routes!(stats::analytics))
 }
