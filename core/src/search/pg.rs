@@ -98,25 +98,13 @@ const QUERY: &str = "q AS (
 /// does not find "carol".
 const TYPO_THRESHOLD: &str = "SET LOCAL pg_trgm.word_similarity_threshold = 0.4";
 
-/// Runs `req` for `viewer`.
-pub async fn search(
-    db: &PgPool,
-    req: &SearchRequest,
-    viewer: &Viewer,
-    now: DateTime<Utc>,
-) -> sqlx::Result<SearchPage> {
-    let f = &req.filters;
-    let (dur_from, dur_to) = f.duration.map(|d| d.range()).unzip();
-    let indexes: Vec<&str> = req.indexes.iter().map(|i| i.as_str()).collect();
-    let sql = format!(
-        "WITH {QUERY},
-         m AS MATERIALIZED (
-            SELECT d.*, ts_rank_cd(d.tsv, q.tsq, 32) + 0.5 * word_similarity(q.nq, d.norm) AS score
-            FROM search_documents d, q
-            WHERE d.index_name = ANY($3)
-              AND (d.tsv @@ q.tsq OR (length(q.nq) >= 5 AND q.nq <% d.norm))
-              AND {VISIBLE}
-              AND ($11::text IS NULL OR d.category = $11)
+/// The columns the match set keeps (what ordering and facets need; the page's documents
+/// are read whole afterwards).
+const COLUMNS: &str = "SELECT d.index_name, d.id, d.category, d.tags, d.duration_seconds, \
+    d.created_at, d.popularity, d.starts_at, d.owner_id, d.visibility";
+
+/// The request's filters over a document `d` (see [`search`] for the parameters).
+const FILTERS: &str = "($11::text IS NULL OR d.category = $11)
               AND (cardinality($12::text[]) = 0 OR d.tags @> $12)
               AND ($13::float8 IS NULL OR (d.duration_seconds >= $13 AND d.duration_seconds < $14))
               AND ($15::timestamptz IS NULL OR (d.index_name = 'videos' AND d.created_at >= $15))
@@ -128,18 +116,81 @@ pub async fn search(
               AND ($19::uuid IS NULL OR d.group_id = $19)
               AND ($25::timestamptz IS NULL OR d.created_at > $25)
               AND (NOT $20 OR d.index_name <> 'events' OR d.ends_at > $10 OR d.owner_id = $4
-                   OR d.id = ANY($9) OR d.group_id = ANY($7))),
-         page AS (
-            SELECT m.*, row_number() OVER (ORDER BY
-                CASE WHEN $21 = 'newest' THEN m.created_at END DESC,
-                CASE WHEN $21 = 'oldest' THEN m.created_at END ASC,
-                CASE WHEN $21 = 'popular' THEN m.popularity END DESC,
-                CASE WHEN $21 = 'soonest' THEN m.starts_at END ASC NULLS LAST,
-                m.score DESC, m.created_at DESC, m.id) AS pos
-            FROM m),
-         shown AS (SELECT * FROM page ORDER BY pos LIMIT $22 OFFSET $23)
+                   OR d.id = ANY($9) OR d.group_id = ANY($7))";
+
+/// Typo matches are looked for only when the words match fewer documents than this.
+const FUZZY_BELOW: i64 = 50;
+
+/// With relevance order, at most this many matches are scored and reachable through the
+/// pages (the most popular first): a word in a sixth of a million documents must not
+/// rank them all. `count` then says at most this; `totals` stay exact.
+pub const RANK_WINDOW: i64 = 5000;
+
+/// Runs `req` for `viewer`.
+pub async fn search(
+    db: &PgPool,
+    req: &SearchRequest,
+    viewer: &Viewer,
+    now: DateTime<Utc>,
+) -> sqlx::Result<SearchPage> {
+    let f = &req.filters;
+    let (dur_from, dur_to) = f.duration.map(|d| d.range()).unzip();
+    let indexes: Vec<&str> = req.indexes.iter().map(|i| i.as_str()).collect();
+    let score = "ts_rank_cd(d.tsv, q.tsq, 32) + 0.5 * word_similarity(q.nq, d.norm)";
+    // Only the page's documents are read whole; with relevance the scored candidates are
+    // the RANK_WINDOW most popular matches.
+    let (shown, count) = match req.sort {
+        SearchSort::Relevance => (
+            format!(
+                "cand AS (SELECT index_name, id FROM m
+                          ORDER BY popularity DESC, created_at DESC, id LIMIT {RANK_WINDOW}),
+                 shown AS (
+                    SELECT d.*, {score} AS score,
+                           row_number() OVER (ORDER BY {score} DESC, d.created_at DESC, d.id) AS pos
+                    FROM cand JOIN search_documents d USING (index_name, id), q
+                    ORDER BY pos LIMIT $22 OFFSET $23)"
+            ),
+            format!("least(count(*), {RANK_WINDOW})"),
+        ),
+        other => {
+            let key = match other {
+                SearchSort::Newest => "created_at DESC",
+                SearchSort::Oldest => "created_at ASC",
+                SearchSort::Popular => "popularity DESC, created_at DESC",
+                _ => "starts_at ASC NULLS LAST, created_at DESC",
+            };
+            (
+                format!(
+                    "cand AS (SELECT index_name, id FROM m ORDER BY {key}, id LIMIT $22 OFFSET $23),
+                     shown AS (
+                        SELECT d.*, {score} AS score,
+                               row_number() OVER (ORDER BY d.{key}, d.id) AS pos
+                        FROM cand JOIN search_documents d USING (index_name, id), q)"
+                ),
+                "count(*)".to_owned(),
+            )
+        }
+    };
+    // Typo matches (trigram word similarity, words of 5 letters or more) only when the
+    // words themselves find few: a common word is not rechecked against every document.
+    let filters = format!("d.index_name = ANY($3) AND {VISIBLE} AND {FILTERS}");
+    let matches = format!(
+        "exact AS MATERIALIZED (
+            {COLUMNS} FROM search_documents d, q
+            WHERE d.tsv @@ q.tsq AND {filters}),
+         m AS MATERIALIZED (
+            SELECT * FROM exact
+            UNION ALL
+            {COLUMNS} FROM search_documents d, q
+            WHERE length(q.nq) >= 5 AND q.nq <% d.norm AND NOT (d.tsv @@ q.tsq) AND {filters}
+              AND (SELECT count(*) FROM exact) < {FUZZY_BELOW}),
+"
+    );
+    let sql = format!(
+        "WITH {QUERY},
+         {matches}{shown}
          SELECT
-           (SELECT count(*) FROM m) AS total,
+           (SELECT {count} FROM m) AS total,
            (SELECT coalesce(jsonb_agg(jsonb_build_array(t.index_name, t.n)), '[]')
               FROM (SELECT index_name, count(*) AS n FROM m GROUP BY 1 ORDER BY 1) t) AS totals,
            (SELECT coalesce(jsonb_agg(jsonb_build_object(
