@@ -708,19 +708,7 @@ pub async fn stats(
         )
         .bind(u64::from(days) * 86_400)
         .fetch_all::<DeliveryStat>();
-    let rows = tokio::time::timeout(state.config.clickhouse_timeout, query)
-        .await
-        .map_err(|_| AppError::Unavailable {
-            what: "clickhouse",
-            cause: format!(
-                "no answer within {} s",
-                state.config.clickhouse_timeout.as_secs()
-            ),
-        })?
-        .map_err(|e| AppError::Unavailable {
-            what: "clickhouse",
-            cause: e.to_string(),
-        })?;
+    let rows = crate::analytics::clickhouse_answer(&state, query).await?;
     Ok(ApiResponse::ok(rows))
 }
 

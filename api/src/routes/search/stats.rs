@@ -107,25 +107,6 @@ pub struct Trending {
     pub min_users: i32,
 }
 
-async fn run<T>(
-    state: &AppState,
-    query: impl std::future::Future<Output = clickhouse::error::Result<T>>,
-) -> AppResult<T> {
-    tokio::time::timeout(state.config.clickhouse_timeout, query)
-        .await
-        .map_err(|_| AppError::Unavailable {
-            what: "clickhouse",
-            cause: format!(
-                "no answer within {} s",
-                state.config.clickhouse_timeout.as_secs()
-            ),
-        })?
-        .map_err(|e| AppError::Unavailable {
-            what: "clickhouse",
-            cause: e.to_string(),
-        })
-}
-
 /// What people search now: the top queries of the last 24 hours and the rising ones.
 /// Only queries that at least 3 different signed-in people ran show: nobody's own
 /// query leaks to others.
@@ -133,7 +114,7 @@ async fn run<T>(
     responses((status = 200, body = inline(Envelope<Trending>)), (status = 503, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
 pub async fn trending(State(state): State<AppState>) -> AppResult<ApiResponse<Trending>> {
-    let rows: Vec<QueryCount> = run(
+    let rows: Vec<QueryCount> = crate::analytics::clickhouse_answer(
         &state,
         state
             .clickhouse
@@ -249,7 +230,7 @@ pub async fn analytics(
         return Err(AppError::field("days", "Between 1 and 90."));
     }
     let secs = u64::from(days) * 86_400;
-    let (searches, zero): (u64, u64) = run(
+    let (searches, zero): (u64, u64) = crate::analytics::clickhouse_answer(
         &state,
         state
             .clickhouse
@@ -263,7 +244,7 @@ pub async fn analytics(
             .fetch_one::<(u64, u64)>(),
     )
     .await?;
-    let zero_results: Vec<ZeroResult> = run(
+    let zero_results: Vec<ZeroResult> = crate::analytics::clickhouse_answer(
         &state,
         state
             .clickhouse
@@ -281,7 +262,7 @@ pub async fn analytics(
             .fetch_all::<ZeroResult>(),
     )
     .await?;
-    let clicks: Vec<PositionClicks> = run(
+    let clicks: Vec<PositionClicks> = crate::analytics::clickhouse_answer(
         &state,
         state
             .clickhouse
