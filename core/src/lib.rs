@@ -12,11 +12,13 @@ pub mod comment;
 pub mod device;
 pub mod event;
 pub mod events;
+pub mod files;
 pub mod group;
 pub mod notify;
 pub mod party;
 pub mod search;
 pub mod social;
+pub mod support;
 pub mod video;
 
 /// `s` trimmed, if it has `min` to `max` characters; else the message that says so.

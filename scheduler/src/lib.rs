@@ -60,6 +60,11 @@ pub fn schedules(config: &Config) -> anyhow::Result<Vec<Schedule>> {
             SystemJob::AdvanceEvents,
         ),
         Schedule::new(
+            "support-sweep",
+            parse("0 * * * * *")?,
+            SystemJob::SupportSweep,
+        ),
+        Schedule::new(
             "vacuum-jobs",
             parse("0 */15 * * * *")?,
             SystemJob::VacuumJobs,

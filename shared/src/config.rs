@@ -139,6 +139,8 @@ pub struct Config {
     pub storage: StorageBackend,
     /// How long a deleted account can still be restored by signing in.
     pub deletion_grace: Duration,
+    /// Days after which a resolved support ticket closes (`SUPPORT_AUTO_CLOSE_DAYS`).
+    pub support_auto_close_days: u32,
     /// Multiplies every authentication rate limit (load tests set it high).
     pub rate_limit_multiplier: u32,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` header names the client
@@ -275,6 +277,7 @@ impl fmt::Debug for Config {
             .field("storage_dir", &self.storage_dir)
             .field("storage", &self.storage)
             .field("deletion_grace", &self.deletion_grace)
+            .field("support_auto_close_days", &self.support_auto_close_days)
             .field("rate_limit_multiplier", &self.rate_limit_multiplier)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("password_hash_concurrency", &self.password_hash_concurrency)
@@ -595,6 +598,7 @@ impl Config {
             deletion_grace: Duration::from_secs(
                 86_400 * r.parse::<u64>("ACCOUNT_DELETION_GRACE_DAYS", 14)?,
             ),
+            support_auto_close_days: r.positive("SUPPORT_AUTO_CLOSE_DAYS", 7)?,
             rate_limit_multiplier: r.positive("RATE_LIMIT_MULTIPLIER", 1)?,
             trusted_proxies: parse_networks(&r.string("TRUSTED_PROXIES", "")).map_err(
                 |reason| ConfigError {

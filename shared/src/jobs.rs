@@ -269,6 +269,8 @@ pub enum SystemJob {
     ClosePolls,
     /// Move events whose time has come (scheduled to live, live to ended).
     AdvanceEvents,
+    /// Close support tickets resolved long enough ago; flag and notify SLA breaches.
+    SupportSweep,
     /// Does nothing; used to measure the queue itself (`cargo bench`, load tool).
     Noop { seq: u64 },
 }

@@ -84,9 +84,30 @@ pub async fn handle_system(
                 );
             }
         }
+        SystemJob::SupportSweep => {
+            let s = support_sweep(&ctx, chrono::Utc::now()).await?;
+            if !s.closed.is_empty() || !s.breached.is_empty() {
+                tracing::info!(
+                    closed = s.closed.len(),
+                    breached = s.breached.len(),
+                    "support tickets swept"
+                );
+            }
+        }
         SystemJob::Noop { .. } => {}
     }
     Ok(())
+}
+
+/// The help desk's pass at `now` (`wp_core::support::sweep`: auto-close after the
+/// configured days, SLA breaches stamped once) and the relay of its notifications.
+pub async fn support_sweep(
+    ctx: &Ctx,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<wp_core::support::Swept> {
+    let s = wp_core::support::sweep(&ctx.db, now, ctx.config.support_auto_close_days).await?;
+    outbox::relay(&ctx.db, &ctx.enqueuer, &s.outbox).await;
+    Ok(s)
 }
 
 /// Moves the events whose time has come at `now` (`wp_core::event::advance`: each move

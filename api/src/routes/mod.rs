@@ -10,5 +10,6 @@ pub mod notifications;
 pub mod parties;
 pub mod search;
 pub mod social;
+pub mod support;
 pub mod system;
 pub mod videos;

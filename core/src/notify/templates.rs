@@ -220,6 +220,70 @@ pub(super) static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "poll.results.subject",
             "Poll results: {{ payload.question }}",
         ),
+        (
+            "support.reply.title",
+            "Support replied to #{{ payload.number }}",
+        ),
+        (
+            "support.reply.body",
+            "{{ actor }} replied to your ticket \"{{ payload.subject }}\":\n\n{{ payload.body }}",
+        ),
+        (
+            "support.reply.link",
+            "/support/tickets/{{ payload.ticket_id }}",
+        ),
+        (
+            "support.reply.subject",
+            "[#{{ payload.number }}] Re: {{ payload.subject }}",
+        ),
+        (
+            "support.user_reply.title",
+            "New reply on #{{ payload.number }}",
+        ),
+        (
+            "support.user_reply.body",
+            "{{ actor }} replied on \"{{ payload.subject }}\":\n\n{{ payload.body }}",
+        ),
+        (
+            "support.user_reply.link",
+            "/support/tickets/{{ payload.ticket_id }}",
+        ),
+        (
+            "support.user_reply.subject",
+            "[#{{ payload.number }}] {{ actor }} replied: {{ payload.subject }}",
+        ),
+        (
+            "support.assigned.title",
+            "Ticket #{{ payload.number }} assigned to you",
+        ),
+        (
+            "support.assigned.body",
+            "{{ actor }} assigned you \"{{ payload.subject }}\" ({{ payload.priority }} priority).",
+        ),
+        (
+            "support.assigned.link",
+            "/support/tickets/{{ payload.ticket_id }}",
+        ),
+        (
+            "support.assigned.subject",
+            "[#{{ payload.number }}] Assigned to you: {{ payload.subject }}",
+        ),
+        (
+            "support.sla_breach.title",
+            "Ticket #{{ payload.number }} is overdue",
+        ),
+        (
+            "support.sla_breach.body",
+            "\"{{ payload.subject }}\" ({{ payload.priority }} priority) was due for an answer at {{ payload.due_at }} and has none yet.",
+        ),
+        (
+            "support.sla_breach.link",
+            "/support/tickets/{{ payload.ticket_id }}",
+        ),
+        (
+            "support.sla_breach.subject",
+            "[#{{ payload.number }}] Overdue: {{ payload.subject }}",
+        ),
         ("admin.broadcast.title", "{{ payload.title }}"),
         ("admin.broadcast.body", "{{ payload.body }}"),
         ("admin.broadcast.link", "{{ payload.link or '/' }}"),
@@ -398,6 +462,18 @@ pub(super) const SPANISH: &[(&str, &str)] = &[
     (
         "es:search.alert.subject",
         "{{ payload.count }} vídeo{{ '' if payload.count == 1 else 's' }} nuevo{{ '' if payload.count == 1 else 's' }} para \"{{ payload.name }}\"",
+    ),
+    (
+        "es:support.reply.title",
+        "Soporte ha respondido a #{{ payload.number }}",
+    ),
+    (
+        "es:support.reply.body",
+        "{{ actor }} ha respondido a tu consulta \"{{ payload.subject }}\":\n\n{{ payload.body }}",
+    ),
+    (
+        "es:support.reply.subject",
+        "[#{{ payload.number }}] Re: {{ payload.subject }}",
     ),
     ("es:poll.results.title", "Resultados de la encuesta"),
     (

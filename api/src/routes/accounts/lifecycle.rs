@@ -236,21 +236,7 @@ pub async fn export_download(
 /// Largest avatar accepted.
 pub const AVATAR_MAX_BYTES: usize = 2 * 1024 * 1024;
 
-/// The image type from the file's first bytes (never from its name or the client's
-/// content type).
-pub fn sniff_image(bytes: &[u8]) -> Option<(&'static str, &'static str)> {
-    if bytes.starts_with(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]) {
-        Some(("image/png", "png"))
-    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Some(("image/jpeg", "jpg"))
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some(("image/gif", "gif"))
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some(("image/webp", "webp"))
-    } else {
-        None
-    }
-}
+pub use wp_core::files::sniff_image;
 
 /// The avatar upload's form.
 #[derive(utoipa::ToSchema)]
@@ -417,25 +403,4 @@ pub async fn avatar(
         bytes,
     )
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sniff_image;
-
-    #[test]
-    fn image_types_come_from_the_bytes() {
-        assert_eq!(
-            sniff_image(b"\x89PNG\r\n\x1a\nrest").unwrap().0,
-            "image/png"
-        );
-        assert_eq!(sniff_image(b"\xff\xd8\xff\xe0").unwrap().0, "image/jpeg");
-        assert_eq!(sniff_image(b"GIF89a...").unwrap().0, "image/gif");
-        assert_eq!(
-            sniff_image(b"RIFF\0\0\0\0WEBPVP8 ").unwrap().0,
-            "image/webp"
-        );
-        assert!(sniff_image(b"<svg onload=alert(1)>").is_none());
-        assert!(sniff_image(b"").is_none());
-    }
 }
