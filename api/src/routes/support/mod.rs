@@ -309,14 +309,14 @@ pub struct AttachmentForm {
 }
 
 /// Attaches a file to a ticket (owner or staff): the multipart field `file`. At most 10
-/// per ticket (409 `too_many_attachments`); 415 `unsupported_file_type` for anything
-/// but an image, a PDF or plain text.
+/// per ticket (409 `too_many_attachments`); 400 naming `file` for anything but an
+/// image, a PDF or plain text.
 #[utoipa::path(post, path = "/support/tickets/{id}/attachments/", tag = "support", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     request_body(content_type = "multipart/form-data", content = AttachmentForm),
     responses((status = 201, body = inline(Envelope<Attachment>)), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 429, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
-pub async fn upload(
+pub async fn upload_attachment(
     State(state): State<AppState>,
     me: AuthUser,
     Ids(id): Ids<Uuid>,
@@ -342,8 +342,9 @@ pub async fn upload(
     }
     let (name, bytes) = file.ok_or_else(|| AppError::field("file", "Attach a file."))?;
     let (content_type, ext) = sniff_document(&bytes).ok_or_else(|| {
-        AppError::UnsupportedMediaType(
-            "file: an image (PNG, JPEG, GIF, WebP), a PDF or a plain-text log.".to_owned(),
+        AppError::field(
+            "file",
+            "An image (PNG, JPEG, GIF, WebP), a PDF or a plain-text log (read from the bytes).",
         )
     })?;
     let aid = Uuid::now_v7();
@@ -374,9 +375,10 @@ pub async fn upload(
 /// Downloads an attachment (owner or staff), as an attachment with its type.
 #[utoipa::path(get, path = "/support/tickets/{id}/attachments/{attachment_id}/", tag = "support", security(("bearer" = [])),
     params(("id" = Uuid, Path), ("attachment_id" = Uuid, Path)),
-    responses((status = 200, content_type = "application/octet-stream", description = "The file"), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "The file, with the type read from its bytes when it was uploaded",
+        content((String = "image/*"), (String = "application/pdf"), (String = "text/plain"))), (status = 404, body = ErrorBody)))]
 #[tracing::instrument(skip_all)]
-pub async fn download(
+pub async fn download_attachment(
     State(state): State<AppState>,
     me: AuthUser,
     Ids((id, aid)): Ids<(Uuid, Uuid)>,
@@ -420,9 +422,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(merge))
         .merge(
             OpenApiRouter::new()
-                .routes(routes!(upload))
+                .routes(routes!(upload_attachment))
                 .layer(DefaultBodyLimit::max(ATTACHMENT_MAX_BYTES + 64 * 1024)),
         )
-        .routes(routes!(download))
+        .routes(routes!(download_attachment))
         .merge(faq::router())
 }
