@@ -337,6 +337,19 @@ impl From<wp_core::event::EventError> for AppError {
     }
 }
 
+impl From<wp_core::moderation::ModerationError> for AppError {
+    fn from(e: wp_core::moderation::ModerationError) -> Self {
+        use wp_core::moderation::ModerationError as E;
+        match e {
+            E::NotFound => Self::not_found(),
+            E::PermissionDenied(m) => Self::forbidden("permission_denied", m),
+            E::Invalid { field, message } => Self::field(field, message),
+            E::Conflict { code, message } => Self::Conflict { code, message },
+            E::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<wp_core::support::SupportError> for AppError {
     fn from(e: wp_core::support::SupportError) -> Self {
         use wp_core::support::SupportError as E;

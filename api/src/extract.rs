@@ -251,6 +251,29 @@ pub fn parse_query<T: DeserializeOwned>(raw: Option<&str>) -> Result<T, AppError
         .map_err(|e| AppError::field(e.field, e.message))
 }
 
+/// Comma-separated values of `field`, each one of `T`'s; 400 naming the field.
+pub fn listed<T: std::str::FromStr + Copy>(
+    field: &'static str,
+    raw: Option<&str>,
+    all: &[T],
+    name: fn(&T) -> &'static str,
+) -> Result<Vec<T>, crate::error::AppError> {
+    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(|v| {
+            v.trim().parse::<T>().map_err(|_| {
+                let names: Vec<&str> = all.iter().map(name).collect();
+                crate::error::AppError::field(
+                    field,
+                    format!("One or more of: {}.", names.join(", ")),
+                )
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use axum::{

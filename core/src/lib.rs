@@ -8,12 +8,14 @@
 //! renders its own way (HTTP status and body, socket error frame).
 
 pub mod account;
+pub mod audit;
 pub mod comment;
 pub mod device;
 pub mod event;
 pub mod events;
 pub mod files;
 pub mod group;
+pub mod moderation;
 pub mod notify;
 pub mod party;
 pub mod search;

@@ -13,6 +13,7 @@
 #   FUZZ_EXAMPLES=100 deploy/dev/fuzz.sh # longer
 #   deploy/dev/fuzz.sh --include-path-regex '/api/videos/'   # extra schemathesis args
 #   deploy/dev/fuzz.sh --seed 7          # another seed (the last --seed wins)
+#   FUZZ_ROLE=admin deploy/dev/fuzz.sh --include-path-regex '/admin/'  # as staff
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deploy/dev/services.sh >/dev/null
@@ -62,6 +63,12 @@ curl -sf "$base/health" >/dev/null || { cat "$work/server.log"; exit 1; }
 token=$(curl -sf -X POST "$base/api/auth/register/" -H 'content-type: application/json' \
   -d '{"username":"fuzzer","email":"fuzzer@example.com","password":"correct horse battery staple"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["access_token"])')
+
+# FUZZ_ROLE=admin (or moderator): the user is staff, so the staff routes are reached
+# (run it on those routes: as staff, the rules for other routes differ).
+if [ -n "${FUZZ_ROLE:-}" ]; then
+  psql -q -h 127.0.0.1 -U postgres -d "wp_$run" -c "UPDATE users SET role = '$FUZZ_ROLE' WHERE username = 'fuzzer'" >/dev/null
+fi
 
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,positive_data_acceptance
 status=0

@@ -254,6 +254,24 @@ pub const KINDS: &[Kind] = &[
         emailed_by_flow: false,
     },
     Kind {
+        name: "moderation.warning",
+        description: "A warning from the moderators about your content or conduct",
+        in_app: true,
+        email: true,
+        push: true,
+        required: true,
+        emailed_by_flow: false,
+    },
+    Kind {
+        name: "moderation.report_resolved",
+        description: "A report you filed was handled",
+        in_app: true,
+        email: false,
+        push: false,
+        required: false,
+        emailed_by_flow: false,
+    },
+    Kind {
         name: "admin.broadcast",
         description: "Announcements from the Watch Party team",
         in_app: true,
@@ -445,7 +463,8 @@ mod tests {
                                     "query": "<b>eve</b> films", "titles": ["<b>eve</b>"], "count": 2,
                                     "saved_search_id": "s1", "ticket_id": "t1", "number": 7,
                                     "subject": "<b>eve</b> cannot play", "priority": "high",
-                                    "due_at": "2026-12-02T10:00:00Z"}),
+                                    "due_at": "2026-12-02T10:00:00Z", "target_type": "comment",
+                                    "reason": "self_harm", "note": "<b>eve</b> rule 3", "outcome": "action_taken"}),
                 "https://app.example/",
             )
             .unwrap();
@@ -457,7 +476,10 @@ mod tests {
                 k.name,
                 r.email_html
             );
-            assert!(r.email_html.contains("&lt;b&gt;eve"), "{}", k.name);
+            // Every type but these fixed texts carries someone's words: escaped.
+            if k.name != "moderation.report_resolved" {
+                assert!(r.email_html.contains("&lt;b&gt;eve"), "{}", k.name);
+            }
         }
         let r = render(
             "comment.reply",

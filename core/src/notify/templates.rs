@@ -284,6 +284,29 @@ pub(super) static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "support.sla_breach.subject",
             "[#{{ payload.number }}] Overdue: {{ payload.subject }}",
         ),
+        ("moderation.warning.title", "A warning from the moderators"),
+        (
+            "moderation.warning.body",
+            "Your {{ payload.target_type }} was reported for {{ payload.reason | replace('_', ' ') }} and a moderator found it against the rules: {{ payload.note }}\n\nRepeated violations can get your account suspended.",
+        ),
+        ("moderation.warning.link", "/help/community-guidelines"),
+        (
+            "moderation.warning.subject",
+            "A warning about your Watch Party {{ payload.target_type }}",
+        ),
+        (
+            "moderation.report_resolved.title",
+            "Your report was handled",
+        ),
+        (
+            "moderation.report_resolved.body",
+            "{% if payload.outcome == 'action_taken' %}Thanks for your report of a {{ payload.target_type }}: a moderator took action.{% else %}Thanks for your report of a {{ payload.target_type }}: a moderator found no violation of the rules.{% endif %}",
+        ),
+        ("moderation.report_resolved.link", "/reports"),
+        (
+            "moderation.report_resolved.subject",
+            "Your report was handled",
+        ),
         ("admin.broadcast.title", "{{ payload.title }}"),
         ("admin.broadcast.body", "{{ payload.body }}"),
         ("admin.broadcast.link", "{{ payload.link or '/' }}"),

@@ -161,7 +161,7 @@ pub async fn get(conn: &mut PgConnection, me: Option<&Actor>, id: Uuid) -> Suppo
 pub async fn create(db: &PgPool, me: &Actor, new: &NewFaq) -> SupportResult<FaqEntry> {
     require_staff(me)?;
     let id = Uuid::now_v7();
-    let mut conn = db.acquire().await?;
+    let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO support_faq (id, category, question, answer, position, published)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -172,15 +172,26 @@ pub async fn create(db: &PgPool, me: &Actor, new: &NewFaq) -> SupportResult<FaqE
     .bind(&new.answer)
     .bind(new.position)
     .bind(new.published)
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await?;
-    get(&mut conn, Some(me), id).await
+    let e = get(&mut tx, Some(me), id).await?;
+    crate::audit::record(
+        &mut tx,
+        me,
+        "faq.create",
+        "faq",
+        Some(id),
+        serde_json::json!({ "question": e.question, "published": e.published }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(e)
 }
 
 /// Edits an entry (staff).
 pub async fn update(db: &PgPool, me: &Actor, id: Uuid, p: &FaqPatch) -> SupportResult<FaqEntry> {
     require_staff(me)?;
-    let mut conn = db.acquire().await?;
+    let mut tx = db.begin().await?;
     let done = sqlx::query(
         "UPDATE support_faq SET category = COALESCE($2, category), question = COALESCE($3, question),
                 answer = COALESCE($4, answer), position = COALESCE($5, position),
@@ -193,24 +204,48 @@ pub async fn update(db: &PgPool, me: &Actor, id: Uuid, p: &FaqPatch) -> SupportR
     .bind(&p.answer)
     .bind(p.position)
     .bind(p.published)
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await?;
     if done.rows_affected() == 0 {
         return Err(SupportError::NotFound);
     }
-    get(&mut conn, Some(me), id).await
+    let e = get(&mut tx, Some(me), id).await?;
+    crate::audit::record(
+        &mut tx,
+        me,
+        "faq.update",
+        "faq",
+        Some(id),
+        serde_json::json!({ "category": p.category, "question": p.question, "answer_changed": p.answer.is_some(),
+                            "position": p.position, "published": p.published }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(e)
 }
 
 /// Removes an entry (staff).
 pub async fn delete(db: &PgPool, me: &Actor, id: Uuid) -> SupportResult<()> {
     require_staff(me)?;
-    let done = sqlx::query("DELETE FROM support_faq WHERE id = $1")
-        .bind(id)
-        .execute(db)
-        .await?;
-    if done.rows_affected() == 0 {
+    let mut tx = db.begin().await?;
+    let question: Option<String> =
+        sqlx::query_scalar("DELETE FROM support_faq WHERE id = $1 RETURNING question")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(question) = question else {
         return Err(SupportError::NotFound);
-    }
+    };
+    crate::audit::record(
+        &mut tx,
+        me,
+        "faq.delete",
+        "faq",
+        Some(id),
+        serde_json::json!({ "question": question }),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -881,6 +881,18 @@ pub async fn update(
     .bind(priority.response_target())
     .execute(&mut *tx)
     .await?;
+    if staff && t.user.id != me.id {
+        crate::audit::record(
+            &mut tx,
+            me,
+            "ticket.update",
+            "ticket",
+            Some(id),
+            serde_json::json!({ "number": t.number, "status": p.status, "priority": p.priority,
+                                "category": p.category, "assigned_to": p.assigned_to }),
+        )
+        .await?;
+    }
     let mut outbox = Vec::new();
     if let Some(new) =
         assignee.filter(|a| Some(*a) != t.assigned_to.as_ref().map(|x| x.id) && *a != me.id)
@@ -987,6 +999,15 @@ pub async fn merge(
         .bind(now)
         .execute(&mut *tx)
         .await?;
+    crate::audit::record(
+        &mut tx,
+        me,
+        "ticket.merge",
+        "ticket",
+        Some(id),
+        serde_json::json!({ "number": dup.number, "into": into, "into_number": kept.number }),
+    )
+    .await?;
     let kept = visible(&mut tx, me, into).await?;
     tx.commit().await?;
     Ok(kept)

@@ -175,6 +175,15 @@ pub async fn send(
     )
     .fetch_one(&mut *tx)
     .await?;
+    wp_core::audit::record(
+        &mut tx,
+        &me,
+        "broadcast.send",
+        "broadcast",
+        Some(id),
+        serde_json::json!({ "title": title, "segment": segment, "audience": audience }),
+    )
+    .await?;
     tx.commit().await?;
     state.relay(&[ob]).await;
     Ok(ApiResponse::accepted(row))

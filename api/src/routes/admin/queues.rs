@@ -167,6 +167,21 @@ pub async fn replay(
     match wp_shared::jobs::replay_dead(&state.enqueuer, queue, &id).await {
         Ok(()) => {
             tracing::info!(queue = queue.name(), job = id, by = %user.id, "dead job replayed");
+            // After the fact (the replay is a Redis move, outside any transaction): a
+            // failed write is logged, the replay stands.
+            let mut conn = state.db.acquire().await?;
+            if let Err(e) = wp_core::audit::record(
+                &mut conn,
+                &user,
+                "queue.replay",
+                "queue",
+                None,
+                serde_json::json!({ "queue": queue.name(), "job": id }),
+            )
+            .await
+            {
+                tracing::error!(error = %e, "could not write the audit row of a replay");
+            }
             Ok(ApiResponse::accepted(Replayed {
                 queue: queue.name().to_owned(),
                 id,

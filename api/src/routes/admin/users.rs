@@ -8,6 +8,7 @@ use minijinja::context;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
+use wp_core::audit;
 
 use crate::{
     auth::{AuthUser, Role},
@@ -94,27 +95,14 @@ pub async fn suspend(
         return Err(AppError::not_found());
     }
     let mut tx = state.db.begin().await?;
-    sqlx::query!(
-        "UPDATE users SET status = 'suspended', suspended_reason = $2, suspended_until = $3 WHERE id = $1",
-        t.id,
-        reason,
-        body.until
-    )
-    .execute(&mut *tx)
-    .await?;
-    let what = match body.until {
-        Some(u) => format!(
-            "Your account was suspended until {} for this reason: {reason}",
-            u.to_rfc3339()
-        ),
-        None => format!("Your account was suspended for this reason: {reason}"),
-    };
-    let outbox = mail::send(
+    let outbox = suspend_account(&mut tx, &t.email, &t.username, t.id, &reason, body.until).await?;
+    audit::record(
         &mut tx,
-        "security_alert",
-        &t.email,
-        "Your Watch Party account was suspended",
-        context! { username => t.username, email => t.email, what },
+        &staff,
+        "user.suspend",
+        "user",
+        Some(t.id),
+        serde_json::json!({ "reason": reason, "until": body.until }),
     )
     .await?;
     tx.commit().await?;
@@ -122,6 +110,42 @@ pub async fn suspend(
     state.relay(&[outbox]).await;
     tracing::info!(staff = %staff.id, user = %t.id, "account suspended");
     Ok(ApiResponse::ok(load(&state, t.id).await?))
+}
+
+/// Suspends account `id` in `tx` and queues the email that tells its owner (the outbox
+/// row to relay after commit). The caller checked rank, signs the sessions out after
+/// commit, and audits.
+pub(crate) async fn suspend_account(
+    tx: &mut sqlx::PgConnection,
+    email: &str,
+    username: &str,
+    id: Uuid,
+    reason: &str,
+    until: Option<DateTime<Utc>>,
+) -> AppResult<i64> {
+    sqlx::query!(
+        "UPDATE users SET status = 'suspended', suspended_reason = $2, suspended_until = $3 WHERE id = $1",
+        id,
+        reason,
+        until
+    )
+    .execute(&mut *tx)
+    .await?;
+    let what = match until {
+        Some(u) => format!(
+            "Your account was suspended until {} for this reason: {reason}",
+            u.to_rfc3339()
+        ),
+        None => format!("Your account was suspended for this reason: {reason}"),
+    };
+    mail::send(
+        tx,
+        "security_alert",
+        email,
+        "Your Watch Party account was suspended",
+        context! { username => username, email => email, what },
+    )
+    .await
 }
 
 /// Lifts a suspension.
@@ -142,12 +166,23 @@ pub async fn unsuspend(
             message: "This account is not suspended.".into(),
         });
     }
+    let mut tx = state.db.begin().await?;
     sqlx::query!(
         "UPDATE users SET status = 'active', suspended_reason = NULL, suspended_until = NULL WHERE id = $1",
         t.id
     )
-    .execute(&state.db)
+    .execute(&mut *tx)
     .await?;
+    audit::record(
+        &mut tx,
+        &staff,
+        "user.unsuspend",
+        "user",
+        Some(t.id),
+        serde_json::json!({ "was_reason": t.suspended_reason }),
+    )
+    .await?;
+    tx.commit().await?;
     tracing::info!(staff = %staff.id, user = %t.id, "suspension lifted");
     Ok(ApiResponse::ok(load(&state, t.id).await?))
 }
@@ -171,13 +206,24 @@ pub async fn set_role(
     staff.require_role(Role::Admin)?;
     let body: RoleRequest = body.parse()?;
     let t = target(&state, &staff, id).await?;
+    let mut tx = state.db.begin().await?;
     sqlx::query!(
         "UPDATE users SET role = $2 WHERE id = $1",
         t.id,
         body.role.as_str()
     )
-    .execute(&state.db)
+    .execute(&mut *tx)
     .await?;
+    audit::record(
+        &mut tx,
+        &staff,
+        "user.role",
+        "user",
+        Some(t.id),
+        serde_json::json!({ "from": t.role, "to": body.role }),
+    )
+    .await?;
+    tx.commit().await?;
     tracing::info!(staff = %staff.id, user = %t.id, role = body.role.as_str(), "role changed");
     Ok(ApiResponse::ok(load(&state, t.id).await?))
 }

@@ -96,7 +96,7 @@ fn user_ref(me: &AuthUser) -> UserRef {
 }
 
 /// Closes every socket of an ended party and drops its live state.
-async fn end_live(state: &AppState, party: Uuid, message: &str) {
+pub(crate) async fn end_live(state: &AppState, party: Uuid, message: &str) {
     notify(
         state,
         party,

@@ -26,7 +26,7 @@ use wp_core::{
 use crate::{
     auth::AuthUser,
     error::{AppError, AppResult, ErrorBody},
-    extract::{Ids, JsonBody, MultipartForm, Query, multipart_error},
+    extract::{Ids, JsonBody, MultipartForm, Query, listed, multipart_error},
     ratelimit::{self, Limit},
     response::{ApiResponse, Envelope, PageParams, Paginated, request_url},
     state::AppState,
@@ -77,26 +77,6 @@ pub struct TicketListParams {
     pub page_size: Option<u32>,
 }
 
-/// Comma-separated values of `field`, each one of `T`'s; 400 naming the field.
-fn values<T: std::str::FromStr + Copy>(
-    field: &'static str,
-    raw: Option<&str>,
-    all: &[T],
-    name: fn(&T) -> &'static str,
-) -> AppResult<Vec<T>> {
-    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
-        return Ok(Vec::new());
-    };
-    raw.split(',')
-        .map(|v| {
-            v.trim().parse::<T>().map_err(|_| {
-                let names: Vec<&str> = all.iter().map(name).collect();
-                AppError::field(field, format!("One or more of: {}.", names.join(", ")))
-            })
-        })
-        .collect()
-}
-
 impl TicketListParams {
     fn filter(self, me: &AuthUser) -> AppResult<ListFilter> {
         let staff_only = [
@@ -139,16 +119,16 @@ impl TicketListParams {
             })
             .transpose()?;
         Ok(ListFilter {
-            status: values("status", self.status.as_deref(), TicketStatus::ALL, |s| {
+            status: listed("status", self.status.as_deref(), TicketStatus::ALL, |s| {
                 s.as_str()
             })?,
-            priority: values(
+            priority: listed(
                 "priority",
                 self.priority.as_deref(),
                 TicketPriority::ALL,
                 |s| s.as_str(),
             )?,
-            category: values(
+            category: listed(
                 "category",
                 self.category.as_deref(),
                 TicketCategory::ALL,
