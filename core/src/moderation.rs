@@ -675,7 +675,7 @@ pub async fn resolve(
             .bind(owner)
             .fetch_one(&mut *tx)
             .await?;
-        if role >= me.role {
+        if !me.outranks(role) {
             return Err(ModerationError::PermissionDenied(
                 "You can only act on accounts of a lower role than yours.",
             ));

@@ -2,6 +2,7 @@
 //! that a session is live and its account may act (used by every HTTP request and
 //! every socket before the upgrade).
 
+pub mod staff;
 pub mod tickets;
 pub mod tokens;
 
@@ -40,6 +41,11 @@ impl Actor {
     /// Moderators and admins.
     pub fn is_staff(&self) -> bool {
         self.role >= Role::Moderator
+    }
+
+    /// The rank rule: staff act only on accounts of a lower role than their own.
+    pub fn outranks(&self, role: Role) -> bool {
+        self.is_staff() && role < self.role
     }
 }
 

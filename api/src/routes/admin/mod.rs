@@ -1,7 +1,8 @@
-//! Staff actions: on accounts ([`users`]), on the job queues' dead jobs ([`queues`]),
+//! Staff actions: the user directory and bulk actions ([`directory`]), on accounts ([`users`]), on the job queues' dead jobs ([`queues`]),
 //! broadcasts to every user or a segment ([`broadcast`]).
 
 pub mod broadcast;
+pub mod directory;
 pub mod queues;
 pub mod users;
 
@@ -12,6 +13,8 @@ use crate::state::AppState;
 /// The routes of this resource (registered under `/api/` by `crate::api_routes`).
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(directory::directory))
+        .routes(routes!(directory::bulk))
         .routes(routes!(users::suspend))
         .routes(routes!(users::unsuspend))
         .routes(routes!(users::set_role))

@@ -49,7 +49,7 @@ async fn load(state: &AppState, id: Uuid) -> AppResult<AdminUser> {
 /// Loads the target and checks the caller outranks it.
 async fn target(state: &AppState, staff: &AuthUser, id: Uuid) -> AppResult<AdminUser> {
     let t = load(state, id).await?;
-    if t.id == staff.id || t.role.parse::<Role>().map_err(anyhow::Error::from)? >= staff.role {
+    if t.id == staff.id || !staff.outranks(t.role.parse::<Role>().map_err(anyhow::Error::from)?) {
         return Err(AppError::forbidden(
             "permission_denied",
             "You can only act on accounts of a lower role than yours.",
