@@ -95,6 +95,7 @@ pub struct Realtime {
     /// The node's publishing task (see [`publisher`]).
     outgoing: mpsc::Sender<publisher::Outgoing>,
     next_conn: AtomicU64,
+    started_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Realtime {
@@ -118,6 +119,7 @@ impl Realtime {
             subscriptions: tx,
             outgoing,
             next_conn: AtomicU64::new(1),
+            started_at: chrono::Utc::now(),
         });
         rt.keep_alive().await?;
         bus::spawn(Arc::downgrade(&rt), rx).await?;
@@ -137,9 +139,16 @@ impl Realtime {
     /// Refreshes this node's liveness key (presence entries of dead nodes are dropped).
     async fn keep_alive(&self) -> anyhow::Result<()> {
         let mut redis = self.ctx.redis.clone();
+        let info = live::NodeInfo {
+            node: self.node.clone(),
+            sockets: self.hub.sockets() as u64,
+            parties: self.hub.rooms().len() as u64,
+            started_at: self.started_at,
+            seen_at: chrono::Utc::now(),
+        };
         redis::cmd("SET")
             .arg(live::node_key(&self.ctx.config.redis_prefix, &self.node))
-            .arg(1)
+            .arg(serde_json::to_string(&info)?)
             .arg("EX")
             .arg(live::NODE_TTL_SECS)
             .query_async::<()>(&mut redis)

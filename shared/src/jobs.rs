@@ -177,6 +177,39 @@ impl Job for ExportAccount {
     }
 }
 
+/// Make a staff CSV export (row in `table_exports`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportTable {
+    pub table_export_id: Uuid,
+}
+
+impl Job for ExportTable {
+    const QUEUE: Queue = Queue::Export;
+    fn dedupe_key(&self) -> Option<String> {
+        Some(format!("table-export:{}", self.table_export_id))
+    }
+}
+
+/// What the `export` queue carries: an account's own data, or a staff CSV export. The
+/// payloads tell themselves apart by their field (`export_id`, `table_export_id`), so
+/// jobs queued before this type existed still read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ExportJob {
+    Account(ExportAccount),
+    Table(ExportTable),
+}
+
+impl Job for ExportJob {
+    const QUEUE: Queue = Queue::Export;
+    fn dedupe_key(&self) -> Option<String> {
+        match self {
+            ExportJob::Account(j) => j.dedupe_key(),
+            ExportJob::Table(j) => j.dedupe_key(),
+        }
+    }
+}
+
 /// Probe an uploaded video and prepare it for streaming (row in `videos`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrepareMedia {
@@ -465,6 +498,64 @@ pub fn ulid_millis(id: &str) -> Option<u64> {
         let digit = ALPHABET.iter().position(|a| *a == c.to_ascii_uppercase())?;
         Some(acc * 32 + digit as u64)
     })
+}
+
+/// How long the per-minute counters of finished jobs are kept.
+const FINISHED_KEEP_SECS: u64 = 2 * 3600;
+
+fn finished_key(prefix: &str, minute: u64) -> String {
+    format!("{prefix}:jobs:finished:{minute}")
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// Counts a finished job attempt of `queue` with `outcome` (`succeeded`, `retried`,
+/// `dead`) in this minute's counter, shared by every worker process: the throughput the
+/// admin panel shows ([`finished_per_minute`]). Kept two hours.
+pub async fn count_finished(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+    queue: Queue,
+    outcome: &str,
+) -> redis::RedisResult<()> {
+    let key = finished_key(prefix, unix_secs() / 60);
+    redis::pipe()
+        .hincr(&key, format!("{}:{outcome}", queue.name()), 1)
+        .ignore()
+        .expire(&key, FINISHED_KEEP_SECS as i64)
+        .ignore()
+        .query_async::<()>(conn)
+        .await
+}
+
+/// Job attempts finished per minute over the last `minutes` whole minutes (the current
+/// one left out, as it is still counting), by `queue:outcome`.
+pub async fn finished_per_minute(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+    minutes: u64,
+) -> redis::RedisResult<std::collections::BTreeMap<String, f64>> {
+    let now = unix_secs() / 60;
+    let mut pipe = redis::pipe();
+    for m in 1..=minutes.max(1) {
+        pipe.hgetall(finished_key(prefix, now - m));
+    }
+    let counts: Vec<std::collections::HashMap<String, u64>> = pipe.query_async(conn).await?;
+    let mut total = std::collections::BTreeMap::new();
+    for c in counts {
+        for (k, v) in c {
+            *total.entry(k).or_insert(0.0) += v as f64;
+        }
+    }
+    for v in total.values_mut() {
+        *v /= minutes.max(1) as f64;
+    }
+    Ok(total)
 }
 
 /// Reads the depth of `queue`.

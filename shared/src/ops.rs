@@ -88,6 +88,62 @@ pub fn redis(conn: redis::aio::ConnectionManager) -> CheckFn {
     })
 }
 
+/// The mail server answers: for `smtp://`, a TCP connection gets the `220` greeting
+/// (then `QUIT`); for `smtps://`, the TCP connection is made (the greeting is inside
+/// TLS). For the file transport, the directory exists.
+pub async fn smtp(email: &crate::config::EmailTransport) -> Result<(), String> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let url = match email {
+        crate::config::EmailTransport::File(dir) => {
+            return match tokio::fs::metadata(dir).await {
+                Ok(m) if m.is_dir() => Ok(()),
+                _ => Err(format!("the mail directory {} is missing", dir.display())),
+            };
+        }
+        crate::config::EmailTransport::Smtp(url) => url,
+    };
+    let url = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let tls = url.scheme() == "smtps";
+    let host = url.host_str().ok_or("SMTP_URL has no host")?.to_owned();
+    let port = url.port().unwrap_or(if tls { 465 } else { 587 });
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    if tls {
+        return Ok(());
+    }
+    let mut stream = tokio::io::BufReader::new(stream);
+    let mut line = String::new();
+    stream
+        .read_line(&mut line)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !line.starts_with("220") {
+        return Err(format!("unexpected greeting: {}", line.trim()));
+    }
+    let _ = stream.get_mut().write_all(b"QUIT\r\n").await;
+    Ok(())
+}
+
+/// Object storage takes, reads back and removes a small object under `health/`.
+pub async fn storage(storage: &crate::storage::Storage, name: &str) -> Result<(), String> {
+    let key = format!("health/{name}");
+    let body = b"ok".to_vec();
+    storage
+        .put(&key, body.clone())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let back = storage.read(&key).await.map_err(|e| format!("read: {e}"))?;
+    storage
+        .delete(&key)
+        .await
+        .map_err(|e| format!("delete: {e}"))?;
+    if back != body {
+        return Err("read back other bytes than were written".into());
+    }
+    Ok(())
+}
+
 /// A connection the process keeps itself (a subscription, a queue connection): ready
 /// while `up` says so.
 pub fn flag(what: &'static str, up: impl Fn() -> bool + Send + Sync + 'static) -> CheckFn {

@@ -142,6 +142,7 @@ macro_rules! handled_queues {
                                 result,
                             );
                             c.metrics.finished(Queue::$queue, started, &result);
+                            count_finished(&c, Queue::$queue, &result).await;
                             finished_outbox_row(&c, key, &result).await;
                             if let Err(e) = &result
                                 && retry::is_outage(e)
@@ -308,6 +309,22 @@ impl Running {
             why,
             "jobs still running when the workers stopped; each will be delivered again"
         );
+    }
+}
+
+/// Counts the attempt in the shared per-minute throughput counters. Best effort: a
+/// lost count only makes the admin panel's throughput a little low.
+async fn count_finished(
+    ctx: &Ctx,
+    queue: Queue,
+    result: &Result<(), apalis::prelude::BoxDynError>,
+) {
+    let outcome = metrics::outcome(result);
+    let mut conn = ctx.enqueuer.connection();
+    if let Err(e) =
+        wp_shared::jobs::count_finished(&mut conn, &ctx.config.redis_prefix, queue, outcome).await
+    {
+        tracing::debug!(error = %e, "cannot count the finished job");
     }
 }
 

@@ -11,6 +11,16 @@ use wp_shared::{
 
 use crate::Ctx;
 
+/// How an attempt ended: `succeeded`, `retried` (failed, will run again) or `dead`
+/// (given up).
+pub fn outcome(result: &Result<(), BoxDynError>) -> &'static str {
+    match result {
+        Ok(()) => "succeeded",
+        Err(e) if e.is::<AbortError>() => "dead",
+        Err(_) => "retried",
+    }
+}
+
 /// Job counters and durations by queue.
 #[derive(Clone)]
 pub struct JobMetrics {
@@ -118,11 +128,7 @@ impl JobMetrics {
 
     /// Counts an attempt's outcome (after the give-up rule was applied).
     pub fn finished(&self, queue: Queue, since: Instant, result: &Result<(), BoxDynError>) {
-        let outcome = match result {
-            Ok(()) => "succeeded",
-            Err(e) if e.is::<AbortError>() => "dead",
-            Err(_) => "retried",
-        };
+        let outcome = outcome(result);
         self.finished
             .with_label_values(&[queue.name(), outcome])
             .inc();

@@ -234,6 +234,55 @@ pub fn node_key(prefix: &str, node: &str) -> String {
     format!("{prefix}:node:{node}")
 }
 
+/// What a realtime node says of itself in its liveness key (refreshed every 5 s).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeInfo {
+    pub node: String,
+    /// Party sockets open on the node.
+    pub sockets: u64,
+    /// Parties with at least one socket on the node.
+    pub parties: u64,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// When the node last refreshed its key.
+    pub seen_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The live realtime nodes (keys not yet expired), by name.
+pub async fn nodes(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+) -> redis::RedisResult<Vec<NodeInfo>> {
+    let pattern = format!("{}*", node_key(prefix, ""));
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(redis)
+            .await?;
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    keys.sort();
+    keys.dedup();
+    let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(redis).await?;
+    Ok(values
+        .into_iter()
+        .flatten()
+        .filter_map(|v| serde_json::from_str(&v).ok())
+        .collect())
+}
+
 /// The pattern every party channel matches (a node subscribes per party it hosts).
 pub fn channel_prefix(prefix: &str) -> String {
     format!("{prefix}:party:")

@@ -3,6 +3,7 @@
 
 pub mod broadcast;
 pub mod directory;
+pub mod health;
 pub mod queues;
 pub mod users;
 
@@ -18,6 +19,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(users::suspend))
         .routes(routes!(users::unsuspend))
         .routes(routes!(users::set_role))
+        .routes(routes!(health::system_health))
         .routes(routes!(queues::queues))
         .routes(routes!(queues::dead))
         .routes(routes!(queues::replay))
