@@ -173,8 +173,7 @@ async fn bulk_actions_report_each_account_and_respect_rank() {
     let m = MailEnv::new().await;
     let (env, app) = (&m.env, &m.app);
     let admin = env.create_admin("root").await;
-    let mods = env.create_user("mod_mo").await;
-    set(env, &mods, "role = 'moderator'").await;
+    let mods = env.create_moderator("mod_mo").await;
     let u1 = env.create_user("user_one").await;
     let u2 = env.create_user("user_two").await;
     let u3 = env.create_user("user_three").await;

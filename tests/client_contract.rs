@@ -395,7 +395,11 @@ impl Walk {
                     self.failures
                         .push(format!("{at}: `{key}` = {s} is not an RFC 3339 UTC time"));
                 }
-                if let Some(rest) = s.strip_prefix(public_url) {
+                // A base URL (`api_base_url`) is a prefix to build on, not a resource.
+                if let Some(rest) = s
+                    .strip_prefix(public_url)
+                    .filter(|_| !key.ends_with("_base_url"))
+                {
                     self.links.insert(format!("{key} {rest}"));
                 }
             }

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{MailEnv, TestApp, TestEnv, TestUser, eventually};
+use common::{MailEnv, TestApp, TestEnv, TestUser};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -21,16 +19,6 @@ async fn call(
     body: Option<Value>,
 ) -> (StatusCode, Value) {
     app.call(m, path, u.map(|u| u.token.as_str()), body).await
-}
-
-async fn make_moderator(env: &TestEnv, name: &str) -> TestUser {
-    let u = env.create_user(name).await;
-    sqlx::query("UPDATE users SET role = 'moderator' WHERE id = $1")
-        .bind(u.id)
-        .execute(&env.db)
-        .await
-        .unwrap();
-    u
 }
 
 async fn insert_video(env: &TestEnv, owner: &TestUser, visibility: &str) -> Uuid {
@@ -54,32 +42,6 @@ async fn report(app: &TestApp, u: &TestUser, body: Value) -> (StatusCode, Value)
     call(app, Some(u), Method::POST, "/api/reports/", Some(body)).await
 }
 
-async fn kinds(app: &TestApp, u: &TestUser) -> Vec<String> {
-    let (s, b) = call(
-        app,
-        Some(u),
-        Method::GET,
-        "/api/notifications/?page_size=100",
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    b["data"]["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["kind"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn expect_kind(app: &TestApp, u: &TestUser, kind: &str, n: usize) {
-    eventually(Duration::from_secs(15), kind, || async {
-        let c = kinds(app, u).await.iter().filter(|k| *k == kind).count();
-        (c == n).then_some(())
-    })
-    .await;
-}
-
 fn resolve_path(id: &str) -> String {
     format!("/api/admin/reports/{id}/resolve/")
 }
@@ -96,8 +58,8 @@ async fn reports_reach_the_queue_and_a_removal_resolves_them_all() {
     let ann = env.create_user("ann").await;
     let bob = env.create_user("bob").await;
     let cal = env.create_user("cal").await;
-    let mod1 = make_moderator(&env, "mod1").await;
-    let mod2 = make_moderator(&env, "mod2").await;
+    let mod1 = env.create_moderator("mod1").await;
+    let mod2 = env.create_moderator("mod2").await;
     let admin = env.create_admin("root").await;
 
     let video = insert_video(&env, &ann, "public").await;
@@ -391,8 +353,8 @@ async fn reports_reach_the_queue_and_a_removal_resolves_them_all() {
         (s, b["code"].as_str()),
         (StatusCode::CONFLICT, Some("already_resolved"))
     );
-    expect_kind(&app, &bob, "moderation.report_resolved", 1).await;
-    expect_kind(&app, &cal, "moderation.report_resolved", 1).await;
+    app.expect_kind(&bob, "moderation.report_resolved", 1).await;
+    app.expect_kind(&cal, "moderation.report_resolved", 1).await;
     // Resolved, Bob may report the same target again (it is gone: 404).
     let (s, _) = report(
         &app,
@@ -448,8 +410,8 @@ async fn warnings_and_suspensions_reach_the_owner_within_rank() {
     let ann = env.create_user("ann").await;
     let bob = env.create_user("bob").await;
     let dan = env.create_user("dan").await;
-    let mod1 = make_moderator(env, "mod1").await;
-    let mod2 = make_moderator(env, "mod2").await;
+    let mod1 = env.create_moderator("mod1").await;
+    let mod2 = env.create_moderator("mod2").await;
     let admin = env.create_admin("root").await;
 
     // Dan hosts a public party and writes in its chat.
@@ -491,7 +453,7 @@ async fn warnings_and_suspensions_reach_the_owner_within_rank() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    expect_kind(app, &dan, "moderation.warning", 1).await;
+    app.expect_kind(&dan, "moderation.warning", 1).await;
     let mail = m
         .email(
             "dan@example.com",
@@ -563,7 +525,7 @@ async fn warnings_and_suspensions_reach_the_owner_within_rank() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    expect_kind(app, &ann, "moderation.report_resolved", 2).await;
+    app.expect_kind(&ann, "moderation.report_resolved", 2).await;
 
     // The party reported and removed: it is gone for everyone.
     let (s, b) = report(
@@ -653,7 +615,7 @@ async fn staff_actions_are_in_the_audit_log() {
     let app = env.spawn_api().await;
     let admin = env.create_admin("root").await;
     let bob = env.create_user("bob").await;
-    let mod1 = make_moderator(&env, "mod1").await;
+    let mod1 = env.create_moderator("mod1").await;
 
     let (s, b) = app
         .post_json(

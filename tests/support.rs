@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use common::{MailEnv, TestApp, TestEnv, TestUser, eventually};
+use common::{MailEnv, TestApp, TestEnv, TestUser};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use wp_shared::jobs::Queue;
@@ -42,43 +42,6 @@ async fn open_ticket(app: &TestApp, u: &TestUser, subject: &str, extra: Value) -
     b["data"].clone()
 }
 
-async fn make_moderator(env: &TestEnv, name: &str) -> TestUser {
-    let u = env.create_user(name).await;
-    sqlx::query("UPDATE users SET role = 'moderator' WHERE id = $1")
-        .bind(u.id)
-        .execute(&env.db)
-        .await
-        .unwrap();
-    u
-}
-
-/// The notification kinds `u` has, newest first.
-async fn kinds(app: &TestApp, u: &TestUser) -> Vec<String> {
-    let (s, b) = call(
-        app,
-        Some(u),
-        Method::GET,
-        "/api/notifications/?page_size=100",
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{b}");
-    b["data"]["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["kind"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn expect_kind(app: &TestApp, u: &TestUser, kind: &str, n: usize) {
-    eventually(Duration::from_secs(15), kind, || async {
-        let c = kinds(app, u).await.iter().filter(|k| *k == kind).count();
-        (c == n).then_some(())
-    })
-    .await;
-}
-
 fn detail_path(t: &Value) -> String {
     format!("/api/support/tickets/{}/", t["id"].as_str().unwrap())
 }
@@ -96,7 +59,7 @@ async fn a_ticket_moves_through_its_states_and_each_reply_reaches_the_other_side
     let ann = env.create_user("ann").await;
     let bob = env.create_user("bob").await;
     let admin = env.create_admin("root").await;
-    let mod1 = make_moderator(env, "mod1").await;
+    let mod1 = env.create_moderator("mod1").await;
 
     // Bad input is a 400 naming the field; nothing is created.
     for (body, field) in [
@@ -261,7 +224,7 @@ async fn a_ticket_moves_through_its_states_and_each_reply_reaches_the_other_side
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["data"]["assigned_to"]["username"], "mod1");
-    expect_kind(app, &mod1, "support.assigned", 1).await;
+    app.expect_kind(&mod1, "support.assigned", 1).await;
     let (_, b) = call(
         app,
         Some(&mod1),
@@ -330,7 +293,7 @@ async fn a_ticket_moves_through_its_states_and_each_reply_reaches_the_other_side
         "{mail}"
     );
     assert!(!mail.contains("CDN"), "{mail}");
-    expect_kind(app, &ann, "support.reply", 1).await;
+    app.expect_kind(&ann, "support.reply", 1).await;
 
     // The owner's reply reopens it: a new wait, the assignee told.
     let (s, b) = call(
@@ -346,7 +309,7 @@ async fn a_ticket_moves_through_its_states_and_each_reply_reaches_the_other_side
     let (_, b) = call(app, Some(&ann), Method::GET, &path, None).await;
     assert_eq!(b["data"]["status"], "open");
     assert!(b["data"]["sla"]["response_due_at"].is_string());
-    expect_kind(app, &mod1, "support.user_reply", 1).await;
+    app.expect_kind(&mod1, "support.user_reply", 1).await;
 
     // The owner may resolve; a reply while resolved reopens; staff resolve again.
     let (s, b) = call(
@@ -445,7 +408,7 @@ async fn an_unanswered_ticket_breaches_its_sla_once() {
     let _w = env.spawn_workers(&[(Queue::Notify, 2)]).await;
     let ann = env.create_user("ann").await;
     let admin = env.create_admin("root").await;
-    let mod1 = make_moderator(&env, "mod1").await;
+    let mod1 = env.create_moderator("mod1").await;
     let t = open_ticket(&app, &ann, "Cannot log in", json!({"priority": "high"})).await;
     let path = detail_path(&t);
     let due: DateTime<Utc> = t["sla"]["response_due_at"]
@@ -487,9 +450,12 @@ async fn an_unanswered_ticket_breaches_its_sla_once() {
         .unwrap();
     assert!(again.breached.is_empty(), "once per wait");
     for staff in [&admin, &mod1] {
-        expect_kind(&app, staff, "support.sla_breach", 1).await;
+        app.expect_kind(staff, "support.sla_breach", 1).await;
     }
-    assert!(kinds(&app, &ann).await.is_empty(), "the user is not told");
+    assert!(
+        app.notification_kinds(&ann).await.is_empty(),
+        "the user is not told"
+    );
     let (_, b) = call(
         &app,
         Some(&admin),

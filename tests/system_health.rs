@@ -31,12 +31,7 @@ async fn a_healthy_platform_reports_ok_with_its_figures() {
     let node = env.spawn_node().await;
     let admin = env.create_admin("root").await;
     let host = env.create_user("host").await;
-    let mods = env.create_user("mod_mo").await;
-    sqlx::query("UPDATE users SET role = 'moderator' WHERE id = $1")
-        .bind(mods.id)
-        .execute(&env.db)
-        .await
-        .unwrap();
+    let mods = env.create_moderator("mod_mo").await;
     for u in [&host, &mods] {
         let (s, _) = health(app, &u.token).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "admins only");

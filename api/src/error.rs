@@ -337,6 +337,18 @@ impl From<wp_core::event::EventError> for AppError {
     }
 }
 
+impl From<wp_core::exports::ExportError> for AppError {
+    fn from(e: wp_core::exports::ExportError) -> Self {
+        use wp_core::exports::ExportError as E;
+        match e {
+            E::NotFound => Self::not_found(),
+            E::PermissionDenied(m) => Self::forbidden("permission_denied", m),
+            E::Invalid { field, message } => Self::field(field, message),
+            E::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<wp_core::moderation::ModerationError> for AppError {
     fn from(e: wp_core::moderation::ModerationError) -> Self {
         use wp_core::moderation::ModerationError as E;

@@ -35,8 +35,8 @@ pub use crate::state::{App, AppState};
 use crate::{
     error::AppError,
     routes::{
-        accounts, admin, events, groups, moderation, notifications, parties, search, social,
-        support, system, videos,
+        accounts, admin, events, groups, mobile, moderation, notifications, parties, search,
+        social, support, system, videos,
     },
 };
 
@@ -64,6 +64,7 @@ error bodies are `{success: false, message, code, errors?, request_id}`. Authent
         (name = "notifications", description = "In-app notifications, their preferences, and push devices"),
         (name = "parties", description = "Watch parties: rooms, members, chat history, voice and screen-share state (live on the party socket, docs/realtime.md)"),
         (name = "events", description = "Scheduled events: RSVPs with places, a waitlist and approval, invitations, calendar files; the scheduler moves them live and ended"),
+        (name = "mobile", description = "What the mobile apps read at start: base URLs, features, limits, push settings, update advice"),
         (name = "moderation", description = "Reports of videos, comments, chat messages, parties, groups and users; the staff moderation queue; the audit log of staff actions"),
         (name = "support", description = "The help desk: support tickets with replies, staff notes, attachments, SLA and merges; the FAQ; product feedback"),
         (name = "groups", description = "Social groups: public and private groups, membership, join requests, invitations, roles and bans"),
@@ -106,6 +107,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(search::router())
         .merge(support::router())
         .merge(moderation::router())
+        .merge(mobile::router())
 }
 
 /// Builds the router and the OpenAPI document from one list of routes.

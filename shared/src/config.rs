@@ -32,6 +32,100 @@ impl FromStr for LogFormat {
     }
 }
 
+/// A mobile app's version: dotted numbers (`1.4`, `2.0.13`), compared number by number
+/// (a missing part is 0: `1.4` = `1.4.0`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppVersion(Vec<u32>);
+
+impl FromStr for AppVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Result<Vec<u32>, _> = s.trim().split('.').map(str::parse::<u32>).collect();
+        match parts {
+            Ok(p) if !p.is_empty() && p.len() <= 4 => Ok(Self(p)),
+            _ => Err(format!("`{s}` is not a version like 1.4.2")),
+        }
+    }
+}
+
+impl AppVersion {
+    fn padded(&self) -> [u32; 4] {
+        let mut out = [0; 4];
+        for (o, v) in out.iter_mut().zip(&self.0) {
+            *o = *v;
+        }
+        out
+    }
+}
+
+impl PartialOrd for AppVersion {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for AppVersion {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.padded().cmp(&other.padded())
+    }
+}
+
+impl fmt::Display for AppVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(u32::to_string).collect();
+        f.write_str(&parts.join("."))
+    }
+}
+
+/// One platform's app release: the oldest version still served (older ones must
+/// update), the newest (older ones are told an update exists) and its store page.
+#[derive(Debug, Clone, Default)]
+pub struct AppRelease {
+    pub minimum: Option<AppVersion>,
+    pub latest: Option<AppVersion>,
+    pub store_url: Option<String>,
+}
+
+impl AppRelease {
+    /// `MOBILE_{platform}_MIN_VERSION`, `_LATEST_VERSION`, `_STORE_URL`.
+    fn read<F: Fn(&str) -> Option<String>>(
+        r: &Reader<F>,
+        platform: &str,
+    ) -> Result<Self, ConfigError> {
+        let min_var = format!("MOBILE_{platform}_MIN_VERSION");
+        let latest_var = format!("MOBILE_{platform}_LATEST_VERSION");
+        let store_var = format!("MOBILE_{platform}_STORE_URL");
+        let minimum: Option<AppVersion> = r.optional(&min_var)?;
+        let latest: Option<AppVersion> = r.optional(&latest_var)?;
+        if let (Some(m), Some(l)) = (&minimum, &latest)
+            && m > l
+        {
+            return Err(ConfigError {
+                var: min_var,
+                reason: format!("{m} is newer than {latest_var} ({l})"),
+            });
+        }
+        let store_url = match r.raw(&store_var) {
+            Some(_) => Some(r.url(&store_var, "", &["https", "http", "itms-apps", "market"])?),
+            None => None,
+        };
+        Ok(Self {
+            minimum,
+            latest,
+            store_url,
+        })
+    }
+}
+
+/// What the mobile apps are told (`GET /api/mobile/config/`).
+#[derive(Debug, Clone, Default)]
+pub struct MobileConfig {
+    pub ios: AppRelease,
+    pub android: AppRelease,
+    /// Features switched off for the apps (`MOBILE_DISABLED_FEATURES`, comma-separated).
+    pub disabled_features: Vec<String>,
+}
+
 /// Where outgoing email goes.
 #[derive(Clone, PartialEq, Eq)]
 pub enum EmailTransport {
@@ -78,6 +172,11 @@ pub struct Config {
     pub public_url: String,
     /// Base URL of the web app, for links in emails (`/verify-email?token=...`).
     pub frontend_url: String,
+    /// Base URL clients open sockets on (`REALTIME_PUBLIC_URL`, `ws://` or `wss://`;
+    /// default: `PUBLIC_URL` with its scheme made `ws`/`wss`).
+    pub realtime_public_url: String,
+    /// What the mobile apps are told about their releases and features.
+    pub mobile: MobileConfig,
     pub cors_origins: Vec<String>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
@@ -156,6 +255,9 @@ pub struct Config {
     /// What one user's videos may take in all (`USER_STORAGE_QUOTA_BYTES`, default
     /// 10 GiB): an upload past it is refused (413 `quota_exceeded`) and nothing is kept.
     pub user_storage_quota: u64,
+    /// At most this many rows a second per staff CSV export (`EXPORT_ROWS_PER_SECOND`;
+    /// 0, the default: as fast as the database gives them), to spare a busy primary.
+    pub export_rows_per_second: u64,
     /// ffmpeg and ffprobe binaries used by the media worker.
     pub ffmpeg: String,
     pub ffprobe: String,
@@ -284,6 +386,9 @@ impl fmt::Debug for Config {
             .field("password_hash_wait", &self.password_hash_wait)
             .field("video_max_bytes", &self.video_max_bytes)
             .field("user_storage_quota", &self.user_storage_quota)
+            .field("realtime_public_url", &self.realtime_public_url)
+            .field("mobile", &self.mobile)
+            .field("export_rows_per_second", &self.export_rows_per_second)
             .field("ffmpeg", &self.ffmpeg)
             .field("ffprobe", &self.ffprobe)
             .field("notify_page_size", &self.notify_page_size)
@@ -549,6 +654,25 @@ impl Config {
                 }
                 t => t,
             },
+            realtime_public_url: {
+                let default = public_url
+                    .trim_end_matches('/')
+                    .replacen("https://", "wss://", 1)
+                    .replacen("http://", "ws://", 1);
+                r.url("REALTIME_PUBLIC_URL", &default, &["ws", "wss"])?
+                    .trim_end_matches('/')
+                    .to_owned()
+            },
+            mobile: MobileConfig {
+                ios: AppRelease::read(&r, "IOS")?,
+                android: AppRelease::read(&r, "ANDROID")?,
+                disabled_features: r
+                    .string("MOBILE_DISABLED_FEATURES", "")
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            },
             public_url: public_url.trim_end_matches('/').to_owned(),
             frontend_url: r
                 .url("FRONTEND_URL", "http://localhost:3000", &["http", "https"])?
@@ -613,6 +737,7 @@ impl Config {
             password_hash_wait: Duration::from_millis(r.positive("PASSWORD_HASH_WAIT_MS", 2000)?),
             video_max_bytes: r.positive("VIDEO_MAX_BYTES", 2 * 1024 * 1024 * 1024)?,
             user_storage_quota: r.positive("USER_STORAGE_QUOTA_BYTES", 10 * 1024 * 1024 * 1024)?,
+            export_rows_per_second: r.parse("EXPORT_ROWS_PER_SECOND", 0)?,
             ffmpeg: r.string("FFMPEG_PATH", "ffmpeg"),
             ffprobe: r.string("FFPROBE_PATH", "ffprobe"),
             notify_page_size: r.positive("NOTIFY_PAGE_SIZE", 1000)?,
@@ -692,6 +817,18 @@ mod tests {
         assert_eq!(err.var, "WORKER_HEARTBEAT_SECS");
         let err = load(&[("LOG_FORMAT", "xml")]).unwrap_err();
         assert_eq!(err.var, "LOG_FORMAT");
+        let err = load(&[
+            ("MOBILE_IOS_MIN_VERSION", "3.0"),
+            ("MOBILE_IOS_LATEST_VERSION", "2.9.9"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "MOBILE_IOS_MIN_VERSION");
+        let err = load(&[("MOBILE_ANDROID_LATEST_VERSION", "two")]).unwrap_err();
+        assert_eq!(err.var, "MOBILE_ANDROID_LATEST_VERSION");
+        let err = load(&[("REALTIME_PUBLIC_URL", "https://rt.example")]).unwrap_err();
+        assert_eq!(err.var, "REALTIME_PUBLIC_URL");
+        let c = load(&[("PUBLIC_URL", "https://api.example/")]).unwrap();
+        assert_eq!(c.realtime_public_url, "wss://api.example");
         let err = load(&[("OPS_TOKEN", "short")]).unwrap_err();
         assert_eq!(err.var, "OPS_TOKEN");
         let err = load(&[("JWT_SECRET", "short")]).unwrap_err();

@@ -491,6 +491,39 @@ impl TestApp {
         );
     }
 
+    /// The notification kinds `u` has (the first 100), newest first.
+    pub async fn notification_kinds(&self, u: &TestUser) -> Vec<String> {
+        let (s, b) = self
+            .call(
+                reqwest::Method::GET,
+                "/api/notifications/?page_size=100",
+                Some(&u.token),
+                None,
+            )
+            .await;
+        assert_eq!(s, reqwest::StatusCode::OK, "{b}");
+        b["data"]["results"]
+            .as_array()
+            .expect("a page of notifications")
+            .iter()
+            .map(|n| n["kind"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Waits until `u` has exactly `n` notifications of `kind`.
+    pub async fn expect_kind(&self, u: &TestUser, kind: &str, n: usize) {
+        eventually(Duration::from_secs(15), kind, || async {
+            let c = self
+                .notification_kinds(u)
+                .await
+                .iter()
+                .filter(|k| *k == kind)
+                .count();
+            (c == n).then_some(())
+        })
+        .await;
+    }
+
     pub async fn post_json(
         &self,
         path: &str,
@@ -594,13 +627,22 @@ impl TestEnv {
 
     /// A user with the admin role.
     pub async fn create_admin(&self, username: &str) -> TestUser {
-        let admin = self.create_user(username).await;
-        sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
-            .bind(admin.id)
+        self.create_with_role(username, "admin").await
+    }
+
+    pub async fn create_moderator(&self, username: &str) -> TestUser {
+        self.create_with_role(username, "moderator").await
+    }
+
+    async fn create_with_role(&self, username: &str, role: &str) -> TestUser {
+        let u = self.create_user(username).await;
+        sqlx::query("UPDATE users SET role = $2 WHERE id = $1")
+            .bind(u.id)
+            .bind(role)
             .execute(&self.db)
             .await
-            .expect("make admin");
-        admin
+            .expect("set the role");
+        u
     }
 
     /// Makes two users friends.

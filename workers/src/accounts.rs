@@ -148,7 +148,7 @@ async fn write_export(job: &ExportAccount, ctx: &Ctx) -> Result<(), BoxDynError>
 /// likes go with them, parties that showed them keep going without a video). The row
 /// stays (status `deleted`, username `deleted_…`) so that comments and chat messages
 /// it wrote in others' threads keep their shape, under that name. Also removes expired
-/// export files.
+/// export files (account exports and staff CSV exports).
 pub async fn purge(ctx: &Ctx) -> Result<u64, BoxDynError> {
     let grace = i64::try_from(ctx.config.deletion_grace.as_secs()).unwrap_or(i64::MAX);
     let mut tx = ctx.db.begin().await?;
@@ -220,6 +220,14 @@ pub async fn purge(ctx: &Ctx) -> Result<u64, BoxDynError> {
         if let Some(p) = e.file_path {
             let _ = ctx.storage.delete(&p).await;
         }
+    }
+    // Expired staff CSV exports (the audit log keeps that they were made).
+    let expired: Vec<Option<String>> =
+        sqlx::query_scalar("DELETE FROM table_exports WHERE expires_at < now() RETURNING file_key")
+            .fetch_all(&ctx.db)
+            .await?;
+    for key in expired.into_iter().flatten() {
+        let _ = ctx.storage.delete(&key).await;
     }
     Ok(ids.len() as u64)
 }

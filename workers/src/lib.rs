@@ -13,6 +13,7 @@ pub mod push;
 pub mod retry;
 pub mod search;
 pub mod system;
+pub mod table_export;
 
 use std::{
     sync::{
@@ -33,7 +34,7 @@ use wp_shared::{
     Config,
     backoff::{Backoff, Outage},
     jobs::{
-        AnalyticsEvent, Enqueuer, ExportAccount, NotifyEvent, PrepareMedia, Queue, SearchJob,
+        AnalyticsEvent, Enqueuer, ExportJob, NotifyEvent, PrepareMedia, Queue, SearchJob,
         SendEmail, SendPush, SystemJob, promote_due, queue_config,
     },
 };
@@ -161,11 +162,23 @@ handled_queues! {
     Email: SendEmail => email::send_email,
     Push: SendPush => push::send_push,
     Notify: NotifyEvent => notify::fan_out,
-    Export: ExportAccount => accounts::export_account,
+    Export: ExportJob => handle_export,
     Media: PrepareMedia => media::prepare,
     Analytics: AnalyticsEvent => analytics::record,
     Search: SearchJob => search::handle_search,
     System: SystemJob => system::handle_system,
+}
+
+/// The `export` queue: an account's own data, or a staff CSV export.
+async fn handle_export(
+    job: ExportJob,
+    ctx: Data<Arc<Ctx>>,
+    attempt: Attempt,
+) -> Result<(), apalis::prelude::BoxDynError> {
+    match job {
+        ExportJob::Account(j) => accounts::export_account(j, ctx, attempt).await,
+        ExportJob::Table(j) => table_export::make(j, &ctx, &attempt).await,
+    }
 }
 
 /// One pool: a queue and how many of its jobs may run at once.

@@ -6,6 +6,7 @@ pub mod accounts;
 pub mod admin;
 pub mod events;
 pub mod groups;
+pub mod mobile;
 pub mod moderation;
 pub mod notifications;
 pub mod parties;

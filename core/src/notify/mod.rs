@@ -272,6 +272,15 @@ pub const KINDS: &[Kind] = &[
         emailed_by_flow: false,
     },
     Kind {
+        name: "admin.export_ready",
+        description: "Staff: a CSV export you asked for is ready",
+        in_app: true,
+        email: true,
+        push: false,
+        required: false,
+        emailed_by_flow: false,
+    },
+    Kind {
         name: "admin.broadcast",
         description: "Announcements from the Watch Party team",
         in_app: true,
@@ -349,6 +358,9 @@ pub enum UserEvent {
     /// password, a suspension, a deletion): every node checks the session of each of the
     /// user's sockets again (`account::authenticate`) and closes those that fail.
     SessionsChanged,
+    /// A staff CSV export moved on (`export_progress` frame; `data` is `{id, kind,
+    /// status, rows_done, rows_total}`), about once a second while it runs.
+    ExportProgress { export: serde_json::Value },
 }
 
 impl UserEvent {
@@ -359,9 +371,28 @@ impl UserEvent {
                 "notification",
                 notification.clone(),
             )),
+            Self::ExportProgress { export } => Some(wp_shared::frame::Frame::server(
+                "export_progress",
+                export.clone(),
+            )),
             Self::SessionsChanged => None,
         }
     }
+}
+
+/// Publishes `event` on `user`'s channel (best effort: what it says is in the
+/// database too).
+pub async fn publish_user_event(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    user: uuid::Uuid,
+    event: &UserEvent,
+) -> redis::RedisResult<()> {
+    use redis::AsyncCommands;
+    let payload = serde_json::to_string(event).unwrap_or_default();
+    redis
+        .publish::<_, _, ()>(format!("{}{user}", user_channel_prefix(prefix)), payload)
+        .await
 }
 
 /// Tells every node that `user`'s sessions changed (after the change is committed), so
@@ -464,7 +495,8 @@ mod tests {
                                     "saved_search_id": "s1", "ticket_id": "t1", "number": 7,
                                     "subject": "<b>eve</b> cannot play", "priority": "high",
                                     "due_at": "2026-12-02T10:00:00Z", "target_type": "comment",
-                                    "reason": "self_harm", "note": "<b>eve</b> rule 3", "outcome": "action_taken"}),
+                                    "reason": "self_harm", "note": "<b>eve</b> rule 3", "outcome": "action_taken",
+                                    "kind": "users", "rows": 12, "expires_at": "2026-12-10T00:00:00Z", "export_id": "x1"}),
                 "https://app.example/",
             )
             .unwrap();

@@ -307,6 +307,22 @@ pub(super) static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "moderation.report_resolved.subject",
             "Your report was handled",
         ),
+        (
+            "admin.export_ready.title",
+            "Your {{ payload.kind }} export is ready",
+        ),
+        (
+            "admin.export_ready.body",
+            "The {{ payload.kind }} export {{ actor }} asked for holds {{ payload.rows }} rows. Download it from the admin panel before {{ payload.expires_at }}.",
+        ),
+        (
+            "admin.export_ready.link",
+            "/admin/exports/{{ payload.export_id }}",
+        ),
+        (
+            "admin.export_ready.subject",
+            "Your Watch Party {{ payload.kind }} export is ready",
+        ),
         ("admin.broadcast.title", "{{ payload.title }}"),
         ("admin.broadcast.body", "{{ payload.body }}"),
         ("admin.broadcast.link", "{{ payload.link or '/' }}"),

@@ -3,6 +3,7 @@
 
 pub mod broadcast;
 pub mod directory;
+pub mod exports;
 pub mod health;
 pub mod queues;
 pub mod users;
@@ -16,6 +17,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(directory::directory))
         .routes(routes!(directory::bulk))
+        .routes(routes!(exports::export_users))
+        .routes(routes!(exports::create_export, exports::list_exports))
+        .routes(routes!(exports::export_detail))
+        .routes(routes!(exports::export_download))
         .routes(routes!(users::suspend))
         .routes(routes!(users::unsuspend))
         .routes(routes!(users::set_role))
