@@ -5,9 +5,10 @@
 
 mod common;
 
-use common::TestEnv;
-use reqwest::StatusCode;
-use serde_json::Value;
+use chrono::{TimeDelta, Utc};
+use common::{TestApp, TestEnv, TestUser, ws::Ws};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 
 async fn get(
     app: &common::TestApp,
@@ -109,4 +110,247 @@ async fn the_config_tells_each_app_version_what_to_do() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{q}: {b}");
         assert!(b["errors"][field].is_array(), "{q}: {b}");
     }
+}
+
+async fn post(app: &TestApp, u: &TestUser, path: &str, body: Value) -> Value {
+    let (s, b) = app.post_json(path, Some(&u.token), body).await;
+    assert!(s.is_success(), "{path}: {s} {b}");
+    b["data"].clone()
+}
+
+async fn party(app: &TestApp, host: &TestUser, title: &str, extra: Value) -> String {
+    let mut body = json!({"title": title, "external_url": "https://example.com/v.mp4"});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    post(app, host, "/api/parties/", body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn event(app: &TestApp, u: &TestUser, title: &str, in_days: i64, extra: Value) -> String {
+    let start = Utc::now() + TimeDelta::days(in_days);
+    let mut body = json!({"title": title, "start_time": start.to_rfc3339(),
+                          "end_time": (start + TimeDelta::hours(2)).to_rfc3339()});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    post(app, u, "/api/events/", body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn video(env: &TestEnv, owner: &TestUser, title: &str, visibility: &str) -> uuid::Uuid {
+    let id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO videos (id, owner_id, title, storage_key, original_filename, container, content_type,
+                             size_bytes, sha256, status, visibility, duration_seconds, thumbnail_key)
+         VALUES ($1, $2, $3, 'videos/x', 'x.mp4', 'mp4', 'video/mp4', 1, '', 'ready', $4, 600, 'thumbs/x.jpg')",
+    )
+    .bind(id)
+    .bind(owner.id)
+    .bind(title)
+    .bind(visibility)
+    .execute(&env.db)
+    .await
+    .unwrap();
+    id
+}
+
+fn titles(v: &Value, key: &str) -> Vec<String> {
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key}: {v}"))
+        .iter()
+        .map(|x| x["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The home screen in one call, for Ann: live parties of her friend and her group (not
+/// a stranger's, not an empty one), her events of the next two weeks, the videos she
+/// did not finish, and her badge counts.
+#[tokio::test]
+async fn the_home_screen_shows_what_is_live_next_and_unfinished() {
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let node = env.spawn_node().await;
+    let ann = env.create_user("ann").await;
+    let bob = env.create_user("bob").await;
+    let cal = env.create_user("cal").await;
+    let dan = env.create_user("dan").await;
+    env.befriend(&ann, &bob).await;
+    let gid = post(
+        &app,
+        &cal,
+        "/api/social/groups/",
+        json!({"name": "Film club"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    post(
+        &app,
+        &ann,
+        &format!("/api/social/groups/{gid}/join/"),
+        json!({}),
+    )
+    .await;
+
+    let (s, _) = app.call(Method::GET, "/api/mobile/home/", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // Parties: a friend's and the group's with someone in them; a stranger's with
+    // someone in it; a friend's with nobody.
+    let friends = party(&app, &bob, "Bob's night", json!({})).await;
+    let club = party(&app, &cal, "Club night", json!({"group_id": gid})).await;
+    let strangers = party(&app, &dan, "Dan's night", json!({})).await;
+    party(&app, &bob, "Bob's empty room", json!({})).await;
+    let _b = Ws::connect(&node, &friends, &bob.token).await;
+    let _c1 = Ws::connect(&node, &club, &cal.token).await;
+    post(&app, &dan, &format!("/api/parties/{club}/join/"), json!({})).await;
+    let _c2 = Ws::connect(&node, &club, &dan.token).await;
+    let _d = Ws::connect(&node, &strangers, &dan.token).await;
+
+    // Events: a friend's in 3 days, the group's in 5, a stranger's she is invited to,
+    // a stranger's she is not, a friend's in 20 days (past the horizon).
+    event(&app, &bob, "Bob's premiere", 3, json!({})).await;
+    event(&app, &cal, "Club screening", 5, json!({"group_id": gid})).await;
+    let invited = event(&app, &dan, "Dan's invite", 1, json!({})).await;
+    post(
+        &app,
+        &dan,
+        &format!("/api/events/{invited}/invite/"),
+        json!({"user_ids": [ann.id]}),
+    )
+    .await;
+    event(&app, &dan, "Dan's public thing", 2, json!({})).await;
+    event(&app, &bob, "Bob's far future", 20, json!({})).await;
+
+    // Progress: one video half-way, one nearly done, one barely started, one private
+    // to someone else (refused), one forgotten.
+    let halfway = video(&env, &dan, "Halfway", "public").await;
+    let done = video(&env, &dan, "Nearly done", "public").await;
+    let barely = video(&env, &dan, "Barely", "public").await;
+    let hidden = video(&env, &dan, "Hidden", "private").await;
+    let forgotten = video(&env, &bob, "Forgotten", "friends").await;
+    for (v, pos) in [
+        (halfway, 120.0),
+        (done, 590.0),
+        (barely, 5.0),
+        (forgotten, 60.0),
+    ] {
+        let (s, b) = app
+            .call(
+                Method::PUT,
+                &format!("/api/videos/{v}/progress/"),
+                Some(&ann.token),
+                Some(json!({"position_seconds": pos})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    for (v, body, want) in [
+        (
+            hidden,
+            json!({"position_seconds": 1.0}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            halfway,
+            json!({"position_seconds": 601.5}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            halfway,
+            json!({"position_seconds": -1}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (halfway, json!({"position": 1}), StatusCode::BAD_REQUEST),
+    ] {
+        let (s, b) = app
+            .call(
+                Method::PUT,
+                &format!("/api/videos/{v}/progress/"),
+                Some(&ann.token),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(s, want, "{body}: {b}");
+    }
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/videos/{forgotten}/progress/"),
+            Some(&ann.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
+    // A friend request waits for her.
+    post(
+        &app,
+        &dan,
+        "/api/social/friend-requests/",
+        json!({"user_id": ann.id}),
+    )
+    .await;
+
+    // The realtime node writes presence as sockets connect: wait for both parties.
+    let home = common::eventually(
+        std::time::Duration::from_secs(10),
+        "two live parties",
+        || async {
+            let (s, b) = app
+                .call(Method::GET, "/api/mobile/home/", Some(&ann.token), None)
+                .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            (b["data"]["live_parties"].as_array().map(Vec::len) == Some(2))
+                .then(|| b["data"].clone())
+        },
+    )
+    .await;
+    assert_eq!(
+        titles(&home, "live_parties"),
+        ["Club night", "Bob's night"],
+        "most crowded first"
+    );
+    assert_eq!(home["live_parties"][0]["online"], 2);
+    assert_eq!(home["live_parties"][0]["via"], "group");
+    assert_eq!(home["live_parties"][1]["via"], "friend");
+    assert_eq!(
+        titles(&home, "upcoming_events"),
+        ["Dan's invite", "Bob's premiere", "Club screening"]
+    );
+    let watching = &home["continue_watching"];
+    assert_eq!(watching.as_array().unwrap().len(), 1, "{watching}");
+    assert_eq!(watching[0]["title"], "Halfway");
+    assert_eq!(watching[0]["progress"], 0.2);
+    assert!(
+        watching[0]["thumbnail_url"]
+            .as_str()
+            .unwrap()
+            .contains("/thumbnail/")
+    );
+    assert_eq!(home["unread"]["friend_requests"], 1);
+    assert_eq!(home["unread"]["event_invitations"], 1);
+    assert_eq!(home["unread"]["group_invitations"], 0);
+
+    // Dan sees none of Ann's: his home has his own parties only.
+    let (_, b) = app
+        .call(Method::GET, "/api/mobile/home/", Some(&dan.token), None)
+        .await;
+    let mut mine = titles(&b["data"], "live_parties");
+    mine.sort();
+    assert_eq!(mine, ["Club night", "Dan's night"], "joined and hosted");
+    assert!(
+        b["data"]["continue_watching"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -206,3 +206,184 @@ mod tests {
         assert!("".parse::<AppVersion>().is_err());
     }
 }
+
+/// A party on the home screen.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PartyCard {
+    pub id: uuid::Uuid,
+    pub title: String,
+    pub host: crate::social::UserSummary,
+    pub video_id: Option<uuid::Uuid>,
+    pub video_title: Option<String>,
+    pub group_id: Option<uuid::Uuid>,
+    pub member_count: i64,
+    /// Sockets open in it now.
+    pub online: u64,
+    /// Why it is shown: `mine` (hosted or joined), `friend` (a friend hosts it), `group`.
+    pub via: &'static str,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct PartyCardRow {
+    id: uuid::Uuid,
+    title: String,
+    host_id: uuid::Uuid,
+    username: String,
+    display_name: String,
+    avatar_path: Option<String>,
+    video_id: Option<uuid::Uuid>,
+    video_title: Option<String>,
+    group_id: Option<uuid::Uuid>,
+    member_count: i64,
+    mine: bool,
+    friend: bool,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A video to go on with.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct ContinueWatching {
+    pub video_id: uuid::Uuid,
+    pub title: String,
+    pub duration_seconds: Option<f64>,
+    pub position_seconds: f64,
+    /// The video's visibility (a client builds the thumbnail link from it).
+    #[serde(skip)]
+    pub visibility: crate::video::VideoVisibility,
+    #[serde(skip)]
+    pub has_thumbnail: bool,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What waits for the user.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Unread {
+    pub notifications: i64,
+    pub friend_requests: i64,
+    pub group_invitations: i64,
+    pub event_invitations: i64,
+}
+
+/// How far ahead the home screen's events go.
+pub const EVENTS_HORIZON_DAYS: i64 = 14;
+/// Items per home-screen row.
+pub const ROW: i64 = 10;
+/// Active parties looked at for the live row (the most recently changed).
+const PARTY_CANDIDATES: i64 = 40;
+
+/// The active parties of `me`'s friends and groups and `me`'s own, most recently changed
+/// first (visible by `party_visible_to`), with their open sockets (`online`); only those
+/// with someone in them, most crowded first.
+pub async fn live_parties(
+    db: &sqlx::PgPool,
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    me: &crate::account::Actor,
+) -> sqlx::Result<Vec<PartyCard>> {
+    let rows: Vec<PartyCardRow> = sqlx::query_as(
+        "SELECT p.id, p.title, p.host_id, u.username, u.display_name, u.avatar_path, p.video_id,
+                v.title AS video_title, p.group_id,
+                (SELECT count(*) FROM party_members m WHERE m.party_id = p.id) AS member_count,
+                (p.host_id = $1 OR EXISTS (SELECT 1 FROM party_members m WHERE m.party_id = p.id AND m.user_id = $1)) AS mine,
+                are_friends(p.host_id, $1) AS friend, p.updated_at
+           FROM parties p JOIN users u ON u.id = p.host_id LEFT JOIN videos v ON v.id = p.video_id
+          WHERE p.id IN (
+                SELECT x.id FROM friendships f JOIN parties x ON x.host_id = f.user_b AND x.status = 'active' WHERE f.user_a = $1
+                UNION SELECT x.id FROM friendships f JOIN parties x ON x.host_id = f.user_a AND x.status = 'active' WHERE f.user_b = $1
+                UNION SELECT x.id FROM group_members g JOIN parties x ON x.group_id = g.group_id AND x.status = 'active' WHERE g.user_id = $1
+                UNION SELECT m.party_id FROM party_members m WHERE m.user_id = $1)
+            AND p.status = 'active' AND party_visible_to(p.id, p.host_id, p.visibility, $1, $2)
+          ORDER BY p.updated_at DESC, p.id LIMIT $3",
+    )
+    .bind(me.id)
+    .bind(me.is_staff())
+    .bind(PARTY_CANDIDATES)
+    .fetch_all(db)
+    .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for r in &rows {
+        pipe.hlen(crate::party::live::Keys::new(prefix, r.id).presence());
+    }
+    // Without Redis the row shows nobody online (the rest of the screen still loads).
+    let online: Vec<u64> = match pipe.query_async(redis).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "party presence unreadable for the home screen");
+            vec![0; rows.len()]
+        }
+    };
+    let mut cards: Vec<PartyCard> = rows
+        .into_iter()
+        .zip(online)
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, online)| PartyCard {
+            id: r.id,
+            title: r.title,
+            host: crate::social::UserSummary::new(
+                r.host_id,
+                r.username,
+                r.display_name,
+                r.avatar_path.as_deref(),
+            ),
+            video_id: r.video_id,
+            video_title: r.video_title,
+            group_id: r.group_id,
+            member_count: r.member_count,
+            online,
+            via: if r.mine {
+                "mine"
+            } else if r.friend {
+                "friend"
+            } else {
+                "group"
+            },
+            updated_at: r.updated_at,
+        })
+        .collect();
+    cards.sort_by(|a, b| {
+        b.online
+            .cmp(&a.online)
+            .then(b.updated_at.cmp(&a.updated_at))
+    });
+    cards.truncate(ROW as usize);
+    Ok(cards)
+}
+
+/// Videos `me` started and did not finish (at least 10 s in, before the last 5%), still
+/// visible and ready, most recent first.
+pub async fn continue_watching(
+    db: &sqlx::PgPool,
+    me: &crate::account::Actor,
+) -> sqlx::Result<Vec<ContinueWatching>> {
+    sqlx::query_as(
+        "SELECT v.id AS video_id, v.title, v.duration_seconds, w.position_seconds, v.visibility,
+                v.thumbnail_key IS NOT NULL AS has_thumbnail, w.updated_at
+           FROM watch_progress w JOIN videos v ON v.id = w.video_id
+          WHERE w.user_id = $1 AND v.status = 'ready' AND w.position_seconds >= 10
+            AND (v.duration_seconds IS NULL OR w.position_seconds < v.duration_seconds * 0.95)
+            AND video_visible_to(v.owner_id, v.status, v.visibility, $1, $2)
+          ORDER BY w.updated_at DESC LIMIT $3",
+    )
+    .bind(me.id)
+    .bind(me.is_staff())
+    .bind(ROW)
+    .fetch_all(db)
+    .await
+}
+
+/// The counts on the home screen's badges.
+pub async fn unread(db: &sqlx::PgPool, me: &crate::account::Actor) -> sqlx::Result<Unread> {
+    sqlx::query_as(
+        "SELECT (SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL) AS notifications,
+                (SELECT count(*) FROM friend_requests WHERE to_user = $1 AND status = 'pending') AS friend_requests,
+                (SELECT count(*) FROM group_invitations WHERE user_id = $1) AS group_invitations,
+                (SELECT count(*) FROM event_invitations WHERE user_id = $1 AND status = 'pending') AS event_invitations",
+    )
+    .bind(me.id)
+    .fetch_one(db)
+    .await
+}

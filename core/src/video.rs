@@ -103,6 +103,39 @@ pub async fn visible(
     .await
 }
 
+/// Records that `user` is at `position` seconds in video `id` (the caller checked it may
+/// see it). Returns when.
+pub async fn save_progress(
+    conn: &mut PgConnection,
+    user: Uuid,
+    id: Uuid,
+    position: f64,
+) -> sqlx::Result<DateTime<Utc>> {
+    sqlx::query_scalar(
+        "INSERT INTO watch_progress (user_id, video_id, position_seconds) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id, video_id)
+         DO UPDATE SET position_seconds = EXCLUDED.position_seconds, updated_at = now()
+         RETURNING updated_at",
+    )
+    .bind(user)
+    .bind(id)
+    .bind(position)
+    .fetch_one(&mut *conn)
+    .await
+}
+
+/// Forgets where `user` is in video `id`; the rows removed (0 or 1).
+pub async fn forget_progress(conn: &mut PgConnection, user: Uuid, id: Uuid) -> sqlx::Result<u64> {
+    Ok(
+        sqlx::query("DELETE FROM watch_progress WHERE user_id = $1 AND video_id = $2")
+            .bind(user)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
+    )
+}
+
 /// What the library list keeps and how it orders.
 #[derive(Debug, Default)]
 pub struct ListFilter<'a> {

@@ -1,5 +1,6 @@
 //! The mobile apps' own routes under `/api/mobile/` (seed item 9): the configuration an
-//! app reads at start (`config/`). Push tokens and devices are in
+//! app reads at start (`config/`) and the home screen in one call (`home/`). Push tokens
+//! and devices are in
 //! [`crate::routes::notifications`]. The rules are `wp_core::mobile`.
 
 use axum::{
@@ -7,14 +8,20 @@ use axum::{
     http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use utoipa::IntoParams;
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use wp_core::mobile::{self, Limits, MobileConfigView, MobilePlatform};
+use wp_core::{
+    event::Event,
+    mobile::{self, Limits, MobileConfigView, MobilePlatform, PartyCard, Unread},
+    video::VideoVisibility,
+};
 use wp_shared::config::AppVersion;
 
 use crate::{
+    auth::AuthUser,
     error::{AppError, AppResult, ErrorBody},
     extract::Query,
     response::{ApiResponse, Envelope, MAX_PAGE_SIZE, not_modified},
@@ -26,7 +33,9 @@ const CACHE: &str = "public, max-age=300";
 
 /// The routes of this resource (registered under `/api/` by `crate::api_routes`).
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(mobile_config))
+    OpenApiRouter::new()
+        .routes(routes!(mobile_config))
+        .routes(routes!(mobile_home))
 }
 
 /// `?platform=&app_version=`.
@@ -34,8 +43,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigParams {
-    /// `ios` or `android`: the update advice and push provider are for it.
-    pub platform: Option<String>,
+    /// The update advice and push provider are for it.
+    pub platform: Option<MobilePlatform>,
     /// The app's version (`1.4.2`), with `platform`.
     #[param(pattern = r"^\d+(\.\d+){0,3}$")]
     pub app_version: Option<String>,
@@ -69,14 +78,7 @@ pub async fn mobile_config(
     Query(q): Query<ConfigParams>,
     headers: HeaderMap,
 ) -> AppResult<Response> {
-    let platform = q
-        .platform
-        .as_deref()
-        .map(|p| {
-            p.parse::<MobilePlatform>()
-                .map_err(|_| AppError::field("platform", "ios or android."))
-        })
-        .transpose()?;
+    let platform = q.platform;
     let version = q
         .app_version
         .as_deref()
@@ -114,4 +116,104 @@ pub async fn mobile_config(
         header::HeaderValue::from_static(CACHE),
     );
     Ok(res)
+}
+
+/// A video on the "continue watching" row.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContinueItem {
+    pub video_id: uuid::Uuid,
+    pub title: String,
+    /// Works in an `<img>` (signed for the caller when the video is not public).
+    pub thumbnail_url: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub position_seconds: f64,
+    /// `position_seconds / duration_seconds` (null without a duration).
+    pub progress: Option<f64>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// `data` of the home screen.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HomeView {
+    /// Parties of friends and groups (and the caller's own) with someone in them now,
+    /// most crowded first (up to 10).
+    pub live_parties: Vec<PartyCard>,
+    /// Scheduled or live events of the next 14 days the caller organizes, answered or
+    /// was invited to, or of friends and groups, soonest first (up to 10).
+    pub upcoming_events: Vec<Event>,
+    /// Videos started and not finished, most recent first (up to 10).
+    pub continue_watching: Vec<ContinueItem>,
+    pub unread: Unread,
+}
+
+/// The apps' home screen in one call: live parties of friends and groups, upcoming
+/// events, continue watching, and the unread counts. The four parts are read at once.
+#[utoipa::path(get, path = "/mobile/home/", tag = "mobile", security(("bearer" = [])),
+    responses((status = 200, body = inline(Envelope<HomeView>)), (status = 401, body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn mobile_home(
+    State(state): State<AppState>,
+    me: AuthUser,
+) -> AppResult<ApiResponse<HomeView>> {
+    let now = chrono::Utc::now();
+    let mut redis = state.redis.clone();
+    let events = async {
+        let mut conn = state.db.acquire().await?;
+        wp_core::event::upcoming_for_home(
+            &mut conn,
+            &me,
+            now,
+            chrono::TimeDelta::days(mobile::EVENTS_HORIZON_DAYS),
+            mobile::ROW,
+        )
+        .await
+        .map_err(AppError::from)
+    };
+    let parties = async {
+        mobile::live_parties(&state.db, &mut redis, &state.config.redis_prefix, &me)
+            .await
+            .map_err(AppError::from)
+    };
+    let watching = async {
+        mobile::continue_watching(&state.db, &me)
+            .await
+            .map_err(AppError::from)
+    };
+    let unread = async { mobile::unread(&state.db, &me).await.map_err(AppError::from) };
+    let (live_parties, upcoming_events, watching, unread) =
+        tokio::try_join!(parties, events, watching, unread)?;
+    let continue_watching = watching
+        .into_iter()
+        .map(|w| ContinueItem {
+            thumbnail_url: w
+                .has_thumbnail
+                .then(|| {
+                    crate::routes::videos::thumbnail_url(
+                        &state,
+                        w.video_id,
+                        matches!(
+                            w.visibility,
+                            VideoVisibility::Public | VideoVisibility::Unlisted
+                        ),
+                        Some(&me),
+                    )
+                })
+                .flatten(),
+            progress: w
+                .duration_seconds
+                .filter(|d| *d > 0.0)
+                .map(|d| (w.position_seconds / d).min(1.0)),
+            video_id: w.video_id,
+            title: w.title,
+            duration_seconds: w.duration_seconds,
+            position_seconds: w.position_seconds,
+            updated_at: w.updated_at,
+        })
+        .collect();
+    Ok(ApiResponse::ok(HomeView {
+        live_parties,
+        upcoming_events,
+        continue_watching,
+        unread,
+    }))
 }

@@ -203,6 +203,38 @@ const VISIBLE: &str = "($2 OR e.organizer_id = $1 OR (
              OR EXISTS (SELECT 1 FROM event_invitations i WHERE i.event_id = e.id AND i.user_id = $1)
              OR EXISTS (SELECT 1 FROM group_members g WHERE g.group_id = e.group_id AND g.user_id = $1))))";
 
+/// The home screen's events for `me` at `now`: scheduled or live, not over, starting
+/// before `now + horizon`, organized by `me` or a friend, in `me`'s groups, or answered
+/// (not declined) or invited to by `me`; visible by [`VISIBLE`]; soonest first.
+pub async fn upcoming_for_home(
+    conn: &mut PgConnection,
+    me: &Actor,
+    now: DateTime<Utc>,
+    horizon: chrono::TimeDelta,
+    limit: i64,
+) -> EventResult<Vec<Event>> {
+    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        "{SELECT} WHERE e.id IN (
+            SELECT x.id FROM events x WHERE x.organizer_id = $1
+            UNION SELECT x.id FROM friendships f JOIN events x ON x.organizer_id = f.user_b WHERE f.user_a = $1
+            UNION SELECT x.id FROM friendships f JOIN events x ON x.organizer_id = f.user_a WHERE f.user_b = $1
+            UNION SELECT x.id FROM events x JOIN group_members g ON g.group_id = x.group_id AND g.user_id = $1
+            UNION SELECT a.event_id FROM event_attendees a WHERE a.user_id = $1 AND a.status <> 'declined'
+            UNION SELECT i.event_id FROM event_invitations i WHERE i.user_id = $1 AND i.status = 'pending')
+          AND e.status IN ('scheduled', 'live') AND e.end_time > $3 AND e.start_time < $4
+          AND {VISIBLE}
+        ORDER BY e.start_time, e.id LIMIT $5"
+    ))
+    .bind(me.id)
+    .bind(me.is_staff())
+    .bind(now)
+    .bind(now + horizon)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(Event::from).collect())
+}
+
 /// Why an event action is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {

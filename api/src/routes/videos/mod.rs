@@ -6,6 +6,7 @@
 pub mod comments;
 pub mod downloads;
 pub mod likes;
+pub mod progress;
 
 use crate::extract::Ids;
 use axum::extract::DefaultBodyLimit;
@@ -65,6 +66,31 @@ pub struct Video {
 /// How long a signed thumbnail link stays the same URL (it works for up to twice that).
 const THUMBNAIL_LINK_SECS: i64 = 3600;
 
+/// The URL of video `id`'s thumbnail that works in an `<img>`: plain when the video is
+/// `open` (public or unlisted), signed for `viewer` otherwise.
+pub(crate) fn thumbnail_url(
+    state: &AppState,
+    id: Uuid,
+    open: bool,
+    viewer: Option<&AuthUser>,
+) -> Option<String> {
+    let base = format!("{}/api/videos/{id}/thumbnail/", state.config.public_url);
+    if open {
+        return Some(base);
+    }
+    let me = viewer?;
+    let token = crate::auth::tokens::issue_scoped_stable(
+        &state.config,
+        me.id,
+        me.session_id,
+        "thumbnail",
+        id,
+        THUMBNAIL_LINK_SECS,
+    )
+    .ok()?;
+    Some(format!("{base}?token={token}"))
+}
+
 impl Video {
     /// The video as `viewer` sees it. The thumbnail's URL works in an `<img>`: plain for a
     /// public or unlisted video, signed for the viewer otherwise (as downloads are).
@@ -73,23 +99,10 @@ impl Video {
             v.visibility,
             VideoVisibility::Public | VideoVisibility::Unlisted
         );
-        let thumbnail_url = v.thumbnail_key.as_ref().and_then(|_| {
-            let base = format!("{}/api/videos/{}/thumbnail/", state.config.public_url, v.id);
-            if open {
-                return Some(base);
-            }
-            let me = viewer?;
-            let token = crate::auth::tokens::issue_scoped_stable(
-                &state.config,
-                me.id,
-                me.session_id,
-                "thumbnail",
-                v.id,
-                THUMBNAIL_LINK_SECS,
-            )
-            .ok()?;
-            Some(format!("{base}?token={token}"))
-        });
+        let thumbnail_url = v
+            .thumbnail_key
+            .as_ref()
+            .and_then(|_| thumbnail_url(state, v.id, open, viewer));
         Self {
             thumbnail_url,
             id: v.id,
@@ -784,6 +797,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(detail, update, delete))
         .routes(routes!(likes::like))
         .routes(routes!(view))
+        .routes(routes!(progress::save_progress, progress::forget_progress))
         .routes(routes!(comments::list, comments::create))
         .routes(routes!(comments::edit, comments::delete))
         .routes(routes!(comments::like))
