@@ -354,3 +354,209 @@ async fn the_home_screen_shows_what_is_live_next_and_unfinished() {
             .is_empty()
     );
 }
+
+async fn sync(app: &TestApp, u: &TestUser, body: Value) -> (StatusCode, Value) {
+    app.call(
+        Method::POST,
+        "/api/mobile/sync/",
+        Some(&u.token),
+        Some(body),
+    )
+    .await
+}
+
+fn ids(section: &Value, key: &str) -> Vec<String> {
+    let mut v: Vec<String> = section[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key}: {section}"))
+        .iter()
+        .map(|x| {
+            x.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| x["id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A first sync is the whole state; then each sync is what changed since the cursor,
+/// as upserts and tombstones, and nothing of anyone else's; a cursor too old is a full
+/// resync; the device's last sync is recorded.
+#[tokio::test]
+async fn sync_sends_what_changed_since_the_cursor_with_tombstones() {
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let ann = env.create_user("ann").await;
+    let bob = env.create_user("bob").await;
+    let cal = env.create_user("cal").await;
+    let dan = env.create_user("dan").await;
+    env.befriend(&ann, &bob).await;
+    env.befriend(&dan, &cal).await;
+    let gid = post(
+        &app,
+        &cal,
+        "/api/social/groups/",
+        json!({"name": "Film club"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    post(
+        &app,
+        &ann,
+        &format!("/api/social/groups/{gid}/join/"),
+        json!({}),
+    )
+    .await;
+    let pid = party(&app, &ann, "Ann's night", json!({})).await;
+    let eid = event(&app, &ann, "Ann's premiere", 3, json!({})).await;
+    let device = "ann-phone-1";
+    app.register_device(&ann, device, "android", &"f".repeat(140))
+        .await;
+    let note = |user: uuid::Uuid, title: &'static str| {
+        let db = env.db.clone();
+        async move {
+            let id = uuid::Uuid::now_v7();
+            sqlx::query("INSERT INTO notifications (id, user_id, kind, title, body) VALUES ($1, $2, 'follow.new', $3, '')")
+                .bind(id)
+                .bind(user)
+                .bind(title)
+                .execute(&db)
+                .await
+                .unwrap();
+            id.to_string()
+        }
+    };
+    let old_note = note(ann.id, "Old news").await;
+
+    // Bad requests name the field.
+    for (body, field) in [
+        (json!({"cursor": "garbage"}), "cursor"),
+        (json!({"device_id": "someone-elses"}), "device_id"),
+        (json!({"since": 1}), "since"),
+    ] {
+        let (s, b) = sync(&app, &ann, body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {b}");
+        assert!(b["errors"][field].is_array(), "{field}: {b}");
+    }
+
+    // The first sync: everything, full.
+    let (s, b) = sync(&app, &ann, json!({"device_id": device})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let d = &b["data"];
+    assert_eq!(d["full"], true);
+    assert_eq!(ids(&d["friends"], "upserted"), [bob.id.to_string()]);
+    assert_eq!(ids(&d["groups"], "upserted"), [gid.as_str()]);
+    assert_eq!(ids(&d["parties"], "upserted"), [pid.as_str()]);
+    assert_eq!(ids(&d["events"], "upserted"), [eid.as_str()]);
+    assert_eq!(ids(&d["notifications"], "upserted"), [old_note.as_str()]);
+    let cursor = d["cursor"].as_str().unwrap().to_owned();
+    let synced: Option<chrono::DateTime<Utc>> =
+        sqlx::query_scalar("SELECT last_sync_at FROM devices WHERE device_id = $1")
+            .bind(device)
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert!(synced.is_some(), "the device's last sync is recorded");
+
+    // Nothing happened: an empty delta.
+    let (_, b) = sync(&app, &ann, json!({"cursor": cursor})).await;
+    let d = &b["data"];
+    assert_eq!(d["full"], false, "{b}");
+    for kind in ["notifications", "friends", "parties", "events", "groups"] {
+        assert!(
+            ids(&d[kind], "upserted").is_empty() && ids(&d[kind], "deleted").is_empty(),
+            "{kind}: {b}"
+        );
+    }
+    let cursor = d["cursor"].as_str().unwrap().to_owned();
+
+    // Changes: a friend gone and one new, the group left, the party renamed, the event
+    // cancelled, a notification new and one deleted; and Dan's own changes elsewhere.
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/social/friends/{}/", bob.id),
+            Some(&ann.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    env.befriend(&ann, &cal).await;
+    let (s, _) = app
+        .call(
+            Method::POST,
+            &format!("/api/social/groups/{gid}/leave/"),
+            Some(&ann.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, b) = app
+        .call(
+            Method::PATCH,
+            &format!("/api/parties/{pid}/"),
+            Some(&ann.token),
+            Some(json!({"title": "Ann's late night"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/events/{eid}/"),
+            Some(&ann.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let new_note = note(ann.id, "Fresh news").await;
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/notifications/{old_note}/"),
+            Some(&ann.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    note(dan.id, "Dan's news").await;
+    party(&app, &dan, "Dan's night", json!({})).await;
+
+    let (s, b) = sync(&app, &ann, json!({"cursor": cursor, "device_id": device})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let d = &b["data"];
+    assert_eq!(d["full"], false, "{b}");
+    assert_eq!(ids(&d["friends"], "upserted"), [cal.id.to_string()]);
+    assert_eq!(ids(&d["friends"], "deleted"), [bob.id.to_string()]);
+    assert_eq!(ids(&d["groups"], "deleted"), [gid.as_str()]);
+    assert_eq!(ids(&d["parties"], "upserted"), [pid.as_str()]);
+    assert_eq!(d["parties"]["upserted"][0]["title"], "Ann's late night");
+    // Deleting an event cancels it: it comes as it is now.
+    assert_eq!(ids(&d["events"], "upserted"), [eid.as_str()]);
+    assert_eq!(d["events"]["upserted"][0]["status"], "cancelled");
+    assert_eq!(ids(&d["notifications"], "upserted"), [new_note.as_str()]);
+    assert_eq!(ids(&d["notifications"], "deleted"), [old_note.as_str()]);
+
+    // A cursor from before the retention: the whole state again.
+    let stale = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        br#"{"x":1,"t":0}"#,
+    );
+    let (_, b) = sync(&app, &ann, json!({"cursor": stale})).await;
+    let d = &b["data"];
+    assert_eq!(d["full"], true);
+    assert_eq!(ids(&d["friends"], "upserted"), [cal.id.to_string()]);
+    assert!(ids(&d["groups"], "upserted").is_empty());
+    assert!(
+        ids(&d["events"], "upserted").is_empty(),
+        "a full sync has no cancelled event"
+    );
+    assert!(
+        ids(&d["friends"], "deleted").is_empty(),
+        "a full sync has no tombstones"
+    );
+}

@@ -23,6 +23,7 @@ pub mod party;
 pub mod search;
 pub mod social;
 pub mod support;
+pub mod sync;
 pub mod video;
 
 /// `s` trimmed, if it has `min` to `max` characters; else the message that says so.

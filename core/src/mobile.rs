@@ -281,45 +281,66 @@ pub async fn live_parties(
     prefix: &str,
     me: &crate::account::Actor,
 ) -> sqlx::Result<Vec<PartyCard>> {
-    let rows: Vec<PartyCardRow> = sqlx::query_as(
-        "SELECT p.id, p.title, p.host_id, u.username, u.display_name, u.avatar_path, p.video_id,
-                v.title AS video_title, p.group_id,
-                (SELECT count(*) FROM party_members m WHERE m.party_id = p.id) AS member_count,
-                (p.host_id = $1 OR EXISTS (SELECT 1 FROM party_members m WHERE m.party_id = p.id AND m.user_id = $1)) AS mine,
-                are_friends(p.host_id, $1) AS friend, p.updated_at
-           FROM parties p JOIN users u ON u.id = p.host_id LEFT JOIN videos v ON v.id = p.video_id
+    let rows: Vec<PartyCardRow> = sqlx::query_as(&format!(
+        "{PARTY_CARD}
           WHERE p.id IN (
                 SELECT x.id FROM friendships f JOIN parties x ON x.host_id = f.user_b AND x.status = 'active' WHERE f.user_a = $1
                 UNION SELECT x.id FROM friendships f JOIN parties x ON x.host_id = f.user_a AND x.status = 'active' WHERE f.user_b = $1
                 UNION SELECT x.id FROM group_members g JOIN parties x ON x.group_id = g.group_id AND x.status = 'active' WHERE g.user_id = $1
                 UNION SELECT m.party_id FROM party_members m WHERE m.user_id = $1)
             AND p.status = 'active' AND party_visible_to(p.id, p.host_id, p.visibility, $1, $2)
-          ORDER BY p.updated_at DESC, p.id LIMIT $3",
-    )
+          ORDER BY p.updated_at DESC, p.id LIMIT $3"
+    ))
     .bind(me.id)
     .bind(me.is_staff())
     .bind(PARTY_CANDIDATES)
     .fetch_all(db)
     .await?;
+    let mut cards: Vec<PartyCard> = with_online(redis, prefix, rows)
+        .await
+        .into_iter()
+        .filter(|c| c.online > 0)
+        .collect();
+    cards.sort_by(|a, b| {
+        b.online
+            .cmp(&a.online)
+            .then(b.updated_at.cmp(&a.updated_at))
+    });
+    cards.truncate(ROW as usize);
+    Ok(cards)
+}
+
+/// A party card's columns (`$1`: the caller).
+const PARTY_CARD: &str = "SELECT p.id, p.title, p.host_id, u.username, u.display_name, u.avatar_path, p.video_id,
+        v.title AS video_title, p.group_id,
+        (SELECT count(*) FROM party_members m WHERE m.party_id = p.id) AS member_count,
+        (p.host_id = $1 OR EXISTS (SELECT 1 FROM party_members m WHERE m.party_id = p.id AND m.user_id = $1)) AS mine,
+        are_friends(p.host_id, $1) AS friend, p.updated_at
+   FROM parties p JOIN users u ON u.id = p.host_id LEFT JOIN videos v ON v.id = p.video_id";
+
+/// Cards of `rows` with their open sockets (`online`, from the realtime presence; 0 for
+/// all when Redis cannot be read: the rest of the answer still loads).
+async fn with_online(
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    rows: Vec<PartyCardRow>,
+) -> Vec<PartyCard> {
     if rows.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     let mut pipe = redis::pipe();
     for r in &rows {
         pipe.hlen(crate::party::live::Keys::new(prefix, r.id).presence());
     }
-    // Without Redis the row shows nobody online (the rest of the screen still loads).
     let online: Vec<u64> = match pipe.query_async(redis).await {
         Ok(v) => v,
         Err(e) => {
-            tracing::warn!(error = %e, "party presence unreadable for the home screen");
+            tracing::warn!(error = %e, "party presence unreadable");
             vec![0; rows.len()]
         }
     };
-    let mut cards: Vec<PartyCard> = rows
-        .into_iter()
+    rows.into_iter()
         .zip(online)
-        .filter(|(_, n)| *n > 0)
         .map(|(r, online)| PartyCard {
             id: r.id,
             title: r.title,
@@ -343,14 +364,30 @@ pub async fn live_parties(
             },
             updated_at: r.updated_at,
         })
-        .collect();
-    cards.sort_by(|a, b| {
-        b.online
-            .cmp(&a.online)
-            .then(b.updated_at.cmp(&a.updated_at))
-    });
-    cards.truncate(ROW as usize);
-    Ok(cards)
+        .collect()
+}
+
+/// The active parties `me` hosts or joined (visible by `party_visible_to`): among `ids`,
+/// or all (`None`), most recently changed first.
+pub async fn my_parties(
+    db: &mut sqlx::PgConnection,
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    me: &crate::account::Actor,
+    ids: Option<&[uuid::Uuid]>,
+) -> sqlx::Result<Vec<PartyCard>> {
+    let rows: Vec<PartyCardRow> = sqlx::query_as(&format!(
+        "{PARTY_CARD} WHERE p.id IN (SELECT m.party_id FROM party_members m WHERE m.user_id = $1)
+            AND ($3::uuid[] IS NULL OR p.id = ANY($3))
+            AND p.status = 'active' AND party_visible_to(p.id, p.host_id, p.visibility, $1, $2)
+          ORDER BY p.updated_at DESC, p.id LIMIT 1000"
+    ))
+    .bind(me.id)
+    .bind(me.is_staff())
+    .bind(ids)
+    .fetch_all(&mut *db)
+    .await?;
+    Ok(with_online(redis, prefix, rows).await)
 }
 
 /// Videos `me` started and did not finish (at least 10 s in, before the last 5%), still

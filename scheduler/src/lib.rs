@@ -64,6 +64,7 @@ pub fn schedules(config: &Config) -> anyhow::Result<Vec<Schedule>> {
             parse("0 * * * * *")?,
             SystemJob::SupportSweep,
         ),
+        Schedule::new("prune-sync", parse("0 17 * * * *")?, SystemJob::PruneSync),
         Schedule::new(
             "vacuum-jobs",
             parse("0 */15 * * * *")?,

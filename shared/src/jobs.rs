@@ -304,6 +304,8 @@ pub enum SystemJob {
     AdvanceEvents,
     /// Close support tickets resolved long enough ago; flag and notify SLA breaches.
     SupportSweep,
+    /// Remove the mobile sync notes older than their retention.
+    PruneSync,
     /// Does nothing; used to measure the queue itself (`cargo bench`, load tool).
     Noop { seq: u64 },
 }

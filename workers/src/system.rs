@@ -94,6 +94,12 @@ pub async fn handle_system(
                 );
             }
         }
+        SystemJob::PruneSync => {
+            let n = wp_core::sync::prune(&ctx.db, chrono::Utc::now()).await?;
+            if n > 0 {
+                tracing::info!(pruned = n, "old sync notes removed");
+            }
+        }
         SystemJob::Noop { .. } => {}
     }
     Ok(())

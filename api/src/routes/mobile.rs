@@ -1,6 +1,6 @@
 //! The mobile apps' own routes under `/api/mobile/` (seed item 9): the configuration an
-//! app reads at start (`config/`) and the home screen in one call (`home/`). Push tokens
-//! and devices are in
+//! app reads at start (`config/`), the home screen in one call (`home/`) and the delta
+//! sync (`sync/`). Push tokens and devices are in
 //! [`crate::routes::notifications`]. The rules are `wp_core::mobile`.
 
 use axum::{
@@ -36,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(mobile_config))
         .routes(routes!(mobile_home))
+        .routes(routes!(mobile_sync))
 }
 
 /// `?platform=&app_version=`.
@@ -215,5 +216,121 @@ pub async fn mobile_home(
         upcoming_events,
         continue_watching,
         unread,
+    }))
+}
+
+/// A sync request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// The `cursor` of the previous sync; absent for the first (a full sync).
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// The device syncing (as registered with `POST /api/mobile/push-token/`): its
+    /// `last_sync_at` is recorded.
+    #[serde(default)]
+    #[schema(max_length = 255)]
+    pub device_id: Option<String>,
+}
+
+/// What changed of one kind: the objects as they are now, and the ids of those gone.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Section<T> {
+    pub upserted: Vec<T>,
+    /// Tombstones: no longer there, or no longer the caller's.
+    pub deleted: Vec<uuid::Uuid>,
+}
+
+impl<T> Section<T> {
+    fn new(asked: Option<&[uuid::Uuid]>, upserted: Vec<T>, id: impl Fn(&T) -> uuid::Uuid) -> Self {
+        let deleted = asked.map_or_else(Vec::new, |a| wp_core::sync::gone(a, &upserted, id));
+        Self { upserted, deleted }
+    }
+}
+
+/// `data` of a sync.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncAnswer {
+    /// Send it with the next sync.
+    pub cursor: String,
+    /// `true`: this is the whole current state (replace the local copy); `false`: what
+    /// changed since the cursor (apply it).
+    pub full: bool,
+    /// Full: the newest 100.
+    pub notifications: Section<crate::routes::notifications::Notification>,
+    pub friends: Section<wp_core::social::UserSummary>,
+    /// Active parties the caller hosts or joined.
+    pub parties: Section<PartyCard>,
+    /// Events the caller organizes, answered or was invited to (full: those not over).
+    pub events: Section<Event>,
+    /// Groups the caller is a member of.
+    pub groups: Section<wp_core::group::Group>,
+}
+
+/// Delta sync: what changed for the caller since `cursor` — notifications, friends,
+/// parties, events, groups — as upserts (the objects as they are now) and tombstones
+/// (ids gone or no longer theirs), with the next cursor. No cursor, one older than 30
+/// days, or more than 2,000 changes: the full current state (`full: true`). An
+/// unreadable cursor is a 400 naming it; a `device_id` not registered by the caller too.
+#[utoipa::path(post, path = "/mobile/sync/", tag = "mobile", security(("bearer" = [])), request_body = SyncRequest,
+    responses((status = 200, body = inline(Envelope<SyncAnswer>)), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 415, body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn mobile_sync(
+    State(state): State<AppState>,
+    me: AuthUser,
+    body: crate::extract::JsonBody,
+) -> AppResult<ApiResponse<SyncAnswer>> {
+    use wp_core::sync::{self, Cursor};
+    let b = body.parse::<SyncRequest>()?;
+    let now = chrono::Utc::now();
+    let since = match b.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            Cursor::decode(c)
+                .ok_or_else(|| AppError::field("cursor", "Not a cursor this server gave."))?,
+        ),
+    }
+    .filter(|c| !c.too_old(now));
+    if let Some(d) = &b.device_id
+        && (d.is_empty()
+            || d.chars().count() > 255
+            || !sync::touch_device(&state.db, me.id, d, now).await?)
+    {
+        return Err(AppError::field(
+            "device_id",
+            "Not a device of yours: register it with POST /api/mobile/push-token/ first.",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    let cursor = sync::begin(&mut tx, now).await?;
+    let changed = match &since {
+        Some(c) => sync::changed(&mut tx, me.id, c).await?,
+        None => None,
+    };
+    let full = changed.is_none();
+    let ids = |f: fn(&sync::Changed) -> &Vec<uuid::Uuid>| changed.as_ref().map(|c| f(c).as_slice());
+    let (n_ids, f_ids, p_ids, e_ids, g_ids) = (
+        ids(|c| &c.notifications),
+        ids(|c| &c.friends),
+        ids(|c| &c.parties),
+        ids(|c| &c.events),
+        ids(|c| &c.groups),
+    );
+    let notifications = crate::routes::notifications::for_sync(&mut tx, me.id, n_ids).await?;
+    let friends = sync::friends(&mut tx, me.id, f_ids).await?;
+    let mut redis = state.redis.clone();
+    let parties =
+        mobile::my_parties(&mut tx, &mut redis, &state.config.redis_prefix, &me, p_ids).await?;
+    let events = wp_core::event::related(&mut tx, &me, e_ids).await?;
+    let groups = wp_core::group::memberships(&mut tx, &me, g_ids).await?;
+    tx.commit().await?;
+    Ok(ApiResponse::ok(SyncAnswer {
+        cursor: cursor.encode(),
+        full,
+        notifications: Section::new(n_ids, notifications, |n| n.id),
+        friends: Section::new(f_ids, friends, |u| u.id),
+        parties: Section::new(p_ids, parties, |p| p.id),
+        events: Section::new(e_ids, events, |e| e.id),
+        groups: Section::new(g_ids, groups, |g| g.id),
     }))
 }

@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// An in-app notification.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Notification {
     pub id: Uuid,
     /// The type, e.g. `comment.reply` (see `GET /api/notifications/preferences/`).
@@ -114,6 +114,25 @@ pub async fn list(
         next,
         previous: None,
     }))
+}
+
+/// `user`'s notifications for a sync: among `ids`, or the newest 100 (`None`).
+pub(crate) async fn for_sync(
+    conn: &mut sqlx::PgConnection,
+    user: Uuid,
+    ids: Option<&[Uuid]>,
+) -> sqlx::Result<Vec<Notification>> {
+    sqlx::query_as(
+        "SELECT id, kind, title, body, link, actor_id, data, read_at IS NOT NULL AS is_read,
+                read_at, created_at
+           FROM notifications
+          WHERE user_id = $1 AND ($2::uuid[] IS NULL OR id = ANY($2))
+          ORDER BY created_at DESC, id DESC LIMIT 100",
+    )
+    .bind(user)
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -203,6 +203,31 @@ const VISIBLE: &str = "($2 OR e.organizer_id = $1 OR (
              OR EXISTS (SELECT 1 FROM event_invitations i WHERE i.event_id = e.id AND i.user_id = $1)
              OR EXISTS (SELECT 1 FROM group_members g WHERE g.group_id = e.group_id AND g.user_id = $1))))";
 
+/// The events that are `me`'s (organized, answered but not declined, or invited to):
+/// among `ids`, or all that have not ended (`None`), soonest first.
+pub async fn related(
+    conn: &mut PgConnection,
+    me: &Actor,
+    ids: Option<&[Uuid]>,
+) -> EventResult<Vec<Event>> {
+    let rows: Vec<EventRow> = sqlx::query_as(&format!(
+        "{SELECT} WHERE e.id IN (
+            SELECT x.id FROM events x WHERE x.organizer_id = $1
+            UNION SELECT a.event_id FROM event_attendees a WHERE a.user_id = $1 AND a.status <> 'declined'
+            UNION SELECT i.event_id FROM event_invitations i WHERE i.user_id = $1 AND i.status = 'pending')
+          AND ($3::uuid[] IS NOT NULL OR e.status IN ('scheduled', 'live'))
+          AND ($3::uuid[] IS NULL OR e.id = ANY($3))
+          AND {VISIBLE}
+        ORDER BY e.start_time, e.id LIMIT 500"
+    ))
+    .bind(me.id)
+    .bind(me.is_staff())
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(Event::from).collect())
+}
+
 /// The home screen's events for `me` at `now`: scheduled or live, not over, starting
 /// before `now + horizon`, organized by `me` or a friend, in `me`'s groups, or answered
 /// (not declined) or invited to by `me`; visible by [`VISIBLE`]; soonest first.

@@ -231,6 +231,24 @@ pub async fn visible(conn: &mut PgConnection, me: &Actor, id: Uuid) -> GroupResu
         .ok_or(GroupError::NotFound)
 }
 
+/// The groups `me` is a member of: among `ids`, or all of them (`None`), by name.
+pub async fn memberships(
+    conn: &mut PgConnection,
+    me: &Actor,
+    ids: Option<&[Uuid]>,
+) -> GroupResult<Vec<Group>> {
+    let rows: Vec<GroupRow> = sqlx::query_as(&format!(
+        "{SELECT} WHERE m.user_id IS NOT NULL AND ($3::uuid[] IS NULL OR g.id = ANY($3))
+          ORDER BY lower(g.name), g.id LIMIT 1000"
+    ))
+    .bind(me.id)
+    .bind(me.is_staff())
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(Group::from).collect())
+}
+
 /// [`visible`] under the group's row lock (taken first).
 async fn locked(conn: &mut PgConnection, me: &Actor, id: Uuid) -> GroupResult<Group> {
     sqlx::query("SELECT 1 FROM social_groups WHERE id = $1 FOR UPDATE")
