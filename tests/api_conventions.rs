@@ -506,3 +506,52 @@ async fn admin_routes_refuse_a_normal_user_before_reading_the_body() {
     }
     assert!(walked >= 8, "admin routes walked: {walked}");
 }
+
+/// Every route the OpenAPI document marks as needing a token, walked signed out with a
+/// body that is not valid for it, answers 401 in the error envelope: no route reads a
+/// body, an id or a query before it knows the caller.
+#[tokio::test]
+async fn every_secured_route_refuses_a_caller_without_a_token() {
+    use reqwest::Method;
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let doc: Value = app.get("/api/schema/").await.json().await.unwrap();
+    let mut walked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete: String = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('{') {
+                    uuid::Uuid::now_v7().to_string()
+                } else {
+                    seg.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for (verb, method) in [
+            ("get", Method::GET),
+            ("post", Method::POST),
+            ("put", Method::PUT),
+            ("patch", Method::PATCH),
+            ("delete", Method::DELETE),
+        ] {
+            let op = &ops[verb];
+            let secured = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            if !secured {
+                continue;
+            }
+            let body = (method != Method::GET).then(|| serde_json::json!({"bogus": [1, 2]}));
+            let (s, b) = app.call(method, &concrete, None, body).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{verb} {path}: {b}");
+            assert!(
+                b["success"] == false && b["code"].is_string(),
+                "{verb} {path}: {b}"
+            );
+            walked += 1;
+        }
+    }
+    assert!(walked >= 150, "secured routes walked: {walked}");
+}

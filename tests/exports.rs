@@ -378,3 +378,108 @@ async fn an_export_survives_its_worker_killed_mid_way() {
         .collect();
     assert_eq!(files, [format!("{id}.csv")]);
 }
+
+/// The analytics events export from ClickHouse the same way: admins only, the event
+/// types and the time range filtered, zero ids as empty cells, formulas neutralised.
+#[tokio::test]
+async fn analytics_events_export_from_clickhouse() {
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let _workers = env.spawn_workers(&[(Queue::Export, 1)]).await;
+    let admin = env.create_admin("root").await;
+    let mod1 = env.create_moderator("mod_one").await;
+    let (user, video) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let zero = uuid::Uuid::nil();
+    let ch = wp_shared::clickhouse::client(&env.config);
+    for (at, kind, u, v, props) in [
+        (
+            "2026-12-01 10:00:00",
+            "video.view_start",
+            user,
+            video,
+            r#"{"position":12.5}"#,
+        ),
+        ("2026-12-01 11:00:00", "=cmd|calc", zero, zero, "{}"),
+        ("2026-12-01 12:00:00", "video.download", user, video, "{}"),
+        ("2026-11-01 12:00:00", "video.view_start", user, video, "{}"),
+    ] {
+        ch.query(
+            "INSERT INTO events (occurred_at, event_type, event_id, user_id, party_id, video_id, properties)
+             VALUES (toDateTime(?, 'UTC'), ?, toUUID(?), toUUID(?), toUUID(?), toUUID(?), ?)",
+        )
+        .bind(at)
+        .bind(kind)
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(u.to_string())
+        .bind(zero.to_string())
+        .bind(v.to_string())
+        .bind(props)
+        .execute()
+        .await
+        .unwrap();
+    }
+
+    let body = json!({"kind": "analytics",
+                      "columns": ["occurred_at", "event_type", "user_id", "party_id", "properties"],
+                      "filters": {"event_type": ["video.view_start", "=cmd|calc"],
+                                  "created_after": "2026-11-30T00:00:00Z"}});
+    let (s, _) = call(
+        &app,
+        &mod1,
+        Method::POST,
+        "/api/admin/exports/",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "analytics carry user ids: admins only"
+    );
+    let (s, b) = call(
+        &app,
+        &admin,
+        Method::POST,
+        "/api/admin/exports/",
+        Some(json!({"kind": "tickets", "filters": {"event_type": ["x"]}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["event_type"].is_array(), "{b}");
+    let (s, b) = call(
+        &app,
+        &admin,
+        Method::POST,
+        "/api/admin/exports/",
+        Some(body),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = b["data"]["id"].as_str().unwrap().to_owned();
+    let done = wait_done(&app, &admin, &id).await;
+    assert_eq!(done["rows_total"], 2, "{done}");
+    let (_, _, text) = download(&app, done["download_url"].as_str().unwrap()).await;
+    let rows = parse_csv(&text);
+    assert_eq!(
+        rows,
+        [
+            vec![
+                "occurred_at",
+                "event_type",
+                "user_id",
+                "party_id",
+                "properties"
+            ],
+            vec![
+                "2026-12-01T10:00:00Z",
+                "video.view_start",
+                &user.to_string(),
+                "",
+                r#"{"position":12.5}"#
+            ],
+            vec!["2026-12-01T11:00:00Z", "'=cmd|calc", "", "", "{}"],
+        ],
+        "{text}"
+    );
+}

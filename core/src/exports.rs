@@ -26,6 +26,8 @@ crate::text_enum! {
         Tickets = "tickets",
         Feedback = "feedback",
         Reports = "reports",
+        /// The analytics events (ClickHouse).
+        Analytics = "analytics",
     }
 }
 
@@ -109,6 +111,89 @@ const REPORT_COLUMNS: &[Column] = &[
     ("resolved_at", "csv_time(t.resolved_at)"),
 ];
 
+/// The analytics columns, in ClickHouse SQL: ids that mean "none" (the zero UUID) are
+/// empty cells, text a spreadsheet could run is neutralised as in PostgreSQL.
+const ANALYTICS_COLUMNS: &[Column] = &[
+    (
+        "occurred_at",
+        "formatDateTime(at_, '%Y-%m-%dT%H:%M:%SZ', 'UTC')",
+    ),
+    (
+        "event_type",
+        "if(match(type_, '^[-=+@\\t\\r]'), concat('\\'', type_), type_)",
+    ),
+    ("event_id", "toString(id_)"),
+    (
+        "user_id",
+        "if(user_ = toUUID('00000000-0000-0000-0000-000000000000'), '', toString(user_))",
+    ),
+    (
+        "party_id",
+        "if(party_ = toUUID('00000000-0000-0000-0000-000000000000'), '', toString(party_))",
+    ),
+    (
+        "video_id",
+        "if(video_ = toUUID('00000000-0000-0000-0000-000000000000'), '', toString(video_))",
+    ),
+    (
+        "properties",
+        "if(match(props_, '^[-=+@\\t\\r]'), concat('\\'', props_), props_)",
+    ),
+];
+
+/// What a run of an analytics export asks ClickHouse (the `?` are bound by the client:
+/// `created_after`, `created_before` as Unix seconds, then each event type).
+#[derive(Debug, Clone)]
+pub struct ClickHouseSql {
+    pub count: String,
+    pub rows: String,
+    pub after: i64,
+    pub before: i64,
+    pub event_types: Vec<String>,
+}
+
+/// The statements of an analytics export with `columns` and `filters` (as stored).
+pub fn clickhouse_statements(
+    columns: &[String],
+    filters: &serde_json::Value,
+) -> ExportResult<ClickHouseSql> {
+    let f: ExportFilters =
+        serde_json::from_value(filters.clone()).map_err(|e| invalid("filters", e.to_string()))?;
+    let select: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            ANALYTICS_COLUMNS
+                .iter()
+                .find(|(n, _)| n == c)
+                .map(|(n, sql)| format!("{sql} AS {n}"))
+                .ok_or_else(|| invalid("columns", format!("{c:?} is not an analytics column.")))
+        })
+        .collect::<ExportResult<_>>()?;
+    let types = if f.event_type.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " AND event_type IN ({})",
+            vec!["?"; f.event_type.len()].join(", ")
+        )
+    };
+    let cond = format!("occurred_at >= toDateTime(?) AND occurred_at < toDateTime(?){types}");
+    Ok(ClickHouseSql {
+        count: format!("SELECT count() FROM (SELECT event_id FROM events FINAL WHERE {cond})"),
+        // The inner names differ from the columns': an output column named like a
+        // source column would stand for it in the WHERE (ClickHouse resolves aliases).
+        rows: format!(
+            "SELECT {} FROM (SELECT occurred_at AS at_, event_type AS type_, event_id AS id_,
+                    user_id AS user_, party_id AS party_, video_id AS video_, properties AS props_
+               FROM events FINAL WHERE {cond}) ORDER BY at_, id_",
+            select.join(", ")
+        ),
+        after: f.created_after.map_or(0, |t| t.timestamp()),
+        before: f.created_before.map_or(4_102_444_800, |t| t.timestamp()), // 2100-01-01
+        event_types: f.event_type,
+    })
+}
+
 impl ExportKind {
     /// Every column this kind can export, in file order.
     pub fn columns(self) -> &'static [Column] {
@@ -117,6 +202,7 @@ impl ExportKind {
             ExportKind::Tickets => TICKET_COLUMNS,
             ExportKind::Feedback => FEEDBACK_COLUMNS,
             ExportKind::Reports => REPORT_COLUMNS,
+            ExportKind::Analytics => ANALYTICS_COLUMNS,
         }
     }
 
@@ -138,13 +224,15 @@ impl ExportKind {
                  LEFT JOIN users o ON o.id = t.target_owner_id LEFT JOIN users a ON a.id = t.resolved_by",
                 "t.created_at, t.id",
             ),
+            // Read from ClickHouse (`clickhouse_statements`), not PostgreSQL.
+            ExportKind::Analytics => ("", ""),
         }
     }
 
     /// Who may export this kind.
     pub fn needs(self) -> Role {
         match self {
-            ExportKind::Users => Role::Admin,
+            ExportKind::Users | ExportKind::Analytics => Role::Admin,
             _ => Role::Moderator,
         }
     }
@@ -156,7 +244,7 @@ impl ExportKind {
             ExportKind::Users => AccountStatus::ALL.iter().map(|s| s.as_str()).collect(),
             ExportKind::Tickets => TicketStatus::ALL.iter().map(|s| s.as_str()).collect(),
             ExportKind::Reports => ReportStatus::ALL.iter().map(|s| s.as_str()).collect(),
-            ExportKind::Feedback => Vec::new(),
+            ExportKind::Feedback | ExportKind::Analytics => Vec::new(),
         }
     }
 }
@@ -191,6 +279,9 @@ pub struct ExportFilters {
     pub active_after: Option<DateTime<Utc>>,
     /// Users: last signed in before this instant.
     pub active_before: Option<DateTime<Utc>>,
+    /// Analytics: only these event types (`video.view_start`, ...).
+    #[serde(default)]
+    pub event_type: Vec<String>,
 }
 
 /// A new export.
@@ -275,6 +366,22 @@ impl NewExport {
             && let Some((field, _)) = users_only.iter().find(|(_, set)| *set)
         {
             return Err(invalid(field, format!("Not a filter of {}.", self.kind)));
+        }
+        if self.kind != ExportKind::Analytics && !f.event_type.is_empty() {
+            return Err(invalid(
+                "event_type",
+                format!("Not a filter of {}.", self.kind),
+            ));
+        }
+        if f.event_type.len() > 50
+            || f.event_type
+                .iter()
+                .any(|t| t.is_empty() || t.chars().count() > 100)
+        {
+            return Err(invalid(
+                "event_type",
+                "At most 50 types of 1 to 100 characters.",
+            ));
         }
         let statuses = self.kind.statuses();
         if let Some(s) = f.status.iter().find(|s| !statuses.contains(&s.as_str())) {

@@ -1,5 +1,6 @@
 //! Staff CSV exports (`export` queue, [`ExportTable`]): the rows of one read-only
-//! snapshot streamed with `COPY … TO STDOUT (FORMAT csv)` into object storage through a
+//! snapshot streamed with `COPY … TO STDOUT (FORMAT csv)` (analytics: ClickHouse's
+//! `CSVWithNames`) into object storage through a
 //! fixed-size buffer (constant memory, whatever the row count), progress written to the
 //! row and sent to the requester's notification sockets about once a second, the
 //! requester notified when the file is there. The statements and the columns are
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::{AbortError, Attempt, BoxDynError};
 use bytes::BytesMut;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use uuid::Uuid;
 use wp_core::{
     exports::{ExportError, ExportKind, KEEP_DAYS, RecordCounter},
@@ -93,13 +94,45 @@ async fn run(id: Uuid, ctx: &Ctx) -> Result<(), BoxDynError> {
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let sql = match wp_core::exports::statements(&mut tx, kind, &columns, &filters).await {
-        Ok(sql) => sql,
-        Err(ExportError::Db(e)) => return Err(e.into()),
-        // Stored columns or filters this release cannot read: running again won't help.
-        Err(e) => return Err(AbortError::new(e.to_string()).into()),
+    // Stored columns or filters this release cannot read: running again won't help.
+    let unreadable = |e: ExportError| -> BoxDynError {
+        match e {
+            ExportError::Db(e) => e.into(),
+            e => AbortError::new(e.to_string()).into(),
+        }
     };
-    let total: i64 = sqlx::query_scalar(&sql.count).fetch_one(&mut *tx).await?;
+    // The rows: PostgreSQL's COPY on the snapshot, or ClickHouse's CSVWithNames.
+    let (total, mut rows): (i64, BoxStream<'_, Result<bytes::Bytes, BoxDynError>>) = if kind
+        == ExportKind::Analytics
+    {
+        let q = wp_core::exports::clickhouse_statements(&columns, &filters).map_err(unreadable)?;
+        let ch = wp_shared::clickhouse::client(&ctx.config);
+        let bind = |sql: &str| {
+            let mut query = ch.query(sql).bind(q.after).bind(q.before);
+            for t in &q.event_types {
+                query = query.bind(t.as_str());
+            }
+            query
+        };
+        let total: u64 = bind(&q.count).fetch_one().await?;
+        let cursor = bind(&q.rows).fetch_bytes("CSVWithNames")?;
+        // The reader stops at the first error.
+        let chunks = futures::stream::unfold(cursor, |mut c| async move {
+            match c.next().await {
+                Ok(Some(b)) => Some((Ok(b), c)),
+                Ok(None) => None,
+                Err(e) => Some((Err(BoxDynError::from(e)), c)),
+            }
+        });
+        (i64::try_from(total).unwrap_or(i64::MAX), chunks.boxed())
+    } else {
+        let sql = wp_core::exports::statements(&mut tx, kind, &columns, &filters)
+            .await
+            .map_err(unreadable)?;
+        let total: i64 = sqlx::query_scalar(&sql.count).fetch_one(&mut *tx).await?;
+        let copy = tx.copy_out_raw(&sql.copy).await?;
+        (total, copy.map_err(BoxDynError::from).boxed())
+    };
     sqlx::query("UPDATE table_exports SET rows_total = $2 WHERE id = $1")
         .bind(id)
         .bind(total)
@@ -116,7 +149,6 @@ async fn run(id: Uuid, ctx: &Ctx) -> Result<(), BoxDynError> {
     let mut buf = BytesMut::with_capacity(BUFFER);
     let mut last = Instant::now();
     {
-        let mut rows = tx.copy_out_raw(&sql.copy).await?;
         while let Some(chunk) = rows.next().await {
             let chunk = chunk?;
             counter.feed(&chunk);
@@ -149,6 +181,7 @@ async fn run(id: Uuid, ctx: &Ctx) -> Result<(), BoxDynError> {
             }
         }
     }
+    drop(rows);
     if !buf.is_empty() {
         writer.write(buf.freeze()).await?;
     }
