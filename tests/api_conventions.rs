@@ -462,6 +462,32 @@ async fn next_links_lead_through_every_page_under_both_prefixes() {
     }
 }
 
+/// A path of the OpenAPI document with a new id in each `{parameter}`.
+fn concrete_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with('{') {
+                uuid::Uuid::now_v7().to_string()
+            } else {
+                seg.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The methods of the OpenAPI document's operations, by their key there.
+fn verbs() -> [(&'static str, reqwest::Method); 5] {
+    use reqwest::Method;
+    [
+        ("get", Method::GET),
+        ("post", Method::POST),
+        ("put", Method::PUT),
+        ("patch", Method::PATCH),
+        ("delete", Method::DELETE),
+    ]
+}
+
 /// Every admin route, walked from the OpenAPI document as a normal user with a body that
 /// is not valid for it, answers 403: permission is checked before the body is read, so
 /// the schema is answered to nobody else (issue 13, item 7: the broadcast answered 400).
@@ -477,24 +503,8 @@ async fn admin_routes_refuse_a_normal_user_before_reading_the_body() {
         if !path.contains("/admin/") {
             continue;
         }
-        let concrete: String = path
-            .split('/')
-            .map(|seg| {
-                if seg.starts_with('{') {
-                    uuid::Uuid::now_v7().to_string()
-                } else {
-                    seg.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("/");
-        for (verb, method) in [
-            ("get", Method::GET),
-            ("post", Method::POST),
-            ("put", Method::PUT),
-            ("patch", Method::PATCH),
-            ("delete", Method::DELETE),
-        ] {
+        let concrete = concrete_path(path);
+        for (verb, method) in verbs() {
             if !ops[verb].is_object() {
                 continue;
             }
@@ -518,24 +528,8 @@ async fn every_secured_route_refuses_a_caller_without_a_token() {
     let doc: Value = app.get("/api/schema/").await.json().await.unwrap();
     let mut walked = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
-        let concrete: String = path
-            .split('/')
-            .map(|seg| {
-                if seg.starts_with('{') {
-                    uuid::Uuid::now_v7().to_string()
-                } else {
-                    seg.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("/");
-        for (verb, method) in [
-            ("get", Method::GET),
-            ("post", Method::POST),
-            ("put", Method::PUT),
-            ("patch", Method::PATCH),
-            ("delete", Method::DELETE),
-        ] {
+        let concrete = concrete_path(path);
+        for (verb, method) in verbs() {
             let op = &ops[verb];
             let secured = op["security"]
                 .as_array()
