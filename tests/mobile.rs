@@ -560,3 +560,59 @@ async fn sync_sends_what_changed_since_the_cursor_with_tombstones() {
         "a full sync has no tombstones"
     );
 }
+
+/// A transaction still in progress when a sync reads (here: a notification not yet
+/// committed) comes in the next delta once committed, while what the earlier sync sent
+/// is not sent again, though the open transaction holds the snapshot's `xmin` back.
+#[tokio::test]
+async fn sync_sends_a_late_commit_once_and_nothing_twice() {
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let ann = env.create_user("ann").await;
+    let insert = "INSERT INTO notifications (id, user_id, kind, title, body)
+                  VALUES ($1, $2, 'follow.new', $3, '')";
+    let late = uuid::Uuid::now_v7();
+    let mut open = env.db.begin().await.unwrap();
+    sqlx::query(insert)
+        .bind(late)
+        .bind(ann.id)
+        .bind("Late")
+        .execute(&mut *open)
+        .await
+        .unwrap();
+    let (_, b) = sync(&app, &ann, json!({})).await;
+    assert_eq!(b["data"]["full"], true, "{b}");
+    let cursor = b["data"]["cursor"].as_str().unwrap().to_owned();
+
+    // Committed after the open transaction began, before the second sync.
+    let early = uuid::Uuid::now_v7();
+    sqlx::query(insert)
+        .bind(early)
+        .bind(ann.id)
+        .bind("Early")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let (_, b) = sync(&app, &ann, json!({"cursor": cursor})).await;
+    assert_eq!(
+        ids(&b["data"]["notifications"], "upserted"),
+        [early.to_string()],
+        "the open transaction is not seen yet: {b}"
+    );
+    let cursor = b["data"]["cursor"].as_str().unwrap().to_owned();
+
+    open.commit().await.unwrap();
+    let (_, b) = sync(&app, &ann, json!({"cursor": cursor})).await;
+    assert_eq!(
+        ids(&b["data"]["notifications"], "upserted"),
+        [late.to_string()],
+        "the late commit comes once, the early one not again: {b}"
+    );
+    let cursor = b["data"]["cursor"].as_str().unwrap().to_owned();
+    let (_, b) = sync(&app, &ann, json!({"cursor": cursor})).await;
+    assert!(
+        ids(&b["data"]["notifications"], "upserted").is_empty(),
+        "{b}"
+    );
+}

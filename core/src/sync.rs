@@ -7,7 +7,11 @@
 //! `xmin` of the client's previous snapshot, which the cursor carries — and answers each
 //! noted object from its current row: still the user's, an upsert; gone or no longer
 //! theirs, a tombstone. Every transaction below a snapshot's `xmin` was visible to it,
-//! so nothing is missed; a note may come twice (applying it twice changes nothing).
+//! so nothing is missed. Of the transactions at or past `xmin`, the cursor also carries
+//! which the previous snapshot saw (all below its `xmax` but the in-progress ones), so a
+//! note already sent is not sent again; when more than [`XIP_MAX`] were in progress the
+//! cursor keeps only `xmin` and a note may come twice (applying it twice changes
+//! nothing).
 //!
 //! A full resync (the whole current state, `full: true`) answers a first sync, a cursor
 //! that does not read, one older than [`RETENTION_DAYS`], or more than [`DELTA_MAX`]
@@ -24,11 +28,21 @@ pub const RETENTION_DAYS: i64 = 30;
 /// More changed objects than this since the cursor: a full resync instead.
 pub const DELTA_MAX: i64 = 2000;
 
-/// What a cursor holds: the previous snapshot's `xmin` and when it was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// At most this many in-progress transaction ids ride in a cursor.
+pub const XIP_MAX: usize = 32;
+
+/// What a cursor holds: the previous snapshot (`xmin`, and when known `xmax` and the
+/// transactions in progress) and when it was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     #[serde(rename = "x")]
     pub xmin: u64,
+    /// The snapshot's `xmax`; `None`: every transaction from `xmin` on is unseen.
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub xmax: Option<u64>,
+    /// The transactions in progress in the snapshot (between `xmin` and `xmax`).
+    #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
+    pub xip: Vec<u64>,
     #[serde(rename = "t")]
     pub at: i64,
 }
@@ -44,7 +58,17 @@ impl Cursor {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(s.trim())
             .ok()?;
-        serde_json::from_slice(&bytes).ok()
+        let c: Self = serde_json::from_slice(&bytes).ok()?;
+        // A snapshot that cannot have been ours does not read.
+        let sane = match c.xmax {
+            None => c.xip.is_empty(),
+            Some(xmax) => {
+                xmax >= c.xmin
+                    && c.xip.len() <= XIP_MAX
+                    && c.xip.iter().all(|x| (c.xmin..xmax).contains(x))
+            }
+        };
+        sane.then_some(c)
     }
 
     /// Whether its notes may already be pruned at `now`.
@@ -54,17 +78,29 @@ impl Cursor {
 }
 
 /// Starts the sync's snapshot on `conn` (a transaction not yet used): `REPEATABLE READ,
-/// READ ONLY`, and returns the cursor of this snapshot (its `xmin`).
+/// READ ONLY`, and returns the cursor of this snapshot.
 pub async fn begin(conn: &mut PgConnection, now: DateTime<Utc>) -> sqlx::Result<Cursor> {
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *conn)
         .await?;
-    let xmin: i64 =
-        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-            .fetch_one(&mut *conn)
-            .await?;
+    let (xmin, xmax, xip): (i64, i64, Vec<i64>) = sqlx::query_as(
+        "SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint,
+                ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(s) x LIMIT $1)
+           FROM pg_current_snapshot() s",
+    )
+    .bind(XIP_MAX as i64 + 1)
+    .fetch_one(&mut *conn)
+    .await?;
+    let id = |x: i64| u64::try_from(x).unwrap_or(0);
+    let exact = xip.len() <= XIP_MAX;
     Ok(Cursor {
-        xmin: u64::try_from(xmin).unwrap_or(0),
+        xmin: id(xmin),
+        xmax: exact.then(|| id(xmax)),
+        xip: if exact {
+            xip.into_iter().map(id).collect()
+        } else {
+            Vec::new()
+        },
         at: now.timestamp(),
     })
 }
@@ -87,11 +123,16 @@ pub async fn changed(
 ) -> sqlx::Result<Option<Changed>> {
     let rows: Vec<(String, Uuid)> = sqlx::query_as(
         "SELECT DISTINCT kind, object_id FROM sync_changes
-          WHERE user_id = $1 AND txid >= $2::text::xid8 LIMIT $3",
+          WHERE user_id = $1 AND txid >= $2::text::xid8
+            AND ($4::text IS NULL OR txid >= $4::text::xid8
+                 OR txid = ANY($5::text[]::xid8[]))
+          LIMIT $3",
     )
     .bind(user)
     .bind(since.xmin.to_string())
     .bind(DELTA_MAX + 1)
+    .bind(since.xmax.map(|x| x.to_string()))
+    .bind(since.xip.iter().map(u64::to_string).collect::<Vec<_>>())
     .fetch_all(&mut *conn)
     .await?;
     if rows.len() as i64 > DELTA_MAX {
@@ -181,10 +222,34 @@ mod tests {
         let now = Utc::now();
         let c = Cursor {
             xmin: 123_456_789,
+            xmax: Some(123_456_795),
+            xip: vec![123_456_789, 123_456_790],
             at: now.timestamp(),
         };
-        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode(&c.encode()), Some(c.clone()));
+        let only_xmin = Cursor {
+            xmax: None,
+            xip: vec![],
+            ..c.clone()
+        };
+        assert_eq!(Cursor::decode(&only_xmin.encode()), Some(only_xmin));
         assert_eq!(Cursor::decode("not a cursor"), None);
+        for bad in [
+            Cursor {
+                xmax: Some(1),
+                ..c.clone()
+            },
+            Cursor {
+                xip: vec![123_456_795],
+                ..c.clone()
+            },
+            Cursor {
+                xmax: None,
+                ..c.clone()
+            },
+        ] {
+            assert_eq!(Cursor::decode(&bad.encode()), None, "{bad:?}");
+        }
         assert!(!c.too_old(now));
         let old = Cursor {
             at: (now - chrono::TimeDelta::days(RETENTION_DAYS + 1)).timestamp(),
