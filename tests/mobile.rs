@@ -143,20 +143,7 @@ async fn event(app: &TestApp, u: &TestUser, title: &str, in_days: i64, extra: Va
 }
 
 async fn video(env: &TestEnv, owner: &TestUser, title: &str, visibility: &str) -> uuid::Uuid {
-    let id = uuid::Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO videos (id, owner_id, title, storage_key, original_filename, container, content_type,
-                             size_bytes, sha256, status, visibility, duration_seconds, thumbnail_key)
-         VALUES ($1, $2, $3, 'videos/x', 'x.mp4', 'mp4', 'video/mp4', 1, '', 'ready', $4, 600, 'thumbs/x.jpg')",
-    )
-    .bind(id)
-    .bind(owner.id)
-    .bind(title)
-    .bind(visibility)
-    .execute(&env.db)
-    .await
-    .unwrap();
-    id
+    env.insert_video(owner, title, visibility, 600.0).await
 }
 
 fn titles(v: &Value, key: &str) -> Vec<String> {

@@ -349,6 +349,22 @@ impl From<wp_core::exports::ExportError> for AppError {
     }
 }
 
+impl From<wp_core::analytics::video::AnalyticsError> for AppError {
+    fn from(e: wp_core::analytics::video::AnalyticsError) -> Self {
+        use wp_core::analytics::video::AnalyticsError as E;
+        match e {
+            E::NotFound => Self::not_found(),
+            E::PermissionDenied(m) => Self::forbidden("permission_denied", m),
+            E::Invalid { field, message } => Self::field(field, message),
+            E::Db(e) => e.into(),
+            E::ClickHouse(cause) => Self::Unavailable {
+                what: "clickhouse",
+                cause,
+            },
+        }
+    }
+}
+
 impl From<wp_core::moderation::ModerationError> for AppError {
     fn from(e: wp_core::moderation::ModerationError) -> Self {
         use wp_core::moderation::ModerationError as E;

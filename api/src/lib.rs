@@ -64,6 +64,7 @@ error bodies are `{success: false, message, code, errors?, request_id}`. Authent
         (name = "notifications", description = "In-app notifications, their preferences, and push devices"),
         (name = "parties", description = "Watch parties: rooms, members, chat history, voice and screen-share state (live on the party socket, docs/realtime.md)"),
         (name = "events", description = "Scheduled events: RSVPs with places, a waitlist and approval, invitations, calendar files; the scheduler moves them live and ended"),
+        (name = "analytics", description = "Playback events in; a video's analytics for its owner and staff; the live figures for staff (ClickHouse rollups)"),
         (name = "mobile", description = "What the mobile apps read at start: base URLs, features, limits, push settings, update advice"),
         (name = "moderation", description = "Reports of videos, comments, chat messages, parties, groups and users; the staff moderation queue; the audit log of staff actions"),
         (name = "support", description = "The help desk: support tickets with replies, staff notes, attachments, SLA and merges; the FAQ; product feedback"),
@@ -108,6 +109,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(support::router())
         .merge(moderation::router())
         .merge(mobile::router())
+        .merge(routes::analytics::router())
 }
 
 /// Builds the router and the OpenAPI document from one list of routes.

@@ -8,6 +8,7 @@
 //! renders its own way (HTTP status and body, socket error frame).
 
 pub mod account;
+pub mod analytics;
 pub mod audit;
 pub mod comment;
 pub mod device;

@@ -2,7 +2,8 @@
 # Runs every test against real services (PostgreSQL, Redis, ClickHouse, an SMTP server).
 # Starts or installs what is missing first. Extra arguments go to cargo nextest
 # (e.g. `deploy/dev/test.sh --test jobs`). The socket frames the tests receive are
-# then checked against docs/asyncapi.yaml.
+# then checked against docs/asyncapi.yaml, and (on a whole run) the ClickHouse SQL is
+# checked on two engines (deploy/dev/clickhouse-compat.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 deploy/dev/services.sh --test
@@ -20,5 +21,15 @@ else
 fi
 if compgen -G "$frames/frames-*.jsonl" >/dev/null; then
   python3 deploy/dev/check-frames.py docs/asyncapi.yaml "$frames" || status=1
+fi
+# Every ClickHouse migration and analytics query, on the 18.16 server and on a current
+# engine (chdb, from PyPI) with hand-worked figures; only on a whole run (no filter).
+if [ "$#" -eq 0 ] || [ -n "${CLICKHOUSE_COMPAT:-}" ]; then
+  venv=${CHDB_VENV:-$HOME/.cache/watch-party-chdb}
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import chdb' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "chdb==4.4.0"
+  fi
+  CLICKHOUSE_COMPAT_REQUIRE_CHDB=1 "$venv/bin/python" deploy/dev/clickhouse-compat.py || status=1
 fi
 exit "$status"

@@ -21,11 +21,18 @@ pub struct ChMigration {
 }
 
 /// The migrations in `clickhouse/`, in order. Applied migrations are never edited.
-pub const MIGRATIONS: &[ChMigration] = &[ChMigration {
-    version: 1,
-    name: "events",
-    sql: include_str!("../../clickhouse/0001_events.sql"),
-}];
+pub const MIGRATIONS: &[ChMigration] = &[
+    ChMigration {
+        version: 1,
+        name: "events",
+        sql: include_str!("../../clickhouse/0001_events.sql"),
+    },
+    ChMigration {
+        version: 2,
+        name: "video_rollups",
+        sql: include_str!("../../clickhouse/0002_video_rollups.sql"),
+    },
+];
 
 /// A client bound to the configured database.
 pub fn client(config: &Config) -> Client {

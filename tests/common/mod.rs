@@ -646,6 +646,33 @@ impl TestEnv {
     }
 
     /// Makes two users friends.
+    /// A ready library video of `owner`'s (no file behind it), `duration` seconds long.
+    pub async fn insert_video(
+        &self,
+        owner: &TestUser,
+        title: &str,
+        visibility: &str,
+        duration: f64,
+    ) -> uuid::Uuid {
+        let id = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO videos (id, owner_id, title, storage_key, original_filename, container,
+                                 content_type, size_bytes, sha256, status, visibility,
+                                 duration_seconds, thumbnail_key)
+             VALUES ($1, $2, $3, 'videos/x', 'x.mp4', 'mp4', 'video/mp4', 1, '', 'ready', $4, $5,
+                     'thumbs/x.jpg')",
+        )
+        .bind(id)
+        .bind(owner.id)
+        .bind(title)
+        .bind(visibility)
+        .bind(duration)
+        .execute(&self.db)
+        .await
+        .unwrap();
+        id
+    }
+
     pub async fn befriend(&self, a: &TestUser, b: &TestUser) {
         let (x, y) = if a.id < b.id {
             (a.id, b.id)

@@ -197,6 +197,16 @@ pub async fn create(
     tx.commit().await?;
     page_cache::invalidate(&state, v.id).await;
     state.relay(&created.outbox).await;
+    crate::analytics::record(
+        &state,
+        wp_shared::jobs::AnalyticsEvent::new(
+            "video.comment",
+            Some(me.id),
+            Some(v.id),
+            serde_json::json!({ "reply": body.parent.is_some() }),
+        ),
+    )
+    .await;
     Ok(ApiResponse::created(created.comment))
 }
 

@@ -101,6 +101,23 @@ pub async fn like(
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
+    if let Some(is_like) = now {
+        // A vote cast (not a withdrawal) counts in the video's analytics.
+        crate::analytics::record(
+            &state,
+            wp_shared::jobs::AnalyticsEvent::new(
+                if is_like {
+                    "video.like"
+                } else {
+                    "video.dislike"
+                },
+                Some(me.id),
+                Some(v.id),
+                serde_json::json!({}),
+            ),
+        )
+        .await;
+    }
     Ok(AxumJson(LikeResponse {
         success: true,
         is_liked: now == Some(true),

@@ -650,8 +650,12 @@ pub struct ViewStart {
     /// Where playback started, in seconds.
     #[schema(minimum = 0.0)]
     pub position: Option<f64>,
-    /// The party it is watched in, if any.
+    /// The party it is watched in, if any (one the caller belongs to).
     pub party_id: Option<Uuid>,
+    /// Where the view came from (analytics' traffic sources).
+    pub source: Option<wp_core::analytics::ingest::TrafficSource>,
+    /// The client (analytics' platforms).
+    pub platform: Option<wp_core::analytics::ingest::ClientPlatform>,
 }
 
 /// `data` of a recorded view.
@@ -681,11 +685,23 @@ pub async fn view(
     let mut conn = state.db.acquire().await?;
     let v = visible_video(&mut conn, Some(&me), id).await?;
     drop(conn);
+    use wp_core::analytics::ingest;
+    if let Some(p) = body.party_id
+        && ingest::parties_of(&state.db, me.id, &[p]).await?.is_empty()
+    {
+        return Err(AppError::field("party_id", "Not a party of yours."));
+    }
+    let country = ingest::country_of(&state.db, me.id).await?;
     let mut ev = wp_shared::jobs::AnalyticsEvent::new(
         "video.view_start",
         Some(me.id),
         Some(v.id),
-        serde_json::json!({ "position": body.position.unwrap_or(0.0) }),
+        serde_json::Value::Object(ingest::view_properties(
+            body.position.unwrap_or(0.0),
+            body.source,
+            body.platform,
+            country.as_deref(),
+        )),
     );
     ev.party_id = body.party_id;
     // Recorded durably (the outbox, in PostgreSQL) before it is acknowledged: a view

@@ -1,0 +1,443 @@
+//! The analytics API against the real services: playback events through the API, the
+//! queue and the analytics worker into ClickHouse, rolled up by the materialized views,
+//! and read back as a video's analytics and the live figures, checked against numbers
+//! worked out by hand; bad batches, duplicates and who may read what.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use common::{TestApp, TestEnv, TestUser, eventually, ws::Ws};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use wp_shared::jobs::Queue;
+
+async fn get(app: &TestApp, u: Option<&TestUser>, path: &str) -> (StatusCode, Value) {
+    app.call(Method::GET, path, u.map(|u| u.token.as_str()), None)
+        .await
+}
+
+async fn send(app: &TestApp, u: &TestUser, events: Value) -> (StatusCode, Value) {
+    app.post_json(
+        "/api/analytics/events/",
+        Some(&u.token),
+        json!({ "events": events }),
+    )
+    .await
+}
+
+fn ev(kind: &str, video: Uuid, extra: Value) -> Value {
+    let mut e = json!({"event_id": Uuid::now_v7(), "type": kind, "video_id": video,
+                       "occurred_at": Utc::now().to_rfc3339(), "position": 0.0});
+    for (k, v) in extra.as_object().unwrap() {
+        e[k] = v.clone();
+    }
+    e
+}
+
+fn close(a: &Value, b: f64) -> bool {
+    a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
+}
+
+/// Two viewers of a 100-second video, one alone and one in a party, and what the owner
+/// reads: every figure worked out by hand from the events sent.
+#[tokio::test]
+async fn playback_events_roll_up_into_the_owners_analytics() {
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let _workers = env.spawn_workers(&[(Queue::Analytics, 1)]).await;
+    let ann = env.create_user("ann").await;
+    let bob = env.create_user("bob").await;
+    let cal = env.create_user("cal").await;
+    let staff = env.create_moderator("mod").await;
+    sqlx::query("UPDATE users SET locale = 'pt-BR' WHERE id = $1")
+        .bind(cal.id)
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let v = env.insert_video(&ann, "Ann's film", "public", 100.0).await;
+    let hidden = env
+        .insert_video(&ann, "Ann's secret", "private", 100.0)
+        .await;
+    let bobs = env.insert_video(&bob, "Bob's film", "public", 10.0).await;
+    let (s, b) = app
+        .post_json(
+            "/api/parties/",
+            Some(&cal.token),
+            json!({"title": "Cal's night", "video_id": v}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let party: Uuid = b["data"]["id"].as_str().unwrap().parse().unwrap();
+
+    // Bad batches name the field and record nothing.
+    let many: Vec<Value> = (0..501).map(|_| ev("play", v, json!({}))).collect();
+    for (events, field) in [
+        (json!(many), "events"),
+        (json!([]), "events"),
+        (
+            json!([ev("play", v, json!({"position": -1}))]),
+            "events[0].position",
+        ),
+        (
+            json!([ev("play", v, json!({})), ev("rewind", v, json!({}))]),
+            "events[1].type",
+        ),
+        (
+            json!([ev("progress", v, json!({"position": 5}))]),
+            "events[0].from",
+        ),
+        (
+            json!([ev("buffer", v, json!({}))]),
+            "events[0].buffering_ms",
+        ),
+        (
+            json!([ev("play", v, json!({"occurred_at": "yesterday"}))]),
+            "events[0].occurred_at",
+        ),
+        (json!([ev("play", v, json!({"extra": 1}))]), "events[0]"),
+    ] {
+        let (s, b) = send(&app, &bob, events).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{field}: {b}");
+        let named = b["errors"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with(field));
+        assert!(named, "{field}: {b}");
+    }
+    let (s, _) = app
+        .post_json("/api/analytics/events/", None, json!({"events": []}))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // The single view endpoint holds to the same rule: a party must be the viewer's.
+    let (s, b) = app
+        .post_json(
+            &format!("/api/videos/{v}/view/"),
+            Some(&bob.token),
+            json!({"party_id": party, "source": "party"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b["errors"]["party_id"].is_array(), "{b}");
+
+    // Bob alone: from search on the web; plays 0 → 49.5, jumps back from 30 to 25.
+    let bob_events = json!([
+        ev(
+            "view_start",
+            v,
+            json!({"source": "search", "platform": "web"})
+        ),
+        ev("progress", v, json!({"from": 0, "position": 49.5})),
+        ev("seek", v, json!({"from": 30, "position": 25})),
+        ev("pause", v, json!({"position": 25})),
+        // Too far in the future: clamped to now, still counted.
+        ev(
+            "quality",
+            v,
+            json!({"quality": "720p", "occurred_at": (Utc::now() + TimeDelta::days(3)).to_rfc3339()})
+        ),
+    ]);
+    let (s, b) = send(&app, &bob, bob_events.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b["data"],
+        json!({"accepted": 5, "duplicates": 0, "rejected": []})
+    );
+    // Sent again (a retry after a lost answer): counted once.
+    let (_, b) = send(&app, &bob, bob_events).await;
+    assert_eq!(
+        b["data"],
+        json!({"accepted": 0, "duplicates": 5, "rejected": []})
+    );
+    // Not his to refer to: another's private video, an unknown one, a party not his.
+    let (s, b) = send(
+        &app,
+        &bob,
+        json!([
+            ev("play", hidden, json!({})),
+            ev("play", Uuid::now_v7(), json!({})),
+            ev("play", v, json!({"party_id": party})),
+        ]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let fields: Vec<&str> = b["data"]["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["video_id", "video_id", "party_id"], "{b}");
+    assert_eq!(b["data"]["accepted"], 0);
+
+    // Cal in her party, on iOS, from Brazil (her locale): plays 40 → the end.
+    let (s, b) = send(
+        &app,
+        &cal,
+        json!([
+            ev(
+                "view_start",
+                v,
+                json!({"source": "party", "platform": "ios", "party_id": party, "position": 40})
+            ),
+            ev(
+                "progress",
+                v,
+                json!({"from": 40, "position": 100, "watched": 60, "party_id": party})
+            ),
+        ]),
+    )
+    .await;
+    assert_eq!(b["data"]["accepted"], 2, "{s} {b}");
+    let (s, b) = app
+        .post_json(
+            &format!("/api/videos/{v}/like/"),
+            Some(&bob.token),
+            json!({"is_like": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .post_json(
+            &format!("/api/videos/{v}/comments/"),
+            Some(&cal.token),
+            json!({"content": "Loved the ending"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    let path = format!(
+        "/api/analytics/video/{v}/analytics/?interval=hour&from={}",
+        (Utc::now() - TimeDelta::days(2)).format("%Y-%m-%d")
+    );
+    let b = eventually(Duration::from_secs(20), "the rollups", || async {
+        let (s, b) = get(&app, Some(&ann), &path).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let d = &b["data"];
+        (d["totals"]["views"] == 2
+            && d["interactions"]["likes"] == 1
+            && d["interactions"]["comments"] == 1
+            && d["interactions"]["seeks"] == 1)
+            .then_some(b)
+    })
+    .await;
+    let d = &b["data"];
+    assert_eq!(d["title"], "Ann's film");
+    let t = &d["totals"];
+    assert_eq!(t["unique_viewers"], 2, "{t}");
+    assert!(close(&t["watch_seconds"], 109.5), "{t}");
+    assert!(close(&t["average_view_seconds"], 54.75), "{t}");
+    assert!(
+        close(&t["completion"], 0.5),
+        "cal reached 95%, bob did not: {t}"
+    );
+    let (solo, party_a) = (&d["solo"], &d["party"]);
+    assert_eq!((&solo["views"], &party_a["views"]), (&json!(1), &json!(1)));
+    assert!(
+        close(&solo["watch_seconds"], 49.5) && close(&party_a["watch_seconds"], 60.0),
+        "{d}"
+    );
+    assert!(
+        close(&solo["completion"], 0.0) && close(&party_a["completion"], 1.0),
+        "{d}"
+    );
+
+    // Retention: bob covers points 0-49, cal 40-99.
+    let r = &d["retention"];
+    assert_eq!(r["viewers"], 2);
+    let at = |curve: &str, i: usize| r[curve][i].as_f64().unwrap();
+    assert_eq!(r["all"].as_array().unwrap().len(), 100);
+    assert_eq!(
+        (at("all", 0), at("all", 39), at("all", 40), at("all", 49)),
+        (0.5, 0.5, 1.0, 1.0)
+    );
+    assert_eq!((at("all", 50), at("all", 99)), (0.5, 0.5));
+    assert_eq!(
+        (
+            at("solo", 10),
+            at("solo", 60),
+            at("party", 10),
+            at("party", 99)
+        ),
+        (1.0, 0.0, 0.0, 1.0)
+    );
+
+    // Heatmap: the jump back from 30 to 25 replays seconds 25-29 and lands on 25.
+    let heat = d["heatmap"].as_array().unwrap();
+    let seconds: Vec<u64> = heat.iter().map(|h| h["second"].as_u64().unwrap()).collect();
+    assert_eq!(seconds, [25, 26, 27, 28, 29], "{heat:?}");
+    assert_eq!(
+        heat[0],
+        json!({"second": 25, "rewatches": 1, "seeks": 1, "reactions": 0})
+    );
+    assert_eq!(heat[4]["seeks"], 0);
+
+    let shares = |k: &str| -> Vec<(String, u64)> {
+        d[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["value"].as_str().unwrap().to_owned(),
+                    s["views"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        shares("traffic_sources"),
+        [("party".into(), 1), ("search".into(), 1)]
+    );
+    assert_eq!(shares("platforms"), [("ios".into(), 1), ("web".into(), 1)]);
+    assert_eq!(
+        shares("countries"),
+        [("BR".into(), 1), ("unknown".into(), 1)]
+    );
+    assert!(close(&d["traffic_sources"][0]["share"], 0.5));
+    let series = d["series"].as_array().unwrap();
+    assert_eq!(
+        series
+            .iter()
+            .map(|p| p["views"].as_u64().unwrap())
+            .sum::<u64>(),
+        2
+    );
+    assert_eq!(
+        series
+            .iter()
+            .map(|p| p["likes"].as_u64().unwrap())
+            .sum::<u64>(),
+        1
+    );
+    assert!(d["comparison"].is_null());
+
+    // Side by side: the period before (nothing yet), another video of hers.
+    let (s, b) = get(&app, Some(&ann), &format!("{path}&compare=previous")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["comparison"]["totals"]["views"], 0);
+    assert_eq!(b["data"]["totals"]["views"], 2);
+    let (s, b) = get(&app, Some(&ann), &format!("{path}&compare={hidden}")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["comparison"]["title"], "Ann's secret");
+
+    // Who may read: the owner and staff; others 403, or 404 if they cannot see it.
+    let (s, b) = get(
+        &app,
+        Some(&bob),
+        &format!("/api/analytics/video/{v}/analytics/?from=nonsense"),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "the rule before the parameters: {b}"
+    );
+    let (s, _) = get(
+        &app,
+        Some(&bob),
+        &format!("/api/analytics/video/{hidden}/analytics/"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = get(&app, None, &format!("/api/analytics/video/{v}/analytics/")).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, b) = get(&app, Some(&staff), &path).await;
+    assert_eq!(
+        (s, &b["data"]["totals"]["views"]),
+        (StatusCode::OK, &json!(2)),
+        "{b}"
+    );
+    let (s, b) = get(&app, Some(&ann), &format!("{path}&compare={bobs}")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(b["errors"]["compare"].is_array(), "{b}");
+    for (query, field) in [
+        ("from=nonsense", "from"),
+        ("interval=minute", "interval"),
+        ("interval=hour&from=2026-01-01&to=2026-03-01", "interval"),
+        ("from=2020-01-01&to=2026-01-01", "from"),
+        ("from=2026-03-01&to=2026-01-01", "from"),
+        ("compare=last-year", "compare"),
+        ("colour=red", "colour"),
+    ] {
+        let (s, b) = get(
+            &app,
+            Some(&ann),
+            &format!("/api/analytics/video/{v}/analytics/?{query}"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {b}");
+        assert!(b["errors"][field].is_array(), "{query}: {b}");
+    }
+}
+
+/// The live figures for staff: who is watching now, the live parties and their
+/// sockets, the nodes, events per second and the top videos.
+#[tokio::test]
+async fn the_live_figures_show_what_happens_now() {
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let node = env.spawn_node().await;
+    let _workers = env.spawn_workers(&[(Queue::Analytics, 1)]).await;
+    let ann = env.create_user("ann").await;
+    let bob = env.create_user("bob").await;
+    let staff = env.create_moderator("mod").await;
+    let v = env.insert_video(&ann, "Live film", "public", 300.0).await;
+    let (s, b) = app
+        .post_json(
+            "/api/parties/",
+            Some(&ann.token),
+            json!({"title": "Ann's live night", "video_id": v}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let party = b["data"]["id"].as_str().unwrap().to_owned();
+    let _socket = Ws::connect(&node, &party, &ann.token).await;
+    for u in [&ann, &bob] {
+        let (s, b) = send(
+            &app,
+            u,
+            json!([
+                ev("view_start", v, json!({})),
+                ev("progress", v, json!({"from": 0, "position": 10}))
+            ]),
+        )
+        .await;
+        assert_eq!(b["data"]["accepted"], 2, "{s} {b}");
+    }
+
+    let (s, _) = get(&app, Some(&bob), "/api/analytics/real-time/").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let b = eventually(Duration::from_secs(20), "live figures", || async {
+        let (s, b) = get(&app, Some(&staff), "/api/analytics/real-time/").await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let d = &b["data"];
+        let node_up = d["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["sockets"].as_u64() >= Some(1)));
+        (d["viewers_now"] == 2 && d["live_parties"] == 1 && node_up).then_some(b)
+    })
+    .await;
+    let d = &b["data"];
+    assert_eq!(d["party_sockets"], 1, "{d}");
+    assert_eq!(d["parties"][0]["title"], "Ann's live night");
+    assert_eq!(d["parties"][0]["online"], 1);
+    assert_eq!(d["top_videos"][0]["video_id"], v.to_string(), "{d}");
+    assert_eq!(d["top_videos"][0]["title"], "Live film");
+    assert_eq!(d["top_videos"][0]["viewers"], 2);
+    assert_eq!(d["top_videos"][0]["events"], 4);
+    let progress = d["event_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["event_type"] == "playback.progress")
+        .unwrap_or_else(|| panic!("{d}"));
+    assert_eq!(
+        (&progress["events"], &progress["users"]),
+        (&json!(2), &json!(2))
+    );
+}
