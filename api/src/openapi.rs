@@ -113,6 +113,37 @@ pub fn complete_responses(doc: &mut OpenApi) {
 pub fn state_rules(doc: &OpenApi) -> Value {
     let mut v = serde_json::to_value(doc).expect("the OpenAPI document serialises");
     uuid_patterns(&mut v);
+    // Every JSON body refuses text with a NUL in it (`extract::parse_json`): say so in
+    // every schema a JSON request body is made of (not in the answers' schemas, nor in
+    // uploads).
+    let mut bodies: Vec<&mut Value> = v["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|ops| ops.values_mut())
+        .filter_map(Value::as_object_mut)
+        .filter_map(|op| op.get_mut("requestBody"))
+        .filter_map(|b| b.pointer_mut("/content/application~1json/schema"))
+        .collect();
+    let mut names = std::collections::BTreeSet::new();
+    for body in &bodies {
+        schema_refs(body, &mut names);
+    }
+    bodies.iter_mut().for_each(|b| no_nul(b));
+    let mut queue: Vec<String> = names.iter().cloned().collect();
+    while let Some(name) = queue.pop() {
+        let mut more = std::collections::BTreeSet::new();
+        schema_refs(&v["components"]["schemas"][&name], &mut more);
+        for m in more {
+            if names.insert(m.clone()) {
+                queue.push(m);
+            }
+        }
+    }
+    for name in &names {
+        no_nul(&mut v["components"]["schemas"][name]);
+    }
     let schemas = &mut v["components"]["schemas"];
     one_of_required(
         schemas,
@@ -187,6 +218,47 @@ fn one_of_required(schemas: &mut Value, name: &str, fields: &[(&str, Value)]) {
         .map(|(f, schema)| json!({"type": "object", "required": [f], "properties": {*f: schema}}))
         .collect();
     schemas[name] = json!({"allOf": [original, {"anyOf": any}]});
+}
+
+/// The component schemas `v` refers to (`#/components/schemas/{name}`).
+fn schema_refs(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(name) = map
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            {
+                out.insert(name.to_owned());
+            }
+            map.values().for_each(|x| schema_refs(x, out));
+        }
+        Value::Array(items) => items.iter().for_each(|x| schema_refs(x, out)),
+        _ => {}
+    }
+}
+
+/// Adds `not: {pattern: NUL}` to every free string schema (no format, enum or const).
+fn no_nul(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            let string = match map.get("type") {
+                Some(Value::String(t)) => t == "string",
+                Some(Value::Array(ts)) => ts.iter().any(|t| t == "string"),
+                _ => false,
+            };
+            if string
+                && !["format", "enum", "const", "not"]
+                    .iter()
+                    .any(|k| map.contains_key(*k))
+            {
+                map.insert("not".into(), json!({"pattern": "\\u0000"}));
+            }
+            map.values_mut().for_each(no_nul);
+        }
+        Value::Array(items) => items.iter_mut().for_each(no_nul),
+        _ => {}
+    }
 }
 
 /// Adds the UUID pattern to every string schema of `format: uuid`.
