@@ -441,3 +441,332 @@ async fn the_live_figures_show_what_happens_now() {
         (&json!(2), &json!(2))
     );
 }
+
+/// User behaviour for staff, on users registered through the API: active users, new vs
+/// returning, this week's cohort, the funnel, time to a first party, party sizes and
+/// the features used, worked out by hand.
+#[tokio::test]
+async fn user_behaviour_counts_registrations_activity_and_the_funnel() {
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let _workers = env.spawn_workers(&[(Queue::Analytics, 1)]).await;
+    let ann = env.create_user("ann").await;
+    let staff = env.create_moderator("mod").await;
+    // Made directly, long ago: outside the range and the cohorts.
+    sqlx::query("UPDATE users SET created_at = now() - interval '40 days' WHERE id = ANY($1)")
+        .bind(vec![ann.id, staff.id])
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let registered = |d: Value| TestUser {
+        id: d["user"]["id"].as_str().unwrap().parse().unwrap(),
+        username: d["user"]["username"].as_str().unwrap().to_owned(),
+        token: d["access_token"].as_str().unwrap().to_owned(),
+    };
+    let newbie = registered(app.register("newbie").await);
+    let other = registered(app.register("other").await);
+    sqlx::query("UPDATE users SET email_verified_at = now() WHERE id = $1")
+        .bind(newbie.id)
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let v = env.insert_video(&ann, "Film", "public", 60.0).await;
+    let create = |u: &TestUser, title: &str| {
+        let body = json!({"title": title, "video_id": v});
+        let token = u.token.clone();
+        let app = &app;
+        async move {
+            let (s, b) = app.post_json("/api/parties/", Some(&token), body).await;
+            assert_eq!(s, StatusCode::CREATED, "{b}");
+            b["data"]["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let anns = create(&ann, "Ann's").await;
+    create(&newbie, "Newbie's").await;
+    for u in [&newbie, &other] {
+        let (s, b) = app
+            .post_json(
+                &format!("/api/parties/{anns}/join/"),
+                Some(&u.token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let (_, b) = send(&app, &newbie, json!([ev("view_start", v, json!({}))])).await;
+    assert_eq!(b["data"]["accepted"], 1, "{b}");
+
+    let (s, _) = get(&app, Some(&ann), "/api/analytics/user-behavior/").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    for (query, field) in [
+        ("from=2026-13-01", "from"),
+        ("from=2026-12-02&to=2026-12-01", "from"),
+        ("from=2024-01-01&to=2026-01-01", "from"),
+        ("days=3", "days"),
+    ] {
+        let (s, b) = get(
+            &app,
+            Some(&staff),
+            &format!("/api/analytics/user-behavior/?{query}"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {b}");
+        assert!(b["errors"][field].is_array(), "{query}: {b}");
+    }
+    let b = eventually(Duration::from_secs(20), "the behaviour rollups", || async {
+        let (s, b) = get(&app, Some(&staff), "/api/analytics/user-behavior/").await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let features = b["data"]["features"].as_array().unwrap();
+        let has = |kind: &str, users: u64| {
+            features
+                .iter()
+                .any(|f| f["event_type"] == kind && f["users"] == users)
+        };
+        (has("user.registered", 2) && has("video.view_start", 1)).then_some(b)
+    })
+    .await;
+    let d = &b["data"];
+    assert_eq!(d["active"], json!({"dau": 2, "wau": 2, "mau": 2}), "{d}");
+    assert!(close(&d["stickiness"], 1.0));
+    let today = d["daily"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(today["date"], Utc::now().date_naive().to_string());
+    assert_eq!(
+        (
+            &today["active_users"],
+            &today["new_users"],
+            &today["returning_users"]
+        ),
+        (&json!(2), &json!(2), &json!(0))
+    );
+    let cohort = d["cohorts"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (&cohort["users"], &cohort["active"], &cohort["retention"]),
+        (&json!(2), &json!([2]), &json!([1.0])),
+        "{d}"
+    );
+    assert_eq!(
+        d["funnel"],
+        json!({"registered": 2, "verified_email": 1, "first_party": 1, "second_party": 1}),
+        "other joined a party but never verified: not past the second step"
+    );
+    assert_eq!(d["time_to_first_party"]["users"], 2);
+    assert!(d["time_to_first_party"]["median_hours"].as_f64().unwrap() < 1.0);
+    let sizes: Vec<(String, i64)> = d["party_sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["members"].as_str().unwrap().to_owned(),
+                p["parties"].as_i64().unwrap(),
+            )
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(sizes, [("1".to_owned(), 1), ("3-5".to_owned(), 1)]);
+    let views = d["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["event_type"] == "video.view_start")
+        .unwrap_or_else(|| panic!("{d}"));
+    assert_eq!((&views["events"], &views["users"]), (&json!(1), &json!(1)));
+}
+
+/// Forecasts on a history written straight into ClickHouse (the API takes nothing
+/// older than 7 days): a weekly shape of views, a daily evening peak of viewers, and a
+/// user who went quiet; each figure and backtest worked out by hand.
+#[tokio::test]
+async fn forecasts_follow_the_history_and_say_how_wrong_they_were() {
+    use chrono::{Datelike, Timelike};
+    use wp_shared::clickhouse::{Event, insert_events};
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let ann = env.create_user("ann").await;
+    let staff = env.create_moderator("mod").await;
+    let quiet = env.create_user("quiet").await;
+    let v = env.insert_video(&ann, "Weekly film", "public", 60.0).await;
+    let now = Utc::now();
+    let today = now.date_naive();
+    let at = |days_ago: i64, hour: u32| {
+        (today - TimeDelta::days(days_ago))
+            .and_hms_opt(hour, 30, 0)
+            .unwrap()
+            .and_utc()
+    };
+    let event = |t, kind: &str, user: Uuid, video: Uuid| Event {
+        occurred_at: t,
+        event_type: kind.to_owned(),
+        event_id: Uuid::now_v7(),
+        user_id: user,
+        party_id: Uuid::nil(),
+        video_id: video,
+        properties: "{}".to_owned(),
+    };
+    let mut rows = Vec::new();
+    // Today's events only in the hours already complete (those the forecasts read).
+    let hour_start = now - TimeDelta::seconds(i64::from(now.minute() * 60 + now.second()));
+    let done = |t: chrono::DateTime<Utc>| t + TimeDelta::minutes(30) <= hour_start;
+    // 35 days of views by Ann at 08:30: 30 on Saturdays, 10 on other days.
+    for d in (0..=35).filter(|d| done(at(*d, 8))) {
+        let day = today - TimeDelta::days(d);
+        let n = if day.weekday() == chrono::Weekday::Sat {
+            30
+        } else {
+            10
+        };
+        for _ in 0..n {
+            rows.push(event(at(d, 8), "video.view_start", ann.id, v));
+        }
+    }
+    // Three viewers every evening at 20:30 for 9 days.
+    let evening: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    for d in (0..=9).filter(|d| done(at(*d, 20))) {
+        for u in &evening {
+            rows.push(event(at(d, 20), "playback.progress", *u, v));
+        }
+    }
+    // Quiet: active from 40 to 20 days ago, then nothing.
+    for d in 20..=40 {
+        rows.push(event(at(d, 12), "search.query", quiet.id, Uuid::nil()));
+    }
+    let ch = wp_shared::clickhouse::client(&env.config);
+    insert_events(&ch, &rows).await.unwrap();
+
+    let (s, _) = get(&app, Some(&ann), "/api/analytics/predictive/").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = get(&app, Some(&staff), "/api/analytics/predictive/").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let d = &b["data"];
+
+    let views = &d["views"];
+    assert!(
+        views["method"]
+            .as_str()
+            .unwrap()
+            .contains("Weekday-adjusted")
+    );
+    assert_eq!(views["backtest"]["points"], 7);
+    assert!(
+        close(&views["backtest"]["mae"], 0.0),
+        "a steady weekly shape: {views}"
+    );
+    assert!(close(&views["backtest"]["wape"], 0.0));
+    let video = &views["videos"][0];
+    assert_eq!(video["title"], "Weekly film");
+    let last28: u64 = (1..=28)
+        .map(|k| {
+            if (today - TimeDelta::days(k)).weekday() == chrono::Weekday::Sat {
+                30
+            } else {
+                10
+            }
+        })
+        .sum();
+    assert_eq!(video["views_28d"], last28);
+    for day in video["forecast"].as_array().unwrap() {
+        let date: chrono::NaiveDate = day["date"].as_str().unwrap().parse().unwrap();
+        let want = if date.weekday() == chrono::Weekday::Sat {
+            30.0
+        } else {
+            10.0
+        };
+        assert!(close(&day["value"], want), "{date}: {day}");
+    }
+
+    let cap = &d["capacity"];
+    assert!(close(&cap["backtest"]["mae"], 0.0), "{cap}");
+    let hours = cap["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 24);
+    for h in hours {
+        let t: chrono::DateTime<Utc> = h["at"].as_str().unwrap().parse().unwrap();
+        let (want, plan) = match t.hour() {
+            20 => (3.0, 3),
+            8 => (1.0, 1),
+            _ => (0.0, 0),
+        };
+        assert!(close(&h["expected"], want), "{t}: {h}");
+        assert_eq!(h["plan_for"], plan, "{t}");
+    }
+
+    let churn = &d["churn"];
+    let bt = &churn["backtest"];
+    assert_eq!(
+        bt["users"], 2,
+        "Ann and Quiet were active in the 28 days before: {bt}"
+    );
+    assert!(close(&bt["churn_rate"], 0.5), "{bt}");
+    assert!(
+        close(&bt["auc"], 1.0),
+        "Quiet, who churned, scored above Ann: {bt}"
+    );
+    let top = &churn["users"][0];
+    assert_eq!(top["username"], "quiet", "{churn}");
+    assert_eq!(
+        top["features"],
+        json!({"days_since_active": 19, "active_days_28": 9, "trend": -9})
+    );
+    assert!(top["risk"].as_f64().unwrap() > 0.6);
+    assert_eq!(churn["high"], 1, "{churn}");
+}
+
+/// `prune-analytics` drops raw events past their months and old minute activity, and
+/// keeps the rollups whole.
+#[tokio::test]
+async fn old_raw_events_go_and_the_rollups_stay() {
+    use wp_shared::clickhouse::{Event, insert_events};
+    let env = TestEnv::new().await;
+    let now = Utc::now();
+    let video = Uuid::now_v7();
+    let event = |t| Event {
+        occurred_at: t,
+        event_type: "video.view_start".to_owned(),
+        event_id: Uuid::now_v7(),
+        user_id: Uuid::now_v7(),
+        party_id: Uuid::nil(),
+        video_id: video,
+        properties: "{}".to_owned(),
+    };
+    let ch = wp_shared::clickhouse::client(&env.config);
+    insert_events(
+        &ch,
+        &[
+            event(now - TimeDelta::days(800)),
+            event(now - TimeDelta::days(3)),
+            event(now),
+        ],
+    )
+    .await
+    .unwrap();
+    let count = |sql: &'static str| {
+        let ch = ch.clone();
+        async move { ch.query(sql).fetch_one::<u64>().await.unwrap() }
+    };
+    let views = "SELECT toUInt64(countMerge(events)) FROM video_hourly";
+    assert_eq!(count("SELECT count() FROM events").await, 3);
+    let dropped = wp_core::analytics::retention::prune(&ch, now.date_naive(), 13)
+        .await
+        .unwrap();
+    assert_eq!(
+        dropped.len(),
+        3,
+        "a month of events, two days of minutes: {dropped:?}"
+    );
+    assert_eq!(
+        count("SELECT count() FROM events").await,
+        2,
+        "the 800-day-old event is gone"
+    );
+    assert_eq!(
+        count("SELECT toUInt64(countMerge(events)) FROM minute_activity").await,
+        1,
+        "minute activity keeps today and yesterday"
+    );
+    assert_eq!(count(views).await, 3, "the rollups keep the history");
+    let again = wp_core::analytics::retention::prune(&ch, now.date_naive(), 13)
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "nothing left to drop: {again:?}");
+}

@@ -25,7 +25,8 @@ VIDEO = "0f3d6c1a-7e2b-4c9d-8f51-a2b4c6d8e0f1"
 BOB = "5b1e8e2a-3f5c-4d7a-9a61-2f0c4e7d8b13"
 CAL = "c47a0f9e-81d2-4b6e-a3c5-6e9f1d2b7a84"
 PARTY = "9e8d7c6b-5a49-4382-b716-05f4e3d2c1b0"
-NOW = 1_796_000_400  # 2026-11-30 00:20:00 UTC
+DAN = "d2a6b8c0-1e3f-4a5b-9c7d-8e0f2a4b6c8d"
+NOW = 1_796_000_400  # 2026-11-30 01:00:00 UTC, a Monday
 T = f"toDateTime({NOW})"
 
 
@@ -95,9 +96,23 @@ def events():
         (BOB, ZERO, "video.like", "{}"),
         (CAL, ZERO, "video.comment", "{}"),
     ]
+    # Registrations and other activity (no video), days before NOW (a Monday): Bob
+    # registered on 11-16 and came back on 11-24 and today; Cal and Dan on 11-23.
+    days = [
+        (BOB, 14, "user.registered"),
+        (BOB, 6, "search.query"),
+        (CAL, 7, "user.registered"),
+        (DAN, 7, "user.registered"),
+    ]
     values = ",".join(
-        f"({T} - {i}, '{t}', '{uuid.UUID(int=i + 1)}', '{u}', '{p}', '{VIDEO}', '{props}')"
-        for i, (u, p, t, props) in enumerate(rows)
+        [
+            f"({T} - {i}, '{t}', '{uuid.UUID(int=i + 1)}', '{u}', '{p}', '{VIDEO}', '{props}')"
+            for i, (u, p, t, props) in enumerate(rows)
+        ]
+        + [
+            f"({T} - {d * 86400}, '{t}', '{uuid.UUID(int=100 + i)}', '{u}', '{ZERO}', '{ZERO}', '{{}}')"
+            for i, (u, d, t) in enumerate(days)
+        ]
     )
     return (
         "INSERT INTO events (occurred_at, event_type, event_id, user_id, party_id, video_id, properties) "
@@ -108,8 +123,58 @@ def events():
 DAY = "'2026-11-30'"
 RANGE = [f"'{VIDEO}'", str(NOW - 86400), str(NOW + 3600)]
 DAYS = [f"'{VIDEO}'", DAY, DAY]
+LAST = "'2026-11-30'"
+SPAN = ["'2026-11-16'", LAST]
 # file -> (binds, expected columns, expected rows or None, {bucket} values)
 QUERIES = {
+    "predict_daily_views.sql": (
+        [str(NOW - 35 * 86400), str(NOW + 3600)],
+        ["date", "video", "views"],
+        [["2026-11-30", VIDEO, "2"]],
+        [""],
+    ),
+    "predict_hourly_viewers.sql": (
+        [str(NOW - 8 * 86400), str(NOW + 3600)],
+        ["at", "viewer_count"],
+        [[str(NOW - 3600), "2"], [str(NOW), "1"]],
+        [""],
+    ),
+    "predict_user_days.sql": (
+        [LAST, "'2026-09-21'", LAST],
+        ["user", "days_ago"],
+        [[BOB, "[0,6,14]"], [CAL, "[0,7]"], [DAN, "[7]"]],
+        [""],
+    ),
+    "behavior_active.sql": ([LAST] * 4, ["dau", "wau", "mau"], [["2", "2", "3"]], [""]),
+    "behavior_daily.sql": (
+        SPAN,
+        ["date", "active_users", "new_users"],
+        [["2026-11-16", "1", "1"], ["2026-11-23", "2", "2"], ["2026-11-24", "1", "0"],
+         ["2026-11-30", "2", "0"]],
+        [""],
+    ),
+    "behavior_cohort_sizes.sql": (
+        SPAN,
+        ["cohort", "cohort_users"],
+        [["2026-11-16", "1"], ["2026-11-23", "2"]],
+        [""],
+    ),
+    "behavior_cohorts.sql": (
+        SPAN * 2,
+        ["cohort", "week", "active_users"],
+        [["2026-11-16", "0", "1"], ["2026-11-16", "1", "1"], ["2026-11-16", "2", "1"],
+         ["2026-11-23", "0", "2"], ["2026-11-23", "1", "1"]],
+        [""],
+    ),
+    "behavior_features.sql": (
+        SPAN,
+        ["event_type", "event_count", "user_count"],
+        [["user.registered", "3", "3"], ["party.reaction", "3", "2"],
+         ["playback.progress", "2", "2"], ["video.view_start", "2", "2"],
+         ["playback.seek", "1", "1"], ["search.query", "1", "1"],
+         ["video.comment", "1", "1"], ["video.like", "1", "1"]],
+        [""],
+    ),
     "video_totals.sql": (
         RANGE,
         ["event_type", "event_count", "user_count", "seconds_watched", "party_events", "party_users",

@@ -66,6 +66,11 @@ pub fn schedules(config: &Config) -> anyhow::Result<Vec<Schedule>> {
         ),
         Schedule::new("prune-sync", parse("0 17 * * * *")?, SystemJob::PruneSync),
         Schedule::new(
+            "prune-analytics",
+            parse("0 43 3 * * *")?,
+            SystemJob::PruneAnalytics,
+        ),
+        Schedule::new(
             "vacuum-jobs",
             parse("0 */15 * * * *")?,
             SystemJob::VacuumJobs,

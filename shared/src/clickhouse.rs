@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[ChMigration] = &[
         name: "video_rollups",
         sql: include_str!("../../clickhouse/0002_video_rollups.sql"),
     },
+    ChMigration {
+        version: 3,
+        name: "user_rollups",
+        sql: include_str!("../../clickhouse/0003_user_rollups.sql"),
+    },
 ];
 
 /// A client bound to the configured database.

@@ -240,6 +240,9 @@ pub struct Config {
     pub deletion_grace: Duration,
     /// Days after which a resolved support ticket closes (`SUPPORT_AUTO_CLOSE_DAYS`).
     pub support_auto_close_days: u32,
+    /// Months of raw ClickHouse events kept (`ANALYTICS_RAW_RETENTION_MONTHS`; 0: all);
+    /// the rollups are kept whole.
+    pub analytics_raw_retention_months: u32,
     /// Multiplies every authentication rate limit (load tests set it high).
     pub rate_limit_multiplier: u32,
     /// Proxies whose `X-Forwarded-For` / `Forwarded` header names the client
@@ -380,6 +383,10 @@ impl fmt::Debug for Config {
             .field("storage", &self.storage)
             .field("deletion_grace", &self.deletion_grace)
             .field("support_auto_close_days", &self.support_auto_close_days)
+            .field(
+                "analytics_raw_retention_months",
+                &self.analytics_raw_retention_months,
+            )
             .field("rate_limit_multiplier", &self.rate_limit_multiplier)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("password_hash_concurrency", &self.password_hash_concurrency)
@@ -723,6 +730,7 @@ impl Config {
                 86_400 * r.parse::<u64>("ACCOUNT_DELETION_GRACE_DAYS", 14)?,
             ),
             support_auto_close_days: r.positive("SUPPORT_AUTO_CLOSE_DAYS", 7)?,
+            analytics_raw_retention_months: r.parse("ANALYTICS_RAW_RETENTION_MONTHS", 13)?,
             rate_limit_multiplier: r.positive("RATE_LIMIT_MULTIPLIER", 1)?,
             trusted_proxies: parse_networks(&r.string("TRUSTED_PROXIES", "")).map_err(
                 |reason| ConfigError {

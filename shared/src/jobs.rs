@@ -306,6 +306,8 @@ pub enum SystemJob {
     SupportSweep,
     /// Remove the mobile sync notes older than their retention.
     PruneSync,
+    /// Drop ClickHouse partitions past their retention (raw events, minute activity).
+    PruneAnalytics,
     /// Does nothing; used to measure the queue itself (`cargo bench`, load tool).
     Noop { seq: u64 },
 }

@@ -645,7 +645,6 @@ impl TestEnv {
         u
     }
 
-    /// Makes two users friends.
     /// A ready library video of `owner`'s (no file behind it), `duration` seconds long.
     pub async fn insert_video(
         &self,
@@ -673,6 +672,7 @@ impl TestEnv {
         id
     }
 
+    /// Makes two users friends.
     pub async fn befriend(&self, a: &TestUser, b: &TestUser) {
         let (x, y) = if a.id < b.id {
             (a.id, b.id)

@@ -100,6 +100,19 @@ pub async fn handle_system(
                 tracing::info!(pruned = n, "old sync notes removed");
             }
         }
+        SystemJob::PruneAnalytics => {
+            let ch = wp_shared::clickhouse::client(&ctx.config);
+            let dropped = wp_core::analytics::retention::prune(
+                &ch,
+                chrono::Utc::now().date_naive(),
+                ctx.config.analytics_raw_retention_months,
+            )
+            .await
+            .map_err(|e| crate::retry::Unreachable("clickhouse", e))?;
+            if !dropped.is_empty() {
+                tracing::info!(?dropped, "old analytics partitions dropped");
+            }
+        }
         SystemJob::Noop { .. } => {}
     }
     Ok(())

@@ -10,8 +10,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use wp_core::analytics::{
+    behavior::{self, Behavior, Days},
     ingest::{self, PlaybackBatch, Rejected},
     live::{self, RealTime},
+    predict::{self, Predictions},
     video::{self, AnalyticsError, Interval, Period, VideoAnalytics},
 };
 
@@ -29,6 +31,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(record_events))
         .routes(routes!(video_analytics))
         .routes(routes!(real_time))
+        .routes(routes!(user_behavior))
+        .routes(routes!(predictive))
 }
 
 /// What became of a batch.
@@ -209,6 +213,56 @@ pub async fn real_time(
         &state.clickhouse,
         chrono::Utc::now(),
     );
+    Ok(ApiResponse::ok(within_deadline(&state, read).await?))
+}
+
+/// `?from=&to=` (days).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct BehaviorParams {
+    /// The first day (`YYYY-MM-DD`, UTC); default: 29 days before `to`.
+    pub from: Option<chrono::NaiveDate>,
+    /// The last day, included; default: today.
+    pub to: Option<chrono::NaiveDate>,
+}
+
+/// User behaviour (staff): daily, weekly and monthly active users and stickiness at
+/// the last day; new vs returning users per day; weekly cohorts by weeks since
+/// registration; the funnel register → verified email → first party → second party of
+/// those registered in the range, the time to a first party and the party sizes; the
+/// features used (events and distinct users per event type).
+#[utoipa::path(get, path = "/analytics/user-behavior/", tag = "analytics", security(("bearer" = [])),
+    params(BehaviorParams),
+    responses((status = 200, body = inline(Envelope<Behavior>)), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody),
+              (status = 503, description = "ClickHouse did not answer in time", body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn user_behavior(
+    State(state): State<AppState>,
+    me: AuthUser,
+    OriginalUri(uri): OriginalUri,
+) -> AppResult<ApiResponse<Behavior>> {
+    me.require_role(Role::Moderator)?;
+    let q: BehaviorParams = crate::extract::parse_query(uri.query())?;
+    let days = Days::new(q.from, q.to, chrono::Utc::now().date_naive())?;
+    let read = behavior::read(&state.db, &state.clickhouse, days);
+    Ok(ApiResponse::ok(within_deadline(&state, read).await?))
+}
+
+/// Forecasts (staff), each with its method and its backtest error: views per video for
+/// the next 7 days, distinct viewers per hour for the next 24 (capacity), churn risk
+/// per user from activity.
+#[utoipa::path(get, path = "/analytics/predictive/", tag = "analytics", security(("bearer" = [])),
+    responses((status = 200, body = inline(Envelope<Predictions>)), (status = 403, body = ErrorBody),
+              (status = 503, description = "ClickHouse did not answer in time", body = ErrorBody)))]
+#[tracing::instrument(skip_all)]
+pub async fn predictive(
+    State(state): State<AppState>,
+    me: AuthUser,
+) -> AppResult<ApiResponse<Predictions>> {
+    me.require_role(Role::Moderator)?;
+    let read = predict::read(&state.db, &state.clickhouse, chrono::Utc::now());
     Ok(ApiResponse::ok(within_deadline(&state, read).await?))
 }
 

@@ -3,8 +3,11 @@
 //! The SQL lives in `clickhouse/queries/`, one file per query, so CI runs the very text
 //! the API sends on both ClickHouse engines (docs/analytics.md).
 
+pub mod behavior;
 pub mod ingest;
 pub mod live;
+pub mod predict;
+pub mod retention;
 pub mod video;
 
 use chrono::{DateTime, Utc};

@@ -208,8 +208,18 @@ pub async fn register(
         crate::routes::accounts::account::send_verification(&state, &mut tx, id, &username, &email)
             .await?;
     let pair = start_session(&state, &mut tx, id, &headers, &ip).await?;
+    // Durable with the account (the outbox): the registration starts the user's cohort
+    // in the behaviour analytics.
+    let registered = wp_shared::jobs::AnalyticsEvent::new(
+        "user.registered",
+        Some(id),
+        None,
+        serde_json::json!({}),
+    );
+    let key = wp_shared::jobs::AnalyticsEvent::outbox_key(registered.event_id);
+    let row = wp_shared::outbox::record_keyed(&mut tx, &registered, &key).await?;
     tx.commit().await?;
-    state.relay(&outbox_ids).await;
+    state.relay(&[outbox_ids.as_slice(), &[row]].concat()).await;
     Ok(ApiResponse::created(auth_tokens(&state, id, pair).await?))
 }
 
