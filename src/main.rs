@@ -63,6 +63,21 @@ enum Command {
         #[arg(long)]
         index: Option<String>,
     },
+    /// Write a realistic analytics history straight into ClickHouse (development, the
+    /// analytics benchmarks; docs/analytics.md): the last `days` days of `users`
+    /// synthetic users watching the library's ready videos.
+    SeedAnalytics {
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value_t = 1000)]
+        users: u32,
+        /// At most this many ready videos, the newest first (none: made-up ids).
+        #[arg(long, default_value_t = 50)]
+        videos: i64,
+        /// The same seed writes the same history.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Give an existing account a role (bootstraps the first admin).
     SetRole {
         #[arg(long)]
@@ -107,6 +122,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => migrate(&config).await,
         Command::SetRole { username, role } => set_role(&config, &username, &role).await,
         Command::SearchReindex { index } => search_reindex(&config, index.as_deref()).await,
+        Command::SeedAnalytics {
+            days,
+            users,
+            videos,
+            seed,
+        } => seed_analytics(&config, days, users, videos, seed).await,
         Command::All => {
             if config.jwt_key_ephemeral {
                 tracing::warn!(
@@ -183,6 +204,31 @@ async fn set_role(config: &Config, username: &str, role: &str) -> anyhow::Result
         anyhow::bail!("no account named `{username}`");
     }
     tracing::info!(username, role, "role set");
+    Ok(())
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "the command's result, on stdout for deploy/bench/analytics.sh"
+)]
+async fn seed_analytics(
+    config: &Config,
+    days: u32,
+    users: u32,
+    videos: i64,
+    seed: u64,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(days > 0 && users > 0, "--days and --users must be above 0");
+    wp_shared::clickhouse::migrate(config).await?;
+    let pool = wp_shared::db::pool(config)?;
+    let ch = wp_shared::clickhouse::client(config);
+    let started = std::time::Instant::now();
+    let total = wp_core::analytics::seed::write(&pool, &ch, days, users, videos, seed).await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "seeded {total} events over {days} days for {users} users in {secs:.1} s ({:.0} events/s)",
+        total as f64 / secs
+    );
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Runs every ClickHouse migration (clickhouse/0*.sql) and every analytics query
-(clickhouse/queries/*.sql) on two engines: the ClickHouse server the dev scripts start
+"""Runs every ClickHouse migration (clickhouse/0*.sql), every analytics query
+(clickhouse/queries/*.sql) and every dashboard panel (deploy/dashboards/*.json) on two
+engines: the ClickHouse server the dev scripts start
 (Debian's 18.16, over HTTP at $CLICKHOUSE_URL) and a current ClickHouse embedded in
 Python (chdb). Seeds a small set of events, then checks that each query runs on both,
 returns the columns the Rust rows read (in order), gives the same rows on both, and gives
@@ -96,6 +97,9 @@ def events():
         (BOB, ZERO, "video.like", "{}"),
         (CAL, ZERO, "video.comment", "{}"),
     ]
+    deliveries = [
+        (ZERO, ZERO, "notification.delivery", '{"kind":"party.invite","channel":"push","outcome":"sent","latency_ms":40}'),
+    ]
     # Registrations and other activity (no video), days before NOW (a Monday): Bob
     # registered on 11-16 and came back on 11-24 and today; Cal and Dan on 11-23.
     days = [
@@ -108,6 +112,10 @@ def events():
         [
             f"({T} - {i}, '{t}', '{uuid.UUID(int=i + 1)}', '{u}', '{p}', '{VIDEO}', '{props}')"
             for i, (u, p, t, props) in enumerate(rows)
+        ]
+        + [
+            f"({T} - 30, '{t}', '{uuid.UUID(int=200 + i)}', '{u}', '{p}', '{ZERO}', '{props}')"
+            for i, (u, p, t, props) in enumerate(deliveries)
         ]
         + [
             f"({T} - {d * 86400}, '{t}', '{uuid.UUID(int=100 + i)}', '{u}', '{ZERO}', '{ZERO}', '{{}}')"
@@ -236,6 +244,56 @@ QUERIES = {
 }
 
 
+# Every panel of deploy/dashboards/*.json and every template variable query, with the
+# columns it must return (the panel's fields). Macros of the Grafana ClickHouse plugin
+# are expanded for the seeded range.
+PANELS = {
+    ("analytics-overview", "Views per hour"): ["time", "views"],
+    ("analytics-overview", "Daily active users"): ["time", "active_users"],
+    ("analytics-overview", "Watch hours per day, alone and in parties"): ["time", "solo_hours", "party_hours"],
+    ("analytics-overview", "Registrations per day"): ["time", "registrations"],
+    ("analytics-overview", "Top videos"): ["video", "views", "viewers"],
+    ("analytics-overview", "Features used"): ["event_type", "event_count", "user_count"],
+    ("analytics-video", "$video"): ["video"],
+    ("analytics-video", "Views and viewers per hour"): ["time", "views", "viewers"],
+    ("analytics-video", "Retention (viewers per hundredth of the video)"): ["point", "viewer_count", "party_viewers", "solo_viewers"],
+    ("analytics-video", "Heatmap (per second of the video)"): ["second", "rewatches", "seeks", "reactions"],
+    ("analytics-video", "Traffic sources"): ["source", "views"],
+    ("analytics-realtime", "Events per minute by type"): ["time", "event_type", "event_count"],
+    ("analytics-realtime", "Viewers per minute"): ["time", "viewer_count"],
+    ("analytics-realtime", "Top videos, last 5 minutes"): ["video", "viewer_count", "event_count"],
+    ("analytics-notifications", "Deliveries per day by channel and outcome"): ["time", "series", "deliveries"],
+    ("analytics-notifications", "Latency to outcome (p50, p95 ms) by channel"): ["channel", "p50_ms", "p95_ms"],
+}
+
+
+def expand(sql, start, end):
+    """The plugin's macros for [start, end] (unix seconds), the video variable."""
+    import re
+
+    sql = re.sub(r"\$__timeFilter\((\w+)\)", rf"\1 >= toDateTime({start}) AND \1 <= toDateTime({end})", sql)
+    sql = re.sub(r"\$__dateFilter\((\w+)\)", rf"\1 >= toDate(toDateTime({start})) AND \1 <= toDate(toDateTime({end}))", sql)
+    sql = sql.replace("$__fromTime", f"toDateTime({start})").replace("$__toTime", f"toDateTime({end})")
+    return sql.replace("${video}", VIDEO)
+
+
+def dashboard_queries():
+    """(file, panel title or $variable, SQL) of every dashboard."""
+    out = []
+    for f in sorted(glob.glob(os.path.join(ROOT, "deploy", "dashboards", "*.json"))):
+        import json
+
+        d = json.load(open(f))
+        name = os.path.basename(f)[:-5]
+        for v in d.get("templating", {}).get("list", []):
+            if v.get("type") == "query":
+                out.append((name, "$" + v["name"], v["query"]))
+        for p in d["panels"]:
+            for t in p["targets"]:
+                out.append((name, p["title"], t["rawSql"]))
+    return out
+
+
 def bind(sql, values):
     parts = sql.split("?")
     if len(parts) - 1 != len(values):
@@ -286,6 +344,21 @@ def check(engine):
                 if expected is not None and rows != sorted(expected):
                     problems.append(f"{name}: rows {rows}, expected {sorted(expected)}")
                 results[(name, bucket)] = rows
+        queries = dashboard_queries()
+        seen = {(n, t) for n, t, _ in queries}
+        if seen != set(PANELS):
+            problems.append(f"dashboards and PANELS differ: {sorted(seen ^ set(PANELS))}")
+        for name, title, sql in queries:
+            try:
+                head, rows = table(engine.run(expand(sql, NOW - 40 * 86400, NOW + 60)))
+            except Exception as e:  # noqa: BLE001
+                problems.append(f"dashboard {name} / {title}: {e}")
+                continue
+            if head != PANELS.get((name, title)):
+                problems.append(f"dashboard {name} / {title}: columns {head}, expected {PANELS.get((name, title))}")
+            if not rows:
+                problems.append(f"dashboard {name} / {title}: no rows on the seeded events")
+            results[(name, title)] = rows
         # Retention worked out by hand: bob covers 0-49, cal 40-99 (cal in a party).
         ret = {int(r[0]): r[1:] for r in results.get(("video_retention.sql", ""), [])}
         for point, want in [(100, ["2", "1", "1"]), (0, ["1", "0", "1"]), (45, ["2", "1", "1"]),

@@ -268,6 +268,21 @@ impl Job for AnalyticsEvent {
     const QUEUE: Queue = Queue::Analytics;
 }
 
+/// What the `analytics` queue carries: one event (the API's, the sockets' and the
+/// outbox's, pushed as a bare [`AnalyticsEvent`]), or a batch of client playback events
+/// (`POST /api/analytics/events/`: one job per call, so a 500-event batch costs one
+/// queue entry, not 500).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AnalyticsJob {
+    Batch { events: Vec<AnalyticsEvent> },
+    One(AnalyticsEvent),
+}
+
+impl Job for AnalyticsJob {
+    const QUEUE: Queue = Queue::Analytics;
+}
+
 /// Search index upkeep (docs/search.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -784,6 +799,20 @@ mod tests {
             assert_eq!(q.name().parse::<Queue>(), Ok(q));
         }
         assert!("nope".parse::<Queue>().unwrap_err().contains("email"));
+    }
+
+    #[test]
+    fn the_analytics_queue_reads_single_events_and_batches() {
+        let e = AnalyticsEvent::new("video.like", None, None, serde_json::json!({}));
+        // A bare event, as every producer before batches pushed it (and the outbox holds).
+        let one: AnalyticsJob = serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
+        assert_eq!(one, AnalyticsJob::One(e.clone()));
+        let batch = AnalyticsJob::Batch {
+            events: vec![e.clone(), e],
+        };
+        let back: AnalyticsJob =
+            serde_json::from_value(serde_json::to_value(&batch).unwrap()).unwrap();
+        assert_eq!(back, batch);
     }
 
     #[test]

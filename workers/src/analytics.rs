@@ -12,7 +12,7 @@ use apalis::prelude::{Attempt, BoxDynError, Data};
 use tokio::sync::{mpsc, oneshot};
 use wp_shared::{
     clickhouse::{Event, insert_events},
-    jobs::AnalyticsEvent,
+    jobs::{AnalyticsEvent, AnalyticsJob},
 };
 
 use crate::Ctx;
@@ -95,6 +95,24 @@ impl Batcher {
         0
     }
 
+    /// Queues every event of a batch and waits until all are written.
+    pub async fn write_all(&self, events: Vec<Event>) -> Result<(), String> {
+        let mut written = Vec::with_capacity(events.len());
+        for e in events {
+            let (tx, rx) = oneshot::channel();
+            self.tx
+                .send((e, tx))
+                .await
+                .map_err(|_| "analytics writer stopped".to_owned())?;
+            written.push(rx);
+        }
+        for rx in written {
+            rx.await
+                .map_err(|_| "analytics writer stopped".to_owned())??;
+        }
+        Ok(())
+    }
+
     /// Queues one event and waits until it is written.
     pub async fn write(&self, e: Event) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
@@ -124,14 +142,19 @@ pub fn to_row(e: &AnalyticsEvent) -> Event {
 }
 
 pub async fn record(
-    job: AnalyticsEvent,
+    job: AnalyticsJob,
     ctx: Data<Arc<Ctx>>,
     _attempt: Attempt,
 ) -> Result<(), BoxDynError> {
-    ctx.analytics
-        .write(to_row(&job))
-        .await
-        .map_err(|e| crate::retry::Unreachable("clickhouse", e).into())
+    match job {
+        AnalyticsJob::One(e) => ctx.analytics.write(to_row(&e)).await,
+        AnalyticsJob::Batch { events } => {
+            ctx.analytics
+                .write_all(events.iter().map(to_row).collect())
+                .await
+        }
+    }
+    .map_err(|e| crate::retry::Unreachable("clickhouse", e).into())
 }
 
 #[cfg(test)]

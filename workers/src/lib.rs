@@ -34,8 +34,8 @@ use wp_shared::{
     Config,
     backoff::{Backoff, Outage},
     jobs::{
-        AnalyticsEvent, Enqueuer, ExportJob, NotifyEvent, PrepareMedia, Queue, SearchJob,
-        SendEmail, SendPush, SystemJob, promote_due, queue_config,
+        AnalyticsJob, Enqueuer, ExportJob, NotifyEvent, PrepareMedia, Queue, SearchJob, SendEmail,
+        SendPush, SystemJob, promote_due, queue_config,
     },
 };
 
@@ -164,7 +164,7 @@ handled_queues! {
     Notify: NotifyEvent => notify::fan_out,
     Export: ExportJob => handle_export,
     Media: PrepareMedia => media::prepare,
-    Analytics: AnalyticsEvent => analytics::record,
+    Analytics: AnalyticsJob => analytics::record,
     Search: SearchJob => search::handle_search,
     System: SystemJob => system::handle_system,
 }

@@ -84,7 +84,16 @@ pub async fn record_events(
     let duplicates = ids.len() - fresh.len();
     let accepted = fresh.len();
     let fresh_ids: Vec<Uuid> = fresh.iter().map(|e| e.event_id).collect();
-    if let Err(e) = state.enqueuer.push_many(fresh).await {
+    let pushed = if fresh.is_empty() {
+        Ok(())
+    } else {
+        // One queue entry for the whole batch.
+        state
+            .enqueuer
+            .push(wp_shared::jobs::AnalyticsJob::Batch { events: fresh })
+            .await
+    };
+    if let Err(e) = pushed {
         // Not taken after all: a re-send must not be a duplicate.
         if let Err(e) = ingest::unmark(&mut redis, prefix, &fresh_ids).await {
             tracing::warn!(error = %e, "analytics event ids left marked");

@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod live;
 pub mod predict;
 pub mod retention;
+pub mod seed;
 pub mod video;
 
 use chrono::{DateTime, Utc};
