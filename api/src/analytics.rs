@@ -20,15 +20,20 @@ pub async fn clickhouse_answer<T>(
 ) -> Result<T, AppError> {
     tokio::time::timeout(state.config.clickhouse_timeout, query)
         .await
-        .map_err(|_| AppError::Unavailable {
-            what: "clickhouse",
-            cause: format!(
-                "no answer within {} s",
-                state.config.clickhouse_timeout.as_secs()
-            ),
-        })?
+        .map_err(|_| clickhouse_late(state))?
         .map_err(|e| AppError::Unavailable {
             what: "clickhouse",
             cause: e.to_string(),
         })
+}
+
+/// The 503 for a ClickHouse read not answered within `CLICKHOUSE_TIMEOUT_SECS`.
+pub fn clickhouse_late(state: &AppState) -> AppError {
+    AppError::Unavailable {
+        what: "clickhouse",
+        cause: format!(
+            "no answer within {} s",
+            state.config.clickhouse_timeout.as_secs()
+        ),
+    }
 }

@@ -282,12 +282,6 @@ async fn within_deadline<T>(
 ) -> AppResult<T> {
     tokio::time::timeout(state.config.clickhouse_timeout, read)
         .await
-        .map_err(|_| AppError::Unavailable {
-            what: "clickhouse",
-            cause: format!(
-                "no answer within {} s",
-                state.config.clickhouse_timeout.as_secs()
-            ),
-        })?
+        .map_err(|_| crate::analytics::clickhouse_late(state))?
         .map_err(AppError::from)
 }
