@@ -183,6 +183,48 @@ async fn a_relay_repeated_after_a_crash_enqueues_the_job_once() {
 /// job's row until a worker finishes the job, and the sweep pushes it again when it
 /// finds Redis emptied. The email is sent once, and its row goes once it is.
 #[tokio::test]
+async fn a_job_finished_while_its_relay_commits_clears_its_row() {
+    // A relay pushes under the row's lock and marks it before committing; a worker
+    // quick enough finishes the job in between. Its `done` must wait for the mark, not
+    // pass over the row as unpushed (the row would stay, and the job run again later).
+    let env = TestEnv::new().await;
+    let (_, outbox_id) = commit_email(&env, &email("fay@example.com", "Quick")).await;
+    let key: String = sqlx::query_scalar("SELECT dedupe_key FROM outbox WHERE id = $1")
+        .bind(outbox_id)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    // The relay, mid-way: the row locked, pushed, not yet marked.
+    let mut relay = env.db.begin().await.unwrap();
+    sqlx::query("SELECT id FROM outbox WHERE id = $1 FOR UPDATE")
+        .bind(outbox_id)
+        .execute(&mut *relay)
+        .await
+        .unwrap();
+    let db = env.db.clone();
+    let worker = tokio::spawn(async move { outbox::done(&db, &[key]).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!worker.is_finished(), "done waits for the relay's commit");
+    sqlx::query("UPDATE outbox SET relayed_at = now() WHERE id = $1")
+        .bind(outbox_id)
+        .execute(&mut *relay)
+        .await
+        .unwrap();
+    relay.commit().await.unwrap();
+    assert_eq!(
+        worker.await.unwrap(),
+        1,
+        "the row goes once its push is marked"
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE id = $1")
+        .bind(outbox_id)
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
 async fn a_job_that_redis_lost_is_pushed_again_from_the_outbox() {
     common::init_logs();
     let env = TestEnv::new().await;

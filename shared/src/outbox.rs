@@ -58,15 +58,35 @@ pub async fn record_keyed<J: Job>(
     .await
 }
 
-/// Marks the jobs with these dedupe keys finished (done or given up): their rows go.
+/// Marks the jobs with these dedupe keys finished (done or given up): their pushed rows
+/// go. A row not yet pushed stays (a later job with the same key, still to run).
+///
+/// A worker may finish a job before the relay that pushed it has committed its mark
+/// (`relayed_at`): the relay holds the row locked from its push to its commit. A plain
+/// `DELETE ... WHERE relayed_at IS NOT NULL` reads the row as unmarked and passes over
+/// it without waiting, and the row would stay until the redelivery sweep ran the job
+/// again (`OUTBOX_REDELIVER_SECS` later; the local-cluster rehearsal found this). So the
+/// rows are locked first, which waits for such a relay, and deleted by a second
+/// statement, which sees its mark.
 pub async fn done(pool: &PgPool, keys: &[String]) -> sqlx::Result<u64> {
     if keys.is_empty() {
         return Ok(0);
     }
-    let r = sqlx::query("DELETE FROM outbox WHERE dedupe_key = ANY($1) AND relayed_at IS NOT NULL")
-        .bind(keys)
-        .execute(pool)
+    let mut tx = pool.begin().await?;
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM outbox WHERE dedupe_key = ANY($1) FOR UPDATE")
+            .bind(keys)
+            .fetch_all(&mut *tx)
+            .await?;
+    if ids.is_empty() {
+        tx.commit().await?;
+        return Ok(0);
+    }
+    let r = sqlx::query("DELETE FROM outbox WHERE id = ANY($1) AND relayed_at IS NOT NULL")
+        .bind(&ids)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(r.rows_affected())
 }
 
