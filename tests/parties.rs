@@ -927,6 +927,94 @@ async fn signaling_reaches_only_its_target_and_one_screen_is_shared_at_a_time() 
 }
 
 #[tokio::test]
+async fn a_message_stored_by_a_node_that_died_before_publishing_reaches_every_node() {
+    use wp_core::party::chat;
+    use wp_shared::jobs::SystemJob;
+    let env = TestEnv::new().await;
+    let node1 = env.spawn_node().await;
+    let node2 = env.spawn_node().await;
+    let host = env.create_user("host").await;
+    let member = env.create_user("member").await;
+    let party = create_party(
+        &node1,
+        &host,
+        json!({"title": "Durable", "external_url": "https://example.com/a.mp4"}),
+    )
+    .await;
+    let pid = id(&party);
+    join(&node2, &member, &pid).await;
+    let (mut h, _) = Ws::connect(&node1, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect(&node2, &pid, &member.token).await;
+    h.expect("user_joined").await;
+    let unpublished = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM party_messages_unpublished")
+            .fetch_one(&env.db)
+            .await
+            .unwrap()
+    };
+
+    // Through a node: stored, published, and the publication confirmed.
+    h.send("chat_message", json!({"content": "published"}))
+        .await;
+    assert_eq!(
+        m.expect("chat_message").await["data"]["content"],
+        "published"
+    );
+    h.expect("chat_message").await;
+    eventually(
+        Duration::from_secs(5),
+        "the publication confirmed",
+        || async { (unpublished().await == 0).then_some(()) },
+    )
+    .await;
+
+    // A node killed between storing a message and publishing it: the sender's node had
+    // shown it (an acknowledgement), nobody on another node has it.
+    let party_id: uuid::Uuid = pid.parse().unwrap();
+    let stored = chat::insert(&env.db, party_id, host.id, "stored only", None, Some("c1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unpublished().await, 1);
+    let mut redis = env.enqueuer.connection();
+    let prefix = &env.config.redis_prefix;
+    // The sweep leaves a message younger than its grace to its node...
+    let n = chat::republish(&env.db, &mut redis, prefix, Duration::from_secs(60), 500)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    // ...and publishes an older one, to every node.
+    let n = chat::republish(&env.db, &mut redis, prefix, Duration::ZERO, 500)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    for ws in [&mut m, &mut h] {
+        let f = ws.expect("chat_message").await;
+        assert_eq!(f["data"]["id"], stored.id.to_string());
+        assert_eq!(f["data"]["content"], "stored only");
+    }
+    assert_eq!(unpublished().await, 0, "published once");
+
+    // The outbox sweep job does it: a message left unpublished past the grace period.
+    let stored = chat::insert(&env.db, party_id, host.id, "left behind", None, Some("c2"))
+        .await
+        .unwrap()
+        .unwrap();
+    sqlx::query("UPDATE party_messages_unpublished SET created_at = now() - interval '1 minute'")
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let _workers = env.spawn_workers(&[(Queue::System, 1)]).await;
+    env.enqueuer.push(SystemJob::RelayOutbox).await.unwrap();
+    let f = m.expect("chat_message").await;
+    assert_eq!(f["data"]["id"], stored.id.to_string());
+    eventually(Duration::from_secs(10), "the row cleared", || async {
+        (unpublished().await == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn two_nodes_share_a_party_and_a_reconnecting_client_resumes() {
     let env = TestEnv::new().await;
     let node1 = env.spawn_node().await;

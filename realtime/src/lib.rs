@@ -110,7 +110,7 @@ impl Realtime {
             &Uuid::new_v4().simple().to_string()[..8]
         );
         let (tx, rx) = mpsc::unbounded_channel();
-        let outgoing = publisher::spawn(ctx.live.clone());
+        let outgoing = publisher::spawn(ctx.live.clone(), ctx.db.clone());
         let rt = Arc::new(Self {
             ctx,
             hub: Hub::default(),
@@ -204,9 +204,14 @@ impl Realtime {
                 return;
             }
         };
+        let confirms = match &msg.event {
+            Some(PartyEvent::ChatMessage(m)) => Some(m.id),
+            _ => None,
+        };
         let out = publisher::Outgoing {
             channel: self.keys(party).channel().to_owned(),
             payload,
+            confirms,
         };
         if self.outgoing.send(out).await.is_err() {
             tracing::warn!(%party, "the publishing task has stopped");

@@ -3,9 +3,16 @@
 //! way goes out in the next one as a pipeline. A socket that emits a frame hands its
 //! message over and goes on; it never waits on Redis (unless the queue is full, which
 //! slows the emitters rather than dropping their messages).
+//!
+//! A chat message's publication is confirmed once Redis took it: the task then deletes
+//! its `party_messages_unpublished` row (`wp_core::party::chat::published`); a message
+//! whose publish failed, or whose node died first, keeps its row and the outbox sweep
+//! publishes it again.
 
 use redis::aio::ConnectionManager;
+use sqlx::PgPool;
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 /// Messages waiting to be published before emitters wait.
 const QUEUE: usize = 8192;
@@ -16,24 +23,41 @@ const BATCH: usize = 256;
 pub(crate) struct Outgoing {
     pub channel: String,
     pub payload: String,
+    /// The chat message it carries, whose publication to confirm.
+    pub confirms: Option<Uuid>,
 }
 
 /// Starts the publishing task of a node; it ends when every sender is dropped.
-pub(crate) fn spawn(redis: ConnectionManager) -> mpsc::Sender<Outgoing> {
+pub(crate) fn spawn(redis: ConnectionManager, db: PgPool) -> mpsc::Sender<Outgoing> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(redis, rx));
+    tokio::spawn(run(redis, db, rx));
     tx
 }
 
-async fn run(mut redis: ConnectionManager, mut rx: mpsc::Receiver<Outgoing>) {
+async fn run(mut redis: ConnectionManager, db: PgPool, mut rx: mpsc::Receiver<Outgoing>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let mut pipe = redis::pipe();
         for m in &batch {
             pipe.publish(&m.channel, &m.payload).ignore();
         }
-        if let Err(e) = pipe.query_async::<()>(&mut redis).await {
-            tracing::warn!(error = %e, messages = batch.len(), "publish to the party channels failed");
+        match pipe.query_async::<()>(&mut redis).await {
+            Ok(()) => {
+                let confirmed: Vec<Uuid> = batch.iter().filter_map(|m| m.confirms).collect();
+                if !confirmed.is_empty() {
+                    // Beside the publishing, which goes on; a failure leaves the rows to
+                    // the sweep, which publishes those messages once more.
+                    let db = db.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = wp_core::party::chat::published(&db, &confirmed).await {
+                            tracing::warn!(error = %e, "could not confirm published chat messages");
+                        }
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, messages = batch.len(), "publish to the party channels failed");
+            }
         }
         batch.clear();
     }

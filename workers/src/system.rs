@@ -17,6 +17,10 @@ use crate::Ctx;
 /// media step in progress is hours younger).
 pub const PART_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
+/// A chat message's node confirms its publication within milliseconds; one still
+/// unconfirmed after this long was not published (docs/realtime.md, "Many nodes").
+pub const CHAT_PUBLISH_GRACE: Duration = Duration::from_secs(5);
+
 pub async fn handle_system(
     job: SystemJob,
     ctx: Data<Arc<Ctx>>,
@@ -42,6 +46,23 @@ pub async fn handle_system(
                     pushed = n,
                     redis_reset = reset,
                     "outbox sweep pushed unfinished jobs again"
+                );
+            }
+            // Chat messages stored but never published to the other nodes (their node
+            // died in between, or Redis refused the publish).
+            let mut conn = ctx.enqueuer.connection();
+            let n = wp_core::party::chat::republish(
+                &ctx.db,
+                &mut conn,
+                &ctx.config.redis_prefix,
+                CHAT_PUBLISH_GRACE,
+                500,
+            )
+            .await?;
+            if n > 0 {
+                tracing::warn!(
+                    messages = n,
+                    "outbox sweep published chat messages their node had not"
                 );
             }
         }

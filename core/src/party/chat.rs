@@ -45,7 +45,7 @@ pub struct ChatMessage {
 }
 
 /// A stored message as read (the author's id, whatever its state).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MessageRow {
     pub id: Uuid,
     pub party_id: Uuid,
@@ -140,6 +140,9 @@ pub async fn insert(
                WHERE EXISTS (SELECT 1 FROM party_members m WHERE m.party_id = $2 AND m.user_id = $3)
                ON CONFLICT (party_id, user_id, client_id) WHERE client_id IS NOT NULL DO NOTHING
                RETURNING *
+           ), unpublished AS (
+               -- Until a node confirms the publish for the other nodes (`published`).
+               INSERT INTO party_messages_unpublished (message_id) SELECT id FROM ins
            ), msg AS (
                SELECT * FROM ins
                UNION ALL
@@ -161,6 +164,74 @@ pub async fn insert(
     .fetch_optional(db)
     .await?;
     Ok(row.map(Into::into).ok_or(Refused::NotAMember))
+}
+
+/// The messages whose publication to the other nodes Redis confirmed: they leave
+/// `party_messages_unpublished`.
+pub async fn published(db: &PgPool, ids: &[Uuid]) -> sqlx::Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let r = sqlx::query("DELETE FROM party_messages_unpublished WHERE message_id = ANY($1)")
+        .bind(ids)
+        .execute(db)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// Publishes again, on their parties' channels, the messages stored more than
+/// `older_than` ago whose publication was never confirmed (the node that stored them
+/// died before publishing, or Redis refused the publish), at most `limit`, oldest first;
+/// then forgets them. Every node delivers them to its sockets (`origin` is not a node's
+/// name); a member who already has one keeps it once (clients keep messages by `id`).
+/// Runs in the outbox sweep. Returns how many were published.
+pub async fn republish(
+    db: &PgPool,
+    redis: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    older_than: std::time::Duration,
+    limit: i64,
+) -> Result<usize, RepublishError> {
+    let mut tx = db.begin().await?;
+    let rows: Vec<MessageRow> = sqlx::query_as::<_, MessageRow>(
+        "SELECT m.id, m.party_id, m.user_id, u.username, u.display_name, u.avatar_path, m.content,
+                m.reply_to, m.client_id, m.is_edited, m.is_deleted, m.created_at, m.updated_at
+         FROM party_messages_unpublished p
+         JOIN party_messages m ON m.id = p.message_id
+         JOIN users u ON u.id = m.user_id
+         WHERE p.created_at < now() - make_interval(secs => $1)
+         ORDER BY p.created_at
+         LIMIT $2
+         FOR UPDATE OF p SKIP LOCKED",
+    )
+    .bind(older_than.as_secs_f64())
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    for row in rows {
+        let keys = super::live::Keys::new(prefix, row.party_id);
+        let msg = super::events::BusMsg::to_all(
+            "outbox-sweep",
+            super::events::PartyEvent::ChatMessage(row.into()),
+        );
+        super::events::publish(redis, &keys, &msg).await?;
+    }
+    sqlx::query("DELETE FROM party_messages_unpublished WHERE message_id = ANY($1)")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(ids.len())
+}
+
+/// Why [`republish`] stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RepublishError {
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
 }
 
 /// The newest `limit` messages of a party, oldest first (the socket snapshot).
