@@ -9,6 +9,7 @@
 //!   API and the sockets share BIND_ADDR)
 //! - `set-role`   give an account a role (bootstraps the first admin)
 //! - `search-reindex` rebuild the search index (`--index videos`) without downtime
+//! - `health`     exit 0 when this process's `/health` answers 200 (container checks)
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -78,6 +79,10 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Exit 0 when the process configured by this environment answers `/health` with 200
+    /// (on OPS_BIND_ADDR when set, else on BIND_ADDR), 1 otherwise: the container image's
+    /// health check, which has no HTTP client of its own.
+    Health,
     /// Give an existing account a role (bootstraps the first admin).
     SetRole {
         #[arg(long)]
@@ -120,6 +125,14 @@ async fn main() -> anyhow::Result<()> {
             run_scheduler(config, ops, shutdown).await
         }
         Command::Migrate => migrate(&config).await,
+        Command::Health => {
+            let addr = config.ops_bind_addr.unwrap_or(config.bind_addr);
+            if let Err(e) = health(addr).await {
+                eprintln!("unhealthy: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::SetRole { username, role } => set_role(&config, &username, &role).await,
         Command::SearchReindex { index } => search_reindex(&config, index.as_deref()).await,
         Command::SeedAnalytics {
@@ -171,6 +184,38 @@ fn require_shared_key(config: &Config, role: &str) {
 /// Applies the PostgreSQL migrations (sqlx holds an advisory lock while it runs), then
 /// the ClickHouse ones under a PostgreSQL advisory lock of ours, so concurrent
 /// `migrate` runs are safe.
+/// `GET /health` on `addr` (a wildcard address asks the loopback), within 3 s.
+async fn health(addr: SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        anyhow::Ok(head)
+    };
+    let head = tokio::time::timeout(std::time::Duration::from_secs(3), ask)
+        .await
+        .with_context(|| format!("{addr}: no answer within 3 s"))?
+        .with_context(|| format!("{addr}"))?;
+    anyhow::ensure!(
+        &head[8..] == b" 200",
+        "{addr}: {}",
+        String::from_utf8_lossy(&head)
+    );
+    Ok(())
+}
+
 async fn migrate(config: &Config) -> anyhow::Result<()> {
     wp_shared::db::migrate(config)
         .await
@@ -313,7 +358,17 @@ async fn run_realtime(config: Config, shutdown: watch::Receiver<bool>) -> anyhow
         .with_context(|| format!("BIND_ADDR: cannot listen on {addr}"))?;
     let rt = wp_realtime::Realtime::start(ctx, settings).await?;
     let probes = Arc::new(wp_realtime::ops(&rt));
-    ops::serve(probes.clone(), ops_addr, wait(shutdown.clone())).await?;
+    match ops_addr {
+        // The node's counters (`/ws/stats/`) beside its probes and metrics.
+        Some(ops_addr) => {
+            let routes = probes
+                .clone()
+                .router()
+                .merge(wp_realtime::stats_router(rt.clone()));
+            ops::serve_router("realtime", routes, ops_addr, wait(shutdown.clone())).await?;
+        }
+        None => ops::serve(probes.clone(), None, wait(shutdown.clone())).await?,
+    }
     tracing::info!(%addr, node = %rt.node, "realtime node listening");
     wp_realtime::serve(rt, probes, listener, wait(shutdown)).await?;
     Ok(())

@@ -310,12 +310,17 @@ async fn every_role_is_probed_on_its_ops_address_and_ready_follows_redis() {
 }
 
 #[tokio::test]
-async fn the_api_serves_its_details_on_the_ops_address_only() {
+async fn each_role_serves_its_details_on_the_ops_address_only() {
     use common::{eventually, smtp::free_port};
     use std::time::Duration;
 
     let env = TestEnv::new().await;
-    for (command, public_stats) in [("api", false), ("all", true)] {
+    // (role, serves the node's counters on its ops address, a metric it exports)
+    for (command, public_stats, metric) in [
+        ("api", false, "job_queue_depth"),
+        ("all", true, "job_queue_depth"),
+        ("realtime", true, "realtime_node"),
+    ] {
         let (port, ops) = (free_port(), free_port());
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
             .arg(command)
@@ -338,7 +343,7 @@ async fn the_api_serves_its_details_on_the_ops_address_only() {
         );
         let (s, m) = probe(ops, "/metrics").await.unwrap();
         assert_eq!(s, 200);
-        assert!(m.contains("job_queue_depth"), "{m}");
+        assert!(m.contains(metric), "{command}: {m}");
         // The public port: a bare status, no metrics, no socket counters.
         let (s, body) = probe(port, "/ready").await.unwrap();
         assert_eq!(s, 200);
@@ -351,8 +356,25 @@ async fn the_api_serves_its_details_on_the_ops_address_only() {
             public_stats,
             "{command}: /ws/stats/ on the ops address"
         );
+        // The image's health check: the same environment, asking the ops address.
+        let health = |ops: u16| {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
+                .arg("health")
+                .envs(env.env_vars())
+                .env("BIND_ADDR", format!("0.0.0.0:{port}"))
+                .env("OPS_BIND_ADDR", format!("0.0.0.0:{ops}"))
+                .output()
+        };
+        let out = health(ops).await.unwrap();
+        assert!(out.status.success(), "{command}: {out:?}");
         child.start_kill().unwrap();
         let _ = child.wait().await;
+        let out = health(ops).await.unwrap();
+        assert_eq!(out.status.code(), Some(1), "{command} stopped: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("unhealthy"),
+            "{out:?}"
+        );
     }
 }
 
