@@ -296,6 +296,134 @@ def clickhouse_count(port, sql):
         return -1
 
 
+class RestLoad:
+    """REST load on one API address: `commenters` post comments and replies (replies to
+    someone else notify the parent's author in-app and by email), `viewers` record views
+    (analytics); what was acknowledged is in `acked`, answers by status in `answers`."""
+
+    def __init__(self, api, video, tokens, commenters, viewers):
+        self.api, self.video, self.tokens = api, video, tokens
+        self.acked = {"comments": [], "views": 0}
+        self.answers = {}
+        self.lock = threading.Lock()
+        self.halt = threading.Event()
+        self.threads = [threading.Thread(target=self._commenter, args=(n,), daemon=True)
+                        for n in commenters]
+        self.threads += [threading.Thread(target=self._viewer, args=(n,), daemon=True)
+                         for n in viewers]
+        for t in self.threads:
+            t.start()
+
+    def _answer(self, status):
+        self.answers[status] = self.answers.get(status, 0) + 1
+
+    def _commenter(self, name):
+        while not self.halt.is_set():
+            with self.lock:
+                tops = [c for c in self.acked["comments"] if c[2] is None and c[1] != name]
+            parent = random.choice(tops)[0] if tops and random.random() < 0.6 else None
+            body = {"content": f"{name} at {time.time():.3f}"}
+            if parent:
+                body["parent"] = parent
+            status, res = call("POST", f"{self.api}/api/videos/{self.video}/comments/",
+                               self.tokens[name], body)
+            with self.lock:
+                self._answer(status)
+                if status == 201:
+                    self.acked["comments"].append((res["data"]["id"], name, parent))
+            time.sleep(0.05)
+
+    def _viewer(self, name):
+        while not self.halt.is_set():
+            status, _ = call("POST", f"{self.api}/api/videos/{self.video}/view/",
+                             self.tokens[name], {"position": 0})
+            with self.lock:
+                self._answer(status)
+                if status == 200:
+                    self.acked["views"] += 1
+            time.sleep(0.1)
+
+    def stop(self):
+        self.halt.set()
+        for t in self.threads:
+            t.join(15)
+
+
+def check_delivery(db, load, mail_dir, clickhouse_port, verification_emails, failures):
+    """After a RestLoad: every acknowledged comment stored, every reply to someone else
+    notified once in-app and once by email (distinct Message-IDs at the SMTP server),
+    every acknowledged view in ClickHouse, the outbox empty. Prints the figures, appends
+    what failed to `failures`; returns seconds until the notifications and emails were
+    all done (the queues' drain time after the load)."""
+    acked = load.acked
+    print(f"load: {len(acked['comments'])} comments and {acked['views']} views acknowledged; "
+          f"answers by status: {dict(sorted(load.answers.items()))}")
+    # Thousands of ids: through a file, not the command line.
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
+        ids = ",".join(f"'{c[0]}'" for c in acked["comments"])
+        f.write(f"SELECT count(*) FROM video_comments WHERE id IN ({ids});\n")
+    host, port = PG.rsplit(":", 1)
+    stored = int(subprocess.run(
+        ["psql", "-h", host, "-p", port, "-U", "postgres", "-d", db, "-At", "-f", f.name],
+        capture_output=True, text=True, check=True).stdout.strip())
+    os.unlink(f.name)
+    if stored != len(acked["comments"]):
+        failures.append(f"{len(acked['comments'])} comments acknowledged, {stored} stored")
+    replies_sql = ("SELECT count(*) FROM video_comments c JOIN video_comments p "
+                   "ON p.id = c.parent_id WHERE p.user_id <> c.user_id")
+    t0 = time.time()
+    deadline = t0 + 90
+    while time.time() < deadline:
+        replies = int(psql(db, replies_sql))
+        notified = int(psql(db, "SELECT count(*) FROM notifications WHERE kind = 'comment.reply'"))
+        pending = int(psql(db, "SELECT count(*) FROM emails WHERE status <> 'sent'"))
+        if notified >= replies and pending == 0:
+            break
+        time.sleep(1)
+    drained = time.time() - t0
+    emails = int(psql(db, "SELECT count(*) FROM emails WHERE kind LIKE 'notification:%'"))
+    delivered = message_ids(mail_dir)
+    print(f"replies to others: {replies}; reply notifications: {notified}; notification "
+          f"emails: {emails} recorded, {pending} not sent; SMTP: {len(delivered)} messages, "
+          f"{len(set(delivered))} distinct Message-IDs")
+    if notified != replies:
+        failures.append(f"{replies} replies to others, {notified} reply notifications")
+    if pending:
+        failures.append(f"{pending} emails never sent")
+    # A worker killed after the SMTP server took a message and before the send was
+    # recorded sends it again on re-delivery, with the same Message-ID (receivers
+    # fold such copies); no email may go out twice under two identities.
+    if len(set(delivered)) != emails + verification_emails:
+        failures.append(f"{len(set(delivered))} distinct emails delivered for "
+                        f"{emails} notification and {verification_emails} verification emails")
+    deadline = time.time() + 90
+    views = -1
+    while time.time() < deadline:
+        # Distinct events: a batch that timed out may still have been written when
+        # ClickHouse went on, and its retry folds into it (ReplacingMergeTree).
+        views = clickhouse_count(clickhouse_port, "SELECT uniqExact(event_id) FROM "
+                                 f"{db}.events WHERE event_type = 'video.view_start'")
+        if views >= acked["views"]:
+            break
+        time.sleep(1)
+    print(f"views: {acked['views']} acknowledged, {views} in ClickHouse")
+    if views < acked["views"]:
+        failures.append(f"{acked['views']} views acknowledged, {views} in ClickHouse")
+    # Every job pushed from the outbox finished and cleared its row (a row left
+    # would be a job Redis lost and nobody pushed again).
+    deadline = time.time() + 60
+    left = -1
+    while time.time() < deadline:
+        left = int(psql(db, "SELECT count(*) FROM outbox"))
+        if left == 0:
+            break
+        time.sleep(1)
+    print(f"outbox rows left: {left}")
+    if left:
+        failures.append(f"{left} outbox rows left: jobs not finished")
+    return drained
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", required=True, help="the watch-party binary")
@@ -386,36 +514,8 @@ def main():
                 sys.exit(f"{m.name} never connected")
         print(f"ready: {len(roles)} roles, {len(members)} party sockets on 2 nodes, video {video}")
 
+        load = RestLoad(api, video, tokens, commenters=names[1:4], viewers=names[4:])
         stop = threading.Event()
-        acked = {"comments": [], "views": 0, "controls": 0}
-        answers = {}
-        lock = threading.Lock()
-
-        def commenter(name):
-            while not stop.is_set():
-                with lock:
-                    tops = [c for c in acked["comments"] if c[2] is None and c[1] != name]
-                parent = random.choice(tops)[0] if tops and random.random() < 0.6 else None
-                body = {"content": f"{name} at {time.time():.3f}"}
-                if parent:
-                    body["parent"] = parent
-                status, res = call("POST", f"{api}/api/videos/{video}/comments/",
-                                   tokens[name], body)
-                with lock:
-                    answers[status] = answers.get(status, 0) + 1
-                    if status == 201:
-                        acked["comments"].append((res["data"]["id"], name, parent))
-                time.sleep(0.05)
-
-        def viewer(name):
-            while not stop.is_set():
-                status, _ = call("POST", f"{api}/api/videos/{video}/view/", tokens[name],
-                                 {"position": 0})
-                with lock:
-                    answers[status] = answers.get(status, 0) + 1
-                    if status == 200:
-                        acked["views"] += 1
-                time.sleep(0.1)
 
         def controller():
             k = 0
@@ -429,11 +529,8 @@ def main():
                     except OSError:
                         pass
 
-        threads = [threading.Thread(target=commenter, args=(n,), daemon=True) for n in names[1:4]]
-        threads += [threading.Thread(target=viewer, args=(n,), daemon=True) for n in names[4:]]
-        threads.append(threading.Thread(target=controller, daemon=True))
-        for t in threads:
-            t.start()
+        control = threading.Thread(target=controller, daemon=True)
+        control.start()
 
         print(f"{'fault':<34}{'ready again (s)':<18}{'sockets back (s): count, max':<30}")
         faults = ["api", "realtime-1", "worker", "scheduler", "realtime-2", "clickhouse",
@@ -478,8 +575,8 @@ def main():
                 failures.append(f"{what}: a socket took {max(socks):.1f} s to come back")
         time.sleep(3)
         stop.set()
-        for t in threads:
-            t.join(15)
+        control.join(15)
+        load.stop()
 
         # The host's last word: every member must end at it.
         final = 4242.5
@@ -498,71 +595,7 @@ def main():
         behind = [m.name for m in members if not m.connected.is_set() or m.position != final]
         if behind:
             failures.append(f"sockets not connected or not at the host's position: {behind}")
-        print(f"load: {len(acked['comments'])} comments and {acked['views']} views acknowledged; "
-              f"answers by status: {dict(sorted(answers.items()))}")
-
-        db = f"wp_{run}"
-        # Thousands of ids: through a file, not the command line.
-        ids_file = os.path.join(work, "acked-comments.sql")
-        with open(ids_file, "w") as f:
-            ids = ",".join(f"'{c[0]}'" for c in acked["comments"])
-            f.write(f"SELECT count(*) FROM video_comments WHERE id IN ({ids});\n")
-        host, port = PG.rsplit(":", 1)
-        stored = int(subprocess.run(
-            ["psql", "-h", host, "-p", port, "-U", "postgres", "-d", db, "-At", "-f", ids_file],
-            capture_output=True, text=True, check=True).stdout.strip())
-        if stored != len(acked["comments"]):
-            failures.append(f"{len(acked['comments'])} comments acknowledged, {stored} stored")
-        replies_sql = ("SELECT count(*) FROM video_comments c JOIN video_comments p "
-                       "ON p.id = c.parent_id WHERE p.user_id <> c.user_id")
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            replies = int(psql(db, replies_sql))
-            notified = int(psql(db, "SELECT count(*) FROM notifications WHERE kind = 'comment.reply'"))
-            pending = int(psql(db, "SELECT count(*) FROM emails WHERE status <> 'sent'"))
-            if notified >= replies and pending == 0:
-                break
-            time.sleep(1)
-        emails = int(psql(db, "SELECT count(*) FROM emails WHERE kind LIKE 'notification:%'"))
-        delivered = message_ids(mail_dir)
-        print(f"replies to others: {replies}; reply notifications: {notified}; notification "
-              f"emails: {emails} recorded, {pending} not sent; SMTP: {len(delivered)} messages, "
-              f"{len(set(delivered))} distinct Message-IDs")
-        if notified != replies:
-            failures.append(f"{replies} replies to others, {notified} reply notifications")
-        if pending:
-            failures.append(f"{pending} emails never sent")
-        # A worker killed after the SMTP server took a message and before the send was
-        # recorded sends it again on re-delivery, with the same Message-ID (receivers
-        # fold such copies); no email may go out twice under two identities.
-        if len(set(delivered)) != emails + len(names):
-            failures.append(f"{len(set(delivered))} distinct emails delivered for "
-                            f"{emails} notification and {len(names)} verification emails")
-        deadline = time.time() + 90
-        views = -1
-        while time.time() < deadline:
-            # Distinct events: a batch that timed out may still have been written when
-            # ClickHouse went on, and its retry folds into it (ReplacingMergeTree).
-            views = clickhouse_count(clickhouse.port, "SELECT uniqExact(event_id) FROM "
-                                     f"wp_{run}.events WHERE event_type = 'video.view_start'")
-            if views >= acked["views"]:
-                break
-            time.sleep(1)
-        print(f"views: {acked['views']} acknowledged, {views} in ClickHouse")
-        if views < acked["views"]:
-            failures.append(f"{acked['views']} views acknowledged, {views} in ClickHouse")
-        # Every job pushed from the outbox finished and cleared its row (a row left
-        # would be a job Redis lost and nobody pushed again).
-        deadline = time.time() + 60
-        left = -1
-        while time.time() < deadline:
-            left = int(psql(db, "SELECT count(*) FROM outbox"))
-            if left == 0:
-                break
-            time.sleep(1)
-        print(f"outbox rows left: {left}")
-        if left:
-            failures.append(f"{left} outbox rows left: jobs not finished")
+        check_delivery(f"wp_{run}", load, mail_dir, clickhouse.port, len(names), failures)
         recon = sorted(d for m in members for (_, d) in m.reconnects)
         if recon:
             print(f"socket reconnections: {len(recon)}, median {recon[len(recon) // 2]:.1f} s, "

@@ -775,6 +775,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_queue_waits_in_the_list_the_autoscalers_read() {
+        // deploy/k8s scales each worker pool on the length of this list (KEDA's Redis
+        // trigger, checked by deploy/check-deploy.py): a new key format must change both.
+        let config = crate::Config::from_lookup(|_| None).unwrap();
+        for queue in Queue::ALL {
+            assert_eq!(
+                queue_config(&config, queue).active_jobs_list(),
+                format!("wp.{}:active", queue.name())
+            );
+        }
+    }
+
+    #[test]
     fn a_ulid_tells_when_it_was_made() {
         // 01ARYZ6S41 is 1469918176385 ms (the ULID specification's example).
         assert_eq!(

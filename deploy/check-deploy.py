@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Cross-checks of the deployment files against each other and the code (run by
+deploy/check-deploy.sh with the rendered Kubernetes overlays as arguments):
+
+  - the KEDA objects match deploy/k8s/schemas/keda.schema.json;
+  - every queue of the code (shared/src/jobs.rs) is served by exactly one worker pool, in
+    each overlay and in deploy/compose/compose.yaml, and only known queues are named;
+  - each worker Deployment has a ScaledObject whose Redis triggers read the waiting list
+    of each of its queues (`wp.{queue}:active`, the key apalis-redis uses; a unit test in
+    shared/src/jobs.rs pins it) and whose Prometheus triggers ask about those queues;
+  - grace periods cover the drain times of docs/operations.md (api: REQUEST_TIMEOUT_SECS
+    + 5, realtime 10, workers WORKER_SHUTDOWN_GRACE_SECS + 5, scheduler 5);
+  - probes, Services, the Ingress, HPAs and PodDisruptionBudgets point at ports,
+    Services and Deployments that exist;
+  - compose: every role's command is one the binary has, files it mounts exist.
+"""
+
+import json
+import os
+import re
+import sys
+
+import jsonschema
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROLES = {"api", "realtime", "worker", "scheduler", "migrate"}
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+
+
+def code_queues():
+    src = open(os.path.join(ROOT, "shared/src/jobs.rs")).read()
+    names = set(re.findall(r'Queue::\w+ => "([a-z]+)"', src))
+    if len(names) < 8:
+        sys.exit(f"could not read the queue names from shared/src/jobs.rs: {names}")
+    return names
+
+
+def pool_queues(args):
+    """The queues of `worker --queues a=1,b` (or none for the default: every queue)."""
+    if "--queues" not in args:
+        return None
+    spec = args[args.index("--queues") + 1]
+    return [part.split("=")[0] for part in spec.split(",")]
+
+
+def check_cover(where, pools, queues):
+    seen = {}
+    for pool, qs in pools.items():
+        for q in qs:
+            if q not in queues:
+                fail(f"{where}: {pool} names the queue {q!r}, which the code does not have")
+            if q in seen:
+                fail(f"{where}: the queue {q} is in {seen[q]} and {pool}")
+            seen[q] = pool
+    for q in sorted(queues - set(seen)):
+        fail(f"{where}: no worker pool takes the queue {q}")
+
+
+def check_overlay(path, queues, keda):
+    where = os.path.basename(path)
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    deployments = by_kind.get("Deployment", {})
+    config = next(iter(by_kind.get("ConfigMap", {}).values()))["data"]
+    drain = {"api": int(config.get("REQUEST_TIMEOUT_SECS", 30)) + 5, "realtime": 10,
+             "worker": int(config.get("WORKER_SHUTDOWN_GRACE_SECS", 30)) + 5, "scheduler": 5}
+    pools = {}
+    for name, d in deployments.items():
+        spec = d["spec"]["template"]["spec"]
+        c = spec["containers"][0]
+        role = c["args"][0]
+        if role not in ROLES:
+            fail(f"{where}: {name} runs the unknown role {role!r}")
+            continue
+        grace = spec.get("terminationGracePeriodSeconds", 30)
+        if grace < drain.get(role, 0):
+            fail(f"{where}: {name} may be killed after {grace} s; {role} drains in {drain[role]} s")
+        ports = {p["name"] for p in c.get("ports", [])}
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            port = c.get(probe, {}).get("httpGet", {}).get("port")
+            if port is not None and port not in ports:
+                fail(f"{where}: {name}'s {probe} names the port {port!r}; it has {sorted(ports)}")
+        if role == "worker":
+            qs = pool_queues(c["args"])
+            if qs is None:
+                fail(f"{where}: {name} runs every queue; each pool names its own")
+                continue
+            pools[name] = qs
+    check_cover(where, pools, queues)
+
+    scaled = by_kind.get("ScaledObject", {})
+    for kind in ("ScaledObject", "TriggerAuthentication"):
+        for name, d in by_kind.get(kind, {}).items():
+            for e in jsonschema.Draft7Validator(keda).iter_errors(d):
+                fail(f"{where}: {kind} {name}: {e.message} at {list(e.absolute_path)}")
+    for name, qs in pools.items():
+        so = [s for s in scaled.values() if s["spec"]["scaleTargetRef"]["name"] == name]
+        if len(so) != 1:
+            fail(f"{where}: {name} has {len(so)} ScaledObjects (one expected)")
+            continue
+        triggers = so[0]["spec"]["triggers"]
+        lists = {t["metadata"]["listName"] for t in triggers if t["type"] == "redis"}
+        want = {f"wp.{q}:active" for q in qs}
+        if lists != want:
+            fail(f"{where}: {name} scales on the lists {sorted(lists)}; its queues are {sorted(want)}")
+        for t in triggers:
+            if t["type"] == "prometheus":
+                asked = set(re.findall(r'queue="(\w+)"', t["metadata"]["query"]))
+                if asked != set(qs):
+                    fail(f"{where}: {name}'s Prometheus trigger asks about {sorted(asked)}")
+        if so[0]["spec"].get("minReplicaCount", 1) == 0 and \
+                not any(t["type"] == "prometheus" for t in triggers):
+            fail(f"{where}: {name} scales to zero with no trigger on its scheduled jobs: "
+                 "retries in backoff would wait for the next new job")
+    for name in scaled:
+        target = scaled[name]["spec"]["scaleTargetRef"]["name"]
+        if target not in deployments:
+            fail(f"{where}: ScaledObject {name} scales {target}, which does not exist")
+
+    def selects(selector, d):
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+
+    services = by_kind.get("Service", {})
+    for name, s in services.items():
+        matched = [d for d in deployments.values() if selects({"matchLabels": s["spec"]["selector"]}, d)]
+        if not matched:
+            fail(f"{where}: Service {name} selects no Deployment")
+        for p in s["spec"]["ports"]:
+            for d in matched:
+                names = {x["name"] for x in d["spec"]["template"]["spec"]["containers"][0]["ports"]}
+                if p["targetPort"] not in names:
+                    fail(f"{where}: Service {name} targets the port {p['targetPort']!r} of "
+                         f"{d['metadata']['name']}, which has {sorted(names)}")
+    for ing in by_kind.get("Ingress", {}).values():
+        for rule in ing["spec"]["rules"]:
+            for p in rule["http"]["paths"]:
+                b = p["backend"]["service"]
+                svc = services.get(b["name"])
+                if not svc or b["port"]["name"] not in {x["name"] for x in svc["spec"]["ports"]}:
+                    fail(f"{where}: the Ingress path {p['path']} goes to {b}, which does not exist")
+    for name, h in by_kind.get("HorizontalPodAutoscaler", {}).items():
+        if h["spec"]["scaleTargetRef"]["name"] not in deployments:
+            fail(f"{where}: HPA {name} scales a Deployment that does not exist")
+    for name, p in by_kind.get("PodDisruptionBudget", {}).items():
+        if not any(selects(p["spec"]["selector"], d) for d in deployments.values()):
+            fail(f"{where}: PodDisruptionBudget {name} selects no pod")
+    print(f"{where}: {len(docs)} objects; {len(deployments)} Deployments; worker pools "
+          f"{ {n: q for n, q in sorted(pools.items())} }")
+
+
+def check_compose(queues):
+    path = os.path.join(ROOT, "deploy/compose/compose.yaml")
+    compose = yaml.safe_load(open(path))
+    pools = {}
+    for name, s in compose["services"].items():
+        if s.get("image") != "watch-party:local":
+            continue
+        cmd = s.get("command", [])
+        if not cmd or cmd[0] not in ROLES:
+            fail(f"compose: {name} runs {cmd!r}, not a role")
+            continue
+        if cmd[0] == "worker":
+            qs = pool_queues(cmd)
+            if qs is None:
+                fail(f"compose: {name} runs every queue; each pool names its own")
+            else:
+                pools[name] = qs
+        if "JWT_SECRET" not in s.get("environment", {}):
+            fail(f"compose: {name} has no JWT_SECRET")
+    check_cover("compose", pools, queues)
+    for name, s in compose["services"].items():
+        for v in s.get("volumes", []):
+            src = v.split(":")[0] if isinstance(v, str) else None
+            if src and src.startswith("."):
+                if not os.path.exists(os.path.join(os.path.dirname(path), src)):
+                    fail(f"compose: {name} mounts {src}, which does not exist")
+    print(f"compose: {len(compose['services'])} services; worker pools {pools}")
+
+
+def main():
+    queues = code_queues()
+    keda = json.load(open(os.path.join(ROOT, "deploy/k8s/schemas/keda.schema.json")))
+    jsonschema.Draft7Validator.check_schema(keda)
+    for path in sys.argv[1:]:
+        check_overlay(path, queues, keda)
+    check_compose(queues)
+    if failures:
+        print("FAILED:")
+        for f in failures:
+            print(f"  - {f}")
+        sys.exit(1)
+    print("deployment files: ok")
+
+
+if __name__ == "__main__":
+    main()
