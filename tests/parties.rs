@@ -926,6 +926,27 @@ async fn signaling_reaches_only_its_target_and_one_screen_is_shared_at_a_time() 
     assert_eq!(a.expect_error().await, "screen_share_disabled");
 }
 
+/// Users `host` and `member`; a party the host made through `node1`, which the member
+/// joined through `node2`; its id.
+async fn party_across(
+    env: &TestEnv,
+    node1: &TestApp,
+    node2: &TestApp,
+    title: &str,
+) -> (TestUser, TestUser, String) {
+    let host = env.create_user("host").await;
+    let member = env.create_user("member").await;
+    let party = create_party(
+        node1,
+        &host,
+        json!({"title": title, "external_url": "https://example.com/a.mp4"}),
+    )
+    .await;
+    let pid = id(&party);
+    join(node2, &member, &pid).await;
+    (host, member, pid)
+}
+
 #[tokio::test]
 async fn a_message_stored_by_a_node_that_died_before_publishing_reaches_every_node() {
     use wp_core::party::chat;
@@ -933,16 +954,7 @@ async fn a_message_stored_by_a_node_that_died_before_publishing_reaches_every_no
     let env = TestEnv::new().await;
     let node1 = env.spawn_node().await;
     let node2 = env.spawn_node().await;
-    let host = env.create_user("host").await;
-    let member = env.create_user("member").await;
-    let party = create_party(
-        &node1,
-        &host,
-        json!({"title": "Durable", "external_url": "https://example.com/a.mp4"}),
-    )
-    .await;
-    let pid = id(&party);
-    join(&node2, &member, &pid).await;
+    let (host, member, pid) = party_across(&env, &node1, &node2, "Durable").await;
     let (mut h, _) = Ws::connect(&node1, &pid, &host.token).await;
     let (mut m, _) = Ws::connect(&node2, &pid, &member.token).await;
     h.expect("user_joined").await;
@@ -1019,16 +1031,7 @@ async fn two_nodes_share_a_party_and_a_reconnecting_client_resumes() {
     let env = TestEnv::new().await;
     let node1 = env.spawn_node().await;
     let node2 = env.spawn_node().await;
-    let host = env.create_user("host").await;
-    let member = env.create_user("member").await;
-    let party = create_party(
-        &node1,
-        &host,
-        json!({"title": "Spread", "external_url": "https://example.com/a.mp4"}),
-    )
-    .await;
-    let pid = id(&party);
-    join(&node2, &member, &pid).await;
+    let (host, member, pid) = party_across(&env, &node1, &node2, "Spread").await;
     let (mut h, _) = Ws::connect(&node1, &pid, &host.token).await;
     let (mut m, snap) = Ws::connect(&node2, &pid, &member.token).await;
     assert!(

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Fault rehearsal: every role as its own process, with Redis, PostgreSQL and a real
-SMTP server (aiosmtpd) behind TCP proxies that this script cuts or stalls while load
+"""Fault rehearsal: every role as its own process, with Redis, PostgreSQL, ClickHouse and a
+real SMTP server (aiosmtpd) behind TCP proxies that this script cuts or stalls while load
 runs; then checks that every role is ready again by itself, that every acknowledged
 request had its effect (at least once: a cut between a send and its record sends it
 again, with the same Message-ID), that no process flooded its log, and that each stops
@@ -8,7 +8,9 @@ cleanly on SIGTERM.
 
 The load: password-reset requests for a few accounts. Each 200 commits an email and
 its outbox row (PostgreSQL), relays it to the email queue (Redis), and a worker sends
-it over SMTP. So every acknowledged request must end as a delivered email.
+it over SMTP. So every acknowledged request must end as a delivered email. Beside it,
+views of a video: each 200 is an analytics event committed with its outbox row, which a
+worker writes to ClickHouse; so every acknowledged view must end in ClickHouse.
 
     deploy/dev/faults.sh            # short form (CI): cuts and stalls of 1-5 s
     deploy/dev/faults.sh --long     # adds 30 s outages of each, and two at once
@@ -285,26 +287,32 @@ def main():
     redis_proxy = Proxy("redis", REDIS)
     pg_proxy = Proxy("postgres", PG)
     smtp_proxy = Proxy("smtp", f"127.0.0.1:{smtp_port}")
+    ch_proxy = Proxy("clickhouse", CLICKHOUSE.split("://", 1)[1])
     pg_host, pg_port = PG.rsplit(":", 1)
     # (what, proxies, seconds, how): `cut` resets every connection and refuses new
     # ones; `stall` holds every byte (a partition that heals).
     scenarios = [("redis", [redis_proxy], 1, "cut"), ("postgres", [pg_proxy], 1, "cut"),
                  ("redis", [redis_proxy], 5, "cut"), ("postgres", [pg_proxy], 3, "stall"),
-                 ("redis", [redis_proxy], 3, "stall"), ("smtp", [smtp_proxy], 5, "cut")]
+                 ("redis", [redis_proxy], 3, "stall"), ("smtp", [smtp_proxy], 5, "cut"),
+                 ("clickhouse", [ch_proxy], 5, "cut"), ("clickhouse", [ch_proxy], 5, "stall")]
     if args.long:
         scenarios += [("redis", [redis_proxy], 30, "cut"), ("postgres", [pg_proxy], 30, "cut"),
                       ("smtp", [smtp_proxy], 30, "cut"),
                       ("redis+postgres", [redis_proxy, pg_proxy], 10, "cut"),
-                      ("postgres", [pg_proxy], 30, "stall")]
+                      ("postgres", [pg_proxy], 30, "stall"),
+                      ("clickhouse", [ch_proxy], 30, "cut"),
+                      ("clickhouse", [ch_proxy], 40, "stall")]
     env = role_env(run, work, "faults-rehearsal-secret")
     env.update({
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:{pg_proxy.port}/wp_{run}",
         "REDIS_URL": f"redis://127.0.0.1:{redis_proxy.port}",
-        "CLICKHOUSE_URL": CLICKHOUSE,
+        "CLICKHOUSE_URL": f"http://127.0.0.1:{ch_proxy.port}",
+        # A stalled ClickHouse fails its batches after 5 s (then they are retried).
+        "CLICKHOUSE_TIMEOUT_SECS": "5",
         "SMTP_URL": f"smtp://127.0.0.1:{smtp_proxy.port}",
     })
     direct = dict(env, DATABASE_URL=f"postgres://postgres@{pg_host}:{pg_port}/wp_{run}",
-                  REDIS_URL=f"redis://{REDIS}")
+                  REDIS_URL=f"redis://{REDIS}", CLICKHOUSE_URL=CLICKHOUSE)
     subprocess.run([args.bin, "migrate"], env=direct, check=True,
                    stdout=subprocess.DEVNULL)
 
@@ -313,7 +321,7 @@ def main():
         "api": (["api"], {"BIND_ADDR": f"127.0.0.1:{api_port}"}, f"http://127.0.0.1:{api_port}"),
     }
     for name, argv in (("realtime", ["realtime"]),
-                       ("worker", ["worker", "--queues", "email=4,system=2"]),
+                       ("worker", ["worker", "--queues", "email=4,system=2,media=1,analytics=20"]),
                        ("scheduler", ["scheduler"])):
         ops = free_port()
         extra = {"OPS_BIND_ADDR": f"127.0.0.1:{ops}"}
@@ -346,6 +354,7 @@ def main():
 
         api = roles["api"][2]
         users = []
+        tokens = []
         for i in range(4):
             email = f"fault{i}@example.com"
             status, body = http("POST", f"{api}/api/v1/auth/register/", {
@@ -354,6 +363,11 @@ def main():
             if status != 201:
                 sys.exit(f"registration failed: {status} {body}")
             users.append(email)
+            tokens.append(json.loads(body)["data"]["access_token"])
+        # Imported here: kills.py imports this module.
+        from kills import call, clickhouse_count, upload_video
+        video = upload_video(api, tokens[0], work)
+        views = [0]
 
         acked = [0]
         stop = threading.Event()
@@ -367,7 +381,17 @@ def main():
                     acked[0] += 1
                 time.sleep(0.02)
 
+        def viewer(token):
+            while not stop.is_set():
+                status, _ = call("POST", f"{api}/api/videos/{video}/view/", token,
+                                 {"position": 0})
+                counts[f"view {status}"] = counts.get(f"view {status}", 0) + 1
+                if status == 200:
+                    views[0] += 1
+                time.sleep(0.05)
+
         loaders = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+        loaders += [threading.Thread(target=viewer, args=(t,), daemon=True) for t in tokens[:2]]
         for t in loaders:
             t.start()
 
@@ -395,7 +419,8 @@ def main():
         stop.set()
         for t in loaders:
             t.join()
-        print(f"load: {acked[0]} acknowledged resets; answers by status: {dict(sorted(counts.items()))}")
+        print(f"load: {acked[0]} acknowledged resets, {views[0]} acknowledged views; answers "
+              f"by status: {dict(sorted(counts.items(), key=str))}")
 
         deadline = time.time() + (240 if args.long else 90)
         sent = -1
@@ -430,6 +455,23 @@ def main():
             failures.append(f"{len(ids)} distinct emails delivered for {sent + len(users)} sent")
         if acked[0] < 50:
             failures.append(f"only {acked[0]} requests acknowledged: the load did not run")
+        # Every acknowledged view in ClickHouse, counted as distinct events: a batch that
+        # timed out during a stall may still have been written, and its retry folds
+        # into it (ReplacingMergeTree).
+        ch_port = int(CLICKHOUSE.rsplit(":", 1)[1])
+        in_ch = -1
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            in_ch = clickhouse_count(ch_port, "SELECT uniqExact(event_id) FROM "
+                                     f"wp_{run}.events WHERE event_type = 'video.view_start'")
+            if in_ch >= views[0]:
+                break
+            time.sleep(1)
+        print(f"views: {views[0]} acknowledged, {in_ch} in ClickHouse")
+        if in_ch < views[0]:
+            failures.append(f"{views[0]} views acknowledged, {in_ch} in ClickHouse")
+        if views[0] < 50:
+            failures.append(f"only {views[0]} views acknowledged: the load did not run")
     finally:
         exits = stop_all({name: p for name, (p, _) in procs.items()})
         for _, log in procs.values():
@@ -447,7 +489,7 @@ def main():
                 failures.append(f"{name} exited with {code} on SIGTERM")
         # A refused request may log a line or two; beyond that, an outage must not
         # make a process write on its own.
-        refused = sum(n for status, n in counts.items() if status != 200)
+        refused = sum(n for status, n in counts.items() if status not in (200, "view 200"))
         for name, (_, warn) in lines.items():
             if warn > 100 * len(scenarios) + 2 * refused:
                 failures.append(f"{name} wrote {warn} warnings: an outage must not flood the log")

@@ -318,7 +318,7 @@ impl Running {
         let ids: Vec<String> = jobs.iter().map(|(q, id, _)| format!("{q}:{id}")).collect();
         tracing::warn!(
             count = jobs.len(),
-            jobs = %ids.join(" "),
+            jobs = ?ids,
             why,
             "jobs still running when the workers stopped; each will be delivered again"
         );
