@@ -46,54 +46,9 @@ POOLS = {
     "workers-background": "analytics=50,system=2",
 }
 
-NGINX = """worker_processes 1;
-worker_rlimit_nofile 20000;
-{user}
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log warn;
-events {{ worker_connections 10000; }}
-http {{
-  access_log off;
-  client_body_temp_path {work}/body;
-  proxy_temp_path {work}/proxy;
-  fastcgi_temp_path {work}/fastcgi;
-  uwsgi_temp_path {work}/uwsgi;
-  scgi_temp_path {work}/scgi;
-  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-  # A process that refuses a connection is skipped for 2 s; a request is passed to the
-  # next process only when the first could not take it (never after it was sent).
-  upstream api {{
-{api}
-    keepalive 32;
-  }}
-  upstream realtime {{
-{realtime}
-  }}
-  server {{
-    listen 127.0.0.1:{port};
-    client_max_body_size 600m;
-    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    proxy_set_header Host $http_host;
-    proxy_connect_timeout 2s;
-    location /ws/ {{
-      proxy_pass http://realtime;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_read_timeout 1h;
-      proxy_send_timeout 1h;
-      proxy_buffering off;
-    }}
-    location / {{
-      proxy_pass http://api;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_read_timeout 60s;
-      proxy_request_buffering off;
-    }}
-  }}
-}}
-"""
+# The proxy configuration is compose's own (deploy/compose/nginx.conf), pointed at this
+# machine's processes: one routing, written once.
+COMPOSE_NGINX = os.path.join(HERE, "..", "compose", "nginx.conf")
 
 
 class Cluster:
@@ -155,15 +110,24 @@ class Cluster:
     def _nginx(self):
         d = os.path.join(self.work, "nginx")
         os.makedirs(d)
-        ups = {k: "\n".join(f"    server 127.0.0.1:{r['port']} max_fails=1 fail_timeout=2s;"
-                            for n, r in self.roles.items() if n.startswith(k + "-"))
-               for k in ("api", "realtime")}
+        conf = open(COMPOSE_NGINX).read()
+        # `server api-1:8000` and the like: the role of that name on this machine.
+        conf, n = re.subn(r"server ((?:api|realtime)-\d+):8000",
+                          lambda m: f"server 127.0.0.1:{self.roles[m.group(1)]['port']}", conf)
+        if n != 4:
+            sys.exit(f"{COMPOSE_NGINX}: expected 4 upstream servers, found {n}")
+        conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{self.port};")
+        # Scratch files in this run's folder (Debian's defaults are under /var/lib/nginx).
+        temp = "".join(f"\n  {k}_temp_path {d}/{k};"
+                       for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        conf = conf.replace("http {", "http {" + temp, 1)
         with open(os.path.join(d, "nginx.conf"), "w") as f:
-            f.write(NGINX.format(work=d, port=self.port, api=ups["api"],
-                                 realtime=ups["realtime"],
-                                 user="user root;" if os.geteuid() == 0 else ""))
+            f.write(conf)
+        main = f"daemon off; pid {d}/nginx.pid; error_log {d}/nginx-error.log warn;"
+        if os.geteuid() == 0:
+            main += " user root;"
         proc = subprocess.Popen(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf"),
-                                 "-g", "daemon off;"], stdout=self.services_log,
+                                 "-g", main], stdout=self.services_log,
                                 stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:
