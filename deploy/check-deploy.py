@@ -12,13 +12,19 @@ deploy/check-deploy.sh with the rendered Kubernetes overlays as arguments):
     + 5, realtime 10, workers WORKER_SHUTDOWN_GRACE_SECS + 5, scheduler 5);
   - probes, Services, the Ingress, HPAs and PodDisruptionBudgets point at ports,
     Services and Deployments that exist;
-  - compose: every role's command is one the binary has, files it mounts exist.
+  - compose: every role's command is one the binary has, files it mounts exist;
+  - the pooler: PgBouncer's pgbouncer.ini is in transaction mode with prepared
+    statements carried (`max_prepared_statements`) and sqlx's startup parameters
+    ignored; where DATABASE_URL goes through it, DATABASE_DIRECT_URL goes around it.
 """
 
+import base64
+import configparser
 import json
 import os
 import re
 import sys
+from urllib.parse import urlparse
 
 import jsonschema
 import yaml
@@ -61,6 +67,35 @@ def check_cover(where, pools, queues):
         fail(f"{where}: no worker pool takes the queue {q}")
 
 
+def check_pgbouncer_ini(where, text):
+    ini = configparser.ConfigParser(inline_comment_prefixes=(";",), comment_prefixes=(";",))
+    ini.read_string(text)
+    b = ini["pgbouncer"]
+    if b.get("pool_mode") != "transaction":
+        fail(f"{where}: pgbouncer.ini pool_mode is {b.get('pool_mode')!r}, not transaction")
+    if int(b.get("max_prepared_statements", "0")) < 100:
+        fail(f"{where}: pgbouncer.ini max_prepared_statements must carry sqlx's 100 "
+             "cached statements per connection")
+    ignored = {p.strip() for p in b.get("ignore_startup_parameters", "").split(",")}
+    for p in ("extra_float_digits", "options"):
+        if p not in ignored:
+            fail(f"{where}: pgbouncer.ini does not ignore the startup parameter {p} sqlx sends")
+
+
+def check_database_urls(where, env, poolers):
+    """`env`: a role's variables; `poolers`: the host names of PgBouncer."""
+    url = env.get("DATABASE_URL")
+    if url is None:
+        return
+    if urlparse(url).hostname in poolers:
+        direct = env.get("DATABASE_DIRECT_URL")
+        if not direct:
+            fail(f"{where}: DATABASE_URL goes through PgBouncer and DATABASE_DIRECT_URL is "
+                 "unset: migrations and LISTEN need PostgreSQL itself")
+        elif urlparse(direct).hostname in poolers:
+            fail(f"{where}: DATABASE_DIRECT_URL goes through PgBouncer too")
+
+
 def check_overlay(path, queues, keda):
     where = os.path.basename(path)
     docs = [d for d in yaml.safe_load_all(open(path)) if d]
@@ -68,13 +103,24 @@ def check_overlay(path, queues, keda):
     for d in docs:
         by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
     deployments = by_kind.get("Deployment", {})
-    config = next(iter(by_kind.get("ConfigMap", {}).values()))["data"]
+    config = by_kind["ConfigMap"]["watch-party"]["data"]
+    poolers = set()
+    for name, cm in by_kind.get("ConfigMap", {}).items():
+        if "pgbouncer.ini" in cm.get("data", {}):
+            check_pgbouncer_ini(where, cm["data"]["pgbouncer.ini"])
+            poolers.add("pgbouncer")
+    for name, sec in by_kind.get("Secret", {}).items():
+        data = {k: base64.b64decode(v).decode() for k, v in sec.get("data", {}).items()}
+        data.update(sec.get("stringData", {}))
+        check_database_urls(f"{where}: Secret {name}", data, poolers)
     drain = {"api": int(config.get("REQUEST_TIMEOUT_SECS", 30)) + 5, "realtime": 10,
              "worker": int(config.get("WORKER_SHUTDOWN_GRACE_SECS", 30)) + 5, "scheduler": 5}
     pools = {}
     for name, d in deployments.items():
         spec = d["spec"]["template"]["spec"]
         c = spec["containers"][0]
+        if c["name"] != "watch-party":
+            continue
         role = c["args"][0]
         if role not in ROLES:
             fail(f"{where}: {name} runs the unknown role {role!r}")
@@ -176,6 +222,15 @@ def check_compose(queues):
         if "JWT_SECRET" not in s.get("environment", {}):
             fail(f"compose: {name} has no JWT_SECRET")
     check_cover("compose", pools, queues)
+    poolers = {n for n, s in compose["services"].items() if "pgbouncer" in s.get("image", "")}
+    for n in poolers:
+        for v in compose["services"][n].get("volumes", []):
+            src = v.split(":")[0]
+            if src.endswith("pgbouncer.ini"):
+                check_pgbouncer_ini("compose", open(os.path.join(ROOT, "deploy/compose", src)).read())
+    for name, s in compose["services"].items():
+        if s.get("command", [None])[0] in ROLES:
+            check_database_urls(f"compose: {name}", s.get("environment", {}), poolers)
     for name, s in compose["services"].items():
         for v in s.get("volumes", []):
             src = v.split(":")[0] if isinstance(v, str) else None

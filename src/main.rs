@@ -220,7 +220,7 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     wp_shared::db::migrate(config)
         .await
         .context("PostgreSQL migrations")?;
-    let pool = wp_shared::db::pool(config)?;
+    let pool = wp_shared::db::session_pool(config)?;
     let mut conn = pool.acquire().await?;
     sqlx::query("SELECT pg_advisory_lock(727274)")
         .execute(&mut *conn)

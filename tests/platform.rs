@@ -441,3 +441,173 @@ async fn the_api_writes_an_access_line_per_request() {
     assert!(line["latency_ms"].is_number(), "{line}");
     assert!(!logs.contains('\u{1b}'), "no colour codes in piped output");
 }
+
+/// Server connections PgBouncer holds to `db`, and clients it serves for it, from the
+/// admin console.
+fn bouncer_counts(b: &common::pgbouncer::PgBouncer, db: &str) -> (usize, usize) {
+    let count = |what: &str| {
+        b.show(what)
+            .iter()
+            .filter(|r| r.get("database").map(String::as_str) == Some(db))
+            .count()
+    };
+    (count("SERVERS"), count("CLIENTS"))
+}
+
+#[tokio::test]
+async fn the_platform_runs_behind_pgbouncer_on_a_few_server_connections() {
+    use common::{eventually, pgbouncer::PgBouncer, ws::Ws};
+    use reqwest::{Method, StatusCode};
+    use serde_json::json;
+    use std::time::Duration;
+    use wp_shared::jobs::Queue;
+
+    let pg_port: u16 = common::pg_base()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5432);
+    // Transaction mode (PgBouncer 1.21+): 3 server connections for every process's
+    // pool. Session mode (an older PgBouncer, such as Debian 12's 1.18) gives each
+    // client its own server connection for as long as it lives, so it gets enough.
+    let probe = PgBouncer::start(pg_port, 1).await;
+    let (mode, pool_size) = (
+        probe.mode,
+        if probe.mode == "transaction" { 3 } else { 100 },
+    );
+    drop(probe);
+    let bouncer = PgBouncer::start(pg_port, pool_size).await;
+    assert_eq!(bouncer.mode, mode);
+    let env = TestEnv::behind(&bouncer, &[("DATABASE_MAX_CONNECTIONS", "12")]).await;
+    let db = format!("wp_test_{}", env.id);
+    let app = env.spawn_api().await;
+    let node1 = env.spawn_node().await;
+    let node2 = env.spawn_node().await;
+    let _workers = env.spawn_workers(&[(Queue::Search, 1)]).await;
+
+    // A burst of writes from eight users at once, each a transaction with triggers.
+    let mut users = Vec::new();
+    for i in 0..8 {
+        users.push(env.create_user(&format!("pooled{i}")).await);
+    }
+    let results = futures::future::join_all(users.iter().flat_map(|u| {
+        let app = &app;
+        (0..5).map(move |j| async move {
+            app.post_json(
+                "/api/social/groups/",
+                Some(&u.token),
+                json!({"name": format!("Pooled {} {j}", u.username), "description": "x"}),
+            )
+            .await
+        })
+    }))
+    .await;
+    for (s, b) in &results {
+        assert_eq!(*s, StatusCode::CREATED, "{b}");
+    }
+    let (servers, clients) = bouncer_counts(&bouncer, &db);
+    if mode == "transaction" {
+        assert!(
+            servers <= pool_size as usize,
+            "{servers} server connections"
+        );
+        assert!(
+            clients > 2 * pool_size as usize,
+            "{clients} clients shared {servers} server connections"
+        );
+    }
+
+    // The search worker's LISTEN has its own session (DATABASE_DIRECT_URL): with no
+    // scheduler running, only its wake-ups fold a change into the index.
+    let found = |q: &'static str| {
+        let (app, token) = (&app, users[0].token.clone());
+        async move {
+            let (s, b) = app
+                .call(
+                    Method::GET,
+                    &format!("/api/search/?q={q}&type=groups"),
+                    Some(&token),
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            b["data"]["count"].as_u64().unwrap_or(0)
+        }
+    };
+    eventually(Duration::from_secs(10), "the burst indexed", || async {
+        (found("pooled").await == 40).then_some(())
+    })
+    .await;
+    let (s, b) = app
+        .post_json(
+            "/api/social/groups/",
+            Some(&users[1].token),
+            json!({"name": "Afterwards", "description": "x"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    eventually(
+        Duration::from_secs(3),
+        "a wake-up folded the new group",
+        || async { (found("afterwards").await == 1).then_some(()) },
+    )
+    .await;
+
+    // A party across two nodes: joins, chat stored and relayed, through the pooler.
+    let (host, member) = (&users[2], &users[3]);
+    let (s, party) = app
+        .post_json(
+            "/api/parties/",
+            Some(&host.token),
+            json!({"title": "Pooled", "external_url": "https://example.com/a.mp4"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{party}");
+    let pid = party["data"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .post_json(
+            &format!("/api/parties/{pid}/join/"),
+            Some(&member.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (mut h, _) = Ws::connect(&node1, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect(&node2, &pid, &member.token).await;
+    h.expect("user_joined").await;
+    for i in 0..20 {
+        h.send("chat_message", json!({"content": format!("line {i}")}))
+            .await;
+    }
+    for i in 0..20 {
+        let f = m.expect("chat_message").await;
+        assert_eq!(f["data"]["content"], format!("line {i}"));
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM party_messages")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 20);
+
+    let (servers, _) = bouncer_counts(&bouncer, &db);
+    // PostgreSQL's own view: the pooler's connections and the direct session
+    // (the search listener), nothing else.
+    let backends: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&db)
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    if mode == "transaction" {
+        assert!(servers <= pool_size as usize, "{servers}");
+        assert!(
+            backends <= i64::from(pool_size) + 2,
+            "{backends} backends for {pool_size} pooled connections and one LISTEN"
+        );
+    }
+    assert!(
+        !bouncer.log().contains("prepared statement"),
+        "{}",
+        bouncer.log()
+    );
+}

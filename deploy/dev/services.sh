@@ -2,7 +2,8 @@
 # Makes sure every service the project needs answers on this machine:
 # PostgreSQL and Redis (started if installed but down), ClickHouse (installed from
 # Debian and started if missing), ffmpeg for the media worker, and, with `--test`,
-# aiosmtpd (the test SMTP server) and moto (the test S3 server).
+# aiosmtpd (the test SMTP server), moto (the test S3 server) and PgBouncer (the
+# pooling test starts its own; a 1.21+ binary in PGBOUNCER_BIN is used when given).
 set -euo pipefail
 cd "$(dirname "$0")"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -32,6 +33,12 @@ fi
 echo "ffmpeg: $(ffmpeg -version | head -1)"
 
 if [ "${1:-}" = "--test" ]; then
+  if [ -z "${PGBOUNCER_BIN:-}" ] && [ ! -x /usr/sbin/pgbouncer ]; then
+    echo "pgbouncer: installing from Debian"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq pgbouncer >/dev/null
+  fi
+  echo "pgbouncer: $("${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}" --version | head -1)"
   if ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null && ! python3 -c 'import aiosmtpd' 2>/dev/null; then
     echo "aiosmtpd: installing python3-aiosmtpd from Debian"
     $SUDO apt-get update -qq

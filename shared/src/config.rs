@@ -150,6 +150,11 @@ impl fmt::Debug for EmailTransport {
 #[derive(Clone)]
 pub struct Config {
     pub database_url: String,
+    /// `DATABASE_DIRECT_URL`: PostgreSQL itself, when `DATABASE_URL` goes through a
+    /// pooler in transaction mode (PgBouncer). What needs a session of its own
+    /// (migrations and their advisory lock, `LISTEN`) connects here; unset, it uses
+    /// `DATABASE_URL`.
+    pub database_direct_url: Option<String>,
     /// `DATABASE_MAX_CONNECTIONS`; unset, each role takes its own default
     /// (`db::default_pool_size`).
     pub database_max_connections: Option<u32>,
@@ -417,6 +422,16 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
+impl Config {
+    /// Where a connection that needs a session of its own goes: `DATABASE_DIRECT_URL`
+    /// when set, else `DATABASE_URL`.
+    pub fn database_session_url(&self) -> &str {
+        self.database_direct_url
+            .as_deref()
+            .unwrap_or(&self.database_url)
+    }
+}
+
 /// Reads variables through a lookup function, so tests can feed a map.
 struct Reader<F: Fn(&str) -> Option<String>> {
     lookup: F,
@@ -636,6 +651,10 @@ impl Config {
                 "postgres://postgres@127.0.0.1:5432/watch_party",
                 &["postgres", "postgresql"],
             )?,
+            database_direct_url: match r.raw("DATABASE_DIRECT_URL") {
+                None => None,
+                Some(_) => Some(r.url("DATABASE_DIRECT_URL", "", &["postgres", "postgresql"])?),
+            },
             database_max_connections: match r.raw("DATABASE_MAX_CONNECTIONS") {
                 None => None,
                 Some(_) => Some(r.positive("DATABASE_MAX_CONNECTIONS", 1)?),
@@ -806,6 +825,11 @@ mod tests {
         assert_eq!(c.bind_addr.port(), 8000);
         assert_eq!(c.ops_bind_addr, None);
         assert_eq!(c.database_max_connections, None, "each role's own default");
+        assert_eq!(
+            c.database_direct_url, None,
+            "sessions go through DATABASE_URL"
+        );
+        assert_eq!(c.database_session_url(), c.database_url);
         assert_eq!(c.email, EmailTransport::File(PathBuf::from("var/mail")));
     }
 
@@ -819,6 +843,8 @@ mod tests {
         assert_eq!(err.var, "OPS_BIND_ADDR");
         let err = load(&[("REDIS_URL", "http://x")]).unwrap_err();
         assert_eq!(err.var, "REDIS_URL");
+        let err = load(&[("DATABASE_DIRECT_URL", "redis://db")]).unwrap_err();
+        assert_eq!(err.var, "DATABASE_DIRECT_URL");
         let err = load(&[("BIND_ADDR", "nowhere")]).unwrap_err();
         assert_eq!(err.var, "BIND_ADDR");
         let err = load(&[("WORKER_HEARTBEAT_SECS", "0")]).unwrap_err();

@@ -89,16 +89,32 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
     )
 }
 
-/// Creates the database if it does not exist, then applies pending migrations.
-pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    if !Postgres::database_exists(&config.database_url).await? {
-        tracing::info!("creating the PostgreSQL database");
-        Postgres::create_database(&config.database_url).await?;
-    }
-    let pool = PgPoolOptions::new()
+/// A small pool of connections that keep a session of their own (session advisory
+/// locks, `LISTEN`): to PostgreSQL itself (`DATABASE_DIRECT_URL`) when the main pool
+/// goes through a pooler in transaction mode, which hands each transaction whatever
+/// server connection is free. Connections are made lazily.
+pub fn session_pool(config: &Config) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = config.database_session_url().parse()?;
+    Ok(PgPoolOptions::new()
         .max_connections(2)
-        .connect(&config.database_url)
-        .await?;
+        .min_connections(0)
+        .idle_timeout(Duration::from_secs(60))
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(
+            options.application_name(&application_name(&format!("{} session", role()))),
+        ))
+}
+
+/// Creates the database if it does not exist, then applies pending migrations, on
+/// a direct connection (`DATABASE_DIRECT_URL`): the migrator holds a session
+/// advisory lock, which a transaction-mode pooler would not keep.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let url = config.database_session_url();
+    if !Postgres::database_exists(url).await? {
+        tracing::info!("creating the PostgreSQL database");
+        Postgres::create_database(url).await?;
+    }
+    let pool = PgPoolOptions::new().max_connections(2).connect(url).await?;
     MIGRATOR.run(&pool).await?;
     pool.close().await;
     Ok(())

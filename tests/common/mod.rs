@@ -8,6 +8,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod pgbouncer;
 pub mod proxy;
 pub mod push;
 pub mod s3;
@@ -48,12 +49,32 @@ impl TestEnv {
         Self::with_vars(&[]).await
     }
 
-    /// A fresh environment with extra configuration variables.
+    /// A fresh environment with extra configuration variables. With
+    /// `TEST_PG_POOLED_URL` set (a pooler's base URL, as `TEST_PG_URL`), the processes
+    /// reach PostgreSQL through that pooler, and directly only for what needs a
+    /// session (`DATABASE_DIRECT_URL`).
     pub async fn with_vars(extra: &[(&str, &str)]) -> Self {
+        Self::build(extra, std::env::var("TEST_PG_POOLED_URL").ok()).await
+    }
+
+    /// A fresh environment whose processes reach PostgreSQL through `pooler`.
+    pub async fn behind(pooler: &pgbouncer::PgBouncer, extra: &[(&str, &str)]) -> Self {
+        Self::build(extra, Some(pooler.base_url())).await
+    }
+
+    async fn build(extra: &[(&str, &str)], pooled_base: Option<String>) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let mail_dir = std::env::temp_dir().join(format!("wp-test-mail-{id}"));
+        let direct = format!("{}/wp_test_{id}", pg_base());
         let mut vars: HashMap<String, String> = [
-            ("DATABASE_URL", format!("{}/wp_test_{id}", pg_base())),
+            (
+                "DATABASE_URL",
+                match &pooled_base {
+                    Some(base) => format!("{base}/wp_test_{id}"),
+                    None => direct.clone(),
+                },
+            ),
+            ("DATABASE_DIRECT_URL", direct),
             ("DATABASE_MAX_CONNECTIONS", "10".into()),
             (
                 "REDIS_URL",

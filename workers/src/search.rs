@@ -83,8 +83,19 @@ fn record(ctx: &Ctx, f: &sync::Folded) {
 /// listener reconnects by itself; an outage is logged once, then every 30 s.
 pub async fn listen(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     let mut outage = Outage::new("postgres (search wake-ups)", Duration::from_secs(30));
+    // LISTEN needs a session: past a transaction-mode pooler, PostgreSQL itself.
+    let sessions = match wp_shared::db::session_pool(&ctx.config) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                "no session pool for LISTEN: search wake-ups are off, the 5 s search-sync tick still folds changes"
+            );
+            return;
+        }
+    };
     loop {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&ctx.db).await {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&sessions).await {
             Ok(l) => l,
             Err(e) => {
                 outage.failed(&e, Duration::from_secs(1));
