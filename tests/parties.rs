@@ -1861,3 +1861,324 @@ async fn invite_codes_are_long_typeable_and_guessed_only_slowly() {
         .await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// Sync (docs/realtime.md, "Playback authority"): a control takes effect at a shared
+/// instant, later than now by the slowest member's round trip.
+#[tokio::test]
+async fn a_change_is_scheduled_after_the_slowest_members_round_trip() {
+    let env = TestEnv::new().await;
+    let node1 = env.spawn_node().await;
+    let node2 = env.spawn_node().await;
+    let (host, member, pid) = party_across(&env, &node1, &node2, "Scheduled").await;
+    let (mut h, _) = Ws::connect(&node1, &pid, &host.token).await;
+    // Members on loopback: the margin is the floor.
+    h.expect_none("nothing", Duration::from_millis(2500)).await;
+    h.send("video_control", json!({"action": "play", "position": 10.0}))
+        .await;
+    let s = h.expect("video_state").await;
+    let ahead =
+        s["data"]["updated_at"].as_i64().unwrap() - s["data"]["server_time"].as_i64().unwrap();
+    assert!(
+        (wp_core::party::live::MIN_MARGIN_MS..=100).contains(&ahead),
+        "loopback margin {ahead} ms"
+    );
+    // Held at the position until then: the expected position is the start.
+    assert_eq!(s["data"]["expected_position"], 10.0);
+
+    // A member 150 ms away each way joins through node 2.
+    let node2_addr = node2.base.trim_start_matches("http://").to_owned();
+    let far = common::proxy::Proxy::delayed(&node2_addr, Duration::from_millis(150)).await;
+    let (mut m, _) = Ws::connect_at(
+        &format!("http://127.0.0.1:{}", far.port()),
+        &pid,
+        &format!("token={}", member.token),
+    )
+    .await;
+    // Its pongs answer node 2's pings; node 2 reports the round trip every 2 s.
+    let delays =
+        wp_core::party::live::Keys::new(&env.config.redis_prefix, pid.parse().unwrap()).delays();
+    let mut redis = env.redis.clone();
+    let reported = async {
+        loop {
+            let all: std::collections::HashMap<String, String> =
+                redis::AsyncCommands::hgetall(&mut redis, &delays)
+                    .await
+                    .unwrap();
+            let slowest = all
+                .values()
+                .filter_map(|v| v.split(':').next()?.parse::<i64>().ok())
+                .max();
+            if slowest.is_some_and(|ms| ms >= 300) {
+                return slowest.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (rtt, ()) = tokio::join!(
+        async {
+            tokio::time::timeout(Duration::from_secs(8), reported)
+                .await
+                .expect("reported")
+        },
+        m.expect_none("nothing", Duration::from_millis(4500))
+    );
+    assert!(
+        (300..700).contains(&rtt),
+        "round trip {rtt} ms through a 150 ms proxy"
+    );
+
+    h.send("video_control", json!({"action": "seek", "position": 60.0}))
+        .await;
+    let s = h
+        .expect_where("video_state", |f| f["data"]["action"] == "seek")
+        .await;
+    let ahead =
+        s["data"]["updated_at"].as_i64().unwrap() - s["data"]["server_time"].as_i64().unwrap();
+    assert!(
+        ahead >= rtt && ahead <= rtt + 200,
+        "scheduled {ahead} ms ahead for a {rtt} ms round trip"
+    );
+    // The far member gets it before the instant (one-way 150 ms of a margin ≥ 300).
+    let got = m
+        .expect_where("video_state", |f| f["data"]["action"] == "seek")
+        .await;
+    assert_eq!(got["data"]["updated_at"], s["data"]["updated_at"]);
+    assert_eq!(got["data"]["seq"], s["data"]["seq"]);
+}
+
+/// A playback state relayed through Redis after a newer one is dropped, not shown.
+#[tokio::test]
+async fn an_older_state_relayed_late_is_not_shown() {
+    let env = TestEnv::new().await;
+    let (app, host, _member, pid) = room(&env, json!({})).await;
+    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
+    h.send("video_control", json!({"action": "seek", "position": 30.0}))
+        .await;
+    let now = h.expect("video_state").await;
+    let seq = now["data"]["seq"].as_u64().unwrap();
+    let mut old: wp_core::party::live::Playback =
+        serde_json::from_value(now["data"].clone()).unwrap();
+    old.seq = seq - 1;
+    old.position = 1.0;
+    let keys = wp_core::party::live::Keys::new(&env.config.redis_prefix, pid.parse().unwrap());
+    let mut redis = env.redis.clone();
+    for (origin, playback) in [
+        ("another-node", old.clone()),
+        ("another-node", {
+            let mut newer = old.clone();
+            newer.seq = seq + 5;
+            newer.position = 99.0;
+            newer
+        }),
+    ] {
+        wp_core::party::events::publish(
+            &mut redis,
+            &keys,
+            &wp_core::party::live::BusMsg {
+                origin: origin.into(),
+                to_user: None,
+                event: Some(wp_core::party::events::PartyEvent::VideoState {
+                    playback,
+                    at: now["data"]["server_time"].as_i64().unwrap(),
+                    cause: Default::default(),
+                }),
+                disconnect: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // Only the newer one arrives.
+    let f = h.expect("video_state").await;
+    assert_eq!(f["data"]["seq"], seq + 5, "{f}");
+    h.expect_none("video_state", Duration::from_millis(300))
+        .await;
+}
+
+/// After a pub/sub outage a node reads the playback state again: a change made on
+/// another node meanwhile reaches its members at once, and its heartbeats carry it.
+#[tokio::test]
+async fn a_node_back_from_a_pubsub_outage_reloads_playback() {
+    let env = TestEnv::new().await;
+    let proxy = common::proxy::Proxy::to_redis(&env.config).await;
+    let mut config = env.config.clone();
+    config.redis_url = proxy.redis_url();
+    let cut_off = env
+        .spawn_node_on(
+            config,
+            wp_realtime::Settings {
+                heartbeat: Duration::from_secs(60),
+                ..Default::default()
+            },
+        )
+        .await;
+    let other = env.spawn_node().await;
+    let (host, member, pid) = party_across(&env, &other, &cut_off, "Outage").await;
+    let (mut h, _) = Ws::connect(&other, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect(&cut_off, &pid, &member.token).await;
+    h.send("video_control", json!({"action": "seek", "position": 5.0}))
+        .await;
+    let before = m.expect("video_state").await["data"]["seq"]
+        .as_u64()
+        .unwrap();
+
+    proxy.down();
+    h.expect_none("nothing", Duration::from_millis(300)).await;
+    h.send("video_control", json!({"action": "seek", "position": 42.0}))
+        .await;
+    let made = h
+        .expect_where("video_state", |f| f["data"]["position"] == 42.0)
+        .await;
+    assert!(made["data"]["seq"].as_u64().unwrap() > before);
+    proxy.up();
+    // Back within the pub/sub reconnect's backoff (at most 5 s), well before the next
+    // regular heartbeat (60 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let f = loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let f = m
+            .next_within(left)
+            .await
+            .expect("the newer state within 20 s");
+        if f["type"] == "playback_heartbeat" && f["data"]["position"] == 42.0 {
+            break f;
+        }
+    };
+    assert_eq!(f["data"]["seq"], made["data"]["seq"]);
+}
+
+/// Under `wait`, a member's own sync seek and a short stall do not pause the room; a
+/// stall that lasts does, after the debounce.
+#[tokio::test]
+async fn only_a_lasting_stall_pauses_the_room() {
+    let env = TestEnv::new().await;
+    let (app, host, member, pid) = room(&env, json!({"buffer_wait_ms": 5000})).await;
+    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
+    h.send("video_control", json!({"action": "play", "position": 5.0}))
+        .await;
+    m.expect("video_state").await;
+    h.expect("video_state").await;
+
+    m.send("buffering", json!({"reason": "sync_seek"})).await;
+    let shown = h.expect("member_buffering").await;
+    assert_eq!(shown["data"]["reason"], "sync_seek");
+    h.expect_none("video_state", Duration::from_millis(900))
+        .await;
+    m.send("ready", json!({})).await;
+
+    m.send("buffering", json!({"reason": "stall"})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    m.send("ready", json!({})).await;
+    h.expect_none("video_state", Duration::from_millis(900))
+        .await;
+
+    m.send("buffering", json!({})).await;
+    let asked = std::time::Instant::now();
+    let w = h.expect("video_state").await;
+    assert_eq!(w["data"]["status"], "waiting");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(450),
+        "{:?}",
+        asked.elapsed()
+    );
+    m.send("ready", json!({})).await;
+    let r = h.expect("video_state").await;
+    assert_eq!(r["data"]["status"], "playing");
+    // The restart is scheduled too: held until its instant.
+    assert!(r["data"]["updated_at"].as_i64() > r["data"]["server_time"].as_i64());
+
+    m.send("buffering", json!({"reason": "nap"})).await;
+    let e = m.expect("error").await;
+    assert_eq!(e["data"]["code"], "invalid_data");
+    assert!(
+        e["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("data.reason"),
+        "{e}"
+    );
+}
+
+/// A node whose clock is 3 s ahead (libfaketime) stamps party times with Redis's clock:
+/// its members' server times agree with the other node's, and `/ready` names the clock.
+#[tokio::test]
+async fn a_node_with_a_wrong_clock_stamps_party_time_from_redis() {
+    use common::smtp::free_port;
+    // One token key for this process's node and the child's.
+    let env = TestEnv::with_vars(&[("JWT_SECRET", "a shared test secret of enough length")]).await;
+    let node = env.spawn_node().await;
+    let (port, ops) = (free_port(), free_port());
+    let _skewed = tokio::process::Command::new("faketime")
+        .args(["-f", "+3s", env!("CARGO_BIN_EXE_watch-party"), "realtime"])
+        .envs(env.env_vars())
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("OPS_BIND_ADDR", format!("127.0.0.1:{ops}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("faketime (Debian's faketime package; deploy/dev/services.sh --test installs it)");
+    let get = |path: &'static str| async move {
+        let res = reqwest::get(format!("http://127.0.0.1:{ops}{path}"))
+            .await
+            .ok()?;
+        let status = res.status().as_u16();
+        Some((status, res.text().await.ok()?))
+    };
+    // Measured: Redis's clock is 3 s behind this node's.
+    let offset = eventually(Duration::from_secs(30), "the offset measured", || async {
+        let (_, m) = get("/metrics").await?;
+        m.lines().find_map(|l| {
+            l.strip_prefix("realtime_clock_offset_seconds ")?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    })
+    .await;
+    assert!((offset + 3.0).abs() < 0.1, "offset {offset} s");
+    let (status, body) = get("/ready").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(r#""clock":{"ok":false"#), "{body}");
+
+    let skewed = format!("http://127.0.0.1:{port}");
+    let (host, member, pid) = {
+        let host = env.create_user("host").await;
+        let member = env.create_user("member").await;
+        let party = create_party(
+            &node,
+            &host,
+            json!({"title": "Clocks", "external_url": "https://example.com/a.mp4"}),
+        )
+        .await;
+        let pid = id(&party);
+        join(&node, &member, &pid).await;
+        (host, member, pid)
+    };
+    let (mut h, _) = Ws::connect(&node, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect_at(&skewed, &pid, &format!("token={}", member.token)).await;
+    for ws in [&mut h, &mut m] {
+        let sent = chrono::Utc::now().timestamp_millis();
+        ws.send("sync_request", json!({"client_time": sent})).await;
+        let r = ws.expect("sync_response").await;
+        let got = chrono::Utc::now().timestamp_millis();
+        let server = r["data"]["server_receive"].as_i64().unwrap();
+        assert!(
+            server >= sent - 20 && server <= got + 20,
+            "server time {server} outside [{sent}, {got}]"
+        );
+    }
+    // A control made through the skewed node is scheduled on the shared clock.
+    let (mut h2, _) = Ws::connect_at(&skewed, &pid, &format!("token={}", host.token)).await;
+    h2.send("video_control", json!({"action": "play", "position": 1.0}))
+        .await;
+    let s = h.expect("video_state").await;
+    let ahead = s["data"]["updated_at"].as_i64().unwrap() - chrono::Utc::now().timestamp_millis();
+    assert!(
+        ahead > -100 && ahead < 1_100,
+        "takes effect {ahead} ms from now"
+    );
+}

@@ -261,6 +261,15 @@ async fn every_role_is_probed_on_its_ops_address_and_ready_follows_redis() {
         "{m}"
     );
     assert!(m.contains("realtime_pubsub_lag_seconds_count"), "{m}");
+    // The node's clock against Redis's (on one machine: the same clock).
+    let offset = eventually(Duration::from_secs(10), "the clock measured", || async {
+        let (_, m) = probe(realtime, "/metrics").await?;
+        sample(&m, "realtime_clock_offset_seconds")
+    })
+    .await;
+    assert!(offset.abs() < 0.05, "{offset} s");
+    let (_, body) = probe(realtime, "/ready").await.unwrap();
+    assert!(body.contains(r#""clock":{"ok":true"#), "{body}");
 
     // Redis goes away: every role says it is not ready (and stays alive)...
     proxy.down();

@@ -3,7 +3,8 @@
 # PostgreSQL and Redis (started if installed but down), ClickHouse (installed from
 # Debian and started if missing), ffmpeg for the media worker, and, with `--test`,
 # aiosmtpd (the test SMTP server), moto (the test S3 server) and PgBouncer (the
-# pooling test starts its own; a 1.21+ binary in PGBOUNCER_BIN is used when given).
+# pooling test starts its own; a 1.21+ binary in PGBOUNCER_BIN is used when given)
+# and faketime (a node with a wrong clock).
 set -euo pipefail
 cd "$(dirname "$0")"
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -39,6 +40,12 @@ if [ "${1:-}" = "--test" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq pgbouncer >/dev/null
   fi
   echo "pgbouncer: $("${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}" --version | head -1)"
+  # A realtime node with a wrong clock, in the sync tests.
+  if ! command -v faketime >/dev/null 2>&1; then
+    echo "faketime: installing from Debian"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq faketime >/dev/null
+  fi
   if ! /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null && ! python3 -c 'import aiosmtpd' 2>/dev/null; then
     echo "aiosmtpd: installing python3-aiosmtpd from Debian"
     $SUDO apt-get update -qq

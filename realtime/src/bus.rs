@@ -239,6 +239,9 @@ async fn recheck_sessions(rt: std::sync::Arc<Realtime>, user: Uuid) {
 }
 
 async fn refresh(rt: std::sync::Arc<Realtime>, rooms: Vec<std::sync::Arc<crate::hub::Room>>) {
+    for room in &rooms {
+        reload_playback(&rt, room).await;
+    }
     for room in rooms {
         for user in room.users() {
             match wp_core::party::reload(&rt.ctx.db, room.id, user).await {
@@ -251,6 +254,42 @@ async fn refresh(rt: std::sync::Arc<Realtime>, rooms: Vec<std::sync::Arc<crate::
             }
         }
     }
+}
+
+/// Reads the party's playback state again after a pub/sub outage: a change made on
+/// another node meanwhile was published to nobody here. A newer state than the room
+/// knew goes to its sockets at once, as a `playback_heartbeat` (which carries the state
+/// and its `seq`), and later heartbeats repeat it instead of the stale one.
+/// The shared connection may still be reconnecting when the pub/sub one is back: tried
+/// a few times.
+async fn reload_playback(rt: &Realtime, room: &crate::hub::Room) {
+    let keys = Keys::new(&rt.ctx.config.redis_prefix, room.id);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let fresh = loop {
+        let mut redis = rt.ctx.live.clone();
+        match wp_core::party::live::load_playback(&mut redis, &rt.ctx.db, &keys, room.id).await {
+            Ok(Some((p, _))) => break p,
+            Ok(None) => return,
+            Err(e) if backoff.attempts() >= 6 => {
+                tracing::warn!(error = %e, party = %room.id, "playback not reloaded after a reconnect");
+                return;
+            }
+            Err(_) => tokio::time::sleep(backoff.next_delay()).await,
+        }
+    };
+    let known = room.cached().map(|(p, _)| p.seq);
+    if known.is_some_and(|seq| seq >= fresh.seq) || !room.set_playback(&fresh) {
+        return;
+    }
+    rt.hub
+        .stats
+        .playback_reloads
+        .fetch_add(1, Ordering::Relaxed);
+    let now = crate::conn::now_ms();
+    room.broadcast(
+        &wp_shared::frame::Frame::server("playback_heartbeat", fresh.to_frame_data(now)),
+        None,
+    );
 }
 
 fn deliver(rt: &Realtime, channel_start: &str, msg: &redis::Msg) {
@@ -283,7 +322,10 @@ fn deliver(rt: &Realtime, channel_start: &str, msg: &redis::Msg) {
         return;
     };
     if let Some(event) = &bus.event {
-        room.observe(event);
+        if !room.observe(event) {
+            rt.hub.stats.stale_states.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         match bus.to_user {
             Some(user) => room.send_to_user(user, &event.frame()),
             None => room.fan_out(event, None, &rt.settings),

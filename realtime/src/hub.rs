@@ -10,7 +10,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex, OnceLock, RwLock,
-        atomic::{AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -40,6 +40,9 @@ pub struct Kill {
     expires_at: AtomicI64,
     /// Unix ms of the last message from the client.
     last_seen: AtomicI64,
+    /// The socket's WebSocket round trip (ms, the longest of the last few pings; 0:
+    /// not measured yet), which schedules playback changes ([`Room::max_rtt`]).
+    rtt_ms: AtomicU32,
 }
 
 impl Default for Kill {
@@ -48,7 +51,8 @@ impl Default for Kill {
             token: CancellationToken::new(),
             reason: OnceLock::new(),
             expires_at: AtomicI64::new(i64::MAX),
-            last_seen: AtomicI64::new(chrono::Utc::now().timestamp_millis()),
+            last_seen: AtomicI64::new(crate::clock::CLOCK.now_ms()),
+            rtt_ms: AtomicU32::new(0),
         }
     }
 }
@@ -67,6 +71,13 @@ impl Kill {
     /// Notes a message from the client.
     pub fn seen(&self, at_ms: i64) {
         self.last_seen.store(at_ms, Ordering::Relaxed);
+    }
+    pub fn set_rtt(&self, ms: u32) {
+        self.rtt_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+    /// The socket's round trip, once measured.
+    pub fn rtt(&self) -> Option<u32> {
+        Some(self.rtt_ms.load(Ordering::Relaxed)).filter(|ms| *ms > 0)
     }
     /// Why the ticker should close this socket at `now_ms`, if it should.
     fn due(&self, now_ms: i64, idle_ms: i64) -> Option<&'static str> {
@@ -102,11 +113,14 @@ struct Cache {
 }
 
 impl Cache {
-    /// Keeps `playback` unless a newer state (higher `seq`) is already known.
-    fn keep_playback(&mut self, playback: &Playback) {
-        if self.playback.as_ref().is_none_or(|c| c.seq <= playback.seq) {
+    /// Keeps `playback` unless a newer state (higher `seq`) is already known; false
+    /// for such a stale one.
+    fn keep_playback(&mut self, playback: &Playback) -> bool {
+        let fresh = self.playback.as_ref().is_none_or(|c| c.seq <= playback.seq);
+        if fresh {
             self.playback = Some(playback.clone());
         }
+        fresh
     }
 }
 
@@ -138,6 +152,11 @@ pub struct Stats {
     pub pubsub_up: std::sync::atomic::AtomicBool,
     /// Times the pub/sub connection was opened again after a drop.
     pub pubsub_reconnects: AtomicU64,
+    /// Playback states relayed from another node after a newer one was known here
+    /// (not shown to anyone).
+    pub stale_states: AtomicU64,
+    /// Newer playback states found in Redis after a pub/sub outage.
+    pub playback_reloads: AtomicU64,
 }
 
 impl Default for Stats {
@@ -159,6 +178,8 @@ impl Default for Stats {
             slow_disconnects: AtomicU64::default(),
             pubsub_up: std::sync::atomic::AtomicBool::default(),
             pubsub_reconnects: AtomicU64::default(),
+            stale_states: AtomicU64::default(),
+            playback_reloads: AtomicU64::default(),
         }
     }
 }
@@ -302,10 +323,14 @@ impl Room {
     }
 
     /// Keeps the cache current from an event passing through.
-    pub fn observe(&self, event: &PartyEvent) {
+    ///
+    /// Returns false for a playback state older than one already known (a lower
+    /// `seq`): a change relayed through Redis can arrive after a newer one made on this
+    /// node; it is not shown to anyone (`docs/realtime.md`, "Ordering").
+    pub fn observe(&self, event: &PartyEvent) -> bool {
         let mut cache = lock(&self.cache);
         match event {
-            PartyEvent::VideoState { playback, .. } => cache.keep_playback(playback),
+            PartyEvent::VideoState { playback, .. } => return cache.keep_playback(playback),
             PartyEvent::PartyUpdated { settings, .. } => cache.settings = Some(settings.clone()),
             PartyEvent::MemberJoined { user, role } | PartyEvent::MemberUpdated { user, role } => {
                 cache.roles.insert(user.id, *role);
@@ -315,12 +340,13 @@ impl Room {
             }
             _ => {}
         }
+        true
     }
 
     /// Seeds the cache when the first socket of a party connects here (or refreshes it).
     pub fn seed(&self, playback: &Playback, settings: &PartySettings, user: Uuid, role: PartyRole) {
         let mut cache = lock(&self.cache);
-        cache.keep_playback(playback);
+        let _ = cache.keep_playback(playback);
         // Frames seen since keep the cache newer than a read made before them.
         if cache.settings.is_none() {
             cache.settings = Some(settings.clone());
@@ -328,9 +354,15 @@ impl Room {
         cache.roles.insert(user, role);
     }
 
-    pub fn set_playback(&self, playback: &Playback) {
-        let mut cache = lock(&self.cache);
-        cache.keep_playback(playback);
+    /// Keeps `playback` unless a newer one is known; false then.
+    pub fn set_playback(&self, playback: &Playback) -> bool {
+        lock(&self.cache).keep_playback(playback)
+    }
+
+    /// The longest round trip among this node's sockets of the room, once any is
+    /// measured: what this node reports for scheduling the party's changes.
+    pub fn max_rtt(&self) -> Option<u32> {
+        self.conns().values().filter_map(|c| c.kill.rtt()).max()
     }
 
     /// Notes the presence entry socket `conn` wrote (see [`ConnHandle::presence`]).

@@ -10,6 +10,7 @@
 //! `docs/realtime.md` and `docs/asyncapi.yaml`.
 
 pub mod bus;
+pub mod clock;
 pub mod conn;
 pub mod ctx;
 pub mod hub;
@@ -160,8 +161,9 @@ impl Realtime {
     /// for the other nodes.
     pub async fn emit(&self, party: Uuid, event: impl Into<PartyEvent>, except: Option<u64>) {
         let event = event.into();
-        if let Some(room) = self.hub.room(party) {
-            room.observe(&event);
+        if let Some(room) = self.hub.room(party)
+            && room.observe(&event)
+        {
             room.fan_out(&event, except, &self.settings);
         }
         self.publish(
@@ -219,8 +221,10 @@ impl Realtime {
     }
 }
 
-/// Every second: refresh liveness; per room, a `playback_heartbeat` every
-/// `settings.heartbeat` and the end of a buffering wait that ran past its cap.
+/// Every half second: per room, a `playback_heartbeat` every `settings.heartbeat` and
+/// the end of a buffering wait that ran past its cap; every 2 s the members' round
+/// trips ([`report_delays`]); every 5 s the node's liveness and its clock's offset to
+/// Redis's ([`clock`]).
 async fn ticker(rt: std::sync::Weak<Realtime>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut n: u64 = 0;
@@ -233,9 +237,20 @@ async fn ticker(rt: std::sync::Weak<Realtime>) {
         {
             tracing::warn!(error = %e, "node liveness refresh failed");
         }
-        let now = chrono::Utc::now().timestamp_millis();
+        if n % 10 == 1 {
+            let mut redis = rt.ctx.redis.clone();
+            if let Err(e) = clock::CLOCK.measure(&mut redis).await {
+                tracing::debug!(error = %e, "clock offset not measured");
+            }
+        }
+        let now = clock::CLOCK.now_ms();
         let idle_ms = i64::try_from(rt.settings.idle_timeout.as_millis()).unwrap_or(i64::MAX);
         rt.hub.sweep(now, idle_ms);
+        if n.is_multiple_of(4)
+            && let Err(e) = report_delays(&rt, now).await
+        {
+            tracing::debug!(error = %e, "member delays not reported");
+        }
         for room in rt.hub.rooms() {
             let Some((playback, settings)) = room.cached() else {
                 continue;
@@ -251,6 +266,28 @@ async fn ticker(rt: std::sync::Weak<Realtime>) {
             }
         }
     }
+}
+
+/// Every 2 s: the longest round trip among this node's members of each party, in the
+/// party's `:delays` hash, which schedules the party's playback changes
+/// (`live::margin_ms`). One pipeline for every room.
+async fn report_delays(rt: &Realtime, now: i64) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    let mut any = false;
+    for room in rt.hub.rooms() {
+        let Some(rtt) = room.max_rtt() else { continue };
+        let key = Keys::new(&rt.ctx.config.redis_prefix, room.id).delays();
+        pipe.hset(&key, &rt.node, format!("{rtt}:{now}"))
+            .ignore()
+            .pexpire(&key, 2 * live::DELAY_REPORT_TTL_MS)
+            .ignore();
+        any = true;
+    }
+    if !any {
+        return Ok(());
+    }
+    let mut redis = rt.ctx.live.clone();
+    pipe.query_async::<()>(&mut redis).await
 }
 
 impl Realtime {
@@ -325,6 +362,13 @@ pub fn ops(rt: &Arc<Realtime>) -> wp_shared::ops::Ops {
                 node.upgrade()
                     .is_some_and(|n| n.hub.stats.pubsub_up.load(Relaxed))
             }),
+        )
+        .check(
+            "clock",
+            Box::new(|| {
+                let verdict = clock::CLOCK.check();
+                Box::pin(async move { verdict })
+            }),
         );
     let gauges = probes.register(
         IntGaugeVec::new(
@@ -332,13 +376,22 @@ pub fn ops(rt: &Arc<Realtime>) -> wp_shared::ops::Ops {
                 "realtime_node",
                 "This node now and since it started: sockets (party), user_sockets \
                  (notifications), rooms, frames_delivered, slow_consumer_closes, \
-                 pubsub_up (1/0), pubsub_reconnects, frames_received",
+                 pubsub_up (1/0), pubsub_reconnects, frames_received, \
+                 stale_states_dropped, playback_reloads",
             ),
             &["value"],
         )
         .expect("valid metric"),
     );
     probes.register(rt.hub.stats.pubsub_lag.clone());
+    let offset = probes.register(
+        prometheus::Gauge::new(
+            "realtime_clock_offset_seconds",
+            "Redis's clock minus this node's (party times are stamped with this node's \
+             clock plus it; docs/realtime.md, \"Time\")",
+        )
+        .expect("valid metric"),
+    );
     let node = Arc::downgrade(rt);
     probes.on_scrape(Box::new(move || {
         if let Some(rt) = node.upgrade() {
@@ -360,8 +413,19 @@ pub fn ops(rt: &Arc<Realtime>) -> wp_shared::ops::Ops {
                     total(stats.pubsub_reconnects.load(Relaxed)),
                 ),
                 ("frames_received", total(stats.received.load(Relaxed))),
+                (
+                    "stale_states_dropped",
+                    total(stats.stale_states.load(Relaxed)),
+                ),
+                (
+                    "playback_reloads",
+                    total(stats.playback_reloads.load(Relaxed)),
+                ),
             ] {
                 gauges.with_label_values(&[name]).set(v);
+            }
+            if let Some(ms) = clock::CLOCK.offset_ms() {
+                offset.set(ms / 1000.0);
             }
         }
         Box::pin(async {})

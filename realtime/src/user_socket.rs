@@ -117,6 +117,7 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lea
                     &mut lease,
                     &mut handler,
                     &rt.hub.stats,
+                    None,
                 )
                 .await;
             }

@@ -1,6 +1,7 @@
 //! A TCP proxy between the code under test and a real server, to cut the connection
 //! the way a network or a restarting server does: `down()` resets every open
-//! connection and refuses new ones until `up()`.
+//! connection and refuses new ones until `up()`. [`Proxy::delayed`] also holds every
+//! byte for a fixed time each way, as a long network path does.
 
 use std::sync::{
     Arc,
@@ -25,6 +26,12 @@ pub struct Proxy {
 impl Proxy {
     /// Proxies a free local port to `target` (`host:port`).
     pub async fn start(target: &str) -> Self {
+        Self::delayed(target, std::time::Duration::ZERO).await
+    }
+
+    /// Proxies to `target`, delivering every byte `one_way` after it arrived, in each
+    /// direction (a round trip of twice that).
+    pub async fn delayed(target: &str, one_way: std::time::Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let up = Arc::new(AtomicBool::new(true));
@@ -51,7 +58,7 @@ impl Proxy {
                         };
                         let mut client = client;
                         tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = relay(&mut client, &mut server, one_way) => {}
                             _ = cut_rx.changed() => {
                                 // Reset rather than close: the peer sees ECONNRESET.
                                 let _ = client.set_zero_linger();
@@ -107,6 +114,55 @@ impl Proxy {
     pub fn up(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
+}
+
+/// Copies both ways until either side closes, each byte held `delay`.
+async fn relay(client: &mut TcpStream, server: &mut TcpStream, delay: std::time::Duration) {
+    if delay.is_zero() {
+        let _ = tokio::io::copy_bidirectional(client, server).await;
+        return;
+    }
+    let (cr, cw) = client.split();
+    let (sr, sw) = server.split();
+    tokio::select! {
+        () = delayed_copy(cr, sw, delay) => {}
+        () = delayed_copy(sr, cw, delay) => {}
+    }
+}
+
+async fn delayed_copy(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    delay: std::time::Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let reader = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if tx
+                        .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((due, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if to.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    };
+    // The writer drains what the reader took before the close.
+    tokio::join!(reader, writer);
 }
 
 impl Drop for Proxy {

@@ -119,9 +119,15 @@ impl Ws {
     }
 
     pub async fn connect_query(app: &TestApp, party: &str, query: &str) -> (Ws, Value) {
+        Self::connect_at(&app.base, party, query).await
+    }
+
+    /// Connects to a party at `base` (`http://host:port`: a node, or a proxy in front
+    /// of one).
+    pub async fn connect_at(base: &str, party: &str, query: &str) -> (Ws, Value) {
         let url = format!(
             "{}/ws/party/{party}/?{query}",
-            app.base.replace("http://", "ws://")
+            base.replace("http://", "ws://")
         );
         let (stream, _) = tokio_tungstenite::connect_async(url)
             .await

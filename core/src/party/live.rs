@@ -9,6 +9,7 @@
 //! - `:screen`    the active screen share, JSON (`SET NX`: one sharer at a time)
 //! - `:buffering` hash user id → Unix ms the member started buffering
 //! - `:reactions` hash emoji → count
+//! - `:delays`    hash node → the longest member round trip it measured (`RTT_MS:AT_MS`)
 //!
 //! Channel `{REDIS_PREFIX}:party:{id}` carries [`BusMsg`]s. A node keeps
 //! `{REDIS_PREFIX}:node:{node}` alive (a TTL refreshed by a heartbeat), so presence
@@ -113,10 +114,19 @@ impl Playback {
         }
     }
 
-    /// The state after `control` at server time `now_ms`. `waiting` says whether the
-    /// room must wait for someone buffering (a play then enters `waiting`).
-    pub fn apply(&self, control: &Control, now_ms: i64, waiting: bool) -> Self {
-        let mut next = self.rebased(now_ms);
+    /// The state after `control`, asked for at server time `now_ms`, taking effect at
+    /// `at_ms` (`now_ms` + the party's [`margin_ms`]): a play, pause, seek or rate
+    /// change is scheduled, so every member applies it at the same instant whatever
+    /// its delay; members keep following the previous state until then (a playing
+    /// state whose `updated_at` is ahead holds at `position`). A video change takes
+    /// effect at once (everyone loads, paused at 0). `waiting` says whether the room
+    /// must wait for someone buffering (a play then enters `waiting`).
+    pub fn apply(&self, control: &Control, now_ms: i64, at_ms: i64, waiting: bool) -> Self {
+        let at_ms = match control {
+            Control::ChangeVideo { .. } => now_ms,
+            _ => at_ms.max(now_ms),
+        };
+        let mut next = self.rebased(at_ms);
         match control {
             Control::Play { position } => {
                 if let Some(p) = position {
@@ -159,10 +169,11 @@ impl Playback {
         })
     }
 
-    /// Waiting → playing (everyone is ready, or the cap ran out).
-    pub fn resume(&self, now_ms: i64) -> Option<Self> {
+    /// Waiting → playing (everyone is ready, or the cap ran out), from `at_ms` (now +
+    /// the margin: everyone starts together).
+    pub fn resume(&self, at_ms: i64) -> Option<Self> {
         (self.status == Status::Waiting).then(|| {
-            let mut next = self.rebased(now_ms);
+            let mut next = self.rebased(at_ms);
             next.status = Status::Playing;
             next.waiting_since = None;
             next
@@ -179,6 +190,37 @@ impl Playback {
         }
         v
     }
+}
+
+/// The shortest time between a change and the instant it takes effect: the frame must
+/// reach every member first, and a member on loopback still needs a few ms to act.
+pub const MIN_MARGIN_MS: i64 = 40;
+/// The longest: a member further away than this applies changes late (and catches up
+/// by seeking) rather than making everyone wait.
+pub const MAX_MARGIN_MS: i64 = 1_000;
+/// Added to the slowest round trip for the time a node and a client take to handle a
+/// frame.
+pub const MARGIN_SLACK_MS: i64 = 20;
+/// A node's report of its members' round trips older than this is ignored (the node
+/// is gone or has no member of the party any more).
+pub const DELAY_REPORT_TTL_MS: i64 = 15_000;
+
+/// How far ahead a change is scheduled, from the nodes' reports in the party's
+/// `:delays` hash (node → `"RTT_MS:AT_MS"`: the longest WebSocket round trip among its
+/// members, when measured): the slowest round trip plus [`MARGIN_SLACK_MS`], within
+/// [`MIN_MARGIN_MS`]..=[`MAX_MARGIN_MS`]. The round trip, not the one-way delay, so
+/// that jitter and an asymmetric path (a slow uplink, a fast downlink) are covered too.
+pub fn margin_ms<'a>(reports: impl IntoIterator<Item = &'a String>, now_ms: i64) -> i64 {
+    let slowest = reports
+        .into_iter()
+        .filter_map(|v| {
+            let (rtt, at) = v.split_once(':')?;
+            let (rtt, at) = (rtt.parse::<i64>().ok()?, at.parse::<i64>().ok()?);
+            (now_ms - at <= DELAY_REPORT_TTL_MS).then_some(rtt)
+        })
+        .max()
+        .unwrap_or(0);
+    (slowest + MARGIN_SLACK_MS).clamp(MIN_MARGIN_MS, MAX_MARGIN_MS)
 }
 
 /// Redis keys of one party.
@@ -214,6 +256,10 @@ impl Keys {
     pub fn reactions(&self) -> String {
         format!("{}:reactions", self.base)
     }
+    /// Hash node → the longest round trip among its members ([`margin_ms`]).
+    pub fn delays(&self) -> String {
+        format!("{}:delays", self.base)
+    }
     pub fn slow_mode(&self, user: Uuid) -> String {
         format!("{}:slow:{user}", self.base)
     }
@@ -226,6 +272,7 @@ impl Keys {
             self.screen(),
             self.buffering(),
             self.reactions(),
+            self.delays(),
         ]
     }
 }
@@ -629,7 +676,7 @@ mod tests {
     fn position_advances_only_while_playing() {
         let p = playing_at(10.0, 1_000);
         assert!((p.position_at(3_500) - 12.5).abs() < 1e-9);
-        let paused = p.apply(&Control::Pause { position: None }, 3_500, false);
+        let paused = p.apply(&Control::Pause { position: None }, 3_500, 3_500, false);
         assert_eq!(paused.status, Status::Paused);
         assert!((paused.position_at(10_000) - 12.5).abs() < 1e-9);
         assert_eq!(paused.seq, 4);
@@ -637,7 +684,7 @@ mod tests {
 
     #[test]
     fn rate_changes_rebase_the_position() {
-        let p = playing_at(0.0, 0).apply(&Control::Rate { rate: 2.0 }, 1_000, false);
+        let p = playing_at(0.0, 0).apply(&Control::Rate { rate: 2.0 }, 1_000, 1_000, false);
         assert!((p.position - 1.0).abs() < 1e-9);
         assert!((p.position_at(2_000) - 3.0).abs() < 1e-9);
     }
@@ -648,6 +695,7 @@ mod tests {
             &Control::Play {
                 position: Some(5.0),
             },
+            100,
             100,
             true,
         );
@@ -671,10 +719,68 @@ mod tests {
                 },
             },
             1_000,
+            1_200,
             false,
         );
         assert_eq!(p.status, Status::Paused);
+        assert_eq!(p.updated_at, 1_000, "a new video is loaded at once");
         assert_eq!(p.position, 0.0);
         assert_eq!(p.video.url.as_deref(), Some("https://example.com/v.mp4"));
+    }
+
+    #[test]
+    fn a_scheduled_change_takes_effect_at_its_instant() {
+        // Playing from 10 s at t=1 s; a pause asked at t=2 s takes effect at 2.15 s.
+        let p = playing_at(10.0, 1_000);
+        let paused = p.apply(&Control::Pause { position: None }, 2_000, 2_150, false);
+        assert_eq!(paused.updated_at, 2_150);
+        assert!(
+            (paused.position - 11.15).abs() < 1e-9,
+            "no jump: {}",
+            paused.position
+        );
+        // A play from paused at 30 s, asked at t=5 s, effective at 5.2 s: held until
+        // then, moving after.
+        let play = paused.apply(
+            &Control::Play {
+                position: Some(30.0),
+            },
+            5_000,
+            5_200,
+            false,
+        );
+        assert_eq!(play.status, Status::Playing);
+        assert!(
+            (play.position_at(5_100) - 30.0).abs() < 1e-9,
+            "held before its instant"
+        );
+        assert!((play.position_at(6_200) - 31.0).abs() < 1e-9);
+        // A seek while playing: the old motion until the instant, the new after.
+        let seek = play.apply(&Control::Seek { position: 100.0 }, 7_000, 7_100, false);
+        assert!((play.position_at(7_050) - 31.85).abs() < 1e-9);
+        assert!((seek.position_at(7_600) - 100.5).abs() < 1e-9);
+        assert_eq!(seek.seq, play.seq + 1);
+        // An instant before the request is never used.
+        let now = seek.apply(&Control::Rate { rate: 2.0 }, 8_000, 7_000, false);
+        assert_eq!(now.updated_at, 8_000);
+        // A resume is scheduled too.
+        let waiting = seek.enter_waiting(9_000).unwrap();
+        let resumed = waiting.resume(9_300).unwrap();
+        assert_eq!(resumed.updated_at, 9_300);
+        assert!((resumed.position_at(9_200) - waiting.position).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_margin_follows_the_slowest_fresh_report_within_bounds() {
+        let r = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
+        assert_eq!(margin_ms(&r(&[]), 100_000), MIN_MARGIN_MS);
+        assert_eq!(margin_ms(&r(&["5:99000"]), 100_000), MIN_MARGIN_MS);
+        assert_eq!(margin_ms(&r(&["120:99000", "300:98000"]), 100_000), 320);
+        // A stale report (a node gone) and garbage are ignored.
+        assert_eq!(
+            margin_ms(&r(&["120:99000", "900:80000", "x", "7:"]), 100_000),
+            140
+        );
+        assert_eq!(margin_ms(&r(&["5000:99000"]), 100_000), MAX_MARGIN_MS);
     }
 }

@@ -44,8 +44,10 @@ pub struct WsQuery {
     pub last_message_id: Option<Uuid>,
 }
 
+/// The party time (Unix ms): this node's clock corrected to the deployment's
+/// reference ([`crate::clock`]).
 pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::clock::CLOCK.now_ms()
 }
 
 /// Upgrades an authorised request (400 `websocket_required` for plain HTTP), with the
@@ -411,6 +413,50 @@ async fn close_killed(
     close_with(socket, &reason, text).await;
 }
 
+/// How often a party socket is pinged (WebSocket Ping, which every client answers by
+/// itself) to measure its round trip.
+pub(crate) const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// The round trip a socket reports is the longest of its last this many pongs: jitter
+/// must fit in the margin too.
+const RTT_SAMPLES: usize = 4;
+
+/// Round trips from the pongs of one socket.
+struct RttMeter {
+    origin: Instant,
+    samples: [u32; RTT_SAMPLES],
+    next: usize,
+}
+
+impl RttMeter {
+    fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            samples: [0; RTT_SAMPLES],
+            next: 0,
+        }
+    }
+
+    /// A ping's payload: when it was sent (ms since the socket opened).
+    fn ping(&self) -> axum::body::Bytes {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        axum::body::Bytes::copy_from_slice(&ms.to_be_bytes())
+    }
+
+    /// A pong's round trip, the longest of the recent ones; None for a pong that
+    /// answers no ping of ours (a client may send unsolicited pongs).
+    fn pong(&mut self, payload: &[u8]) -> Option<u32> {
+        let sent = u64::from_be_bytes(payload.try_into().ok()?);
+        let now = u64::try_from(self.origin.elapsed().as_millis()).ok()?;
+        let rtt = u32::try_from(now.checked_sub(sent)?).ok()?;
+        if rtt > 60_000 {
+            return None;
+        }
+        self.samples[self.next % RTT_SAMPLES] = rtt.max(1);
+        self.next += 1;
+        self.samples.iter().copied().max()
+    }
+}
+
 /// Runs an open socket until it closes: writes what is queued for it (flushing what
 /// else is queued in one go), hands each client text frame to the handler and sends
 /// its replies, closes with `error` + close code when killed (after writing what was
@@ -421,6 +467,10 @@ async fn close_killed(
 /// queued for the socket keeps going out: the handler runs beside the writer, and the
 /// next client frame is read once it is done (frames of one client are handled in
 /// order, and a client that floods frames waits on its own socket, never the room).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the socket's parts, each owned by a different caller"
+)]
 pub(crate) async fn pump(
     socket: &mut WebSocket,
     rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
@@ -429,10 +479,18 @@ pub(crate) async fn pump(
     lease: &mut Lease,
     handler: &mut impl Handler,
     stats: &crate::hub::Stats,
+    ping_every: Option<std::time::Duration>,
 ) {
     // When nothing at all (a frame, a ping) arrives for `idle_timeout`, or the lease runs
-    // out, the node's ticker kills the socket (`Hub::sweep`).
+    // out, the node's ticker kills the socket (`Hub::sweep`). Pongs to the node's own
+    // pings do not count: a client's WebSocket stack answers them by itself.
     kill.set_expiry(lease.expires_at);
+    let mut meter = RttMeter::new();
+    let mut pings = ping_every.map(|every| {
+        let mut i = tokio::time::interval_at(tokio::time::Instant::now(), every);
+        i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        i
+    });
     loop {
         let incoming = tokio::select! {
             biased;
@@ -447,6 +505,17 @@ pub(crate) async fn pump(
                 }
                 continue;
             }
+            _ = async { pings.as_mut().expect("pinging").tick().await }, if pings.is_some() => {
+                let sent = tokio::time::timeout(
+                    WRITE_DEADLINE,
+                    socket.send(Message::Ping(meter.ping())),
+                )
+                .await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    return;
+                }
+                continue;
+            }
             incoming = socket.recv() => incoming,
         };
         let msg = match incoming {
@@ -454,6 +523,12 @@ pub(crate) async fn pump(
             Some(Ok(msg)) => msg,
         };
         let received = now_ms();
+        if let Message::Pong(payload) = &msg {
+            if let Some(rtt) = meter.pong(payload) {
+                kill.set_rtt(rtt);
+            }
+            continue;
+        }
         kill.seen(received);
         let replies = match msg {
             Message::Text(text) => {
@@ -536,6 +611,20 @@ mod write_deadline_tests {
         fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
             Poll::Pending
         }
+    }
+
+    #[test]
+    fn round_trips_come_from_our_pings_and_keep_the_longest_recent_one() {
+        let mut m = RttMeter::new();
+        let ping = m.ping();
+        assert_eq!(m.pong(b"hello"), None, "not a ping of ours");
+        assert_eq!(m.pong(&u64::MAX.to_be_bytes()), None, "from the future");
+        let rtt = m.pong(&ping).expect("measured");
+        assert!((1..1_000).contains(&rtt), "{rtt}");
+        // The longest of the last four: an old slow one ages out.
+        m.samples = [500, 10, 10, 10];
+        m.next = 4;
+        assert_eq!(m.pong(&m.ping()), Some(10));
     }
 
     #[tokio::test]

@@ -332,7 +332,17 @@ impl Conn {
         lease: &mut Lease,
     ) {
         let stats = self.rt.hub.stats.clone();
-        pump(socket, rx, kill, kill_message, lease, self, &stats).await;
+        pump(
+            socket,
+            rx,
+            kill,
+            kill_message,
+            lease,
+            self,
+            &stats,
+            Some(PING_EVERY),
+        )
+        .await;
     }
 
     /// Handles one client frame; returns the frames for this socket alone.
@@ -361,8 +371,8 @@ impl Conn {
                 Err(e) => Err(internal(&e)),
             },
             "video_control" => self.video_control(&frame.data, role).await,
-            "buffering" => self.buffering(true).await,
-            "ready" => self.buffering(false).await,
+            "buffering" => self.buffering(true, &frame.data).await,
+            "ready" => self.buffering(false, &frame.data).await,
             "chat_message" => self.chat(&frame.data, role).await,
             "typing" => self.typing(&frame.data).await,
             "reaction" => self.reaction(&frame.data).await,

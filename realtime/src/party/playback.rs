@@ -1,6 +1,8 @@
 //! Playback frames: `video_control`, `sync_request`, buffering, and the compare-and-set
 //! change of the stored state that every node and the API share.
 
+use std::collections::HashMap;
+
 use redis::AsyncCommands;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -148,8 +150,8 @@ impl Conn {
         let action = value["action"].clone();
         let wait = settings.sync_policy == SyncPolicy::Wait;
         let keys = self.keys.clone();
-        let changed = change_playback(&self.rt, self.party, |cur, now, buffering| {
-            Some(cur.apply(&control, now, wait && buffering))
+        let changed = change_playback(&self.rt, self.party, |cur, when, buffering| {
+            Some(cur.apply(&control, when.now, when.at, wait && buffering))
         })
         .await
         .map_err(|e| internal(&e))?;
@@ -172,25 +174,61 @@ impl Conn {
         emit_state(&self.rt, self.party, p, now, extra).await;
     }
 
-    pub(super) async fn buffering(&self, buffering: bool) -> Result<Vec<Frame>, Frame> {
+    /// `buffering` (with `data.reason`) or `ready`. Every member hears
+    /// `member_buffering`. Under the `wait` policy a buffering member makes the room
+    /// wait, unless the buffering is its own sync correction (`reason: sync_seek`: a
+    /// member seeking to catch up must not pause everyone, and would otherwise do so
+    /// every time it seeks into media it has not loaded) or ends within
+    /// [`BUFFER_DEBOUNCE_MS`] (a short stall is not worth stopping the room for).
+    pub(super) async fn buffering(
+        &self,
+        buffering: bool,
+        value: &Value,
+    ) -> Result<Vec<Frame>, Frame> {
+        #[derive(Deserialize, Default, Clone, Copy, PartialEq)]
+        #[serde(rename_all = "snake_case")]
+        enum Reason {
+            /// The player ran out of data while playing (the default).
+            #[default]
+            Stall,
+            /// Loading after a party control (a play, a seek, a new video).
+            Control,
+            /// Loading after the client's own sync correction.
+            SyncSeek,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        struct In {
+            #[serde(default)]
+            reason: Reason,
+        }
+        let d: In = if buffering {
+            data(value)?
+        } else {
+            In::default()
+        };
+        let reason = match d.reason {
+            Reason::Stall => "stall",
+            Reason::Control => "control",
+            Reason::SyncSeek => "sync_seek",
+        };
         let mut redis = self.rt.ctx.redis.clone();
         let field = self.me.id.to_string();
         let now = now_ms();
-        let res: redis::RedisResult<()> = if buffering {
+        // Only a buffering that may pause the room is recorded as such.
+        let pauses = buffering && d.reason != Reason::SyncSeek;
+        let res: redis::RedisResult<()> = if pauses {
             redis.hset(self.keys.buffering(), &field, now).await
         } else {
             redis.hdel(self.keys.buffering(), &field).await
         };
         res.map_err(|e| internal(&e))?;
+        let mut shown = json!({ "user": self.user_json(), "buffering": buffering });
+        if buffering {
+            shown["reason"] = reason.into();
+        }
         self.rt
-            .emit(
-                self.party,
-                Frame::server(
-                    "member_buffering",
-                    json!({ "user": self.user_json(), "buffering": buffering }),
-                ),
-                None,
-            )
+            .emit(self.party, Frame::server("member_buffering", shown), None)
             .await;
         let wait = self
             .room
@@ -199,19 +237,38 @@ impl Conn {
         if !wait {
             return Ok(Vec::new());
         }
-        if buffering {
-            let changed =
-                change_playback(&self.rt, self.party, |cur, now, _| cur.enter_waiting(now))
-                    .await
-                    .map_err(|e| internal(&e))?;
-            if let Some((next, now)) = changed {
-                self.emit_state(
-                    &next,
-                    now,
-                    json!({ "action": "wait", "reason": "buffering", "user": self.user_json() }),
-                )
-                .await;
-            }
+        if pauses {
+            // The room waits if this member is still buffering (the same entry) once
+            // the debounce has passed.
+            let (rt, party, keys, user) = (
+                self.rt.clone(),
+                self.party,
+                self.keys.clone(),
+                self.user_json(),
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(BUFFER_DEBOUNCE_MS)).await;
+                let mut redis = rt.ctx.redis.clone();
+                let since: Option<i64> = redis.hget(keys.buffering(), &field).await.ok().flatten();
+                if since != Some(now) {
+                    return;
+                }
+                match change_playback(&rt, party, |cur, when, _| cur.enter_waiting(when.now)).await
+                {
+                    Ok(Some((next, at))) => {
+                        emit_state(
+                            &rt,
+                            party,
+                            &next,
+                            at,
+                            json!({ "action": "wait", "reason": "buffering", "user": user }),
+                        )
+                        .await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, %party, "the room could not wait"),
+                }
+            });
         } else {
             let left: u64 = redis
                 .hlen(self.keys.buffering())
@@ -225,14 +282,26 @@ impl Conn {
     }
 }
 
+/// A member's buffering pauses the room (under the `wait` policy) only once it has
+/// lasted this long: players routinely stall for a moment after a seek.
+pub const BUFFER_DEBOUNCE_MS: u64 = 500;
+
+/// When a change is made: the server time now, and the instant a scheduled change
+/// takes effect (now + the party's margin, [`live::margin_ms`]).
+#[derive(Debug, Clone, Copy)]
+pub struct When {
+    pub now: i64,
+    pub at: i64,
+}
+
 /// Changes the playback state with compare-and-set: `f` gets the current state, the
-/// server time and whether someone is buffering, and returns the next state (None:
-/// nothing to do). Returns the state written and its time; the caller must
-/// [`emit_state`] it (which also writes it to PostgreSQL).
+/// time ([`When`]) and whether someone is buffering, and returns the next state (None:
+/// nothing to do). Returns the state written and the time it was made; the caller
+/// must [`emit_state`] it (which also writes it to PostgreSQL).
 pub async fn change_playback(
     rt: &Realtime,
     party: Uuid,
-    f: impl Fn(&Playback, i64, bool) -> Option<Playback>,
+    f: impl Fn(&Playback, When, bool) -> Option<Playback>,
 ) -> anyhow::Result<Option<(Playback, i64)>> {
     // A Redis connection cut (a restart, a failover) fails the first command on it
     // while it reconnects: the change is tried again rather than lost. Applying a
@@ -259,17 +328,19 @@ fn connection_lost(e: &anyhow::Error) -> bool {
 async fn change_once(
     rt: &Realtime,
     party: Uuid,
-    f: &impl Fn(&Playback, i64, bool) -> Option<Playback>,
+    f: &impl Fn(&Playback, When, bool) -> Option<Playback>,
 ) -> anyhow::Result<Option<(Playback, i64)>> {
     let keys = Keys::new(&rt.ctx.config.redis_prefix, party);
     let mut redis = rt.ctx.live.clone();
     for _ in 0..8 {
-        // One round trip for the state and the buffering count.
-        let (raw, buffering): (Option<String>, u64) = redis::pipe()
-            .get(keys.state())
-            .hlen(keys.buffering())
-            .query_async(&mut redis)
-            .await?;
+        // One round trip for the state, the buffering count and the members' delays.
+        let (raw, buffering, delays): (Option<String>, u64, HashMap<String, String>) =
+            redis::pipe()
+                .get(keys.state())
+                .hlen(keys.buffering())
+                .hgetall(keys.delays())
+                .query_async(&mut redis)
+                .await?;
         let (cur, stored) = match raw.and_then(|s| serde_json::from_str::<Playback>(&s).ok()) {
             Some(p) => (p, true),
             // Not in Redis (restarted): PostgreSQL has it.
@@ -278,7 +349,11 @@ async fn change_once(
                 .ok_or_else(|| anyhow::anyhow!("party gone"))?,
         };
         let now = now_ms();
-        let Some(next) = f(&cur, now, buffering > 0) else {
+        let when = When {
+            now,
+            at: now + live::margin_ms(delays.values(), now),
+        };
+        let Some(next) = f(&cur, when, buffering > 0) else {
             return Ok(None);
         };
         // Redis only here: the broadcast must not wait for PostgreSQL (emit_state
@@ -320,11 +395,11 @@ pub async fn end_wait(rt: &Realtime, party: Uuid, reason: &str) {
     let cap = reason == "buffer_wait_cap";
     // Someone may have started buffering since the caller looked: then the room waits on
     // (unless the cap ran out).
-    match change_playback(rt, party, |cur, now, buffering| {
+    match change_playback(rt, party, |cur, when, buffering| {
         if buffering && !cap {
             None
         } else {
-            cur.resume(now)
+            cur.resume(when.at)
         }
     })
     .await
