@@ -103,6 +103,47 @@ async fn swagger_ui_is_served_from_the_binary() {
 }
 
 #[tokio::test]
+async fn the_reference_client_is_served_from_the_binary() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let res = app.get("/demo/").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("connect-src 'self' ws: wss:"),
+        "{csp}"
+    );
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains(r#"<script type="module" src="app.js">"#),
+        "{html}"
+    );
+    // Every file the page loads, with its type; the sync code is the compiled port.
+    for (file, kind, needle) in [
+        ("app.js", "text/javascript", "from \"./sync.js\""),
+        ("sync.js", "text/javascript", "export class DriftController"),
+        ("demo.css", "text/css", "video"),
+    ] {
+        let res = app.get(&format!("/demo/{file}")).await;
+        assert_eq!(res.status(), StatusCode::OK, "{file}");
+        let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with(kind), "{file}: {ct}");
+        assert!(res.text().await.unwrap().contains(needle), "{file}");
+    }
+    // Nothing else is served from there; the bare path goes to the page.
+    let res = app.get("/demo/../Cargo.toml").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = app.get("/demo/secrets.js").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "not_found", "{body}");
+}
+
+#[tokio::test]
 async fn ready_reports_every_dependency_to_ops_only() {
     let env = TestEnv::new().await;
     let app = env.spawn_api().await;

@@ -165,6 +165,7 @@ pub fn app(state: AppState) -> Router {
     router
         .nest("/api/v1", v1)
         .merge(SwaggerUi::new("/api/docs").external_url_unchecked("/api/schema/", openapi))
+        .merge(routes::demo::router())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod analytics;
+pub mod demo;
 pub mod events;
 pub mod groups;
 pub mod mobile;

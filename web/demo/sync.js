@@ -1,0 +1,303 @@
+// Client playback sync, for the browser: the port of the Rust crate `watch-party-sync`
+// (sync/src), kept line for line so that one algorithm runs in both. docs/sync.md explains
+// it. Compiled by `tsc` to web/demo/sync.js (committed: serving the demo needs no build
+// step); `deploy/dev/web.sh` checks the two agree, and the sync crate's test
+// `js_port_agrees` replays the Rust implementation's outputs against the compiled file.
+//
+// Units: clock times in milliseconds (local: `performance.timeOrigin + performance.now()`,
+// monotonic), positions and errors in seconds of video, rates as multipliers.
+// ---- clock (sync/src/clock.rs) ----
+export const CLOCK_SAMPLES = 8;
+export const MAX_CLOCK_DRIFT = 100e-6;
+export const MAX_SAMPLE_DELAY_MS = 5_000;
+export const CONSISTENCY_TOLERANCE_MS = 10;
+export const SYNC_BURST = 5;
+export const SYNC_BURST_SPACING_MS = 150;
+export const SYNC_INTERVAL_MS = 3_000;
+/** `server - local`, ms. */
+export function sampleOffset(s) {
+    return (s.t1 - s.t0 + (s.t2 - s.t3)) / 2;
+}
+/** Time on the network, ms. */
+export function sampleDelay(s) {
+    return s.t3 - s.t0 - (s.t2 - s.t1);
+}
+/** The server-clock estimate from the last CLOCK_SAMPLES exchanges. */
+export class ClockSync {
+    estimator;
+    samples = [];
+    bestSample = null;
+    estimate = null;
+    constructor(estimator = "interval") {
+        this.estimator = estimator;
+    }
+    /** Adds an exchange; false (nothing kept) for one that cannot be right. */
+    addSample(t0, t1, t2, t3) {
+        const sample = { t0, t1, t2, t3 };
+        const delay = sampleDelay(sample);
+        const finite = [t0, t1, t2, t3].every(Number.isFinite);
+        if (!finite || t3 < t0 || t2 < t1 || !(delay >= -1 && delay <= MAX_SAMPLE_DELAY_MS)) {
+            return false;
+        }
+        if (this.samples.length === CLOCK_SAMPLES) {
+            this.samples.shift();
+        }
+        this.samples.push(sample);
+        this.bestSample = this.pickBest();
+        let offset = null;
+        if (this.estimator === "interval") {
+            const b = this.bounds();
+            offset = b === null ? null : (b[0] + b[1]) / 2;
+        }
+        if (offset === null && this.bestSample !== null) {
+            offset = sampleOffset(this.bestSample);
+        }
+        this.estimate = offset;
+        return true;
+    }
+    newest() {
+        return this.samples.reduce((m, s) => Math.max(m, s.t3), -Number.MAX_VALUE);
+    }
+    /** The range of offsets every sample allows (widened for drift); null if none. */
+    bounds() {
+        const newest = this.newest();
+        let lo = -Infinity;
+        let hi = Infinity;
+        for (const s of this.samples) {
+            const slack = MAX_CLOCK_DRIFT * (newest - s.t3);
+            lo = Math.max(lo, s.t2 - s.t3 - slack);
+            hi = Math.min(hi, s.t1 - s.t0 + slack);
+        }
+        return lo <= hi ? [lo, hi] : null;
+    }
+    pickBest() {
+        const newest = this.newest();
+        const score = (s) => sampleDelay(s) + 2 * MAX_CLOCK_DRIFT * (newest - s.t3);
+        let best = null;
+        for (const s of this.samples) {
+            if (best === null || score(s) < score(best)) {
+                best = s;
+            }
+        }
+        return best;
+    }
+    best() {
+        return this.bestSample;
+    }
+    /** `server clock - local clock`, ms, once there is a sample. */
+    offset() {
+        return this.estimate;
+    }
+    serverNow(localMs) {
+        const o = this.offset();
+        return o === null ? null : localMs + o;
+    }
+    get length() {
+        return this.samples.length;
+    }
+    clear() {
+        this.samples = [];
+        this.bestSample = null;
+        this.estimate = null;
+    }
+    /** A frame sent at server time `serverSentMs` cannot arrive before it was sent. */
+    isConsistent(serverSentMs, localReceivedMs) {
+        const now = this.serverNow(localReceivedMs);
+        return now === null || now >= serverSentMs - CONSISTENCY_TOLERANCE_MS;
+    }
+}
+/** When to send `sync_request`s: a burst, then one every SYNC_INTERVAL_MS. */
+export class SyncSchedule {
+    nextAtMs;
+    burstLeft = SYNC_BURST;
+    constructor(localMs) {
+        this.nextAtMs = localMs;
+    }
+    burst(localMs) {
+        this.nextAtMs = localMs;
+        this.burstLeft = SYNC_BURST;
+    }
+    poll(localMs) {
+        if (localMs < this.nextAtMs) {
+            return false;
+        }
+        const step = this.burstLeft > 1 ? SYNC_BURST_SPACING_MS : SYNC_INTERVAL_MS;
+        this.burstLeft = Math.max(0, this.burstLeft - 1);
+        this.nextAtMs = localMs + step;
+        return true;
+    }
+    nextAt() {
+        return this.nextAtMs;
+    }
+}
+/** The position `elapsedMs` after a playing state took effect (none before it). */
+export function positionAfter(position, rate, elapsedMs) {
+    return position + (Math.max(elapsedMs, 0) / 1000) * rate;
+}
+/** Where the party is at server time `serverMs`. */
+export function expectedPosition(state, serverMs) {
+    return state.status === "playing"
+        ? positionAfter(state.position, state.rate, serverMs - state.updated_at)
+        : state.position;
+}
+// ---- drift (sync/src/drift.rs) ----
+export const DEAD_BAND_S = 0.005;
+export const SETTLE_S = 0.002;
+export const SEEK_THRESHOLD_S = 0.25;
+export const GAIN = 3.0;
+export const MAX_NUDGE = 0.1;
+export const MIN_NUDGE = MAX_NUDGE / 16;
+export const INITIAL_SEEK_LEAD_S = 0.15;
+export const SEEK_LEAD_SMOOTHING = 0.5;
+export const MAX_SEEK_LEAD_S = 2.0;
+export const SEEK_COOLDOWN_MS = 1_000;
+export const SPEED_WINDOW_S = 4.0;
+export const SPEED_SMOOTHING = 0.3;
+export const SPEED_STEP = 0.001;
+export const MAX_SPEED_ERROR = 0.02;
+const SPEED_OUTLIER = 0.05;
+export const CHECK_INTERVAL_MS = 100;
+export const DEFAULT_DRIFT_CONFIG = {
+    dead_band: DEAD_BAND_S,
+    settle: SETTLE_S,
+    seek_threshold: SEEK_THRESHOLD_S,
+    gain: GAIN,
+    max_nudge: MAX_NUDGE,
+    min_nudge: MIN_NUDGE,
+    learn_speed: true,
+};
+/** Rust's `f64::MIN_POSITIVE` (the smallest normal number). */
+const F64_MIN_POSITIVE = 2.2250738585072014e-308;
+function clamp(v, lo, hi) {
+    return Math.min(Math.max(v, lo), hi);
+}
+/** Keeps a playing player on the expected position (docs/sync.md, step 3). */
+export class DriftController {
+    config;
+    nudging = false;
+    seekPending = false;
+    lastSeekMs = -Infinity;
+    lead = INITIAL_SEEK_LEAD_S;
+    speed = 1.0;
+    speedWindows = 0;
+    appliedSpeed = 1.0;
+    meter = null;
+    constructor(config = DEFAULT_DRIFT_CONFIG) {
+        this.config = config;
+    }
+    reset() {
+        this.nudging = false;
+        this.seekPending = false;
+        this.lastSeekMs = -Infinity;
+        this.meter = null;
+    }
+    baseRate(partyRate) {
+        return partyRate / this.appliedSpeed;
+    }
+    seekLead() {
+        return this.lead;
+    }
+    playerSpeed() {
+        return this.speed;
+    }
+    update(localMs, player, expected, partyRate) {
+        const cfg = this.config;
+        const error = player.position - expected;
+        if (this.seekPending) {
+            this.seekPending = false;
+            if (Math.abs(error) < cfg.seek_threshold * partyRate && partyRate > 0) {
+                const lead = this.lead - (SEEK_LEAD_SMOOTHING * error) / partyRate;
+                this.lead = clamp(lead, 0, MAX_SEEK_LEAD_S);
+            }
+        }
+        if (cfg.learn_speed) {
+            this.measureSpeed(localMs, player);
+        }
+        const lowest = partyRate * (1 - cfg.max_nudge);
+        const highest = partyRate * (1 + cfg.max_nudge);
+        const base = clamp(this.baseRate(partyRate), lowest, highest);
+        const seekThreshold = cfg.seek_threshold * Math.max(partyRate, F64_MIN_POSITIVE);
+        if (Math.abs(error) >= seekThreshold && localMs - this.lastSeekMs >= SEEK_COOLDOWN_MS) {
+            this.nudging = false;
+            this.seekPending = true;
+            this.lastSeekMs = localMs;
+            this.meter = null;
+            return { kind: "seek", position: expected + this.lead * partyRate, rate: base };
+        }
+        const wasNudging = this.nudging;
+        if (Math.abs(error) > cfg.dead_band) {
+            this.nudging = true;
+        }
+        else if (Math.abs(error) < cfg.settle) {
+            this.nudging = false;
+        }
+        let rate;
+        if (this.nudging) {
+            const wanted = Math.min(cfg.gain * Math.abs(error), cfg.max_nudge);
+            let nudge = wanted;
+            if (cfg.min_nudge > 0) {
+                nudge = cfg.max_nudge;
+                while (nudge / 2 >= wanted && nudge / 2 >= cfg.min_nudge) {
+                    nudge /= 2;
+                }
+            }
+            // Rust's copysign: the sign of `error`, including that of a zero.
+            const signed = error < 0 || Object.is(error, -0) ? -nudge : nudge;
+            rate = clamp(base * (1 - signed), lowest, highest);
+        }
+        else {
+            const settled = this.settledSpeed();
+            if (wasNudging || settled === 1 || Math.abs(settled - this.appliedSpeed) >= SPEED_STEP) {
+                this.appliedSpeed = settled;
+            }
+            rate = clamp(this.baseRate(partyRate), lowest, highest);
+        }
+        const action = Math.abs(rate - player.rate) > 1e-9 * Math.max(partyRate, 1)
+            ? { kind: "set_rate", rate }
+            : { kind: "keep" };
+        if (this.meter !== null) {
+            this.meter.rate = rate;
+        }
+        return action;
+    }
+    measureSpeed(localMs, player) {
+        const meter = this.meter;
+        if (meter === null) {
+            this.meter = {
+                lastMs: localMs,
+                lastPosition: player.position,
+                rate: player.rate,
+                expected: 0,
+                actual: 0,
+            };
+            return;
+        }
+        const dtS = (localMs - meter.lastMs) / 1000;
+        const expected = meter.rate * dtS;
+        const actual = player.position - meter.lastPosition;
+        const plausible = dtS > 0 && dtS <= 2 && expected > 0 && Math.abs(actual / expected - 1) < SPEED_OUTLIER;
+        if (plausible) {
+            meter.expected += expected;
+            meter.actual += actual;
+        }
+        else {
+            meter.expected = 0;
+            meter.actual = 0;
+        }
+        meter.lastMs = localMs;
+        meter.lastPosition = player.position;
+        meter.rate = player.rate;
+        if (meter.expected >= SPEED_WINDOW_S) {
+            const observed = meter.actual / meter.expected;
+            meter.expected = 0;
+            meter.actual = 0;
+            this.speedWindows += 1;
+            const weight = Math.max(SPEED_SMOOTHING, 1 / this.speedWindows);
+            this.speed += weight * (observed - this.speed);
+            this.speed = clamp(this.speed, 1 - MAX_SPEED_ERROR, 1 + MAX_SPEED_ERROR);
+        }
+    }
+    settledSpeed() {
+        return Math.abs(this.speed - 1) < SPEED_STEP ? 1 : this.speed;
+    }
+}
