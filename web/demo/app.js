@@ -289,8 +289,10 @@ class Room {
     if (key === this.videoKey) return;
     this.videoKey = key;
     if (v.id) {
-      const link = await api("POST", `/videos/${v.id}/download-token/`);
-      video.src = link.url;
+      // The signed link names PUBLIC_URL; the page loads it from its own origin (the
+      // same API), so a page behind another host name or port plays it too.
+      const link = new URL((await api("POST", `/videos/${v.id}/download-token/`)).url);
+      video.src = link.pathname + link.search;
     } else if (v.url) {
       video.src = v.url;
     } else {
