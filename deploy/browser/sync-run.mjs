@@ -301,17 +301,20 @@ const byAge = [[0, 500], [500, 1000], [1000, 1500], [1500, 3000], [3000, Infinit
   const xs = samples.filter((s) => sinceChange(s[0]) >= lo && sinceChange(s[0]) < hi).map((s) => s[1]);
   return { since_change_ms: `${lo}-${hi === Infinity ? "" : hi}`, p50: pct(xs, 0.5), p95: pct(xs, 0.95), n: xs.length };
 });
-// After each change: how long until the spread is under 50 ms and stays so for 1 s.
-const settle = changes.map((c, k) => {
+// After each change: how long until the spread is under `limit` ms and stays so for 1 s.
+const settleUnder = (limit) => changes.map((c, k) => {
   const next = changes[k + 1]?.t ?? end;
   const xs = samples.filter((s) => s[0] >= c.t && s[0] < next);
   for (let i = 0; i < xs.length; i++) {
-    if (xs[i][1] >= 50) continue;
+    if (xs[i][1] >= limit) continue;
     const held = xs.filter((s) => s[0] >= xs[i][0] && s[0] < xs[i][0] + 1000);
-    if (held.length && held.every((s) => s[1] < 50)) return { change: c.what, under_50ms_after_ms: xs[i][0] - c.t };
+    if (held.length && held.every((s) => s[1] < limit)) return xs[i][0] - c.t;
   }
-  return { change: c.what, under_50ms_after_ms: null };
+  return null;
 });
+const under50 = settleUnder(50);
+const under150 = settleUnder(150);
+const settle = changes.map((c, k) => ({ change: c.what, under_50ms_after_ms: under50[k], under_150ms_after_ms: under150[k] }));
 const summary = {
   members: MEMBERS.map(({ name, node, delay, jitter, asym, loss, clock }) => ({ name, node: node + 1, delay_ms: delay, jitter_ms: jitter, asymmetry_ms: asym, loss, clock_offset_ms: clock })),
   whole_run: { p50: pct(all, 0.5), p95: pct(all, 0.95), max: pct(all, 1), samples: all.length },
@@ -331,8 +334,9 @@ await Promise.all(nodes.map((n) => new Promise((r) => (n.proc.exitCode !== null 
 spawn("psql", ["-h", "127.0.0.1", "-U", "postgres", "-qc", `DROP DATABASE IF EXISTS wp_browser_${run} WITH (FORCE)`], { stdio: "ignore" });
 await fetch("http://127.0.0.1:8123/", { method: "POST", body: `DROP DATABASE IF EXISTS wp_browser_${run}` }).catch(() => {});
 // The issue's targets are reported; what fails the run is a sync that broke: members
-// apart by more than a seek threshold at steady state, a change not absorbed within
-// 5 s, or a member (other than the late joiner) that showed few frames.
+// apart by more than 150 ms at steady state, the first play, the seek, the rate change
+// or the node restart not back under 150 ms within 5 s, or a member (other than the
+// late joiner) that showed few frames.
 const targets = [
   [`steady-state p95 ≤ 40 ms`, summary.steady_state.p95 <= 40, `${summary.steady_state.p95} ms`],
   ...settle
@@ -345,7 +349,7 @@ if (!(summary.steady_state.p95 <= 150)) failures.push(`steady-state p95 ${summar
 // The first play, the seek and the rate change (the first three changes), and the
 // node restart.
 for (const s of settle.filter((s, i) => i < 3 || s.change === "node 2 restarts")) {
-  if (s.under_50ms_after_ms === null || s.under_50ms_after_ms > 5000) failures.push(`${s.change}: ${s.under_50ms_after_ms} ms to < 50 ms`);
+  if (s.under_150ms_after_ms === null || s.under_150ms_after_ms > 5000) failures.push(`${s.change}: ${s.under_150ms_after_ms} ms to < 150 ms`);
 }
 for (const [name, st] of Object.entries(stats)) {
   if (name !== "dave" && st.frames < 500) failures.push(`${name} showed ${st.frames} frames`);
