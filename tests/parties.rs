@@ -514,22 +514,32 @@ async fn a_slow_reader_stays_through_a_join_storm() {
 /// connections and forgets who is online. When the node's pub/sub connection is back it
 /// writes its sockets' presence again: the online list is right without anyone
 /// reconnecting, and the sockets go on working.
-#[tokio::test]
-async fn presence_is_written_again_when_redis_comes_back_without_it() {
-    let env = TestEnv::new().await;
+/// A node with the env's own configuration (same token key) whose every Redis connection
+/// (state, queues, pub/sub) goes through a proxy the test can cut; heartbeats every
+/// `heartbeat`.
+async fn node_behind_redis_proxy(
+    env: &TestEnv,
+    heartbeat: Duration,
+) -> (common::proxy::Proxy, TestApp) {
     let proxy = common::proxy::Proxy::to_redis(&env.config).await;
-    // The env's own configuration (same token key), Redis through the proxy.
     let mut config = env.config.clone();
     config.redis_url = proxy.redis_url();
-    let app = env
+    let node = env
         .spawn_node_on(
             config,
             wp_realtime::Settings {
-                heartbeat: Duration::from_secs(1),
+                heartbeat,
                 ..Default::default()
             },
         )
         .await;
+    (proxy, node)
+}
+
+#[tokio::test]
+async fn presence_is_written_again_when_redis_comes_back_without_it() {
+    let env = TestEnv::new().await;
+    let (proxy, app) = node_behind_redis_proxy(&env, Duration::from_secs(1)).await;
     let host = env.create_user("host").await;
     let member = env.create_user("member").await;
     let party = create_party(
@@ -2000,18 +2010,7 @@ async fn an_older_state_relayed_late_is_not_shown() {
 #[tokio::test]
 async fn a_node_back_from_a_pubsub_outage_reloads_playback() {
     let env = TestEnv::new().await;
-    let proxy = common::proxy::Proxy::to_redis(&env.config).await;
-    let mut config = env.config.clone();
-    config.redis_url = proxy.redis_url();
-    let cut_off = env
-        .spawn_node_on(
-            config,
-            wp_realtime::Settings {
-                heartbeat: Duration::from_secs(60),
-                ..Default::default()
-            },
-        )
-        .await;
+    let (proxy, cut_off) = node_behind_redis_proxy(&env, Duration::from_secs(60)).await;
     let other = env.spawn_node().await;
     let (host, member, pid) = party_across(&env, &other, &cut_off, "Outage").await;
     let (mut h, _) = Ws::connect(&other, &pid, &host.token).await;

@@ -5,9 +5,10 @@
 //! by that time. Were each node to use its own clock, two members on two nodes whose
 //! clocks are 30 ms apart would play 30 ms apart, one for one, and nothing would say so.
 //! So the nodes share one reference, Redis's clock (`TIME`): each measures its offset
-//! to it every few seconds, NTP-style (the reading is taken to be the middle of the
-//! round trip; of the last [`SAMPLES`] the one with the shortest round trip wins), and
-//! stamps with its own clock plus that offset. Nodes on one Redis then agree within
+//! to it every few seconds, NTP-style, with the clients' own estimator
+//! (`wp_sync::ClockSync`, min-delay: the reading is taken to be the middle of the round
+//! trip, and of the last [`wp_sync::CLOCK_SAMPLES`] the one with the shortest round trip
+//! wins), and stamps with its own clock plus that offset. Nodes on one Redis then agree within
 //! half a round trip to Redis (well under a millisecond on a LAN), whatever NTP does.
 //!
 //! The offset is in `/metrics` (`realtime_clock_offset_seconds`) and `/ready`: a node
@@ -15,10 +16,13 @@
 //! token expiries, no longer match the rest of the deployment); until its first
 //! measurement a node stamps with its own clock.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{
+    Mutex,
+    atomic::{AtomicBool, AtomicI64, Ordering},
+};
 
-/// Measurements the offset is chosen from.
-pub const SAMPLES: usize = 8;
+use wp_sync::{ClockEstimator, ClockSync};
+
 /// `/ready` fails when this node's clock is further than this from Redis's.
 pub const READY_LIMIT_MS: i64 = 1_000;
 
@@ -30,14 +34,15 @@ pub struct PartyClock {
     /// Round trip of the chosen measurement, microseconds (-1: none yet).
     rtt_us: AtomicI64,
     measured: AtomicBool,
-    samples: std::sync::Mutex<Vec<(i64, i64)>>,
+    /// The estimator, made on the first measurement.
+    sync: Mutex<Option<ClockSync>>,
 }
 
 pub static CLOCK: PartyClock = PartyClock {
     offset_us: AtomicI64::new(0),
     rtt_us: AtomicI64::new(-1),
     measured: AtomicBool::new(false),
-    samples: std::sync::Mutex::new(Vec::new()),
+    sync: Mutex::new(None),
 };
 
 fn local_us() -> i64 {
@@ -66,22 +71,22 @@ impl PartyClock {
     /// Takes one measurement: a local reading before (`sent_us`) and after
     /// (`received_us`) the reference answered `reference_us`.
     pub fn record(&self, sent_us: i64, reference_us: i64, received_us: i64) {
-        let rtt = received_us - sent_us;
-        if rtt < 0 {
-            return;
-        }
-        let offset = reference_us - (sent_us + received_us) / 2;
-        let mut samples = self
-            .samples
+        let ms = |us: i64| us as f64 / 1000.0;
+        let mut sync = self
+            .sync
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        samples.push((rtt, offset));
-        if samples.len() > SAMPLES {
-            samples.remove(0);
+        let sync = sync.get_or_insert_with(|| ClockSync::with_estimator(ClockEstimator::MinDelay));
+        // Redis answers at one instant: it received and sent at the same time.
+        let reference = ms(reference_us);
+        if !sync.add_sample(ms(sent_us), reference, reference, ms(received_us)) {
+            return;
         }
-        if let Some(&(rtt, offset)) = samples.iter().min_by_key(|(rtt, _)| *rtt) {
-            self.offset_us.store(offset, Ordering::Relaxed);
-            self.rtt_us.store(rtt, Ordering::Relaxed);
+        if let (Some(offset), Some(best)) = (sync.offset(), sync.best()) {
+            self.offset_us
+                .store((offset * 1000.0).round() as i64, Ordering::Relaxed);
+            self.rtt_us
+                .store((best.delay() * 1000.0).round() as i64, Ordering::Relaxed);
             self.measured.store(true, Ordering::Relaxed);
         }
     }
@@ -119,7 +124,7 @@ mod tests {
             offset_us: AtomicI64::new(0),
             rtt_us: AtomicI64::new(-1),
             measured: AtomicBool::new(false),
-            samples: std::sync::Mutex::new(Vec::new()),
+            sync: Mutex::new(None),
         }
     }
 
@@ -146,7 +151,7 @@ mod tests {
         );
         assert!(c.check().is_err(), "2 s off fails /ready");
         // Old measurements age out.
-        for i in 0..SAMPLES as i64 {
+        for i in 0..wp_sync::CLOCK_SAMPLES as i64 {
             c.record(10_000_000 + i, 10_000_010 + i, 10_000_020 + i);
         }
         assert_eq!(c.offset_ms(), Some(0.0));
