@@ -89,7 +89,7 @@ async function lobby() {
   show("lobby");
   $("lobby-error").textContent = "";
   try {
-    const parties = await api("GET", "/parties/?mine=true");
+    const parties = await api("GET", "/parties/?scope=mine");
     const list = Array.isArray(parties) ? parties : parties?.results || [];
     $("parties").replaceChildren(
       ...list.map((p) => {
