@@ -246,13 +246,16 @@ const end = Date.now();
 
 const series = {};
 const stats = {};
+const traces = {};
 for (const [name, { page, m }] of Object.entries(pages)) {
   const got = await page.evaluate(() => ({
     truth: window.wpTruth,
     offset: window.wpRoom.clock.offset(),
     seeks: window.wpRoom.stats.seeks,
     rates: window.wpRoom.stats.rates,
+    trace: window.wpRoom.trace,
   }));
+  traces[name] = { clock: m.clock, truth: got.truth, checks: got.trace };
   // The page's clock is m.clock ahead of the truth; the server's is the truth.
   series[name] = got.truth.map(([t, pos, rate]) => [t - m.clock, pos, rate]);
   const minutes = (end - Math.max(t0, series[name][0]?.[0] ?? end)) / 60000;
@@ -325,6 +328,8 @@ const summary = {
 };
 console.log(JSON.stringify(summary, null, 1));
 if (process.env.SYNC_RUN_JSON) writeFileSync(process.env.SYNC_RUN_JSON, JSON.stringify(summary, null, 1));
+// Every member's shown frames and controller checks, on its own page clock, for analysis.
+if (process.env.SYNC_RUN_TRACE) writeFileSync(process.env.SYNC_RUN_TRACE, JSON.stringify({ changes, traces }));
 if (process.env.SYNC_RUN_SCREENSHOT) await host().screenshot({ path: process.env.SYNC_RUN_SCREENSHOT });
 
 for (const { browser } of Object.values(pages)) await browser.close();

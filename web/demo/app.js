@@ -156,6 +156,9 @@ class Room {
     this.buffering = false;
     this.members = new Map();
     this.stats = { seeks: 0, rates: 0, error: null };
+    // The last checks, for whoever debugs sync (and the browser run): [local time,
+    // currentTime, expected position, playbackRate before, action, rate set].
+    this.trace = [];
     this.timer = setInterval(() => this.tick(), CHECK_INTERVAL_MS);
     this.retry = 0;
   }
@@ -327,6 +330,8 @@ class Room {
       s.rate,
     );
     this.stats.error = video.currentTime - expected;
+    if (this.trace.length >= 20_000) this.trace.splice(0, 1_000);
+    this.trace.push([local(), video.currentTime, expected, video.playbackRate, action.kind, action.rate ?? null]);
     if (action.kind === "set_rate") {
       video.playbackRate = action.rate;
       this.stats.rates += 1;
