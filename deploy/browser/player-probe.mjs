@@ -21,6 +21,8 @@ const arg = (name, dflt) => {
 };
 const MEDIA = arg("--media", "");
 const STEPS = Number(arg("--steps", "12"));
+// The rate the player rests at between pulses (1, or just off it).
+const BASE = Number(arg("--base", "1"));
 const clip = join(MEDIA, "clip.mp4");
 const size = statSync(clip).size;
 const page = `<!doctype html><video id=v src="/clip.mp4" muted playsinline></video>`;
@@ -47,7 +49,7 @@ const browser = await chromium.launch({
 });
 const p = await browser.newPage();
 await p.goto(`http://127.0.0.1:${server.address().port}/`);
-const data = await p.evaluate(async (steps) => {
+const data = await p.evaluate(async ([steps, base]) => {
   const v = document.getElementById("v");
   v.muted = false; // the audio track drives the media clock, as in the run
   const reads = [];
@@ -58,22 +60,23 @@ const data = await p.evaluate(async (steps) => {
     v.requestVideoFrameCallback(cb);
   };
   v.requestVideoFrameCallback(cb);
+  v.playbackRate = base;
   await v.play();
   const timer = setInterval(() => reads.push([performance.now(), v.currentTime, v.playbackRate]), 10);
   const wait = (ms) => new Promise((r) => setTimeout(r, ms));
   await wait(1500);
   for (let i = 0; i < steps; i++) {
-    const to = i % 2 ? 0.9 : 1.1;
-    changes.push([performance.now(), 1, to]);
+    const to = base * (i % 2 ? 0.95 : 1.05);
+    changes.push([performance.now(), base, to]);
     v.playbackRate = to;
-    await wait(1500);
-    changes.push([performance.now(), to, 1]);
-    v.playbackRate = 1;
-    await wait(1500);
+    await wait(1000);
+    changes.push([performance.now(), to, base]);
+    v.playbackRate = base;
+    await wait(2000);
   }
   clearInterval(timer);
   return { reads, frames, changes };
-}, STEPS);
+}, [STEPS, BASE]);
 await browser.close();
 server.close();
 
@@ -117,7 +120,29 @@ const pct = (xs, q) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? +s[Math.min(s.length - 1, Math.floor(q * s.length))].toFixed(2) : null;
 };
+// What each pulse really moved the picture by, against what its rates should have
+// (the frames from 500 ms before it to 1 s after it, against the base rate).
+const at = (series, t) => {
+  let i = series.findIndex(([ts]) => ts > t);
+  if (i <= 0) return null;
+  const [ta, pa] = series[i - 1];
+  const [tb, pb] = series[i];
+  return pa + ((t - ta) / (tb - ta)) * (pb - pa);
+};
+const pulses = [];
+for (let i = 0; i + 1 < data.changes.length; i += 2) {
+  const [ts, r0, r1] = data.changes[i];
+  const [te] = data.changes[i + 1];
+  const a = at(frameSeries, ts - 500);
+  const b = at(frameSeries, te + 1000);
+  if (a === null || b === null) continue;
+  const moved = b - a - (r0 * (te + 1000 - ts + 500)) / 1000;
+  const planned = ((r1 - r0) * (te - ts)) / 1000;
+  pulses.push({ direction: r1 > r0 ? "faster" : "slower", planned_ms: +(planned * 1000).toFixed(1), moved_ms: +(moved * 1000).toFixed(1) });
+}
 const summary = {
+  base_rate: BASE,
+  pulses,
   changes: data.changes.length,
   rate_change_latency_ms: {
     current_time: { median: median(ct.map((b) => b?.L ?? null)), all: ct.map((b) => b?.L ?? null) },

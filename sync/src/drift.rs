@@ -1,43 +1,66 @@
-//! Drift control: keep, nudge the playback rate, or seek.
+//! Drift control: keep, nudge the playback rate for a while, or seek.
+//!
+//! Built against how Chromium's `<video>` behaves with sound (measured by
+//! `deploy/browser/player-probe.mjs`, docs/sync.md "In browsers"): a `playbackRate`
+//! change shows in `currentTime` and in the frames up to ~400 ms later (longer when
+//! speeding up than when slowing down), every pulse of another rate sets the player
+//! back ~16.5 ms, and while the rate is not exactly 1 `currentTime` reads up to ±7 ms
+//! off (at 1: ±0.2 ms). A controller that reacts to every reading chases that noise and
+//! its own corrections: the first browser runs changed the rate 135-170 times a
+//! member-minute. So this one decides on the mean of a few readings, corrects with a
+//! timed pulse rather than a proportional rate, ignores readings while a rate change is
+//! still landing, and learns what a pulse really moves the player by.
 
-/// Nudging starts when the player is more than 5 ms off. A member's error is mostly
-/// that of its clock estimate (2-10 ms, which no controller can see), so a dead band
-/// much below it buys little: in the simulation (20-300 ms delays) 3 ms takes 2 ms off
-/// the p95 spread for 55% more rate changes, 8 ms adds 4 ms, 15 ms adds 15. Jellyfin
-/// waits for 60 ms, which lets two members sit 120 ms apart indefinitely.
+/// A correction starts when the mean error of the last readings is more than 5 ms. A
+/// member's error is mostly that of its clock estimate (2-10 ms, which no controller
+/// can see), so a dead band much below it buys little. Jellyfin waits for 60 ms, which
+/// lets two members sit 120 ms apart indefinitely.
 pub const DEAD_BAND_S: f64 = 0.005;
 
-/// A nudge ends when the error is back under 2 ms, so the player lands near zero
-/// rather than on the edge of the dead band (hysteresis: it then takes seconds of
-/// residual drift to leave the band again).
-pub const SETTLE_S: f64 = 0.002;
+/// Decisions use the mean error of the last 4 readings (400 ms at the check interval):
+/// `currentTime` off rate 1 reads within ±7 ms, its mean of 4 within about ±3.5 ms.
+pub const READINGS: usize = 4;
+
+/// ... except that an error of 25 ms or more is acted on at once: reading noise cannot
+/// explain it.
+pub const CLEAR_ERROR_S: f64 = 0.025;
+
+/// After the controller changes the rate, readings are ignored for 500 ms: the player
+/// is still applying the change (Chromium: up to ~400 ms).
+pub const RATE_SETTLE_MS: f64 = 500.0;
 
 /// Errors of 250 ms or more (at 1×; the threshold is multiplied by the party rate) are
 /// seeked away. A nudge of [`MAX_NUDGE`] removes `0.1 × rate` seconds of error per
-/// second, so 250 ms × rate takes 2.5 s, about the longest a correction should take
-/// after a change (members are measured 3 s after one); a seek stalls the picture for
-/// its buffering time and lands within the unpredictable part of it (tens of ms),
-/// which nudging then removes. In the simulation 400 ms (Jellyfin's value) leaves
-/// members who hear of a `play` late still catching up 3 s later (spread max 140 ms
-/// against 30); 150-200 ms seeks more for no better spread.
+/// second, so 250 ms × rate takes 2.5 s; a seek stalls the picture for its buffering
+/// time and lands within the unpredictable part of it (tens of ms), which a nudge then
+/// removes. Jellyfin seeks from 400 ms (when it cannot change the rate) and CyTube from
+/// 2 s.
 pub const SEEK_THRESHOLD_S: f64 = 0.250;
-
-/// Proportional gain, per second: the nudge is `GAIN × error` (as a fraction of the
-/// rate), so an error decays roughly as `e^(-GAIN·t)` once under `MAX_NUDGE / GAIN`
-/// = 33 ms: a time constant of 1/3 s, three checks. In the simulation 1-8/s gave the
-/// same spread at 20-300 ms; 5/s changes the rate less often (13 against 18 times per
-/// minute) but spread 1.3 ms more under heavy jitter.
-pub const GAIN: f64 = 3.0;
 
 /// The largest nudge: the player runs at 0.9-1.1× the party rate while correcting.
 /// Speech is still natural at ±10% with pitch preserved (browsers' default).
 pub const MAX_NUDGE: f64 = 0.10;
 
-/// Nudges take few values: the proportional nudge is rounded up to [`MAX_NUDGE`]
-/// halved (10%, 5%, 2.5%, 1.25%) down to this smallest one, 0.625%. A correction then
-/// takes a handful of rate changes (one per halving of the error), not one per check,
-/// and still slows down as it lands.
-pub const MIN_NUDGE: f64 = MAX_NUDGE / 16.0;
+/// A correction is a pulse: the rate is set to `base × (1 ∓ nudge)` for long enough to
+/// remove the error, then back to the base rate. The nudge is `|error| / (MIN_PULSE_S ×
+/// rate)` up to [`MAX_NUDGE`], so a pulse lasts at least 1 s (10 ms of error: 1% for 1 s;
+/// 100 ms: 10% for 1 s; 200 ms: 10% for 2 s): long against the latency of a rate change,
+/// which would otherwise be most of a short pulse. A pulse ends at the check nearest its
+/// end; with checks a second apart (a hidden tab), a 1 s pulse is one check, so the
+/// nudge never removes more than the error in one interval.
+pub const MIN_PULSE_S: f64 = 1.0;
+
+/// A pulse does not move the player by exactly what its rates say. Chromium, playing
+/// media with sound, falls back ~16.5 ms at every pulse whichever its direction (a
+/// 1 s, 5% pulse moves a player +33.5 or -66.5 ms, not ±50; the sound's time-stretching
+/// starting up), and applies the start and the end with different delays (faster
+/// ~400 ms late, back ~170 ms late; slower at once, back ~140 ms late). The controller
+/// measures, per direction, how much less than planned each pulse removed (in seconds
+/// of video; negative: more) from the error found after it, and plans the next pulses
+/// for that much more: half of each measurement is blended in...
+pub const PULSE_LEARNING: f64 = 0.5;
+/// ... and it stays within ±50 ms.
+pub const MAX_PULSE_COST_S: f64 = 0.050;
 
 /// A player does not resume at once after a seek: it buffers. The controller seeks
 /// ahead by the time it expects that to take, starting from 150 ms...
@@ -54,7 +77,9 @@ pub const SEEK_COOLDOWN_MS: f64 = 1_000.0;
 
 /// Players do not play at exactly their rate against the local clock (audio clocks,
 /// frame timing). The controller measures the actual speed over windows of 4 s of
-/// video (with ±1 ms readings of `currentTime`, to about 0.02%)...
+/// video played at one rate (a rate change starts the window again): with readings
+/// within ±0.2 ms (Chromium at rate 1) to about 0.01%, within ±7 ms (off rate 1) to
+/// about 0.3%, which the blending below averages down...
 pub const SPEED_WINDOW_S: f64 = 4.0;
 /// ... blends each measurement in with this weight...
 pub const SPEED_SMOOTHING: f64 = 0.3;
@@ -71,20 +96,22 @@ const SPEED_OUTLIER: f64 = 0.05;
 /// uses other values to compare.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DriftConfig {
-    /// Seconds of error above which nudging starts ([`DEAD_BAND_S`]).
+    /// Seconds of mean error above which a correction starts ([`DEAD_BAND_S`]).
     pub dead_band: f64,
-    /// Seconds of error below which a nudge ends ([`SETTLE_S`]).
-    pub settle: f64,
     /// Seconds of error from which the controller seeks, at 1× (scaled by the party
     /// rate; [`SEEK_THRESHOLD_S`]).
     pub seek_threshold: f64,
-    /// Nudge per second of error ([`GAIN`]).
-    pub gain: f64,
     /// Largest nudge, as a fraction of the party rate ([`MAX_NUDGE`]).
     pub max_nudge: f64,
-    /// Smallest nudge; nudges are `max_nudge` halved down to it ([`MIN_NUDGE`]; 0 =
-    /// any value, one rate change per check).
-    pub min_nudge: f64,
+    /// Shortest pulse, seconds ([`MIN_PULSE_S`]).
+    pub min_pulse: f64,
+    /// Readings averaged per decision ([`READINGS`]; 1 = every reading decides).
+    pub readings: usize,
+    /// Milliseconds during which readings are ignored after a rate change
+    /// ([`RATE_SETTLE_MS`]).
+    pub rate_settle_ms: f64,
+    /// Learn what a pulse really moves the player by ([`PULSE_LEARNING`]).
+    pub learn_pulse: bool,
     /// Learn and compensate the player's own speed ([`SPEED_WINDOW_S`]).
     pub learn_speed: bool,
 }
@@ -93,11 +120,12 @@ impl Default for DriftConfig {
     fn default() -> Self {
         Self {
             dead_band: DEAD_BAND_S,
-            settle: SETTLE_S,
             seek_threshold: SEEK_THRESHOLD_S,
-            gain: GAIN,
             max_nudge: MAX_NUDGE,
-            min_nudge: MIN_NUDGE,
+            min_pulse: MIN_PULSE_S,
+            readings: READINGS,
+            rate_settle_ms: RATE_SETTLE_MS,
+            learn_pulse: true,
             learn_speed: true,
         }
     }
@@ -131,18 +159,40 @@ struct SpeedMeter {
     rate: f64,
     expected: f64,
     actual: f64,
+    /// The rate changed at the last reading: the interval to the next one is left out
+    /// (however long it is, the change landed somewhere in it).
+    skip: bool,
+}
+
+/// A correction under way (or just ended, waiting to be measured).
+#[derive(Debug, Clone, Copy)]
+struct Pulse {
+    start_ms: f64,
+    end_ms: f64,
+    /// Fraction of the party rate, positive.
+    nudge: f64,
+    /// The mean error it was started for (seconds; positive: ahead, so it slows down).
+    error: f64,
+}
+
+impl Pulse {
+    /// 0 for a pulse that slows down, 1 for one that speeds up.
+    fn direction(&self) -> usize {
+        usize::from(self.error < 0.0)
+    }
 }
 
 /// Keeps a playing player on the expected position. Call
 /// [`update`](Self::update) every [`CHECK_INTERVAL_MS`] while the party and the
 /// player are playing, the player is not seeking or buffering and the clock has an
-/// estimate; call [`reset`](Self::reset) on every `video_state` (a change; not on
-/// heartbeats) and whenever playback stopped (pause, buffering, the user seeking).
-/// Rates are assumed positive (the server keeps them within 0.25-4).
+/// estimate (in a hidden tab browsers call it about once a second: the controller
+/// measures the interval and adapts); call [`reset`](Self::reset) on every
+/// `video_state` (a change; not on heartbeats) and whenever playback stopped (pause,
+/// buffering, the user seeking). Rates are assumed positive (the server keeps them
+/// within 0.25-4).
 #[derive(Debug, Clone)]
 pub struct DriftController {
     config: DriftConfig,
-    nudging: bool,
     /// A seek was ordered and the next update is the first after it landed.
     seek_pending: bool,
     last_seek_ms: f64,
@@ -151,11 +201,24 @@ pub struct DriftController {
     speed_windows: u32,
     applied_speed: f64,
     meter: Option<SpeedMeter>,
+    /// The last errors read (seconds), oldest first, at most `config.readings`.
+    errors: Vec<f64>,
+    /// Readings before this local time are ignored (a rate change is landing).
+    quiet_until_ms: f64,
+    pulse: Option<Pulse>,
+    /// The last pulse, until the error after it is known.
+    ended: Option<Pulse>,
+    /// Seconds of video a pulse removes less than planned, per direction (slow down,
+    /// speed up).
+    pulse_cost: [f64; 2],
+    last_update_ms: f64,
+    /// The last interval between updates, ms.
+    interval_ms: f64,
 }
 
 /// How often to call [`DriftController::update`]: every 100 ms. Each check costs a
-/// few arithmetic operations; checking less often lets drift and corrections overshoot
-/// by more (at 10% nudge, 100 ms is 10 ms of video).
+/// few arithmetic operations; a pulse ends at the check nearest its end, so checking
+/// less often makes pulses less exact (at 10%, 100 ms is 10 ms of video).
 pub const CHECK_INTERVAL_MS: f64 = 100.0;
 
 impl Default for DriftController {
@@ -168,7 +231,6 @@ impl DriftController {
     pub fn new(config: DriftConfig) -> Self {
         Self {
             config,
-            nudging: false,
             seek_pending: false,
             last_seek_ms: f64::NEG_INFINITY,
             seek_lead: INITIAL_SEEK_LEAD_S,
@@ -176,6 +238,13 @@ impl DriftController {
             speed_windows: 0,
             applied_speed: 1.0,
             meter: None,
+            errors: Vec::with_capacity(config.readings.max(1)),
+            quiet_until_ms: f64::NEG_INFINITY,
+            pulse: None,
+            ended: None,
+            pulse_cost: [0.0, 0.0],
+            last_update_ms: f64::NEG_INFINITY,
+            interval_ms: CHECK_INTERVAL_MS,
         }
     }
 
@@ -183,14 +252,18 @@ impl DriftController {
         &self.config
     }
 
-    /// Forgets the current correction (not what it learned about the player: its speed
-    /// and how long its seeks take). Call on every `video_state` and after playback
-    /// stopped.
+    /// Forgets the current correction (not what it learned about the player: its speed,
+    /// how long its seeks take, how much of a pulse it applies). Call on every
+    /// `video_state` and after playback stopped.
     pub fn reset(&mut self) {
-        self.nudging = false;
         self.seek_pending = false;
         self.last_seek_ms = f64::NEG_INFINITY;
         self.meter = None;
+        self.errors.clear();
+        self.quiet_until_ms = f64::NEG_INFINITY;
+        self.pulse = None;
+        self.ended = None;
+        self.last_update_ms = f64::NEG_INFINITY;
     }
 
     /// The rate to give the player when nothing needs correcting: the party rate,
@@ -211,6 +284,17 @@ impl DriftController {
         self.speed
     }
 
+    /// Seconds of video a pulse removes less than planned, as learnt: slowing down,
+    /// speeding up (negative: more than planned).
+    pub fn pulse_cost(&self) -> [f64; 2] {
+        self.pulse_cost
+    }
+
+    /// Milliseconds between the last two updates (100, or about 1,000 in a hidden tab).
+    pub fn check_interval(&self) -> f64 {
+        self.interval_ms
+    }
+
     /// One check at local time `local_ms` (the same monotonic clock as always):
     /// `player` is what the player reports, `expected` the party's position at the
     /// estimated server time now ([`expected_position`] of
@@ -219,10 +303,18 @@ impl DriftController {
     /// With `error = player.position - expected` (positive: ahead):
     /// - `|error| >= seek_threshold × party_rate` (and no seek in the last
     ///   [`SEEK_COOLDOWN_MS`]): seek to `expected + seek_lead × party_rate`;
-    /// - `|error| > dead_band`, or a nudge is under way and `|error| >= settle`: run at
-    ///   `base_rate × (1 - gain × error)`, the nudge capped at ±`max_nudge` and
-    ///   rounded up to `max_nudge` halved (see [`MIN_NUDGE`]);
-    /// - otherwise: run at [`base_rate`](Self::base_rate).
+    /// - a pulse under way: keep its rate until the check nearest its end, then back to
+    ///   the base rate;
+    /// - within `rate_settle_ms` of a rate change: the base rate, the reading ignored;
+    /// - otherwise the reading joins the last `readings`; once there are that many
+    ///   (or at once when `|error| >= CLEAR_ERROR_S`), if their mean `e` is beyond
+    ///   `dead_band`: a pulse at `base_rate × (1 - nudge × sign(e))` to move the
+    ///   player by `m = |e| + cost` (what pulses in that direction removed less than
+    ///   planned), `nudge = min(m / (min_pulse × party_rate), max_nudge)`, lasting
+    ///   `m / (nudge × party_rate)` made a whole number of check intervals (the nudge
+    ///   lowered to fit); when the cost alone would overshoot (`m ≤ 0`), the smallest
+    ///   pulse, and only if it lands nearer than `|e|`;
+    /// - else: run at [`base_rate`](Self::base_rate).
     ///
     /// Only a rate that differs from `player.rate` is returned as `SetRate`; the rate
     /// never leaves `party_rate × (1 ± max_nudge)`.
@@ -235,6 +327,14 @@ impl DriftController {
     ) -> DriftAction {
         let cfg = self.config;
         let error = player.position - expected;
+
+        let since = local_ms - self.last_update_ms;
+        if since > 0.0 && since <= 5_000.0 {
+            // The last interval, not an average: a tab hidden or shown changes it at
+            // once (browsers run hidden tabs' timers once a second).
+            self.interval_ms = since;
+        }
+        self.last_update_ms = local_ms;
 
         if self.seek_pending {
             self.seek_pending = false;
@@ -255,56 +355,141 @@ impl DriftController {
 
         let seek_threshold = cfg.seek_threshold * party_rate.max(f64::MIN_POSITIVE);
         if error.abs() >= seek_threshold && local_ms - self.last_seek_ms >= SEEK_COOLDOWN_MS {
-            self.nudging = false;
             self.seek_pending = true;
             self.last_seek_ms = local_ms;
             self.meter = None;
+            self.errors.clear();
+            self.pulse = None;
+            self.ended = None;
+            self.quiet_until_ms = f64::NEG_INFINITY;
             return DriftAction::Seek {
                 position: expected + self.seek_lead * party_rate,
                 rate: base,
             };
         }
 
-        let was_nudging = self.nudging;
-        if error.abs() > cfg.dead_band {
-            self.nudging = true;
-        } else if error.abs() < cfg.settle {
-            self.nudging = false;
-        }
-        let rate = if self.nudging {
-            let wanted = (cfg.gain * error.abs()).min(cfg.max_nudge);
-            let mut nudge = wanted;
-            if cfg.min_nudge > 0.0 {
-                nudge = cfg.max_nudge;
-                while nudge / 2.0 >= wanted && nudge / 2.0 >= cfg.min_nudge {
-                    nudge /= 2.0;
-                }
+        let rate = if let Some(pulse) = self.pulse {
+            if local_ms + self.interval_ms / 2.0 < pulse.end_ms {
+                (base * (1.0 - pulse.nudge.copysign(pulse.error))).clamp(lowest, highest)
+            } else {
+                // The check nearest the pulse's end: back to the base rate, taking up
+                // a new speed estimate on the way.
+                self.pulse = None;
+                self.ended = Some(Pulse {
+                    end_ms: local_ms,
+                    ..pulse
+                });
+                self.quiet_until_ms = local_ms + cfg.rate_settle_ms;
+                self.applied_speed = self.settled_speed();
+                self.base_rate(party_rate).clamp(lowest, highest)
             }
-            (base * (1.0 - nudge.copysign(error))).clamp(lowest, highest)
+        } else if local_ms < self.quiet_until_ms {
+            base
         } else {
-            // Take up a new speed estimate when a nudge ends (the rate changes anyway)
-            // or when it is off by a step.
-            let settled = self.settled_speed();
-            if was_nudging || settled == 1.0 || (settled - self.applied_speed).abs() >= SPEED_STEP {
-                self.applied_speed = settled;
+            if error.abs() >= CLEAR_ERROR_S {
+                // A clear error stands on its own (the readings before it may predate a
+                // jump).
+                self.errors.clear();
+            } else if self.errors.len() >= cfg.readings.max(1) {
+                self.errors.remove(0);
             }
-            self.base_rate(party_rate).clamp(lowest, highest)
+            self.errors.push(error);
+            let enough = self.errors.len() >= cfg.readings.max(1) || error.abs() >= CLEAR_ERROR_S;
+            if enough {
+                let mean = self.errors.iter().sum::<f64>() / self.errors.len() as f64;
+                if let Some(ended) = self.ended.take()
+                    && cfg.learn_pulse
+                {
+                    self.learn_pulse(ended, mean, party_rate);
+                }
+                let planned = mean.abs() + self.pulse_cost[usize::from(mean < 0.0)];
+                if mean.abs() > cfg.dead_band && (planned > 0.0 || -planned < mean.abs() / 2.0) {
+                    self.start_pulse(local_ms, mean, planned, party_rate, lowest, highest)
+                } else {
+                    // Take up a new speed estimate when it is off by a step.
+                    let settled = self.settled_speed();
+                    if settled == 1.0 || (settled - self.applied_speed).abs() >= SPEED_STEP {
+                        self.applied_speed = settled;
+                    }
+                    self.base_rate(party_rate).clamp(lowest, highest)
+                }
+            } else {
+                base
+            }
         };
 
-        let action = if (rate - player.rate).abs() > 1e-9 * party_rate.max(1.0) {
-            DriftAction::SetRate(rate)
-        } else {
-            DriftAction::Keep
-        };
         if let Some(meter) = &mut self.meter {
             meter.rate = rate;
         }
-        action
+        if (rate - player.rate).abs() > 1e-9 * party_rate.max(1.0) {
+            // Another rate: readings lag it (and the speed meter leaves that time out).
+            self.quiet_until_ms = self.quiet_until_ms.max(local_ms + cfg.rate_settle_ms);
+            if let Some(meter) = &mut self.meter {
+                meter.skip = true;
+            }
+            DriftAction::SetRate(rate)
+        } else {
+            DriftAction::Keep
+        }
+    }
+
+    /// Starts a pulse for mean error `mean` (seconds) meant to move the player by
+    /// `planned`; returns its rate.
+    fn start_pulse(
+        &mut self,
+        local_ms: f64,
+        mean: f64,
+        planned: f64,
+        party_rate: f64,
+        lowest: f64,
+        highest: f64,
+    ) -> f64 {
+        let cfg = self.config;
+        // The cost alone overshoots: the smallest pulse (a millisecond).
+        let planned = planned.max(0.001);
+        let nudge = (planned / (cfg.min_pulse.max(1e-3) * party_rate)).min(cfg.max_nudge);
+        let seconds = planned / (nudge * party_rate);
+        // A whole number of check intervals, the nudge lowered to fit: a pulse ends on
+        // a check, and with checks a second apart it never runs past the error.
+        let interval = self.interval_ms / 1000.0;
+        let intervals = (seconds / interval - 1e-9).ceil().max(1.0);
+        let nudge = (planned / (intervals * interval * party_rate)).min(cfg.max_nudge);
+        self.pulse = Some(Pulse {
+            start_ms: local_ms,
+            end_ms: local_ms + intervals * self.interval_ms,
+            nudge,
+            error: mean,
+        });
+        self.errors.clear();
+        (self.base_rate(party_rate) * (1.0 - nudge.copysign(mean))).clamp(lowest, highest)
+    }
+
+    /// The error after `pulse` is `mean`: it removed `pulse.error - mean` of the error,
+    /// where its rates, for as long as it really lasted, should have moved the player
+    /// by `nudge × party_rate × duration`.
+    fn learn_pulse(&mut self, pulse: Pulse, mean: f64, party_rate: f64) {
+        let removed = (pulse.error - mean) * pulse.error.signum();
+        let moved = pulse.nudge * party_rate * (pulse.end_ms - pulse.start_ms) / 1000.0;
+        let cost = (moved - removed).clamp(-MAX_PULSE_COST_S, MAX_PULSE_COST_S);
+        let learnt = &mut self.pulse_cost[pulse.direction()];
+        *learnt = (*learnt + PULSE_LEARNING * (cost - *learnt))
+            .clamp(-MAX_PULSE_COST_S, MAX_PULSE_COST_S);
     }
 
     /// Compares how far the player moved with how far its rate should have taken it,
-    /// per [`SPEED_WINDOW_S`] of video, and updates the speed estimate.
+    /// per [`SPEED_WINDOW_S`] of video, and updates the speed estimate. Only at the base
+    /// rate: pulses and the time their rate changes take to land are left out.
     fn measure_speed(&mut self, local_ms: f64, player: PlayerReading) {
+        let steady = self.pulse.is_none() && local_ms >= self.quiet_until_ms;
+        if let Some(meter) = &mut self.meter
+            && (meter.skip || !steady)
+        {
+            meter.last_ms = local_ms;
+            meter.last_position = player.position;
+            meter.rate = player.rate;
+            meter.skip = false;
+            return;
+        }
         let Some(meter) = &mut self.meter else {
             self.meter = Some(SpeedMeter {
                 last_ms: local_ms,
@@ -312,6 +497,7 @@ impl DriftController {
                 rate: player.rate,
                 expected: 0.0,
                 actual: 0.0,
+                skip: false,
             });
             return;
         };

@@ -166,13 +166,16 @@ fn drift_scenarios(rng: &mut Rng) -> Vec<Value> {
     let configs = [
         DriftConfig::default(),
         DriftConfig {
-            min_nudge: 0.0,
+            readings: 1,
+            rate_settle_ms: 0.0,
+            learn_pulse: false,
             learn_speed: false,
             ..DriftConfig::default()
         },
         DriftConfig {
             dead_band: 0.06,
             seek_threshold: 0.4,
+            min_pulse: 0.5,
             ..DriftConfig::default()
         },
     ];
@@ -181,24 +184,36 @@ fn drift_scenarios(rng: &mut Rng) -> Vec<Value> {
         for _ in 0..6 {
             let mut c = DriftController::new(config);
             let party_rate = [1.0, 1.0, 1.5, 0.5][(rng.next() % 4) as usize];
-            // The player runs a little fast or slow, lands late on seeks, and reads its
-            // position with a millisecond of noise.
+            // The player runs a little fast or slow, lands late on seeks, applies a rate
+            // a step or three late, reads its position with up to 7 ms of noise off
+            // rate 1, and jumps now and then; a third of the time its tab is hidden
+            // (checks a second apart).
             let speed = rng.range(0.985, 1.015);
             let seek_lag = rng.range(0.05, 0.6);
+            let lag_steps = (rng.next() % 3) as usize + 1;
             let mut position = rng.range(0.0, 3.0);
             let mut rate = party_rate;
+            let mut applied = vec![party_rate; lag_steps];
             let start = rng.range(1e5, 1e7);
+            let mut local = start;
             let mut steps = Vec::new();
             for i in 0..600 {
-                let local = start + f64::from(i) * 100.0 + rng.range(-3.0, 3.0);
-                position += rate * speed * 0.1;
+                let hidden = (i / 100) % 3 == 2;
+                let dt = if hidden { 1_000.0 } else { 100.0 } + rng.range(-3.0, 3.0);
+                local += dt;
+                applied.push(rate);
+                position += applied.remove(0) * speed * dt / 1000.0;
+                if i % 61 == 30 {
+                    position += rng.range(-0.06, 0.06);
+                }
                 let expected = (local - start) / 1000.0 * party_rate;
                 if i % 97 == 0 {
                     c.reset();
                     steps.push(json!({"op": "reset"}));
                 }
+                let noise = if rate == 1.0 { 0.0002 } else { 0.007 };
                 let reading = PlayerReading {
-                    position: position + rng.range(-0.001, 0.001),
+                    position: position + rng.range(-noise, noise),
                     rate,
                 };
                 let action = c.update(local, reading, expected, party_rate);
@@ -221,14 +236,17 @@ fn drift_scenarios(rng: &mut Rng) -> Vec<Value> {
                     "base_rate": c.base_rate(party_rate),
                     "seek_lead": c.seek_lead(),
                     "speed": c.player_speed(),
+                    "pulse_cost": c.pulse_cost(),
+                    "check_interval": c.check_interval(),
                 }));
             }
             out.push(json!({
                 "config": {
-                    "dead_band": config.dead_band, "settle": config.settle,
-                    "seek_threshold": config.seek_threshold, "gain": config.gain,
-                    "max_nudge": config.max_nudge, "min_nudge": config.min_nudge,
-                    "learn_speed": config.learn_speed,
+                    "dead_band": config.dead_band,
+                    "seek_threshold": config.seek_threshold,
+                    "max_nudge": config.max_nudge, "min_pulse": config.min_pulse,
+                    "readings": config.readings, "rate_settle_ms": config.rate_settle_ms,
+                    "learn_pulse": config.learn_pulse, "learn_speed": config.learn_speed,
                 },
                 "steps": steps,
             }));

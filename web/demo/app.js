@@ -399,6 +399,7 @@ video.addEventListener("playing", () => {
   room.syncSeeking = false;
   if (room.buffering) {
     room.buffering = false;
+    room.drift.reset();
     room.send("ready");
   }
 });
@@ -421,8 +422,13 @@ video.addEventListener("error", () => {
 video.addEventListener("click", () => {
   if (room?.state?.status === "playing") video.play().catch(() => {});
 });
+// Hidden tabs run timers about once a second: the controller measures that by itself;
+// back in view, the clock gets a burst and the controller starts afresh.
 document.addEventListener("visibilitychange", () => {
-  if (room && document.visibilityState === "visible") room.schedule.burst(local());
+  if (room && document.visibilityState === "visible") {
+    room.schedule.burst(local());
+    room.drift.reset();
+  }
 });
 
 for (const b of document.querySelectorAll("[data-action]")) {

@@ -99,6 +99,8 @@ vectors.drift.forEach((scenario, n) => {
     check(`${where} base_rate`, c.baseRate(step.party_rate), step.base_rate);
     check(`${where} seek_lead`, c.seekLead(), step.seek_lead);
     check(`${where} speed`, c.playerSpeed(), step.speed);
+    check(`${where} pulse_cost`, c.pulseCost(), step.pulse_cost);
+    check(`${where} check_interval`, c.checkInterval(), step.check_interval);
     if (step.action.kind === "seek") counts.seeks += 1;
     if (step.action.kind === "set_rate") counts.rates += 1;
   });

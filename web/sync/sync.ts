@@ -186,11 +186,14 @@ export function expectedPosition(state: PlaybackState, serverMs: number): number
 // ---- drift (sync/src/drift.rs) ----
 
 export const DEAD_BAND_S = 0.005;
-export const SETTLE_S = 0.002;
+export const READINGS = 4;
+export const CLEAR_ERROR_S = 0.025;
+export const RATE_SETTLE_MS = 500;
 export const SEEK_THRESHOLD_S = 0.25;
-export const GAIN = 3.0;
 export const MAX_NUDGE = 0.1;
-export const MIN_NUDGE = MAX_NUDGE / 16;
+export const MIN_PULSE_S = 1.0;
+export const PULSE_LEARNING = 0.5;
+export const MAX_PULSE_COST_S = 0.05;
 export const INITIAL_SEEK_LEAD_S = 0.15;
 export const SEEK_LEAD_SMOOTHING = 0.5;
 export const MAX_SEEK_LEAD_S = 2.0;
@@ -204,21 +207,23 @@ export const CHECK_INTERVAL_MS = 100;
 
 export interface DriftConfig {
   dead_band: number;
-  settle: number;
   seek_threshold: number;
-  gain: number;
   max_nudge: number;
-  min_nudge: number;
+  min_pulse: number;
+  readings: number;
+  rate_settle_ms: number;
+  learn_pulse: boolean;
   learn_speed: boolean;
 }
 
 export const DEFAULT_DRIFT_CONFIG: DriftConfig = {
   dead_band: DEAD_BAND_S,
-  settle: SETTLE_S,
   seek_threshold: SEEK_THRESHOLD_S,
-  gain: GAIN,
   max_nudge: MAX_NUDGE,
-  min_nudge: MIN_NUDGE,
+  min_pulse: MIN_PULSE_S,
+  readings: READINGS,
+  rate_settle_ms: RATE_SETTLE_MS,
+  learn_pulse: true,
   learn_speed: true,
 };
 
@@ -238,6 +243,19 @@ interface SpeedMeter {
   rate: number;
   expected: number;
   actual: number;
+  skip: boolean;
+}
+
+interface Pulse {
+  startMs: number;
+  endMs: number;
+  nudge: number;
+  error: number;
+}
+
+/** 0 for a pulse that slows down, 1 for one that speeds up. */
+function direction(p: Pulse): 0 | 1 {
+  return p.error < 0 ? 1 : 0;
 }
 
 /** Rust's `f64::MIN_POSITIVE` (the smallest normal number). */
@@ -247,9 +265,13 @@ function clamp(v: number, lo: number, hi: number): number {
   return Math.min(Math.max(v, lo), hi);
 }
 
+/** Rust's `copysign`: the magnitude of `v` with the sign of `sign`, including a zero's. */
+function copysign(v: number, sign: number): number {
+  return sign < 0 || Object.is(sign, -0) ? -Math.abs(v) : Math.abs(v);
+}
+
 /** Keeps a playing player on the expected position (docs/sync.md, step 3). */
 export class DriftController {
-  private nudging = false;
   private seekPending = false;
   private lastSeekMs = -Infinity;
   private lead = INITIAL_SEEK_LEAD_S;
@@ -257,14 +279,25 @@ export class DriftController {
   private speedWindows = 0;
   private appliedSpeed = 1.0;
   private meter: SpeedMeter | null = null;
+  private errors: number[] = [];
+  private quietUntilMs = -Infinity;
+  private pulse: Pulse | null = null;
+  private ended: Pulse | null = null;
+  private cost: [number, number] = [0, 0];
+  private lastUpdateMs = -Infinity;
+  private intervalMs = CHECK_INTERVAL_MS;
 
   constructor(readonly config: DriftConfig = DEFAULT_DRIFT_CONFIG) {}
 
   reset(): void {
-    this.nudging = false;
     this.seekPending = false;
     this.lastSeekMs = -Infinity;
     this.meter = null;
+    this.errors = [];
+    this.quietUntilMs = -Infinity;
+    this.pulse = null;
+    this.ended = null;
+    this.lastUpdateMs = -Infinity;
   }
 
   baseRate(partyRate: number): number {
@@ -279,9 +312,24 @@ export class DriftController {
     return this.speed;
   }
 
+  pulseCost(): [number, number] {
+    return [this.cost[0], this.cost[1]];
+  }
+
+  checkInterval(): number {
+    return this.intervalMs;
+  }
+
   update(localMs: number, player: PlayerReading, expected: number, partyRate: number): DriftAction {
     const cfg = this.config;
     const error = player.position - expected;
+    const readings = Math.max(cfg.readings, 1);
+
+    const since = localMs - this.lastUpdateMs;
+    if (since > 0 && since <= 5_000) {
+      this.intervalMs = since;
+    }
+    this.lastUpdateMs = localMs;
 
     if (this.seekPending) {
       this.seekPending = false;
@@ -300,52 +348,120 @@ export class DriftController {
 
     const seekThreshold = cfg.seek_threshold * Math.max(partyRate, F64_MIN_POSITIVE);
     if (Math.abs(error) >= seekThreshold && localMs - this.lastSeekMs >= SEEK_COOLDOWN_MS) {
-      this.nudging = false;
       this.seekPending = true;
       this.lastSeekMs = localMs;
       this.meter = null;
+      this.errors = [];
+      this.pulse = null;
+      this.ended = null;
+      this.quietUntilMs = -Infinity;
       return { kind: "seek", position: expected + this.lead * partyRate, rate: base };
     }
 
-    const wasNudging = this.nudging;
-    if (Math.abs(error) > cfg.dead_band) {
-      this.nudging = true;
-    } else if (Math.abs(error) < cfg.settle) {
-      this.nudging = false;
-    }
     let rate: number;
-    if (this.nudging) {
-      const wanted = Math.min(cfg.gain * Math.abs(error), cfg.max_nudge);
-      let nudge = wanted;
-      if (cfg.min_nudge > 0) {
-        nudge = cfg.max_nudge;
-        while (nudge / 2 >= wanted && nudge / 2 >= cfg.min_nudge) {
-          nudge /= 2;
-        }
+    const pulse = this.pulse;
+    if (pulse !== null) {
+      if (localMs + this.intervalMs / 2 < pulse.endMs) {
+        rate = clamp(base * (1 - copysign(pulse.nudge, pulse.error)), lowest, highest);
+      } else {
+        this.pulse = null;
+        this.ended = { ...pulse, endMs: localMs };
+        this.quietUntilMs = localMs + cfg.rate_settle_ms;
+        this.appliedSpeed = this.settledSpeed();
+        rate = clamp(this.baseRate(partyRate), lowest, highest);
       }
-      // Rust's copysign: the sign of `error`, including that of a zero.
-      const signed = error < 0 || Object.is(error, -0) ? -nudge : nudge;
-      rate = clamp(base * (1 - signed), lowest, highest);
+    } else if (localMs < this.quietUntilMs) {
+      rate = base;
     } else {
-      const settled = this.settledSpeed();
-      if (wasNudging || settled === 1 || Math.abs(settled - this.appliedSpeed) >= SPEED_STEP) {
-        this.appliedSpeed = settled;
+      if (Math.abs(error) >= CLEAR_ERROR_S) {
+        this.errors = [];
+      } else if (this.errors.length >= readings) {
+        this.errors.shift();
       }
-      rate = clamp(this.baseRate(partyRate), lowest, highest);
+      this.errors.push(error);
+      const enough = this.errors.length >= readings || Math.abs(error) >= CLEAR_ERROR_S;
+      if (enough) {
+        let sum = 0;
+        for (const e of this.errors) sum += e;
+        const mean = sum / this.errors.length;
+        const ended = this.ended;
+        if (ended !== null && cfg.learn_pulse) {
+          this.ended = null;
+          this.learnPulse(ended, mean, partyRate);
+        } else {
+          this.ended = null;
+        }
+        const planned = Math.abs(mean) + this.cost[mean < 0 ? 1 : 0];
+        if (Math.abs(mean) > cfg.dead_band && (planned > 0 || -planned < Math.abs(mean) / 2)) {
+          rate = this.startPulse(localMs, mean, planned, partyRate, lowest, highest);
+        } else {
+          const settled = this.settledSpeed();
+          if (settled === 1 || Math.abs(settled - this.appliedSpeed) >= SPEED_STEP) {
+            this.appliedSpeed = settled;
+          }
+          rate = clamp(this.baseRate(partyRate), lowest, highest);
+        }
+      } else {
+        rate = base;
+      }
     }
 
-    const action: DriftAction =
-      Math.abs(rate - player.rate) > 1e-9 * Math.max(partyRate, 1)
-        ? { kind: "set_rate", rate }
-        : { kind: "keep" };
     if (this.meter !== null) {
       this.meter.rate = rate;
     }
-    return action;
+    if (Math.abs(rate - player.rate) > 1e-9 * Math.max(partyRate, 1)) {
+      this.quietUntilMs = Math.max(this.quietUntilMs, localMs + cfg.rate_settle_ms);
+      if (this.meter !== null) {
+        this.meter.skip = true;
+      }
+      return { kind: "set_rate", rate };
+    }
+    return { kind: "keep" };
+  }
+
+  private startPulse(
+    localMs: number,
+    mean: number,
+    planned: number,
+    partyRate: number,
+    lowest: number,
+    highest: number,
+  ): number {
+    const cfg = this.config;
+    const m = Math.max(planned, 0.001);
+    const first = Math.min(m / (Math.max(cfg.min_pulse, 1e-3) * partyRate), cfg.max_nudge);
+    const seconds = m / (first * partyRate);
+    const interval = this.intervalMs / 1000;
+    const intervals = Math.max(Math.ceil(seconds / interval - 1e-9), 1);
+    const nudge = Math.min(m / (intervals * interval * partyRate), cfg.max_nudge);
+    this.pulse = {
+      startMs: localMs,
+      endMs: localMs + intervals * this.intervalMs,
+      nudge,
+      error: mean,
+    };
+    this.errors = [];
+    return clamp(this.baseRate(partyRate) * (1 - copysign(nudge, mean)), lowest, highest);
+  }
+
+  private learnPulse(pulse: Pulse, mean: number, partyRate: number): void {
+    const removed = (pulse.error - mean) * Math.sign(pulse.error);
+    const moved = (pulse.nudge * partyRate * (pulse.endMs - pulse.startMs)) / 1000;
+    const cost = clamp(moved - removed, -MAX_PULSE_COST_S, MAX_PULSE_COST_S);
+    const d = direction(pulse);
+    this.cost[d] = clamp(this.cost[d] + PULSE_LEARNING * (cost - this.cost[d]), -MAX_PULSE_COST_S, MAX_PULSE_COST_S);
   }
 
   private measureSpeed(localMs: number, player: PlayerReading): void {
     const meter = this.meter;
+    const steady = this.pulse === null && localMs >= this.quietUntilMs;
+    if (meter !== null && (meter.skip || !steady)) {
+      meter.lastMs = localMs;
+      meter.lastPosition = player.position;
+      meter.rate = player.rate;
+      meter.skip = false;
+      return;
+    }
     if (meter === null) {
       this.meter = {
         lastMs: localMs,
@@ -353,6 +469,7 @@ export class DriftController {
         rate: player.rate,
         expected: 0,
         actual: 0,
+        skip: false,
       };
       return;
     }

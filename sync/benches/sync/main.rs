@@ -506,24 +506,14 @@ fn sweep(members: usize, seeds: u64) {
             "\nSweep, {}: p95 / max spread ms, seeks and rate changes per member-min",
             scn.name
         );
-        println!("| dead band, settle \\ seek from | 150 ms | 200 ms | 250 ms | 400 ms |");
+        println!("| dead band \\ seek from | 150 ms | 200 ms | 250 ms | 400 ms |");
         println!("|---|---|---|---|---|");
-        let bands = [
-            (0.003, 0.001),
-            (0.004, 0.001),
-            (0.005, 0.002),
-            (0.008, 0.002),
-            (0.015, 0.002),
-            (0.030, 0.002),
-            (0.060, 0.002),
-        ];
-        for (dead_band, settle) in bands {
-            let mut row = format!("| {:.0}, {:.0} ms |", dead_band * 1000.0, settle * 1000.0);
+        for dead_band in [0.003, 0.005, 0.008, 0.015, 0.030, 0.060] {
+            let mut row = format!("| {:.0} ms |", dead_band * 1000.0);
             for seek_threshold in [0.150, 0.200, 0.250, 0.400] {
                 row.push_str(&cell(
                     DriftConfig {
                         dead_band,
-                        settle,
                         seek_threshold,
                         ..base
                     },
@@ -532,15 +522,15 @@ fn sweep(members: usize, seeds: u64) {
             }
             println!("{row}");
         }
-        println!("| gain \\ smallest nudge | any | 0.625% | 1.25% | 2.5% |");
-        println!("|---|---|---|---|---|");
-        for gain in [1.0, 2.0, 3.0, 5.0, 8.0] {
-            let mut row = format!("| {gain} /s |");
-            for min_nudge in [0.0, 0.00625, 0.0125, 0.025] {
+        println!("| readings per decision \\ shortest pulse | 0.5 s | 1 s | 2 s |");
+        println!("|---|---|---|---|");
+        for readings in [1, 2, 4, 8] {
+            let mut row = format!("| {readings} |");
+            for min_pulse in [0.5, 1.0, 2.0] {
                 row.push_str(&cell(
                     DriftConfig {
-                        gain,
-                        min_nudge,
+                        readings,
+                        min_pulse,
                         ..base
                     },
                     scn,
