@@ -318,10 +318,41 @@ const settleUnder = (limit) => changes.map((c, k) => {
 const under50 = settleUnder(50);
 const under150 = settleUnder(150);
 const settle = changes.map((c, k) => ({ change: c.what, under_50ms_after_ms: under50[k], under_150ms_after_ms: under150[k] }));
+// Where the steady-state spread comes from, at the same instants: what the members'
+// controllers see (currentTime against the expected position on their clock estimate),
+// their media clocks against the true expected position (that, plus each estimate's
+// error against the injected truth: the routes' asymmetry, which no client can see),
+// and the frames shown (the spread above: that, plus when each page's display shows
+// them, a 60 Hz vsync apart).
+const checksOf = Object.fromEntries(Object.entries(traces).map(([n, t]) => [n, t.checks.map((c) => ({
+  t: c[0] - t.clock, seen: c[1] - c[2], truth: c[6] === null ? null : c[1] - c[2] + ((c[6] + t.clock) / 1000) * (c[3] ?? 1),
+}))]));
+const atCheck = (list, t) => {
+  let best = null;
+  for (const c of list) {
+    if (c.t > t) break;
+    if (t - c.t <= 150) best = c;
+  }
+  return best;
+};
+const layers = { controller: [], media: [] };
+for (const [t] of samples.filter((x) => sinceChange(x[0]) >= 3000)) {
+  const got = Object.values(checksOf).map((l) => atCheck(l, t)).filter(Boolean);
+  if (got.length < 2) continue;
+  const seen = got.map((c) => c.seen);
+  layers.controller.push((Math.max(...seen) - Math.min(...seen)) * 1000);
+  const truth = got.map((c) => c.truth).filter((x) => x !== null);
+  if (truth.length >= 2) layers.media.push((Math.max(...truth) - Math.min(...truth)) * 1000);
+}
 const summary = {
   members: MEMBERS.map(({ name, node, delay, jitter, asym, loss, clock }) => ({ name, node: node + 1, delay_ms: delay, jitter_ms: jitter, asymmetry_ms: asym, loss, clock_offset_ms: clock })),
   whole_run: { p50: pct(all, 0.5), p95: pct(all, 0.95), max: pct(all, 1), samples: all.length },
   steady_state: { p50: pct(steady, 0.5), p95: pct(steady, 0.95), max: pct(steady, 1), samples: steady.length },
+  steady_state_layers: {
+    controllers_see: { p50: pct(layers.controller, 0.5), p95: pct(layers.controller, 0.95) },
+    media_clocks: { p50: pct(layers.media, 0.5), p95: pct(layers.media, 0.95) },
+    frames_shown: { p50: pct(steady, 0.5), p95: pct(steady, 0.95) },
+  },
   spread_by_time_since_change: byAge,
   settle,
   per_member: stats,

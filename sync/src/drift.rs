@@ -77,9 +77,11 @@ pub const SEEK_COOLDOWN_MS: f64 = 1_000.0;
 
 /// Players do not play at exactly their rate against the local clock (audio clocks,
 /// frame timing). The controller measures the actual speed over windows of 4 s of
-/// video played at one rate (a rate change starts the window again): with readings
-/// within ±0.2 ms (Chromium at rate 1) to about 0.01%, within ±7 ms (off rate 1) to
-/// about 0.3%, which the blending below averages down...
+/// video played at exactly 1× (pulses and the time a rate change takes to land are left
+/// out): the one rate at which browsers read `currentTime` precisely (Chromium: within
+/// ±0.2 ms, so a window measures the speed to about 0.01%; off 1×, within ±7 ms, 0.3%,
+/// which would move the rate back and forth by itself; a party at another rate keeps
+/// what was learnt at 1×)...
 pub const SPEED_WINDOW_S: f64 = 4.0;
 /// ... blends each measurement in with this weight...
 pub const SPEED_SMOOTHING: f64 = 0.3;
@@ -313,7 +315,7 @@ impl DriftController {
     ///   planned), `nudge = min(m / (min_pulse × party_rate), max_nudge)`, lasting
     ///   `m / (nudge × party_rate)` made a whole number of check intervals (the nudge
     ///   lowered to fit); when the cost alone would overshoot (`m ≤ 0`), the smallest
-    ///   pulse, and only if it lands nearer than `|e|`;
+    ///   pulse, and only if it lands nearer by more than `dead_band`;
     /// - else: run at [`base_rate`](Self::base_rate).
     ///
     /// Only a rate that differs from `player.rate` is returned as `SetRate`; the rate
@@ -403,7 +405,9 @@ impl DriftController {
                     self.learn_pulse(ended, mean, party_rate);
                 }
                 let planned = mean.abs() + self.pulse_cost[usize::from(mean < 0.0)];
-                if mean.abs() > cfg.dead_band && (planned > 0.0 || -planned < mean.abs() / 2.0) {
+                if mean.abs() > cfg.dead_band
+                    && (planned > 0.0 || mean.abs() + planned > cfg.dead_band)
+                {
                     self.start_pulse(local_ms, mean, planned, party_rate, lowest, highest)
                 } else {
                     // Take up a new speed estimate when it is off by a step.
@@ -480,7 +484,9 @@ impl DriftController {
     /// per [`SPEED_WINDOW_S`] of video, and updates the speed estimate. Only at the base
     /// rate: pulses and the time their rate changes take to land are left out.
     fn measure_speed(&mut self, local_ms: f64, player: PlayerReading) {
-        let steady = self.pulse.is_none() && local_ms >= self.quiet_until_ms;
+        let steady = self.pulse.is_none()
+            && local_ms >= self.quiet_until_ms
+            && (player.rate - 1.0).abs() < 1e-12;
         if let Some(meter) = &mut self.meter
             && (meter.skip || !steady)
         {

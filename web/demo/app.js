@@ -152,12 +152,15 @@ class Room {
     this.videoKey = null;
     this.lastMessageId = null;
     this.syncSeeking = false;
+    this.starting = false; // play() called, the player not moving yet
+    this.pendingTimer = null;
     this.controlAt = -Infinity;
     this.buffering = false;
     this.members = new Map();
     this.stats = { seeks: 0, rates: 0, error: null };
     // The last checks, for whoever debugs sync (and the browser run): [local time,
-    // currentTime, expected position, playbackRate before, action, rate set].
+    // currentTime, expected position, playbackRate before, action, rate set, clock
+    // offset estimate].
     this.trace = [];
     this.timer = setInterval(() => this.tick(), CHECK_INTERVAL_MS);
     this.retry = 0;
@@ -201,6 +204,7 @@ class Room {
   close() {
     this.closed = true;
     clearInterval(this.timer);
+    clearTimeout(this.pendingTimer);
     this.ws?.close(1000);
   }
 
@@ -265,10 +269,25 @@ class Room {
     if (now !== null && s.updated_at > now) {
       if (!this.state) this.apply({ ...s, status: "paused" });
       this.pending = s;
+      // Applied at its instant, not at the next 100 ms tick (up to 100 ms late).
+      clearTimeout(this.pendingTimer);
+      this.pendingTimer = setTimeout(() => this.applyPending(true), s.updated_at - now);
     } else {
       this.pending = null;
       this.apply(s);
     }
+  }
+
+  // The held state's instant came: its timer fired (within a few ms; the clock estimate
+  // may have moved by as much since, which the checks absorb), or a tick saw it pass.
+  applyPending(timer) {
+    const s = this.pending;
+    if (!s) return;
+    const server = this.clock.serverNow(local());
+    if (!timer && (server === null || server < s.updated_at)) return;
+    clearTimeout(this.pendingTimer);
+    this.pending = null;
+    this.apply(s);
   }
 
   apply(s) {
@@ -276,12 +295,16 @@ class Room {
     this.drift.reset();
     this.controlAt = local();
     if (s.status === "playing") {
+      // Until the player really moves (its `playing` event), readings only measure how
+      // long it takes to start: no checks.
+      if (video.paused) this.starting = true;
       video.playbackRate = this.drift.baseRate(s.rate);
       video.play().catch(() => {
         $("room-error").textContent = "Click the video to allow playback.";
       });
       this.check();
     } else {
+      this.starting = false;
       video.pause();
       if (Math.abs(video.currentTime - s.position) > 0.001) video.currentTime = s.position;
     }
@@ -307,11 +330,7 @@ class Room {
     const now = local();
     if (this.schedule.poll(now)) this.send("sync_request", { client_time: now });
     const server = this.clock.serverNow(now);
-    if (this.pending && server !== null && server >= this.pending.updated_at) {
-      const s = this.pending;
-      this.pending = null;
-      this.apply(s);
-    }
+    if (this.pending && server !== null && server >= this.pending.updated_at) this.applyPending(false);
     this.check();
     this.renderSync(server);
   }
@@ -321,7 +340,7 @@ class Room {
     const s = this.state;
     const server = this.clock.serverNow(local());
     if (!s || s.status !== "playing" || server === null) return;
-    if (video.paused || video.seeking || video.readyState < 3) return;
+    if (video.paused || video.seeking || video.readyState < 3 || this.starting) return;
     const expected = expectedPosition(s, server);
     const action = this.drift.update(
       local(),
@@ -331,7 +350,7 @@ class Room {
     );
     this.stats.error = video.currentTime - expected;
     if (this.trace.length >= 20_000) this.trace.splice(0, 1_000);
-    this.trace.push([local(), video.currentTime, expected, video.playbackRate, action.kind, action.rate ?? null]);
+    this.trace.push([local(), video.currentTime, expected, video.playbackRate, action.kind, action.rate ?? null, this.clock.offset()]);
     if (action.kind === "set_rate") {
       video.playbackRate = action.rate;
       this.stats.rates += 1;
@@ -397,6 +416,10 @@ video.addEventListener("waiting", () => {
 video.addEventListener("playing", () => {
   if (!room) return;
   room.syncSeeking = false;
+  if (room.starting) {
+    room.starting = false;
+    room.check();
+  }
   if (room.buffering) {
     room.buffering = false;
     room.drift.reset();

@@ -301,7 +301,7 @@ export class DriftController {
                     this.ended = null;
                 }
                 const planned = Math.abs(mean) + this.cost[mean < 0 ? 1 : 0];
-                if (Math.abs(mean) > cfg.dead_band && (planned > 0 || -planned < Math.abs(mean) / 2)) {
+                if (Math.abs(mean) > cfg.dead_band && (planned > 0 || Math.abs(mean) + planned > cfg.dead_band)) {
                     rate = this.startPulse(localMs, mean, planned, partyRate, lowest, highest);
                 }
                 else {
@@ -354,7 +354,7 @@ export class DriftController {
     }
     measureSpeed(localMs, player) {
         const meter = this.meter;
-        const steady = this.pulse === null && localMs >= this.quietUntilMs;
+        const steady = this.pulse === null && localMs >= this.quietUntilMs && Math.abs(player.rate - 1) < 1e-12;
         if (meter !== null && (meter.skip || !steady)) {
             meter.lastMs = localMs;
             meter.lastPosition = player.position;
