@@ -66,13 +66,19 @@ pub const MAX_PULSE_COST_S: f64 = 0.050;
 /// ahead by the time it expects that to take, starting from 150 ms...
 pub const INITIAL_SEEK_LEAD_S: f64 = 0.150;
 /// ... and learns it: after each seek, half of the error found on landing is added to
-/// the lead.
+/// the lead (also when the seek landed past the seek threshold: a lead that only
+/// learnt from seeks landing within it could never grow past it).
 pub const SEEK_LEAD_SMOOTHING: f64 = 0.5;
 /// The lead never grows past 2 s (a seek that slow is a buffering problem, not a
 /// latency to anticipate).
 pub const MAX_SEEK_LEAD_S: f64 = 2.0;
-/// After a seek, no other seek for 1 s: a seek that missed is corrected by nudging
-/// unless it is still off by the seek threshold a second later.
+/// Seeks of 10 s of video or more learn their own lead: they usually land outside what
+/// the player holds and take far longer (Chromium over a 3 MB/s link: 0.4-1.5 s against
+/// tens of ms), and one lead for both would send every short seek a second too far.
+pub const FAR_SEEK_S: f64 = 10.0;
+/// After a seek, no other seek for 1 s, except at the first check after it landed: a
+/// seek that landed off by the threshold or more is tried again at once (with the lead
+/// it just learnt); within the second after that, misses are nudged.
 pub const SEEK_COOLDOWN_MS: f64 = 1_000.0;
 
 /// Players do not play at exactly their rate against the local clock (audio clocks,
@@ -197,8 +203,12 @@ pub struct DriftController {
     config: DriftConfig,
     /// A seek was ordered and the next update is the first after it landed.
     seek_pending: bool,
+    /// The pending seek was a far one ([`FAR_SEEK_S`]); a retry of one that missed.
+    seek_far: bool,
+    seek_retry: bool,
     last_seek_ms: f64,
-    seek_lead: f64,
+    /// Leads for near and far seeks.
+    seek_lead: [f64; 2],
     speed: f64,
     speed_windows: u32,
     applied_speed: f64,
@@ -234,8 +244,10 @@ impl DriftController {
         Self {
             config,
             seek_pending: false,
+            seek_far: false,
+            seek_retry: false,
             last_seek_ms: f64::NEG_INFINITY,
-            seek_lead: INITIAL_SEEK_LEAD_S,
+            seek_lead: [INITIAL_SEEK_LEAD_S; 2],
             speed: 1.0,
             speed_windows: 0,
             applied_speed: 1.0,
@@ -276,9 +288,9 @@ impl DriftController {
     }
 
     /// How far ahead of the expected position a seek aims, in seconds of wall time
-    /// (multiplied by the party rate for video seconds).
-    pub fn seek_lead(&self) -> f64 {
-        self.seek_lead
+    /// (multiplied by the party rate for video seconds), for a near or a far seek.
+    pub fn seek_lead(&self, far: bool) -> f64 {
+        self.seek_lead[usize::from(far)]
     }
 
     /// The player's measured speed against the local clock (1.0 = exact).
@@ -304,7 +316,8 @@ impl DriftController {
     ///
     /// With `error = player.position - expected` (positive: ahead):
     /// - `|error| >= seek_threshold × party_rate` (and no seek in the last
-    ///   [`SEEK_COOLDOWN_MS`]): seek to `expected + seek_lead × party_rate`;
+    ///   [`SEEK_COOLDOWN_MS`], or this is the first check after one landed): seek to `expected + seek_lead × party_rate` (the near or
+    ///   the far lead, [`FAR_SEEK_S`]);
     /// - a pulse under way: keep its rate until the check nearest its end, then back to
     ///   the base rate;
     /// - within `rate_settle_ms` of a rate change: the base rate, the reading ignored;
@@ -338,13 +351,17 @@ impl DriftController {
         }
         self.last_update_ms = local_ms;
 
+        // The first check after a seek that was not itself a retry.
+        let landed = self.seek_pending && !self.seek_retry;
         if self.seek_pending {
             self.seek_pending = false;
             // The first check after a seek landed: what is left is how much the lead
-            // missed the buffering time by.
-            if error.abs() < cfg.seek_threshold * party_rate && party_rate > 0.0 {
-                let lead = self.seek_lead - SEEK_LEAD_SMOOTHING * error / party_rate;
-                self.seek_lead = lead.clamp(0.0, MAX_SEEK_LEAD_S);
+            // missed the buffering time by (unless it is more than a lead can be: then
+            // something else moved the player).
+            if error.abs() < MAX_SEEK_LEAD_S * party_rate && party_rate > 0.0 {
+                let lead = &mut self.seek_lead[usize::from(self.seek_far)];
+                *lead =
+                    (*lead - SEEK_LEAD_SMOOTHING * error / party_rate).clamp(0.0, MAX_SEEK_LEAD_S);
             }
         }
         if cfg.learn_speed {
@@ -356,8 +373,12 @@ impl DriftController {
         let base = self.base_rate(party_rate).clamp(lowest, highest);
 
         let seek_threshold = cfg.seek_threshold * party_rate.max(f64::MIN_POSITIVE);
-        if error.abs() >= seek_threshold && local_ms - self.last_seek_ms >= SEEK_COOLDOWN_MS {
+        if error.abs() >= seek_threshold
+            && (landed || local_ms - self.last_seek_ms >= SEEK_COOLDOWN_MS)
+        {
             self.seek_pending = true;
+            self.seek_retry = landed;
+            self.seek_far = error.abs() >= FAR_SEEK_S;
             self.last_seek_ms = local_ms;
             self.meter = None;
             self.errors.clear();
@@ -365,7 +386,7 @@ impl DriftController {
             self.ended = None;
             self.quiet_until_ms = f64::NEG_INFINITY;
             return DriftAction::Seek {
-                position: expected + self.seek_lead * party_rate,
+                position: expected + self.seek_lead[usize::from(self.seek_far)] * party_rate,
                 rate: base,
             };
         }

@@ -553,42 +553,69 @@ fn learns_a_players_own_speed() {
 }
 
 #[test]
-fn learns_the_seek_lead() {
-    // A player that takes 300 ms to resume after a seek.
+fn learns_the_seek_lead_of_near_and_far_seeks() {
+    // A player that takes 1 s to resume after a seek 100 s away (outside what it
+    // holds) and 50 ms after one 2 s away, in turns.
     let mut c = DriftController::default();
-    let mut seeks = Vec::new();
-    for round in 0..6 {
+    let (mut far, mut near) = (Vec::new(), Vec::new());
+    for round in 0..12 {
         c.reset();
-        let t = round as f64 * 10_000.0;
-        let DriftAction::Seek { position, .. } = c.update(t, at(0.0, PARTY), 100.0, PARTY) else {
+        let t = f64::from(round) * 10_000.0;
+        let (from, takes) = if round % 2 == 0 {
+            (0.0, 1.0)
+        } else {
+            (98.0, 0.05)
+        };
+        let DriftAction::Seek { position, .. } = c.update(t, at(from, PARTY), 100.0, PARTY) else {
             panic!("no seek");
         };
-        // Lands at `position` 300 ms later; checked at once.
-        let landed = c.update(t + 300.0, at(position, PARTY), 100.3, PARTY);
-        seeks.push(position - 100.3);
-        let _ = landed;
+        // Lands at `position` when it resumes; checked at once.
+        let _ = c.update(
+            t + takes * 1000.0,
+            at(position, PARTY),
+            100.0 + takes,
+            PARTY,
+        );
+        if round % 2 == 0 { &mut far } else { &mut near }.push(position - 100.0 - takes);
     }
-    // First seek lands 150 ms behind; the miss halves each time.
-    assert!((seeks[0] + 0.15).abs() < 1e-9);
-    assert!(seeks[5].abs() < 0.01, "{seeks:?}");
-    assert!((c.seek_lead() - 0.3).abs() < 0.01);
+    // The first of each lands off by its time less 150 ms; the miss halves each time,
+    // and neither kind of seek disturbs the other's lead.
+    assert!((far[0] + 0.85).abs() < 1e-9, "{far:?}");
+    assert!((near[0] - 0.1).abs() < 1e-9, "{near:?}");
+    assert!(
+        far[5].abs() < 0.03 && near[5].abs() < 0.005,
+        "{far:?} {near:?}"
+    );
+    assert!((c.seek_lead(true) - 1.0).abs() < 0.03);
+    assert!((c.seek_lead(false) - 0.05).abs() < 0.005);
 }
 
 #[test]
-fn a_missed_seek_is_nudged_not_repeated_at_once() {
+fn a_missed_seek_is_tried_again_once_then_nudged() {
     let mut c = DriftController::default();
     assert!(matches!(
         c.update(0.0, at(0.0, PARTY), 100.0, PARTY),
         DriftAction::Seek { .. }
     ));
-    // Landed 1 s behind (a very slow seek): inside the cooldown, nudge at most (the
-    // full nudge, trimmed to a whole number of the 300 ms intervals seen).
+    // Landed 1 s behind (a very slow seek): tried again at once, a near seek with the
+    // near lead (the far one learnt half the miss).
+    let DriftAction::Seek { position, .. } = c.update(300.0, at(99.3, PARTY), 100.3, PARTY) else {
+        panic!("no second seek");
+    };
+    assert!(
+        (position - (100.3 + INITIAL_SEEK_LEAD_S)).abs() < 1e-9,
+        "{position}"
+    );
+    assert!((c.seek_lead(true) - (INITIAL_SEEK_LEAD_S + 0.5)).abs() < 1e-9);
+    // That one lands 300 ms ahead: not retried again, and inside the cooldown: nudged
+    // (10% slower).
     assert!(matches!(
-        c.update(300.0, at(99.3, PARTY), 100.3, PARTY),
-        DriftAction::SetRate(r) if r > PARTY * (1.0 + 0.98 * MAX_NUDGE) && r <= PARTY * (1.0 + MAX_NUDGE)
+        c.update(700.0, at(101.0, PARTY), 100.7, PARTY),
+        DriftAction::SetRate(r) if (r - PARTY * (1.0 - MAX_NUDGE)).abs() < 0.01
     ));
+    // Still off by the threshold after the cooldown: seeked.
     assert!(matches!(
-        c.update(1_000.0, at(100.1, 1.1), 101.0, PARTY),
+        c.update(1_400.0, at(101.8, 0.9), 101.4, PARTY),
         DriftAction::Seek { .. }
     ));
 }

@@ -206,6 +206,10 @@ fn drift_scenarios(rng: &mut Rng) -> Vec<Value> {
                 if i % 61 == 30 {
                     position += rng.range(-0.06, 0.06);
                 }
+                if i % 150 == 75 {
+                    // Someone else seeked far: a far seek back.
+                    position += rng.range(15.0, 40.0);
+                }
                 let expected = (local - start) / 1000.0 * party_rate;
                 if i % 97 == 0 {
                     c.reset();
@@ -234,7 +238,7 @@ fn drift_scenarios(rng: &mut Rng) -> Vec<Value> {
                     "expected": expected, "party_rate": party_rate,
                     "action": action_json(action),
                     "base_rate": c.base_rate(party_rate),
-                    "seek_lead": c.seek_lead(),
+                    "seek_lead": [c.seek_lead(false), c.seek_lead(true)],
                     "speed": c.player_speed(),
                     "pulse_cost": c.pulse_cost(),
                     "check_interval": c.check_interval(),

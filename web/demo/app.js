@@ -426,8 +426,12 @@ video.addEventListener("playing", () => {
     room.send("ready");
   }
 });
+// A seek landed: check at once (the first check after a seek learns the seek lead and
+// may try once more; events, unlike timers, are not slowed in hidden tabs).
 video.addEventListener("seeked", () => {
-  if (room) room.syncSeeking = false;
+  if (!room) return;
+  room.syncSeeking = false;
+  room.check();
 });
 video.addEventListener("error", () => {
   // A signed link lasts 5 minutes: ask for a new one and carry on where we were.

@@ -153,6 +153,7 @@ export const MAX_PULSE_COST_S = 0.05;
 export const INITIAL_SEEK_LEAD_S = 0.15;
 export const SEEK_LEAD_SMOOTHING = 0.5;
 export const MAX_SEEK_LEAD_S = 2.0;
+export const FAR_SEEK_S = 10.0;
 export const SEEK_COOLDOWN_MS = 1_000;
 export const SPEED_WINDOW_S = 4.0;
 export const SPEED_SMOOTHING = 0.3;
@@ -188,7 +189,9 @@ export class DriftController {
     config;
     seekPending = false;
     lastSeekMs = -Infinity;
-    lead = INITIAL_SEEK_LEAD_S;
+    seekFar = false;
+    seekRetry = false;
+    lead = [INITIAL_SEEK_LEAD_S, INITIAL_SEEK_LEAD_S];
     speed = 1.0;
     speedWindows = 0;
     appliedSpeed = 1.0;
@@ -216,8 +219,8 @@ export class DriftController {
     baseRate(partyRate) {
         return partyRate / this.appliedSpeed;
     }
-    seekLead() {
-        return this.lead;
+    seekLead(far) {
+        return this.lead[far ? 1 : 0];
     }
     playerSpeed() {
         return this.speed;
@@ -237,11 +240,12 @@ export class DriftController {
             this.intervalMs = since;
         }
         this.lastUpdateMs = localMs;
+        const landed = this.seekPending && !this.seekRetry;
         if (this.seekPending) {
             this.seekPending = false;
-            if (Math.abs(error) < cfg.seek_threshold * partyRate && partyRate > 0) {
-                const lead = this.lead - (SEEK_LEAD_SMOOTHING * error) / partyRate;
-                this.lead = clamp(lead, 0, MAX_SEEK_LEAD_S);
+            if (Math.abs(error) < MAX_SEEK_LEAD_S * partyRate && partyRate > 0) {
+                const k = this.seekFar ? 1 : 0;
+                this.lead[k] = clamp(this.lead[k] - (SEEK_LEAD_SMOOTHING * error) / partyRate, 0, MAX_SEEK_LEAD_S);
             }
         }
         if (cfg.learn_speed) {
@@ -251,15 +255,17 @@ export class DriftController {
         const highest = partyRate * (1 + cfg.max_nudge);
         const base = clamp(this.baseRate(partyRate), lowest, highest);
         const seekThreshold = cfg.seek_threshold * Math.max(partyRate, F64_MIN_POSITIVE);
-        if (Math.abs(error) >= seekThreshold && localMs - this.lastSeekMs >= SEEK_COOLDOWN_MS) {
+        if (Math.abs(error) >= seekThreshold && (landed || localMs - this.lastSeekMs >= SEEK_COOLDOWN_MS)) {
             this.seekPending = true;
+            this.seekRetry = landed;
+            this.seekFar = Math.abs(error) >= FAR_SEEK_S;
             this.lastSeekMs = localMs;
             this.meter = null;
             this.errors = [];
             this.pulse = null;
             this.ended = null;
             this.quietUntilMs = -Infinity;
-            return { kind: "seek", position: expected + this.lead * partyRate, rate: base };
+            return { kind: "seek", position: expected + this.lead[this.seekFar ? 1 : 0] * partyRate, rate: base };
         }
         let rate;
         const pulse = this.pulse;

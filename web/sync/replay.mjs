@@ -97,7 +97,7 @@ vectors.drift.forEach((scenario, n) => {
     const action = c.update(step.local, step.player, step.expected, step.party_rate);
     check(`${where} action`, action, step.action);
     check(`${where} base_rate`, c.baseRate(step.party_rate), step.base_rate);
-    check(`${where} seek_lead`, c.seekLead(), step.seek_lead);
+    check(`${where} seek_lead`, [c.seekLead(false), c.seekLead(true)], step.seek_lead);
     check(`${where} speed`, c.playerSpeed(), step.speed);
     check(`${where} pulse_cost`, c.pulseCost(), step.pulse_cost);
     check(`${where} check_interval`, c.checkInterval(), step.check_interval);

@@ -197,6 +197,7 @@ export const MAX_PULSE_COST_S = 0.05;
 export const INITIAL_SEEK_LEAD_S = 0.15;
 export const SEEK_LEAD_SMOOTHING = 0.5;
 export const MAX_SEEK_LEAD_S = 2.0;
+export const FAR_SEEK_S = 10.0;
 export const SEEK_COOLDOWN_MS = 1_000;
 export const SPEED_WINDOW_S = 4.0;
 export const SPEED_SMOOTHING = 0.3;
@@ -274,7 +275,9 @@ function copysign(v: number, sign: number): number {
 export class DriftController {
   private seekPending = false;
   private lastSeekMs = -Infinity;
-  private lead = INITIAL_SEEK_LEAD_S;
+  private seekFar = false;
+  private seekRetry = false;
+  private lead: [number, number] = [INITIAL_SEEK_LEAD_S, INITIAL_SEEK_LEAD_S];
   private speed = 1.0;
   private speedWindows = 0;
   private appliedSpeed = 1.0;
@@ -304,8 +307,8 @@ export class DriftController {
     return partyRate / this.appliedSpeed;
   }
 
-  seekLead(): number {
-    return this.lead;
+  seekLead(far: boolean): number {
+    return this.lead[far ? 1 : 0];
   }
 
   playerSpeed(): number {
@@ -331,11 +334,12 @@ export class DriftController {
     }
     this.lastUpdateMs = localMs;
 
+    const landed = this.seekPending && !this.seekRetry;
     if (this.seekPending) {
       this.seekPending = false;
-      if (Math.abs(error) < cfg.seek_threshold * partyRate && partyRate > 0) {
-        const lead = this.lead - (SEEK_LEAD_SMOOTHING * error) / partyRate;
-        this.lead = clamp(lead, 0, MAX_SEEK_LEAD_S);
+      if (Math.abs(error) < MAX_SEEK_LEAD_S * partyRate && partyRate > 0) {
+        const k = this.seekFar ? 1 : 0;
+        this.lead[k] = clamp(this.lead[k] - (SEEK_LEAD_SMOOTHING * error) / partyRate, 0, MAX_SEEK_LEAD_S);
       }
     }
     if (cfg.learn_speed) {
@@ -347,15 +351,17 @@ export class DriftController {
     const base = clamp(this.baseRate(partyRate), lowest, highest);
 
     const seekThreshold = cfg.seek_threshold * Math.max(partyRate, F64_MIN_POSITIVE);
-    if (Math.abs(error) >= seekThreshold && localMs - this.lastSeekMs >= SEEK_COOLDOWN_MS) {
+    if (Math.abs(error) >= seekThreshold && (landed || localMs - this.lastSeekMs >= SEEK_COOLDOWN_MS)) {
       this.seekPending = true;
+      this.seekRetry = landed;
+      this.seekFar = Math.abs(error) >= FAR_SEEK_S;
       this.lastSeekMs = localMs;
       this.meter = null;
       this.errors = [];
       this.pulse = null;
       this.ended = null;
       this.quietUntilMs = -Infinity;
-      return { kind: "seek", position: expected + this.lead * partyRate, rate: base };
+      return { kind: "seek", position: expected + this.lead[this.seekFar ? 1 : 0] * partyRate, rate: base };
     }
 
     let rate: number;

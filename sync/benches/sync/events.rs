@@ -18,10 +18,35 @@ pub(crate) enum Msg {
         t1: f64,
         t2: f64,
     },
+    /// Ours: a playback state (`seq` orders them).
     State {
         state: PlaybackState,
+        seq: u64,
         server_time: f64,
         change: bool,
+    },
+    /// Jellyfin's group commands.
+    Jellyfin(JfCommand),
+    /// CyTube's media update.
+    CyTube {
+        time: f64,
+        paused: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum JfCommand {
+    /// Play from `position` at server time `when` (ms).
+    Unpause {
+        when: f64,
+        position: f64,
+    },
+    Pause {
+        position: f64,
+    },
+    /// Pause, seek, and report ready.
+    Seek {
+        position: f64,
     },
 }
 
@@ -31,11 +56,23 @@ pub(crate) enum Ev {
     Heartbeat,
     Sample,
     Join(usize),
+    /// A member's timer: our check, or Jellyfin's `timeupdate`.
     Tick(usize),
     SyncDue(usize),
     AtServer(usize, f64),
     AtMember(usize, Msg),
     SeekLands(usize, u64),
+    RateLands(usize, u64),
+    Started(usize, u64),
+    /// Ours: a held state's instant (its `seq`).
+    ApplyHeld(usize, u64),
+    /// Jellyfin: a scheduled unpause, the end of a speed correction, re-enabling
+    /// sync correction (each with the command number it belongs to).
+    JfUnpause(usize, u64),
+    JfSpeedEnds(usize, u64),
+    JfEnable(usize, u64),
+    /// Jellyfin: a member reports ready to the server.
+    JfReady(usize),
 }
 
 pub(crate) struct Queued {

@@ -1,7 +1,8 @@
 //! Playback-sync simulation: one server and 50 members, each following the client
-//! algorithm of `wp_sync` (or a baseline), through skewed clocks, slow
-//! and jittery links and imperfect players. Deterministic (seeded), discrete-event,
-//! a few seconds of CPU for everything.
+//! algorithm of `wp_sync` (or Jellyfin's, or CyTube's), through skewed clocks, slow
+//! and jittery links, and players that behave as Chromium's did when measured
+//! (rate changes landing late and setting the player back, noisy `currentTime` off
+//! 1×, slow starts and seeks, hidden tabs). Deterministic (seeded), discrete-event.
 //!
 //! Run: `cargo bench -p watch-party-sync --bench sync`
 //! Knobs (environment): BENCH_SEEDS (default 8: runs pooled per scenario),
@@ -29,10 +30,10 @@ use crate::{actors::*, events::*, model::*};
 
 #[derive(Debug, Default)]
 struct Outcome {
-    /// max - min of the members' true positions, per sample, ms.
-    spreads: Vec<f64>,
-    /// |member - server|, per member and sample, ms.
-    errors: Vec<f64>,
+    /// (time, max - min of the positions of the members whose picture moves), ms.
+    samples: Vec<(f64, f64)>,
+    /// When each change was made, and whether it was a pause.
+    changes: Vec<(f64, bool)>,
     /// |estimated server clock - server clock|, per member and sample, ms (ours).
     clock_errors: Vec<f64>,
     seeks: u64,
@@ -41,282 +42,667 @@ struct Outcome {
     member_minutes: f64,
 }
 
-impl Outcome {
-    fn merge(&mut self, other: Outcome) {
-        self.spreads.extend(other.spreads);
-        self.errors.extend(other.errors);
-        self.clock_errors.extend(other.clock_errors);
-        self.seeks += other.seeks;
-        self.rate_changes += other.rate_changes;
-        self.resyncs += other.resyncs;
-        self.member_minutes += other.member_minutes;
-    }
-}
-
 fn server_ms(t: f64) -> f64 {
     (EPOCH + t).floor()
 }
 
-fn run(scn: &Scenario, algo: Algo, members: usize, seed: u64) -> Outcome {
-    let (config, estimator) = match algo {
-        Algo::Ours(c, e) => (c, e),
-        Algo::Naive => (DriftConfig::default(), ClockEstimator::default()),
-    };
-    let mut setup = Rng::new(seed.wrapping_mul(1_000_003));
-    let mut ms: Vec<Member> = (0..members)
-        .map(|i| {
-            Member::new(
-                scn,
-                &mut setup,
-                seed.wrapping_mul(7_919).wrapping_add(i as u64),
-                config,
-                estimator,
-            )
-        })
-        .collect();
-    let mut state = PlaybackState {
-        status: PlaybackStatus::Paused,
-        position: 0.0,
-        rate: 1.0,
-        updated_at: server_ms(0.0) as i64,
-    };
-    let mut q = Queue::default();
-    for (i, m) in ms.iter().enumerate() {
-        q.push(m.join_at, Ev::Join(i));
-    }
-    for (i, (at, _)) in TIMELINE.iter().enumerate() {
-        q.push(at * 1000.0, Ev::Control(i));
-    }
-    q.push(HEARTBEAT_MS, Ev::Heartbeat);
-    q.push(0.0, Ev::Sample);
+struct Sim<'a> {
+    scn: &'a Scenario,
+    algo: Algo,
+    timeline: &'static [(f64, Control)],
+    ms: Vec<Member>,
+    q: Queue,
+    out: Outcome,
+    /// Ours: the server's playback state and its number.
+    state: PlaybackState,
+    seq: u64,
+    /// Jellyfin and CyTube: the server's position at `since` (playing) or for good.
+    position: f64,
+    since: Option<f64>,
+    /// Jellyfin: the group waits for members to be ready after a seek.
+    waiting: bool,
+    ready: Vec<bool>,
+    /// Any algorithm: the picture should move from this time on.
+    playing_since: Option<f64>,
+}
 
-    let mut out = Outcome::default();
-    let mut last_control = f64::NEG_INFINITY;
-    let mut positions = Vec::with_capacity(members);
-
-    while let Some((t, ev)) = q.pop() {
-        if t > END_MS {
-            break;
+impl Sim<'_> {
+    fn server_position(&self, t: f64) -> f64 {
+        match self.since {
+            Some(s) if t > s => self.position + (t - s) / 1000.0,
+            _ => self.position,
         }
-        match ev {
-            Ev::Control(i) => {
-                let now = server_ms(t);
+    }
+
+    /// The slowest joined member's round trip, as the server measures it.
+    fn slowest(&self) -> f64 {
+        self.ms
+            .iter()
+            .filter(|m| m.joined)
+            .map(|m| m.round_trip(self.scn))
+            .fold(0.0, f64::max)
+    }
+
+    fn send(&mut self, i: usize, t: f64, msg: Msg) {
+        let at = self.ms[i].arrive_down(t, self.scn);
+        self.q.push(at, Ev::AtMember(i, msg));
+    }
+
+    fn broadcast(&mut self, t: f64, msg: Msg) {
+        for i in 0..self.ms.len() {
+            if self.ms[i].joined {
+                self.send(i, t, msg);
+            }
+        }
+    }
+
+    // ---- the server ----
+
+    fn control(&mut self, t: f64, i: usize) {
+        let control = self.timeline[i].1;
+        self.out.changes.push((t, control == Control::Pause));
+        let now = server_ms(t);
+        match self.algo {
+            Algo::Ours(..) => {
+                let margin = (self.slowest() + 20.0).clamp(40.0, 1_000.0);
+                let at = now + margin;
                 let mut next = PlaybackState {
-                    position: expected_position(&state, now),
-                    updated_at: now as i64,
-                    ..state
+                    position: expected_position(&self.state, at),
+                    updated_at: at as i64,
+                    ..self.state
                 };
-                match TIMELINE[i].1 {
+                match control {
                     Control::Play => next.status = PlaybackStatus::Playing,
                     Control::Pause => next.status = PlaybackStatus::Paused,
                     Control::Seek(p) => next.position = p,
                     Control::Rate(r) => next.rate = r,
                 }
-                state = next;
-                last_control = t;
-                for (j, m) in ms.iter_mut().enumerate().filter(|(_, m)| m.joined) {
-                    let msg = Msg::State {
-                        state,
-                        server_time: now,
-                        change: true,
-                    };
-                    q.push(m.arrive_down(t, scn), Ev::AtMember(j, msg));
-                }
-            }
-            Ev::Heartbeat => {
-                for (j, m) in ms.iter_mut().enumerate().filter(|(_, m)| m.joined) {
-                    let msg = Msg::State {
-                        state,
-                        server_time: server_ms(t),
-                        change: false,
-                    };
-                    q.push(m.arrive_down(t, scn), Ev::AtMember(j, msg));
-                }
-                q.push(t + HEARTBEAT_MS, Ev::Heartbeat);
-            }
-            Ev::Sample => {
-                let settled = t >= last_control + SETTLE_MS && t >= JOIN_SPREAD_MS + SETTLE_MS;
-                if settled && state.status == PlaybackStatus::Playing {
-                    let truth = expected_position(&state, EPOCH + t);
-                    positions.clear();
-                    positions.extend(ms.iter().map(|m| m.player.position(t)));
-                    let lo = positions.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = positions.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    out.spreads.push((hi - lo) * 1000.0);
-                    out.errors
-                        .extend(positions.iter().map(|p| (p - truth).abs() * 1000.0));
-                    out.clock_errors.extend(ms.iter().filter_map(|m| {
-                        let estimate = m.clock.server_now(m.local(t))?;
-                        Some((estimate - (EPOCH + t)).abs())
-                    }));
-                }
-                q.push(t + SAMPLE_MS, Ev::Sample);
-            }
-            Ev::Join(i) => {
-                let m = &mut ms[i];
-                m.joined = true;
-                m.schedule = SyncSchedule::new(m.local(t));
+                self.playing_since = match (next.status, self.playing_since) {
+                    (PlaybackStatus::Playing, Some(s)) => Some(s),
+                    (PlaybackStatus::Playing, None) => Some(t + margin),
+                    _ => None,
+                };
+                self.state = next;
+                self.seq += 1;
                 let msg = Msg::State {
-                    state,
-                    server_time: server_ms(t),
+                    state: next,
+                    seq: self.seq,
+                    server_time: now,
                     change: true,
                 };
-                // The join frame is answered by the server after the upgrade: one trip.
-                let at_server = m.arrive_up(t, scn);
-                q.push(m.arrive_down(at_server, scn), Ev::AtMember(i, msg));
-                if matches!(algo, Algo::Ours(..)) {
-                    q.push(t, Ev::SyncDue(i));
-                }
-                q.push(t + m.rng.range(0.0, CHECK_INTERVAL_MS), Ev::Tick(i));
+                self.broadcast(t, msg);
             }
-            Ev::SyncDue(i) => {
-                let m = &mut ms[i];
-                let local = m.local(t);
-                if m.schedule.poll(local) {
-                    let at = m.arrive_up(t, scn);
-                    q.push(at, Ev::AtServer(i, local));
-                }
-                let next = m.sim_time(m.schedule.next_at()).max(t + 1.0);
-                q.push(next, Ev::SyncDue(i));
-            }
-            Ev::AtServer(i, t0) => {
-                let m = &mut ms[i];
-                let t1 = server_ms(t);
-                let sent = t + m.rng.range(0.0, SERVER_PROCESSING_MS);
-                let t2 = server_ms(sent);
-                let at = m.arrive_down(sent, scn);
-                q.push(at, Ev::AtMember(i, Msg::SyncResponse { t0, t1, t2 }));
-            }
-            Ev::AtMember(i, msg) => {
-                let m = &mut ms[i];
-                let local = m.local(t);
-                match (msg, algo) {
-                    (Msg::SyncResponse { t0, t1, t2 }, _) => {
-                        m.clock.add_sample(t0, t1, t2, local);
+            Algo::Jellyfin { .. } => {
+                let position = self.server_position(t);
+                match control {
+                    Control::Play => {
+                        let delay = self.slowest().max(500.0);
+                        self.since = Some(t + delay);
+                        self.playing_since = self.since;
+                        let cmd = JfCommand::Unpause {
+                            when: now + delay,
+                            position: self.position,
+                        };
+                        self.broadcast(t, Msg::Jellyfin(cmd));
                     }
-                    (
-                        Msg::State {
-                            state,
-                            server_time,
-                            change,
-                        },
-                        Algo::Ours(..),
-                    ) => {
-                        if !m.clock.is_consistent(server_time, local) {
-                            m.clock.clear();
-                            m.schedule.burst(local);
-                            m.resyncs += 1;
-                            q.push(t, Ev::SyncDue(i));
-                        }
-                        if change {
-                            m.ctrl.reset();
-                        }
-                        m.state = Some(state);
-                        if let Some(seek) = apply_state(m, t, &state) {
-                            q.push(seek.0, Ev::SeekLands(i, seek.1));
-                        }
-                        if let Some(seek) = control(m, t) {
-                            q.push(seek.0, Ev::SeekLands(i, seek.1));
-                        }
+                    Control::Pause => {
+                        self.position = position;
+                        self.since = None;
+                        self.playing_since = None;
+                        self.broadcast(t, Msg::Jellyfin(JfCommand::Pause { position }));
                     }
-                    (
-                        Msg::State {
-                            state, server_time, ..
-                        },
-                        Algo::Naive,
-                    ) => {
-                        if let Some(seek) = naive(m, t, &state, server_time) {
-                            q.push(seek.0, Ev::SeekLands(i, seek.1));
-                        }
+                    Control::Seek(p) => {
+                        self.position = p;
+                        self.since = None;
+                        self.playing_since = None;
+                        self.waiting = true;
+                        self.ready.iter_mut().for_each(|r| *r = false);
+                        self.broadcast(t, Msg::Jellyfin(JfCommand::Seek { position: p }));
                     }
+                    Control::Rate(_) => unreachable!("Jellyfin has no party rate"),
                 }
             }
-            Ev::Tick(i) => {
-                let m = &mut ms[i];
-                // The player's own speed wanders.
-                m.player.rebase(t);
-                let step = SPEED_WANDER_PER_MIN * (CHECK_INTERVAL_MS / 60_000.0).sqrt();
-                m.player.speed = (m.player.speed + step * m.rng.normal())
-                    .clamp(1.0 - SPEED_LIMIT, 1.0 + SPEED_LIMIT);
-                if matches!(algo, Algo::Ours(..))
-                    && let Some(seek) = control(m, t)
-                {
-                    q.push(seek.0, Ev::SeekLands(i, seek.1));
+            Algo::CyTube => {
+                self.position = self.server_position(t);
+                match control {
+                    Control::Play => self.since = Some(t),
+                    Control::Pause => self.since = None,
+                    Control::Seek(p) => {
+                        self.position = p;
+                        self.since = self.since.map(|_| t);
+                    }
+                    Control::Rate(_) => unreachable!("CyTube has no party rate"),
                 }
-                q.push(t + CHECK_INTERVAL_MS, Ev::Tick(i));
+                self.playing_since = self.since;
+                let msg = Msg::CyTube {
+                    time: self.position,
+                    paused: self.since.is_none(),
+                };
+                self.broadcast(t, msg);
             }
-            Ev::SeekLands(i, seq) => ms[i].player.land(t, seq),
         }
     }
-    for m in &ms {
+
+    fn heartbeat(&mut self, t: f64) {
+        match self.algo {
+            Algo::Ours(..) => {
+                let msg = Msg::State {
+                    state: self.state,
+                    seq: self.seq,
+                    server_time: server_ms(t),
+                    change: false,
+                };
+                self.broadcast(t, msg);
+            }
+            Algo::CyTube => {
+                let msg = Msg::CyTube {
+                    time: self.server_position(t),
+                    paused: self.since.is_none(),
+                };
+                self.broadcast(t, msg);
+            }
+            Algo::Jellyfin { .. } => {}
+        }
+    }
+
+    fn jellyfin_ready(&mut self, t: f64, i: usize) {
+        self.ready[i] = true;
+        let all = self
+            .ms
+            .iter()
+            .zip(&self.ready)
+            .all(|(m, r)| !m.joined || *r);
+        if self.waiting && all {
+            self.waiting = false;
+            let delay = self.slowest().max(500.0);
+            self.since = Some(t + delay);
+            self.playing_since = self.since;
+            let cmd = JfCommand::Unpause {
+                when: server_ms(t) + delay,
+                position: self.position,
+            };
+            self.broadcast(t, Msg::Jellyfin(cmd));
+        }
+    }
+
+    fn join(&mut self, t: f64, i: usize) {
+        let m = &mut self.ms[i];
+        m.joined = true;
+        m.schedule = SyncSchedule::new(m.local(t));
+        let phase = m.rng.range(0.0, CHECK_INTERVAL_MS);
+        self.q.push(t + phase, Ev::Tick(i));
+        if !matches!(self.algo, Algo::CyTube) {
+            self.q.push(t, Ev::SyncDue(i));
+        }
+        // The join is answered after the upgrade: one trip up first.
+        let at_server = self.ms[i].arrive_up(t, self.scn);
+        let msg = match self.algo {
+            Algo::Ours(..) => Msg::State {
+                state: self.state,
+                seq: self.seq,
+                server_time: server_ms(at_server),
+                change: true,
+            },
+            Algo::Jellyfin { .. } => Msg::Jellyfin(match self.since {
+                Some(s) => JfCommand::Unpause {
+                    when: server_ms(s),
+                    position: self.position,
+                },
+                None => JfCommand::Pause {
+                    position: self.position,
+                },
+            }),
+            Algo::CyTube => Msg::CyTube {
+                time: self.server_position(at_server),
+                paused: self.since.is_none(),
+            },
+        };
+        self.send(i, at_server, msg);
+    }
+
+    fn sync_due(&mut self, t: f64, i: usize) {
+        let scn = self.scn;
+        let m = &mut self.ms[i];
+        let local = m.local(t);
+        match self.algo {
+            Algo::Ours(..) => {
+                if m.schedule.poll(local) {
+                    let at = m.arrive_up(t, scn);
+                    self.q.push(at, Ev::AtServer(i, local));
+                }
+                let next = m.sim_time(m.schedule.next_at()).max(t + 1.0);
+                self.q.push(next, Ev::SyncDue(i));
+            }
+            Algo::Jellyfin { .. } => {
+                // Four pings a second apart, then one a minute (TimeSync.js).
+                let at = m.arrive_up(t, scn);
+                self.q.push(at, Ev::AtServer(i, local));
+                m.jf.pings += 1;
+                let every = if m.jf.pings < 4 { 1_000.0 } else { 60_000.0 };
+                self.q.push(t + every, Ev::SyncDue(i));
+            }
+            Algo::CyTube => {}
+        }
+    }
+
+    fn sync_request(&mut self, t: f64, i: usize, t0: f64) {
+        let t1 = server_ms(t);
+        let sent = t + self.ms[i].rng.range(0.0, SERVER_PROCESSING_MS);
+        let t2 = server_ms(sent);
+        self.send(i, sent, Msg::SyncResponse { t0, t1, t2 });
+    }
+
+    fn sample(&mut self, t: f64) {
+        if self.playing_since.is_some_and(|s| t >= s) {
+            let (mut lo, mut hi, mut n) = (f64::INFINITY, f64::NEG_INFINITY, 0);
+            for m in self.ms.iter().filter(|m| m.joined && m.player.moving()) {
+                let p = m.player.position(t);
+                lo = lo.min(p);
+                hi = hi.max(p);
+                n += 1;
+            }
+            if n >= 2 {
+                self.out.samples.push((t, (hi - lo) * 1000.0));
+            }
+            if matches!(self.algo, Algo::Ours(..)) {
+                let errors = self.ms.iter().filter(|m| m.joined).filter_map(|m| {
+                    let estimate = m.clock.server_now(m.local(t))?;
+                    Some((estimate - (EPOCH + t)).abs())
+                });
+                self.out.clock_errors.extend(errors);
+            }
+        }
+        self.q.push(t + SAMPLE_MS, Ev::Sample);
+    }
+
+    // ---- a member's player ----
+
+    fn set_rate(&mut self, t: f64, i: usize, rate: f64) {
+        let m = &mut self.ms[i];
+        if (rate - m.player.set).abs() > 1e-12 {
+            let (at, seq) = m.player.set_rate(t, rate, &mut m.rng);
+            m.rate_changes += 1;
+            self.q.push(at, Ev::RateLands(i, seq));
+        }
+    }
+    fn seek(&mut self, t: f64, i: usize, target: f64) {
+        let m = &mut self.ms[i];
+        let (at, seq) = m.player.start_seek(t, target, &mut m.rng);
+        m.seeks += 1;
+        self.q.push(at, Ev::SeekLands(i, seq));
+    }
+    fn play(&mut self, t: f64, i: usize) {
+        let m = &mut self.ms[i];
+        if let Some((at, seq)) = m.player.play(t, &mut m.rng) {
+            self.q.push(at, Ev::Started(i, seq));
+        }
+    }
+    fn pause_at(&mut self, t: f64, i: usize, position: f64) {
+        self.ms[i].player.pause(t);
+        if (self.ms[i].player.position(t) - position).abs() > 0.000_5 {
+            self.seek(t, i, position);
+        }
+    }
+
+    // ---- ours ----
+
+    fn ours_state(
+        &mut self,
+        t: f64,
+        i: usize,
+        state: PlaybackState,
+        seq: u64,
+        sent: f64,
+        change: bool,
+    ) {
+        let m = &mut self.ms[i];
+        let local = m.local(t);
+        if !m.clock.is_consistent(sent, local) {
+            m.clock.clear();
+            m.schedule.burst(local);
+            m.resyncs += 1;
+            self.q.push(t, Ev::SyncDue(i));
+        }
+        let known = m.state.map_or(0, |s| s.1).max(m.held.map_or(0, |s| s.1));
+        let first = m.state.is_none() && m.held.is_none();
+        if !first && (seq < known || (seq == known && !change)) {
+            return;
+        }
+        if let Some(offset) = m.clock.offset()
+            && state.updated_at as f64 > local + offset
+        {
+            // Not begun: held until its instant, the previous state followed till then.
+            let at = m.sim_time(state.updated_at as f64 - offset);
+            m.held = Some((state, seq));
+            self.q.push(at.max(t), Ev::ApplyHeld(i, seq));
+            if m.state.is_none() {
+                let paused = PlaybackState {
+                    status: PlaybackStatus::Paused,
+                    ..state
+                };
+                self.ours_apply(t, i, paused, 0);
+            }
+        } else {
+            m.held = None;
+            self.ours_apply(t, i, state, seq);
+        }
+    }
+
+    fn ours_apply(&mut self, t: f64, i: usize, state: PlaybackState, seq: u64) {
+        self.ms[i].state = Some((state, seq));
+        self.ms[i].ctrl.reset();
+        if state.status == PlaybackStatus::Playing {
+            let base = self.ms[i].ctrl.base_rate(state.rate);
+            self.set_rate(t, i, base);
+            self.play(t, i);
+            self.ours_check(t, i);
+        } else {
+            self.pause_at(t, i, state.position);
+        }
+    }
+
+    /// One check of the drift controller, when there is something to check.
+    fn ours_check(&mut self, t: f64, i: usize) {
+        let m = &mut self.ms[i];
+        let Some((state, _)) = m.state else { return };
+        if state.status != PlaybackStatus::Playing || !m.player.moving() {
+            return;
+        }
+        let local = m.local(t);
+        let Some(server_now) = m.clock.server_now(local) else {
+            return;
+        };
+        let reading = PlayerReading {
+            position: m.player.read(t, &mut m.rng),
+            rate: m.player.set,
+        };
+        let expected = expected_position(&state, server_now);
+        match m.ctrl.update(local, reading, expected, state.rate) {
+            DriftAction::Keep => {}
+            DriftAction::SetRate(r) => self.set_rate(t, i, r),
+            DriftAction::Seek { position, rate } => {
+                self.set_rate(t, i, rate);
+                self.seek(t, i, position);
+            }
+        }
+    }
+
+    // ---- Jellyfin (PlaybackCore.js) ----
+
+    fn jellyfin_command(&mut self, t: f64, i: usize, cmd: JfCommand) {
+        let m = &mut self.ms[i];
+        m.jf.number += 1;
+        m.jf.command = Some(cmd);
+        m.jf.enabled = false;
+        m.jf.seek_on_start = None;
+        let number = m.jf.number;
+        let local = m.local(t);
+        let offset = m.clock.offset().unwrap_or(0.0);
+        // clearScheduledCommand: back to 1×.
+        self.set_rate(t, i, 1.0);
+        match cmd {
+            JfCommand::Unpause { when, position } => {
+                let remote = local + offset;
+                if when > remote {
+                    if self.ms[i].player.position(t) - position > 0.4 {
+                        self.seek(t, i, position);
+                    }
+                    let at = self.ms[i].sim_time(when - offset);
+                    self.q.push(at, Ev::JfUnpause(i, number));
+                } else {
+                    // Late: play now, seek to where the group is once playing (the
+                    // estimate is not recomputed).
+                    self.ms[i].jf.seek_on_start = Some(position + (remote - when) / 1000.0);
+                    self.play(t, i);
+                    self.q.push(t + 1_500.0, Ev::JfEnable(i, number));
+                }
+            }
+            JfCommand::Pause { position } => self.pause_at(t, i, position),
+            JfCommand::Seek { position } => {
+                self.ms[i].jf.awaiting_ready = true;
+                self.pause_at(t, i, position);
+                if self.ms[i].player.seek.is_none() {
+                    self.jellyfin_report_ready(t, i);
+                }
+            }
+        }
+    }
+
+    fn jellyfin_report_ready(&mut self, t: f64, i: usize) {
+        let m = &mut self.ms[i];
+        m.jf.awaiting_ready = false;
+        let at = m.arrive_up(t, self.scn);
+        self.q.push(at, Ev::JfReady(i));
+    }
+
+    /// On `timeupdate`: syncPlaybackTime.
+    fn jellyfin_timeupdate(&mut self, t: f64, i: usize, correction: bool) {
+        let m = &mut self.ms[i];
+        let local = m.local(t);
+        let Some(JfCommand::Unpause { when, position }) = m.jf.command else {
+            return;
+        };
+        if !m.player.moving() || local - m.jf.last_sync < 1_500.0 {
+            return;
+        }
+        m.jf.last_sync = local;
+        if !(m.jf.enabled && correction) {
+            return;
+        }
+        let remote = local + m.clock.offset().unwrap_or(0.0);
+        let server_position = position + (remote - when) / 1000.0;
+        let current = m.player.read(t, &mut m.rng);
+        let diff = (server_position - current) * 1000.0;
+        let number = m.jf.number;
+        if diff.abs() >= 60.0 && diff.abs() < 3_000.0 {
+            // SpeedToSync: make up the difference in 1 s, or at 0.2× when far ahead.
+            let mut duration = 1_000.0;
+            if diff <= -duration * 0.2 {
+                duration = diff.abs() / 0.8;
+            }
+            m.jf.enabled = false;
+            self.set_rate(t, i, 1.0 + diff / duration);
+            self.q.push(t + duration, Ev::JfSpeedEnds(i, number));
+        } else if diff.abs() >= 400.0 {
+            m.jf.enabled = false;
+            self.seek(t, i, server_position);
+            self.q.push(t + 1_500.0, Ev::JfEnable(i, number));
+        }
+    }
+
+    // ---- CyTube (update.coffee, handleMediaUpdate) ----
+
+    fn cytube_update(&mut self, t: f64, i: usize, time: f64, paused: bool) {
+        const ACCURACY: f64 = 2.0;
+        if paused && !self.ms[i].player.paused {
+            self.ms[i].player.pause(t);
+            self.seek(t, i, time);
+            return;
+        }
+        if !paused && self.ms[i].player.paused {
+            self.play(t, i);
+        }
+        let diff = time - self.ms[i].player.position(t);
+        if diff > ACCURACY {
+            self.seek(t, i, time);
+        } else if diff < -ACCURACY {
+            // "Don't seek all the way back."
+            self.seek(t, i, time + 1.0);
+        }
+    }
+
+    // ---- the loop ----
+
+    fn member_message(&mut self, t: f64, i: usize, msg: Msg) {
+        match msg {
+            Msg::SyncResponse { t0, t1, t2 } => {
+                let m = &mut self.ms[i];
+                let local = m.local(t);
+                m.clock.add_sample(t0, t1, t2, local);
+            }
+            Msg::State {
+                state,
+                seq,
+                server_time,
+                change,
+            } => self.ours_state(t, i, state, seq, server_time, change),
+            Msg::Jellyfin(cmd) => self.jellyfin_command(t, i, cmd),
+            Msg::CyTube { time, paused } => self.cytube_update(t, i, time, paused),
+        }
+    }
+
+    fn tick(&mut self, t: f64, i: usize) {
+        let m = &mut self.ms[i];
+        let every = match self.algo {
+            Algo::Ours(..) => m.timer_ms(CHECK_INTERVAL_MS),
+            Algo::Jellyfin { .. } => m.timer_ms(TIMEUPDATE_MS),
+            Algo::CyTube => 1_000.0,
+        };
+        // The player's own speed wanders.
+        m.player.rebase(t);
+        let step = SPEED_WANDER_PER_MIN * (every / 60_000.0).sqrt();
+        m.player.speed =
+            (m.player.speed + step * m.rng.normal()).clamp(1.0 - SPEED_LIMIT, 1.0 + SPEED_LIMIT);
+        match self.algo {
+            Algo::Ours(..) => self.ours_check(t, i),
+            Algo::Jellyfin { correction } => self.jellyfin_timeupdate(t, i, correction),
+            Algo::CyTube => {}
+        }
+        self.q.push(t + every, Ev::Tick(i));
+    }
+
+    fn step(&mut self, t: f64, ev: Ev) {
+        match ev {
+            Ev::Control(i) => self.control(t, i),
+            Ev::Heartbeat => {
+                self.heartbeat(t);
+                self.q.push(t + HEARTBEAT_MS, Ev::Heartbeat);
+            }
+            Ev::Sample => self.sample(t),
+            Ev::Join(i) => self.join(t, i),
+            Ev::Tick(i) => self.tick(t, i),
+            Ev::SyncDue(i) => self.sync_due(t, i),
+            Ev::AtServer(i, t0) => self.sync_request(t, i, t0),
+            Ev::AtMember(i, msg) => self.member_message(t, i, msg),
+            Ev::SeekLands(i, seq) => {
+                self.ms[i].player.land(t, seq);
+                if self.ms[i].jf.awaiting_ready && self.ms[i].player.seek.is_none() {
+                    self.jellyfin_report_ready(t, i);
+                }
+                // Ours checks on `seeked` (events are not throttled in hidden tabs).
+                if matches!(self.algo, Algo::Ours(..)) {
+                    self.ours_check(t, i);
+                }
+            }
+            Ev::RateLands(i, seq) => self.ms[i].player.rate_lands(t, seq),
+            Ev::Started(i, seq) => {
+                self.ms[i].player.started(t, seq);
+                if let Some(target) = self.ms[i].jf.seek_on_start.take() {
+                    self.seek(t, i, target);
+                }
+                if matches!(self.algo, Algo::Ours(..)) {
+                    self.ours_check(t, i);
+                }
+            }
+            Ev::ApplyHeld(i, seq) => {
+                if let Some((state, held)) = self.ms[i].held
+                    && held == seq
+                {
+                    self.ms[i].held = None;
+                    self.ours_apply(t, i, state, seq);
+                }
+            }
+            Ev::JfUnpause(i, number) => {
+                if self.ms[i].jf.number == number {
+                    self.play(t, i);
+                    self.q.push(t + 1_500.0, Ev::JfEnable(i, number));
+                }
+            }
+            Ev::JfSpeedEnds(i, number) => {
+                if self.ms[i].jf.number == number {
+                    self.set_rate(t, i, 1.0);
+                    self.ms[i].jf.enabled = true;
+                }
+            }
+            Ev::JfEnable(i, number) => {
+                if self.ms[i].jf.number == number {
+                    self.ms[i].jf.enabled = true;
+                }
+            }
+            Ev::JfReady(i) => self.jellyfin_ready(t, i),
+        }
+    }
+}
+
+fn run(
+    scn: &Scenario,
+    algo: Algo,
+    timeline: &'static [(f64, Control)],
+    members: usize,
+    seed: u64,
+) -> Outcome {
+    let (config, estimator) = match algo {
+        Algo::Ours(c, e) => (c, e),
+        // Jellyfin keeps the lowest-delay of its last 8 pings.
+        Algo::Jellyfin { .. } => (DriftConfig::default(), ClockEstimator::MinDelay),
+        Algo::CyTube => (DriftConfig::default(), ClockEstimator::default()),
+    };
+    let mut setup = Rng::new(seed.wrapping_mul(1_000_003));
+    let ms: Vec<Member> = (0..members)
+        .map(|i| {
+            Member::new(
+                scn,
+                &mut setup,
+                seed.wrapping_mul(7_919).wrapping_add(i as u64),
+                i,
+                config,
+                estimator,
+            )
+        })
+        .collect();
+    let mut sim = Sim {
+        scn,
+        algo,
+        timeline,
+        ready: vec![false; members],
+        ms,
+        q: Queue::default(),
+        out: Outcome::default(),
+        state: PlaybackState {
+            status: PlaybackStatus::Paused,
+            position: 0.0,
+            rate: 1.0,
+            updated_at: server_ms(0.0) as i64,
+        },
+        seq: 1,
+        position: 0.0,
+        since: None,
+        waiting: false,
+        playing_since: None,
+    };
+    for i in 0..members {
+        let at = sim.ms[i].join_at;
+        sim.q.push(at, Ev::Join(i));
+    }
+    for (i, (at, _)) in timeline.iter().enumerate() {
+        sim.q.push(at * 1000.0, Ev::Control(i));
+    }
+    sim.q.push(HEARTBEAT_MS, Ev::Heartbeat);
+    sim.q.push(0.0, Ev::Sample);
+    while let Some((t, ev)) = sim.q.pop() {
+        if t > END_MS {
+            break;
+        }
+        sim.step(t, ev);
+    }
+    let mut out = sim.out;
+    for m in &sim.ms {
         out.seeks += u64::from(m.seeks);
         out.rate_changes += u64::from(m.rate_changes);
         out.resyncs += u64::from(m.resyncs);
         out.member_minutes += (END_MS - m.join_at) / 60_000.0;
     }
     out
-}
-
-/// A new state from the server (ours): stop or start the player; a paused party is
-/// shown at exactly its position.
-fn apply_state(m: &mut Member, t: f64, state: &PlaybackState) -> Option<(f64, u64)> {
-    match state.status {
-        PlaybackStatus::Paused | PlaybackStatus::Waiting => {
-            m.player.set_paused(t, true);
-            if (m.player.position(t) - state.position).abs() > 0.000_5 {
-                m.seeks += 1;
-                return Some(m.player.start_seek(t, state.position, &mut m.rng));
-            }
-            None
-        }
-        PlaybackStatus::Playing => {
-            if m.player.paused {
-                m.player.set_paused(t, false);
-            }
-            None
-        }
-    }
-}
-
-/// One check of the drift controller (ours), when there is something to check.
-fn control(m: &mut Member, t: f64) -> Option<(f64, u64)> {
-    let state = m.state?;
-    if state.status != PlaybackStatus::Playing || m.player.paused || m.player.seek.is_some() {
-        return None;
-    }
-    let local = m.local(t);
-    let server_now = m.clock.server_now(local)?;
-    let reading = PlayerReading {
-        position: m.player.position(t) + m.rng.sym(READ_NOISE_S),
-        rate: m.player.rate,
-    };
-    let expected = expected_position(&state, server_now);
-    match m.ctrl.update(local, reading, expected, state.rate) {
-        DriftAction::Keep => None,
-        DriftAction::SetRate(r) => {
-            m.set_rate(t, r);
-            None
-        }
-        DriftAction::Seek { position, rate } => {
-            m.set_rate(t, rate);
-            m.seeks += 1;
-            Some(m.player.start_seek(t, position, &mut m.rng))
-        }
-    }
-}
-
-/// The naive baseline: the frame's position as of its sending is taken to be the
-/// position now; seek when more than 1 s off.
-fn naive(m: &mut Member, t: f64, state: &PlaybackState, server_time: f64) -> Option<(f64, u64)> {
-    let target = expected_position(state, server_time);
-    let playing = state.status == PlaybackStatus::Playing;
-    m.player.set_paused(t, !playing);
-    m.set_rate(t, state.rate);
-    if (m.player.position(t) - target).abs() > NAIVE_THRESHOLD_S {
-        m.seeks += 1;
-        return Some(m.player.start_seek(t, target, &mut m.rng));
-    }
-    None
 }
 
 // ---------------------------------------------------------------------------------
@@ -331,43 +717,128 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+#[derive(Debug, Default)]
 struct Summary {
-    spread: [f64; 4],
-    error: [f64; 2],
-    clock_error: [f64; 2],
+    whole: [f64; 3],
+    steady: [f64; 3],
+    /// p95 of the spread 0-0.5, 0.5-1, 1-1.5, 1.5-3 s after a change.
+    after: [f64; 4],
+    /// Median time to under 50 ms (held 1 s) after a change other than a pause, and
+    /// the share of those changes that got there within 1.5 s.
+    settle_median: f64,
+    settled_in_1_5: f64,
+    clock_error_p95: f64,
     seeks_per_min: f64,
     rates_per_min: f64,
     resyncs: u64,
 }
 
-fn summarize(mut o: Outcome) -> Summary {
-    o.spreads.sort_by(f64::total_cmp);
-    o.errors.sort_by(f64::total_cmp);
-    o.clock_errors.sort_by(f64::total_cmp);
+/// Time since the last change before `t` (ms).
+fn since_change(changes: &[(f64, bool)], t: f64) -> f64 {
+    changes
+        .iter()
+        .rev()
+        .find(|c| c.0 <= t)
+        .map_or(f64::INFINITY, |c| t - c.0)
+}
+
+/// How long after each change (not a pause) the spread went under 50 ms and stayed
+/// there for 1 s, before the next change; `None` when it never did.
+fn settle_times(o: &Outcome) -> Vec<Option<f64>> {
+    let mut out = Vec::new();
+    for (k, &(at, pause)) in o.changes.iter().enumerate() {
+        if pause {
+            continue;
+        }
+        let next = o.changes.get(k + 1).map_or(END_MS, |c| c.0);
+        let xs: Vec<(f64, f64)> = o
+            .samples
+            .iter()
+            .copied()
+            .filter(|s| s.0 >= at && s.0 < next)
+            .collect();
+        let found = (0..xs.len()).find(|&j| {
+            xs[j].1 < 50.0
+                && xs[j].0 + 1_000.0 <= next
+                && xs[j..]
+                    .iter()
+                    .take_while(|s| s.0 < xs[j].0 + 1_000.0)
+                    .all(|s| s.1 < 50.0)
+        });
+        out.push(found.map(|j| xs[j].0 - at));
+    }
+    out
+}
+
+fn summarize(runs: Vec<Outcome>) -> Summary {
+    let mut whole = Vec::new();
+    let mut steady = Vec::new();
+    let mut after: [Vec<f64>; 4] = Default::default();
+    let mut settles = Vec::new();
+    let mut clock = Vec::new();
+    let (mut seeks, mut rates, mut resyncs, mut minutes) = (0, 0, 0, 0.0);
+    for o in &runs {
+        for &(t, spread) in &o.samples {
+            whole.push(spread);
+            let since = since_change(&o.changes, t);
+            if since >= SETTLE_MS {
+                steady.push(spread);
+            } else {
+                let bucket = match since {
+                    s if s < 500.0 => 0,
+                    s if s < 1_000.0 => 1,
+                    s if s < 1_500.0 => 2,
+                    _ => 3,
+                };
+                after[bucket].push(spread);
+            }
+        }
+        settles.extend(settle_times(o));
+        clock.extend_from_slice(&o.clock_errors);
+        seeks += o.seeks;
+        rates += o.rate_changes;
+        resyncs += o.resyncs;
+        minutes += o.member_minutes;
+    }
+    for xs in [&mut whole, &mut steady, &mut clock] {
+        xs.sort_by(f64::total_cmp);
+    }
+    after.iter_mut().for_each(|xs| xs.sort_by(f64::total_cmp));
+    let mut settled: Vec<f64> = settles.iter().map(|s| s.unwrap_or(f64::INFINITY)).collect();
+    settled.sort_by(f64::total_cmp);
+    let tri = |xs: &[f64]| {
+        [
+            percentile(xs, 50.0),
+            percentile(xs, 95.0),
+            percentile(xs, 100.0),
+        ]
+    };
     Summary {
-        spread: [
-            percentile(&o.spreads, 50.0),
-            percentile(&o.spreads, 95.0),
-            percentile(&o.spreads, 99.0),
-            percentile(&o.spreads, 100.0),
-        ],
-        error: [percentile(&o.errors, 50.0), percentile(&o.errors, 95.0)],
-        clock_error: [
-            percentile(&o.clock_errors, 50.0),
-            percentile(&o.clock_errors, 95.0),
-        ],
-        seeks_per_min: o.seeks as f64 / o.member_minutes,
-        rates_per_min: o.rate_changes as f64 / o.member_minutes,
-        resyncs: o.resyncs,
+        whole: tri(&whole),
+        steady: tri(&steady),
+        after: [0, 1, 2, 3].map(|b| percentile(&after[b], 95.0)),
+        settle_median: percentile(&settled, 50.0),
+        settled_in_1_5: settled.iter().filter(|s| **s <= 1_500.0).count() as f64
+            / settled.len().max(1) as f64,
+        clock_error_p95: percentile(&clock, 95.0),
+        seeks_per_min: seeks as f64 / minutes,
+        rates_per_min: rates as f64 / minutes,
+        resyncs,
     }
 }
 
-fn simulate(scn: &Scenario, algo: Algo, members: usize, seeds: u64) -> Summary {
-    let mut all = Outcome::default();
-    for seed in 1..=seeds {
-        all.merge(run(scn, algo, members, seed));
-    }
-    summarize(all)
+fn simulate(
+    scn: &Scenario,
+    algo: Algo,
+    timeline: &'static [(f64, Control)],
+    members: usize,
+    seeds: u64,
+) -> Summary {
+    summarize(
+        (1..=seeds)
+            .map(|seed| run(scn, algo, timeline, members, seed))
+            .collect(),
+    )
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -377,166 +848,182 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+fn ms(v: f64) -> String {
+    if v.is_nan() {
+        "–".to_owned()
+    } else if v.is_infinite() {
+        "never".to_owned()
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn row(scenario: &str, label: &str, s: &Summary) -> String {
+    format!(
+        "| {scenario} | {label} | {} | **{}** | {} | {} | **{}** | {} | {} / {} / {} / {} | {} | {:.0}% | {} | {:.2} | {:.1} |",
+        ms(s.whole[0]),
+        ms(s.whole[1]),
+        ms(s.whole[2]),
+        ms(s.steady[0]),
+        ms(s.steady[1]),
+        ms(s.steady[2]),
+        ms(s.after[0]),
+        ms(s.after[1]),
+        ms(s.after[2]),
+        ms(s.after[3]),
+        ms(s.settle_median),
+        s.settled_in_1_5 * 100.0,
+        ms(s.clock_error_p95),
+        s.seeks_per_min,
+        s.rates_per_min,
+    )
+}
+
+const HEADER: &str = "| scenario | algorithm | whole run p50 | p95 | max | steady p50 | p95 | max | p95 0-0.5 / 0.5-1 / 1-1.5 / 1.5-3 s after a change | to < 50 ms, median | within 1.5 s | clock error p95 | seeks /member/min | rate changes /member/min |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|";
+
 fn main() {
     let started = Instant::now();
     let seeds = env_num("BENCH_SEEDS", 8).max(1);
     let members = env_num("BENCH_MEMBERS", 50).max(2) as usize;
     let ours = DriftConfig::default();
     let interval = ClockEstimator::Interval;
-    let min_delay = ClockEstimator::MinDelay;
-    let algos: [(&str, Algo); 6] = [
-        ("sync.rs defaults", Algo::Ours(ours, interval)),
+    let variants: [(&str, Algo); 4] = [
+        ("wp_sync", Algo::Ours(ours, interval)),
         (
             "  with the min-delay clock estimate",
-            Algo::Ours(ours, min_delay),
+            Algo::Ours(ours, ClockEstimator::MinDelay),
         ),
         (
-            "  without speed learning",
+            "  deciding on every reading",
             Algo::Ours(
                 DriftConfig {
-                    learn_speed: false,
+                    readings: 1,
                     ..ours
                 },
                 interval,
             ),
         ),
         (
-            "  with a 400 ms seek threshold",
+            "  without learning what a pulse moves",
             Algo::Ours(
                 DriftConfig {
-                    seek_threshold: 0.400,
+                    learn_pulse: false,
                     ..ours
                 },
                 interval,
             ),
         ),
+    ];
+    let peers: [(&str, Algo); 4] = [
+        ("wp_sync", Algo::Ours(ours, interval)),
         (
-            "Jellyfin-like: min-delay clock, 60 ms dead band, 400 ms seek, no speed learning",
-            Algo::Ours(
-                DriftConfig {
-                    dead_band: 0.060,
-                    seek_threshold: 0.400,
-                    learn_speed: false,
-                    ..ours
-                },
-                min_delay,
-            ),
+            "Jellyfin, sync correction on",
+            Algo::Jellyfin { correction: true },
         ),
-        ("naive (no clock sync, seek when > 1 s off)", Algo::Naive),
+        (
+            "Jellyfin as shipped (correction off)",
+            Algo::Jellyfin { correction: false },
+        ),
+        ("CyTube", Algo::CyTube),
     ];
 
     println!(
-        "Playback sync simulation: {members} members, {seeds} seed(s) pooled per scenario, \
-         {} s of party, measured every {SAMPLE_MS} ms while playing, {} s after each change.",
+        "Playback sync simulation: {members} members (one in {HIDDEN_ONE_IN} in a hidden tab), \
+         {seeds} seed(s) pooled per row, {} s of party, measured every {SAMPLE_MS} ms while \
+         it plays, over the members whose picture moves; steady state from {} s after a change. \
+         All in ms.\n",
         END_MS / 1000.0,
         SETTLE_MS / 1000.0
     );
-    println!(
-        "spread = max - min of members' true positions at one instant; error = |member - server|.\n"
-    );
-    println!(
-        "| scenario | algorithm | spread p50 | p95 | p99 | max | error p50 | p95 | clock error p50 | p95 | seeks /member/min | rate changes /member/min |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("Full timeline (play, seeks, pauses, rate changes):\n");
+    println!("{HEADER}");
     let mut notes = Vec::new();
     for scn in SCENARIOS {
-        for (label, algo) in algos {
-            let s = simulate(scn, algo, members, seeds);
-            println!(
-                "| {} | {label} | {:.1} | **{:.1}** | {:.1} | {:.0} | {:.1} | {:.1} | {} | {:.2} | {:.1} |",
-                scn.name,
-                s.spread[0],
-                s.spread[1],
-                s.spread[2],
-                s.spread[3],
-                s.error[0],
-                s.error[1],
-                if s.clock_error[0].is_nan() {
-                    "- | -".to_owned()
-                } else {
-                    format!("{:.1} | {:.1}", s.clock_error[0], s.clock_error[1])
-                },
-                s.seeks_per_min,
-                s.rates_per_min,
-            );
+        for (label, algo) in variants {
+            let s = simulate(scn, algo, TIMELINE, members, seeds);
+            println!("{}", row(scn.name, label, &s));
             if s.resyncs > 0 {
                 notes.push(format!(
-                    "{} / {}: {} clock resync(s) after a frame contradicted the estimate \
-                     ({} member runs)",
+                    "{} / {}: {} clock resync(s) after a frame contradicted the estimate",
                     scn.name,
                     label.trim(),
-                    s.resyncs,
-                    seeds as usize * members
+                    s.resyncs
                 ));
             }
+        }
+    }
+    println!("\nAgainst Jellyfin and CyTube (the same without rate changes, which neither has):\n");
+    println!("{HEADER}");
+    for scn in SCENARIOS {
+        for (label, algo) in peers {
+            let s = simulate(scn, algo, COMMON_TIMELINE, members, seeds);
+            println!("{}", row(scn.name, label, &s));
         }
     }
     for note in &notes {
         println!("\n{note}");
     }
-
     if env_num("BENCH_SWEEP", 0) == 1 {
         sweep(members, seeds);
     }
-    println!(
-        "\n(all in ms; {:.1} s of CPU)",
-        started.elapsed().as_secs_f64()
-    );
+    println!("\n({:.1} s of CPU)", started.elapsed().as_secs_f64());
 }
 
-/// The controller's constants varied one grid at a time around the defaults, on the
-/// mixed and high-delay scenarios: p95 / max spread (ms), seeks and rate changes per
-/// member-minute.
+/// The controller's constants varied around the defaults on the mixed and high-delay
+/// scenarios: steady p95 / whole-run p95 spread (ms), rate changes per member-minute.
 fn sweep(members: usize, seeds: u64) {
     let base = DriftConfig::default();
     let cell = |config: DriftConfig, scn: &Scenario| {
         let s = simulate(
             scn,
             Algo::Ours(config, ClockEstimator::Interval),
+            TIMELINE,
             members,
             seeds,
         );
         format!(
-            " {:.1} / {:.0}, {:.2}, {:.1} |",
-            s.spread[1], s.spread[3], s.seeks_per_min, s.rates_per_min
+            " {} / {}, {:.1} |",
+            ms(s.steady[1]),
+            ms(s.whole[1]),
+            s.rates_per_min
         )
     };
     for scn in &SCENARIOS[1..3] {
         println!(
-            "\nSweep, {}: p95 / max spread ms, seeks and rate changes per member-min",
+            "\nSweep, {}: steady p95 / whole-run p95 spread ms, rate changes per member-min",
             scn.name
         );
-        println!("| dead band \\ seek from | 150 ms | 200 ms | 250 ms | 400 ms |");
+        println!("| dead band \\ readings per decision | 1 | 2 | 4 | 8 |");
         println!("|---|---|---|---|---|");
-        for dead_band in [0.003, 0.005, 0.008, 0.015, 0.030, 0.060] {
-            let mut row = format!("| {:.0} ms |", dead_band * 1000.0);
-            for seek_threshold in [0.150, 0.200, 0.250, 0.400] {
-                row.push_str(&cell(
+        for dead_band in [0.003, 0.005, 0.008, 0.015] {
+            let mut line = format!("| {:.0} ms |", dead_band * 1000.0);
+            for readings in [1, 2, 4, 8] {
+                line.push_str(&cell(
                     DriftConfig {
                         dead_band,
+                        readings,
+                        ..base
+                    },
+                    scn,
+                ));
+            }
+            println!("{line}");
+        }
+        println!("| shortest pulse \\ seek from | 150 ms | 250 ms | 400 ms |");
+        println!("|---|---|---|---|");
+        for min_pulse in [0.5, 1.0, 2.0] {
+            let mut line = format!("| {min_pulse} s |");
+            for seek_threshold in [0.150, 0.250, 0.400] {
+                line.push_str(&cell(
+                    DriftConfig {
+                        min_pulse,
                         seek_threshold,
                         ..base
                     },
                     scn,
                 ));
             }
-            println!("{row}");
-        }
-        println!("| readings per decision \\ shortest pulse | 0.5 s | 1 s | 2 s |");
-        println!("|---|---|---|---|");
-        for readings in [1, 2, 4, 8] {
-            let mut row = format!("| {readings} |");
-            for min_pulse in [0.5, 1.0, 2.0] {
-                row.push_str(&cell(
-                    DriftConfig {
-                        readings,
-                        min_pulse,
-                        ..base
-                    },
-                    scn,
-                ));
-            }
-            println!("{row}");
+            println!("{line}");
         }
     }
 }
