@@ -676,6 +676,17 @@ async fn two_members_see_control_chat_typing_and_reactions() {
     let echo = m.expect("chat_message").await;
     assert_eq!(echo["data"]["client_id"], "c1");
     let msg_id = c["data"]["id"].as_str().unwrap().to_owned();
+    // Resent with the same client_id (the echo was lost, say): stored once, the sender
+    // answered with the first message, the others not shown it twice.
+    m.send(
+        "chat_message",
+        json!({"content": "  hello there ", "client_id": "c1"}),
+    )
+    .await;
+    let again = m.expect("chat_message").await;
+    assert_eq!(again["data"]["id"], msg_id.as_str());
+    h.expect_none("chat_message", Duration::from_millis(500))
+        .await;
     m.send("chat_message", json!({"content": "   "})).await;
     assert_eq!(m.expect_error().await, "invalid_data");
     m.send("chat_message", json!({"content": "x".repeat(1001)}))
@@ -996,7 +1007,8 @@ async fn a_message_stored_by_a_node_that_died_before_publishing_reaches_every_no
     let stored = chat::insert(&env.db, party_id, host.id, "stored only", None, Some("c1"))
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .message;
     assert_eq!(unpublished().await, 1);
     let mut redis = env.enqueuer.connection();
     let prefix = &env.config.redis_prefix;
@@ -1021,7 +1033,8 @@ async fn a_message_stored_by_a_node_that_died_before_publishing_reaches_every_no
     let stored = chat::insert(&env.db, party_id, host.id, "left behind", None, Some("c2"))
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .message;
     sqlx::query("UPDATE party_messages_unpublished SET created_at = now() - interval '1 minute'")
         .execute(&env.db)
         .await

@@ -109,6 +109,13 @@ pub enum Refused {
     NotAMember,
 }
 
+/// A message as stored, and whether this call stored it (`false`: a resent
+/// `client_id`, answered with the first message).
+pub struct Stored {
+    pub message: ChatMessage,
+    pub new: bool,
+}
+
 /// Stores a chat message (the socket acknowledges only after this commits). A resent
 /// message with the same `client_id` is stored once and answered with the first.
 pub async fn insert(
@@ -118,7 +125,7 @@ pub async fn insert(
     content: &str,
     reply_to: Option<Uuid>,
     client_id: Option<&str>,
-) -> sqlx::Result<Result<ChatMessage, Refused>> {
+) -> sqlx::Result<Result<Stored, Refused>> {
     if let Some(r) = reply_to {
         let ok = sqlx::query_scalar!(
             r#"SELECT EXISTS (SELECT 1 FROM party_messages WHERE id = $1 AND party_id = $2) AS "e!""#,
@@ -163,7 +170,15 @@ pub async fn insert(
     )
     .fetch_optional(db)
     .await?;
-    Ok(row.map(Into::into).ok_or(Refused::NotAMember))
+    Ok(row
+        .map(|r| {
+            let message: ChatMessage = r.into();
+            Stored {
+                new: message.id == id,
+                message,
+            }
+        })
+        .ok_or(Refused::NotAMember))
 }
 
 /// The messages whose publication to the other nodes Redis confirmed: they leave

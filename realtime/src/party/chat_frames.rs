@@ -73,7 +73,7 @@ impl Conn {
                 json!({ "code": "rate_limited", "message": "Too many chat messages; slow down.", "retry_after_ms": wait }),
             ));
         }
-        let msg = chat::insert(
+        let stored = chat::insert(
             &self.rt.ctx.db,
             self.party,
             self.me.id,
@@ -90,8 +90,14 @@ impl Conn {
                 "data.reply_to: reply_to is not a message of this party.",
             ),
         })?;
+        if !stored.new {
+            // A resent frame (its sender did not see the echo, say across a node's
+            // death): the room had the message the first time, or gets it from the
+            // sweep of unpublished ones; only the sender is answered.
+            return Ok(vec![PartyEvent::ChatMessage(stored.message).frame()]);
+        }
         self.rt
-            .emit(self.party, PartyEvent::ChatMessage(msg), None)
+            .emit(self.party, PartyEvent::ChatMessage(stored.message), None)
             .await;
         Ok(Vec::new())
     }
