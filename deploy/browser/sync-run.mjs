@@ -254,8 +254,9 @@ for (const [name, { page, m }] of Object.entries(pages)) {
     seeks: window.wpRoom.stats.seeks,
     rates: window.wpRoom.stats.rates,
     trace: window.wpRoom.trace,
+    events: window.wpRoom.events,
   }));
-  traces[name] = { clock: m.clock, truth: got.truth, checks: got.trace };
+  traces[name] = { clock: m.clock, truth: got.truth, checks: got.trace, events: got.events };
   // The page's clock is m.clock ahead of the truth; the server's is the truth.
   series[name] = got.truth.map(([t, pos, rate]) => [t - m.clock, pos, rate]);
   const minutes = (end - Math.max(t0, series[name][0]?.[0] ?? end)) / 60000;

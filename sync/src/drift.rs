@@ -57,7 +57,9 @@ pub const MIN_PULSE_S: f64 = 1.0;
 /// ~400 ms late, back ~170 ms late; slower at once, back ~140 ms late). The controller
 /// measures, per direction, how much less than planned each pulse removed (in seconds
 /// of video; negative: more) from the error found after it, and plans the next pulses
-/// for that much more: half of each measurement is blended in...
+/// for that much more (a direction not measured yet takes the mirror image of the
+/// other: a set-back costs one direction what it gives the other, so the first pulse
+/// each way is already about right): half of each measurement is blended in...
 pub const PULSE_LEARNING: f64 = 0.5;
 /// ... and it stays within ±50 ms.
 pub const MAX_PULSE_COST_S: f64 = 0.050;
@@ -223,6 +225,8 @@ pub struct DriftController {
     /// Seconds of video a pulse removes less than planned, per direction (slow down,
     /// speed up).
     pulse_cost: [f64; 2],
+    /// Whether a pulse in that direction was measured yet.
+    pulse_measured: [bool; 2],
     last_update_ms: f64,
     /// The last interval between updates, ms.
     interval_ms: f64,
@@ -257,6 +261,7 @@ impl DriftController {
             pulse: None,
             ended: None,
             pulse_cost: [0.0, 0.0],
+            pulse_measured: [false, false],
             last_update_ms: f64::NEG_INFINITY,
             interval_ms: CHECK_INTERVAL_MS,
         }
@@ -299,9 +304,21 @@ impl DriftController {
     }
 
     /// Seconds of video a pulse removes less than planned, as learnt: slowing down,
-    /// speeding up (negative: more than planned).
+    /// speeding up (negative: more than planned). Until a direction has been measured,
+    /// the mirror image of the other (a set-back, or a latency, costs one direction
+    /// what it gives the other).
     pub fn pulse_cost(&self) -> [f64; 2] {
-        self.pulse_cost
+        [self.cost_for(0), self.cost_for(1)]
+    }
+
+    fn cost_for(&self, direction: usize) -> f64 {
+        if self.pulse_measured[direction] {
+            self.pulse_cost[direction]
+        } else if self.pulse_measured[1 - direction] {
+            -self.pulse_cost[1 - direction]
+        } else {
+            0.0
+        }
     }
 
     /// Milliseconds between the last two updates (100, or about 1,000 in a hidden tab).
@@ -425,7 +442,7 @@ impl DriftController {
                 {
                     self.learn_pulse(ended, mean, party_rate);
                 }
-                let planned = mean.abs() + self.pulse_cost[usize::from(mean < 0.0)];
+                let planned = mean.abs() + self.cost_for(usize::from(mean < 0.0));
                 if mean.abs() > cfg.dead_band
                     && (planned > 0.0 || mean.abs() + planned > cfg.dead_band)
                 {
@@ -496,9 +513,11 @@ impl DriftController {
         let removed = (pulse.error - mean) * pulse.error.signum();
         let moved = pulse.nudge * party_rate * (pulse.end_ms - pulse.start_ms) / 1000.0;
         let cost = (moved - removed).clamp(-MAX_PULSE_COST_S, MAX_PULSE_COST_S);
-        let learnt = &mut self.pulse_cost[pulse.direction()];
-        *learnt = (*learnt + PULSE_LEARNING * (cost - *learnt))
-            .clamp(-MAX_PULSE_COST_S, MAX_PULSE_COST_S);
+        let direction = pulse.direction();
+        let before = self.cost_for(direction);
+        self.pulse_cost[direction] =
+            (before + PULSE_LEARNING * (cost - before)).clamp(-MAX_PULSE_COST_S, MAX_PULSE_COST_S);
+        self.pulse_measured[direction] = true;
     }
 
     /// Compares how far the player moved with how far its rate should have taken it,

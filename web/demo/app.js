@@ -162,6 +162,9 @@ class Room {
     // currentTime, expected position, playbackRate before, action, rate set, clock
     // offset estimate].
     this.trace = [];
+    // The player's media events: [local time, event, currentTime, readyState, buffered
+    // end around currentTime].
+    this.events = [];
     this.timer = setInterval(() => this.tick(), CHECK_INTERVAL_MS);
     this.retry = 0;
   }
@@ -404,6 +407,20 @@ class Room {
       }),
     );
   }
+}
+
+// Every media event that says the player stopped or started, kept (bounded) with the
+// checks' trace for whoever debugs sync.
+for (const name of ["waiting", "playing", "seeking", "seeked", "stalled", "canplay", "pause", "play", "loadedmetadata", "emptied"]) {
+  video.addEventListener(name, () => {
+    if (!room) return;
+    let bufferedEnd = null;
+    for (let i = 0; i < video.buffered.length; i++) {
+      if (video.buffered.start(i) <= video.currentTime + 0.5) bufferedEnd = video.buffered.end(i);
+    }
+    if (room.events.length >= 5_000) room.events.splice(0, 500);
+    room.events.push([local(), name, video.currentTime, video.readyState, bufferedEnd]);
+  });
 }
 
 // The player's own events: buffering (with its reason) and ready.

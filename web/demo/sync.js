@@ -201,6 +201,7 @@ export class DriftController {
     pulse = null;
     ended = null;
     cost = [0, 0];
+    measured = [false, false];
     lastUpdateMs = -Infinity;
     intervalMs = CHECK_INTERVAL_MS;
     constructor(config = DEFAULT_DRIFT_CONFIG) {
@@ -226,7 +227,15 @@ export class DriftController {
         return this.speed;
     }
     pulseCost() {
-        return [this.cost[0], this.cost[1]];
+        return [this.costFor(0), this.costFor(1)];
+    }
+    costFor(d) {
+        if (this.measured[d])
+            return this.cost[d];
+        const other = d === 0 ? 1 : 0;
+        if (this.measured[other])
+            return -this.cost[other];
+        return 0;
     }
     checkInterval() {
         return this.intervalMs;
@@ -306,7 +315,7 @@ export class DriftController {
                 else {
                     this.ended = null;
                 }
-                const planned = Math.abs(mean) + this.cost[mean < 0 ? 1 : 0];
+                const planned = Math.abs(mean) + this.costFor(mean < 0 ? 1 : 0);
                 if (Math.abs(mean) > cfg.dead_band && (planned > 0 || Math.abs(mean) + planned > cfg.dead_band)) {
                     rate = this.startPulse(localMs, mean, planned, partyRate, lowest, highest);
                 }
@@ -356,7 +365,9 @@ export class DriftController {
         const moved = (pulse.nudge * partyRate * (pulse.endMs - pulse.startMs)) / 1000;
         const cost = clamp(moved - removed, -MAX_PULSE_COST_S, MAX_PULSE_COST_S);
         const d = direction(pulse);
-        this.cost[d] = clamp(this.cost[d] + PULSE_LEARNING * (cost - this.cost[d]), -MAX_PULSE_COST_S, MAX_PULSE_COST_S);
+        const before = this.costFor(d);
+        this.cost[d] = clamp(before + PULSE_LEARNING * (cost - before), -MAX_PULSE_COST_S, MAX_PULSE_COST_S);
+        this.measured[d] = true;
     }
     measureSpeed(localMs, player) {
         const meter = this.meter;

@@ -287,6 +287,7 @@ export class DriftController {
   private pulse: Pulse | null = null;
   private ended: Pulse | null = null;
   private cost: [number, number] = [0, 0];
+  private measured: [boolean, boolean] = [false, false];
   private lastUpdateMs = -Infinity;
   private intervalMs = CHECK_INTERVAL_MS;
 
@@ -316,7 +317,14 @@ export class DriftController {
   }
 
   pulseCost(): [number, number] {
-    return [this.cost[0], this.cost[1]];
+    return [this.costFor(0), this.costFor(1)];
+  }
+
+  private costFor(d: 0 | 1): number {
+    if (this.measured[d]) return this.cost[d];
+    const other = d === 0 ? 1 : 0;
+    if (this.measured[other]) return -this.cost[other];
+    return 0;
   }
 
   checkInterval(): number {
@@ -397,7 +405,7 @@ export class DriftController {
         } else {
           this.ended = null;
         }
-        const planned = Math.abs(mean) + this.cost[mean < 0 ? 1 : 0];
+        const planned = Math.abs(mean) + this.costFor(mean < 0 ? 1 : 0);
         if (Math.abs(mean) > cfg.dead_band && (planned > 0 || Math.abs(mean) + planned > cfg.dead_band)) {
           rate = this.startPulse(localMs, mean, planned, partyRate, lowest, highest);
         } else {
@@ -455,7 +463,9 @@ export class DriftController {
     const moved = (pulse.nudge * partyRate * (pulse.endMs - pulse.startMs)) / 1000;
     const cost = clamp(moved - removed, -MAX_PULSE_COST_S, MAX_PULSE_COST_S);
     const d = direction(pulse);
-    this.cost[d] = clamp(this.cost[d] + PULSE_LEARNING * (cost - this.cost[d]), -MAX_PULSE_COST_S, MAX_PULSE_COST_S);
+    const before = this.costFor(d);
+    this.cost[d] = clamp(before + PULSE_LEARNING * (cost - before), -MAX_PULSE_COST_S, MAX_PULSE_COST_S);
+    this.measured[d] = true;
   }
 
   private measureSpeed(localMs: number, player: PlayerReading): void {
