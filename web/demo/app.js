@@ -269,6 +269,7 @@ class Room {
     if (!isChange && this.state && s.seq === this.state.seq) return;
     this.loadVideo(s.video).catch((e) => this.fail(e));
     const now = this.clock.serverNow(local());
+    this.note(isChange ? "state" : "heartbeat", s, now);
     if (now !== null && s.updated_at > now) {
       if (!this.state) this.apply({ ...s, status: "paused" });
       this.pending = s;
@@ -293,7 +294,15 @@ class Room {
     this.apply(s);
   }
 
+  // Kept with the media events: [local time, what, seq, status, updated_at, estimated
+  // server time] (bounded).
+  note(what, s, now) {
+    if (this.events.length >= 5_000) this.events.splice(0, 500);
+    this.events.push([local(), what, s.seq, s.status, s.updated_at, now]);
+  }
+
   apply(s) {
+    this.note("apply", s, this.clock.serverNow(local()));
     this.state = s;
     this.drift.reset();
     this.controlAt = local();
@@ -430,6 +439,18 @@ video.addEventListener("waiting", () => {
   const reason = room.syncSeeking ? "sync_seek" : local() - room.controlAt < 2_000 ? "control" : "stall";
   room.send("buffering", { reason });
 });
+// Ready again: say so as soon as the player can play, also while paused. A member who
+// buffers makes a `wait` room wait (status `waiting`, every player paused), so its own
+// player never fires `playing` until the room resumes, which it does only on `ready`:
+// waiting for `playing` here held the room until the member reconnected (the browser
+// run's member 300 ms away, ~16 s each time).
+function readyAgain() {
+  if (room?.buffering && video.readyState >= 3) {
+    room.buffering = false;
+    room.drift.reset();
+    room.send("ready");
+  }
+}
 video.addEventListener("playing", () => {
   if (!room) return;
   room.syncSeeking = false;
@@ -437,12 +458,9 @@ video.addEventListener("playing", () => {
     room.starting = false;
     room.check();
   }
-  if (room.buffering) {
-    room.buffering = false;
-    room.drift.reset();
-    room.send("ready");
-  }
+  readyAgain();
 });
+video.addEventListener("canplay", readyAgain);
 // A seek landed: check at once (the first check after a seek learns the seek lead and
 // may try once more; events, unlike timers, are not slowed in hidden tabs).
 video.addEventListener("seeked", () => {
