@@ -81,6 +81,10 @@ class Cluster:
             "CHAT_PER_MINUTE": "100000",
             "ACCESS_TOKEN_TTL_SECS": "3600",
             "DATABASE_MAX_CONNECTIONS": "8",
+            # A job pushed from the outbox and lost with a killed process is pushed again
+            # after this long (600 s in production): within the scenario's 60 s wait for
+            # the outbox to drain, as the rest of its time scale is compressed.
+            "OUTBOX_REDELIVER_SECS": "15",
         })
         self.env = env
         subprocess.run([binary, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
