@@ -11,6 +11,11 @@ import {
 } from "./sync.js";
 
 const $ = (id) => document.getElementById(id);
+// Appends to a debugging log that keeps at most `max` entries (the oldest tenth goes).
+const keep = (log, entry, max) => {
+  if (log.length >= max) log.splice(0, max / 10);
+  log.push(entry);
+};
 const local = () => performance.timeOrigin + performance.now();
 
 // ---- REST ----
@@ -297,8 +302,7 @@ class Room {
   // Kept with the media events: [local time, what, seq, status, updated_at, estimated
   // server time] (bounded).
   note(what, s, now) {
-    if (this.events.length >= 5_000) this.events.splice(0, 500);
-    this.events.push([local(), what, s.seq, s.status, s.updated_at, now]);
+    keep(this.events, [local(), what, s.seq, s.status, s.updated_at, now], 5_000);
   }
 
   apply(s) {
@@ -361,8 +365,7 @@ class Room {
       s.rate,
     );
     this.stats.error = video.currentTime - expected;
-    if (this.trace.length >= 20_000) this.trace.splice(0, 1_000);
-    this.trace.push([local(), video.currentTime, expected, video.playbackRate, action.kind, action.rate ?? null, this.clock.offset()]);
+    keep(this.trace, [local(), video.currentTime, expected, video.playbackRate, action.kind, action.rate ?? null, this.clock.offset()], 20_000);
     if (action.kind === "set_rate") {
       video.playbackRate = action.rate;
       this.stats.rates += 1;
@@ -427,8 +430,7 @@ for (const name of ["waiting", "playing", "seeking", "seeked", "stalled", "canpl
     for (let i = 0; i < video.buffered.length; i++) {
       if (video.buffered.start(i) <= video.currentTime + 0.5) bufferedEnd = video.buffered.end(i);
     }
-    if (room.events.length >= 5_000) room.events.splice(0, 500);
-    room.events.push([local(), name, video.currentTime, video.readyState, bufferedEnd]);
+    keep(room.events, [local(), name, video.currentTime, video.readyState, bufferedEnd], 5_000);
   });
 }
 
