@@ -770,3 +770,44 @@ async fn old_raw_events_go_and_the_rollups_stay() {
         .unwrap();
     assert!(again.is_empty(), "nothing left to drop: {again:?}");
 }
+
+#[tokio::test]
+async fn the_seed_command_writes_the_history_it_reports() {
+    let env = TestEnv::new().await;
+    let seed = |days: &'static str| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
+            .args([
+                "seed-analytics",
+                "--days",
+                days,
+                "--users",
+                "20",
+                "--videos",
+                "0",
+                "--seed",
+                "7",
+            ])
+            .envs(env.env_vars())
+            .output()
+    };
+    let out = seed("0").await.unwrap();
+    assert!(!out.status.success(), "no days: refused");
+    let out = seed("2").await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    // Its logs go to stdout too: the result is the line starting `seeded `.
+    let total: u64 = said
+        .lines()
+        .find_map(|l| l.strip_prefix("seeded "))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the count on stdout: {said}"));
+    assert!(total > 0, "{said}");
+    let ch = wp_shared::clickhouse::client(&env.config);
+    let rows: u64 = ch
+        .query("SELECT count() FROM events")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(rows, total, "what it says it wrote is in ClickHouse");
+}

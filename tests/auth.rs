@@ -1149,3 +1149,103 @@ async fn a_client_cannot_choose_its_own_address() {
         .status();
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn sign_ups_resets_and_verification_mail_are_rate_limited() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let mails = |to: &'static str, kind: &'static str| {
+        let db = env.db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM emails WHERE to_address = $1 AND kind = $2",
+            )
+            .bind(to)
+            .bind(kind)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let refused = |s: StatusCode, b: &Value| {
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{b}");
+        assert_eq!(b["code"], "rate_limited", "{b}");
+    };
+
+    // Ten sign-ups an hour from one address; the eleventh is refused and makes nothing.
+    let mut users = Vec::new();
+    for i in 0..10 {
+        users.push(app.register(&format!("signup{i}")).await);
+    }
+    let (s, b) = app
+        .post_json(
+            "/api/auth/register/",
+            None,
+            json!({"username": "signup10", "email": "signup10@example.com", "password": STRONG_PASSWORD}),
+        )
+        .await;
+    refused(s, &b);
+    let made: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE username = 'signup10'")
+        .fetch_one(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(made, 0);
+
+    // Verification mail: five resends an hour per user, then 429 and no more mail.
+    let token = access(&users[1]);
+    for _ in 0..5 {
+        let (s, b) = app
+            .post_json("/api/auth/verify-email/resend/", Some(&token), json!({}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let (s, b) = app
+        .post_json("/api/auth/verify-email/resend/", Some(&token), json!({}))
+        .await;
+    refused(s, &b);
+    assert_eq!(mails("signup1@example.com", "verify_email").await, 1 + 5);
+    // Another user's count is their own.
+    let (s, b) = app
+        .post_json(
+            "/api/auth/verify-email/resend/",
+            Some(&access(&users[2])),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    // Password resets: three mails an hour per address, answered the same past it (so
+    // the answer does not say whether the address has an account).
+    let reset = |email: String| {
+        let app = &app;
+        async move {
+            app.post_json("/api/auth/password/reset/", None, json!({"email": email}))
+                .await
+        }
+    };
+    for _ in 0..5 {
+        let (s, b) = reset("signup0@example.com".into()).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let resets: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM emails WHERE to_address = 'signup0@example.com' \
+         AND kind <> 'verify_email'",
+    )
+    .fetch_one(&env.db)
+    .await
+    .unwrap();
+    assert_eq!(resets, 3, "three reset mails, then nothing more");
+    // And ten reset requests an hour from one address, whatever the accounts.
+    for i in 0..5 {
+        let (s, b) = reset(format!("nobody{i}@example.com")).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let (s, b) = reset("signup3@example.com".into()).await;
+    refused(s, &b);
+    let to_3: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM emails WHERE to_address = 'signup3@example.com'")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(to_3, 1, "nothing but the sign-up mail");
+}

@@ -492,6 +492,22 @@ async fn a_permanent_failure_goes_to_the_dead_set_at_once() {
         .unwrap();
     assert!(err.unwrap().contains("not an address"));
     assert!(smtp.messages().is_empty());
+    // The dead record is kept for inspection within its retention, then vacuumed.
+    let mut conn = env.redis.clone();
+    assert_eq!(
+        wp_workers::system::vacuum(&mut conn, &env.config)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(env.depth(Queue::Email).await.dead, 1);
+    let mut cfg = env.config.clone();
+    cfg.job_dead_retention = Duration::ZERO;
+    assert_eq!(
+        wp_workers::system::vacuum(&mut conn, &cfg).await.unwrap(),
+        1
+    );
+    assert_eq!(env.depth(Queue::Email).await.dead, 0);
 }
 
 #[tokio::test]

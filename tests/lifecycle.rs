@@ -453,6 +453,13 @@ async fn avatars_are_checked_by_their_bytes_and_size() {
         "not even with the version, when they say who they are"
     );
 
+    // The pictures are where the clean-up below looks for them.
+    let dir = env.config.storage_dir.join("avatars");
+    let stored = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("avatars are stored under {}: {e}", dir.display()))
+        .count();
+    assert!(stored >= 1, "the current picture is in {}", dir.display());
+
     let res = app
         .client
         .delete(app.url("/api/users/me/avatar/"))
@@ -471,7 +478,6 @@ async fn avatars_are_checked_by_their_bytes_and_size() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     // No file is left behind in storage.
-    let dir = env.config.storage_dir.join("avatars");
-    let left = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+    let left = std::fs::read_dir(&dir).map(|d| d.count()).unwrap();
     assert_eq!(left, 0);
 }

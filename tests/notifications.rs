@@ -31,7 +31,7 @@ async fn notifications(m: &MailEnv, token: &str, query: &str) -> Value {
 #[tokio::test]
 async fn a_friend_request_notifies_in_app_and_by_email_exactly_once() {
     let m = MailEnv::new().await;
-    let _notify = m.env.spawn_workers(&[(Queue::Notify, 4)]).await;
+    let notify = m.env.spawn_workers(&[(Queue::Notify, 4)]).await;
     let ann = m.env.create_user("ann").await;
     let ben = m.env.create_user("ben").await;
     m.app.send_friend_request(&ann, &ben).await;
@@ -53,18 +53,35 @@ async fn a_friend_request_notifies_in_app_and_by_email_exactly_once() {
         .await;
     assert!(mail.contains("ann wants to be your friend."), "{mail}");
 
-    // The same event again (a duplicated or re-delivered job): nothing new.
+    // The same event again. With its dedupe key the queue drops it before any handler
+    // runs; without one (a re-delivered job looks like this to the handler) it runs,
+    // and the handler's own record of deliveries keeps it to one row and one email.
     let event: uuid::Uuid =
         sqlx::query_scalar("SELECT id FROM domain_events WHERE kind = 'friend_request.received'")
             .fetch_one(&m.env.db)
             .await
             .unwrap();
-    for _ in 0..3 {
-        m.env.enqueuer.push(NotifyEvent::new(event)).await.unwrap();
-    }
     m.env
         .wait_idle(Queue::Notify, Duration::from_secs(15))
         .await;
+    let runs = notify.metrics.starts(Queue::Notify);
+    for _ in 0..3 {
+        m.env.enqueuer.push(NotifyEvent::new(event)).await.unwrap();
+    }
+    let again = serde_json::to_value(NotifyEvent::new(event)).unwrap();
+    m.env
+        .enqueuer
+        .push_json(Queue::Notify, vec![(again.clone(), None), (again, None)])
+        .await
+        .unwrap();
+    m.env
+        .wait_idle(Queue::Notify, Duration::from_secs(15))
+        .await;
+    assert_eq!(
+        notify.metrics.starts(Queue::Notify) - runs,
+        2,
+        "the keyed copies are dropped by the queue, the two keyless ones reach the handler"
+    );
     m.env.wait_idle(Queue::Email, Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -140,13 +157,15 @@ async fn preferences_decide_the_channels() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    m.app
+    let (s, b) = m
+        .app
         .post_json(
             &format!("/api/social/follow/{}/", ben.id),
             Some(&ann.token),
             json!({}),
         )
         .await;
+    assert!(s.is_success(), "the follow is made: {b}");
     m.app.send_friend_request(&ann, &ben).await;
     eventually(
         Duration::from_secs(15),
@@ -539,13 +558,15 @@ async fn delivery_statistics_reach_clickhouse_and_admins() {
         .await;
     assert_eq!(s, StatusCode::OK);
     // Reading again is not a second open.
-    m.app
+    let (s, b) = m
+        .app
         .post_json(
             &format!("/api/notifications/{id}/read/"),
             Some(&ben.token),
             json!({}),
         )
         .await;
+    assert_eq!(s, StatusCode::OK, "a second read is answered: {b}");
 
     let (s, _) = m
         .app
@@ -647,6 +668,11 @@ async fn new_notifications_reach_the_users_sockets_at_once() {
     assert_eq!(s, StatusCode::CREATED, "{party}");
     let pid = party["data"]["id"].as_str().unwrap().to_owned();
     let (mut in_party, _) = Ws::connect(&node, &pid, &ben.token).await;
+    // And on another node (a second device behind the load balancer).
+    let node2 = m.env.spawn_node().await;
+    let mut bens_elsewhere =
+        Ws::open(&node2, &format!("/ws/notifications/?token={}", ben.token)).await;
+    bens_elsewhere.expect("notifications_state").await;
 
     // Frames other than ping are refused by name; ping is answered.
     bens.send_raw("not json").await;
@@ -666,6 +692,11 @@ async fn new_notifications_reach_the_users_sockets_at_once() {
     assert_eq!(n["actor_id"], ann.id.to_string());
     let party_frame = in_party.expect("notification").await;
     assert_eq!(party_frame["data"]["id"], n["id"]);
+    let other_node = bens_elsewhere.expect("notification").await;
+    assert_eq!(
+        other_node["data"], frame["data"],
+        "the same frame on every node"
+    );
     // The frame is the list's item.
     let list = notifications(&m, &ben.token, "").await;
     assert_eq!(list["results"][0]["id"], n["id"]);
@@ -684,9 +715,11 @@ async fn new_notifications_reach_the_users_sockets_at_once() {
 #[tokio::test]
 async fn digests_fold_emails_into_one_after_eight_local_time_and_translations_are_used() {
     let m = MailEnv::new().await;
+    // Two system jobs at once: the digest runs below come in pairs, as two scheduler
+    // ticks or a re-delivered job would bring them, and must still send one email.
     let _workers = m
         .env
-        .spawn_workers(&[(Queue::Notify, 2), (Queue::System, 1)])
+        .spawn_workers(&[(Queue::Notify, 2), (Queue::System, 2)])
         .await;
     let ann = m.env.create_user("ann").await;
     let cat = m.env.create_user("cat").await;
@@ -754,7 +787,10 @@ async fn digests_fold_emails_into_one_after_eight_local_time_and_translations_ar
             .enqueuer
             .push_json(
                 Queue::System,
-                vec![(serde_json::to_value(SystemJob::SendDigests).unwrap(), None)],
+                vec![
+                    (serde_json::to_value(SystemJob::SendDigests).unwrap(), None),
+                    (serde_json::to_value(SystemJob::SendDigests).unwrap(), None),
+                ],
             )
             .await
             .unwrap();

@@ -508,6 +508,15 @@ async fn a_slow_reader_stays_through_a_join_storm() {
             .await;
         assert_eq!(s["data"]["action"], "seek");
     }
+    // A socket opened now gets a snapshot whose list is cut at 100 and says so: the
+    // host first, the count whole.
+    let (_, snap) = Ws::connect(&app, &pid, &members[0].token).await;
+    let d = &snap["data"];
+    assert_eq!(d["participants_truncated"], true);
+    assert_eq!(d["participants_count"], MEMBERS + 1);
+    let listed = d["participants"].as_array().unwrap();
+    assert_eq!(listed.len(), 100);
+    assert_eq!(listed[0]["user"]["username"], "host");
 }
 
 /// Redis restarted empty (or a failover to a replica that was behind) resets the node's
@@ -1228,6 +1237,293 @@ async fn buffering_waits_for_everyone_up_to_the_cap() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn a_member_who_leaves_while_buffering_no_longer_holds_the_room() {
+    let env = TestEnv::new().await;
+    // A long cap: only the member's leaving can end this wait within the test.
+    let (app, host, member, pid) = room(&env, json!({"buffer_wait_ms": 60000})).await;
+    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
+    h.send("video_control", json!({"action": "play", "position": 5.0}))
+        .await;
+    m.expect("video_state").await;
+    h.expect("video_state").await;
+    m.send("buffering", json!({})).await;
+    let w = h.expect("video_state").await;
+    assert_eq!(w["data"]["status"], "waiting");
+    drop(m);
+    let r = h.expect("video_state").await;
+    assert_eq!(r["data"]["status"], "playing");
+    assert_eq!(r["data"]["action"], "resume");
+    assert_eq!(r["data"]["reason"], "member_left");
+    assert!(
+        (r["data"]["position"].as_f64().unwrap() - w["data"]["position"].as_f64().unwrap()).abs()
+            < 1e-6,
+        "it plays on from where it waited"
+    );
+}
+
+#[tokio::test]
+async fn under_the_independent_policy_buffering_is_shown_and_the_room_plays_on() {
+    let env = TestEnv::new().await;
+    let (app, host, member, pid) = room(&env, json!({"sync_policy": "independent"})).await;
+    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
+    h.send("video_control", json!({"action": "play", "position": 5.0}))
+        .await;
+    m.expect("video_state").await;
+    h.expect("video_state").await;
+    m.send("buffering", json!({})).await;
+    let b = h.expect("member_buffering").await;
+    assert_eq!(b["data"]["user"]["username"], "member");
+    assert_eq!(b["data"]["buffering"], true);
+    // Past the debounce after which a `wait` room would pause (500 ms): this one does
+    // not. A chat message after it marks the end of the window (frames arrive in order).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    h.send("chat_message", json!({"content": "marker"})).await;
+    let mut seen = Vec::new();
+    loop {
+        let f = h.next().await;
+        if f["type"] == "chat_message" {
+            break;
+        }
+        seen.push(f["type"].clone());
+    }
+    assert!(
+        !seen.contains(&json!("video_state")),
+        "the room did not wait: {seen:?}"
+    );
+    let (_, b) = app
+        .call(
+            Method::GET,
+            &format!("/api/parties/{pid}/"),
+            Some(&host.token),
+            None,
+        )
+        .await;
+    assert_eq!(b["data"]["playback"]["status"], "playing", "{b}");
+}
+
+#[tokio::test]
+async fn change_video_takes_a_library_video_the_controller_may_play() {
+    let env = TestEnv::new().await;
+    let (app, host, member, pid) = room(&env, json!({})).await;
+    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
+    let own = env.insert_video(&host, "Mine", "private", 120.0).await;
+    let other = env.create_user("other").await;
+    let theirs = env.insert_video(&other, "Theirs", "private", 60.0).await;
+    let public = env.insert_video(&other, "Public", "public", 60.0).await;
+    // Another user's private video, an unknown id: refused, nothing changes.
+    for id in [theirs, uuid::Uuid::now_v7()] {
+        h.send(
+            "video_control",
+            json!({"action": "change_video", "video_id": id}),
+        )
+        .await;
+        assert_eq!(h.expect_error().await, "invalid_data");
+    }
+    // Both an id and a URL: refused.
+    h.send(
+        "video_control",
+        json!({"action": "change_video", "video_id": own, "url": "https://example.com/b.mp4"}),
+    )
+    .await;
+    assert_eq!(h.expect_error().await, "invalid_data");
+    for id in [own, public] {
+        h.send(
+            "video_control",
+            json!({"action": "change_video", "video_id": id}),
+        )
+        .await;
+        let v = m.expect("video_state").await;
+        assert_eq!(v["data"]["action"], "change_video");
+        assert_eq!(v["data"]["video"]["id"], id.to_string(), "{v}");
+        assert!(v["data"]["video"]["url"].is_null(), "{v}");
+        assert_eq!(v["data"]["position"], 0.0, "a new video starts at 0: {v}");
+        h.expect("video_state").await;
+    }
+}
+
+#[tokio::test]
+async fn frames_past_thirty_a_second_are_refused_and_the_socket_stays() {
+    let env = TestEnv::new().await;
+    let (app, host, _member, pid) = room(&env, json!({})).await;
+    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
+    const SENT: usize = 150;
+    for _ in 0..SENT {
+        h.send("ping", json!({})).await;
+    }
+    let (mut pongs, mut limited) = (0, 0);
+    while pongs + limited < SENT {
+        let f = h.next().await;
+        match f["type"].as_str() {
+            Some("pong") => pongs += 1,
+            Some("error") => {
+                assert_eq!(f["data"]["code"], "rate_limited", "{f}");
+                limited += 1;
+            }
+            _ => {}
+        }
+    }
+    // A burst of 60, then 30 a second: sent in well under a second, most of the rest
+    // are refused, each with an error frame, and the socket is not closed for it.
+    assert!(pongs >= 60, "the burst is answered: {pongs}");
+    assert!(limited >= 10, "the rest is refused: {limited} of {SENT}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    h.send("ping", json!({})).await;
+    h.expect("pong").await;
+}
+
+#[tokio::test]
+async fn slow_mode_and_concurrent_controls_hold_across_nodes() {
+    let env = TestEnv::new().await;
+    let node1 = env.spawn_node().await;
+    let node2 = env.spawn_node().await;
+    let host = env.create_user("host").await;
+    let member = env.create_user("member").await;
+    let party = create_party(
+        &node1,
+        &host,
+        json!({"title": "Across", "external_url": "https://example.com/a.mp4",
+               "slow_mode_seconds": 30, "control_mode": "everyone"}),
+    )
+    .await;
+    let pid = id(&party);
+    join(&node2, &member, &pid).await;
+    let (mut h, _) = Ws::connect(&node1, &pid, &host.token).await;
+    // The member in two tabs, one on each node: slow mode counts them as one.
+    let (mut m1, _) = Ws::connect(&node1, &pid, &member.token).await;
+    let (mut m2, _) = Ws::connect(&node2, &pid, &member.token).await;
+    m1.send("chat_message", json!({"content": "first"})).await;
+    m1.expect_where("chat_message", |f| f["data"]["content"] == "first")
+        .await;
+    m2.send("chat_message", json!({"content": "second"})).await;
+    let e = m2.expect("error").await;
+    assert_eq!(e["data"]["code"], "slow_mode", "{e}");
+    assert!(
+        e["data"]["retry_after_ms"].as_i64().unwrap() > 20_000,
+        "{e}"
+    );
+
+    // Controls from both nodes at once: compare-and-set makes each one change, with a
+    // seq of its own, in one order every node agrees on.
+    let seq_of = |f: &Value| f["data"]["seq"].as_u64().unwrap();
+    let before = {
+        h.send("request_state", json!({})).await;
+        seq_of(&h.expect("video_state").await)
+    };
+    const EACH: usize = 10;
+    let host_side = async {
+        for i in 0..EACH {
+            h.send(
+                "video_control",
+                json!({"action": "seek", "position": i as f64}),
+            )
+            .await;
+        }
+    };
+    let member_side = async {
+        for i in 0..EACH {
+            m2.send(
+                "video_control",
+                json!({"action": "seek", "position": 100.0 + i as f64}),
+            )
+            .await;
+        }
+    };
+    tokio::join!(host_side, member_side);
+    let last = before + 2 * EACH as u64;
+    let mut seen = Vec::new();
+    for ws in [&mut h, &mut m1] {
+        let mut seqs = Vec::new();
+        let end = loop {
+            let f = ws.expect("video_state").await;
+            seqs.push(seq_of(&f));
+            if seq_of(&f) >= last {
+                break f;
+            }
+        };
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "a node never shows an older state after a newer one: {seqs:?}"
+        );
+        assert_eq!(
+            seq_of(&end),
+            last,
+            "one seq per control, none lost: {seqs:?}"
+        );
+        seen.push(end["data"]["position"].clone());
+    }
+    assert_eq!(seen[0], seen[1], "both nodes end on the same state");
+    // PostgreSQL's copy (written after each change, an older write never over a
+    // newer one) ends on the same state.
+    let stored = eventually(Duration::from_secs(5), "the last state stored", || async {
+        let (_, b) = node2
+            .call(
+                Method::GET,
+                &format!("/api/parties/{pid}/"),
+                Some(&member.token),
+                None,
+            )
+            .await;
+        (b["data"]["playback"]["seq"] == last).then_some(b)
+    })
+    .await;
+    assert_eq!(stored["data"]["playback"]["position"], seen[0], "{stored}");
+}
+
+#[tokio::test]
+async fn a_client_that_missed_more_than_the_resume_cap_is_told_so() {
+    let env = TestEnv::new().await;
+    let (app, host, member, pid) = room(&env, json!({})).await;
+    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
+    h.send("chat_message", json!({"content": "seen"})).await;
+    let seen = h.expect("chat_message").await["data"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // 600 messages stored while the member was away, one a millisecond.
+    sqlx::query(
+        "INSERT INTO party_messages (id, party_id, user_id, content, created_at)
+         SELECT gen_random_uuid(), $1, $2, 'missed ' || i,
+                now() + make_interval(secs => i / 1000.0)
+         FROM generate_series(1, 600) AS i",
+    )
+    .bind(uuid::Uuid::parse_str(&pid).unwrap())
+    .bind(host.id)
+    .execute(&env.db)
+    .await
+    .unwrap();
+    let (_, snap) = Ws::connect_query(
+        &app,
+        &pid,
+        &format!("token={}&last_message_id={seen}", member.token),
+    )
+    .await;
+    let chat = &snap["data"]["chat"];
+    assert_eq!(chat["resumed"], true);
+    assert_eq!(chat["has_more"], true, "more were missed than sent");
+    let messages = chat["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 500);
+    assert_eq!(
+        messages[0]["content"], "missed 1",
+        "from the first missed on"
+    );
+    assert_eq!(messages[499]["content"], "missed 500");
+    // Missing only a few: all of them, and no more to fetch.
+    let last = messages[499]["id"].as_str().unwrap();
+    let (_, snap) = Ws::connect_query(
+        &app,
+        &pid,
+        &format!("token={}&last_message_id={last}", member.token),
+    )
+    .await;
+    let chat = &snap["data"]["chat"];
+    assert_eq!(chat["has_more"], false);
+    assert_eq!(chat["messages"].as_array().unwrap().len(), 100);
 }
 
 #[tokio::test]
@@ -2178,9 +2474,12 @@ async fn a_node_with_a_wrong_clock_stamps_party_time_from_redis() {
         let r = ws.expect("sync_response").await;
         let got = chrono::Utc::now().timestamp_millis();
         let server = r["data"]["server_receive"].as_i64().unwrap();
+        // Within the accuracy the offset is held to above (100 ms: it is measured over
+        // Redis round trips, 34 ms off was seen on a loaded machine), and nowhere near
+        // the node's own clock, 3 s behind.
         assert!(
-            server >= sent - 20 && server <= got + 20,
-            "server time {server} outside [{sent}, {got}]"
+            server >= sent - 100 && server <= got + 100,
+            "server time {server} outside [{sent}, {got}] ± 100 ms"
         );
     }
     // A control made through the skewed node is scheduled on the shared clock.

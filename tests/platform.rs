@@ -313,8 +313,10 @@ async fn every_role_is_probed_on_its_ops_address_and_ready_follows_redis() {
         (sample(&m, DONE)? > before).then_some(())
     })
     .await;
-    for c in &mut children {
-        c.start_kill().unwrap();
+    // Every role stops cleanly on SIGTERM (what Kubernetes sends), exit status 0.
+    for (child, (role, _)) in children.into_iter().zip(&ports) {
+        let (status, _) = common::stop_with_sigterm(child, Duration::from_secs(30)).await;
+        assert!(status.success(), "{role} on SIGTERM: {status:?}");
     }
 }
 
@@ -331,7 +333,7 @@ async fn each_role_serves_its_details_on_the_ops_address_only() {
         ("realtime", true, "realtime_node"),
     ] {
         let (port, ops) = (free_port(), free_port());
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
             .arg(command)
             .envs(env.env_vars())
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
@@ -376,8 +378,8 @@ async fn each_role_serves_its_details_on_the_ops_address_only() {
         };
         let out = health(ops).await.unwrap();
         assert!(out.status.success(), "{command}: {out:?}");
-        child.start_kill().unwrap();
-        let _ = child.wait().await;
+        let (status, _) = common::stop_with_sigterm(child, Duration::from_secs(30)).await;
+        assert!(status.success(), "{command} on SIGTERM: {status:?}");
         let out = health(ops).await.unwrap();
         assert_eq!(out.status.code(), Some(1), "{command} stopped: {out:?}");
         assert!(
@@ -619,4 +621,55 @@ async fn the_platform_runs_behind_pgbouncer_on_a_few_server_connections() {
         "{}",
         bouncer.log()
     );
+}
+
+#[tokio::test]
+async fn two_migrate_commands_at_once_apply_each_migration_once() {
+    let env = TestEnv::new().await;
+    let fresh = format!("wp_test_{}_fresh", env.id);
+    sqlx::query(&format!("CREATE DATABASE {fresh}"))
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let url = format!("{}/{fresh}", common::pg_base());
+    // Two replicas starting together (a rollout): each runs `migrate` first.
+    let run = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
+            .arg("migrate")
+            .envs(env.env_vars())
+            .env("DATABASE_URL", &url)
+            .env("DATABASE_DIRECT_URL", &url)
+            .output()
+    };
+    let (a, b) = tokio::join!(run(), run());
+    for out in [a.unwrap(), b.unwrap()] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+        })
+        .count() as i64;
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    let (applied, ok): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(*) FILTER (WHERE success) FROM _sqlx_migrations")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (applied, ok),
+        (files, files),
+        "each migration once, all applied"
+    );
+    db.close().await;
+    sqlx::query(&format!("DROP DATABASE {fresh} WITH (FORCE)"))
+        .execute(&env.db)
+        .await
+        .unwrap();
 }

@@ -675,12 +675,8 @@ async fn polls_close_on_time_once() {
         .parse()
         .unwrap();
     assert_eq!(at, closes_at, "closed at its time, not at the sweep's");
-    assert!(
-        ms.next_within(Duration::from_millis(600))
-            .await
-            .is_none_or(|f| f["type"] != "poll_closed"),
-        "one poll_closed"
-    );
+    ms.expect_none("poll_closed", Duration::from_millis(600))
+        .await;
     let (s, b) = vote(&app, &m, &id, json!({"option_id": option(&poll, 0)})).await;
     assert_eq!(
         (s, b["code"].clone()),

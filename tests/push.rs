@@ -20,7 +20,7 @@ async fn a_friend_request_is_pushed_once_to_each_live_device_and_dead_tokens_are
     let providers = Providers::start().await;
     let env = providers.env(&[]).await;
     let app = env.spawn_api().await;
-    let _workers = env
+    let workers = env
         .spawn_workers(&[(Queue::Notify, 4), (Queue::Push, 4)])
         .await;
     let ann = env.create_user("ann").await;
@@ -61,21 +61,39 @@ async fn a_friend_request_is_pushed_once_to_each_live_device_and_dead_tokens_are
             .unwrap();
     assert_eq!(devices, ["browser", "iphone", "pixel"]);
 
-    // A duplicated fan-out and a duplicated push job push nothing again.
+    // A duplicated fan-out and a duplicated push job push nothing again: sent without
+    // a dedupe key, so the queue cannot drop them and the handlers run (as they would
+    // for a job re-delivered after a crash); `push_sends` keeps each device to one send.
     let event: uuid::Uuid = sqlx::query_scalar("SELECT id FROM domain_events")
         .fetch_one(&env.db)
         .await
         .unwrap();
-    env.enqueuer.push(NotifyEvent::new(event)).await.unwrap();
+    env.wait_idle(Queue::Push, Duration::from_secs(15)).await;
+    let runs = (
+        workers.metrics.starts(Queue::Notify),
+        workers.metrics.starts(Queue::Push),
+    );
+    let fan_out = serde_json::to_value(NotifyEvent::new(event)).unwrap();
+    let push = serde_json::to_value(SendPush {
+        event_id: event,
+        user_ids: vec![ben.id],
+    })
+    .unwrap();
     env.enqueuer
-        .push(SendPush {
-            event_id: event,
-            user_ids: vec![ben.id],
-        })
+        .push_json(Queue::Notify, vec![(fan_out, None)])
+        .await
+        .unwrap();
+    env.enqueuer
+        .push_json(Queue::Push, vec![(push, None)])
         .await
         .unwrap();
     env.wait_idle(Queue::Notify, Duration::from_secs(15)).await;
     env.wait_idle(Queue::Push, Duration::from_secs(15)).await;
+    assert_eq!(workers.metrics.starts(Queue::Notify) - runs.0, 1);
+    assert!(
+        workers.metrics.starts(Queue::Push) - runs.1 >= 1,
+        "the duplicated push job ran"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(providers.accepted().len(), 3);
     let statuses: Vec<(String, String)> =
@@ -195,4 +213,79 @@ async fn quiet_hours_hold_push_back_in_the_users_timezone() {
     assert_eq!(n, 1, "the in-app notification still arrives");
     env.wait_idle(Queue::Push, Duration::from_secs(10)).await;
     assert!(providers.accepted().is_empty());
+}
+
+#[tokio::test]
+async fn provider_refusals_are_retried_or_prune_the_device_and_a_revoked_fcm_token_is_renewed() {
+    let providers = Providers::start().await;
+    let env = providers.env(&[]).await;
+    let app = env.spawn_api().await;
+    let _workers = env
+        .spawn_workers(&[(Queue::Notify, 2), (Queue::Push, 2)])
+        .await;
+    let ann = env.create_user("ann").await;
+    let ben = env.create_user("ben").await;
+    let throttled = format!("429{}", &APNS_GOOD[3..]);
+    let unavailable = format!("503{}", &APNS_GOOD[3..]);
+    let unknown = format!("bad{}", &APNS_GOOD[3..]);
+    for (device, token) in [
+        ("throttled", &throttled),
+        ("unavailable", &unavailable),
+        ("unknown", &unknown),
+    ] {
+        app.register_device(&ben, device, "ios", token).await;
+    }
+    app.register_device(&ben, "pixel", "android", "fcm-good")
+        .await;
+    app.send_friend_request(&ann, &ben).await;
+
+    // 429 and 503 are retried with backoff until accepted; BadDeviceToken prunes the
+    // device at once, without a retry.
+    let accepted = eventually(Duration::from_secs(40), "three pushes", || async {
+        let a = providers.accepted();
+        (a.len() >= 3).then_some(a)
+    })
+    .await;
+    let mut tokens: Vec<String> = accepted.iter().map(|a| a.token.clone()).collect();
+    tokens.sort();
+    let mut want = vec![
+        throttled.clone(),
+        unavailable.clone(),
+        "fcm-good".to_owned(),
+    ];
+    want.sort();
+    assert_eq!(tokens, want);
+    let devices: Vec<String> =
+        sqlx::query_scalar("SELECT device_id FROM devices ORDER BY device_id")
+            .fetch_all(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(devices, ["pixel", "throttled", "unavailable"]);
+    assert!(providers.refused().is_empty(), "{:?}", providers.refused());
+    assert_eq!(providers.token_requests(), 1);
+
+    // Google revokes the access token: the next send is refused with 401, the worker
+    // drops its cached token, fetches a new one and sends again.
+    providers.revoke_fcm_tokens();
+    let cat = env.create_user("cat").await;
+    app.send_friend_request(&cat, &ben).await;
+    eventually(
+        Duration::from_secs(40),
+        "the push after the 401",
+        || async {
+            let n = providers
+                .accepted()
+                .iter()
+                .filter(|a| a.token == "fcm-good")
+                .count();
+            (n == 2).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(providers.token_requests(), 2, "one new access token");
+    assert_eq!(
+        providers.refused(),
+        ["fcm bearer"],
+        "the revoked token was refused once"
+    );
 }

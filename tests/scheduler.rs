@@ -54,15 +54,28 @@ async fn two_running_schedulers_enqueue_one_job_per_tick() {
             },
         )));
     }
-    // OUTBOX_SWEEP_SECS=1 in tests: a tick every second.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // OUTBOX_SWEEP_SECS=1 in tests: a tick every second. Run until three have fired.
+    let mut conn = env.redis.clone();
+    let pattern = format!("{}:sched:outbox-relay:*", env.config.redis_prefix);
+    common::eventually(Duration::from_secs(15), "three outbox ticks", || {
+        let mut conn = conn.clone();
+        let pattern = pattern.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            (keys.len() >= 3).then_some(())
+        }
+    })
+    .await;
     stop_tx.send(true).unwrap();
     for h in handles {
         h.await.unwrap().unwrap();
     }
-    let mut conn = env.redis.clone();
     let locks: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}:sched:outbox-relay:*", env.config.redis_prefix))
+        .arg(&pattern)
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -94,4 +107,45 @@ async fn two_running_schedulers_enqueue_one_job_per_tick() {
     };
     assert_eq!(count("enqueued") as usize, locks.len());
     assert_eq!(count("failed"), 0);
+}
+
+#[tokio::test]
+async fn every_schedule_enqueues_a_job_its_worker_runs() {
+    let env = TestEnv::new().await;
+    let schedules = wp_scheduler::schedules(&env.config).unwrap();
+    let mut conn = wp_shared::redis_conn::connect(&env.config).await.unwrap();
+    let enq = Enqueuer::new(conn.clone(), env.config.clone());
+    let at = chrono::Utc::now();
+    for s in &schedules {
+        // Each cron expression fires within its period (a day at most).
+        let next = s.cron.after(&at).next().expect("the schedule fires again");
+        assert!(next - at <= chrono::Duration::days(1), "{}", s.name);
+        assert!(
+            wp_scheduler::fire(&mut conn, &enq, "test", s, at)
+                .await
+                .unwrap(),
+            "{} fires",
+            s.name
+        );
+    }
+    let queued = |q: Queue| schedules.iter().filter(|s| s.queue == q).count() as u64;
+    for q in [Queue::System, Queue::Search] {
+        let d = env.depth(q).await;
+        assert_eq!(d.active + d.scheduled, queued(q), "{q}");
+    }
+    assert_eq!(
+        queued(Queue::System) + queued(Queue::Search),
+        schedules.len() as u64,
+        "every schedule goes to the system or the search queue"
+    );
+    // The workers take every one of them and none fails.
+    let workers = env
+        .spawn_workers(&[(Queue::System, 2), (Queue::Search, 1)])
+        .await;
+    for q in [Queue::System, Queue::Search] {
+        let d = env.wait_idle(q, Duration::from_secs(60)).await;
+        assert_eq!(d.dead, 0, "{q}: a scheduled job failed");
+        assert!(workers.metrics.starts(q) >= queued(q), "{q}");
+    }
+    workers.shutdown().await;
 }

@@ -305,24 +305,44 @@ async fn a_block_cuts_every_tie_and_keeps_the_blocked_user_out() {
         )
         .await;
     let req = b["data"]["id"].as_str().unwrap().to_owned();
-    app.post_json(
-        &format!("/api/social/friend-requests/{req}/accept/"),
-        Some(&ida.token),
-        json!({}),
-    )
-    .await;
-    app.post_json(
-        &format!("/api/social/follow/{}/", ida.id),
-        Some(&jon.token),
-        json!({}),
-    )
-    .await;
-    app.post_json(
-        &format!("/api/social/follow/{}/", jon.id),
-        Some(&ida.token),
-        json!({}),
-    )
-    .await;
+    let (s, b) = app
+        .post_json(
+            &format!("/api/social/friend-requests/{req}/accept/"),
+            Some(&ida.token),
+            json!({}),
+        )
+        .await;
+    assert!(s.is_success(), "{b}");
+    for (who, whom) in [(&jon, &ida), (&ida, &jon)] {
+        let (s, b) = app
+            .post_json(
+                &format!("/api/social/follow/{}/", whom.id),
+                Some(&who.token),
+                json!({}),
+            )
+            .await;
+        assert!(s.is_success(), "{b}");
+    }
+    // The ties the block must cut are there first.
+    let counts = |list: &'static str, token: String| {
+        let app = &app;
+        async move {
+            let (_, b) = app
+                .call(
+                    Method::GET,
+                    &format!("/api/social/{list}/"),
+                    Some(&token),
+                    None,
+                )
+                .await;
+            b["data"]["count"].clone()
+        }
+    };
+    for list in ["friends", "followers"] {
+        for t in [&ida.token, &jon.token] {
+            assert_eq!(counts(list, t.clone()).await, 1, "{list} before the block");
+        }
+    }
 
     let (s, b) = app
         .post_json(
@@ -340,16 +360,10 @@ async fn a_block_cuts_every_tie_and_keeps_the_blocked_user_out() {
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT);
-    for (t, list) in [
-        (&ida.token, "friends"),
-        (&jon.token, "friends"),
-        (&ida.token, "followers"),
-        (&jon.token, "followers"),
-    ] {
-        let (_, b) = app
-            .call(Method::GET, &format!("/api/social/{list}/"), Some(t), None)
-            .await;
-        assert_eq!(b["data"]["count"], 0, "{list}: {b}");
+    for list in ["friends", "followers"] {
+        for t in [&ida.token, &jon.token] {
+            assert_eq!(counts(list, t.clone()).await, 0, "{list} after the block");
+        }
     }
     // Jon can no longer ask, follow, or see Ida's profile: to him her account answers
     // as if it did not exist. Ida, who blocked, is told to unblock first. Ida sees her

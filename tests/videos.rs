@@ -247,6 +247,23 @@ async fn an_upload_is_prepared_for_streaming_and_downloaded_with_ranges() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.unwrap().len(), len);
+    // A matching If-Range (the file is unchanged) gets just the range.
+    let res = app
+        .client
+        .get(app.url(&dl))
+        .bearer_auth(&owner.token)
+        .header(header::RANGE, "bytes=0-9")
+        .header(header::IF_RANGE, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        res.headers()[header::CONTENT_RANGE].to_str().unwrap(),
+        format!("bytes 0-9/{len}")
+    );
+    assert_eq!(res.bytes().await.unwrap().to_vec(), body[..10].to_vec());
     let res = app
         .client
         .get(app.url(&dl))
@@ -554,6 +571,27 @@ async fn visibility_decides_who_sees_lists_comments_and_downloads() {
         StatusCode::UNAUTHORIZED,
         "a download link is not an access token"
     );
+    // A link is checked against the session that asked for it: once that session
+    // ends, the link stops working, well before its five minutes.
+    let sam = env.create_user("sam").await;
+    let (s, b) = app
+        .post_json(
+            &format!("/api/videos/{}/download-token/", id(&public)),
+            Some(&sam.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let link = b["data"]["url"].as_str().unwrap().to_owned();
+    let link = format!("/api/{}", link.split_once("/api/").unwrap().1);
+    let (s, _) = app.call(Method::GET, &link, None, None).await;
+    assert_eq!(s, StatusCode::OK, "the link works while the session lives");
+    let (s, _) = app
+        .post_json("/api/auth/logout-all/", Some(&sam.token), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app.call(Method::GET, &link, None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the session ended");
 
     // Only the owner edits or deletes.
     let (s, _) = app
@@ -1510,4 +1548,212 @@ async fn junk_parameters_do_not_fill_the_comment_page_cache() {
     assert_eq!(hits, 49.0);
     assert!(metric(&after, "comment_page_cache_bytes") > 0.0);
     assert!(after.contains("comment_page_cache_evictions_total"));
+}
+
+#[tokio::test]
+async fn staff_may_edit_and_delete_and_a_block_hides_a_video_and_its_comments() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let owner = env.create_user("owner").await;
+    let fan = env.create_user("fan").await;
+    let troll = env.create_user("troll").await;
+    let moderator = env.create_moderator("mod").await;
+    let video = env.insert_video(&owner, "Open", "public", 30.0).await;
+    let private = env.insert_video(&owner, "Mine", "private", 30.0).await;
+    let path = format!("/api/videos/{video}/");
+    let comments = format!("/api/videos/{video}/comments/");
+
+    let (s, b) = app
+        .post_json(&comments, Some(&fan.token), json!({"content": "nice"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let fans = b["data"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = app
+        .post_json(&comments, Some(&troll.token), json!({"content": "meh"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let trolls = b["data"]["id"].as_str().unwrap().to_owned();
+
+    // Another user may neither edit nor delete the video nor someone else's comment.
+    let (s, _) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&fan.token),
+            Some(json!({"title": "Mine now"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("{comments}{trolls}/"),
+            Some(&fan.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // Staff see a private video, edit any video, and delete any comment; only the
+    // author edits a comment's words, staff included.
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/videos/{private}/"),
+            Some(&moderator.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&moderator.token),
+            Some(json!({"title": "Retitled"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["title"], "Retitled");
+    let (s, _) = app
+        .call(
+            Method::PUT,
+            &format!("{comments}{trolls}/"),
+            Some(&moderator.token),
+            Some(json!({"content": "edited by staff"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("{comments}{trolls}/"),
+            Some(&moderator.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
+    // The owner blocks the troll: to the troll the video and everything under it is
+    // gone (404, as for a video that does not exist), and nothing it tries is stored.
+    let (s, b) = app
+        .post_json(
+            "/api/social/blocks/",
+            Some(&owner.token),
+            json!({"user_id": troll.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    for (method, p, body) in [
+        (Method::GET, path.clone(), None),
+        (Method::GET, comments.clone(), None),
+        (
+            Method::POST,
+            comments.clone(),
+            Some(json!({"content": "still here"})),
+        ),
+        (
+            Method::POST,
+            format!("{comments}{fans}/like/"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/api/videos/{video}/like/"),
+            Some(json!({"is_like": true})),
+        ),
+        (Method::GET, format!("/api/videos/{video}/download/"), None),
+    ] {
+        let (s, b) = app.call(method.clone(), &p, Some(&troll.token), body).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {p}: {b}");
+    }
+    // Blocking works both ways: the fan blocks the owner and loses the video too.
+    let (s, _) = app
+        .post_json(
+            "/api/social/blocks/",
+            Some(&fan.token),
+            json!({"user_id": owner.id}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = app.call(Method::GET, &path, Some(&fan.token), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, b) = app
+        .call(Method::GET, "/api/videos/", Some(&fan.token), None)
+        .await;
+    assert!(
+        !b["data"]["results"]
+            .to_string()
+            .contains(&video.to_string()),
+        "not listed either: {b}"
+    );
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM video_comments WHERE user_id = $1 AND content = 'still here'",
+    )
+    .bind(troll.id)
+    .fetch_one(&env.db)
+    .await
+    .unwrap();
+    assert_eq!(stored, 0);
+}
+
+#[tokio::test]
+async fn a_file_the_media_tools_cannot_read_fails_with_a_reason_and_does_not_stall_the_queue() {
+    let env = TestEnv::new().await;
+    let app = env.spawn_api().await;
+    let u = env.create_user("uploader").await;
+    // An MP4's first bytes (it passes the upload's sniffing) without the rest: ffprobe
+    // finds no index.
+    let mut broken = make_mp4(2);
+    broken.truncate(2048);
+    let (s, b) = upload(&app, &u, broken, &[("title", "Broken")]).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let bad = b["data"]["id"].as_str().unwrap().to_owned();
+    let (s, b) = upload(&app, &u, make_mp4(1), &[("title", "Fine")]).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let good = b["data"]["id"].as_str().unwrap().to_owned();
+    let workers = env.spawn_workers(&[(Queue::Media, 1)]).await;
+    let status = |id: String| {
+        let (app, token) = (&app, u.token.clone());
+        async move {
+            let (_, b) = app
+                .call(
+                    Method::GET,
+                    &format!("/api/videos/{id}/"),
+                    Some(&token),
+                    None,
+                )
+                .await;
+            b["data"].clone()
+        }
+    };
+    let failed = eventually(Duration::from_secs(60), "both videos done", || async {
+        let (b, g) = (status(bad.clone()).await, status(good.clone()).await);
+        (b["status"] != "processing" && g["status"] != "processing").then_some((b, g))
+    })
+    .await;
+    let (b, g) = failed;
+    assert_eq!(b["status"], "failed", "{b}");
+    assert!(
+        b["failure_reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "the owner is told why: {b}"
+    );
+    assert_eq!(g["status"], "ready", "the next file is prepared: {g}");
+    // A failed video is the owner's only: not playable, not listed for others.
+    let other = env.create_user("other").await;
+    let (s, _) = app
+        .call(
+            Method::GET,
+            &format!("/api/videos/{bad}/"),
+            Some(&other.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let d = env.wait_idle(Queue::Media, Duration::from_secs(10)).await;
+    assert_eq!(
+        d.dead, 1,
+        "the bad file's job is given up at once (retrying cannot help): {d:?}"
+    );
+    workers.shutdown().await;
 }

@@ -217,4 +217,46 @@ mod tests {
         assert_eq!(path_after("/health"), "/health");
         assert_eq!(path_after("/ws/party/abc"), "/ws/party/abc/");
     }
+
+    /// A handler that panics and one answered 503 without a body (what the timeout
+    /// layer answers), behind the same two layers as the API's router.
+    #[tokio::test]
+    async fn a_panic_and_a_timeout_answer_with_the_error_body() {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        async fn boom() -> &'static str {
+            panic!("a handler bug")
+        }
+        let app = axum::Router::new()
+            .route("/boom", axum::routing::get(boom))
+            .route(
+                "/slow",
+                axum::routing::get(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+            )
+            .layer(tower_http::catch_panic::CatchPanicLayer::new())
+            .layer(axum::middleware::from_fn(json_errors));
+        for (path, status, code) in [
+            ("/boom", StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            ("/slow", StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+        ] {
+            let req = Request::builder().uri(path).body(Body::empty()).unwrap();
+            let res = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), status, "{path}");
+            assert!(
+                res.headers()[header::CONTENT_TYPE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("application/json"),
+                "{path}"
+            );
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["code"], code, "{path}: {body}");
+            assert_eq!(body["success"], false, "{path}: {body}");
+            assert!(
+                !body.to_string().contains("a handler bug"),
+                "the panic's message stays in the logs: {body}"
+            );
+        }
+    }
 }

@@ -2,9 +2,11 @@
 //! APNs, checking what the providers check: the OAuth2 JWT assertion (RS256, issuer,
 //! audience, scope) and the bearer token it was exchanged for; APNs over HTTP/2 only,
 //! its ES256 provider token (`kid`, `iss`), `apns-topic`, `apns-push-type`,
-//! `apns-priority`, `apns-collapse-id`, device tokens of 64 hexadecimal digits; the
-//! payload shapes. Tokens starting `dead` are unregistered; tokens starting `busy` are
-//! rate limited on their first send.
+//! `apns-priority`, `apns-collapse-id`, device tokens of 64 hexadecimal digits, a
+//! provider token at most an hour old (`ExpiredProviderToken`); the payload shapes.
+//! Tokens starting `dead` are unregistered; FCM tokens starting `busy` are rate limited
+//! on their first send; APNs tokens starting `429` or `503` are answered so on their
+//! first send, and those starting `bad` are unknown to APNs (`BadDeviceToken`).
 
 use std::{
     collections::HashSet,
@@ -162,6 +164,12 @@ impl Providers {
         self.shared.refused.lock().unwrap().clone()
     }
 
+    /// Forgets every OAuth2 access token issued so far (as Google does when it revokes
+    /// one): the next FCM send with one is answered 401.
+    pub fn revoke_fcm_tokens(&self) {
+        self.shared.issued.lock().unwrap().clear();
+    }
+
     pub fn token_requests(&self) -> usize {
         *self.shared.token_requests.lock().unwrap()
     }
@@ -293,10 +301,20 @@ async fn apns_send(
     v.set_issuer(&[TEAM]);
     v.set_required_spec_claims(&["iss"]);
     v.validate_exp = false;
-    match jsonwebtoken::decode::<Value>(&jwt, &key, &v) {
-        Ok(d) if d.header.kid.as_deref() == Some(KEY_ID) && d.claims["iat"].as_i64().is_some() => {}
-        Ok(_) => return refuse(&s, StatusCode::FORBIDDEN, "apns kid/iat".into()),
+    let iat = match jsonwebtoken::decode::<Value>(&jwt, &key, &v) {
+        Ok(d) if d.header.kid.as_deref() == Some(KEY_ID) => d.claims["iat"].as_i64(),
+        Ok(_) => return refuse(&s, StatusCode::FORBIDDEN, "apns kid".into()),
         Err(e) => return refuse(&s, StatusCode::FORBIDDEN, format!("apns token: {e}")),
+    };
+    // Apple refuses a provider token issued more than an hour ago (or in the future).
+    let now = chrono::Utc::now().timestamp();
+    if iat.is_none_or(|iat| iat < now - 3600 || iat > now + 60) {
+        s.refused.lock().unwrap().push(format!("apns iat {iat:?}"));
+        return (
+            StatusCode::FORBIDDEN,
+            Json(json!({"reason": "ExpiredProviderToken"})),
+        )
+            .into_response();
     }
     if h("apns-topic") != TOPIC || h("apns-push-type") != "alert" || h("apns-priority") != "10" {
         return refuse(&s, StatusCode::BAD_REQUEST, "apns headers".into());
@@ -315,6 +333,21 @@ async fn apns_send(
             Json(json!({"reason": "BadDeviceToken"})),
         )
             .into_response();
+    }
+    if token.starts_with("bad") {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"reason": "BadDeviceToken"})),
+        )
+            .into_response();
+    }
+    for (prefix, status, reason) in [
+        ("429", StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+        ("503", StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+    ] {
+        if token.starts_with(prefix) && s.busy_seen.lock().unwrap().insert(token.clone()) {
+            return (status, Json(json!({"reason": reason}))).into_response();
+        }
     }
     if token.starts_with("dead") {
         return (

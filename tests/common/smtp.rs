@@ -33,6 +33,19 @@ fn python() -> String {
     panic!("no python3 with aiosmtpd: apt-get install python3-aiosmtpd (or pip install aiosmtpd)");
 }
 
+/// Whether a server on `port` answers with an SMTP greeting (`220`).
+async fn smtp_greets(port: u16) -> bool {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let mut banner = [0u8; 3];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut banner)).await,
+        Ok(Ok(_))
+    ) && &banner == b"220"
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -41,12 +54,26 @@ pub fn free_port() -> u16 {
 }
 
 impl SmtpServer {
+    /// Starts the server on a free port. The port is picked, then handed to aiosmtpd, so
+    /// another process may take it in between: then aiosmtpd exits and another port is
+    /// tried.
     pub async fn start() -> Self {
-        Self::start_on(free_port()).await
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start_on(free_port()).await {
+                return server;
+            }
+        }
+        panic!("aiosmtpd did not start on any of five free ports");
     }
 
     /// Starts the server on `port` (one a worker was already told to use).
     pub async fn start_on(port: u16) -> Self {
+        Self::try_start_on(port)
+            .await
+            .unwrap_or_else(|| panic!("aiosmtpd did not start on port {port}"))
+    }
+
+    async fn try_start_on(port: u16) -> Option<Self> {
         let dir =
             std::env::temp_dir().join(format!("wp-test-smtp-{}", uuid::Uuid::new_v4().simple()));
         for sub in ["tmp", "new", "cur"] {
@@ -61,17 +88,20 @@ impl SmtpServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("start aiosmtpd");
-        let server = Self { port, dir, child };
+        let mut server = Self { port, dir, child };
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return server;
+            // Exited: the port was taken (dropping `server` cleans up).
+            if !matches!(server.child.try_wait(), Ok(None)) {
+                return None;
+            }
+            // Ready when something greets as SMTP on the port and our server still
+            // runs (it exits at once when it cannot bind).
+            if smtp_greets(port).await && matches!(server.child.try_wait(), Ok(None)) {
+                return Some(server);
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("aiosmtpd did not start on port {port}");
+        None
     }
 
     pub fn url(&self) -> String {

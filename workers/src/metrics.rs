@@ -121,6 +121,12 @@ impl JobMetrics {
         self.redelivered.with_label_values(&[queue.name()]).inc();
     }
 
+    /// Job attempts this process started on `queue` (tests count them to prove a
+    /// duplicate reached the handler rather than being dropped by the queue).
+    pub fn starts(&self, queue: Queue) -> u64 {
+        self.started.with_label_values(&[queue.name()]).get()
+    }
+
     /// Re-deliveries seen by this process on `queue`.
     pub fn redeliveries(&self, queue: Queue) -> u64 {
         self.redelivered.with_label_values(&[queue.name()]).get()

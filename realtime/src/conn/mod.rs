@@ -208,15 +208,21 @@ pub(crate) struct Bucket {
 
 impl Bucket {
     pub(crate) fn new(rate: f64, burst: f64) -> Self {
+        Self::new_at(rate, burst, Instant::now())
+    }
+    fn new_at(rate: f64, burst: f64, at: Instant) -> Self {
         Self {
             tokens: burst,
             rate,
             burst,
-            at: Instant::now(),
+            at,
         }
     }
     pub(crate) fn take(&mut self) -> bool {
-        let now = Instant::now();
+        self.take_at(Instant::now())
+    }
+    /// Takes a token at `now` (the clock is the caller's, so tests need no sleeps).
+    fn take_at(&mut self, now: Instant) -> bool {
         self.tokens =
             (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
         self.at = now;
@@ -638,5 +644,31 @@ mod write_deadline_tests {
         close_with_by(deadline, &mut Stuck, "slow_consumer", "Too slow.").await;
         assert!(started.elapsed() >= deadline);
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bucket;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_refills_at_its_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new_at(10.0, 2.0, t0);
+        assert!(b.take_at(t0));
+        assert!(b.take_at(t0));
+        assert!(!b.take_at(t0), "the burst is 2");
+        // 10 a second: a token every 100 ms, never more than the burst.
+        assert!(!b.take_at(t0 + Duration::from_millis(99)));
+        assert!(b.take_at(t0 + Duration::from_millis(100)));
+        assert!(!b.take_at(t0 + Duration::from_millis(100)));
+        let later = t0 + Duration::from_secs(60);
+        assert!(b.take_at(later));
+        assert!(b.take_at(later));
+        assert!(
+            !b.take_at(later),
+            "an idle minute still refills only up to the burst"
+        );
     }
 }

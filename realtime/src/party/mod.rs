@@ -464,16 +464,6 @@ mod tests {
     }
 
     #[test]
-    fn buckets_refill() {
-        let mut b = Bucket::new(1000.0, 2.0);
-        assert!(b.take());
-        assert!(b.take());
-        assert!(!b.take());
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(b.take());
-    }
-
-    #[test]
     fn data_errors_name_the_field() {
         #[derive(Deserialize, Debug)]
         struct In {
