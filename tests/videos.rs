@@ -1757,3 +1757,54 @@ async fn a_file_the_media_tools_cannot_read_fails_with_a_reason_and_does_not_sta
     );
     workers.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_comment_page_cached_by_one_api_replica_is_renewed_after_a_write_through_another() {
+    let env = TestEnv::new().await;
+    let (a, b) = (env.spawn_api().await, env.spawn_api().await);
+    let owner = env.create_user("owner").await;
+    let fan = env.create_user("fan").await;
+    let video = env.insert_video(&owner, "Shared", "public", 30.0).await;
+    let comments = format!("/api/videos/{video}/comments/");
+    let (s, c) = a
+        .post_json(&comments, Some(&owner.token), json!({"content": "first"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let first = c["data"]["id"].as_str().unwrap().to_owned();
+    async fn page(app: &TestApp, path: &str) -> Value {
+        let (s, b) = app.call(Method::GET, path, None, None).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        b["data"]["results"].clone()
+    }
+    // Replica A renders and caches the page.
+    let cached = page(&a, &comments).await;
+    assert_eq!(cached.as_array().unwrap().len(), 1);
+    assert_eq!(
+        page(&a, &comments).await,
+        cached,
+        "served again from A's cache"
+    );
+    // Writes through replica B: a new comment, a like on the first.
+    let (s, _) = b
+        .post_json(&comments, Some(&fan.token), json!({"content": "second"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = b
+        .post_json(
+            &format!("{comments}{first}/like/"),
+            Some(&fan.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // A sees both at once: its page's version is behind the one B bumped in Redis.
+    let fresh = page(&a, &comments).await;
+    let contents: Vec<&str> = fresh
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["second", "first"], "newest first");
+    assert_eq!(fresh[1]["likes_count"], 1, "{fresh}");
+}

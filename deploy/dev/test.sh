@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test against real services (PostgreSQL, Redis, ClickHouse, an SMTP server).
 # Starts or installs what is missing first. Extra arguments go to cargo nextest
-# (e.g. `deploy/dev/test.sh --test jobs`). The socket frames the tests receive are
+# (e.g. `deploy/dev/test.sh --test jobs`). With COVERAGE=1 the run is instrumented and,
+# when whole, reports line coverage per crate and fails under its floors (docs/testing.md).
+# The socket frames the tests receive are
 # then checked against docs/asyncapi.yaml, and (on a whole run) the ClickHouse SQL is
 # checked on two engines (deploy/dev/clickhouse-compat.py).
 set -euo pipefail
@@ -14,7 +16,18 @@ frames=$(mktemp -d)
 trap 'rm -rf "$frames"' EXIT
 export WP_RECORD_FRAMES="$frames"
 status=0
-if cargo nextest --version >/dev/null 2>&1; then
+if [ -n "${COVERAGE:-}" ]; then
+  # The same run, instrumented (cargo-llvm-cov; its own target folder): line coverage
+  # of every crate, the spawned binaries' too, then the floors of docs/testing.md.
+  deploy/dev/coverage-tools.sh
+  major=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+  export LLVM_COV=/usr/bin/llvm-cov-$major LLVM_PROFDATA=/usr/bin/llvm-profdata-$major
+  cargo llvm-cov nextest --workspace --no-report --no-fail-fast "$@" || status=$?
+  if [ "$#" -eq 0 ]; then
+    cargo llvm-cov report --workspace --json --summary-only --output-path "$frames/coverage.json"
+    python3 deploy/dev/coverage.py "$frames/coverage.json" || status=1
+  fi
+elif cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@" || status=$?
 else
   cargo test --workspace --no-fail-fast "$@" || status=$?
