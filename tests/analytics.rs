@@ -792,6 +792,10 @@ async fn the_seed_command_writes_the_history_it_reports() {
     };
     let out = seed("0").await.unwrap();
     assert!(!out.status.success(), "no days: refused");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--days and --users must be above 0"),
+        "{out:?}"
+    );
     let out = seed("2").await.unwrap();
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout).to_string();

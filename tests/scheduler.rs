@@ -91,7 +91,6 @@ async fn two_running_schedulers_enqueue_one_job_per_tick() {
         env.depth(Queue::System).await,
         env.depth(Queue::Search).await,
     );
-    assert!(locks.len() >= 3, "ticks fired: {locks:?}");
     assert_eq!(
         (d.active + d.scheduled + s.active + s.scheduled) as usize,
         all_locks.len(),

@@ -1222,7 +1222,7 @@ async fn the_s3_backend_stores_prepares_and_serves_videos() {
 
 /// A video upload as raw HTTP: the request head (with `Connection: close`) and the
 /// multipart body holding `title` and `file`.
-fn upload_request(app: &TestApp, token: &str, title: &str, file: &[u8]) -> (String, Vec<u8>) {
+fn upload_request(base: &str, token: &str, title: &str, file: &[u8]) -> (String, Vec<u8>) {
     let boundary = "wp-raw-upload-boundary";
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n{title}\r\n\
@@ -1232,7 +1232,7 @@ fn upload_request(app: &TestApp, token: &str, title: &str, file: &[u8]) -> (Stri
     .into_bytes();
     body.extend_from_slice(file);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let addr = app.base.trim_start_matches("http://");
+    let addr = base.trim_start_matches("http://");
     let head = format!(
         "POST /api/videos/ HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: multipart/form-data; boundary={boundary}\r\n\
@@ -1246,7 +1246,7 @@ fn upload_request(app: &TestApp, token: &str, title: &str, file: &[u8]) -> (Stri
 /// with `gap` between them, stopping after `send_pieces` of them. Returns the status
 /// code and body of the answer.
 async fn trickle_upload(
-    app: &TestApp,
+    base: &str,
     token: &str,
     file: &[u8],
     pieces: usize,
@@ -1254,8 +1254,8 @@ async fn trickle_upload(
     gap: Duration,
 ) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (head, body) = upload_request(app, token, "Trickled", file);
-    let mut sock = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+    let (head, body) = upload_request(base, token, "Trickled", file);
+    let mut sock = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
         .await
         .unwrap();
     sock.write_all(head.as_bytes()).await.unwrap();
@@ -1330,11 +1330,11 @@ async fn an_upload_may_outlast_the_request_timeout_but_not_fall_silent() {
     let u = env.create_user("trickler").await;
     let file = make_mp4(1);
     // Steady but slow: 2.4 s in all, never 2 s without a byte.
-    let (s, b) = trickle_upload(&app, &u.token, &file, 4, 4, Duration::from_millis(600)).await;
+    let (s, b) = trickle_upload(&app.base, &u.token, &file, 4, 4, Duration::from_millis(600)).await;
     assert_eq!(s, 201, "{b}");
     assert_eq!(b["data"]["title"], "Trickled");
     // Half the file, then silence: cut off, and nothing of it is kept.
-    let (s, b) = trickle_upload(&app, &u.token, &file, 4, 2, Duration::from_millis(10)).await;
+    let (s, b) = trickle_upload(&app.base, &u.token, &file, 4, 2, Duration::from_millis(10)).await;
     assert_eq!(s, 408, "{b}");
     assert_eq!(b["code"], "upload_stalled");
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM videos")
@@ -1347,7 +1347,7 @@ async fn an_upload_may_outlast_the_request_timeout_but_not_fall_silent() {
     // A client that goes away mid-upload leaves no part behind either.
     {
         use tokio::io::AsyncWriteExt;
-        let (head, body) = upload_request(&app, &u.token, "Gone", &file);
+        let (head, body) = upload_request(&app.base, &u.token, "Gone", &file);
         let mut sock = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
             .await
             .unwrap();
@@ -1668,6 +1668,16 @@ async fn staff_may_edit_and_delete_and_a_block_hides_a_video_and_its_comments() 
         assert_eq!(s, StatusCode::NOT_FOUND, "{method} {p}: {b}");
     }
     // Blocking works both ways: the fan blocks the owner and loses the video too.
+    let listed = |b: &Value| {
+        b["data"]["results"]
+            .to_string()
+            .contains(&video.to_string())
+    };
+    let (s, b) = app
+        .call(Method::GET, "/api/videos/", Some(&fan.token), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(listed(&b), "listed before the block: {b}");
     let (s, _) = app
         .post_json(
             "/api/social/blocks/",
@@ -1678,15 +1688,11 @@ async fn staff_may_edit_and_delete_and_a_block_hides_a_video_and_its_comments() 
     assert_eq!(s, StatusCode::CREATED);
     let (s, _) = app.call(Method::GET, &path, Some(&fan.token), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (_, b) = app
+    let (s, b) = app
         .call(Method::GET, "/api/videos/", Some(&fan.token), None)
         .await;
-    assert!(
-        !b["data"]["results"]
-            .to_string()
-            .contains(&video.to_string()),
-        "not listed either: {b}"
-    );
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(!listed(&b), "not listed either: {b}");
     let stored: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM video_comments WHERE user_id = $1 AND content = 'still here'",
     )
@@ -1776,14 +1782,18 @@ async fn a_comment_page_cached_by_one_api_replica_is_renewed_after_a_write_throu
         assert_eq!(s, StatusCode::OK, "{b}");
         b["data"]["results"].clone()
     }
-    // Replica A renders and caches the page.
+    async fn hits(app: &TestApp) -> f64 {
+        let text = app.ops_get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("comment_page_cache_hits_total "))
+            .map_or(0.0, |v| v.trim().parse().unwrap())
+    }
+    // Replica A renders and caches the page, then serves it from its cache.
     let cached = page(&a, &comments).await;
     assert_eq!(cached.as_array().unwrap().len(), 1);
-    assert_eq!(
-        page(&a, &comments).await,
-        cached,
-        "served again from A's cache"
-    );
+    let before = hits(&a).await;
+    assert_eq!(page(&a, &comments).await, cached);
+    assert_eq!(hits(&a).await, before + 1.0, "served from A's cache");
     // Writes through replica B: a new comment, a like on the first.
     let (s, _) = b
         .post_json(&comments, Some(&fan.token), json!({"content": "second"}))

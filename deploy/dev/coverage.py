@@ -29,12 +29,12 @@ def main() -> int:
     p.add_argument("--workspace-floor", type=float, default=90.0)
     p.add_argument("--crate-floor", type=float, default=80.0)
     args = p.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
     data = json.load(open(args.report))["data"][0]
     per = {}
     unknown = []
     for f in data["files"]:
-        rel = os.path.relpath(f["filename"], root)
+        rel = os.path.relpath(os.path.realpath(f["filename"]), root)
         top = rel.split(os.sep)[0]
         if top not in CRATES:
             unknown.append(rel)

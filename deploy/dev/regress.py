@@ -11,14 +11,24 @@ import re
 import sys
 
 
+def number(cell):
+    """A figure of the table, or None for its markers (`–`, `never`)."""
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
 def sync_figures(text):
-    """Steady-state spread p95 (ms) of wp_sync per scenario, from the first table."""
+    """Whole-run and steady-state spread p95 (ms) of wp_sync per scenario, from the
+    first table (columns as `row()` in sync/benches/sync/main.rs writes them)."""
     figures = {}
     for line in text.split("\nAgainst")[0].splitlines():
         cells = [c.strip().strip("*") for c in line.split("|")]
         if len(cells) > 8 and cells[2] == "wp_sync":
-            figures[f"sync whole-run p95 ms: {cells[1]}"] = float(cells[4])
-            figures[f"sync steady p95 ms: {cells[1]}"] = float(cells[7])
+            for name, cell in (("whole-run", cells[4]), ("steady", cells[7])):
+                if number(cell) is not None:
+                    figures[f"sync {name} p95 ms: {cells[1]}"] = number(cell)
     return figures
 
 
@@ -33,12 +43,14 @@ def queue_figures(text):
 
 
 def broadcast_figures(text):
-    m = re.search(
-        r"in-app rows all written in ([\d.]+) s; \d+ pushes in [\d.]+ s \((\d+) pushes/s", text
-    )
-    if not m:
-        return {}
-    return {"broadcast in-app s": float(m.group(1)), "broadcast pushes/s": float(m.group(2))}
+    figures = {}
+    m = re.search(r"in-app rows all written in ([\d.]+) s", text)
+    if m:
+        figures["broadcast in-app s"] = float(m.group(1))
+    m = re.search(r"\((\d+) pushes/s from the first push", text)
+    if m:
+        figures["broadcast pushes/s"] = float(m.group(1))
+    return figures
 
 
 def main():

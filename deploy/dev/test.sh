@@ -24,8 +24,12 @@ if [ -n "${COVERAGE:-}" ]; then
   export LLVM_COV=/usr/bin/llvm-cov-$major LLVM_PROFDATA=/usr/bin/llvm-profdata-$major
   cargo llvm-cov nextest --workspace --no-report --no-fail-fast "$@" || status=$?
   if [ "$#" -eq 0 ]; then
-    cargo llvm-cov report --workspace --json --summary-only --output-path "$frames/coverage.json"
-    python3 deploy/dev/coverage.py "$frames/coverage.json" || status=1
+    if cargo llvm-cov report --workspace --json --summary-only --output-path "$frames/coverage.json"; then
+      python3 deploy/dev/coverage.py "$frames/coverage.json" || status=1
+    else
+      echo "coverage: no report (see above)" >&2
+      status=1
+    fi
   fi
 elif cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@" || status=$?
