@@ -1179,16 +1179,23 @@ async fn two_nodes_share_a_party_and_a_reconnecting_client_resumes() {
     drop(h);
 }
 
-#[tokio::test]
-async fn buffering_waits_for_everyone_up_to_the_cap() {
-    let env = TestEnv::new().await;
-    let (app, host, member, pid) = room(&env, json!({"buffer_wait_ms": 3000})).await;
+/// A [`room`] with `settings`, host and member connected, playing from 5 s (both have
+/// seen the `video_state`): the host's socket, then the member's.
+async fn playing_room(env: &TestEnv, settings: Value) -> (TestApp, TestUser, String, Ws, Ws) {
+    let (app, host, member, pid) = room(env, settings).await;
     let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
     let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
     h.send("video_control", json!({"action": "play", "position": 5.0}))
         .await;
     m.expect("video_state").await;
     h.expect("video_state").await;
+    (app, host, pid, h, m)
+}
+
+#[tokio::test]
+async fn buffering_waits_for_everyone_up_to_the_cap() {
+    let env = TestEnv::new().await;
+    let (app, _host, pid, mut h, mut m) = playing_room(&env, json!({"buffer_wait_ms": 3000})).await;
     // The member buffers: the room waits, frozen where it was.
     m.send("buffering", json!({})).await;
     let w = h.expect("video_state").await;
@@ -1243,13 +1250,8 @@ async fn buffering_waits_for_everyone_up_to_the_cap() {
 async fn a_member_who_leaves_while_buffering_no_longer_holds_the_room() {
     let env = TestEnv::new().await;
     // A long cap: only the member's leaving can end this wait within the test.
-    let (app, host, member, pid) = room(&env, json!({"buffer_wait_ms": 60000})).await;
-    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
-    let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
-    h.send("video_control", json!({"action": "play", "position": 5.0}))
-        .await;
-    m.expect("video_state").await;
-    h.expect("video_state").await;
+    let (_app, _host, _pid, mut h, mut m) =
+        playing_room(&env, json!({"buffer_wait_ms": 60000})).await;
     m.send("buffering", json!({})).await;
     let w = h.expect("video_state").await;
     assert_eq!(w["data"]["status"], "waiting");
@@ -1268,13 +1270,8 @@ async fn a_member_who_leaves_while_buffering_no_longer_holds_the_room() {
 #[tokio::test]
 async fn under_the_independent_policy_buffering_is_shown_and_the_room_plays_on() {
     let env = TestEnv::new().await;
-    let (app, host, member, pid) = room(&env, json!({"sync_policy": "independent"})).await;
-    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
-    let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
-    h.send("video_control", json!({"action": "play", "position": 5.0}))
-        .await;
-    m.expect("video_state").await;
-    h.expect("video_state").await;
+    let (app, host, pid, mut h, mut m) =
+        playing_room(&env, json!({"sync_policy": "independent"})).await;
     m.send("buffering", json!({})).await;
     let b = h.expect("member_buffering").await;
     assert_eq!(b["data"]["user"]["username"], "member");
