@@ -815,3 +815,85 @@ async fn the_seed_command_writes_the_history_it_reports() {
         .unwrap();
     assert_eq!(rows, total, "what it says it wrote is in ClickHouse");
 }
+
+/// Analytics durability (docs/analytics.md): a worker killed (SIGKILL) while its batches
+/// are on their way to ClickHouse loses none of them. Its jobs stay taken until its
+/// heartbeat lapses, then a live worker writes them; an event the dead worker's insert
+/// still delivered is folded away on its `event_id`, so each is in `events` once.
+#[tokio::test]
+async fn a_killed_analytics_worker_loses_no_event() {
+    use common::proxy::Proxy;
+    use wp_shared::jobs::{AnalyticsEvent, AnalyticsJob};
+
+    const JOBS: usize = 40;
+    const PER_JOB: usize = 25;
+    let env = TestEnv::new().await;
+    let target = env
+        .config
+        .clickhouse_url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    // The first worker's ClickHouse answers 4 s late each way: its inserts are still
+    // on the wire when it is killed.
+    let slow = Proxy::delayed(&target, Duration::from_secs(4)).await;
+    let worker = |clickhouse: String| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
+            .args(["worker", "--queues", "analytics=100"])
+            .envs(env.env_vars())
+            .env("CLICKHOUSE_URL", clickhouse)
+            .env("CLICKHOUSE_TIMEOUT_SECS", "120")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let mut first = worker(format!("http://127.0.0.1:{}", slow.port()));
+    let video = Uuid::now_v7();
+    let jobs: Vec<AnalyticsJob> = (0..JOBS)
+        .map(|_| AnalyticsJob::Batch {
+            events: (0..PER_JOB)
+                .map(|_| AnalyticsEvent::new("video.view_start", None, Some(video), json!({})))
+                .collect(),
+        })
+        .collect();
+    env.enqueuer.push_many(jobs).await.unwrap();
+    let taken = eventually(Duration::from_secs(30), "every job taken", || async {
+        let d = env.depth(Queue::Analytics).await;
+        (d.active == 0 && d.inflight > 0).then_some(d.inflight)
+    })
+    .await;
+    let ch = wp_shared::clickhouse::client(&env.config);
+    let count = |sql: &'static str| {
+        let ch = ch.clone();
+        async move { ch.query(sql).fetch_one::<u64>().await.unwrap() }
+    };
+    let written =
+        "SELECT count(DISTINCT event_id) FROM events WHERE event_type = 'video.view_start'";
+    assert_eq!(count(written).await, 0, "nothing written before the kill");
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    assert_eq!(
+        env.depth(Queue::Analytics).await.inflight,
+        taken,
+        "the dead worker's jobs are still held"
+    );
+    // A supervisor starts a worker again (this one reaches ClickHouse directly).
+    let _second = worker(env.config.clickhouse_url.clone());
+    eventually(Duration::from_secs(60), "every event written", || async {
+        (count(written).await == (JOBS * PER_JOB) as u64).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(20), "the queue empty", || async {
+        let d = env.depth(Queue::Analytics).await;
+        (d.active == 0 && d.inflight == 0 && d.scheduled == 0).then_some(d)
+    })
+    .await;
+    assert_eq!(env.depth(Queue::Analytics).await.dead, 0);
+    assert_eq!(
+        count("SELECT count() FROM events FINAL WHERE event_type = 'video.view_start'").await,
+        (JOBS * PER_JOB) as u64,
+        "each event once"
+    );
+}

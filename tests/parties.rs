@@ -2478,3 +2478,142 @@ async fn a_node_with_a_wrong_clock_stamps_party_time_from_redis() {
         "takes effect {ahead} ms from now"
     );
 }
+
+/// The 4008 close end to end (docs/realtime.md): a member whose client stops reading
+/// fills its kernel buffers, then its queue on the node, and is closed as a slow
+/// consumer (`error` `slow_consumer`, then close code 4008) as soon as it reads again;
+/// the members who read go on hearing the room, none of them closed.
+#[tokio::test]
+async fn a_reader_that_stops_is_closed_with_4008_and_the_room_goes_on() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    const TALKERS: usize = 3;
+    let env = TestEnv::with_vars(&[("CHAT_PER_MINUTE", "100000")]).await;
+    let app = env
+        .spawn_node_with(wp_realtime::Settings {
+            socket_queue: 64,
+            heartbeat: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .await;
+    let host = env.create_user("stalled").await;
+    let party = create_party(
+        &app,
+        &host,
+        json!({"title": "Firehose", "external_url": "https://example.com/v.mp4"}),
+    )
+    .await;
+    let pid = id(&party);
+    let mut slow = Ws::connect_small_window(&app, &pid, &host.token, 2048).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut talkers = Vec::new();
+    for i in 0..TALKERS {
+        let u = env.create_user(&format!("talker{i}")).await;
+        join(&app, &u, &pid).await;
+        let (mut ws, _) = Ws::connect(&app, &pid, &u.token).await;
+        let stop = stop.clone();
+        talkers.push(tokio::spawn(async move {
+            // A message of the longest kind, about 30 a second (the frame limit), and
+            // everything the room says read in between.
+            let text = "x".repeat(1000);
+            let mut closed = None;
+            while !stop.load(Ordering::SeqCst) && closed.is_none() {
+                ws.send("chat_message", json!({ "content": text })).await;
+                let until = tokio::time::Instant::now() + Duration::from_millis(34);
+                loop {
+                    let left = until.saturating_duration_since(tokio::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match tokio::time::timeout(left, ws.stream.next()).await {
+                        Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(c)))) => {
+                            closed = Some(format!("{c:?}"));
+                            break;
+                        }
+                        Ok(Some(Err(e))) => {
+                            closed = Some(e.to_string());
+                            break;
+                        }
+                        Ok(None) => {
+                            closed = Some("ended".to_owned());
+                            break;
+                        }
+                        Ok(Some(Ok(_))) => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+            (ws, closed)
+        }));
+    }
+    let http = reqwest::Client::new();
+    let slow_closes = || {
+        let http = http.clone();
+        let url = format!("{}/ws/stats/", app.base);
+        async move {
+            let b: Value = http
+                .get(url)
+                .bearer_auth(common::OPS_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            b["slow_consumer_disconnects"].as_u64().unwrap()
+        }
+    };
+    assert_eq!(slow_closes().await, 0);
+    let flood = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(60),
+        "the stalled reader dropped",
+        || async { (slow_closes().await >= 1).then_some(()) },
+    )
+    .await;
+    eprintln!(
+        "dropped after {:?} of chat: {}",
+        flood.elapsed(),
+        slow_closes().await
+    );
+    stop.store(true, Ordering::SeqCst);
+    let mut readers = Vec::new();
+    for t in talkers {
+        let (ws, closed) = t.await.unwrap();
+        assert_eq!(closed, None, "a member who reads was closed");
+        readers.push(ws);
+    }
+    assert_eq!(slow_closes().await, 1, "only the one that stopped reading");
+    // It reads again: what its buffers held, then why it is closed.
+    let mut frames = 0;
+    let (code, reason) = loop {
+        match tokio::time::timeout(Duration::from_secs(10), slow.stream.next())
+            .await
+            .expect("the stalled socket ends within 10 s")
+        {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Text(_))) => frames += 1,
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(c)))) => {
+                break (u16::from(c.code), c.reason.to_string());
+            }
+            Some(Ok(_)) => {}
+            other => panic!("ended without a close frame after {frames} frames: {other:?}"),
+        }
+    };
+    assert_eq!(
+        (code, reason.as_str()),
+        (4008, "slow_consumer"),
+        "after {frames} frames"
+    );
+    assert!(frames > 0);
+    // The room goes on for those who read.
+    let (mut a, mut b) = {
+        let mut it = readers.into_iter();
+        (it.next().unwrap(), it.next().unwrap())
+    };
+    a.send("chat_message", json!({ "content": "still here?" }))
+        .await;
+    b.expect_where("chat_message", |f| f["data"]["content"] == "still here?")
+        .await;
+}

@@ -673,3 +673,96 @@ async fn two_migrate_commands_at_once_apply_each_migration_once() {
         .await
         .unwrap();
 }
+
+/// SIGTERM drains: a request whose body is still arriving when the API is told to stop
+/// is finished and answered (and its write kept); new connections are refused from
+/// then on; the process exits 0 once the request is done.
+#[tokio::test]
+async fn the_api_finishes_a_request_in_flight_when_told_to_stop() {
+    use common::{eventually, smtp::free_port};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const SECRET: &str = "a shared test secret of enough length";
+    let env = TestEnv::with_vars(&[("JWT_SECRET", SECRET)]).await;
+    let host = env.create_user("drainhost").await;
+    let port = free_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
+        .arg("api")
+        .envs(env.env_vars())
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(30), "the API up", || async {
+        probe(port, "/health").await.filter(|(s, _)| *s == 200)
+    })
+    .await;
+    // Half a request: its headers and the first part of its body.
+    let body = serde_json::json!({
+        "title": "Drained, not dropped",
+        "external_url": "https://example.com/v.mp4",
+    })
+    .to_string();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tcp.write_all(
+        format!(
+            "POST /api/parties/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+             Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{first}",
+            host.token,
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // Told to stop, it takes no new connection, and waits for ours.
+    eventually(
+        Duration::from_secs(10),
+        "new connections refused",
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+    tcp.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits once the request is done")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM parties WHERE title = 'Drained, not dropped'")
+            .fetch_one(&env.db)
+            .await
+            .unwrap();
+    assert_eq!(kept, 1, "the answered write is stored");
+}

@@ -290,3 +290,50 @@ async fn provider_refusals_are_retried_or_prune_the_device_and_a_revoked_fcm_tok
         "the revoked token was refused once"
     );
 }
+
+/// The providers as they really are reached: over TLS, HTTP/2 agreed by ALPN (APNs
+/// speaks nothing else), the server's certificate checked against the roots the worker
+/// trusts (`PUSH_CA_FILE` adds the test CA).
+#[tokio::test]
+async fn pushes_go_over_tls_with_http2_agreed_by_alpn() {
+    let providers = Providers::start_tls().await;
+    let env = providers.env(&[]).await;
+    let app = env.spawn_api().await;
+    let _workers = env
+        .spawn_workers(&[(Queue::Notify, 2), (Queue::Push, 2)])
+        .await;
+    let ann = env.create_user("ann").await;
+    let ben = env.create_user("ben").await;
+    app.register_device(&ben, "iphone", "ios", APNS_GOOD).await;
+    app.register_device(&ben, "pixel", "android", "fcm-good")
+        .await;
+    app.send_friend_request(&ann, &ben).await;
+    let accepted = eventually(Duration::from_secs(30), "two pushes", || async {
+        let a = providers.accepted();
+        (a.len() >= 2).then_some(a)
+    })
+    .await;
+    let mut by: Vec<(&str, &str)> = accepted
+        .iter()
+        .map(|a| (a.provider, a.token.as_str()))
+        .collect();
+    by.sort_unstable();
+    assert_eq!(by, [("apns", APNS_GOOD), ("fcm", "fcm-good")]);
+    assert!(providers.refused().is_empty(), "{:?}", providers.refused());
+    let alpn = providers.alpn();
+    assert!(!alpn.is_empty());
+    assert!(
+        alpn.iter().all(|p| p.as_deref() == Some(b"h2".as_slice())),
+        "every connection agreed on h2: {alpn:?}"
+    );
+
+    // A file that holds no certificate stops the worker from starting, naming it.
+    let bad = providers.dir.join("not-a-cert.pem");
+    std::fs::write(&bad, "hello").unwrap();
+    let mut config = env.config.clone();
+    config.push_ca_file = Some(bad);
+    let err = wp_workers::push::Providers::from_config(&config)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("PUSH_CA_FILE"), "{err}");
+}

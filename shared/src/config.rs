@@ -275,6 +275,9 @@ pub struct Config {
     pub fcm: Option<FcmConfig>,
     /// APNs (iOS push), when `APNS_KEY_FILE` is set.
     pub apns: Option<ApnsConfig>,
+    /// Extra root certificates (PEM) the push clients trust beside the public roots
+    /// (`PUSH_CA_FILE`): for an egress proxy that terminates TLS, or a provider stand-in.
+    pub push_ca_file: Option<PathBuf>,
 }
 
 /// FCM HTTP v1: a Google service account (JSON with `project_id`, `client_email`,
@@ -363,6 +366,7 @@ impl fmt::Debug for Config {
             .field("upload_idle_timeout", &self.upload_idle_timeout)
             .field("smtp_timeout", &self.smtp_timeout)
             .field("push_timeout", &self.push_timeout)
+            .field("push_ca_file", &self.push_ca_file)
             .field("storage_timeout", &self.storage_timeout)
             .field("clickhouse_timeout", &self.clickhouse_timeout)
             .field("log_format", &self.log_format)
@@ -801,6 +805,7 @@ impl Config {
                 }
                 None => None,
             },
+            push_ca_file: r.raw("PUSH_CA_FILE").map(PathBuf::from),
         })
     }
 }

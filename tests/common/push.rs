@@ -50,11 +50,15 @@ struct Shared {
     busy_seen: Mutex<HashSet<String>>,
     accepted: Mutex<Vec<Accepted>>,
     refused: Mutex<Vec<String>>,
+    /// The protocol each TLS connection agreed on by ALPN (None: none offered).
+    alpn: Mutex<Vec<Option<Vec<u8>>>>,
 }
 
 pub struct Providers {
     pub base: String,
     pub dir: PathBuf,
+    /// Serving over TLS, with the root certificate the workers must trust.
+    tls: bool,
     shared: Arc<Shared>,
     _handle: tokio::task::JoinHandle<()>,
 }
@@ -73,7 +77,19 @@ fn openssl(args: &[&str]) -> Vec<u8> {
 }
 
 impl Providers {
+    /// Both providers over plain HTTP (HTTP/1.1 and HTTP/2 with prior knowledge).
     pub async fn start() -> Self {
+        Self::start_on(false).await
+    }
+
+    /// Both providers at `https://localhost:…`, as the real ones are: TLS with a
+    /// certificate of a test CA (`PUSH_CA_FILE` in [`Self::vars`]), offering HTTP/2
+    /// alone by ALPN.
+    pub async fn start_tls() -> Self {
+        Self::start_on(true).await
+    }
+
+    async fn start_on(tls: bool) -> Self {
         let dir = std::env::temp_dir().join(format!("wp-push-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         let rsa = dir.join("fcm.pem");
@@ -99,7 +115,12 @@ impl Providers {
         let fcm_public = openssl(&["pkey", "-in", rsa.to_str().unwrap(), "-pubout"]);
         let apns_public = openssl(&["pkey", "-in", ec.to_str().unwrap(), "-pubout"]);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let port = listener.local_addr().unwrap().port();
+        let base = if tls {
+            format!("https://localhost:{port}")
+        } else {
+            format!("http://127.0.0.1:{port}")
+        };
         let shared = Arc::new(Shared {
             fcm_public,
             apns_public,
@@ -116,13 +137,26 @@ impl Providers {
             .route("/v1/projects/{project}/messages:send", post(fcm_send))
             .route("/3/device/{token}", post(apns_send))
             .with_state(shared.clone());
-        // axum's server speaks HTTP/1.1 and HTTP/2 with prior knowledge.
-        let handle = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let handle = if tls {
+            let acceptor = tls_acceptor(&dir);
+            let listener = TlsListener {
+                tcp: listener,
+                acceptor,
+                shared: shared.clone(),
+            };
+            tokio::spawn(async move {
+                axum::serve(listener, app).await.unwrap();
+            })
+        } else {
+            // axum's server speaks HTTP/1.1 and HTTP/2 with prior knowledge.
+            tokio::spawn(async move {
+                axum::serve(listener, app).await.unwrap();
+            })
+        };
         Self {
             base,
             dir,
+            tls,
             shared,
             _handle: handle,
         }
@@ -130,7 +164,7 @@ impl Providers {
 
     /// The worker's environment for both providers.
     pub fn vars(&self) -> Vec<(String, String)> {
-        vec![
+        let mut vars: Vec<(String, String)> = vec![
             (
                 "FCM_SERVICE_ACCOUNT_FILE".into(),
                 self.dir.join("service-account.json").display().to_string(),
@@ -144,7 +178,19 @@ impl Providers {
             ("APNS_TEAM_ID".into(), TEAM.into()),
             ("APNS_TOPIC".into(), TOPIC.into()),
             ("APNS_BASE_URL".into(), self.base.clone()),
-        ]
+        ];
+        if self.tls {
+            vars.push((
+                "PUSH_CA_FILE".into(),
+                self.dir.join("ca.pem").display().to_string(),
+            ));
+        }
+        vars
+    }
+
+    /// What each TLS connection agreed on by ALPN.
+    pub fn alpn(&self) -> Vec<Option<Vec<u8>>> {
+        self.shared.alpn.lock().unwrap().clone()
     }
 
     /// A test environment whose workers use these providers (plus `extra` variables).
@@ -172,6 +218,119 @@ impl Providers {
 
     pub fn token_requests(&self) -> usize {
         *self.shared.token_requests.lock().unwrap()
+    }
+}
+
+/// A test CA and a certificate for `localhost` signed by it (`ca.pem`, `server.pem`,
+/// `server.key` in `dir`), and a TLS acceptor offering HTTP/2 alone.
+fn tls_acceptor(dir: &std::path::Path) -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls::{
+        self,
+        pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+    };
+    let at = |f: &str| dir.join(f).display().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &at("ca.key"),
+        "-out",
+        &at("ca.pem"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=watch-party test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &at("server.key"),
+        "-out",
+        &at("server.csr"),
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &at("server.csr"),
+        "-CA",
+        &at("ca.pem"),
+        "-CAkey",
+        &at("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &at("server.ext"),
+        "-out",
+        &at("server.pem"),
+    ]);
+    let certs = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// Accepts TCP connections and completes their TLS handshake; a failed handshake is
+/// dropped (as a server would) and the next connection taken.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shared: Arc<Shared>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                self.shared.alpn.lock().unwrap().push(alpn);
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }
 

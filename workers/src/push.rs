@@ -313,14 +313,31 @@ impl Providers {
             .apns
             .as_ref()
             .is_some_and(|a| a.base_url.starts_with("http://"));
-        let mut h2 = reqwest::Client::builder().timeout(config.push_timeout);
+        let roots = match &config.push_ca_file {
+            Some(file) => {
+                let pem = std::fs::read(file)
+                    .map_err(|e| anyhow::anyhow!("PUSH_CA_FILE {}: {e}", file.display()))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| anyhow::anyhow!("PUSH_CA_FILE {}: {e}", file.display()))?;
+                if certs.is_empty() {
+                    anyhow::bail!("PUSH_CA_FILE {}: no PEM certificate in it", file.display());
+                }
+                certs
+            }
+            None => Vec::new(),
+        };
+        let builder = || {
+            roots.iter().fold(
+                reqwest::Client::builder().timeout(config.push_timeout),
+                |b, c| b.add_root_certificate(c.clone()),
+            )
+        };
+        let mut h2 = builder();
         if plain_h2 {
             h2 = h2.http2_prior_knowledge();
         }
         Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(config.push_timeout)
-                .build()?,
+            http: builder().build()?,
             http2: h2.build()?,
             fcm: config.fcm.as_ref().map(Fcm::new).transpose()?,
             apns,

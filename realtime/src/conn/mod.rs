@@ -11,7 +11,7 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::Response,
 };
-use futures::{Sink, SinkExt};
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -286,13 +286,21 @@ pub(crate) fn close_code(reason: &str) -> u16 {
     }
 }
 
-/// Sends the `error` frame naming why the socket closes, then the close frame.
+/// Sends the `error` frame naming why the socket closes, then the close frame, then
+/// waits (up to [`CLOSE_LINGER`]) for the client's close.
 pub(crate) async fn close_with<S>(socket: &mut S, reason: &str, message: &str)
 where
-    S: Sink<Message> + Unpin,
+    S: Sink<Message> + Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     close_with_by(WRITE_DEADLINE, socket, reason, message).await;
 }
+
+/// How long a closing socket waits for the client's close frame. Dropping the TCP
+/// connection while the client's frames (a pong, a chat message in flight) sit unread
+/// makes the kernel reset it, and a client that receives the reset before it has read
+/// our close frame loses it: it sees "connection reset" instead of the code that says
+/// why (and whether to reconnect).
+pub(crate) const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn close_with_by<S>(
     deadline: std::time::Duration,
@@ -300,21 +308,33 @@ async fn close_with_by<S>(
     reason: &str,
     message: &str,
 ) where
-    S: Sink<Message> + Unpin,
+    S: Sink<Message> + Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     // A client that stopped reading must not keep this task (and its socket) forever.
-    let _ = tokio::time::timeout(deadline, async {
+    let sent = tokio::time::timeout(deadline, async {
         let _ = socket
             .feed(Message::Text(encode(&err(reason, message))))
             .await;
-        let _ = socket
+        socket
             .send(Message::Close(Some(CloseFrame {
                 code: close_code(reason),
                 reason: reason.into(),
             })))
-            .await;
+            .await
+            .is_ok()
     })
     .await;
+    if matches!(sent, Ok(true)) {
+        // Read (and drop) what the client still sends until its close answers ours.
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while let Some(Ok(msg)) = socket.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
 }
 
 /// How long one write to a socket may take. A client whose TCP window stays shut that
@@ -602,6 +622,13 @@ mod write_deadline_tests {
 
     /// A socket whose peer stopped reading: it never takes another byte.
     struct Stuck;
+
+    impl Stream for Stuck {
+        type Item = Result<Message, axum::Error>;
+        fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            Poll::Pending
+        }
+    }
 
     impl Sink<Message> for Stuck {
         type Error = std::io::Error;
