@@ -311,6 +311,9 @@ async fn run_api(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("BIND_ADDR: cannot listen on {addr}"))?;
+    // The bound address: with port 0 in BIND_ADDR the system picks one, and this line
+    // is how a supervisor (or a test) learns it.
+    let addr = listener.local_addr().unwrap_or(addr);
     tracing::info!(%addr, sockets, "API listening");
     // With `sockets`, one process: the sockets share the API's pools.
     let rt = if sockets {
@@ -369,6 +372,7 @@ async fn run_realtime(config: Config, shutdown: watch::Receiver<bool>) -> anyhow
         }
         None => ops::serve(probes.clone(), None, wait(shutdown.clone())).await?,
     }
+    let addr = listener.local_addr().unwrap_or(addr);
     tracing::info!(%addr, node = %rt.node, "realtime node listening");
     wp_realtime::serve(rt, probes, listener, wait(shutdown)).await?;
     Ok(())

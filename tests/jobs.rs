@@ -796,8 +796,12 @@ async fn a_database_outage_delays_jobs_without_spending_their_attempts() {
 async fn an_smtp_server_that_is_down_delays_emails_without_spending_their_attempts() {
     common::init_logs();
     let env = TestEnv::with_vars(&[("JOB_MAX_ATTEMPTS", "2")]).await;
-    // Nothing listens there yet: connection refused, an outage.
-    let port = common::smtp::free_port();
+    // Nothing listens there yet: connection refused, an outage. The port is held (bound,
+    // not listening: connections to it are refused) until the server takes it, so that
+    // nothing else (an outgoing connection's local port, say) takes it meanwhile.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = held.local_addr().unwrap().port();
     let (id, outbox_id) = commit_email(&env, &email("ivy@example.com", "Later")).await;
     outbox::relay_ids(&env.db, &env.enqueuer, &[outbox_id])
         .await
@@ -812,6 +816,7 @@ async fn an_smtp_server_that_is_down_delays_emails_without_spending_their_attemp
     assert_eq!(env.depth(Queue::Email).await.dead, 0);
     assert_eq!(email_status(&env, id).await.0, "queued");
     // The server comes up on its port: the email goes.
+    drop(held);
     let smtp = SmtpServer::start_on(port).await;
     eventually(Duration::from_secs(40), "the email sent", || async {
         (email_status(&env, id).await.0 == "sent").then_some(())

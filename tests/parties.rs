@@ -2397,23 +2397,27 @@ async fn only_a_lasting_stall_pauses_the_room() {
 /// its members' server times agree with the other node's, and `/ready` names the clock.
 #[tokio::test]
 async fn a_node_with_a_wrong_clock_stamps_party_time_from_redis() {
-    use common::smtp::free_port;
+    use common::process::{self, Spawned};
     // One token key for this process's node and the child's.
     let env = TestEnv::with_vars(&[("JWT_SECRET", "a shared test secret of enough length")]).await;
     let node = env.spawn_node().await;
-    let (port, ops) = (free_port(), free_port());
-    let _skewed = tokio::process::Command::new("faketime")
-        .args(["-f", "+3s", env!("CARGO_BIN_EXE_watch-party"), "realtime"])
+    assert!(
+        std::process::Command::new("faketime")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "faketime (Debian's faketime package; deploy/dev/services.sh --test installs it)"
+    );
+    let mut cmd = tokio::process::Command::new("faketime");
+    cmd.args(["-f", "+3s", env!("CARGO_BIN_EXE_watch-party"), "realtime"])
         .envs(env.env_vars())
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("OPS_BIND_ADDR", format!("127.0.0.1:{ops}"))
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("faketime (Debian's faketime package; deploy/dev/services.sh --test installs it)");
+        .stderr(std::process::Stdio::null());
+    let skewed_node = Spawned::start(cmd, "warn", &[process::REALTIME, process::OPS]).await;
+    let (port, ops) = (
+        skewed_node.port(process::REALTIME),
+        skewed_node.port(process::OPS),
+    );
     let get = |path: &'static str| async move {
         let res = reqwest::get(format!("http://127.0.0.1:{ops}{path}"))
             .await

@@ -189,7 +189,11 @@ async fn probe(port: u16, path: &str) -> Option<(u16, String)> {
 
 #[tokio::test]
 async fn every_role_is_probed_on_its_ops_address_and_ready_follows_redis() {
-    use common::{eventually, proxy::Proxy, smtp::free_port};
+    use common::{
+        eventually,
+        process::{self, Spawned},
+        proxy::Proxy,
+    };
     use std::time::Duration;
     use wp_shared::jobs::SystemJob;
 
@@ -202,21 +206,12 @@ async fn every_role_is_probed_on_its_ops_address_and_ready_follows_redis() {
         ("scheduler", vec!["scheduler"]),
         ("realtime", vec!["realtime"]),
     ] {
-        let port = free_port();
-        children.push(
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
-                .args(&args)
-                .envs(env.env_vars())
-                .env("REDIS_URL", proxy.redis_url())
-                .env("OPS_BIND_ADDR", format!("127.0.0.1:{port}"))
-                .env("JWT_SECRET", "a shared test secret of enough length")
-                .env("RUST_LOG", "warn")
-                .stdout(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap(),
-        );
-        ports.push((role, port));
+        let mut cmd = process::binary(&env, &args);
+        cmd.env("REDIS_URL", proxy.redis_url())
+            .env("JWT_SECRET", "a shared test secret of enough length");
+        let child = Spawned::start(cmd, "warn", &[process::OPS]).await;
+        ports.push((role, child.port(process::OPS)));
+        children.push(child);
     }
     for &(role, port) in &ports {
         let (_, body) = eventually(Duration::from_secs(30), "ready", || async {
@@ -315,14 +310,17 @@ async fn every_role_is_probed_on_its_ops_address_and_ready_follows_redis() {
     .await;
     // Every role stops cleanly on SIGTERM (what Kubernetes sends), exit status 0.
     for (child, (role, _)) in children.into_iter().zip(&ports) {
-        let (status, _) = common::stop_with_sigterm(child, Duration::from_secs(30)).await;
+        let (status, _) = child.stop_with_sigterm(Duration::from_secs(30)).await;
         assert!(status.success(), "{role} on SIGTERM: {status:?}");
     }
 }
 
 #[tokio::test]
 async fn each_role_serves_its_details_on_the_ops_address_only() {
-    use common::{eventually, smtp::free_port};
+    use common::{
+        eventually,
+        process::{self, Spawned},
+    };
     use std::time::Duration;
 
     let env = TestEnv::new().await;
@@ -332,18 +330,15 @@ async fn each_role_serves_its_details_on_the_ops_address_only() {
         ("all", true, "job_queue_depth"),
         ("realtime", true, "realtime_node"),
     ] {
-        let (port, ops) = (free_port(), free_port());
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
-            .arg(command)
-            .envs(env.env_vars())
-            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-            .env("OPS_BIND_ADDR", format!("127.0.0.1:{ops}"))
-            .env("JWT_SECRET", "a shared test secret of enough length")
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let mut cmd = process::binary(&env, &[command]);
+        cmd.env("JWT_SECRET", "a shared test secret of enough length");
+        let public = if command == "realtime" {
+            process::REALTIME
+        } else {
+            process::API
+        };
+        let child = Spawned::start(cmd, "warn", &[public, process::OPS]).await;
+        let (port, ops) = (child.port(public), child.port(process::OPS));
         let (_, body) = eventually(Duration::from_secs(30), "ready", || async {
             probe(ops, "/ready").await.filter(|(s, _)| *s == 200)
         })
@@ -378,7 +373,7 @@ async fn each_role_serves_its_details_on_the_ops_address_only() {
         };
         let out = health(ops).await.unwrap();
         assert!(out.status.success(), "{command}: {out:?}");
-        let (status, _) = common::stop_with_sigterm(child, Duration::from_secs(30)).await;
+        let (status, _) = child.stop_with_sigterm(Duration::from_secs(30)).await;
         assert!(status.success(), "{command} on SIGTERM: {status:?}");
         let out = health(ops).await.unwrap();
         assert_eq!(out.status.code(), Some(1), "{command} stopped: {out:?}");
@@ -391,33 +386,14 @@ async fn each_role_serves_its_details_on_the_ops_address_only() {
 
 #[tokio::test]
 async fn the_api_writes_an_access_line_per_request() {
-    use common::{eventually, smtp::free_port};
+    use common::process::{self, Spawned};
     use std::time::Duration;
 
     let env = TestEnv::new().await;
-    let port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
-        .arg("api")
-        .envs(env.env_vars())
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("JWT_SECRET", "a shared test secret of enough length")
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "warn,access=info")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    // Read the logs as they come: a full pipe would stall the process.
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = tokio::spawn(async move {
-        let mut logs = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut logs).await;
-        logs
-    });
-    eventually(Duration::from_secs(30), "the API up", || async {
-        probe(port, "/health").await.filter(|(s, _)| *s == 200)
-    })
-    .await;
+    let mut cmd = process::binary(&env, &["api"]);
+    cmd.env("JWT_SECRET", "a shared test secret of enough length");
+    let child = Spawned::start(cmd, "warn,access=info", &[process::API]).await;
+    let port = child.port(process::API);
     let http = reqwest::Client::new();
     let res = http
         .get(format!(
@@ -430,16 +406,7 @@ async fn the_api_writes_an_access_line_per_request() {
         .unwrap();
     let status = res.status().as_u16();
     // Stop it so its output ends.
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    let logs = reader.await.unwrap();
+    let (_, logs) = child.stop_with_sigterm(Duration::from_secs(30)).await;
     let line = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -679,27 +646,18 @@ async fn two_migrate_commands_at_once_apply_each_migration_once() {
 /// then on; the process exits 0 once the request is done.
 #[tokio::test]
 async fn the_api_finishes_a_request_in_flight_when_told_to_stop() {
-    use common::{eventually, smtp::free_port};
+    use common::{
+        eventually,
+        process::{self, Spawned},
+    };
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     const SECRET: &str = "a shared test secret of enough length";
     let env = TestEnv::with_vars(&[("JWT_SECRET", SECRET)]).await;
     let host = env.create_user("drainhost").await;
-    let port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch-party"))
-        .arg("api")
-        .envs(env.env_vars())
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    eventually(Duration::from_secs(30), "the API up", || async {
-        probe(port, "/health").await.filter(|(s, _)| *s == 200)
-    })
-    .await;
+    let mut api = Spawned::start(process::binary(&env, &["api"]), "warn", &[process::API]).await;
+    let port = api.port(process::API);
     // Half a request: its headers and the first part of its body.
     let body = serde_json::json!({
         "title": "Drained, not dropped",
@@ -723,12 +681,7 @@ async fn the_api_finishes_a_request_in_flight_when_told_to_stop() {
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = child.id().unwrap().to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
+    api.terminate();
     // Told to stop, it takes no new connection, and waits for ours.
     eventually(
         Duration::from_secs(10),
@@ -743,7 +696,7 @@ async fn the_api_finishes_a_request_in_flight_when_told_to_stop() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
-        child.try_wait().unwrap().is_none(),
+        api.child.try_wait().unwrap().is_none(),
         "exited with a request in flight"
     );
     tcp.write_all(rest.as_bytes()).await.unwrap();
@@ -754,7 +707,7 @@ async fn the_api_finishes_a_request_in_flight_when_told_to_stop() {
         .unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
-    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+    let exit = tokio::time::timeout(Duration::from_secs(30), api.child.wait())
         .await
         .expect("exits once the request is done")
         .unwrap();

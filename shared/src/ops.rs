@@ -460,6 +460,7 @@ pub async fn serve_router(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("OPS_BIND_ADDR: cannot listen on {addr}: {e}"))?;
+    let addr = listener.local_addr().unwrap_or(addr);
     tracing::info!(%addr, role, "ops endpoints listening");
     let app = app.layer(Extension(OpsListener));
     tokio::spawn(async move {

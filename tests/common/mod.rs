@@ -9,6 +9,7 @@
 )]
 
 pub mod pgbouncer;
+pub mod process;
 pub mod proxy;
 pub mod push;
 pub mod s3;

@@ -13,7 +13,18 @@ pub struct S3Server {
 }
 
 impl S3Server {
+    /// Starts moto on a free port. The port is picked, then handed to moto, so another
+    /// process may take it in between: then moto exits and another port is tried.
     pub async fn start() -> Self {
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start().await {
+                return server;
+            }
+        }
+        panic!("moto did not start on any of five free ports");
+    }
+
+    async fn try_start() -> Option<Self> {
         let port = super::smtp::free_port();
         let python = std::env::var("S3_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
         let endpoint = format!("http://127.0.0.1:{port}");
@@ -28,7 +39,7 @@ impl S3Server {
             .spawn()
             .expect("start moto (pip install 'moto[server]')");
         // Owned from here on: the process is killed even if start-up fails.
-        let server = Self {
+        let mut server = Self {
             endpoint,
             bucket,
             child,
@@ -36,10 +47,14 @@ impl S3Server {
         let client = reqwest::Client::new();
         let url = format!("{}/{}", server.endpoint, server.bucket);
         for _ in 0..200 {
+            if matches!(server.child.try_wait(), Ok(Some(_))) {
+                // It could not listen there (the port was taken meanwhile).
+                return None;
+            }
             if let Ok(r) = client.put(&url).send().await
                 && r.status().is_success()
             {
-                return server;
+                return Some(server);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
