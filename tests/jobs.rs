@@ -825,3 +825,44 @@ async fn an_smtp_server_that_is_down_delays_emails_without_spending_their_attemp
     assert_eq!(smtp.messages().len(), 1);
     workers.shutdown().await;
 }
+
+/// A relay killed between its push to Redis and its commit leaves its row unmarked
+/// (`relayed_at` NULL) while the job runs. Once the job is done, the row must go: left,
+/// the sweep would push it again (a no-op while Redis keeps the job's dedupe key), mark
+/// it, and push it again every `OUTBOX_REDELIVER_SECS` for a day, as the local-cluster
+/// rehearsal's "1 outbox row left" showed.
+#[tokio::test]
+async fn a_relay_killed_between_its_push_and_its_commit_leaves_no_row_behind() {
+    let env = TestEnv::new().await;
+    let smtp = SmtpServer::start().await;
+    let (id, _) = commit_email(&env, &email("kim@example.com", "Pushed, never marked")).await;
+    // What the dead relay did: the push, and nothing after it.
+    env.enqueuer.push(SendEmail { email_id: id }).await.unwrap();
+    assert_eq!(outbox_rows(&env).await, 1, "the row is there, unmarked");
+    let workers = env
+        .spawn_workers_with(with_smtp(&env, &smtp.url()), &[(Queue::Email, 1)])
+        .await;
+    eventually(Duration::from_secs(15), "the email sent", || async {
+        (email_status(&env, id).await.0 == "sent").then_some(())
+    })
+    .await;
+    let rows = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox")
+            .fetch_one(&env.db)
+            .await
+            .unwrap()
+    };
+    eventually(Duration::from_secs(5), "the row gone", || async {
+        (rows().await == 0).then_some(())
+    })
+    .await;
+    // The sweep finds nothing to push again; one email went.
+    assert_eq!(
+        outbox::relay_pending(&env.db, &env.enqueuer, 100)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(smtp.messages().len(), 1);
+    workers.shutdown().await;
+}

@@ -58,16 +58,19 @@ pub async fn record_keyed<J: Job>(
     .await
 }
 
-/// Marks the jobs with these dedupe keys finished (done or given up): their pushed rows
-/// go. A row not yet pushed stays (a later job with the same key, still to run).
+/// Marks the jobs with these dedupe keys finished (done or given up): their rows go,
+/// marked pushed (`relayed_at`) or not.
 ///
-/// A worker may finish a job before the relay that pushed it has committed its mark
-/// (`relayed_at`): the relay holds the row locked from its push to its commit. A plain
-/// `DELETE ... WHERE relayed_at IS NOT NULL` reads the row as unmarked and passes over
-/// it without waiting, and the row would stay until the redelivery sweep ran the job
-/// again (`OUTBOX_REDELIVER_SECS` later; the local-cluster rehearsal found this). So the
-/// rows are locked first, which waits for such a relay, and deleted by a second
-/// statement, which sees its mark.
+/// A worker may finish a job before the relay that pushed it has committed its mark:
+/// the relay holds the row locked from its push to its commit, so the rows are locked
+/// first, which waits for such a relay. A row still unmarked after that was pushed by a
+/// relay that died between its push and its commit (the job ran, so it was pushed): it
+/// goes too. Kept, the sweep would push it again (a no-op while Redis keeps the dedupe
+/// key, 24 h), mark it, and push it again every `OUTBOX_REDELIVER_SECS` until the key
+/// expired and the job ran a second time (the local-cluster rehearsal's "1 outbox row
+/// left"; `jobs::a_relay_killed_between_its_push_and_its_commit_leaves_no_row_behind`).
+/// A second row of the same key recorded meanwhile goes as well, which loses nothing:
+/// its push would be dropped by that same dedupe key.
 pub async fn done(pool: &PgPool, keys: &[String]) -> sqlx::Result<u64> {
     if keys.is_empty() {
         return Ok(0);
@@ -82,7 +85,7 @@ pub async fn done(pool: &PgPool, keys: &[String]) -> sqlx::Result<u64> {
         tx.commit().await?;
         return Ok(0);
     }
-    let r = sqlx::query("DELETE FROM outbox WHERE id = ANY($1) AND relayed_at IS NOT NULL")
+    let r = sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
         .bind(&ids)
         .execute(&mut *tx)
         .await?;

@@ -342,9 +342,10 @@ async fn count_finished(
 }
 
 /// A job that finished (done, or given up) no longer needs its outbox row, kept until
-/// now in case Redis lost the job (`wp_shared::outbox`). Best effort: a row left behind
-/// (PostgreSQL refused the delete) is pushed again by the sweep, a no-op while Redis
-/// keeps the job's dedupe key (24 h) and then a run whose handler finds the work done.
+/// now in case Redis lost the job (`wp_shared::outbox`); the row goes whether its relay
+/// marked it pushed or died before it could. Best effort: a row left behind (PostgreSQL
+/// refused the delete) is pushed again by the sweep, a no-op while Redis keeps the
+/// job's dedupe key (24 h) and then a run whose handler finds the work done.
 async fn finished_outbox_row(
     ctx: &Ctx,
     key: Option<String>,
