@@ -69,8 +69,9 @@ pub async fn record_keyed<J: Job>(
 /// key, 24 h), mark it, and push it again every `OUTBOX_REDELIVER_SECS` until the key
 /// expired and the job ran a second time (the local-cluster rehearsal's "1 outbox row
 /// left"; `jobs::a_relay_killed_between_its_push_and_its_commit_leaves_no_row_behind`).
-/// A second row of the same key recorded meanwhile goes as well, which loses nothing:
-/// its push would be dropped by that same dedupe key.
+/// A second row of the same key recorded meanwhile would go as well: this relies on a
+/// dedupe key naming one unit of work, never reused for new work (true of every job
+/// type today: `email:{id}`, `event:{id}`, `export:{id}`, `analytics:{event id}`, …).
 pub async fn done(pool: &PgPool, keys: &[String]) -> sqlx::Result<u64> {
     if keys.is_empty() {
         return Ok(0);
