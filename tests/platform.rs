@@ -658,6 +658,11 @@ async fn the_api_finishes_a_request_in_flight_when_told_to_stop() {
     let host = env.create_user("drainhost").await;
     let mut api = Spawned::start(process::binary(&env, &["api"]), "warn", &[process::API]).await;
     let port = api.port(process::API);
+    // Serving (the listening line comes just before the server accepts).
+    eventually(Duration::from_secs(30), "the API up", || async {
+        probe(port, "/health").await.filter(|(s, _)| *s == 200)
+    })
+    .await;
     // Half a request: its headers and the first part of its body.
     let body = serde_json::json!({
         "title": "Drained, not dropped",

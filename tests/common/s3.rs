@@ -54,6 +54,10 @@ impl S3Server {
             if let Ok(r) = client.put(&url).send().await
                 && r.status().is_success()
             {
+                // Ours, not another moto that took the port meanwhile: ours is alive.
+                if matches!(server.child.try_wait(), Ok(Some(_))) {
+                    return None;
+                }
                 return Some(server);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
