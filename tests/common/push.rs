@@ -229,41 +229,50 @@ fn tls_acceptor(dir: &std::path::Path) -> tokio_rustls::TlsAcceptor {
         pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
     };
     let at = |f: &str| dir.join(f).display().to_string();
-    openssl(&[
-        "req",
-        "-x509",
+    // A new P-256 key, unencrypted, for each certificate.
+    let new_key = [
         "-newkey",
         "ec",
         "-pkeyopt",
         "ec_paramgen_curve:P-256",
         "-nodes",
-        "-keyout",
-        &at("ca.key"),
-        "-out",
-        &at("ca.pem"),
-        "-days",
-        "1",
-        "-subj",
-        "/CN=watch-party test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &at("server.key"),
-        "-out",
-        &at("server.csr"),
-        "-subj",
-        "/CN=localhost",
-    ]);
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &new_key,
+            &[
+                "-keyout",
+                &at("ca.key"),
+                "-out",
+                &at("ca.pem"),
+                "-days",
+                "1",
+                "-subj",
+                "/CN=watch-party test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ][..],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &new_key,
+            &[
+                "-keyout",
+                &at("server.key"),
+                "-out",
+                &at("server.csr"),
+                "-subj",
+                "/CN=localhost",
+            ][..],
+        ]
+        .concat(),
+    );
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
