@@ -39,10 +39,9 @@ impl Spawned {
         cmd.env("BIND_ADDR", "127.0.0.1:0")
             .env("OPS_BIND_ADDR", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
-            .env(
-                "RUST_LOG",
-                format!("{log},watch_party=info,wp_shared::ops=info"),
-            )
+            // `watch_party` is a prefix of every workspace crate's target: the
+            // listening lines of the api, realtime and ops servers all pass.
+            .env("RUST_LOG", format!("{log},watch_party=info"))
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd.spawn().expect("the binary starts");
