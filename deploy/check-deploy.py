@@ -9,7 +9,8 @@ deploy/check-deploy.sh with the rendered Kubernetes overlays as arguments):
     of each of its queues (`wp.{queue}:active`, the key apalis-redis uses; a unit test in
     shared/src/jobs.rs pins it) and whose Prometheus triggers ask about those queues;
   - grace periods cover the drain times of docs/operations.md (api: REQUEST_TIMEOUT_SECS
-    + 5, realtime 10, workers WORKER_SHUTDOWN_GRACE_SECS + 5, scheduler 5);
+    + 5, realtime 15 (5 s preStop, 8 s for the sockets' closes, 2 s to publish their
+    departures: realtime/src/lib.rs DRAIN_SOCKETS, DRAIN_PUBLISH), workers WORKER_SHUTDOWN_GRACE_SECS + 5, scheduler 5);
   - probes, Services, the Ingress, HPAs and PodDisruptionBudgets point at ports,
     Services and Deployments that exist;
   - compose: every role's command is one the binary has, files it mounts exist;
@@ -113,7 +114,7 @@ def check_overlay(path, queues, keda):
         data = {k: base64.b64decode(v).decode() for k, v in sec.get("data", {}).items()}
         data.update(sec.get("stringData", {}))
         check_database_urls(f"{where}: Secret {name}", data, poolers)
-    drain = {"api": int(config.get("REQUEST_TIMEOUT_SECS", 30)) + 5, "realtime": 10,
+    drain = {"api": int(config.get("REQUEST_TIMEOUT_SECS", 30)) + 5, "realtime": 15,
              "worker": int(config.get("WORKER_SHUTDOWN_GRACE_SECS", 30)) + 5, "scheduler": 5}
     pools = {}
     for name, d in deployments.items():

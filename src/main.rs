@@ -338,14 +338,22 @@ async fn run_api(
         ops::serve_router("api", routes, ops_addr, wait(ops_stopped)).await?;
     }
     let extra = rt.clone().map(wp_realtime::router).unwrap_or_default();
-    wp_api::serve_with(state, extra, listener, async move {
-        shutdown.await;
-        let _ = stop_ops.send(true);
-        if let Some(rt) = rt {
-            rt.shutdown();
+    wp_api::serve_with(state, extra, listener, {
+        let rt = rt.clone();
+        async move {
+            shutdown.await;
+            let _ = stop_ops.send(true);
+            if let Some(rt) = rt {
+                rt.shutdown();
+            }
         }
     })
     .await?;
+    // The sockets served beside the API are not the server's connections any more:
+    // wait for their 1012 closes.
+    if let Some(rt) = rt {
+        rt.drain().await;
+    }
     Ok(())
 }
 

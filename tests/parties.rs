@@ -2483,6 +2483,93 @@ async fn a_node_with_a_wrong_clock_stamps_party_time_from_redis() {
     );
 }
 
+/// A socket the node closes leaves its room at once: the others hear `user_left` while
+/// the node still waits (up to 10 s) for the closed client to answer its close.
+#[tokio::test]
+async fn a_closed_socket_leaves_its_room_before_its_client_answers_the_close() {
+    let env = TestEnv::new().await;
+    let (app, host, member, pid) = room(&env, json!({})).await;
+    let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
+    h.expect("user_joined").await;
+    let (s, _) = app
+        .call(
+            Method::DELETE,
+            &format!("/api/parties/{pid}/members/{}/", member.id),
+            Some(&host.token),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (code, _) = m.expect_closed().await;
+    assert_eq!(code, Some(4003));
+    // The member's client is never read again, so its close answer is never sent.
+    let member_id = member.id.to_string();
+    let left = h
+        .expect_where("user_left", |f| {
+            f["data"]["user"]["id"] == member_id.as_str()
+        })
+        .await;
+    assert_eq!(left["data"]["user"]["username"], "member");
+    drop(m);
+}
+
+/// A realtime node told to stop (SIGTERM) closes its sockets with 1012 and waits for
+/// them before it exits: their departure is published (the room on another node hears
+/// `user_left`) and their presence is gone from Redis, none left behind as a ghost.
+#[tokio::test]
+async fn a_stopping_node_closes_its_sockets_with_1012_and_leaves_no_presence_behind() {
+    use common::process::{self, Spawned};
+    use redis::AsyncCommands;
+    // One token key for this process's node and the child's.
+    let env = TestEnv::with_vars(&[("JWT_SECRET", "a shared test secret of enough length")]).await;
+    let node = env.spawn_node().await;
+    let stopping = Spawned::start(
+        process::binary(&env, &["realtime"]),
+        "warn",
+        &[process::REALTIME],
+    )
+    .await;
+    let base = format!("http://127.0.0.1:{}", stopping.port(process::REALTIME));
+    let host = env.create_user("host").await;
+    let member = env.create_user("member").await;
+    let party = create_party(
+        &node,
+        &host,
+        json!({"title": "Last call", "external_url": "https://example.com/a.mp4"}),
+    )
+    .await;
+    let pid = id(&party);
+    join(&node, &member, &pid).await;
+    let (mut h, _) = Ws::connect(&node, &pid, &host.token).await;
+    let (mut m, _) = Ws::connect_at(&base, &pid, &format!("token={}", member.token)).await;
+    let joined = h.expect("user_joined").await;
+    assert_eq!(joined["data"]["user"]["id"], member.id.to_string());
+    let keys = wp_core::party::live::Keys::new(&env.config.redis_prefix, pid.parse().unwrap());
+    let mut redis = wp_shared::redis_conn::connect(&env.config).await.unwrap();
+    let presence: std::collections::HashMap<String, String> =
+        redis.hgetall(keys.presence()).await.unwrap();
+    assert_eq!(presence.len(), 2, "{presence:?}");
+
+    let stop = tokio::spawn(stopping.stop_with_sigterm(Duration::from_secs(40)));
+    let (code, error) = m.expect_closed().await;
+    assert_eq!(code, Some(1012));
+    assert_eq!(error.as_deref(), Some("server_restart"));
+    // The client's side of the close handshake: its connection goes.
+    drop(m);
+    let (exit, logs) = stop.await.unwrap();
+    assert!(exit.success(), "{exit:?}\n{logs}");
+    let left = h.expect("user_left").await;
+    assert_eq!(left["data"]["user"]["id"], member.id.to_string());
+    let presence: std::collections::HashMap<String, String> =
+        redis.hgetall(keys.presence()).await.unwrap();
+    assert_eq!(presence.len(), 1, "only the host's socket: {presence:?}");
+    assert!(
+        presence.values().all(|v| v.contains(&host.id.to_string())),
+        "{presence:?}"
+    );
+}
+
 /// The 4008 close end to end (docs/realtime.md): a member whose client stops reading
 /// fills its kernel buffers, then its queue on the node, and is closed as a slow
 /// consumer (`error` `slow_consumer`, then close code 4008) as soon as it reads again;

@@ -484,6 +484,9 @@ pub struct Hub {
     rooms: Mutex<HashMap<Uuid, Arc<Room>>>,
     users: Mutex<HashMap<Uuid, UserSockets>>,
     pub stats: Arc<Stats>,
+    /// Set by [`Hub::disconnect_all`] (under the `users` lock): a socket registered
+    /// after it is killed with the same reason at once, so none outlives a shutdown.
+    closing: OnceLock<String>,
 }
 
 impl Hub {
@@ -518,6 +521,9 @@ impl Hub {
                 subscribed: rx,
             }
         });
+        if let Some(reason) = self.closing.get() {
+            handle.kill.kill(reason);
+        }
         entry.sockets.insert(conn, handle);
         entry.subscribed.clone()
     }
@@ -580,7 +586,9 @@ impl Hub {
 
     /// Closes every socket of this node (party and notification sockets) with `reason`.
     pub fn disconnect_all(&self, reason: &str) {
-        for entry in lock(&self.users).values() {
+        let users = lock(&self.users);
+        let _ = self.closing.set(reason.to_owned());
+        for entry in users.values() {
             for c in entry.sockets.values() {
                 c.kill.kill(reason);
             }
@@ -633,6 +641,29 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_socket_that_registers_after_the_node_closed_them_all_is_closed_at_once() {
+        let hub = Hub::default();
+        let (subs, _rx) = mpsc::unbounded_channel();
+        let handle = |kill: &Arc<Kill>| ConnHandle {
+            user: Uuid::now_v7(),
+            session: Uuid::nil(),
+            tx: mpsc::channel(2).0,
+            kill: kill.clone(),
+            presence: Arc::default(),
+        };
+        let (before, after) = (Arc::new(Kill::default()), Arc::new(Kill::default()));
+        let first = handle(&before);
+        let _ = hub.add_user_socket(first.user, 1, first, &subs);
+        hub.disconnect_all("server_restart");
+        assert_eq!(before.reason(), "server_restart");
+        // Upgraded while the node was being stopped: it must not keep the node up.
+        let late = handle(&after);
+        let _ = hub.add_user_socket(late.user, 2, late, &subs);
+        assert!(after.token.is_cancelled());
+        assert_eq!(after.reason(), "server_restart");
+    }
 
     #[test]
     fn a_socket_that_cannot_keep_up_is_disconnected_and_the_others_still_get_frames() {

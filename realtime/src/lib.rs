@@ -85,6 +85,13 @@ impl Default for Settings {
     }
 }
 
+/// How long a stopping node waits for its sockets to close ([`Realtime::drain`]); with
+/// [`DRAIN_PUBLISH`] and the 5 s `preStop`, within the 20 s the deployment grants
+/// (`deploy/k8s/base/realtime.yaml`, checked by `deploy/check-deploy.py`).
+pub const DRAIN_SOCKETS: Duration = Duration::from_secs(8);
+/// How long a stopping node waits, after its sockets, for what they published.
+pub const DRAIN_PUBLISH: Duration = Duration::from_secs(2);
+
 /// One realtime node.
 pub struct Realtime {
     pub ctx: Ctx,
@@ -94,9 +101,11 @@ pub struct Realtime {
     pub settings: Settings,
     subscriptions: mpsc::UnboundedSender<bus::Command>,
     /// The node's publishing task (see [`publisher`]).
-    outgoing: mpsc::Sender<publisher::Outgoing>,
+    outgoing: mpsc::Sender<publisher::Item>,
     next_conn: AtomicU64,
     started_at: chrono::DateTime<chrono::Utc>,
+    /// Every socket's task ([`conn::accept`]), so a stopping node can wait for them.
+    sockets: tokio_util::task::TaskTracker,
 }
 
 impl Realtime {
@@ -121,6 +130,7 @@ impl Realtime {
             outgoing,
             next_conn: AtomicU64::new(1),
             started_at: chrono::Utc::now(),
+            sockets: tokio_util::task::TaskTracker::new(),
         });
         rt.keep_alive().await?;
         bus::spawn(Arc::downgrade(&rt), rx).await?;
@@ -215,7 +225,12 @@ impl Realtime {
             payload,
             confirms,
         };
-        if self.outgoing.send(out).await.is_err() {
+        if self
+            .outgoing
+            .send(publisher::Item::Message(out))
+            .await
+            .is_err()
+        {
             tracing::warn!(%party, "the publishing task has stopped");
         }
     }
@@ -292,9 +307,42 @@ async fn report_delays(rt: &Realtime, now: i64) -> redis::RedisResult<()> {
 
 impl Realtime {
     /// Closes every socket of this node (`server_restart`, close code 1012) so clients
-    /// reconnect to another node; the party state stays in Redis and PostgreSQL.
+    /// reconnect to another node; the party state stays in Redis and PostgreSQL. A
+    /// socket that opens after this is closed the same way at once. [`Realtime::drain`]
+    /// waits for them to be closed.
     pub fn shutdown(&self) {
         self.hub.disconnect_all("server_restart");
+        self.sockets.close();
+    }
+
+    /// After [`Realtime::shutdown`]: waits until every socket task has ended — its close
+    /// frame written, its room left (the departure published) and the client's close
+    /// heard — for at most [`DRAIN_SOCKETS`], then for what they published to reach
+    /// Redis, at most [`DRAIN_PUBLISH`]. A process that returned from `main` without
+    /// this would drop its sockets unclosed: clients could see their connection reset
+    /// instead of 1012, "reconnect elsewhere", and the rooms on other nodes would not
+    /// hear that they left (their presence left behind until the node's liveness key
+    /// lapsed). A client too slow to take its close in that time is dropped. False when
+    /// something did not end in time.
+    pub async fn drain(&self) -> bool {
+        self.sockets.close();
+        let most = DRAIN_SOCKETS;
+        let ended = tokio::time::timeout(most, self.sockets.wait())
+            .await
+            .is_ok();
+        if !ended {
+            tracing::warn!(
+                sockets = self.sockets.len(),
+                "sockets still open after the drain; dropped"
+            );
+        }
+        // What the closing sockets published (`user_left`, a share stopped) goes out
+        // before the process does.
+        let published = publisher::flush(&self.outgoing, DRAIN_PUBLISH).await;
+        if !published {
+            tracing::warn!("the party channels were not all published to before the stop");
+        }
+        ended && published
     }
 }
 
@@ -433,7 +481,7 @@ pub fn ops(rt: &Arc<Realtime>) -> wp_shared::ops::Ops {
 }
 
 /// Serves a realtime node on `listener` (the sockets and `/health`) until `shutdown`,
-/// then closes every socket with `server_restart`.
+/// then closes every socket with `server_restart` and waits for them to close.
 pub async fn serve(
     rt: Arc<Realtime>,
     probes: Arc<wp_shared::ops::Ops>,
@@ -447,9 +495,15 @@ pub async fn serve(
         wp_shared::net::nodelay(listener),
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        rt.shutdown();
+    .with_graceful_shutdown({
+        let rt = rt.clone();
+        async move {
+            shutdown.await;
+            rt.shutdown();
+        }
     })
-    .await
+    .await?;
+    // Upgraded sockets are no longer the server's connections: wait for them here.
+    rt.drain().await;
+    Ok(())
 }

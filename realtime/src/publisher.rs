@@ -27,38 +27,75 @@ pub(crate) struct Outgoing {
     pub confirms: Option<Uuid>,
 }
 
+/// What the publishing task is handed.
+pub(crate) enum Item {
+    Message(Outgoing),
+    /// Answered once everything handed over before it has been sent to Redis (or
+    /// failed): a stopping node waits for this before it exits.
+    Barrier(tokio::sync::oneshot::Sender<()>),
+}
+
 /// Starts the publishing task of a node; it ends when every sender is dropped.
-pub(crate) fn spawn(redis: ConnectionManager, db: PgPool) -> mpsc::Sender<Outgoing> {
+pub(crate) fn spawn(redis: ConnectionManager, db: PgPool) -> mpsc::Sender<Item> {
     let (tx, rx) = mpsc::channel(QUEUE);
     tokio::spawn(run(redis, db, rx));
     tx
 }
 
-async fn run(mut redis: ConnectionManager, db: PgPool, mut rx: mpsc::Receiver<Outgoing>) {
+/// Waits until what was handed to the task before this call has gone out, for at most
+/// `within`. False when it has not.
+pub(crate) async fn flush(tx: &mpsc::Sender<Item>, within: std::time::Duration) -> bool {
+    let (done, flushed) = tokio::sync::oneshot::channel();
+    tokio::time::timeout(within, async {
+        tx.send(Item::Barrier(done)).await.is_ok() && flushed.await.is_ok()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+async fn run(mut redis: ConnectionManager, db: PgPool, mut rx: mpsc::Receiver<Item>) {
+    let mut items = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let mut pipe = redis::pipe();
-        for m in &batch {
-            pipe.publish(&m.channel, &m.payload).ignore();
-        }
-        match pipe.query_async::<()>(&mut redis).await {
-            Ok(()) => {
-                let confirmed: Vec<Uuid> = batch.iter().filter_map(|m| m.confirms).collect();
-                if !confirmed.is_empty() {
-                    // Beside the publishing, which goes on; a failure leaves the rows to
-                    // the sweep, which publishes those messages once more.
-                    let db = db.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = wp_core::party::chat::published(&db, &confirmed).await {
-                            tracing::warn!(error = %e, "could not confirm published chat messages");
-                        }
-                    });
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, messages = batch.len(), "publish to the party channels failed");
+    let mut barriers = Vec::new();
+    while rx.recv_many(&mut items, BATCH).await > 0 {
+        for item in items.drain(..) {
+            match item {
+                Item::Message(m) => batch.push(m),
+                Item::Barrier(b) => barriers.push(b),
             }
         }
-        batch.clear();
+        if !batch.is_empty() {
+            publish(&mut redis, &db, &batch).await;
+            batch.clear();
+        }
+        for b in barriers.drain(..) {
+            let _ = b.send(());
+        }
+    }
+}
+
+/// Publishes `batch` in one round trip and confirms the chat messages it carried.
+async fn publish(redis: &mut ConnectionManager, db: &PgPool, batch: &[Outgoing]) {
+    let mut pipe = redis::pipe();
+    for m in batch {
+        pipe.publish(&m.channel, &m.payload).ignore();
+    }
+    match pipe.query_async::<()>(redis).await {
+        Ok(()) => {
+            let confirmed: Vec<Uuid> = batch.iter().filter_map(|m| m.confirms).collect();
+            if !confirmed.is_empty() {
+                // Beside the publishing, which goes on; a failure leaves the rows to
+                // the sweep, which publishes those messages once more.
+                let db = db.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = wp_core::party::chat::published(&db, &confirmed).await {
+                        tracing::warn!(error = %e, "could not confirm published chat messages");
+                    }
+                });
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, messages = batch.len(), "publish to the party channels failed");
+        }
     }
 }

@@ -24,8 +24,8 @@ use wp_shared::frame::Frame;
 use crate::{
     Realtime,
     conn::{
-        Bucket, FRAMES_BURST, FRAMES_PER_SEC, Handler, Lease, SocketQueue, WsQuery, accept, caller,
-        close_with, err, pump,
+        Bucket, Ended, FRAMES_BURST, FRAMES_PER_SEC, Handler, Lease, SocketQueue, WsQuery, accept,
+        caller, closed, err, pump, send_close,
     },
     hub::{encode, subscribed},
     refusal::parse_query,
@@ -45,7 +45,9 @@ pub async fn upgrade(
     };
     match authorized.await {
         Err(e) => e.into_response_for(&headers),
-        Ok((me, lease)) => accept(ws, &headers, move |socket| run(rt, socket, me, lease)),
+        Ok((me, lease)) => accept(&rt.clone(), ws, &headers, move |socket| {
+            run(rt, socket, me, lease)
+        }),
     }
 }
 
@@ -97,7 +99,7 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lea
             .add_user_socket(me.id, conn, handle, &rt.subscriptions),
     )
     .await;
-    match wp_core::notify::unread(&rt.ctx.db, me.id).await {
+    let ended = match wp_core::notify::unread(&rt.ctx.db, me.id).await {
         Ok(unread) => {
             let first = Frame::server("notifications_state", json!({ "unread_count": unread }));
             let sent = tokio::time::timeout(
@@ -119,18 +121,23 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lea
                     &rt.hub.stats,
                     None,
                 )
-                .await;
+                .await
+            } else {
+                Ended::Gone
             }
         }
         Err(e) => {
             tracing::warn!(error = %e, "notification socket could not open");
-            close_with(
-                &mut socket,
-                "unavailable",
-                "Notifications could not be loaded; reconnect.",
+            closed(
+                send_close(
+                    &mut socket,
+                    "unavailable",
+                    "Notifications could not be loaded; reconnect.",
+                )
+                .await,
             )
-            .await;
         }
-    }
+    };
     rt.hub.remove_user_socket(me.id, conn, &rt.subscriptions);
+    ended.linger(&mut socket).await;
 }

@@ -52,7 +52,11 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Upgrades an authorised request (400 `websocket_required` for plain HTTP), with the
 /// socket limits every socket of a node has.
+///
+/// The socket's task is tracked by the node ([`Realtime::drain`]): a node that stops
+/// waits for its sockets to close (and for their clients to hear why).
 pub(crate) fn accept<F, Fut>(
+    rt: &Realtime,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     headers: &HeaderMap,
     run: F,
@@ -61,6 +65,7 @@ where
     F: FnOnce(WebSocket) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let sockets = rt.sockets.clone();
     match ws {
         Err(e) => Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -73,7 +78,7 @@ where
             .write_buffer_size(0)
             .max_message_size(MAX_MESSAGE_BYTES)
             .max_frame_size(MAX_MESSAGE_BYTES)
-            .on_upgrade(run),
+            .on_upgrade(move |socket| sockets.track_future(run(socket))),
     }
 }
 
@@ -156,10 +161,18 @@ pub(crate) struct Lease {
     renewals: Bucket,
 }
 
-impl Lease {
-    /// Whether `text` is an `auth` frame (the cheap test first: most frames are not).
-    fn is_auth(text: &str) -> bool {
-        text.contains("\"auth\"") && Frame::parse(text).is_ok_and(|f| f.kind == "auth")
+/// What [`pump`] needs of a socket's lease: when it ends, and how an `auth` frame moves
+/// that.
+pub(crate) trait Renewal: Send {
+    /// Unix ms.
+    fn expires_at(&self) -> i64;
+    /// Handles an `auth` frame; the reply for the socket.
+    fn renew(&mut self, text: &str) -> impl Future<Output = Frame> + Send;
+}
+
+impl Renewal for Lease {
+    fn expires_at(&self) -> i64 {
+        self.expires_at
     }
 
     /// Handles an `auth` frame (`{"type":"auth","data":{"token":"..."}}`): a fresh access
@@ -167,7 +180,14 @@ impl Lease {
     async fn renew(&mut self, text: &str) -> Frame {
         self.renew_unnamed(text).await.in_reply_to("auth")
     }
+}
 
+/// Whether `text` is an `auth` frame (the cheap test first: most frames are not).
+fn is_auth(text: &str) -> bool {
+    text.contains("\"auth\"") && Frame::parse(text).is_ok_and(|f| f.kind == "auth")
+}
+
+impl Lease {
     async fn renew_unnamed(&mut self, text: &str) -> Frame {
         let frame = match Frame::parse(text) {
             Ok(f) => f,
@@ -286,29 +306,32 @@ pub(crate) fn close_code(reason: &str) -> u16 {
     }
 }
 
-/// Sends the `error` frame naming why the socket closes, then the close frame, then
-/// waits (up to [`CLOSE_LINGER`]) for the client's close.
-pub(crate) async fn close_with<S>(socket: &mut S, reason: &str, message: &str)
+/// How long a closed socket waits for the client's close frame (as long as any write
+/// may take). Dropping the TCP connection while the client's frames (a pong, a chat
+/// message in flight) sit unread makes the kernel reset it, and a client that receives
+/// the reset before it has read our close frame loses it: it sees "connection reset"
+/// instead of the code that says why (and whether to reconnect). A client that is
+/// still reading what was queued before the close (a slow consumer draining its
+/// buffers) needs that long; a well-behaved one answers within a round trip.
+pub(crate) const CLOSE_LINGER: std::time::Duration = WRITE_DEADLINE;
+
+/// Sends the `error` frame naming why the socket closes, then the close frame, within
+/// [`WRITE_DEADLINE`]. True when the close frame went out (then [`linger`]).
+pub(crate) async fn send_close<S>(socket: &mut S, reason: &str, message: &str) -> bool
 where
-    S: Sink<Message> + Stream<Item = Result<Message, axum::Error>> + Unpin,
+    S: Sink<Message> + Unpin,
 {
-    close_with_by(WRITE_DEADLINE, socket, reason, message).await;
+    send_close_by(WRITE_DEADLINE, socket, reason, message).await
 }
 
-/// How long a closing socket waits for the client's close frame. Dropping the TCP
-/// connection while the client's frames (a pong, a chat message in flight) sit unread
-/// makes the kernel reset it, and a client that receives the reset before it has read
-/// our close frame loses it: it sees "connection reset" instead of the code that says
-/// why (and whether to reconnect).
-pub(crate) const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-
-async fn close_with_by<S>(
+async fn send_close_by<S>(
     deadline: std::time::Duration,
     socket: &mut S,
     reason: &str,
     message: &str,
-) where
-    S: Sink<Message> + Stream<Item = Result<Message, axum::Error>> + Unpin,
+) -> bool
+where
+    S: Sink<Message> + Unpin,
 {
     // A client that stopped reading must not keep this task (and its socket) forever.
     let sent = tokio::time::timeout(deadline, async {
@@ -324,17 +347,23 @@ async fn close_with_by<S>(
             .is_ok()
     })
     .await;
-    if matches!(sent, Ok(true)) {
-        // Read (and drop) what the client still sends until its close answers ours.
-        let _ = tokio::time::timeout(CLOSE_LINGER, async {
-            while let Some(Ok(msg)) = socket.next().await {
-                if matches!(msg, Message::Close(_)) {
-                    break;
-                }
+    matches!(sent, Ok(true))
+}
+
+/// After our close frame: reads (and drops) what the client still sends until its
+/// close answers ours, for up to [`CLOSE_LINGER`].
+pub(crate) async fn linger<S>(socket: &mut S)
+where
+    S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(msg)) = socket.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
             }
-        })
-        .await;
-    }
+        }
+    })
+    .await;
 }
 
 /// How long one write to a socket may take. A client whose TCP window stays shut that
@@ -419,13 +448,16 @@ async fn write_batch<S: Sink<Message> + Unpin>(
 }
 
 /// Closes a killed socket: what was queued for it (a `removed` frame) goes out first,
-/// unless it was too slow to take it.
-async fn close_killed(
-    socket: &mut WebSocket,
+/// unless it was too slow to take it. True when the close frame went out.
+async fn close_killed<S>(
+    socket: &mut S,
     rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
     kill: &Kill,
     message: fn(&str) -> &'static str,
-) {
+) -> bool
+where
+    S: Sink<Message> + Unpin,
+{
     if kill.reason() != "slow_consumer" {
         let _ = tokio::time::timeout(WRITE_DEADLINE, async {
             while let Ok(text) = rx.try_recv() {
@@ -436,7 +468,7 @@ async fn close_killed(
     }
     let reason = kill.reason().to_owned();
     let text = closing_message(&reason).unwrap_or_else(|| message(&reason));
-    close_with(socket, &reason, text).await;
+    send_close(socket, &reason, text).await
 }
 
 /// How often a party socket is pinged (WebSocket Ping, which every client answers by
@@ -492,25 +524,33 @@ impl RttMeter {
 /// While a frame is being handled (a chat message waiting on PostgreSQL, say), what is
 /// queued for the socket keeps going out: the handler runs beside the writer, and the
 /// next client frame is read once it is done (frames of one client are handled in
-/// order, and a client that floods frames waits on its own socket, never the room).
+/// order, and a client that floods frames waits on its own socket, never the room). A
+/// kill during the handling drops the handler's future (and what it holds: a
+/// transaction, a row lock, a pool connection) before the socket is closed.
+///
+/// Returns [`Ended::Closed`] when the node closed the socket: the caller leaves the room
+/// (so the others hear of it at once), then [`linger`]s for the client's close.
 #[allow(
     clippy::too_many_arguments,
     reason = "the socket's parts, each owned by a different caller"
 )]
-pub(crate) async fn pump(
-    socket: &mut WebSocket,
+pub(crate) async fn pump<S>(
+    socket: &mut S,
     rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
     kill: &Kill,
     message: fn(&str) -> &'static str,
-    lease: &mut Lease,
+    lease: &mut impl Renewal,
     handler: &mut impl Handler,
     stats: &crate::hub::Stats,
     ping_every: Option<std::time::Duration>,
-) {
+) -> Ended
+where
+    S: Sink<Message> + Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
     // When nothing at all (a frame, a ping) arrives for `idle_timeout`, or the lease runs
     // out, the node's ticker kills the socket (`Hub::sweep`). Pongs to the node's own
     // pings do not count: a client's WebSocket stack answers them by itself.
-    kill.set_expiry(lease.expires_at);
+    kill.set_expiry(lease.expires_at());
     let mut meter = RttMeter::new();
     let mut pings = ping_every.map(|every| {
         let mut i = tokio::time::interval_at(tokio::time::Instant::now(), every);
@@ -520,14 +560,11 @@ pub(crate) async fn pump(
     loop {
         let incoming = tokio::select! {
             biased;
-            () = kill.token.cancelled() => {
-                close_killed(socket, rx, kill, message).await;
-                return;
-            }
+            () = kill.token.cancelled() => return Ended::killed(socket, rx, kill, message).await,
             out = rx.recv() => {
-                let Some(text) = out else { return };
+                let Some(text) = out else { return Ended::Gone };
                 if !write_queued(socket, text, rx).await {
-                    return;
+                    return Ended::Gone;
                 }
                 continue;
             }
@@ -538,14 +575,14 @@ pub(crate) async fn pump(
                 )
                 .await;
                 if !matches!(sent, Ok(Ok(()))) {
-                    return;
+                    return Ended::Gone;
                 }
                 continue;
             }
-            incoming = socket.recv() => incoming,
+            incoming = socket.next() => incoming,
         };
         let msg = match incoming {
-            None | Some(Err(_)) => return,
+            None | Some(Err(_)) => return Ended::Gone,
             Some(Ok(msg)) => msg,
         };
         let received = now_ms();
@@ -561,35 +598,40 @@ pub(crate) async fn pump(
                 stats
                     .received
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if Lease::is_auth(text.as_str()) {
+                if is_auth(text.as_str()) {
                     // Boxed: renewing queries the database, and that future must not
                     // make every socket's task larger.
                     let reply = Box::pin(lease.renew(text.as_str())).await;
-                    kill.set_expiry(lease.expires_at);
+                    kill.set_expiry(lease.expires_at());
                     vec![reply]
                 } else {
-                    let handling = handler.on_text(text.as_str(), received);
-                    tokio::pin!(handling);
-                    loop {
-                        tokio::select! {
-                            biased;
-                            () = kill.token.cancelled() => {
-                                close_killed(socket, rx, kill, message).await;
-                                return;
-                            }
-                            replies = &mut handling => break replies,
-                            out = rx.recv() => {
-                                let Some(text) = out else { return };
-                                if !write_queued(socket, text, rx).await {
-                                    return;
+                    let handled = {
+                        let handling = handler.on_text(text.as_str(), received);
+                        tokio::pin!(handling);
+                        loop {
+                            tokio::select! {
+                                biased;
+                                () = kill.token.cancelled() => break Handled::Killed,
+                                replies = &mut handling => break Handled::Replies(replies),
+                                out = rx.recv() => {
+                                    let Some(text) = out else { break Handled::Gone };
+                                    if !write_queued(socket, text, rx).await {
+                                        break Handled::Gone;
+                                    }
                                 }
                             }
                         }
+                        // The handler's future is dropped here, whatever it held.
+                    };
+                    match handled {
+                        Handled::Replies(replies) => replies,
+                        Handled::Killed => return Ended::killed(socket, rx, kill, message).await,
+                        Handled::Gone => return Ended::Gone,
                     }
                 }
             }
             Message::Binary(_) => vec![err("binary_not_supported", "Frames are JSON text.")],
-            Message::Close(_) => return,
+            Message::Close(_) => return Ended::Gone,
             Message::Ping(_) | Message::Pong(_) => Vec::new(),
         };
         for reply in replies {
@@ -597,8 +639,51 @@ pub(crate) async fn pump(
                 tokio::time::timeout(WRITE_DEADLINE, socket.send(Message::Text(encode(&reply))))
                     .await;
             if !matches!(sent, Ok(Ok(()))) {
-                return;
+                return Ended::Gone;
             }
+        }
+    }
+}
+
+/// How a client frame's handling ended in [`pump`].
+enum Handled {
+    Replies(Vec<Frame>),
+    Killed,
+    Gone,
+}
+
+/// How [`pump`] ended.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a closed socket lingers for the client's close once it has left its rooms"]
+pub(crate) enum Ended {
+    /// The node closed the socket (its close frame went out).
+    Closed,
+    /// The client closed it, or it broke or was too slow to take the close.
+    Gone,
+}
+
+/// [`Ended::Closed`] when our close frame went out ([`send_close`]'s answer).
+pub(crate) fn closed(sent: bool) -> Ended {
+    if sent { Ended::Closed } else { Ended::Gone }
+}
+
+impl Ended {
+    async fn killed<S: Sink<Message> + Unpin>(
+        socket: &mut S,
+        rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
+        kill: &Kill,
+        message: fn(&str) -> &'static str,
+    ) -> Self {
+        closed(close_killed(socket, rx, kill, message).await)
+    }
+
+    /// Lingers for the client's close when the node closed the socket.
+    pub(crate) async fn linger<S>(self, socket: &mut S)
+    where
+        S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    {
+        if self == Self::Closed {
+            linger(socket).await;
         }
     }
 }
@@ -668,9 +753,139 @@ mod write_deadline_tests {
         assert!(!write_queued_by(deadline, &mut Stuck, "frame".into(), &mut rx).await);
         assert!(started.elapsed() >= deadline);
         let started = std::time::Instant::now();
-        close_with_by(deadline, &mut Stuck, "slow_consumer", "Too slow.").await;
+        assert!(!send_close_by(deadline, &mut Stuck, "slow_consumer", "Too slow.").await);
         assert!(started.elapsed() >= deadline);
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod pump_tests {
+    use std::{
+        pin::Pin,
+        sync::{Arc, Mutex},
+        task::{Context, Poll},
+    };
+
+    use super::*;
+
+    /// What happened, in order: frames the node wrote, and the handler's end.
+    type Log = Arc<Mutex<Vec<String>>>;
+
+    /// A client socket: what the test sends comes in; what the node writes goes to the log.
+    struct Client {
+        incoming: mpsc::UnboundedReceiver<Result<Message, axum::Error>>,
+        log: Log,
+    }
+
+    impl Stream for Client {
+        type Item = Result<Message, axum::Error>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.incoming.poll_recv(cx)
+        }
+    }
+
+    impl Sink<Message> for Client {
+        type Error = std::io::Error;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, msg: Message) -> Result<(), Self::Error> {
+            let entry = match msg {
+                Message::Text(t) => format!("text {t}"),
+                Message::Close(Some(c)) => format!("close {}", c.code),
+                other => format!("{other:?}"),
+            };
+            self.log.lock().unwrap().push(entry);
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    struct NoRenewal;
+
+    impl Renewal for NoRenewal {
+        fn expires_at(&self) -> i64 {
+            i64::MAX
+        }
+        async fn renew(&mut self, _: &str) -> Frame {
+            err("invalid_token", "No.")
+        }
+    }
+
+    /// Stands for what a handler holds while it waits (a transaction, a row lock): its
+    /// release is logged.
+    struct Held(Log);
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().push("handler dropped".into());
+        }
+    }
+
+    /// A handler that never finishes (a query stuck on a lock), holding [`Held`].
+    struct Stuck(Log);
+
+    impl Handler for Stuck {
+        fn on_text(&mut self, _: &str, _: i64) -> impl Future<Output = Vec<Frame>> + Send {
+            self.0.lock().unwrap().push("handling".into());
+            let held = Held(self.0.clone());
+            async move {
+                std::future::pending::<()>().await;
+                drop(held);
+                Vec::new()
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kill_during_a_frame_drops_its_handler_before_the_socket_closes() {
+        let log = Log::default();
+        let (to_node, incoming) = mpsc::unbounded_channel();
+        let mut socket = Client {
+            incoming,
+            log: log.clone(),
+        };
+        let (_queue, mut rx) = mpsc::channel(4);
+        let kill = Kill::default();
+        let stats = crate::hub::Stats::default();
+        let (mut lease, mut handler) = (NoRenewal, Stuck(log.clone()));
+        to_node
+            .send(Ok(Message::Text(r#"{"type":"chat","data":{}}"#.into())))
+            .unwrap();
+        let pumping = pump(
+            &mut socket,
+            &mut rx,
+            &kill,
+            |_| "You were removed.",
+            &mut lease,
+            &mut handler,
+            &stats,
+            None,
+        );
+        tokio::pin!(pumping);
+        // One turn: the frame is taken and its handler waits.
+        assert!(futures::poll!(&mut pumping).is_pending());
+        assert_eq!(*log.lock().unwrap(), ["handling"]);
+        kill.kill("kicked");
+        // The client never answers the close: the pump returns without lingering.
+        assert_eq!(pumping.await, Ended::Closed);
+        let log = log.lock().unwrap().clone();
+        assert_eq!(log.len(), 4, "{log:?}");
+        assert_eq!(
+            log[1], "handler dropped",
+            "before anything is written: {log:?}"
+        );
+        assert!(
+            log[2].starts_with("text ") && log[2].contains("kicked"),
+            "{log:?}"
+        );
+        assert_eq!(log[3], "close 4003");
     }
 }
 

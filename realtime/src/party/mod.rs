@@ -76,7 +76,7 @@ pub async fn upgrade(
     };
     match authorized.await {
         Err(e) => e.into_response_for(&headers),
-        Ok((q, me, lease, m)) => accept(ws, &headers, move |socket| {
+        Ok((q, me, lease, m)) => accept(&rt.clone(), ws, &headers, move |socket| {
             run(rt, socket, me, lease, m, q.last_message_id)
         }),
     }
@@ -161,15 +161,17 @@ async fn run(
         typing_shown: false,
     };
     // The large futures are boxed so an idle socket's task stays small.
-    match Box::pin(c.open(&m, resume)).await {
+    let ended = match Box::pin(c.open(&m, resume)).await {
         Ok(None) => {
             // Removed between the check before the upgrade and joining the room.
-            close_with(
-                &mut socket,
-                "not_a_member",
-                "You are no longer in this party.",
+            closed(
+                send_close(
+                    &mut socket,
+                    "not_a_member",
+                    "You are no longer in this party.",
+                )
+                .await,
             )
-            .await;
         }
         Ok(Some(snapshot)) => {
             // The snapshot's value tree is large (every participant); it must not live
@@ -182,20 +184,26 @@ async fn run(
             )
             .await;
             if matches!(sent, Ok(Ok(()))) {
-                Box::pin(c.serve(&mut socket, &mut rx, &kill, &mut lease)).await;
+                Box::pin(c.serve(&mut socket, &mut rx, &kill, &mut lease)).await
+            } else {
+                Ended::Gone
             }
         }
         Err(e) => {
             tracing::warn!(error = %e, party = %c.party, "party socket could not open");
-            close_with(
-                &mut socket,
-                "unavailable",
-                "The party could not be loaded; reconnect.",
+            closed(
+                send_close(
+                    &mut socket,
+                    "unavailable",
+                    "The party could not be loaded; reconnect.",
+                )
+                .await,
             )
-            .await;
         }
-    }
+    };
+    // The room hears of the departure now, not after the client's close.
     Box::pin(c.close()).await;
+    ended.linger(&mut socket).await;
 }
 
 impl Conn {
@@ -330,7 +338,7 @@ impl Conn {
         rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
         kill: &Kill,
         lease: &mut Lease,
-    ) {
+    ) -> Ended {
         let stats = self.rt.hub.stats.clone();
         pump(
             socket,
@@ -342,7 +350,7 @@ impl Conn {
             &stats,
             Some(PING_EVERY),
         )
-        .await;
+        .await
     }
 
     /// Handles one client frame; returns the frames for this socket alone.
