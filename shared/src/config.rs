@@ -6,6 +6,10 @@
 
 use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
+mod reader;
+
+use reader::{Reader, parse_networks};
+
 /// A configuration value could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {var}: {reason}")]
@@ -436,88 +440,6 @@ impl Config {
     }
 }
 
-/// Reads variables through a lookup function, so tests can feed a map.
-struct Reader<F: Fn(&str) -> Option<String>> {
-    lookup: F,
-}
-
-impl<F: Fn(&str) -> Option<String>> Reader<F> {
-    fn raw(&self, var: &str) -> Option<String> {
-        (self.lookup)(var).filter(|v| !v.trim().is_empty())
-    }
-
-    fn string(&self, var: &str, default: &str) -> String {
-        self.raw(var).unwrap_or_else(|| default.to_owned())
-    }
-
-    fn parse<T: FromStr>(&self, var: &str, default: T) -> Result<T, ConfigError>
-    where
-        T::Err: fmt::Display,
-    {
-        Ok(self.optional(var)?.unwrap_or(default))
-    }
-
-    fn optional<T: FromStr>(&self, var: &str) -> Result<Option<T>, ConfigError>
-    where
-        T::Err: fmt::Display,
-    {
-        self.raw(var)
-            .map(|v| {
-                v.trim().parse::<T>().map_err(|e| ConfigError {
-                    var: var.to_owned(),
-                    reason: format!("cannot parse `{}`: {e}", v.trim()),
-                })
-            })
-            .transpose()
-    }
-
-    fn url(&self, var: &str, default: &str, schemes: &[&str]) -> Result<String, ConfigError> {
-        let value = self.string(var, default);
-        let parsed = url::Url::parse(&value).map_err(|e| ConfigError {
-            var: var.to_owned(),
-            reason: format!("not a valid URL ({e})"),
-        })?;
-        if !schemes.contains(&parsed.scheme()) {
-            return Err(ConfigError {
-                var: var.to_owned(),
-                reason: format!(
-                    "scheme must be one of {schemes:?}, got `{}`",
-                    parsed.scheme()
-                ),
-            });
-        }
-        Ok(value)
-    }
-
-    fn positive<T>(&self, var: &str, default: T) -> Result<T, ConfigError>
-    where
-        T: FromStr + PartialOrd + Default + Copy,
-        T::Err: fmt::Display,
-    {
-        let v = self.parse(var, default)?;
-        if v <= T::default() {
-            return Err(ConfigError {
-                var: var.to_owned(),
-                reason: "must be greater than zero".to_owned(),
-            });
-        }
-        Ok(v)
-    }
-}
-
-/// `10.0.0.0/8, 192.168.1.7, fd00::/8` → networks (a bare address is a network of one).
-fn parse_networks(text: &str) -> Result<Vec<ipnet::IpNet>, String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse::<ipnet::IpNet>()
-                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| format!("`{t}` is not an address or a CIDR"))
-        })
-        .collect()
-}
-
 impl Config {
     /// Loads `.env` (if present) and reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -811,107 +733,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashMap;
-
-    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
-    }
-
-    #[test]
-    fn defaults_work_without_any_variable() {
-        let c = load(&[]).expect("defaults");
-        assert_eq!(c.redis_prefix, "wp");
-        assert_eq!(c.bind_addr.port(), 8000);
-        assert_eq!(c.ops_bind_addr, None);
-        assert_eq!(c.database_max_connections, None, "each role's own default");
-        assert_eq!(
-            c.database_direct_url, None,
-            "sessions go through DATABASE_URL"
-        );
-        assert_eq!(c.database_session_url(), c.database_url);
-        assert_eq!(c.email, EmailTransport::File(PathBuf::from("var/mail")));
-    }
-
-    #[test]
-    fn a_bad_value_names_its_variable() {
-        let err = load(&[("DATABASE_MAX_CONNECTIONS", "many")]).unwrap_err();
-        assert_eq!(err.var, "DATABASE_MAX_CONNECTIONS");
-        let err = load(&[("DATABASE_MAX_CONNECTIONS", "0")]).unwrap_err();
-        assert_eq!(err.var, "DATABASE_MAX_CONNECTIONS");
-        let err = load(&[("OPS_BIND_ADDR", "localhost")]).unwrap_err();
-        assert_eq!(err.var, "OPS_BIND_ADDR");
-        let err = load(&[("REDIS_URL", "http://x")]).unwrap_err();
-        assert_eq!(err.var, "REDIS_URL");
-        let err = load(&[("DATABASE_DIRECT_URL", "redis://db")]).unwrap_err();
-        assert_eq!(err.var, "DATABASE_DIRECT_URL");
-        let err = load(&[("BIND_ADDR", "nowhere")]).unwrap_err();
-        assert_eq!(err.var, "BIND_ADDR");
-        let err = load(&[("WORKER_HEARTBEAT_SECS", "0")]).unwrap_err();
-        assert_eq!(err.var, "WORKER_HEARTBEAT_SECS");
-        let err = load(&[("LOG_FORMAT", "xml")]).unwrap_err();
-        assert_eq!(err.var, "LOG_FORMAT");
-        let err = load(&[
-            ("MOBILE_IOS_MIN_VERSION", "3.0"),
-            ("MOBILE_IOS_LATEST_VERSION", "2.9.9"),
-        ])
-        .unwrap_err();
-        assert_eq!(err.var, "MOBILE_IOS_MIN_VERSION");
-        let err = load(&[("MOBILE_ANDROID_LATEST_VERSION", "two")]).unwrap_err();
-        assert_eq!(err.var, "MOBILE_ANDROID_LATEST_VERSION");
-        let err = load(&[("REALTIME_PUBLIC_URL", "https://rt.example")]).unwrap_err();
-        assert_eq!(err.var, "REALTIME_PUBLIC_URL");
-        let c = load(&[("PUBLIC_URL", "https://api.example/")]).unwrap();
-        assert_eq!(c.realtime_public_url, "wss://api.example");
-        let err = load(&[("OPS_TOKEN", "short")]).unwrap_err();
-        assert_eq!(err.var, "OPS_TOKEN");
-        let err = load(&[("JWT_SECRET", "short")]).unwrap_err();
-        assert_eq!(err.var, "JWT_SECRET");
-        let err = load(&[("JWT_PREVIOUS_KEYS", "nokey")]).unwrap_err();
-        assert_eq!(err.var, "JWT_PREVIOUS_KEYS");
-        let err = load(&[("STORAGE_BACKEND", "s3")]).unwrap_err();
-        assert_eq!(err.var, "S3_BUCKET");
-    }
-
-    #[test]
-    fn secrets_are_not_printed() {
-        let c = load(&[
-            ("DATABASE_URL", "postgres://u:hunter2@db/x"),
-            ("SMTP_URL", "smtp://mail:s3cret@smtp.example.com:587"),
-            ("CLICKHOUSE_PASSWORD", "chpass"),
-            ("JWT_SECRET", "jwt-secret-that-is-long-enough-0123456789"),
-            (
-                "JWT_PREVIOUS_KEYS",
-                "old:previous-secret-that-is-long-enough-0123",
-            ),
-            ("STORAGE_BACKEND", "s3"),
-            ("S3_BUCKET", "videos"),
-            ("S3_ACCESS_KEY_ID", "AKIAEXAMPLE"),
-            ("S3_SECRET_ACCESS_KEY", "s3-very-secret"),
-            ("OPS_TOKEN", "ops-token-that-is-long-enough"),
-        ])
-        .expect("valid");
-        // The secrets are in the configuration, so their absence below means something.
-        assert_eq!(
-            c.jwt_key.secret,
-            b"jwt-secret-that-is-long-enough-0123456789"
-        );
-        assert!(
-            matches!(&c.storage, StorageBackend::S3(s3) if s3.secret_access_key == "s3-very-secret")
-        );
-        assert_eq!(c.clickhouse_password, "chpass");
-        let shown = format!("{c:?}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(!shown.contains("s3cret"), "{shown}");
-        assert!(!shown.contains("chpass"), "{shown}");
-        assert!(!shown.contains("jwt-secret"), "{shown}");
-        assert!(!shown.contains("previous-secret"), "{shown}");
-        assert!(!shown.contains("s3-very-secret"), "{shown}");
-        assert!(!shown.contains("ops-token"), "{shown}");
-    }
-}
+mod tests;
