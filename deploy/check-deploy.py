@@ -7,13 +7,14 @@ deploy/check-deploy.sh with the rendered Kubernetes overlays as arguments):
     each overlay and in deploy/compose/compose.yaml, and only known queues are named;
   - each worker Deployment has a ScaledObject whose Redis triggers read the waiting list
     of each of its queues (`wp.{queue}:active`, the key apalis-redis uses; a unit test in
-    shared/src/jobs.rs pins it) and whose Prometheus triggers ask about those queues;
+    shared/src/jobs/tests.rs pins it) and whose Prometheus triggers ask about those queues;
   - grace periods cover the drain times of docs/operations.md (api: REQUEST_TIMEOUT_SECS
     + 5, realtime 15 (5 s preStop, 8 s for the sockets' closes, 2 s to publish their
     departures: realtime/src/lib.rs DRAIN_SOCKETS, DRAIN_PUBLISH), workers WORKER_SHUTDOWN_GRACE_SECS + 5, scheduler 5);
   - probes, Services, the Ingress, HPAs and PodDisruptionBudgets point at ports,
     Services and Deployments that exist;
-  - compose: every role's command is one the binary has, files it mounts exist;
+  - compose: every role's command is one the binary has, files it mounts exist, a
+    realtime node's stop_grace_period covers its drain;
   - the pooler: PgBouncer's pgbouncer.ini is in transaction mode with prepared
     statements carried (`max_prepared_statements`) and sqlx's startup parameters
     ignored; where DATABASE_URL goes through it, DATABASE_DIRECT_URL goes around it.
@@ -222,6 +223,10 @@ def check_compose(queues):
                 pools[name] = qs
         if "JWT_SECRET" not in s.get("environment", {}):
             fail(f"compose: {name} has no JWT_SECRET")
+        # No preStop in compose: the realtime drain alone (DRAIN_SOCKETS + DRAIN_PUBLISH).
+        grace = str(s.get("stop_grace_period", "10s"))
+        if cmd[0] == "realtime" and (not grace.endswith("s") or int(grace[:-1]) < 10):
+            fail(f"compose: {name} may be killed after {grace}; a realtime node drains in 10 s")
     check_cover("compose", pools, queues)
     poolers = {n for n, s in compose["services"].items() if "pgbouncer" in s.get("image", "")}
     for n in poolers:

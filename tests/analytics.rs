@@ -871,6 +871,11 @@ async fn a_killed_analytics_worker_loses_no_event() {
     };
     let written =
         "SELECT count(DISTINCT event_id) FROM events WHERE event_type = 'video.view_start'";
+    // Its inserts are on the wire, held.
+    eventually(Duration::from_secs(30), "an insert sent", || async {
+        (wire.held().0 > 0).then_some(())
+    })
+    .await;
     assert_eq!(count(written).await, 0, "nothing written before the kill");
     first.start_kill().unwrap();
     first.wait().await.unwrap();
@@ -879,9 +884,18 @@ async fn a_killed_analytics_worker_loses_no_event() {
         taken,
         "the dead worker's jobs are still held"
     );
-    // What the dead worker had sent arrives after all (the network delivers it); its
-    // jobs are still to be done over.
+    // What the dead worker had sent arrives after all (the network delivers it, and
+    // ClickHouse answers it); its jobs are still to be done over.
     wire.release();
+    eventually(
+        Duration::from_secs(60),
+        "the held inserts delivered",
+        || async {
+            let (held, delivered) = wire.held();
+            (delivered == held).then_some(())
+        },
+    )
+    .await;
     // A supervisor starts a worker again (this one reaches ClickHouse directly).
     let _second = worker(env.config.clickhouse_url.clone());
     eventually(Duration::from_secs(60), "every event written", || async {

@@ -2484,11 +2484,26 @@ async fn a_node_with_a_wrong_clock_stamps_party_time_from_redis() {
 }
 
 /// A socket the node closes leaves its room at once: the others hear `user_left` while
-/// the node still waits (up to 10 s) for the closed client to answer its close.
+/// the node still waits (here: for an hour) for the closed client to answer its close.
 #[tokio::test]
 async fn a_closed_socket_leaves_its_room_before_its_client_answers_the_close() {
     let env = TestEnv::new().await;
-    let (app, host, member, pid) = room(&env, json!({})).await;
+    let app = env
+        .spawn_node_with(wp_realtime::Settings {
+            close_linger: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .await;
+    let host = env.create_user("host").await;
+    let member = env.create_user("member").await;
+    let party = create_party(
+        &app,
+        &host,
+        json!({"title": "Room", "external_url": "https://example.com/v.mp4"}),
+    )
+    .await;
+    let pid = id(&party);
+    join(&app, &member, &pid).await;
     let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
     let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
     h.expect("user_joined").await;

@@ -58,6 +58,9 @@ pub struct Settings {
     /// A poll's counts (`poll_updated`) reach a room at most once per this interval
     /// ([`polls`]).
     pub poll_every: Duration,
+    /// How long a socket the node closed waits for the client's close frame, after it
+    /// has left its room ([`conn::CLOSE_LINGER`]).
+    pub close_linger: Duration,
 }
 
 impl Settings {
@@ -81,6 +84,7 @@ impl Default for Settings {
             idle_timeout: Duration::from_secs(120),
             presence_every: Duration::from_millis(250),
             poll_every: Duration::from_millis(500),
+            close_linger: conn::CLOSE_LINGER,
         }
     }
 }
@@ -106,6 +110,9 @@ pub struct Realtime {
     started_at: chrono::DateTime<chrono::Utc>,
     /// Every socket's task ([`conn::accept`]), so a stopping node can wait for them.
     sockets: tokio_util::task::TaskTracker,
+    /// When [`Realtime::shutdown`] was called: the drain's bounds count from then.
+    stopping: std::sync::OnceLock<tokio::time::Instant>,
+    stopped: tokio_util::sync::CancellationToken,
 }
 
 impl Realtime {
@@ -131,6 +138,8 @@ impl Realtime {
             next_conn: AtomicU64::new(1),
             started_at: chrono::Utc::now(),
             sockets: tokio_util::task::TaskTracker::new(),
+            stopping: std::sync::OnceLock::new(),
+            stopped: tokio_util::sync::CancellationToken::new(),
         });
         rt.keep_alive().await?;
         bus::spawn(Arc::downgrade(&rt), rx).await?;
@@ -311,13 +320,21 @@ impl Realtime {
     /// socket that opens after this is closed the same way at once. [`Realtime::drain`]
     /// waits for them to be closed.
     pub fn shutdown(&self) {
+        let _ = self.stopping.set(tokio::time::Instant::now());
         self.hub.disconnect_all("server_restart");
         self.sockets.close();
+        self.stopped.cancel();
+    }
+
+    /// The deadline of the sockets' part of the drain: [`DRAIN_SOCKETS`] after
+    /// [`Realtime::shutdown`] (from now if it was not called).
+    fn drain_deadline(&self) -> tokio::time::Instant {
+        *self.stopping.get_or_init(tokio::time::Instant::now) + DRAIN_SOCKETS
     }
 
     /// After [`Realtime::shutdown`]: waits until every socket task has ended — its close
     /// frame written, its room left (the departure published) and the client's close
-    /// heard — for at most [`DRAIN_SOCKETS`], then for what they published to reach
+    /// heard — until [`DRAIN_SOCKETS`] after the shutdown, then for what they published to reach
     /// Redis, at most [`DRAIN_PUBLISH`]. A process that returned from `main` without
     /// this would drop its sockets unclosed: clients could see their connection reset
     /// instead of 1012, "reconnect elsewhere", and the rooms on other nodes would not
@@ -326,8 +343,7 @@ impl Realtime {
     /// something did not end in time.
     pub async fn drain(&self) -> bool {
         self.sockets.close();
-        let most = DRAIN_SOCKETS;
-        let ended = tokio::time::timeout(most, self.sockets.wait())
+        let ended = tokio::time::timeout_at(self.drain_deadline(), self.sockets.wait())
             .await
             .is_ok();
         if !ended {
@@ -491,7 +507,7 @@ pub async fn serve(
     // Load balancers probe the socket port: `/health` and `/ready` here too, from the
     // node's one set of probes (metrics stay on the ops address).
     let app = probes.probe_router().merge(router(rt.clone()));
-    axum::serve(
+    let server = axum::serve(
         wp_shared::net::nodelay(listener),
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
@@ -501,8 +517,16 @@ pub async fn serve(
             shutdown.await;
             rt.shutdown();
         }
-    })
-    .await?;
+    });
+    // The server waits for its requests in flight (upgrades being authorised); that
+    // wait counts against the same bound as the sockets'.
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => served?,
+        () = async {
+            rt.stopped.cancelled().await;
+            tokio::time::sleep_until(rt.drain_deadline()).await;
+        } => tracing::warn!("requests still in flight after the drain; dropped"),
+    }
     // Upgraded sockets are no longer the server's connections: wait for them here.
     rt.drain().await;
     Ok(())

@@ -32,7 +32,8 @@ pub(crate) enum Item {
     Message(Outgoing),
     /// Answered once everything handed over before it has been sent to Redis (or
     /// failed): a stopping node waits for this before it exits.
-    Barrier(tokio::sync::oneshot::Sender<()>),
+    /// Answers whether all of that reached Redis.
+    Barrier(tokio::sync::oneshot::Sender<bool>),
 }
 
 /// Starts the publishing task of a node; it ends when every sender is dropped.
@@ -47,7 +48,7 @@ pub(crate) fn spawn(redis: ConnectionManager, db: PgPool) -> mpsc::Sender<Item> 
 pub(crate) async fn flush(tx: &mpsc::Sender<Item>, within: std::time::Duration) -> bool {
     let (done, flushed) = tokio::sync::oneshot::channel();
     tokio::time::timeout(within, async {
-        tx.send(Item::Barrier(done)).await.is_ok() && flushed.await.is_ok()
+        tx.send(Item::Barrier(done)).await.is_ok() && flushed.await.unwrap_or(false)
     })
     .await
     .unwrap_or(false)
@@ -57,6 +58,8 @@ async fn run(mut redis: ConnectionManager, db: PgPool, mut rx: mpsc::Receiver<It
     let mut items = Vec::with_capacity(BATCH);
     let mut batch = Vec::with_capacity(BATCH);
     let mut barriers = Vec::new();
+    // Whether everything since the last barrier was published.
+    let mut all_sent = true;
     while rx.recv_many(&mut items, BATCH).await > 0 {
         for item in items.drain(..) {
             match item {
@@ -65,17 +68,21 @@ async fn run(mut redis: ConnectionManager, db: PgPool, mut rx: mpsc::Receiver<It
             }
         }
         if !batch.is_empty() {
-            publish(&mut redis, &db, &batch).await;
+            all_sent &= publish(&mut redis, &db, &batch).await;
             batch.clear();
         }
-        for b in barriers.drain(..) {
-            let _ = b.send(());
+        if !barriers.is_empty() {
+            for b in barriers.drain(..) {
+                let _ = b.send(all_sent);
+            }
+            all_sent = true;
         }
     }
 }
 
 /// Publishes `batch` in one round trip and confirms the chat messages it carried.
-async fn publish(redis: &mut ConnectionManager, db: &PgPool, batch: &[Outgoing]) {
+/// False when Redis did not take it.
+async fn publish(redis: &mut ConnectionManager, db: &PgPool, batch: &[Outgoing]) -> bool {
     let mut pipe = redis::pipe();
     for m in batch {
         pipe.publish(&m.channel, &m.payload).ignore();
@@ -93,9 +100,11 @@ async fn publish(redis: &mut ConnectionManager, db: &PgPool, batch: &[Outgoing])
                     }
                 });
             }
+            true
         }
         Err(e) => {
             tracing::warn!(error = %e, messages = batch.len(), "publish to the party channels failed");
+            false
         }
     }
 }

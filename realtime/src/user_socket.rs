@@ -99,45 +99,50 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lea
             .add_user_socket(me.id, conn, handle, &rt.subscriptions),
     )
     .await;
-    let ended = match wp_core::notify::unread(&rt.ctx.db, me.id).await {
-        Ok(unread) => {
-            let first = Frame::server("notifications_state", json!({ "unread_count": unread }));
-            let sent = tokio::time::timeout(
-                crate::conn::WRITE_DEADLINE,
-                socket.send(Message::Text(encode(&first))),
-            )
-            .await;
-            if matches!(sent, Ok(Ok(()))) {
-                let mut handler = Client {
-                    frames: Bucket::new(FRAMES_PER_SEC, FRAMES_BURST),
-                };
-                pump(
-                    &mut socket,
-                    &mut rx,
-                    &kill,
-                    kill_message,
-                    &mut lease,
-                    &mut handler,
-                    &rt.hub.stats,
-                    None,
+    let ended = if kill.token.is_cancelled() {
+        // Killed before it opened (the node is stopping).
+        Ended::killed(&mut socket, &mut rx, &kill, kill_message).await
+    } else {
+        match wp_core::notify::unread(&rt.ctx.db, me.id).await {
+            Ok(unread) => {
+                let first = Frame::server("notifications_state", json!({ "unread_count": unread }));
+                let sent = tokio::time::timeout(
+                    crate::conn::WRITE_DEADLINE,
+                    socket.send(Message::Text(encode(&first))),
                 )
-                .await
-            } else {
-                Ended::Gone
+                .await;
+                if matches!(sent, Ok(Ok(()))) {
+                    let mut handler = Client {
+                        frames: Bucket::new(FRAMES_PER_SEC, FRAMES_BURST),
+                    };
+                    pump(
+                        &mut socket,
+                        &mut rx,
+                        &kill,
+                        kill_message,
+                        &mut lease,
+                        &mut handler,
+                        &rt.hub.stats,
+                        None,
+                    )
+                    .await
+                } else {
+                    Ended::Gone
+                }
             }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "notification socket could not open");
-            closed(
-                send_close(
-                    &mut socket,
-                    "unavailable",
-                    "Notifications could not be loaded; reconnect.",
+            Err(e) => {
+                tracing::warn!(error = %e, "notification socket could not open");
+                closed(
+                    send_close(
+                        &mut socket,
+                        "unavailable",
+                        "Notifications could not be loaded; reconnect.",
+                    )
+                    .await,
                 )
-                .await,
-            )
+            }
         }
     };
     rt.hub.remove_user_socket(me.id, conn, &rt.subscriptions);
-    ended.linger(&mut socket).await;
+    ended.linger(&mut socket, rt.settings.close_linger).await;
 }

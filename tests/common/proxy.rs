@@ -24,6 +24,10 @@ pub struct Proxy {
     accepted: Arc<AtomicU64>,
     /// False while what clients send is held back ([`Proxy::holding`]).
     open: watch::Sender<bool>,
+    /// Bytes clients sent while held, and how many of them the server has taken and
+    /// answered (see [`Proxy::held`]).
+    held: Arc<AtomicU64>,
+    delivered: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -39,10 +43,10 @@ impl Proxy {
         Self::spawn(target, one_way, true).await
     }
 
-    /// Proxies to `target`, holding every byte a client sends (its connections are
-    /// made, its requests are not delivered) until [`Proxy::release`]; what is held is
-    /// delivered then, even for a client that has died meanwhile, as a network
-    /// delivers what a dead process had already sent.
+    /// Proxies to `target`, holding every byte a client sends until
+    /// [`Proxy::release`]: clients connect, nothing reaches the server (the connection
+    /// to it is made only then). What is held is delivered then, even for a client that
+    /// has died meanwhile, as a network delivers what a dead process had already sent.
     pub async fn holding(target: &str) -> Self {
         Self::spawn(target, std::time::Duration::ZERO, false).await
     }
@@ -52,6 +56,16 @@ impl Proxy {
         self.open.send_replace(true);
     }
 
+    /// Bytes held from clients so far, and how many of them the server has taken: for a
+    /// client still connected, once written to the server; for one that has gone, once
+    /// the server has answered them and closed (its answer read and dropped).
+    pub fn held(&self) -> (u64, u64) {
+        (
+            self.held.load(Ordering::SeqCst),
+            self.delivered.load(Ordering::SeqCst),
+        )
+    }
+
     async fn spawn(target: &str, one_way: std::time::Duration, open: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
@@ -59,12 +73,15 @@ impl Proxy {
         let (cut, _) = watch::channel(0u64);
         let accepted = Arc::new(AtomicU64::new(0));
         let (open, _) = watch::channel(open);
+        let held = Arc::new(AtomicU64::new(0));
+        let delivered = Arc::new(AtomicU64::new(0));
         let target = target.to_owned();
         let task = tokio::spawn({
             let up = up.clone();
             let cut = cut.clone();
             let accepted = accepted.clone();
             let open = open.clone();
+            let (held, delivered) = (held.clone(), delivered.clone());
             async move {
                 while let Ok((client, _)) = listener.accept().await {
                     if !up.load(Ordering::SeqCst) {
@@ -76,13 +93,22 @@ impl Proxy {
                     let mut cut_rx = cut.subscribe();
                     let open = open.subscribe();
                     let target = target.clone();
+                    let (held, delivered) = (held.clone(), delivered.clone());
                     tokio::spawn(async move {
+                        let mut client = client;
+                        let mut holding = Holding::default();
+                        let held_back = !*open.borrow();
+                        if held_back && !holding.hold(&mut client, open, &held).await {
+                            return;
+                        }
                         let Ok(mut server) = TcpStream::connect(&target).await else {
                             return;
                         };
-                        let mut client = client;
+                        if !holding.deliver(&mut server, &delivered).await {
+                            return;
+                        }
                         tokio::select! {
-                            _ = relay(&mut client, &mut server, one_way, open) => {}
+                            _ = relay(&mut client, &mut server, one_way) => {}
                             _ = cut_rx.changed() => {
                                 // Reset rather than close: the peer sees ECONNRESET.
                                 let _ = client.set_zero_linger();
@@ -99,6 +125,8 @@ impl Proxy {
             cut,
             accepted,
             open,
+            held,
+            delivered,
             task,
         }
     }
@@ -141,24 +169,80 @@ impl Proxy {
     }
 }
 
-/// Copies both ways until either side closes, each byte held `delay`, and what the
-/// client sends held until `open` is true.
-async fn relay(
-    client: &mut TcpStream,
-    server: &mut TcpStream,
-    delay: std::time::Duration,
-    open: watch::Receiver<bool>,
-) {
-    if delay.is_zero() && *open.borrow() {
+/// What a holding proxy took from one client before [`Proxy::release`].
+#[derive(Default)]
+struct Holding {
+    bytes: Vec<u8>,
+    /// The client closed (or died) while held.
+    gone: bool,
+}
+
+impl Holding {
+    /// Reads what the client sends until the proxy opens. False when the proxy went
+    /// away first.
+    async fn hold(
+        &mut self,
+        client: &mut TcpStream,
+        mut open: watch::Receiver<bool>,
+        held: &AtomicU64,
+    ) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            tokio::select! {
+                biased;
+                opened = open.wait_for(|open| *open) => return opened.is_ok(),
+                read = client.read(&mut chunk), if !self.gone => match read {
+                    Ok(0) | Err(_) => self.gone = true,
+                    Ok(n) => {
+                        self.bytes.extend_from_slice(&chunk[..n]);
+                        held.fetch_add(n as u64, Ordering::SeqCst);
+                    }
+                },
+            }
+        }
+    }
+
+    /// Writes what was held to the server. For a client that has gone, also waits for
+    /// the server's answer (read and dropped) and its close, then says false: there is
+    /// no one to relay to.
+    async fn deliver(&mut self, server: &mut TcpStream, delivered: &AtomicU64) -> bool {
+        use tokio::io::AsyncWriteExt;
+        if self.bytes.is_empty() && !self.gone {
+            return true;
+        }
+        if server.write_all(&self.bytes).await.is_err() {
+            return false;
+        }
+        if !self.gone {
+            delivered.fetch_add(self.bytes.len() as u64, Ordering::SeqCst);
+            return true;
+        }
+        // Nothing more will come: the server answers what it has and closes.
+        let _ = server.shutdown().await;
+        let answered = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            tokio::io::copy(server, &mut tokio::io::sink()),
+        )
+        .await;
+        if matches!(answered, Ok(Ok(_))) {
+            delivered.fetch_add(self.bytes.len() as u64, Ordering::SeqCst);
+        }
+        false
+    }
+}
+
+/// Copies both ways until either side closes, each byte held `delay`.
+async fn relay(client: &mut TcpStream, server: &mut TcpStream, delay: std::time::Duration) {
+    if delay.is_zero() {
         let _ = tokio::io::copy_bidirectional(client, server).await;
         return;
     }
     let (cr, cw) = client.split();
     let (sr, sw) = server.split();
-    let (_always_open, always) = watch::channel(true);
     tokio::select! {
-        () = delayed_copy(cr, sw, delay, open) => {}
-        () = delayed_copy(sr, cw, delay, always) => {}
+        () = delayed_copy(cr, sw, delay) => {}
+        () = delayed_copy(sr, cw, delay) => {}
     }
 }
 
@@ -166,7 +250,6 @@ async fn delayed_copy(
     mut from: impl tokio::io::AsyncRead + Unpin,
     mut to: impl tokio::io::AsyncWrite + Unpin,
     delay: std::time::Duration,
-    mut open: watch::Receiver<bool>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
@@ -189,9 +272,6 @@ async fn delayed_copy(
     let writer = async move {
         while let Some((due, bytes)) = rx.recv().await {
             tokio::time::sleep_until(due).await;
-            if open.wait_for(|open| *open).await.is_err() {
-                return;
-            }
             if to.write_all(&bytes).await.is_err() {
                 return;
             }

@@ -65,7 +65,9 @@ where
     F: FnOnce(WebSocket) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let sockets = rt.sockets.clone();
+    // Counted from now, not from when the upgraded task starts: a node that stops
+    // between the two still waits for this socket.
+    let tracked = rt.sockets.token();
     match ws {
         Err(e) => Refusal::new(
             StatusCode::BAD_REQUEST,
@@ -78,7 +80,10 @@ where
             .write_buffer_size(0)
             .max_message_size(MAX_MESSAGE_BYTES)
             .max_frame_size(MAX_MESSAGE_BYTES)
-            .on_upgrade(move |socket| sockets.track_future(run(socket))),
+            .on_upgrade(move |socket| async move {
+                run(socket).await;
+                drop(tracked);
+            }),
     }
 }
 
@@ -306,14 +311,14 @@ pub(crate) fn close_code(reason: &str) -> u16 {
     }
 }
 
-/// How long a closed socket waits for the client's close frame (as long as any write
-/// may take). Dropping the TCP connection while the client's frames (a pong, a chat
+/// How long a closed socket waits for the client's close frame by default
+/// ([`crate::Settings::close_linger`]; as long as any write may take). Dropping the TCP connection while the client's frames (a pong, a chat
 /// message in flight) sit unread makes the kernel reset it, and a client that receives
 /// the reset before it has read our close frame loses it: it sees "connection reset"
 /// instead of the code that says why (and whether to reconnect). A client that is
 /// still reading what was queued before the close (a slow consumer draining its
 /// buffers) needs that long; a well-behaved one answers within a round trip.
-pub(crate) const CLOSE_LINGER: std::time::Duration = WRITE_DEADLINE;
+pub const CLOSE_LINGER: std::time::Duration = WRITE_DEADLINE;
 
 /// Sends the `error` frame naming why the socket closes, then the close frame, within
 /// [`WRITE_DEADLINE`]. True when the close frame went out (then [`linger`]).
@@ -351,12 +356,13 @@ where
 }
 
 /// After our close frame: reads (and drops) what the client still sends until its
-/// close answers ours, for up to [`CLOSE_LINGER`].
-pub(crate) async fn linger<S>(socket: &mut S)
+/// close answers ours, for up to `within` ([`CLOSE_LINGER`] unless the node's settings
+/// say otherwise).
+pub(crate) async fn linger<S>(socket: &mut S, within: std::time::Duration)
 where
     S: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
-    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+    let _ = tokio::time::timeout(within, async {
         while let Some(Ok(msg)) = socket.next().await {
             if matches!(msg, Message::Close(_)) {
                 break;
@@ -458,8 +464,15 @@ async fn close_killed<S>(
 where
     S: Sink<Message> + Unpin,
 {
+    // A stopping node gives each write less time: the socket must leave its room
+    // within the node's drain ([`crate::DRAIN_SOCKETS`]).
+    let deadline = if kill.reason() == "server_restart" {
+        STOPPING_WRITE_DEADLINE
+    } else {
+        WRITE_DEADLINE
+    };
     if kill.reason() != "slow_consumer" {
-        let _ = tokio::time::timeout(WRITE_DEADLINE, async {
+        let _ = tokio::time::timeout(deadline, async {
             while let Ok(text) = rx.try_recv() {
                 let _ = socket.feed(Message::Text(text)).await;
             }
@@ -468,8 +481,14 @@ where
     }
     let reason = kill.reason().to_owned();
     let text = closing_message(&reason).unwrap_or_else(|| message(&reason));
-    send_close(socket, &reason, text).await
+    send_close_by(deadline, socket, &reason, text).await
 }
+
+/// How long each of a stopping node's two closing writes (what was queued, then the
+/// close) may take: both within a third of [`crate::DRAIN_SOCKETS`], so a slow client's
+/// socket still leaves its room (its presence, `user_left`) before the node exits.
+pub(crate) const STOPPING_WRITE_DEADLINE: std::time::Duration =
+    std::time::Duration::from_millis(1_500);
 
 /// How often a party socket is pinged (WebSocket Ping, which every client answers by
 /// itself) to measure its round trip.
@@ -598,36 +617,37 @@ where
                 stats
                     .received
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if is_auth(text.as_str()) {
-                    // Boxed: renewing queries the database, and that future must not
-                    // make every socket's task larger.
-                    let reply = Box::pin(lease.renew(text.as_str())).await;
-                    kill.set_expiry(lease.expires_at());
-                    vec![reply]
-                } else {
-                    let handled = {
-                        let handling = handler.on_text(text.as_str(), received);
-                        tokio::pin!(handling);
-                        loop {
-                            tokio::select! {
-                                biased;
-                                () = kill.token.cancelled() => break Handled::Killed,
-                                replies = &mut handling => break Handled::Replies(replies),
-                                out = rx.recv() => {
-                                    let Some(text) = out else { break Handled::Gone };
-                                    if !write_queued(socket, text, rx).await {
-                                        break Handled::Gone;
-                                    }
+                let handled = {
+                    let handling = if is_auth(text.as_str()) {
+                        // Boxed: renewing queries the database, and that future must
+                        // not make every socket's task larger.
+                        futures::future::Either::Left(Box::pin(async {
+                            vec![lease.renew(text.as_str()).await]
+                        }))
+                    } else {
+                        futures::future::Either::Right(handler.on_text(text.as_str(), received))
+                    };
+                    tokio::pin!(handling);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            () = kill.token.cancelled() => break Handled::Killed,
+                            replies = &mut handling => break Handled::Replies(replies),
+                            out = rx.recv() => {
+                                let Some(text) = out else { break Handled::Gone };
+                                if !write_queued(socket, text, rx).await {
+                                    break Handled::Gone;
                                 }
                             }
                         }
-                        // The handler's future is dropped here, whatever it held.
-                    };
-                    match handled {
-                        Handled::Replies(replies) => replies,
-                        Handled::Killed => return Ended::killed(socket, rx, kill, message).await,
-                        Handled::Gone => return Ended::Gone,
                     }
+                    // The handler's future is dropped here, whatever it held.
+                };
+                kill.set_expiry(lease.expires_at());
+                match handled {
+                    Handled::Replies(replies) => replies,
+                    Handled::Killed => return Ended::killed(socket, rx, kill, message).await,
+                    Handled::Gone => return Ended::Gone,
                 }
             }
             Message::Binary(_) => vec![err("binary_not_supported", "Frames are JSON text.")],
@@ -668,7 +688,8 @@ pub(crate) fn closed(sent: bool) -> Ended {
 }
 
 impl Ended {
-    async fn killed<S: Sink<Message> + Unpin>(
+    /// Closes a killed socket ([`close_killed`]).
+    pub(crate) async fn killed<S: Sink<Message> + Unpin>(
         socket: &mut S,
         rx: &mut mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
         kill: &Kill,
@@ -678,12 +699,12 @@ impl Ended {
     }
 
     /// Lingers for the client's close when the node closed the socket.
-    pub(crate) async fn linger<S>(self, socket: &mut S)
+    pub(crate) async fn linger<S>(self, socket: &mut S, within: std::time::Duration)
     where
         S: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {
         if self == Self::Closed {
-            linger(socket).await;
+            linger(socket, within).await;
         }
     }
 }

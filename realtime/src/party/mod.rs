@@ -160,6 +160,13 @@ async fn run(
         last_typing: None,
         typing_shown: false,
     };
+    if kill.token.is_cancelled() {
+        // Killed before it opened (the node is stopping): no presence, no snapshot.
+        let ended = Ended::killed(&mut socket, &mut rx, &kill, kill_message).await;
+        c.forget();
+        ended.linger(&mut socket, rt.settings.close_linger).await;
+        return;
+    }
     // The large futures are boxed so an idle socket's task stays small.
     let ended = match Box::pin(c.open(&m, resume)).await {
         Ok(None) => {
@@ -203,7 +210,7 @@ async fn run(
     };
     // The room hears of the departure now, not after the client's close.
     Box::pin(c.close()).await;
-    ended.linger(&mut socket).await;
+    ended.linger(&mut socket, rt.settings.close_linger).await;
 }
 
 impl Conn {
@@ -409,11 +416,17 @@ impl Conn {
 
     /// Cleans up after the socket: presence, and when it was the user's last socket in
     /// the party, voice, buffering and `user_left`; a screen share from this socket.
-    async fn close(&mut self) {
-        let rt = self.rt.clone();
+    /// Takes the socket out of this node's room and user channel.
+    fn forget(&self) {
+        let rt = &self.rt;
         rt.hub.leave(self.party, self.conn, &rt.subscriptions);
         rt.hub
             .remove_user_socket(self.me.id, self.conn, &rt.subscriptions);
+    }
+
+    async fn close(&mut self) {
+        let rt = self.rt.clone();
+        self.forget();
         let mut redis = rt.ctx.redis.clone();
         let _: Result<(), _> = redis.hdel(self.keys.presence(), &self.presence_field).await;
         if let Ok(Some(share)) = live::screen_share(&mut redis, &self.keys).await
