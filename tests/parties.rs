@@ -354,7 +354,15 @@ async fn parties_over_rest_with_visibility_codes_roles_kick_ban_and_hand_over() 
 
 /// Host and member parties on one node; returns (app, host, member, party id).
 async fn room(env: &TestEnv, settings: Value) -> (TestApp, TestUser, TestUser, String) {
-    let app = env.spawn_node().await;
+    room_on(env, env.spawn_node().await, settings).await
+}
+
+/// [`room`] on a node of the test's making.
+async fn room_on(
+    env: &TestEnv,
+    app: TestApp,
+    settings: Value,
+) -> (TestApp, TestUser, TestUser, String) {
     let host = env.create_user("host").await;
     let member = env.create_user("member").await;
     let mut body = json!({"title": "Room", "external_url": "https://example.com/v.mp4"});
@@ -549,16 +557,7 @@ async fn node_behind_redis_proxy(
 async fn presence_is_written_again_when_redis_comes_back_without_it() {
     let env = TestEnv::new().await;
     let (proxy, app) = node_behind_redis_proxy(&env, Duration::from_secs(1)).await;
-    let host = env.create_user("host").await;
-    let member = env.create_user("member").await;
-    let party = create_party(
-        &app,
-        &host,
-        json!({"title": "Room", "external_url": "https://example.com/v.mp4"}),
-    )
-    .await;
-    let pid = id(&party);
-    join(&app, &member, &pid).await;
+    let (app, host, member, pid) = room_on(&env, app, json!({})).await;
     let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
     let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
     let online = || async {
@@ -2494,16 +2493,7 @@ async fn a_closed_socket_leaves_its_room_before_its_client_answers_the_close() {
             ..Default::default()
         })
         .await;
-    let host = env.create_user("host").await;
-    let member = env.create_user("member").await;
-    let party = create_party(
-        &app,
-        &host,
-        json!({"title": "Room", "external_url": "https://example.com/v.mp4"}),
-    )
-    .await;
-    let pid = id(&party);
-    join(&app, &member, &pid).await;
+    let (app, host, member, pid) = room_on(&env, app, json!({})).await;
     let (mut h, _) = Ws::connect(&app, &pid, &host.token).await;
     let (mut m, _) = Ws::connect(&app, &pid, &member.token).await;
     h.expect("user_joined").await;
