@@ -442,6 +442,141 @@ async fn the_live_figures_show_what_happens_now() {
     );
 }
 
+/// The staff socket (`/ws/admin/`): the live figures as `analytics_live` frames, the
+/// first at once and then every interval, the same `data` as the REST answer; refused
+/// before the upgrade to anyone but staff; closed on every node when its user is no
+/// longer staff (4003) or is suspended (4001); an `error` frame, not a close, when
+/// ClickHouse does not answer.
+#[tokio::test]
+async fn the_staff_socket_streams_the_live_figures() {
+    common::init_logs();
+    let env = TestEnv::new().await;
+    let settings = || wp_realtime::Settings {
+        admin_live_every: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let a = env.spawn_node_with(settings()).await;
+    let b = env.spawn_node_with(settings()).await;
+    let _workers = env.spawn_workers(&[(Queue::Analytics, 1)]).await;
+    let ann = env.create_user("ann").await;
+    let bob = env.create_user("bob").await;
+    let staff = env.create_moderator("mod").await;
+    let other = env.create_moderator("mod2").await;
+    let admin = env.create_admin("boss").await;
+
+    // Refused before the upgrade: no token, a bad one, a user who is not staff.
+    for (path, status) in [
+        ("/ws/admin/".to_owned(), 401),
+        ("/ws/admin/?token=garbage".to_owned(), 401),
+        (format!("/ws/admin/?token={}", bob.token), 403),
+    ] {
+        let (s, body) = common::ws::refused(&a, &path).await;
+        assert_eq!(s, status, "{path}: {body}");
+    }
+
+    // The first frame at once, before anything happened.
+    let mut s1 = Ws::open(&b, &format!("/ws/admin/?token={}", staff.token)).await;
+    let first = s1.expect("analytics_live").await;
+    let rest = get(&a, Some(&staff), "/api/analytics/real-time/").await.1;
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&first["data"]), keys(&rest["data"]), "{first}");
+
+    // What happens shows up in the stream, as it does in the REST answer.
+    let v = env.insert_video(&ann, "Live film", "public", 300.0).await;
+    let (st, body) = a
+        .post_json(
+            "/api/parties/",
+            Some(&ann.token),
+            json!({"title": "Ann's live night", "video_id": v}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{body}");
+    let party = body["data"]["id"].as_str().unwrap().to_owned();
+    let _member = Ws::connect(&a, &party, &ann.token).await;
+    for u in [&ann, &bob] {
+        let (_, r) = send(&a, u, json!([ev("view_start", v, json!({}))])).await;
+        assert_eq!(r["data"]["accepted"], 1, "{r}");
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let live = loop {
+        let f = s1.expect("analytics_live").await;
+        let d = &f["data"];
+        if d["viewers_now"] == 2 && d["live_parties"] == 1 && d["parties"][0]["online"] == 1 {
+            break f;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never saw the party: {f}"
+        );
+    };
+    assert_eq!(live["data"]["parties"][0]["title"], "Ann's live night");
+    assert_eq!(live["data"]["top_videos"][0]["video_id"], v.to_string());
+
+    // Every interval, not faster: three frames, each read later than the last.
+    let mut ats = Vec::new();
+    for _ in 0..3 {
+        let f = s1.expect("analytics_live").await;
+        let at = chrono::DateTime::parse_from_rfc3339(f["data"]["at"].as_str().unwrap()).unwrap();
+        ats.push(at);
+    }
+    for w in ats.windows(2) {
+        let gap = (w[1] - w[0]).num_milliseconds();
+        assert!((200..3000).contains(&gap), "frames {gap} ms apart: {ats:?}");
+    }
+
+    // The client may ping; anything else is an error frame, and the socket stays.
+    s1.send("ping", json!({})).await;
+    s1.expect("pong").await;
+    s1.send("chat_message", json!({"content": "hi"})).await;
+    assert_eq!(s1.expect_error().await, "unknown_type");
+
+    // Demoted by an admin on node A: the staff socket on node B closes with 4003.
+    let mut s2 = Ws::open(&b, &format!("/ws/admin/?token={}", other.token)).await;
+    s2.expect("analytics_live").await;
+    let (st, body) = a
+        .call(
+            Method::PUT,
+            &format!("/api/admin/users/{}/role/", staff.id),
+            Some(&admin.token),
+            Some(json!({"role": "user"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (code, error) = s1.expect_closed().await;
+    assert_eq!((code, error.as_deref()), (Some(4003), Some("not_staff")));
+    // The other moderator's socket is untouched, until an admin suspends them: 4001.
+    s2.send("ping", json!({})).await;
+    s2.expect("pong").await;
+    let (st, body) = a
+        .post_json(
+            &format!("/api/admin/users/{}/suspend/", other.id),
+            Some(&admin.token),
+            json!({"reason": "test"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (code, error) = s2.expect_closed().await;
+    assert_eq!(
+        (code, error.as_deref()),
+        (Some(4001), Some("account_suspended"))
+    );
+
+    // ClickHouse unreachable: an error frame instead of the figures, and the socket
+    // stays open (the next interval tries again).
+    let mut config = env.config.clone();
+    config.clickhouse_url = "http://127.0.0.1:1".into();
+    let c = env.spawn_node_on(config, settings()).await;
+    let mut s3 = Ws::open(&c, &format!("/ws/admin/?token={}", admin.token)).await;
+    assert_eq!(s3.expect_error().await, "analytics_unavailable");
+    assert_eq!(s3.expect_error().await, "analytics_unavailable");
+    s3.send("ping", json!({})).await;
+    s3.expect("pong").await;
+}
+
 /// User behaviour for staff, on users registered through the API: active users, new vs
 /// returning, this week's cohort, the funnel, time to a first party, party sizes and
 /// the features used, worked out by hand.

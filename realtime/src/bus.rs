@@ -223,11 +223,11 @@ async fn write_presence(
 
 /// Checks the session of each of `user`'s sockets on this node again and closes those
 /// that no longer authenticate, with the reason (`session_revoked`, `account_suspended`,
-/// `account_deleted`). A database error closes nothing (the next check decides).
+/// `account_deleted`), and its staff sockets when it is no longer staff (`not_staff`). A database error closes nothing (the next check decides).
 async fn recheck_sessions(rt: std::sync::Arc<Realtime>, user: Uuid) {
     for session in rt.hub.sessions_of(user) {
         match wp_core::account::authenticate(&rt.ctx.db, user, session).await {
-            Ok(_) => {}
+            Ok(actor) => rt.staff.check_role(user, session, actor.role),
             Err(
                 e @ (wp_core::account::AuthError::Db(_) | wp_core::account::AuthError::Internal(_)),
             ) => {

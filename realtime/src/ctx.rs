@@ -1,5 +1,5 @@
 //! What a realtime node needs from the outside: configuration, the database, Redis and
-//! the job queues (reaction analytics). Nothing of the HTTP API.
+//! the job queues (reaction analytics), ClickHouse (the staff sockets' live figures). Nothing of the HTTP API.
 
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -16,6 +16,8 @@ pub struct Ctx {
     /// queued ahead of every control and held it up for a second or more.
     pub live: ConnectionManager,
     pub enqueuer: Enqueuer,
+    /// The live figures of the staff sockets ([`crate::staff`]).
+    pub clickhouse: clickhouse::Client,
 }
 
 impl Ctx {
@@ -38,6 +40,7 @@ impl Ctx {
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to Redis at REDIS_URL: {e}"))?;
         Ok(Self {
+            clickhouse: wp_shared::clickhouse::client(&config),
             config,
             db,
             redis,

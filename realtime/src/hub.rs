@@ -437,7 +437,7 @@ impl Room {
 }
 
 /// Queues `text` for each socket; one whose queue is full is closed (`slow_consumer`).
-fn deliver<'a>(
+pub(crate) fn deliver<'a>(
     stats: &Stats,
     text: &Utf8Bytes,
     conns: impl Iterator<Item = (&'a u64, &'a ConnHandle)>,

@@ -19,6 +19,7 @@ pub mod polls;
 pub mod presence;
 mod publisher;
 pub mod refusal;
+pub mod staff;
 pub mod user_socket;
 
 use std::{
@@ -61,6 +62,8 @@ pub struct Settings {
     /// How long a socket the node closed waits for the client's close frame, after it
     /// has left its room ([`conn::CLOSE_LINGER`]).
     pub close_linger: Duration,
+    /// How often the staff sockets get the live figures ([`staff`]).
+    pub admin_live_every: Duration,
 }
 
 impl Settings {
@@ -70,6 +73,7 @@ impl Settings {
         Self {
             presence_every: config.presence_every,
             poll_every: config.poll_update_every,
+            admin_live_every: config.admin_live_every,
             ..Self::default()
         }
     }
@@ -85,6 +89,7 @@ impl Default for Settings {
             presence_every: Duration::from_millis(250),
             poll_every: Duration::from_millis(500),
             close_linger: conn::CLOSE_LINGER,
+            admin_live_every: Duration::from_secs(5),
         }
     }
 }
@@ -100,6 +105,8 @@ pub const DRAIN_PUBLISH: Duration = Duration::from_secs(2);
 pub struct Realtime {
     pub ctx: Ctx,
     pub hub: Hub,
+    /// The staff sockets and their live figures.
+    pub staff: staff::Feed,
     /// This node's id (unique per process).
     pub node: String,
     pub settings: Settings,
@@ -131,6 +138,7 @@ impl Realtime {
         let rt = Arc::new(Self {
             ctx,
             hub: Hub::default(),
+            staff: staff::Feed::default(),
             node,
             settings,
             subscriptions: tx,
@@ -144,6 +152,10 @@ impl Realtime {
         rt.keep_alive().await?;
         bus::spawn(Arc::downgrade(&rt), rx).await?;
         tokio::spawn(ticker(Arc::downgrade(&rt)));
+        tokio::spawn(staff::feed(
+            Arc::downgrade(&rt),
+            rt.settings.admin_live_every,
+        ));
         tracing::info!(node = %rt.node, "realtime node started");
         Ok(rt)
     }
@@ -368,8 +380,8 @@ impl wp_shared::ops::OpsToken for Realtime {
     }
 }
 
-/// The socket routes `GET /ws/party/{party_id}/`, `GET /ws/notifications/` and
-/// `GET /ws/stats/` (this node's sockets, rooms and delivered frames, for ops and the
+/// The socket routes `GET /ws/party/{party_id}/`, `GET /ws/notifications/`,
+/// `GET /ws/admin/` (staff) and `GET /ws/stats/` (this node's sockets, rooms and delivered frames, for ops and the
 /// load tool: on this port only with the ops token, see [`stats_router`]).
 pub fn router(rt: Arc<Realtime>) -> Router {
     Router::new()
@@ -377,6 +389,8 @@ pub fn router(rt: Arc<Realtime>) -> Router {
         .route("/ws/party/{party_id}", get(party::upgrade))
         .route("/ws/notifications/", get(user_socket::upgrade))
         .route("/ws/notifications", get(user_socket::upgrade))
+        .route("/ws/admin/", get(staff::upgrade))
+        .route("/ws/admin", get(staff::upgrade))
         .route("/ws/stats/", get(stats))
         .with_state(rt)
 }

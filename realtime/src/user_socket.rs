@@ -24,8 +24,8 @@ use wp_shared::frame::Frame;
 use crate::{
     Realtime,
     conn::{
-        Bucket, Ended, FRAMES_BURST, FRAMES_PER_SEC, Handler, Lease, SocketQueue, WsQuery, accept,
-        caller, closed, err, pump, send_close,
+        Bucket, Ended, FRAMES_BURST, FRAMES_PER_SEC, Lease, PingOnly, SocketQueue, WsQuery, accept,
+        caller, closed, pump, send_close,
     },
     hub::{encode, subscribed},
     refusal::parse_query,
@@ -59,33 +59,6 @@ fn kill_message(reason: &str) -> &'static str {
     }
 }
 
-/// A notification socket's client frames: `ping` only.
-struct Client {
-    frames: Bucket,
-}
-
-impl Handler for Client {
-    async fn on_text(&mut self, text: &str, _received: i64) -> Vec<Frame> {
-        if !self.frames.take() {
-            return vec![err("rate_limited", "Too many frames; slow down.")];
-        }
-        match Frame::parse(text) {
-            Err(e) => vec![e],
-            Ok(f) if f.kind == "ping" => vec![Frame::server("pong", json!({}))],
-            Ok(f) => vec![
-                err(
-                    "unknown_type",
-                    format!(
-                        "`{}` is not a frame of this socket (it takes `ping`).",
-                        f.kind.chars().take(64).collect::<String>()
-                    ),
-                )
-                .in_reply_to(&f.kind),
-            ],
-        }
-    }
-}
-
 async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lease) {
     let SocketQueue {
         conn,
@@ -112,7 +85,7 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lea
                 )
                 .await;
                 if matches!(sent, Ok(Ok(()))) {
-                    let mut handler = Client {
+                    let mut handler = PingOnly {
                         frames: Bucket::new(FRAMES_PER_SEC, FRAMES_BURST),
                     };
                     pump(

@@ -227,6 +227,9 @@ pub struct Config {
     /// A realtime room sends a poll's counts at most this often (`POLL_UPDATE_EVERY_MS`,
     /// default 500; 0: after every vote).
     pub poll_update_every: Duration,
+    /// How often a realtime node reads the live figures for its staff sockets
+    /// (`ADMIN_LIVE_EVERY_MS`, default 5000, at least 100).
+    pub admin_live_every: Duration,
     /// Comments one user may post a minute (`COMMENTS_PER_MINUTE`, default 30; past it
     /// 429 with `Retry-After`).
     pub comments_per_minute: u32,
@@ -386,6 +389,7 @@ impl fmt::Debug for Config {
             .field("outbox_redeliver_after", &self.outbox_redeliver_after)
             .field("presence_every", &self.presence_every)
             .field("poll_update_every", &self.poll_update_every)
+            .field("admin_live_every", &self.admin_live_every)
             .field("comments_per_minute", &self.comments_per_minute)
             .field("chat_per_minute", &self.chat_per_minute)
             .field("jwt_key", &self.jwt_key)
@@ -493,6 +497,13 @@ impl Config {
             Duration::from_secs(r.positive("OUTBOX_REDELIVER_SECS", 600u64)?);
         let presence_every = Duration::from_millis(r.parse("PRESENCE_EVERY_MS", 250u64)?);
         let poll_update_every = Duration::from_millis(r.parse("POLL_UPDATE_EVERY_MS", 500u64)?);
+        let admin_live_every = Duration::from_millis(r.parse("ADMIN_LIVE_EVERY_MS", 5000u64)?);
+        if admin_live_every < Duration::from_millis(100) {
+            return Err(ConfigError {
+                var: "ADMIN_LIVE_EVERY_MS".to_owned(),
+                reason: "must be at least 100".to_owned(),
+            });
+        }
         let public_url = r.url("PUBLIC_URL", "http://127.0.0.1:8000", &["http", "https"])?;
         // Links built far from the configuration (avatars in user summaries) use it.
         crate::links::set_public_url(&public_url);
@@ -660,6 +671,7 @@ impl Config {
             outbox_redeliver_after,
             presence_every,
             poll_update_every,
+            admin_live_every,
             comments_per_minute: r.positive("COMMENTS_PER_MINUTE", 30)?,
             chat_per_minute: r.positive("CHAT_PER_MINUTE", 30)?,
             jwt_key_ephemeral: r.raw("JWT_SECRET").is_none(),

@@ -213,7 +213,7 @@ pub async fn real_time(
     State(state): State<AppState>,
     me: AuthUser,
 ) -> AppResult<ApiResponse<RealTime>> {
-    me.require_role(Role::Moderator)?;
+    me.require_role(live::READERS)?;
     let mut redis = state.redis.clone();
     let read = live::read(
         &state.db,

@@ -291,6 +291,9 @@ pub fn check(
 pub struct Applied {
     /// The account's sessions must stop at once.
     pub sign_out: bool,
+    /// The account's role changed: its open sockets are checked again (a staff socket
+    /// closes when its user is no longer staff).
+    pub role_changed: bool,
 }
 
 /// Applies `action` to account `id` in `conn` (checked by [`check`]); a suspension is
@@ -303,7 +306,10 @@ pub async fn apply(
     deletion_grace: TimeDelta,
 ) -> sqlx::Result<Applied> {
     match r.action {
-        BulkAction::Suspend => Ok(Applied { sign_out: true }),
+        BulkAction::Suspend => Ok(Applied {
+            sign_out: true,
+            ..Applied::default()
+        }),
         BulkAction::Unsuspend => {
             sqlx::query(
                 "UPDATE users SET status = 'active', suspended_reason = NULL, suspended_until = NULL WHERE id = $1",
@@ -328,7 +334,10 @@ pub async fn apply(
                 .bind(r.role.unwrap_or(Role::User))
                 .execute(&mut *conn)
                 .await?;
-            Ok(Applied::default())
+            Ok(Applied {
+                role_changed: true,
+                ..Applied::default()
+            })
         }
         BulkAction::Delete => {
             // Suspended meanwhile, so signing in (which would cancel a deletion the
@@ -342,7 +351,10 @@ pub async fn apply(
             .bind(deletion_grace)
             .execute(&mut *conn)
             .await?;
-            Ok(Applied { sign_out: true })
+            Ok(Applied {
+                sign_out: true,
+                ..Applied::default()
+            })
         }
     }
 }

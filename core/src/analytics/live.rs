@@ -9,7 +9,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{ch_time, query_text, video::AnalyticsError};
-use crate::party::live::{Keys, NodeInfo};
+use crate::{
+    account::Role,
+    party::live::{Keys, NodeInfo},
+};
+
+/// Who may read the live figures, by REST and on the staff socket: moderators and
+/// admins.
+pub const READERS: Role = Role::Moderator;
 
 /// "Now" for viewers: a view or progress within this many seconds.
 pub const VIEWERS_WINDOW_SECS: i64 = 120;

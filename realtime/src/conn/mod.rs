@@ -302,7 +302,7 @@ pub(crate) fn close_code(reason: &str) -> u16 {
     match reason {
         "slow_consumer" => 4008,
         "token_expired" | "session_revoked" | "account_suspended" | "account_deleted" => 4001,
-        "kicked" | "banned" | "left" | "not_a_member" => 4003,
+        "kicked" | "banned" | "left" | "not_a_member" | "not_staff" => 4003,
         "party_ended" => 4004,
         "idle_timeout" => 4000,
         "server_restart" => 1012,
@@ -401,6 +401,34 @@ impl SocketQueue {
             },
             rx,
             kill,
+        }
+    }
+}
+
+/// The client frames of a socket that only listens (notification and staff sockets):
+/// `ping`, answered `pong` (and `auth`, which [`pump`] handles).
+pub(crate) struct PingOnly {
+    pub frames: Bucket,
+}
+
+impl Handler for PingOnly {
+    async fn on_text(&mut self, text: &str, _received: i64) -> Vec<Frame> {
+        if !self.frames.take() {
+            return vec![err("rate_limited", "Too many frames; slow down.")];
+        }
+        match Frame::parse(text) {
+            Err(e) => vec![e],
+            Ok(f) if f.kind == "ping" => vec![Frame::server("pong", json!({}))],
+            Ok(f) => vec![
+                err(
+                    "unknown_type",
+                    format!(
+                        "`{}` is not a frame of this socket (it takes `ping`).",
+                        f.kind.chars().take(64).collect::<String>()
+                    ),
+                )
+                .in_reply_to(&f.kind),
+            ],
         }
     }
 }

@@ -264,7 +264,7 @@ async fn bulk_one(
         .await?
         .ok_or_else(|| anyhow::anyhow!("the account locked above is gone"))?;
     tx.commit().await?;
-    if applied.sign_out {
+    if applied.sign_out || applied.role_changed {
         state.sessions_changed(id).await;
     }
     state.relay(&outbox).await;

@@ -224,6 +224,8 @@ pub async fn set_role(
     )
     .await?;
     tx.commit().await?;
+    // A staff socket of a demoted user closes (on every node).
+    state.sessions_changed(t.id).await;
     tracing::info!(staff = %staff.id, user = %t.id, role = body.role.as_str(), "role changed");
     Ok(ApiResponse::ok(load(&state, t.id).await?))
 }
