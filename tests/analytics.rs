@@ -462,6 +462,7 @@ async fn the_staff_socket_streams_the_live_figures() {
     let bob = env.create_user("bob").await;
     let staff = env.create_moderator("mod").await;
     let other = env.create_moderator("mod2").await;
+    let third = env.create_moderator("mod3").await;
     let admin = env.create_admin("boss").await;
 
     // Refused before the upgrade: no token, a bad one, a user who is not staff.
@@ -474,9 +475,11 @@ async fn the_staff_socket_streams_the_live_figures() {
         assert_eq!(s, status, "{path}: {body}");
     }
 
-    // The first frame at once, before anything happened.
+    // The first frame at once (the very first one the socket gets), before anything
+    // happened.
     let mut s1 = Ws::open(&b, &format!("/ws/admin/?token={}", staff.token)).await;
-    let first = s1.expect("analytics_live").await;
+    let first = s1.next().await;
+    assert_eq!(first["type"], "analytics_live", "{first}");
     let rest = get(&a, Some(&staff), "/api/analytics/real-time/").await.1;
     let keys = |v: &Value| {
         let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
@@ -536,7 +539,9 @@ async fn the_staff_socket_streams_the_live_figures() {
 
     // Demoted by an admin on node A: the staff socket on node B closes with 4003.
     let mut s2 = Ws::open(&b, &format!("/ws/admin/?token={}", other.token)).await;
-    s2.expect("analytics_live").await;
+    assert_eq!(s2.next().await["type"], "analytics_live");
+    let mut s4 = Ws::open(&b, &format!("/ws/admin/?token={}", third.token)).await;
+    assert_eq!(s4.next().await["type"], "analytics_live");
     let (st, body) = a
         .call(
             Method::PUT,
@@ -547,6 +552,17 @@ async fn the_staff_socket_streams_the_live_figures() {
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
     let (code, error) = s1.expect_closed().await;
+    assert_eq!((code, error.as_deref()), (Some(4003), Some("not_staff")));
+    // The same by a bulk action.
+    let (st, body) = a
+        .post_json(
+            "/api/admin/users/bulk/",
+            Some(&admin.token),
+            json!({"action": "set_role", "user_ids": [third.id], "role": "user"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (code, error) = s4.expect_closed().await;
     assert_eq!((code, error.as_deref()), (Some(4003), Some("not_staff")));
     // The other moderator's socket is untouched, until an admin suspends them: 4001.
     s2.send("ping", json!({})).await;
@@ -571,8 +587,14 @@ async fn the_staff_socket_streams_the_live_figures() {
     config.clickhouse_url = "http://127.0.0.1:1".into();
     let c = env.spawn_node_on(config, settings()).await;
     let mut s3 = Ws::open(&c, &format!("/ws/admin/?token={}", admin.token)).await;
-    assert_eq!(s3.expect_error().await, "analytics_unavailable");
-    assert_eq!(s3.expect_error().await, "analytics_unavailable");
+    for _ in 0..2 {
+        let f = s3.next().await;
+        assert_eq!(
+            (&f["type"], &f["data"]["code"]),
+            (&json!("error"), &json!("analytics_unavailable")),
+            "{f}"
+        );
+    }
     s3.send("ping", json!({})).await;
     s3.expect("pong").await;
 }

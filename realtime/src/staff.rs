@@ -4,9 +4,11 @@
 //! It streams the live figures of `GET /api/analytics/real-time/` as `analytics_live`
 //! frames (the same `data`): the first at once, then one every `ADMIN_LIVE_EVERY_MS`
 //! (default 5 s). A node reads the figures once per interval for all its staff sockets,
-//! and not at all while it has none. A read that fails or runs past
-//! `CLICKHOUSE_TIMEOUT_MS` sends an `error` frame `analytics_unavailable` instead, and
-//! the socket stays open: the next interval tries again.
+//! and not at all while it has none; a socket that opens gets the last read if it is
+//! fresh, else the read its opening starts. A read that fails or is not answered within
+//! the interval (at least 2 s, at most `CLICKHOUSE_TIMEOUT_SECS`) sends an `error`
+//! frame `analytics_unavailable` instead, and the socket stays open: the next interval
+//! tries again.
 //!
 //! Like every socket of its user it is bound to the session (closed with 4001 at
 //! logout, revocation, suspension, deletion, token expiry) and carries the user's
@@ -17,14 +19,17 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, Weak},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
 use axum::{
     extract::{
         RawQuery, State, WebSocketUpgrade,
-        ws::{Message, Utf8Bytes, WebSocket, rejection::WebSocketUpgradeRejection},
+        ws::{Utf8Bytes, WebSocket, rejection::WebSocketUpgradeRejection},
     },
     http::{HeaderMap, StatusCode},
     response::Response,
@@ -39,8 +44,8 @@ use wp_shared::frame::Frame;
 use crate::{
     Realtime,
     conn::{
-        Bucket, Ended, FRAMES_BURST, FRAMES_PER_SEC, Lease, PingOnly, SocketQueue, WRITE_DEADLINE,
-        WsQuery, accept, caller, pump,
+        Bucket, Ended, FRAMES_BURST, FRAMES_PER_SEC, Lease, PingOnly, SocketQueue, WsQuery, accept,
+        caller, pump,
     },
     hub::{ConnHandle, deliver, encode, subscribed},
     refusal::{Refusal, parse_query},
@@ -95,46 +100,69 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lea
             .add_user_socket(me.id, conn, handle.clone(), &rt.subscriptions),
     )
     .await;
+    // In the feed before anything is read: a role change from now on finds it
+    // (`Feed::check_role`), and a read in flight delivers to it too.
+    rt.staff.add(conn, handle.clone());
     let ended = if kill.token.is_cancelled() {
         Ended::killed(&mut socket, &mut rx, &kill, kill_message).await
     } else {
-        // The figures now (the last read if it is fresh), then every interval.
-        let first = rt.staff.current(&rt).await;
-        rt.staff.add(conn, handle);
-        let sent = tokio::time::timeout(WRITE_DEADLINE, socket.send(Message::Text(first))).await;
-        if matches!(sent, Ok(Ok(()))) {
-            let mut handler = PingOnly {
-                frames: Bucket::new(FRAMES_PER_SEC, FRAMES_BURST),
-            };
-            pump(
-                &mut socket,
-                &mut rx,
-                &kill,
-                kill_message,
-                &mut lease,
-                &mut handler,
-                &rt.hub.stats,
-                None,
-            )
-            .await
-        } else {
-            Ended::Gone
+        // A role change between the token's check and the registration above was
+        // published to nobody: the role is read again now that it would be heard.
+        still_staff(&rt, &me, &kill).await;
+        // The figures come through the socket's queue like every later frame: the last
+        // read if it is fresh, else the read this starts (or the one in flight).
+        match rt.staff.fresh(rt.settings.admin_live_every) {
+            Some(text) => {
+                let _ = handle.tx.try_send(text);
+            }
+            None => rt.staff.refresh(&rt),
         }
+        let mut handler = PingOnly {
+            frames: Bucket::new(FRAMES_PER_SEC, FRAMES_BURST),
+        };
+        pump(
+            &mut socket,
+            &mut rx,
+            &kill,
+            kill_message,
+            &mut lease,
+            &mut handler,
+            &rt.hub.stats,
+            None,
+        )
+        .await
     };
     rt.staff.remove(conn);
     rt.hub.remove_user_socket(me.id, conn, &rt.subscriptions);
     ended.linger(&mut socket, rt.settings.close_linger).await;
 }
 
+/// Closes the socket (`not_staff`, or why the session no longer holds) unless its
+/// session still authenticates as staff. A database error closes nothing.
+async fn still_staff(rt: &Realtime, me: &Actor, kill: &crate::hub::Kill) {
+    match wp_core::account::authenticate(&rt.ctx.db, me.id, me.session_id).await {
+        Ok(actor) if actor.role >= live::READERS => {}
+        Ok(_) => {
+            kill.kill("not_staff");
+        }
+        Err(
+            e @ (wp_core::account::AuthError::Db(_) | wp_core::account::AuthError::Internal(_)),
+        ) => tracing::warn!(error = %e, user = %me.id, "staff socket: role not re-checked"),
+        Err(e) => {
+            kill.kill(e.code());
+        }
+    }
+}
+
 /// A node's staff sockets and the last figures read for them.
 #[derive(Default)]
 pub struct Feed {
     sockets: Mutex<HashMap<u64, ConnHandle>>,
-    /// The last frame and when it was read.
+    /// The last frame and when its read finished.
     last: Mutex<Option<(tokio::time::Instant, Utf8Bytes)>>,
-    /// One read at a time: a socket opening while the interval's read runs waits for
-    /// it rather than starting its own.
-    reading: tokio::sync::Mutex<()>,
+    /// A read is in flight: it delivers to every socket registered when it ends, so
+    /// nobody starts a second one.
+    reading: AtomicBool,
 }
 
 impl Feed {
@@ -168,19 +196,7 @@ impl Feed {
         }
     }
 
-    /// The last frame if it was read within the interval, else a fresh one.
-    async fn current(&self, rt: &Realtime) -> Utf8Bytes {
-        if let Some(text) = self.fresh(rt.settings.admin_live_every) {
-            return text;
-        }
-        let _reading = self.reading.lock().await;
-        // Another socket's read may have finished while this one waited.
-        if let Some(text) = self.fresh(rt.settings.admin_live_every) {
-            return text;
-        }
-        self.read(rt).await
-    }
-
+    /// The last frame, if its read finished within `every`.
     fn fresh(&self, every: Duration) -> Option<Utf8Bytes> {
         lock(&self.last)
             .as_ref()
@@ -188,42 +204,52 @@ impl Feed {
             .map(|(_, text)| text.clone())
     }
 
-    /// Reads the figures (under the deadline ClickHouse reads have) into an
-    /// `analytics_live` frame, or an `analytics_unavailable` error frame; keeps it.
-    async fn read(&self, rt: &Realtime) -> Utf8Bytes {
-        let started = tokio::time::Instant::now();
-        let mut redis = rt.ctx.redis.clone();
-        let read = live::read(
-            &rt.ctx.db,
-            &mut redis,
-            &rt.ctx.config.redis_prefix,
-            &rt.ctx.clickhouse,
-            chrono::Utc::now(),
-        );
-        let frame = match tokio::time::timeout(rt.ctx.config.clickhouse_timeout, read).await {
-            Ok(Ok(figures)) => match serde_json::to_value(&figures) {
-                Ok(data) => Frame::server("analytics_live", data),
-                Err(e) => unavailable(&e),
-            },
-            Ok(Err(e)) => unavailable(&e),
-            Err(_) => unavailable(&"no answer within CLICKHOUSE_TIMEOUT_MS"),
-        };
-        let text = encode(&frame);
-        *lock(&self.last) = Some((started, text.clone()));
-        text
-    }
-
-    /// One interval: the figures to every staff socket of the node.
-    async fn tick(&self, rt: &Realtime) {
-        if self.is_empty() {
+    /// Starts a read unless one is in flight; its frame goes to every staff socket of
+    /// the node when it ends.
+    fn refresh(&self, rt: &Arc<Realtime>) {
+        if self.reading.swap(true, Ordering::AcqRel) {
             return;
         }
-        let text = {
-            let _reading = self.reading.lock().await;
-            self.read(rt).await
-        };
-        deliver(&rt.hub.stats, &text, lock(&self.sockets).iter());
+        let rt = rt.clone();
+        tokio::spawn(async move {
+            let text = read(&rt).await;
+            *lock(&rt.staff.last) = Some((tokio::time::Instant::now(), text.clone()));
+            rt.staff.reading.store(false, Ordering::Release);
+            deliver(&rt.hub.stats, &text, lock(&rt.staff.sockets).iter());
+        });
     }
+}
+
+/// How long one read may take: the interval (at least 2 s), and never more than
+/// `CLICKHOUSE_TIMEOUT_SECS`. A late read is an `analytics_unavailable` frame, so a hung
+/// ClickHouse still gives the sockets a frame each interval.
+fn read_deadline(rt: &Realtime) -> Duration {
+    rt.settings
+        .admin_live_every
+        .max(Duration::from_secs(2))
+        .min(rt.ctx.config.clickhouse_timeout)
+}
+
+/// Reads the figures into an `analytics_live` frame, or an `analytics_unavailable`
+/// error frame.
+async fn read(rt: &Realtime) -> Utf8Bytes {
+    let mut redis = rt.ctx.redis.clone();
+    let read = live::read(
+        &rt.ctx.db,
+        &mut redis,
+        &rt.ctx.config.redis_prefix,
+        &rt.ctx.clickhouse,
+        chrono::Utc::now(),
+    );
+    let frame = match tokio::time::timeout(read_deadline(rt), read).await {
+        Ok(Ok(figures)) => match serde_json::to_value(&figures) {
+            Ok(data) => Frame::server("analytics_live", data),
+            Err(e) => unavailable(&e),
+        },
+        Ok(Err(e)) => unavailable(&e),
+        Err(_) => unavailable(&"no answer within the interval"),
+    };
+    encode(&frame)
 }
 
 fn unavailable(e: &dyn std::fmt::Display) -> Frame {
@@ -238,14 +264,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The node's feed task: every `admin_live_every`, the figures to its staff sockets.
+/// The node's feed task: every `admin_live_every` (100 ms at the least), the figures
+/// to its staff sockets, unless a socket that opened has just had them read.
 pub(crate) async fn feed(rt: Weak<Realtime>, every: Duration) {
+    let every = every.max(Duration::from_millis(100));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
         let Some(rt) = rt.upgrade() else { return };
-        rt.staff.tick(&rt).await;
+        if !rt.staff.is_empty() && rt.staff.fresh(every / 2).is_none() {
+            rt.staff.refresh(&rt);
+        }
     }
 }
