@@ -1,15 +1,13 @@
--- Distinct viewers per point (0..99; 100: anyone who played any point), all, in
--- parties and alone. Binds: video, first day, last day.
-SELECT point,
-       toUInt64(uniqMerge(viewers)) AS viewer_count,
-       toUInt64(uniqMergeIf(viewers, in_party = 1)) AS party_viewers,
-       toUInt64(uniqMergeIf(viewers, in_party = 0)) AS solo_viewers
-FROM (
-    SELECT point, in_party, viewers FROM video_retention
-    WHERE video_id = ? AND day >= toDate(?) AND day <= toDate(?)
-    UNION ALL
-    SELECT toUInt8(100) AS point, in_party, viewers FROM video_retention
-    WHERE video_id = ? AND day >= toDate(?) AND day <= toDate(?)
-)
-GROUP BY point
-ORDER BY point
+-- Each viewer's points over the days asked (their masks OR-ed: points 0..63 in the
+-- `_low` masks, 64..99 in `_high`), of all their views, of those in parties and of those
+-- alone. The API counts the viewers per point from these (a pass over the viewers;
+-- counting in SQL costs ten times as much on 18.16). Binds: video, first day, last day.
+SELECT groupBitOrMerge(low) AS any_low,
+       groupBitOrMerge(high) AS any_high,
+       groupBitOrMergeIf(low, in_party = 1) AS party_low,
+       groupBitOrMergeIf(high, in_party = 1) AS party_high,
+       groupBitOrMergeIf(low, in_party = 0) AS solo_low,
+       groupBitOrMergeIf(high, in_party = 0) AS solo_high
+FROM video_retention_viewers
+WHERE video_id = ? AND day >= toDate(?) AND day <= toDate(?)
+GROUP BY user_id

@@ -51,7 +51,7 @@ echo "== 1. seeding $USERS users x 30 days"
 $BIN seed-analytics --days 30 --users "$USERS" --videos 50 --seed 1 | tail -1
 EVENTS=$($CH --query "SELECT count() FROM events")
 echo "raw events: $EVENTS; rollup rows: $($CH --query "SELECT
-  (SELECT count() FROM video_hourly) + (SELECT count() FROM video_retention) + (SELECT count() FROM video_heatmap)
+  (SELECT count() FROM video_hourly) + (SELECT count() FROM video_retention_viewers) + (SELECT count() FROM video_heatmap)
   + (SELECT count() FROM minute_activity) + (SELECT count() FROM user_daily) + (SELECT count() FROM daily_activity)")"
 VIDEO=$($CH --query "SELECT toString(video_id) FROM video_hourly WHERE event_type = 'video.view_start'
   GROUP BY video_id ORDER BY countMerge(events) DESC LIMIT 1")
@@ -99,6 +99,58 @@ else
   echo "the answers differ (uniq is an estimate; the rollup merges per-hour states):"
   $CH --query "$ROLLUP" | head -8; echo; $CH --query "$RAW" | head -8
 fi
+
+echo "== 3b. that video's retention, 30 days: each viewer's masks (the API's read; it counts per point itself) vs a uniq state per point (the first design) (5 runs, median s)"
+# The first design's table is no longer filled (migration 4): rebuilt here from the raw
+# events with its old materialized view's SELECT.
+$CH --query "INSERT INTO video_retention
+  WITH visitParamExtractFloat(properties, 'duration') AS d,
+       toUInt8(least(99, floor(greatest(0, visitParamExtractFloat(properties, 'from')) / d * 100))) AS p0,
+       toUInt8(least(99, floor(greatest(0, visitParamExtractFloat(properties, 'position')) / d * 100))) AS p1
+  SELECT toDate(occurred_at) AS day, video_id,
+         toUInt8(party_id != toUUID('00000000-0000-0000-0000-000000000000')) AS in_party,
+         arrayJoin(arrayMap(i -> toUInt8(p0 + i), range(toUInt64(greatest(p1, p0) - p0 + 1)))) AS point,
+         uniqState(user_id) AS viewers
+  FROM events WHERE event_type = 'playback.progress' AND video_id = '$VIDEO'
+    AND visitParamExtractFloat(properties, 'duration') > 0
+  GROUP BY day, video_id, in_party, point"
+D0=$(date -u -d '-30 days' +%F); D1=$(date -u +%F)
+MASKS=$(python3 - "$VIDEO" "$D0" "$D1" <<'PY'
+import sys
+sql = "\n".join(l for l in open("clickhouse/queries/video_retention.sql").read().splitlines() if not l.startswith("--"))
+for v in sys.argv[1:]:
+    sql = sql.replace("?", f"'{v}'", 1)
+print(" ".join(sql.split()))
+PY
+)
+STATES="SELECT point, toUInt64(uniqMerge(viewers)) AS viewer_count,
+  toUInt64(uniqMergeIf(viewers, in_party = 1)) AS party_viewers, toUInt64(uniqMergeIf(viewers, in_party = 0)) AS solo_viewers
+  FROM (SELECT point, in_party, viewers FROM video_retention WHERE video_id = '$VIDEO' AND day >= toDate('$D0') AND day <= toDate('$D1')
+        UNION ALL
+        SELECT toUInt8(100) AS point, in_party, viewers FROM video_retention WHERE video_id = '$VIDEO' AND day >= toDate('$D0') AND day <= toDate('$D1'))
+  GROUP BY point ORDER BY point"
+for name in masks states; do
+  q=$MASKS; [ $name = states ] && q=$STATES
+  t=$(for _ in 1 2 3 4 5; do $CH --time --query "$q" 2>&1 >/dev/null | tail -1; done | median)
+  echo "$name: $t s"
+done
+$CH --query "$MASKS" >/tmp/wp-bench-masks.tsv
+$CH --query "$STATES" >/tmp/wp-bench-states.tsv
+python3 - <<'PY'
+viewers = [[int(x) for x in l.split()] for l in open("/tmp/wp-bench-masks.tsv")]
+states = {int(l.split()[0]): [int(x) for x in l.split()[1:]] for l in open("/tmp/wp-bench-states.tsv")}
+worst = 0.0
+for p in range(101):
+    for i, k in enumerate((0, 2, 4)):
+        if p == 100:
+            n = sum(1 for v in viewers if v[k] or v[k + 1])
+        else:
+            m, b = (k, p) if p < 64 else (k + 1, p - 64)
+            n = sum(1 for v in viewers if v[m] >> b & 1)
+        s = states.get(p, [0, 0, 0])[i]
+        worst = max(worst, abs(n - s) / n if n else 0)
+print(f"viewers: {len(viewers)}; largest difference at a point: {worst:.2%} (uniq is an estimate; the masks are exact)")
+PY
 
 echo "== 4. ingest: batches of 500 events through the API and one analytics worker"
 $BIN worker --queues analytics=500 >/tmp/wp-bench-analytics-worker.log 2>&1 & PIDS+=($!)

@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[ChMigration] = &[
         name: "user_rollups",
         sql: include_str!("../../clickhouse/0003_user_rollups.sql"),
     },
+    ChMigration {
+        version: 4,
+        name: "retention_viewers",
+        sql: include_str!("../../clickhouse/0004_retention_viewers.sql"),
+    },
 ];
 
 /// A client bound to the configured database.

@@ -295,12 +295,62 @@ struct BreakdownRow {
     views: u64,
 }
 
+/// One viewer's points (bit `p` of `low` for points 0–63, bit `p - 64` of `high` for
+/// 64–99): of all their views, in parties, alone.
 #[derive(Debug, clickhouse::Row, Deserialize)]
+struct ViewerPoints {
+    any_low: u64,
+    any_high: u64,
+    party_low: u64,
+    party_high: u64,
+    solo_low: u64,
+    solo_high: u64,
+}
+
+/// Viewers per point (0–99; 100: the viewers of any point).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct RetentionRow {
     point: u8,
     viewer_count: u64,
     party_viewers: u64,
     solo_viewers: u64,
+}
+
+/// Counts the viewers of each point from each viewer's masks.
+fn per_point(viewers: &[ViewerPoints]) -> Vec<RetentionRow> {
+    let mut rows: Vec<RetentionRow> = (0..=100u8)
+        .map(|point| RetentionRow {
+            point,
+            ..RetentionRow::default()
+        })
+        .collect();
+    let add = |rows: &mut [RetentionRow],
+               low: u64,
+               high: u64,
+               field: fn(&mut RetentionRow) -> &mut u64| {
+        if low == 0 && high == 0 {
+            return;
+        }
+        *field(&mut rows[100]) += 1;
+        for (mask, offset) in [(low, 0usize), (high, 64)] {
+            let mut m = mask;
+            while m != 0 {
+                let point = offset + m.trailing_zeros() as usize;
+                if point < 100 {
+                    *field(&mut rows[point]) += 1;
+                }
+                m &= m - 1;
+            }
+        }
+    };
+    for v in viewers {
+        add(&mut rows, v.any_low, v.any_high, |r| &mut r.viewer_count);
+        add(&mut rows, v.party_low, v.party_high, |r| {
+            &mut r.party_viewers
+        });
+        add(&mut rows, v.solo_low, v.solo_high, |r| &mut r.solo_viewers);
+    }
+    rows
 }
 
 const VIEW: &str = "video.view_start";
@@ -341,14 +391,15 @@ pub async fn read(
         breakdown = breakdown.bind(id).bind(t0).bind(t1);
     }
     let breakdown = breakdown.fetch_all::<BreakdownRow>();
-    let mut retention = ch.query(&query_text(
-        include_str!("../../../clickhouse/queries/video_retention.sql"),
-        "",
-    ));
-    for _ in 0..2 {
-        retention = retention.bind(id).bind(&d0).bind(&d1);
-    }
-    let retention = retention.fetch_all::<RetentionRow>();
+    let retention = ch
+        .query(&query_text(
+            include_str!("../../../clickhouse/queries/video_retention.sql"),
+            "",
+        ))
+        .bind(id)
+        .bind(&d0)
+        .bind(&d1)
+        .fetch_all::<ViewerPoints>();
     let heatmap = ch
         .query(&query_text(
             include_str!("../../../clickhouse/queries/video_heatmap.sql"),
@@ -361,7 +412,13 @@ pub async fn read(
     let (totals, series, breakdown, retention, heatmap) =
         tokio::try_join!(totals, series, breakdown, retention, heatmap)?;
     Ok(assemble(
-        subject, period, &totals, &series, &breakdown, &retention, heatmap,
+        subject,
+        period,
+        &totals,
+        &series,
+        &breakdown,
+        &per_point(&retention),
+        heatmap,
     ))
 }
 
@@ -571,5 +628,62 @@ mod tests {
         assert_eq!((c.all[0], c.all[50], c.all[99]), (0.5, 0.25, 0.0));
         assert_eq!((c.party[50], c.solo[50], c.solo[0]), (0.5, 0.0, 0.5));
         assert_eq!(curves(&[]).all, vec![0.0; 100]);
+    }
+
+    #[test]
+    fn viewers_are_counted_per_point_from_their_masks() {
+        let points = |from: u32, to: u32| -> (u64, u64) {
+            (from..=to).fold((0, 0), |(lo, hi), p| {
+                if p < 64 {
+                    (lo | 1 << p, hi)
+                } else {
+                    (lo, hi | 1 << (p - 64))
+                }
+            })
+        };
+        // Ann: 0-49 alone; Bob: 40-99 in a party and 0-9 alone; Cal: nothing alone.
+        let (a_lo, a_hi) = points(0, 49);
+        let (b_lo, b_hi) = points(40, 99);
+        let (c_lo, c_hi) = points(0, 9);
+        let rows = per_point(&[
+            ViewerPoints {
+                any_low: a_lo,
+                any_high: a_hi,
+                party_low: 0,
+                party_high: 0,
+                solo_low: a_lo,
+                solo_high: a_hi,
+            },
+            ViewerPoints {
+                any_low: b_lo | c_lo,
+                any_high: b_hi | c_hi,
+                party_low: b_lo,
+                party_high: b_hi,
+                solo_low: c_lo,
+                solo_high: c_hi,
+            },
+        ]);
+        let at = |p: usize| {
+            let r = rows[p];
+            (r.point, r.viewer_count, r.party_viewers, r.solo_viewers)
+        };
+        assert_eq!(rows.len(), 101);
+        assert_eq!(at(0), (0, 2, 0, 2));
+        assert_eq!(at(10), (10, 1, 0, 1));
+        assert_eq!(at(45), (45, 2, 1, 1));
+        assert_eq!(at(63), (63, 1, 1, 0));
+        assert_eq!(at(64), (64, 1, 1, 0));
+        assert_eq!(at(99), (99, 1, 1, 0));
+        assert_eq!(at(100), (100, 2, 1, 2));
+        // Bits past point 99 (none are written) count nowhere.
+        let stray = per_point(&[ViewerPoints {
+            any_low: 0,
+            any_high: 1 << 40,
+            party_low: 0,
+            party_high: 0,
+            solo_low: 0,
+            solo_high: 0,
+        }]);
+        assert_eq!(stray.iter().map(|r| r.viewer_count).sum::<u64>(), 1);
     }
 }
