@@ -1,12 +1,12 @@
 -- Weekly cohorts (registration week) by weeks since registration: distinct users
--- active in that week. Binds: first day, last day (activity); first day, last day (cohorts).
+-- active in that week (distinct, so the activity rows are not grouped first).
+-- Binds: first day, last day (activity); first day, last day (cohorts).
 SELECT toString(toMonday(reg_day)) AS cohort,
        toUInt32(toRelativeWeekNum(day) - toRelativeWeekNum(reg_day)) AS week,
        toUInt64(uniqExact(user_id)) AS active_users
 FROM (
     SELECT day, user_id FROM user_daily
     WHERE day >= toDate(?) AND day <= toDate(?)
-    GROUP BY day, user_id
 ) AS a
 ALL INNER JOIN (
     SELECT user_id, min(registered) AS reg_day FROM user_cohorts
