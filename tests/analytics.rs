@@ -528,7 +528,11 @@ async fn the_staff_socket_streams_the_live_figures() {
     }
     for w in ats.windows(2) {
         let gap = (w[1] - w[0]).num_milliseconds();
-        assert!((200..3000).contains(&gap), "frames {gap} ms apart: {ats:?}");
+        // Not faster than the interval (300 ms; a read late under load only delays).
+        assert!(
+            (200..10_000).contains(&gap),
+            "frames {gap} ms apart: {ats:?}"
+        );
     }
 
     // The client may ping; anything else is an error frame, and the socket stays.

@@ -256,13 +256,18 @@ async fn every_role_is_probed_on_its_ops_address_and_ready_follows_redis() {
         "{m}"
     );
     assert!(m.contains("realtime_pubsub_lag_seconds_count"), "{m}");
-    // The node's clock against Redis's (on one machine: the same clock).
-    let offset = eventually(Duration::from_secs(10), "the clock measured", || async {
-        let (_, m) = probe(realtime, "/metrics").await?;
-        sample(&m, "realtime_clock_offset_seconds")
-    })
+    // The node's clock against Redis's (on one machine: the same clock). One
+    // measurement on a loaded machine may be off by half a slow round trip; the node
+    // measures every 5 s, and one of its measurements comes within 50 ms.
+    eventually(
+        Duration::from_secs(20),
+        "the clock measured within 50 ms",
+        || async {
+            let (_, m) = probe(realtime, "/metrics").await?;
+            sample(&m, "realtime_clock_offset_seconds").filter(|o| o.abs() < 0.05)
+        },
+    )
     .await;
-    assert!(offset.abs() < 0.05, "{offset} s");
     let (_, body) = probe(realtime, "/ready").await.unwrap();
     assert!(body.contains(r#""clock":{"ok":true"#), "{body}");
 

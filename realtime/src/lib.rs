@@ -178,14 +178,7 @@ impl Realtime {
             started_at: self.started_at,
             seen_at: chrono::Utc::now(),
         };
-        redis::cmd("SET")
-            .arg(live::node_key(&self.ctx.config.redis_prefix, &self.node))
-            .arg(serde_json::to_string(&info)?)
-            .arg("EX")
-            .arg(live::NODE_TTL_SECS)
-            .query_async::<()>(&mut redis)
-            .await?;
-        Ok(())
+        live::node_alive(&mut redis, &self.ctx.config.redis_prefix, &info).await
     }
 
     /// Delivers `event` to the party's local sockets (but `except`) and publishes it

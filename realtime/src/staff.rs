@@ -6,7 +6,7 @@
 //! (default 5 s). A node reads the figures once per interval for all its staff sockets,
 //! and not at all while it has none; a socket that opens gets the last read if it is
 //! fresh, else the read its opening starts. A read that fails or is not answered within
-//! the interval (at least 2 s, at most `CLICKHOUSE_TIMEOUT_SECS`) sends an `error`
+//! the interval (at least 5 s, at most `CLICKHOUSE_TIMEOUT_SECS`) sends an `error`
 //! frame `analytics_unavailable` instead, and the socket stays open: the next interval
 //! tries again.
 //!
@@ -220,13 +220,14 @@ impl Feed {
     }
 }
 
-/// How long one read may take: the interval (at least 2 s), and never more than
-/// `CLICKHOUSE_TIMEOUT_SECS`. A late read is an `analytics_unavailable` frame, so a hung
-/// ClickHouse still gives the sockets a frame each interval.
+/// How long one read may take: the interval, at least 5 s (a loaded ClickHouse may take
+/// seconds), and never more than `CLICKHOUSE_TIMEOUT_SECS`. A late read is an
+/// `analytics_unavailable` frame, so a hung ClickHouse still gives the sockets a frame
+/// every interval of 5 s or more.
 fn read_deadline(rt: &Realtime) -> Duration {
     rt.settings
         .admin_live_every
-        .max(Duration::from_secs(2))
+        .max(Duration::from_secs(5))
         .min(rt.ctx.config.clickhouse_timeout)
 }
 
