@@ -12,6 +12,7 @@ Exit status 0 when everything agrees; the differences are printed otherwise.
 """
 
 import glob
+import math
 import os
 import sys
 import urllib.parse
@@ -309,6 +310,38 @@ def table(text):
     return lines[0], sorted(lines[1:])
 
 
+MASKS_VIDEO = "5a5a5a5a-0000-4000-8000-000000000004"
+
+
+def every_point_range(engine):
+    """Migration 4's view: one progress event for every pair of points 0 <= p0 <= p1 <=
+    99 (of a 100 s video, from p0 to p1 + 0.5, each by its own user) must set exactly
+    the bits p0..p1 of that user's masks (`low`: 0..63, `high`: 64..99)."""
+    pairs = [(a, b) for a in range(100) for b in range(a, 100)]
+    values = ",".join(
+        f"({T}, 'playback.progress', '{uuid.UUID(int=10_000 + i)}', '{uuid.UUID(int=20_000 + i)}', "
+        f"'{ZERO}', '{MASKS_VIDEO}', '{{\"from\":{a},\"position\":{b + 0.5},\"duration\":100}}')"
+        for i, (a, b) in enumerate(pairs)
+    )
+    engine.run("INSERT INTO events (occurred_at, event_type, event_id, user_id, party_id, video_id, properties) "
+               f"VALUES {values}")
+    _, rows = table(engine.run(
+        "SELECT toString(user_id) AS u, groupBitOrMerge(low) AS lo, groupBitOrMerge(high) AS hi "
+        f"FROM video_retention_viewers WHERE video_id = '{MASKS_VIDEO}' GROUP BY user_id"))
+    got = {uuid.UUID(u).int - 20_000: (int(lo), int(hi)) for u, lo, hi in rows}
+    wrong = []
+    for i, (a, b) in enumerate(pairs):
+        lo, hi = got.get(i, (0, 0))
+        bits = {p for p in range(64) if lo >> p & 1} | {64 + p for p in range(64) if hi >> p & 1}
+        # The points as the view maps seconds to them, in doubles (29 / 100 * 100 is
+        # 28.999…: point 28, as in the first retention view).
+        p0 = min(99, math.floor(a / 100 * 100))
+        p1 = max(p0, min(99, math.floor((b + 0.5) / 100 * 100)))
+        if bits != set(range(p0, p1 + 1)):
+            wrong.append((a, b))
+    return [f"0004 masks: {len(wrong)} of {len(pairs)} point ranges wrong, e.g. {wrong[:3]}"] if wrong else []
+
+
 def check(engine):
     problems = []
     engine.setup()
@@ -379,6 +412,7 @@ def check(engine):
                 problems.append(f"video_retention.sql: point {point} is {ret.get(point)}, expected {want}")
         if len(viewers) != 2:
             problems.append(f"video_retention.sql: {len(viewers)} viewers, expected 2")
+        problems += every_point_range(engine)
         return problems, results
     finally:
         engine.drop()

@@ -316,41 +316,53 @@ struct RetentionRow {
     solo_viewers: u64,
 }
 
-/// Counts the viewers of each point from each viewer's masks.
-fn per_point(viewers: &[ViewerPoints]) -> Vec<RetentionRow> {
-    let mut rows: Vec<RetentionRow> = (0..=100u8)
-        .map(|point| RetentionRow {
-            point,
-            ..RetentionRow::default()
-        })
-        .collect();
-    let add = |rows: &mut [RetentionRow],
-               low: u64,
-               high: u64,
-               field: fn(&mut RetentionRow) -> &mut u64| {
+/// The viewers of each point, counted one viewer's masks at a time (as the rows
+/// stream in: memory stays 101 rows however many viewers a video has).
+struct PointCounts(Vec<RetentionRow>);
+
+impl PointCounts {
+    fn new() -> Self {
+        Self(
+            (0..=100u8)
+                .map(|point| RetentionRow {
+                    point,
+                    ..RetentionRow::default()
+                })
+                .collect(),
+        )
+    }
+
+    fn add(&mut self, v: &ViewerPoints) {
+        self.count(v.any_low, v.any_high, |r| &mut r.viewer_count);
+        self.count(v.party_low, v.party_high, |r| &mut r.party_viewers);
+        self.count(v.solo_low, v.solo_high, |r| &mut r.solo_viewers);
+    }
+
+    fn count(&mut self, low: u64, high: u64, field: fn(&mut RetentionRow) -> &mut u64) {
         if low == 0 && high == 0 {
             return;
         }
-        *field(&mut rows[100]) += 1;
+        *field(&mut self.0[100]) += 1;
         for (mask, offset) in [(low, 0usize), (high, 64)] {
             let mut m = mask;
             while m != 0 {
                 let point = offset + m.trailing_zeros() as usize;
                 if point < 100 {
-                    *field(&mut rows[point]) += 1;
+                    *field(&mut self.0[point]) += 1;
                 }
                 m &= m - 1;
             }
         }
-    };
-    for v in viewers {
-        add(&mut rows, v.any_low, v.any_high, |r| &mut r.viewer_count);
-        add(&mut rows, v.party_low, v.party_high, |r| {
-            &mut r.party_viewers
-        });
-        add(&mut rows, v.solo_low, v.solo_high, |r| &mut r.solo_viewers);
     }
-    rows
+}
+
+#[cfg(test)]
+fn per_point(viewers: &[ViewerPoints]) -> Vec<RetentionRow> {
+    let mut counts = PointCounts::new();
+    for v in viewers {
+        counts.add(v);
+    }
+    counts.0
 }
 
 const VIEW: &str = "video.view_start";
@@ -391,15 +403,22 @@ pub async fn read(
         breakdown = breakdown.bind(id).bind(t0).bind(t1);
     }
     let breakdown = breakdown.fetch_all::<BreakdownRow>();
-    let retention = ch
-        .query(&query_text(
-            include_str!("../../../clickhouse/queries/video_retention.sql"),
-            "",
-        ))
-        .bind(id)
-        .bind(&d0)
-        .bind(&d1)
-        .fetch_all::<ViewerPoints>();
+    let retention = async {
+        let mut viewers = ch
+            .query(&query_text(
+                include_str!("../../../clickhouse/queries/video_retention.sql"),
+                "",
+            ))
+            .bind(id)
+            .bind(&d0)
+            .bind(&d1)
+            .fetch::<ViewerPoints>()?;
+        let mut counts = PointCounts::new();
+        while let Some(v) = viewers.next().await? {
+            counts.add(&v);
+        }
+        Ok(counts.0)
+    };
     let heatmap = ch
         .query(&query_text(
             include_str!("../../../clickhouse/queries/video_heatmap.sql"),
@@ -412,13 +431,7 @@ pub async fn read(
     let (totals, series, breakdown, retention, heatmap) =
         tokio::try_join!(totals, series, breakdown, retention, heatmap)?;
     Ok(assemble(
-        subject,
-        period,
-        &totals,
-        &series,
-        &breakdown,
-        &per_point(&retention),
-        heatmap,
+        subject, period, &totals, &series, &breakdown, &retention, heatmap,
     ))
 }
 

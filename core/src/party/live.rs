@@ -288,11 +288,10 @@ pub fn nodes_key(prefix: &str) -> String {
     format!("{prefix}:nodes")
 }
 
-/// Names listed this long after their last refresh are forgotten.
-const NODES_FORGET_MS: i64 = 60_000;
-
 /// Writes `info` as the node's liveness key (expiring after [`NODE_TTL_SECS`]) and lists
-/// the node in [`nodes_key`]; forgets nodes not seen for a minute.
+/// the node in [`nodes_key`] (scored by its own clock, for ops to read; nothing is
+/// decided by the score: the key's expiry says who is alive, and [`nodes`] forgets the
+/// names whose key is gone).
 pub async fn node_alive(
     redis: &mut redis::aio::ConnectionManager,
     prefix: &str,
@@ -308,8 +307,6 @@ pub async fn node_alive(
         .arg(NODE_TTL_SECS)
         .ignore()
         .zadd(nodes_key(prefix), &info.node, seen)
-        .ignore()
-        .zrembyscore(nodes_key(prefix), "-inf", seen - NODES_FORGET_MS)
         .ignore()
         .query_async::<()>(redis)
         .await?;
@@ -329,27 +326,36 @@ pub struct NodeInfo {
     pub seen_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// The live realtime nodes (keys not yet expired), by name.
+/// The live realtime nodes (keys not yet expired), by name. Names whose key expired
+/// (stopped or dead nodes) are removed from [`nodes_key`].
 pub async fn nodes(
     redis: &mut redis::aio::ConnectionManager,
     prefix: &str,
 ) -> redis::RedisResult<Vec<NodeInfo>> {
-    // Every name listed; those whose key expired are left out below.
-    let mut keys: Vec<String> = redis::cmd("ZRANGE")
+    let names: Vec<String> = redis::cmd("ZRANGE")
         .arg(nodes_key(prefix))
         .arg(0)
         .arg(-1)
-        .query_async::<Vec<String>>(redis)
-        .await?
-        .into_iter()
-        .map(|n| node_key(prefix, &n))
-        .collect();
-    if keys.is_empty() {
+        .query_async(redis)
+        .await?;
+    if names.is_empty() {
         return Ok(Vec::new());
     }
-    keys.sort();
-    keys.dedup();
+    let keys: Vec<String> = names.iter().map(|n| node_key(prefix, n)).collect();
     let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(redis).await?;
+    let gone: Vec<&String> = names
+        .iter()
+        .zip(&values)
+        .filter_map(|(n, v)| v.is_none().then_some(n))
+        .collect();
+    if !gone.is_empty() {
+        // A node that refreshed meanwhile lists itself again at its next refresh.
+        redis::cmd("ZREM")
+            .arg(nodes_key(prefix))
+            .arg(&gone)
+            .query_async::<()>(redis)
+            .await?;
+    }
     Ok(values
         .into_iter()
         .flatten()
