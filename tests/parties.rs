@@ -997,10 +997,9 @@ async fn a_message_stored_by_a_node_that_died_before_publishing_reaches_every_no
     // Through a node: stored, published, and the publication confirmed.
     h.send("chat_message", json!({"content": "published"}))
         .await;
-    assert_eq!(
-        m.expect("chat_message").await["data"]["content"],
-        "published"
-    );
+    let f = m.expect("chat_message").await;
+    assert_eq!(f["data"]["content"], "published");
+    let first: uuid::Uuid = f["data"]["id"].as_str().unwrap().parse().unwrap();
     h.expect("chat_message").await;
     eventually(
         Duration::from_secs(5),
@@ -1008,6 +1007,24 @@ async fn a_message_stored_by_a_node_that_died_before_publishing_reaches_every_no
         || async { (unpublished().await == 0).then_some(()) },
     )
     .await;
+    let mut redis = env.enqueuer.connection();
+    let prefix = &env.config.redis_prefix;
+
+    // A node killed after the publish, before its confirmation: the sweep publishes the
+    // message again, and no node shows it twice.
+    sqlx::query("INSERT INTO party_messages_unpublished (message_id) VALUES ($1)")
+        .bind(first)
+        .execute(&env.db)
+        .await
+        .unwrap();
+    let n = chat::republish(&env.db, &mut redis, prefix, Duration::ZERO, 500)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    for ws in [&mut m, &mut h] {
+        ws.expect_none("chat_message", Duration::from_millis(500))
+            .await;
+    }
 
     // A node killed between storing a message and publishing it: the sender's node had
     // shown it (an acknowledgement), nobody on another node has it.
@@ -1018,8 +1035,6 @@ async fn a_message_stored_by_a_node_that_died_before_publishing_reaches_every_no
         .unwrap()
         .message;
     assert_eq!(unpublished().await, 1);
-    let mut redis = env.enqueuer.connection();
-    let prefix = &env.config.redis_prefix;
     // The sweep leaves a message younger than its grace to its node...
     let n = chat::republish(&env.db, &mut redis, prefix, Duration::from_secs(60), 500)
         .await
@@ -1036,6 +1051,43 @@ async fn a_message_stored_by_a_node_that_died_before_publishing_reaches_every_no
         assert_eq!(f["data"]["content"], "stored only");
     }
     assert_eq!(unpublished().await, 0, "published once");
+
+    // Its node died before publishing, and the sender resends it (same `client_id`)
+    // through a node that never showed it: everyone gets it now, once, and the sweep
+    // finds nothing left to publish.
+    let stored = chat::insert(&env.db, party_id, host.id, "resent", None, Some("c3"))
+        .await
+        .unwrap()
+        .unwrap()
+        .message;
+    h.send(
+        "chat_message",
+        json!({"content": "resent", "client_id": "c3"}),
+    )
+    .await;
+    for ws in [&mut m, &mut h] {
+        let f = ws.expect("chat_message").await;
+        assert_eq!(f["data"]["id"], stored.id.to_string());
+        assert_eq!(f["data"]["client_id"], "c3");
+    }
+    eventually(
+        Duration::from_secs(5),
+        "the resend's publication confirmed",
+        || async { (unpublished().await == 0).then_some(()) },
+    )
+    .await;
+    // A resend of a message the room showed: its sender only is answered.
+    h.send(
+        "chat_message",
+        json!({"content": "resent", "client_id": "c3"}),
+    )
+    .await;
+    let f = h.expect("chat_message").await;
+    assert_eq!(f["data"]["id"], stored.id.to_string());
+    for ws in [&mut m, &mut h] {
+        ws.expect_none("chat_message", Duration::from_millis(500))
+            .await;
+    }
 
     // The outbox sweep job does it: a message left unpublished past the grace period.
     let stored = chat::insert(&env.db, party_id, host.id, "left behind", None, Some("c2"))

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use wp_core::{
     notify,
     party::{
-        events::BusOrigin,
+        events::{BusOrigin, PartyEvent},
         live::{BusMsg, Keys, channel_prefix},
     },
 };
@@ -323,7 +323,11 @@ fn deliver(rt: &Realtime, channel_start: &str, msg: &redis::Msg) {
     };
     if let Some(event) = &bus.event {
         if !room.observe(event) {
-            rt.hub.stats.stale_states.fetch_add(1, Ordering::Relaxed);
+            let counter = match event {
+                PartyEvent::ChatMessage(_) => &rt.hub.stats.repeated_messages,
+                _ => &rt.hub.stats.stale_states,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             return;
         }
         match bus.to_user {

@@ -7,7 +7,7 @@
 //! disconnected (`slow_consumer`) rather than slowing the room.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex, OnceLock, RwLock,
         atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering},
@@ -113,7 +113,15 @@ struct Cache {
     settings: Option<PartySettings>,
     roles: HashMap<Uuid, PartyRole>,
     last_heartbeat: i64,
+    /// The ids of the last [`CHAT_SEEN`] chat messages delivered here, newest last.
+    chat_seen: VecDeque<Uuid>,
 }
+
+/// How many chat message ids a room remembers: a message published twice (by its node
+/// and again by the outbox sweep, when the node died before confirming; or by a
+/// sender's resend on another node) reaches each socket once. The sweep republishes
+/// within seconds, far fewer messages than this later.
+const CHAT_SEEN: usize = 256;
 
 impl Cache {
     /// Keeps `playback` unless a newer state (higher `seq`) is already known; false
@@ -124,6 +132,18 @@ impl Cache {
             self.playback = Some(playback.clone());
         }
         fresh
+    }
+
+    /// Notes a chat message's delivery; false when it was delivered here before.
+    fn first_sight(&mut self, id: Uuid) -> bool {
+        if self.chat_seen.contains(&id) {
+            return false;
+        }
+        if self.chat_seen.len() == CHAT_SEEN {
+            self.chat_seen.pop_front();
+        }
+        self.chat_seen.push_back(id);
+        true
     }
 }
 
@@ -158,6 +178,9 @@ pub struct Stats {
     /// Playback states relayed from another node after a newer one was known here
     /// (not shown to anyone).
     pub stale_states: AtomicU64,
+    /// Chat messages from the bus that this node had delivered already (published
+    /// again by the outbox sweep or after a resend; not shown twice).
+    pub repeated_messages: AtomicU64,
     /// Newer playback states found in Redis after a pub/sub outage.
     pub playback_reloads: AtomicU64,
 }
@@ -182,6 +205,7 @@ impl Default for Stats {
             pubsub_up: std::sync::atomic::AtomicBool::default(),
             pubsub_reconnects: AtomicU64::default(),
             stale_states: AtomicU64::default(),
+            repeated_messages: AtomicU64::default(),
             playback_reloads: AtomicU64::default(),
         }
     }
@@ -329,11 +353,14 @@ impl Room {
     ///
     /// Returns false for a playback state older than one already known (a lower
     /// `seq`): a change relayed through Redis can arrive after a newer one made on this
-    /// node; it is not shown to anyone (`docs/realtime.md`, "Ordering").
+    /// node; it is not shown to anyone (`docs/realtime.md`, "Ordering"). Likewise for a
+    /// chat message this room delivered before (published again by the outbox sweep or
+    /// after a resend).
     pub fn observe(&self, event: &PartyEvent) -> bool {
         let mut cache = lock(&self.cache);
         match event {
             PartyEvent::VideoState { playback, .. } => return cache.keep_playback(playback),
+            PartyEvent::ChatMessage(m) => return cache.first_sight(m.id),
             PartyEvent::PartyUpdated { settings, .. } => cache.settings = Some(settings.clone()),
             PartyEvent::MemberJoined { user, role } | PartyEvent::MemberUpdated { user, role } => {
                 cache.roles.insert(user.id, *role);
@@ -355,6 +382,12 @@ impl Room {
             cache.settings = Some(settings.clone());
         }
         cache.roles.insert(user, role);
+    }
+
+    /// Whether this room delivered the chat message `id` (among its last
+    /// [`CHAT_SEEN`]).
+    pub fn delivered_chat(&self, id: Uuid) -> bool {
+        lock(&self.cache).chat_seen.contains(&id)
     }
 
     /// Keeps `playback` unless a newer one is known; false then.

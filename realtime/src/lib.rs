@@ -448,7 +448,7 @@ pub fn ops(rt: &Arc<Realtime>) -> wp_shared::ops::Ops {
                 "This node now and since it started: sockets (party), user_sockets \
                  (notifications), rooms, frames_delivered, slow_consumer_closes, \
                  pubsub_up (1/0), pubsub_reconnects, frames_received, \
-                 stale_states_dropped, playback_reloads",
+                 stale_states_dropped, repeated_messages_dropped, playback_reloads",
             ),
             &["value"],
         )
@@ -487,6 +487,10 @@ pub fn ops(rt: &Arc<Realtime>) -> wp_shared::ops::Ops {
                 (
                     "stale_states_dropped",
                     total(stats.stale_states.load(Relaxed)),
+                ),
+                (
+                    "repeated_messages_dropped",
+                    total(stats.repeated_messages.load(Relaxed)),
                 ),
                 (
                     "playback_reloads",
