@@ -44,11 +44,11 @@ use wp_shared::frame::Frame;
 use crate::{
     Realtime,
     conn::{
-        Bucket, Ended, FRAMES_BURST, FRAMES_PER_SEC, Lease, PingOnly, SocketQueue, WsQuery, accept,
-        caller, pump,
+        Bucket, Ended, FRAMES_BURST, FRAMES_PER_SEC, Lease, PingOnly, SocketQueue,
+        open_user_socket, pump, user_kill_message,
     },
     hub::{ConnHandle, deliver, encode, subscribed},
-    refusal::{Refusal, parse_query},
+    refusal::Refusal,
 };
 
 /// `GET /ws/admin/?token=...`: 401 without a good token, 403 for a user who is not
@@ -59,9 +59,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let authorized = async {
-        let q: WsQuery = parse_query(query.as_deref())?;
-        let (me, lease) = caller(&rt, &q, &headers).await?;
+    let staff = |me: &Actor| {
         if me.role < live::READERS {
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
@@ -69,23 +67,9 @@ pub async fn upgrade(
                 "The staff socket is for moderators and admins.",
             ));
         }
-        Ok((me, lease))
+        Ok(())
     };
-    match authorized.await {
-        Err(e) => e.into_response_for(&headers),
-        Ok((me, lease)) => accept(&rt.clone(), ws, &headers, move |socket| {
-            run(rt, socket, me, lease)
-        }),
-    }
-}
-
-fn kill_message(reason: &str) -> &'static str {
-    match reason {
-        "slow_consumer" => "This connection could not keep up and was closed; reconnect.",
-        "server_restart" => "This server is restarting; reconnect.",
-        "not_staff" => "This account is no longer staff.",
-        _ => "This connection was closed.",
-    }
+    open_user_socket(rt, query, headers, ws, staff, run).await
 }
 
 async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lease) {
@@ -104,7 +88,7 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lea
     // (`Feed::check_role`), and a read in flight delivers to it too.
     rt.staff.add(conn, handle.clone());
     let ended = if kill.token.is_cancelled() {
-        Ended::killed(&mut socket, &mut rx, &kill, kill_message).await
+        Ended::killed(&mut socket, &mut rx, &kill, user_kill_message).await
     } else {
         // A role change between the token's check and the registration above was
         // published to nobody: the role is read again now that it would be heard.
@@ -124,7 +108,7 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lea
             &mut socket,
             &mut rx,
             &kill,
-            kill_message,
+            user_kill_message,
             &mut lease,
             &mut handler,
             &rt.hub.stats,

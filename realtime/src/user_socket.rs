@@ -24,11 +24,10 @@ use wp_shared::frame::Frame;
 use crate::{
     Realtime,
     conn::{
-        Bucket, Ended, FRAMES_BURST, FRAMES_PER_SEC, Lease, PingOnly, SocketQueue, WsQuery, accept,
-        caller, closed, pump, send_close,
+        Bucket, Ended, FRAMES_BURST, FRAMES_PER_SEC, Lease, PingOnly, SocketQueue, closed,
+        open_user_socket, pump, send_close, user_kill_message,
     },
     hub::{encode, subscribed},
-    refusal::parse_query,
 };
 
 /// `GET /ws/notifications/?token=...`: 401 for a bad or missing token, before the
@@ -39,24 +38,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let authorized = async {
-        let q: WsQuery = parse_query(query.as_deref())?;
-        caller(&rt, &q, &headers).await
-    };
-    match authorized.await {
-        Err(e) => e.into_response_for(&headers),
-        Ok((me, lease)) => accept(&rt.clone(), ws, &headers, move |socket| {
-            run(rt, socket, me, lease)
-        }),
-    }
-}
-
-fn kill_message(reason: &str) -> &'static str {
-    match reason {
-        "slow_consumer" => "This connection could not keep up and was closed; reconnect.",
-        "server_restart" => "This server is restarting; reconnect.",
-        _ => "This connection was closed.",
-    }
+    open_user_socket(rt, query, headers, ws, |_| Ok(()), run).await
 }
 
 async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lease) {
@@ -74,7 +56,7 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lea
     .await;
     let ended = if kill.token.is_cancelled() {
         // Killed before it opened (the node is stopping).
-        Ended::killed(&mut socket, &mut rx, &kill, kill_message).await
+        Ended::killed(&mut socket, &mut rx, &kill, user_kill_message).await
     } else {
         match wp_core::notify::unread(&rt.ctx.db, me.id).await {
             Ok(unread) => {
@@ -92,7 +74,7 @@ async fn run(rt: Arc<Realtime>, mut socket: WebSocket, me: Actor, mut lease: Lea
                         &mut socket,
                         &mut rx,
                         &kill,
-                        kill_message,
+                        user_kill_message,
                         &mut lease,
                         &mut handler,
                         &rt.hub.stats,

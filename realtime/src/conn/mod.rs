@@ -50,6 +50,53 @@ pub(crate) fn now_ms() -> i64 {
     crate::clock::CLOCK.now_ms()
 }
 
+/// `GET` of a user's socket (notifications, staff): the caller is authenticated (401)
+/// and passes `check` (its own refusal, say 403) before the upgrade; `run` then serves
+/// the open socket.
+pub(crate) async fn open_user_socket<F, Fut>(
+    rt: Arc<Realtime>,
+    query: Option<String>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    check: impl FnOnce(&Actor) -> Result<(), Refusal>,
+    run: F,
+) -> Response
+where
+    F: FnOnce(Arc<Realtime>, WebSocket, Actor, Lease) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let authorized = async {
+        let q: WsQuery = crate::refusal::parse_query(query.as_deref())?;
+        let (me, lease) = caller(&rt, &q, &headers).await?;
+        check(&me)?;
+        Ok::<_, Refusal>((me, lease))
+    };
+    match authorized.await {
+        Err(e) => e.into_response_for(&headers),
+        Ok((me, lease)) => accept(&rt.clone(), ws, &headers, move |socket| {
+            run(rt, socket, me, lease)
+        }),
+    }
+}
+
+/// What the last `error` frame of a socket closed with `reason` says, for the reasons
+/// every kind of socket shares (None for a kind's own reasons).
+pub(crate) fn common_kill_message(reason: &str) -> Option<&'static str> {
+    match reason {
+        "slow_consumer" => Some("This connection could not keep up and was closed; reconnect."),
+        "server_restart" => Some("This server is restarting; reconnect."),
+        _ => None,
+    }
+}
+
+/// The last `error` frame's message of a user's socket (notifications, staff).
+pub(crate) fn user_kill_message(reason: &str) -> &'static str {
+    common_kill_message(reason).unwrap_or(match reason {
+        "not_staff" => "This account is no longer staff.",
+        _ => "This connection was closed.",
+    })
+}
+
 /// Upgrades an authorised request (400 `websocket_required` for plain HTTP), with the
 /// socket limits every socket of a node has.
 ///

@@ -112,12 +112,10 @@ struct Conn {
 
 /// What a party socket's last `error` frame says when it is closed with `reason`.
 fn kill_message(reason: &str) -> &'static str {
-    match reason {
-        "slow_consumer" => "This connection could not keep up and was closed; reconnect.",
+    crate::conn::common_kill_message(reason).unwrap_or(match reason {
         "party_ended" => "The party has ended.",
-        "server_restart" => "This server is restarting; reconnect.",
         _ => "You are no longer in this party.",
-    }
+    })
 }
 
 impl Handler for Conn {
