@@ -376,6 +376,127 @@ async fn playback_events_roll_up_into_the_owners_analytics() {
 
 /// The live figures for staff: who is watching now, the live parties and their
 /// sockets, the nodes, events per second and the top videos.
+/// The ingest dedupe in Redis: an id taken on one day is a duplicate that day and the
+/// two after, new again on the third; a forgotten (unmarked) id is new; a day's shard
+/// count follows the day before's volume; and an id costs a few dozen bytes of Redis,
+/// not the ~490 of a key of its own.
+#[tokio::test]
+async fn event_ids_are_remembered_for_two_days_in_little_memory() {
+    use wp_core::analytics::ingest::{dedupe_day, mark_new, seen_base, unmark};
+    let env = TestEnv::new().await;
+    let mut redis = env.redis.clone();
+    // A prefix of its own, so the figures below are this test's keys only.
+    let prefix = format!("{}:dedupe-test", env.config.redis_prefix);
+    let day = dedupe_day(Utc::now());
+    let ids: Vec<Uuid> = (0..64 * 1024).map(|_| Uuid::now_v7()).collect();
+    let new = mark_new(&mut redis, &prefix, day, &ids).await.unwrap();
+    assert!(new.iter().all(|n| *n), "every id new the first time");
+
+    let some = &ids[..500];
+    for (d, dup) in [
+        (day, true),
+        (day + 1, true),
+        (day + 2, true),
+        (day + 3, false),
+    ] {
+        let new = mark_new(&mut redis, &prefix, d, some).await.unwrap();
+        assert!(
+            new.iter().all(|n| *n != dup),
+            "day +{}: duplicates {dup}",
+            d - day
+        );
+    }
+    // Within one call too: the same id twice is new once.
+    let fresh = Uuid::now_v7();
+    let new = mark_new(&mut redis, &prefix, day, &[fresh, fresh])
+        .await
+        .unwrap();
+    assert_eq!(new, vec![true, false]);
+    // Forgotten after a failed enqueue: new again.
+    unmark(&mut redis, &prefix, day, &[fresh]).await.unwrap();
+    assert_eq!(
+        mark_new(&mut redis, &prefix, day, &[fresh]).await.unwrap(),
+        vec![true]
+    );
+
+    // Memory: the day's hashes hold 65,537 ids.
+    let base = seen_base(&prefix);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{base}{day}:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut bytes = 0u64;
+    for k in &keys {
+        let b: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(k)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        bytes += b.unwrap_or(0);
+    }
+    let per_id = bytes as f64 / ids.len() as f64;
+    assert!(
+        per_id < 40.0,
+        "{per_id:.1} bytes an id in {} keys",
+        keys.len()
+    );
+    let count: i64 = redis::cmd("GET")
+        .arg(format!("{base}{day}:n"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(count, 64 * 1024 + 1);
+    // Every key expires, the day's three days after it began (and an hour).
+    let ttl: i64 = redis::cmd("EXPIRETIME")
+        .arg(&keys[0])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(ttl, (day + 3) * 86_400 + 3_600);
+
+    // The next day's lookups find the first day's ids in its 1,024 shards.
+    let new = mark_new(&mut redis, &prefix, day + 1, &ids[500..1000])
+        .await
+        .unwrap();
+    assert!(new.iter().all(|n| !n));
+    // A day after 200,000 ids gets 4,096 shards (64 ids each at most).
+    let _: () = redis::cmd("SET")
+        .arg(format!("{base}{}:n", day + 9))
+        .arg(200_000)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    mark_new(&mut redis, &prefix, day + 10, &[Uuid::now_v7()])
+        .await
+        .unwrap();
+    let shards = |d: i64| {
+        let mut redis = redis.clone();
+        let key = format!("{base}{d}:shards");
+        async move {
+            redis::cmd("GET")
+                .arg(key)
+                .query_async::<i64>(&mut redis)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(shards(day).await, 1024);
+    assert_eq!(shards(day + 10).await, 4096);
+    let _: () = redis::cmd("DEL")
+        .arg(
+            redis::cmd("KEYS")
+                .arg(format!("{base}*"))
+                .query_async::<Vec<String>>(&mut redis)
+                .await
+                .unwrap(),
+        )
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn the_live_figures_show_what_happens_now() {
     common::init_logs();

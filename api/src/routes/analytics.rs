@@ -69,7 +69,8 @@ pub async fn record_events(
     let prefix = &state.config.redis_prefix;
     let mut redis = state.redis.clone();
     let ids: Vec<Uuid> = take.iter().map(|(_, e)| e.event_id).collect();
-    let new = ingest::mark_new(&mut redis, prefix, &ids)
+    let day = ingest::dedupe_day(now);
+    let new = ingest::mark_new(&mut redis, prefix, day, &ids)
         .await
         .map_err(|e| AppError::Unavailable {
             what: "redis",
@@ -95,7 +96,7 @@ pub async fn record_events(
     };
     if let Err(e) = pushed {
         // Not taken after all: a re-send must not be a duplicate.
-        if let Err(e) = ingest::unmark(&mut redis, prefix, &fresh_ids).await {
+        if let Err(e) = ingest::unmark(&mut redis, prefix, day, &fresh_ids).await {
             tracing::warn!(error = %e, "analytics event ids left marked");
         }
         return Err(AppError::Unavailable {

@@ -20,7 +20,7 @@ use crate::account::Actor;
 pub const BATCH_MAX: usize = 500;
 /// Older client times are clamped to this many days ago.
 pub const MAX_AGE_DAYS: i64 = 7;
-/// How long an event id is remembered against re-sends.
+/// How long an event id is remembered against re-sends, at least (at most a day more).
 pub const DEDUPE_SECONDS: u64 = 2 * 86_400;
 /// Media seconds one progress report may cover (reports come every 10 s; 16× rate).
 pub const SPAN_MAX: f64 = 600.0;
@@ -402,45 +402,70 @@ pub fn prepare(
     (take, rejected)
 }
 
-/// The Redis key remembering that event `id` was taken.
-pub fn seen_key(prefix: &str, id: Uuid) -> String {
-    format!("{prefix}:analytics:seen:{id}")
+/// The prefix of the Redis keys remembering the taken event ids
+/// (`{prefix}:analytics:seen:{day}:...`, see `dedupe_mark.lua`).
+pub fn seen_base(prefix: &str) -> String {
+    format!("{prefix}:analytics:seen:")
 }
 
-/// Marks each event id as taken (`SET NX` with [`DEDUPE_SECONDS`]); for each, whether it
-/// was new.
+/// The day an event id is remembered under: days since the Unix epoch at `now`.
+pub fn dedupe_day(now: DateTime<Utc>) -> i64 {
+    now.timestamp().div_euclid(86_400)
+}
+
+static MARK: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("dedupe_mark.lua")));
+static UNMARK: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("dedupe_unmark.lua")));
+
+/// Each id's shard hash (spread whatever bits a client's ids vary in) and its bytes.
+fn id_args(inv: &mut redis::ScriptInvocation<'_>, ids: &[Uuid]) {
+    for id in ids {
+        let v = id.as_u128();
+        let folded = (v as u64) ^ ((v >> 64) as u64);
+        let hash = folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        inv.arg(hash).arg(id.as_bytes().as_slice());
+    }
+}
+
+/// Marks each event id as taken on `day` ([`dedupe_day`]); for each, whether it was
+/// new (not taken that day or the two before: an id is remembered for at least
+/// [`DEDUPE_SECONDS`]). Ids live in small per-day hashes, about 24 bytes each in Redis
+/// (`dedupe_mark.lua`).
 pub async fn mark_new(
     redis: &mut redis::aio::ConnectionManager,
     prefix: &str,
+    day: i64,
     ids: &[Uuid],
 ) -> redis::RedisResult<Vec<bool>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut pipe = redis::pipe();
-    for id in ids {
-        pipe.cmd("SET")
-            .arg(seen_key(prefix, *id))
-            .arg(1)
-            .arg("NX")
-            .arg("EX")
-            .arg(DEDUPE_SECONDS);
-    }
-    let answers: Vec<Option<String>> = pipe.query_async(redis).await?;
-    Ok(answers.into_iter().map(|a| a.is_some()).collect())
+    // Today's keys serve the lookups of the two days after.
+    let expire_at = (day + 3) * 86_400 + 3_600;
+    let mut inv = MARK.prepare_invoke();
+    inv.arg(seen_base(prefix)).arg(day).arg(expire_at);
+    id_args(&mut inv, ids);
+    let answers: Vec<i64> = inv.invoke_async(redis).await?;
+    Ok(answers.into_iter().map(|a| a == 1).collect())
 }
 
-/// Forgets that `ids` were taken (their enqueue failed: a re-send must be taken).
+/// Forgets that `ids` were taken on `day` (their enqueue failed: a re-send must be
+/// taken).
 pub async fn unmark(
     redis: &mut redis::aio::ConnectionManager,
     prefix: &str,
+    day: i64,
     ids: &[Uuid],
 ) -> redis::RedisResult<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    let keys: Vec<String> = ids.iter().map(|id| seen_key(prefix, *id)).collect();
-    redis::cmd("DEL").arg(keys).query_async(redis).await
+    let mut inv = UNMARK.prepare_invoke();
+    inv.arg(seen_base(prefix)).arg(day);
+    id_args(&mut inv, ids);
+    let _: i64 = inv.invoke_async(redis).await?;
+    Ok(())
 }
 
 #[cfg(test)]
