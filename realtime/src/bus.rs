@@ -322,7 +322,13 @@ fn deliver(rt: &Realtime, channel_start: &str, msg: &redis::Msg) {
         return;
     };
     if let Some(event) = &bus.event {
-        if !room.observe(event) {
+        // A chat message for one user is not the room's: noting it would hide the
+        // broadcast from the others.
+        let shown = match (event, bus.to_user) {
+            (PartyEvent::ChatMessage(_), Some(_)) => true,
+            _ => room.observe(event),
+        };
+        if !shown {
             let counter = match event {
                 PartyEvent::ChatMessage(_) => &rt.hub.stats.repeated_messages,
                 _ => &rt.hub.stats.stale_states,

@@ -7,7 +7,7 @@
 //! disconnected (`slow_consumer`) rather than slowing the room.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{
         Arc, Mutex, OnceLock, RwLock,
         atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering},
@@ -113,15 +113,18 @@ struct Cache {
     settings: Option<PartySettings>,
     roles: HashMap<Uuid, PartyRole>,
     last_heartbeat: i64,
-    /// The ids of the last [`CHAT_SEEN`] chat messages delivered here, newest last.
-    chat_seen: VecDeque<Uuid>,
+    /// The chat messages delivered here in the last [`CHAT_SEEN_FOR`], oldest first.
+    chat_seen: VecDeque<(Uuid, tokio::time::Instant)>,
+    chat_seen_ids: HashSet<Uuid>,
 }
 
-/// How many chat message ids a room remembers: a message published twice (by its node
-/// and again by the outbox sweep, when the node died before confirming; or by a
-/// sender's resend on another node) reaches each socket once. The sweep republishes
-/// within seconds, far fewer messages than this later.
-const CHAT_SEEN: usize = 256;
+/// How long a room remembers the chat messages it delivered: a message published twice
+/// (by its node and again by the outbox sweep, when the node died before confirming —
+/// the sweep runs every `OUTBOX_SWEEP_SECS` on rows older than 5 s, so within about a
+/// minute while PostgreSQL is up) reaches each socket once.
+const CHAT_SEEN_FOR: Duration = Duration::from_secs(600);
+/// At most this many of them (the oldest go first).
+const CHAT_SEEN_MAX: usize = 4096;
 
 impl Cache {
     /// Keeps `playback` unless a newer state (higher `seq`) is already known; false
@@ -136,13 +139,18 @@ impl Cache {
 
     /// Notes a chat message's delivery; false when it was delivered here before.
     fn first_sight(&mut self, id: Uuid) -> bool {
-        if self.chat_seen.contains(&id) {
+        let now = tokio::time::Instant::now();
+        while let Some(&(old, at)) = self.chat_seen.front() {
+            if self.chat_seen.len() < CHAT_SEEN_MAX && now.duration_since(at) < CHAT_SEEN_FOR {
+                break;
+            }
+            self.chat_seen.pop_front();
+            self.chat_seen_ids.remove(&old);
+        }
+        if !self.chat_seen_ids.insert(id) {
             return false;
         }
-        if self.chat_seen.len() == CHAT_SEEN {
-            self.chat_seen.pop_front();
-        }
-        self.chat_seen.push_back(id);
+        self.chat_seen.push_back((id, now));
         true
     }
 }
@@ -384,10 +392,10 @@ impl Room {
         cache.roles.insert(user, role);
     }
 
-    /// Whether this room delivered the chat message `id` (among its last
-    /// [`CHAT_SEEN`]).
+    /// Whether this room delivered the chat message `id` (in the last
+    /// [`CHAT_SEEN_FOR`]).
     pub fn delivered_chat(&self, id: Uuid) -> bool {
-        lock(&self.cache).chat_seen.contains(&id)
+        lock(&self.cache).chat_seen_ids.contains(&id)
     }
 
     /// Keeps `playback` unless a newer one is known; false then.

@@ -114,6 +114,8 @@ pub enum Refused {
 pub struct Stored {
     pub message: ChatMessage,
     pub new: bool,
+    /// Its publication to the nodes is not confirmed yet (always true of a new one).
+    pub unpublished: bool,
 }
 
 /// Stores a chat message (the socket acknowledges only after this commits). A resent
@@ -139,8 +141,7 @@ pub async fn insert(
         }
     }
     let id = Uuid::now_v7();
-    let row = sqlx::query_as!(
-        MessageRow,
+    let row = sqlx::query!(
         r#"WITH ins AS (
                INSERT INTO party_messages (id, party_id, user_id, content, reply_to, client_id)
                SELECT $1, $2, $3, $4, $5, $6
@@ -159,7 +160,9 @@ pub async fn insert(
            SELECT m.id AS "id!", m.party_id AS "party_id!", m.user_id AS "user_id!", u.username,
                   u.display_name, u.avatar_path, m.content AS "content!", m.reply_to, m.client_id,
                   m.is_edited AS "is_edited!", m.is_deleted AS "is_deleted!",
-                  m.created_at AS "created_at!", m.updated_at AS "updated_at!"
+                  m.created_at AS "created_at!", m.updated_at AS "updated_at!",
+                  EXISTS (SELECT 1 FROM party_messages_unpublished p WHERE p.message_id = m.id)
+                      AS "unpublished!"
            FROM msg m JOIN users u ON u.id = m.user_id"#,
         id,
         party,
@@ -172,9 +175,25 @@ pub async fn insert(
     .await?;
     Ok(row
         .map(|r| {
-            let message: ChatMessage = r.into();
+            let message: ChatMessage = MessageRow {
+                id: r.id,
+                party_id: r.party_id,
+                user_id: r.user_id,
+                username: r.username,
+                display_name: r.display_name,
+                avatar_path: r.avatar_path,
+                content: r.content,
+                reply_to: r.reply_to,
+                client_id: r.client_id,
+                is_edited: r.is_edited,
+                is_deleted: r.is_deleted,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            }
+            .into();
             Stored {
                 new: message.id == id,
+                unpublished: r.unpublished,
                 message,
             }
         })

@@ -90,15 +90,15 @@ impl Conn {
                 "data.reply_to: reply_to is not a message of this party.",
             ),
         })?;
-        if !stored.new && self.room.delivered_chat(stored.message.id) {
-            // A resent frame whose message this room delivered before this socket
-            // joined it (its sender did not see the echo, say across a node's death):
-            // only the sender is answered.
+        if !stored.new && (!stored.unpublished || self.room.delivered_chat(stored.message.id)) {
+            // A resent frame (its sender did not see the echo, say across a node's
+            // death) of a message the party had: published, or shown by this node.
+            // Only the sender is answered.
             return Ok(vec![PartyEvent::ChatMessage(stored.message).frame()]);
         }
-        // New, or resent after its first node died before publishing it: the room gets
-        // it now (every node shows a message once, so the outbox sweep publishing it
-        // again is harmless).
+        // New, or resent after its first node died before publishing it: the party gets
+        // it now (a node shows a message once, so the outbox sweep publishing it again
+        // is harmless).
 
         self.rt
             .emit(self.party, PartyEvent::ChatMessage(stored.message), None)
