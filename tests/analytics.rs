@@ -374,129 +374,180 @@ async fn playback_events_roll_up_into_the_owners_analytics() {
     }
 }
 
-/// The live figures for staff: who is watching now, the live parties and their
-/// sockets, the nodes, events per second and the top videos.
-/// The ingest dedupe in Redis: an id taken on one day is a duplicate that day and the
-/// two after, new again on the third; a forgotten (unmarked) id is new; a day's shard
-/// count follows the day before's volume; and an id costs a few dozen bytes of Redis,
-/// not the ~490 of a key of its own.
+/// The ingest dedupe in Redis: an id taken on one day is a duplicate that day, the two
+/// after and the one before, new again on the third; a forgotten (unmarked) id is new;
+/// a day sizes its shards from the days before and widens them as it fills; an id
+/// costs a few dozen bytes of Redis, not the ~490 of a key of its own; the first
+/// design's keys are still read.
 #[tokio::test]
 async fn event_ids_are_remembered_for_two_days_in_little_memory() {
     use wp_core::analytics::ingest::{dedupe_day, mark_new, seen_base, unmark};
     let env = TestEnv::new().await;
     let mut redis = env.redis.clone();
+    // For the helpers below.
+    let r = env.redis.clone();
     // A prefix of its own, so the figures below are this test's keys only.
     let prefix = format!("{}:dedupe-test", env.config.redis_prefix);
+    let base = seen_base(&prefix);
     let day = dedupe_day(Utc::now());
-    let ids: Vec<Uuid> = (0..64 * 1024).map(|_| Uuid::now_v7()).collect();
-    let new = mark_new(&mut redis, &prefix, day, &ids).await.unwrap();
-    assert!(new.iter().all(|n| *n), "every id new the first time");
+    let mark = |d: i64, ids: Vec<Uuid>| {
+        let mut redis = r.clone();
+        let prefix = prefix.clone();
+        async move {
+            // In calls of 500 at most, as the API sends them.
+            let mut new = Vec::new();
+            for chunk in ids.chunks(500) {
+                new.extend(mark_new(&mut redis, &prefix, d, chunk).await.unwrap());
+            }
+            new
+        }
+    };
+    let keys = |pattern: String| {
+        let mut redis = r.clone();
+        async move {
+            redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async::<Vec<String>>(&mut redis)
+                .await
+                .unwrap()
+        }
+    };
+    let bytes_per_id = |keys: Vec<String>, ids: usize| {
+        let mut redis = r.clone();
+        async move {
+            let mut bytes = 0u64;
+            for k in &keys {
+                let b: Option<u64> = redis::cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(k)
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap();
+                bytes += b.unwrap_or(0);
+            }
+            bytes as f64 / ids as f64
+        }
+    };
+    let gens = |d: i64| {
+        let mut redis = r.clone();
+        let key = format!("{base}{d}:gens");
+        async move {
+            redis::cmd("LRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query_async::<Vec<i64>>(&mut redis)
+                .await
+                .unwrap()
+        }
+    };
 
-    let some = &ids[..500];
+    let ids: Vec<Uuid> = (0..64 * 1024).map(|_| Uuid::now_v7()).collect();
+    assert!(
+        mark(day, ids.clone()).await.iter().all(|n| *n),
+        "new at first"
+    );
+    let some = ids[..500].to_vec();
     for (d, dup) in [
+        (day - 1, true),
         (day, true),
         (day + 1, true),
         (day + 2, true),
         (day + 3, false),
     ] {
-        let new = mark_new(&mut redis, &prefix, d, some).await.unwrap();
+        let new = mark(d, some.clone()).await;
         assert!(
             new.iter().all(|n| *n != dup),
-            "day +{}: duplicates {dup}",
+            "day {:+}: duplicates {dup}",
             d - day
         );
     }
     // Within one call too: the same id twice is new once.
     let fresh = Uuid::now_v7();
-    let new = mark_new(&mut redis, &prefix, day, &[fresh, fresh])
-        .await
-        .unwrap();
-    assert_eq!(new, vec![true, false]);
+    assert_eq!(mark(day, vec![fresh, fresh]).await, vec![true, false]);
     // Forgotten after a failed enqueue: new again.
     unmark(&mut redis, &prefix, day, &[fresh]).await.unwrap();
-    assert_eq!(
-        mark_new(&mut redis, &prefix, day, &[fresh]).await.unwrap(),
-        vec![true]
-    );
-
-    // Memory: the day's hashes hold 65,537 ids.
-    let base = seen_base(&prefix);
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{base}{day}:*"))
+    assert_eq!(mark(day, vec![fresh]).await, vec![true]);
+    // An id taken under the first design's key.
+    let old = Uuid::new_v4();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{base}{old}"))
+        .arg(1)
+        .arg("EX")
+        .arg(60)
         .query_async(&mut redis)
         .await
         .unwrap();
-    let mut bytes = 0u64;
-    for k in &keys {
-        let b: Option<u64> = redis::cmd("MEMORY")
-            .arg("USAGE")
+    assert_eq!(mark(day, vec![old]).await, vec![false]);
+
+    // The day: 65,537 ids in one generation of 1,024 shards; every key expires three
+    // days and an hour after the day began.
+    assert_eq!(gens(day).await, vec![1024]);
+    let day_keys = keys(format!("{base}{day}:*")).await;
+    assert_eq!(day_keys.len(), 1024 + 2, "the shards, :gens and :n");
+    for k in &day_keys {
+        let at: i64 = redis::cmd("EXPIRETIME")
             .arg(k)
             .query_async(&mut redis)
             .await
             .unwrap();
-        bytes += b.unwrap_or(0);
+        assert_eq!(at, (day + 3) * 86_400 + 3_600, "{k}");
     }
-    let per_id = bytes as f64 / ids.len() as f64;
-    assert!(
-        per_id < 40.0,
-        "{per_id:.1} bytes an id in {} keys",
-        keys.len()
-    );
+    let shard_keys: Vec<String> = day_keys
+        .into_iter()
+        .filter(|k| !k.ends_with(":n") && !k.ends_with(":gens"))
+        .collect();
+    let per_id = bytes_per_id(shard_keys, ids.len() + 1).await;
+    assert!(per_id < 40.0, "{per_id:.1} bytes an id");
     let count: i64 = redis::cmd("GET")
         .arg(format!("{base}{day}:n"))
         .query_async(&mut redis)
         .await
         .unwrap();
     assert_eq!(count, 64 * 1024 + 1);
-    // Every key expires, the day's three days after it began (and an hour).
-    let ttl: i64 = redis::cmd("EXPIRETIME")
-        .arg(&keys[0])
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert_eq!(ttl, (day + 3) * 86_400 + 3_600);
 
-    // The next day's lookups find the first day's ids in its 1,024 shards.
-    let new = mark_new(&mut redis, &prefix, day + 1, &ids[500..1000])
-        .await
-        .unwrap();
-    assert!(new.iter().all(|n| !n));
-    // A day after 200,000 ids gets 4,096 shards (64 ids each at most).
+    // A day after busier ones starts wider: 64 ids a shard of the busier day before.
     let _: () = redis::cmd("SET")
         .arg(format!("{base}{}:n", day + 9))
         .arg(200_000)
+        .arg("EX")
+        .arg(60)
         .query_async(&mut redis)
         .await
         .unwrap();
-    mark_new(&mut redis, &prefix, day + 10, &[Uuid::now_v7()])
+    mark(day + 10, vec![Uuid::now_v7()]).await;
+    assert_eq!(gens(day + 10).await, vec![4096]);
+
+    // A day busier than its first generation was sized for opens a second, twice as
+    // wide, past 80 ids a shard; both stay compact, and both are looked in.
+    let busy = day + 20;
+    let many: Vec<Uuid> = (0..100_000).map(|_| Uuid::now_v7()).collect();
+    assert!(mark(busy, many.clone()).await.iter().all(|n| *n));
+    assert_eq!(gens(busy).await, vec![1024, 2048]);
+    let sample: Vec<Uuid> = many[..500].iter().chain(&many[99_500..]).copied().collect();
+    assert!(mark(busy, sample.clone()).await.iter().all(|n| !n));
+    assert!(mark(busy + 1, sample).await.iter().all(|n| !n));
+    let busy_keys: Vec<String> = keys(format!("{base}{busy}:*"))
         .await
-        .unwrap();
-    let shards = |d: i64| {
-        let mut redis = redis.clone();
-        let key = format!("{base}{d}:shards");
-        async move {
-            redis::cmd("GET")
-                .arg(key)
-                .query_async::<i64>(&mut redis)
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(shards(day).await, 1024);
-    assert_eq!(shards(day + 10).await, 4096);
+        .into_iter()
+        .filter(|k| !k.ends_with(":n") && !k.ends_with(":gens"))
+        .collect();
+    let per_id = bytes_per_id(busy_keys, many.len()).await;
+    assert!(
+        per_id < 40.0,
+        "{per_id:.1} bytes an id over two generations"
+    );
+
+    let all = keys(format!("{base}*")).await;
     let _: () = redis::cmd("DEL")
-        .arg(
-            redis::cmd("KEYS")
-                .arg(format!("{base}*"))
-                .query_async::<Vec<String>>(&mut redis)
-                .await
-                .unwrap(),
-        )
+        .arg(all)
         .query_async(&mut redis)
         .await
         .unwrap();
 }
 
+/// The live figures for staff: who is watching now, the live parties and their
+/// sockets, the nodes, events per second and the top videos.
 #[tokio::test]
 async fn the_live_figures_show_what_happens_now() {
     common::init_logs();

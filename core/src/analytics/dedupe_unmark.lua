@@ -1,13 +1,15 @@
--- Forgets analytics event ids marked today (their enqueue failed); see dedupe_mark.lua.
--- ARGV[1]: key base, ARGV[2]: the day they were marked, then pairs: hash, id bytes.
+-- Forgets analytics event ids marked on a day (their enqueue failed); see
+-- dedupe_mark.lua. ARGV[1]: key base, ARGV[2]: the day they were marked, then pairs:
+-- the id's hash, its bytes. Answers how many were removed.
 local base, day = ARGV[1], ARGV[2]
-local s = tonumber(redis.call('GET', base .. day .. ':shards'))
-if not s then
-  return 0
-end
+local gens = redis.call('LRANGE', base .. day .. ':gens', 0, -1)
 local removed = 0
 for i = 3, #ARGV, 2 do
-  removed = removed + redis.call('HDEL', base .. day .. ':' .. (tonumber(ARGV[i]) % s), ARGV[i + 1])
+  local h, id = tonumber(ARGV[i]), ARGV[i + 1]
+  for g, s in ipairs(gens) do
+    local key = base .. day .. ':' .. g .. ':' .. math.floor(h * tonumber(s) / 4294967296)
+    removed = removed + redis.call('HDEL', key, id)
+  end
 end
 if removed > 0 then
   redis.call('DECRBY', base .. day .. ':n', removed)

@@ -418,20 +418,25 @@ static MARK: std::sync::LazyLock<redis::Script> =
 static UNMARK: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("dedupe_unmark.lua")));
 
-/// Each id's shard hash (spread whatever bits a client's ids vary in) and its bytes.
-fn id_args(inv: &mut redis::ScriptInvocation<'_>, ids: &[Uuid]) {
+/// Each id's shard hash (its top bits pick the shard; all the id's bits count, so
+/// ids that differ anywhere spread), its bytes and, with `text`, the id as text (the
+/// first design's key, still read).
+fn id_args(inv: &mut redis::ScriptInvocation<'_>, ids: &[Uuid], text: bool) {
     for id in ids {
         let v = id.as_u128();
         let folded = (v as u64) ^ ((v >> 64) as u64);
         let hash = folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
         inv.arg(hash).arg(id.as_bytes().as_slice());
+        if text {
+            inv.arg(id.to_string());
+        }
     }
 }
 
 /// Marks each event id as taken on `day` ([`dedupe_day`]); for each, whether it was
-/// new (not taken that day or the two before: an id is remembered for at least
-/// [`DEDUPE_SECONDS`]). Ids live in small per-day hashes, about 24 bytes each in Redis
-/// (`dedupe_mark.lua`).
+/// new (not taken that day, the two before or the one after: an id is remembered for
+/// at least [`DEDUPE_SECONDS`]). Ids live in small per-day hashes, about 24 bytes each
+/// in Redis (`dedupe_mark.lua`; a standalone Redis).
 pub async fn mark_new(
     redis: &mut redis::aio::ConnectionManager,
     prefix: &str,
@@ -445,7 +450,7 @@ pub async fn mark_new(
     let expire_at = (day + 3) * 86_400 + 3_600;
     let mut inv = MARK.prepare_invoke();
     inv.arg(seen_base(prefix)).arg(day).arg(expire_at);
-    id_args(&mut inv, ids);
+    id_args(&mut inv, ids, true);
     let answers: Vec<i64> = inv.invoke_async(redis).await?;
     Ok(answers.into_iter().map(|a| a == 1).collect())
 }
@@ -463,7 +468,7 @@ pub async fn unmark(
     }
     let mut inv = UNMARK.prepare_invoke();
     inv.arg(seen_base(prefix)).arg(day);
-    id_args(&mut inv, ids);
+    id_args(&mut inv, ids, false);
     let _: i64 = inv.invoke_async(redis).await?;
     Ok(())
 }
