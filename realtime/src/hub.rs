@@ -137,16 +137,22 @@ impl Cache {
         fresh
     }
 
-    /// Notes a chat message's delivery; false when it was delivered here before.
-    fn first_sight(&mut self, id: Uuid) -> bool {
-        let now = tokio::time::Instant::now();
+    /// Forgets the chat messages shown longer than [`CHAT_SEEN_FOR`] ago, and the oldest
+    /// past `keep`.
+    fn forget_chat(&mut self, now: tokio::time::Instant, keep: usize) {
         while let Some(&(old, at)) = self.chat_seen.front() {
-            if self.chat_seen.len() < CHAT_SEEN_MAX && now.duration_since(at) < CHAT_SEEN_FOR {
+            if self.chat_seen.len() <= keep && now.duration_since(at) < CHAT_SEEN_FOR {
                 break;
             }
             self.chat_seen.pop_front();
             self.chat_seen_ids.remove(&old);
         }
+    }
+
+    /// Notes a chat message's delivery; false when it was delivered here before.
+    fn first_sight(&mut self, id: Uuid) -> bool {
+        let now = tokio::time::Instant::now();
+        self.forget_chat(now, CHAT_SEEN_MAX - 1);
         if !self.chat_seen_ids.insert(id) {
             return false;
         }
@@ -395,7 +401,9 @@ impl Room {
     /// Whether this room delivered the chat message `id` (in the last
     /// [`CHAT_SEEN_FOR`]).
     pub fn delivered_chat(&self, id: Uuid) -> bool {
-        lock(&self.cache).chat_seen_ids.contains(&id)
+        let mut cache = lock(&self.cache);
+        cache.forget_chat(tokio::time::Instant::now(), CHAT_SEEN_MAX);
+        cache.chat_seen_ids.contains(&id)
     }
 
     /// Keeps `playback` unless a newer one is known; false then.

@@ -230,8 +230,10 @@ impl Realtime {
                 return;
             }
         };
-        let confirms = match &msg.event {
-            Some(PartyEvent::ChatMessage(m)) => Some(m.id),
+        // A chat message for the whole party confirms its outbox row (one for a single
+        // user would not reach the others).
+        let confirms = match (&msg.event, msg.to_user) {
+            (Some(PartyEvent::ChatMessage(m)), None) => Some(m.id),
             _ => None,
         };
         let out = publisher::Outgoing {

@@ -11,7 +11,8 @@ for i = 3, #ARGV, 2 do
     removed = removed + redis.call('HDEL', key, id)
   end
 end
-if removed > 0 then
+-- (Not on a count that is gone: DECRBY would make one that never expires.)
+if removed > 0 and redis.call('EXISTS', base .. day .. ':n') == 1 then
   redis.call('DECRBY', base .. day .. ':n', removed)
 end
 return removed

@@ -114,7 +114,7 @@ pub enum Refused {
 pub struct Stored {
     pub message: ChatMessage,
     pub new: bool,
-    /// Its publication to the nodes is not confirmed yet (always true of a new one).
+    /// Its publication to the nodes is not confirmed yet (true of a new one).
     pub unpublished: bool,
 }
 
@@ -173,31 +173,75 @@ pub async fn insert(
     )
     .fetch_optional(db)
     .await?;
-    Ok(row
-        .map(|r| {
-            let message: ChatMessage = MessageRow {
-                id: r.id,
-                party_id: r.party_id,
-                user_id: r.user_id,
-                username: r.username,
-                display_name: r.display_name,
-                avatar_path: r.avatar_path,
-                content: r.content,
-                reply_to: r.reply_to,
-                client_id: r.client_id,
-                is_edited: r.is_edited,
-                is_deleted: r.is_deleted,
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-            }
-            .into();
-            Stored {
-                new: message.id == id,
-                unpublished: r.unpublished,
-                message,
-            }
-        })
-        .ok_or(Refused::NotAMember))
+    let row = row.map(|r| {
+        let message: ChatMessage = MessageRow {
+            id: r.id,
+            party_id: r.party_id,
+            user_id: r.user_id,
+            username: r.username,
+            display_name: r.display_name,
+            avatar_path: r.avatar_path,
+            content: r.content,
+            reply_to: r.reply_to,
+            client_id: r.client_id,
+            is_edited: r.is_edited,
+            is_deleted: r.is_deleted,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+        .into();
+        let new = message.id == id;
+        Stored {
+            new,
+            unpublished: new || r.unpublished,
+            message,
+        }
+    });
+    match (row, client_id) {
+        (Some(stored), _) => Ok(Ok(stored)),
+        // A resend racing the first send's transaction: the insert waited for it to
+        // commit and did nothing, but the statement's snapshot predates the commit, so
+        // the first message is read now.
+        (None, Some(client_id)) => Ok(resent(db, party, user, client_id)
+            .await?
+            .ok_or(Refused::NotAMember)),
+        (None, None) => Ok(Err(Refused::NotAMember)),
+    }
+}
+
+/// The message `user` sent to `party` with `client_id`, if any (and whether its
+/// publication is unconfirmed).
+async fn resent(
+    db: &PgPool,
+    party: Uuid,
+    user: Uuid,
+    client_id: &str,
+) -> sqlx::Result<Option<Stored>> {
+    let Some(row) = sqlx::query_as::<_, MessageRow>(
+        "SELECT m.id, m.party_id, m.user_id, u.username, u.display_name, u.avatar_path, m.content,
+                m.reply_to, m.client_id, m.is_edited, m.is_deleted, m.created_at, m.updated_at
+         FROM party_messages m JOIN users u ON u.id = m.user_id
+         WHERE m.party_id = $1 AND m.user_id = $2 AND m.client_id = $3",
+    )
+    .bind(party)
+    .bind(user)
+    .bind(client_id)
+    .fetch_optional(db)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let unpublished: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM party_messages_unpublished WHERE message_id = $1)",
+    )
+    .bind(row.id)
+    .fetch_one(db)
+    .await?;
+    Ok(Some(Stored {
+        message: row.into(),
+        new: false,
+        unpublished,
+    }))
 }
 
 /// The messages whose publication to the other nodes Redis confirmed: they leave
