@@ -1,9 +1,12 @@
 //! The `analytics` queue: events into ClickHouse in batches.
 //!
-//! Each job hands its event to one batcher per process and waits until the batch that
-//! holds it is written (group commit): up to 1000 events or 500 ms per INSERT, and a job
-//! is acknowledged only once its event is in ClickHouse, so a crash loses nothing (a
-//! re-delivered event is folded away on its `event_id`). Run the pool with a high
+//! Each job hands its events (one, or a batch of up to 500 from the API) to one batcher
+//! per process and waits until the INSERT that holds them is written (group commit): up
+//! to [`MAX_BATCH`] events or [`MAX_WAIT`] per INSERT, and a job is acknowledged only
+//! once its events are in ClickHouse, so a crash loses nothing (a re-delivered event is
+//! folded away on its `event_id`). Large INSERTs are what ClickHouse wants: each one
+//! makes a part in `events` and in every rollup its materialized views fill, so a
+//! thousand small ones a minute keep the merges busy. Run the pool with a high
 //! concurrency (e.g. `analytics=500`) so batches fill.
 
 use std::{sync::Arc, time::Duration};
@@ -17,10 +20,16 @@ use wp_shared::{
 
 use crate::Ctx;
 
-pub const MAX_BATCH: usize = 1000;
+/// Events per INSERT at most (a job's events are not split, so one may pass it by 499).
+pub const MAX_BATCH: usize = 20_000;
+/// How long a batch waits to fill once its first events arrive.
 pub const MAX_WAIT: Duration = Duration::from_millis(500);
+/// Handovers (a job's events, or a chunk of offered ones) queued for the writer.
+pub const QUEUE: usize = 256;
+/// Offered events go to the writer in chunks of this many.
+const OFFER_CHUNK: usize = 100;
 
-type Pending = (Event, oneshot::Sender<Result<(), String>>);
+type Pending = (Vec<Event>, oneshot::Sender<Result<(), String>>);
 
 /// Sends events to the batch writer.
 #[derive(Clone)]
@@ -40,18 +49,20 @@ impl Batcher {
         timeout: Duration,
         db: Option<sqlx::PgPool>,
     ) -> Self {
-        let (tx, mut rx) = mpsc::channel::<Pending>(MAX_BATCH * 4);
+        let (tx, mut rx) = mpsc::channel::<Pending>(QUEUE);
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
+            while let Some((mut events, first)) = rx.recv().await {
+                let mut waiters = vec![first];
                 let deadline = tokio::time::Instant::now() + MAX_WAIT;
-                while batch.len() < MAX_BATCH {
+                while events.len() < MAX_BATCH {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(p)) => batch.push(p),
+                        Ok(Some((mut more, w))) => {
+                            events.append(&mut more);
+                            waiters.push(w);
+                        }
                         Ok(None) | Err(_) => break,
                     }
                 }
-                let (events, waiters): (Vec<Event>, Vec<_>) = batch.into_iter().unzip();
                 let res = match tokio::time::timeout(timeout, insert_events(&client, &events)).await
                 {
                     Ok(r) => r.map_err(|e| e.to_string()),
@@ -84,44 +95,32 @@ impl Batcher {
     /// a batch that fails is logged and dropped). When the writer's queue is full (a
     /// slow or stuck ClickHouse) the surplus is dropped at once rather than held in
     /// waiting tasks; returns how many were dropped.
-    pub fn offer(&self, events: Vec<Event>) -> usize {
-        let total = events.len();
-        for (i, e) in events.into_iter().enumerate() {
+    pub fn offer(&self, mut events: Vec<Event>) -> usize {
+        while !events.is_empty() {
+            let rest = events.split_off(events.len().min(OFFER_CHUNK));
             let (tx, _) = oneshot::channel();
-            if self.tx.try_send((e, tx)).is_err() {
-                return total - i;
+            if let Err(refused) = self.tx.try_send((events, tx)) {
+                return refused.into_inner().0.len() + rest.len();
             }
+            events = rest;
         }
         0
     }
 
     /// Queues every event of a batch and waits until all are written.
     pub async fn write_all(&self, events: Vec<Event>) -> Result<(), String> {
-        let mut written = Vec::with_capacity(events.len());
-        for e in events {
-            let (tx, rx) = oneshot::channel();
-            self.tx
-                .send((e, tx))
-                .await
-                .map_err(|_| "analytics writer stopped".to_owned())?;
-            written.push(rx);
-        }
-        for rx in written {
-            rx.await
-                .map_err(|_| "analytics writer stopped".to_owned())??;
-        }
-        Ok(())
-    }
-
-    /// Queues one event and waits until it is written.
-    pub async fn write(&self, e: Event) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send((e, tx))
+            .send((events, tx))
             .await
             .map_err(|_| "analytics writer stopped".to_owned())?;
         rx.await
             .map_err(|_| "analytics writer stopped".to_owned())?
+    }
+
+    /// Queues one event and waits until it is written.
+    pub async fn write(&self, e: Event) -> Result<(), String> {
+        self.write_all(vec![e]).await
     }
 }
 
@@ -211,11 +210,11 @@ mod tests {
         let event = event();
         // Far more than the writer's queue holds while its INSERT hangs: the call
         // returns at once and says how many it could not take.
-        let offered = MAX_BATCH * 10;
+        let offered = OFFER_CHUNK * QUEUE * 4;
         let dropped = batcher.offer(vec![event; offered]);
         assert!(dropped > 0 && dropped < offered, "{dropped}");
         assert!(
-            dropped >= offered - MAX_BATCH * 5,
+            dropped >= offered - OFFER_CHUNK * QUEUE - MAX_BATCH - OFFER_CHUNK,
             "at most the queue and one batch are held: {dropped}"
         );
     }
