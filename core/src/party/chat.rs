@@ -141,7 +141,8 @@ pub async fn insert(
         }
     }
     let id = Uuid::now_v7();
-    let row = sqlx::query!(
+    let row = sqlx::query_as!(
+        MessageRow,
         r#"WITH ins AS (
                INSERT INTO party_messages (id, party_id, user_id, content, reply_to, client_id)
                SELECT $1, $2, $3, $4, $5, $6
@@ -160,9 +161,7 @@ pub async fn insert(
            SELECT m.id AS "id!", m.party_id AS "party_id!", m.user_id AS "user_id!", u.username,
                   u.display_name, u.avatar_path, m.content AS "content!", m.reply_to, m.client_id,
                   m.is_edited AS "is_edited!", m.is_deleted AS "is_deleted!",
-                  m.created_at AS "created_at!", m.updated_at AS "updated_at!",
-                  EXISTS (SELECT 1 FROM party_messages_unpublished p WHERE p.message_id = m.id)
-                      AS "unpublished!"
+                  m.created_at AS "created_at!", m.updated_at AS "updated_at!"
            FROM msg m JOIN users u ON u.id = m.user_id"#,
         id,
         party,
@@ -173,30 +172,19 @@ pub async fn insert(
     )
     .fetch_optional(db)
     .await?;
-    let row = row.map(|r| {
-        let message: ChatMessage = MessageRow {
-            id: r.id,
-            party_id: r.party_id,
-            user_id: r.user_id,
-            username: r.username,
-            display_name: r.display_name,
-            avatar_path: r.avatar_path,
-            content: r.content,
-            reply_to: r.reply_to,
-            client_id: r.client_id,
-            is_edited: r.is_edited,
-            is_deleted: r.is_deleted,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-        .into();
-        let new = message.id == id;
-        Stored {
-            new,
-            unpublished: new || r.unpublished,
-            message,
-        }
-    });
+    let row = match row {
+        Some(r) if r.id == id => Some(Stored {
+            message: r.into(),
+            new: true,
+            unpublished: true,
+        }),
+        Some(r) => Some(Stored {
+            unpublished: unconfirmed(db, r.id).await?,
+            message: r.into(),
+            new: false,
+        }),
+        None => None,
+    };
     match (row, client_id) {
         (Some(stored), _) => Ok(Ok(stored)),
         // A resend racing the first send's transaction: the insert waited for it to
@@ -231,17 +219,22 @@ async fn resent(
     else {
         return Ok(None);
     };
-    let unpublished: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM party_messages_unpublished WHERE message_id = $1)",
-    )
-    .bind(row.id)
-    .fetch_one(db)
-    .await?;
     Ok(Some(Stored {
+        unpublished: unconfirmed(db, row.id).await?,
         message: row.into(),
         new: false,
-        unpublished,
     }))
+}
+
+/// Whether the publication of message `id` is still unconfirmed (its outbox row is
+/// there).
+async fn unconfirmed(db: &PgPool, id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM party_messages_unpublished WHERE message_id = $1)",
+    )
+    .bind(id)
+    .fetch_one(db)
+    .await
 }
 
 /// The messages whose publication to the other nodes Redis confirmed: they leave
