@@ -4,10 +4,8 @@
 -- the days asked and counts per point: exact distinct viewers, and a sum over the
 -- video's viewers instead of merging one `uniq` state per day, party flag and point.
 -- The masks of one progress event cover the points from `from` to `position`, as
--- `video_retention_mv` does. Every shift stays within 0..63, in the branch `if` throws
--- away too (ClickHouse evaluates both; some releases refuse a shift past 63).
--- `video_retention` and its view stay for this release (the release before reads them
--- during an upgrade: docs/operations.md, "Upgrades"); a later release drops them.
+-- `video_retention_mv` did. That view stops here (each progress event made up to 100
+-- rows of it); its table `video_retention` stays, read by nothing, with what it held.
 CREATE TABLE IF NOT EXISTS video_retention_viewers (
     day      Date,
     video_id UUID,
@@ -28,10 +26,10 @@ SELECT toDate(occurred_at) AS day,
        toUInt8(party_id != toUUID('00000000-0000-0000-0000-000000000000')) AS in_party,
        user_id,
        groupBitOrState(toUInt64(if(p0 > 63, toUInt64(0), toUInt64(
-           bitShiftLeft(bitShiftRight(toUInt64(18446744073709551615), toUInt8(63 - (least(p1, 63) - least(p0, 63)))),
-                        toUInt8(least(p0, 63))))))) AS low,
+           bitShiftLeft(if(least(p1, 63) - p0 >= 63, toUInt64(18446744073709551615),
+                           toUInt64(bitShiftLeft(toUInt64(1), toUInt8(least(p1, 63) - p0 + 1)) - 1)), p0))))) AS low,
        groupBitOrState(toUInt64(if(p1 < 64, toUInt64(0), toUInt64(
-           bitShiftLeft(bitShiftRight(toUInt64(18446744073709551615), toUInt8(63 - (greatest(p1, 64) - greatest(p0, 64)))),
+           bitShiftLeft(toUInt64(bitShiftLeft(toUInt64(1), toUInt8(p1 - greatest(p0, 64) + 1)) - 1),
                         toUInt8(greatest(p0, 64) - 64)))))) AS high
 FROM events
 WHERE event_type = 'playback.progress'
@@ -39,8 +37,7 @@ WHERE event_type = 'playback.progress'
   AND visitParamExtractFloat(properties, 'duration') > 0
 GROUP BY day, video_id, in_party, user_id;
 
--- What was recorded before this migration, as far as the raw events go back (older
--- curves stay in `video_retention`). One pass; the grouping spills to disk past 1 GB.
+-- What was recorded before this migration.
 INSERT INTO video_retention_viewers
 WITH visitParamExtractFloat(properties, 'duration') AS d,
      toUInt8(least(99, floor(greatest(0, visitParamExtractFloat(properties, 'from')) / d * 100))) AS p0,
@@ -50,14 +47,15 @@ SELECT toDate(occurred_at) AS day,
        toUInt8(party_id != toUUID('00000000-0000-0000-0000-000000000000')) AS in_party,
        user_id,
        groupBitOrState(toUInt64(if(p0 > 63, toUInt64(0), toUInt64(
-           bitShiftLeft(bitShiftRight(toUInt64(18446744073709551615), toUInt8(63 - (least(p1, 63) - least(p0, 63)))),
-                        toUInt8(least(p0, 63))))))) AS low,
+           bitShiftLeft(if(least(p1, 63) - p0 >= 63, toUInt64(18446744073709551615),
+                           toUInt64(bitShiftLeft(toUInt64(1), toUInt8(least(p1, 63) - p0 + 1)) - 1)), p0))))) AS low,
        groupBitOrState(toUInt64(if(p1 < 64, toUInt64(0), toUInt64(
-           bitShiftLeft(bitShiftRight(toUInt64(18446744073709551615), toUInt8(63 - (greatest(p1, 64) - greatest(p0, 64)))),
+           bitShiftLeft(toUInt64(bitShiftLeft(toUInt64(1), toUInt8(p1 - greatest(p0, 64) + 1)) - 1),
                         toUInt8(greatest(p0, 64) - 64)))))) AS high
 FROM events
 WHERE event_type = 'playback.progress'
   AND video_id != toUUID('00000000-0000-0000-0000-000000000000')
   AND visitParamExtractFloat(properties, 'duration') > 0
-GROUP BY day, video_id, in_party, user_id
-SETTINGS max_bytes_before_external_group_by = 1000000000;
+GROUP BY day, video_id, in_party, user_id;
+
+DROP TABLE IF EXISTS video_retention_mv;

@@ -101,9 +101,8 @@ else
 fi
 
 echo "== 3b. that video's retention, 30 days: each viewer's masks (the API's read; it counts per point itself) vs a uniq state per point (the first design) (5 runs, median s)"
-# The first design's table is filled by its view while that view exists (migration 4
-# keeps it for one release); once a later migration drops it, it is rebuilt here from
-# the raw events with the view's SELECT.
+# The first design's view is gone since migration 4: its table is rebuilt here for
+# this video from the raw events with the view's SELECT.
 [ "$($CH --query "EXISTS TABLE video_retention_mv")" = 1 ] || $CH --query "INSERT INTO video_retention
   WITH visitParamExtractFloat(properties, 'duration') AS d,
        toUInt8(least(99, floor(greatest(0, visitParamExtractFloat(properties, 'from')) / d * 100))) AS p0,

@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[ChMigration] = &[
         name: "retention_viewers",
         sql: include_str!("../../clickhouse/0004_retention_viewers.sql"),
     },
+    ChMigration {
+        version: 5,
+        name: "retention_shifts",
+        sql: include_str!("../../clickhouse/0005_retention_shifts.sql"),
+    },
 ];
 
 /// A client bound to the configured database.
